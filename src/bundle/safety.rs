@@ -1,0 +1,256 @@
+//! Safety rules applied to every entry of an archive or a staged tree.
+//!
+//! Guarantees:
+//! - rules run on the name the entry *really* has (PAX `path` and GNU long
+//!   names resolved by the reader), and on the raw bytes, so a non-UTF-8 name
+//!   is reported, never a crash;
+//! - links are judged lexically, from the entry's own folder for symlinks and
+//!   from the archive root for hard links, exactly as an extractor would;
+//! - the rules never touch the file system.
+
+use std::collections::{HashMap, HashSet};
+
+use crossbeam_channel::Sender;
+
+use crate::finding::{Code, Finding};
+
+/// The kinds of entry the rules distinguish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Hardlink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+    Socket,
+    /// Any other tar type flag (sparse, volume label, vendor extension).
+    Other(u8),
+}
+
+/// What the rules need to know about one entry.
+#[derive(Debug)]
+pub struct EntryMeta<'a> {
+    pub raw_path: &'a [u8],
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub link_target: Option<&'a [u8]>,
+}
+
+/// Turns raw name bytes into a printable name, escaping invalid UTF-8 as
+/// `\xNN` so it can be shown and compared.
+pub fn display_name(raw: &[u8]) -> String {
+    match std::str::from_utf8(raw) {
+        Ok(s) => s.to_string(),
+        Err(_) => {
+            let mut out = String::new();
+            for chunk in raw.utf8_chunks() {
+                out.push_str(chunk.valid());
+                for b in chunk.invalid() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Normalises an archive path: drops `./` prefixes, empty and `.`
+/// components and trailing slashes. Keeps `..` so rules can see it.
+pub fn normalise(name: &str) -> String {
+    name.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// State carried across entries.
+#[derive(Default)]
+pub struct SafetyRules {
+    seen: HashMap<String, EntryKind>,
+    lower: HashMap<String, String>,
+    symlinks: HashSet<String>,
+    pub problems: usize,
+    pub entries: u64,
+}
+
+impl SafetyRules {
+    /// Checks one entry and returns its normalised path (empty for the root
+    /// entry `./`).
+    pub fn check(&mut self, e: &EntryMeta<'_>, findings: &Sender<Finding>) -> String {
+        self.entries += 1;
+        let shown = display_name(e.raw_path);
+        let mut report = |code: Code, msg: String| {
+            self.problems += 1;
+            let _ = findings.send(Finding::new(code, shown.clone(), msg));
+        };
+        if std::str::from_utf8(e.raw_path).is_err() {
+            report(
+                Code::BundleNonUtf8Name,
+                format!("entry name is not valid UTF-8: {shown}"),
+            );
+        }
+        if shown.starts_with('/') {
+            report(
+                Code::BundleAbsolutePath,
+                format!("absolute path {shown} would be written outside the destination"),
+            );
+        }
+        let path = normalise(&shown);
+        if path.split('/').any(|c| c == "..") {
+            report(
+                Code::BundlePathTraversal,
+                format!("path {shown} contains a `..` component"),
+            );
+        }
+        // A prefix of this path that an earlier entry made a symlink.
+        let mut prefix_end = 0;
+        for (i, ch) in path.char_indices() {
+            if ch == '/' {
+                prefix_end = i;
+                let prefix = &path[..prefix_end];
+                if self.symlinks.contains(prefix) {
+                    report(
+                        Code::BundlePathThroughSymlink,
+                        format!("{shown} is written through the symlink {prefix} created by an earlier entry"),
+                    );
+                    break;
+                }
+            }
+        }
+        let _ = prefix_end;
+        match e.kind {
+            EntryKind::Symlink | EntryKind::Hardlink => {
+                let target = display_name(e.link_target.unwrap_or_default());
+                let base = if e.kind == EntryKind::Symlink {
+                    parent(&path)
+                } else {
+                    ""
+                };
+                if target.is_empty() {
+                    report(
+                        Code::BundleLinkEscape,
+                        format!("link {shown} has an empty target"),
+                    );
+                } else if target.starts_with('/') || escapes(base, &target) {
+                    let kind = if e.kind == EntryKind::Symlink {
+                        "symlink"
+                    } else {
+                        "hard link"
+                    };
+                    report(
+                        Code::BundleLinkEscape,
+                        format!("{kind} {shown} -> {target} points outside the archive root"),
+                    );
+                }
+                if e.kind == EntryKind::Symlink {
+                    self.symlinks.insert(path.clone());
+                }
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo | EntryKind::Socket => {
+                let what = match e.kind {
+                    EntryKind::CharDevice => "character device",
+                    EntryKind::BlockDevice => "block device",
+                    EntryKind::Fifo => "FIFO",
+                    _ => "socket",
+                };
+                report(Code::BundleSpecialFile, format!("{shown} is a {what}"));
+            }
+            EntryKind::Other(t) => {
+                let _ = findings.send(Finding::new(
+                    Code::BundleUnsupportedEntry,
+                    shown.clone(),
+                    format!("{shown} has tar type {:?}, which is not verified", t as char),
+                ));
+            }
+            EntryKind::File | EntryKind::Dir => {}
+        }
+        if e.kind != EntryKind::Dir && e.mode & 0o6000 != 0 {
+            let bits = match e.mode & 0o6000 {
+                0o4000 => "setuid",
+                0o2000 => "setgid",
+                _ => "setuid and setgid",
+            };
+            report(
+                Code::BundleSetuid,
+                format!("{shown} has the {bits} bit (mode {:o})", e.mode & 0o7777),
+            );
+        }
+        if !path.is_empty() {
+            if let Some(prev) = self.seen.get(&path) {
+                // A directory listed twice changes nothing on extraction.
+                if !(*prev == EntryKind::Dir && e.kind == EntryKind::Dir) {
+                    report(
+                        Code::BundleDuplicateEntry,
+                        format!("{path} appears more than once; the later entry replaces the earlier one on extraction"),
+                    );
+                }
+            } else {
+                self.seen.insert(path.clone(), e.kind);
+                let lower = path.to_lowercase();
+                if let Some(other) = self.lower.get(&lower) {
+                    if *other != path {
+                        let _ = findings.send(Finding::new(
+                            Code::BundleCaseCollision,
+                            shown.clone(),
+                            format!("{path} and {other} differ only by case"),
+                        ));
+                    }
+                } else {
+                    self.lower.insert(lower, path.clone());
+                }
+            }
+        }
+        path
+    }
+}
+
+fn parent(path: &str) -> &str {
+    path.rfind('/').map(|i| &path[..i]).unwrap_or("")
+}
+
+/// Whether `target`, resolved lexically from folder `base`, leaves the root.
+fn escapes(base: &str, target: &str) -> bool {
+    let mut depth: i64 = base.split('/').filter(|c| !c.is_empty()).count() as i64;
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_escape() {
+        assert!(!escapes("a/b", "../c"));
+        assert!(!escapes("a/b", "../../c"));
+        assert!(escapes("a/b", "../../../c"));
+        assert!(escapes("", ".."));
+        assert!(!escapes("", "a/../b"));
+        assert!(escapes("a", "b/../../../x"));
+    }
+
+    #[test]
+    fn normalises_paths() {
+        assert_eq!(normalise("./a//b/./c/"), "a/b/c");
+        assert_eq!(normalise("./"), "");
+        assert_eq!(normalise("a/../b"), "a/../b");
+    }
+
+    #[test]
+    fn escapes_invalid_utf8() {
+        assert_eq!(display_name(b"a\xffb"), "a\\xffb");
+    }
+}

@@ -1,0 +1,165 @@
+//! Chunked byte streams between the pipeline's threads.
+//!
+//! Guarantees:
+//! - memory is bounded: every channel is bounded, so at most
+//!   `CHANNEL_DEPTH` chunks of at most `CHUNK_SIZE` bytes wait per stage,
+//!   whatever the size of the archive;
+//! - a chunk is read from disk once and shared (not copied) between the outer
+//!   hasher and the decoder;
+//! - a stage that fails upstream sends [`Msg::Abort`], so the stage below can
+//!   tell "the data ended" from "the producer gave up" and does not report a
+//!   second, misleading truncation.
+
+use std::io::{self, BufRead, Read};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+/// Size of one read from disk and of one decompressed chunk. Large enough to
+/// amortise syscalls and channel hand-offs, small enough to keep RSS flat.
+pub const CHUNK_SIZE: usize = 1 << 20;
+/// Chunks in flight per channel.
+pub const CHANNEL_DEPTH: usize = 8;
+
+pub type Chunk = Arc<Vec<u8>>;
+
+#[derive(Debug)]
+pub enum Msg {
+    Data(Chunk),
+    /// The producer stopped because of an error it has already reported.
+    Abort,
+}
+
+pub fn channel() -> (Sender<Msg>, Receiver<Msg>) {
+    crossbeam_channel::bounded(CHANNEL_DEPTH)
+}
+
+/// Marker carried inside an `io::Error` when the upstream stage aborted.
+#[derive(Debug)]
+pub struct UpstreamAborted;
+
+impl std::fmt::Display for UpstreamAborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("upstream stage aborted")
+    }
+}
+
+impl std::error::Error for UpstreamAborted {}
+
+pub fn is_upstream_abort(e: &io::Error) -> bool {
+    e.get_ref()
+        .map(|inner| inner.is::<UpstreamAborted>())
+        .unwrap_or(false)
+}
+
+/// `Read` + `BufRead` over a channel of chunks, counting the bytes consumed.
+pub struct ChunkReader {
+    rx: Receiver<Msg>,
+    current: Option<Chunk>,
+    pos: usize,
+    consumed: u64,
+    eof: bool,
+    aborted: bool,
+}
+
+impl ChunkReader {
+    pub fn new(rx: Receiver<Msg>) -> Self {
+        ChunkReader {
+            rx,
+            current: None,
+            pos: 0,
+            consumed: 0,
+            eof: false,
+            aborted: false,
+        }
+    }
+
+    /// Bytes handed out so far (the offset of the next byte).
+    pub fn offset(&self) -> u64 {
+        self.consumed
+    }
+
+    pub fn aborted(&self) -> bool {
+        self.aborted
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ChunkReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        loop {
+            if let Some(c) = &self.current {
+                if self.pos < c.len() {
+                    break;
+                }
+            }
+            if self.eof {
+                return Ok(&[]);
+            }
+            if self.aborted {
+                return Err(io::Error::other(UpstreamAborted));
+            }
+            match self.rx.recv() {
+                Ok(Msg::Data(c)) => {
+                    self.current = Some(c);
+                    self.pos = 0;
+                }
+                Ok(Msg::Abort) => {
+                    self.aborted = true;
+                    self.current = None;
+                }
+                // Sender dropped: a clean end of stream.
+                Err(_) => {
+                    self.eof = true;
+                    self.current = None;
+                }
+            }
+        }
+        let c = self.current.as_ref().expect("chunk present");
+        Ok(&c[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos += amt;
+        self.consumed += amt as u64;
+    }
+}
+
+/// A sender that degrades to "discard" when the receiving stage has quit, so
+/// that the producer can still finish its own checks (CRCs, outer hash).
+pub struct ForwardingSender {
+    tx: Option<Sender<Msg>>,
+}
+
+impl ForwardingSender {
+    pub fn new(tx: Sender<Msg>) -> Self {
+        ForwardingSender { tx: Some(tx) }
+    }
+
+    pub fn send(&mut self, chunk: Chunk) {
+        if let Some(tx) = &self.tx {
+            if tx.send(Msg::Data(chunk)).is_err() {
+                self.tx = None;
+            }
+        }
+    }
+
+    pub fn abort(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Msg::Abort);
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.tx.is_some()
+    }
+}

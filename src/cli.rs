@@ -1,0 +1,151 @@
+//! Command-line definitions. Each flag's help lives next to it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "airgap-verify",
+    version,
+    about = "Verify an air-gapped release archive and the services inside the perimeter, offline.",
+    after_help = "Exit codes: 0 ready (warnings allowed), 1 not ready (a check failed), 2 usage, input or configuration error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Verify a release archive (.tar, .tar.gz, .tar.zst) or a staged folder in one streaming pass.
+    Bundle(BundleArgs),
+    /// Create or inspect release manifests.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+    /// Print what a finding code means and how to fix it.
+    Explain(ExplainArgs),
+    /// Write the Sekoia-shaped sample release used by the demo, the tests and the benchmark.
+    Sample(SampleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Report format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Lowest status that makes the run fail (exit 1). `warn` turns warnings into failures.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub fail_on: FailOn,
+    /// Never draw a progress bar (it is drawn only on a terminal, for the human format).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// When to colour the human report. `auto` colours a terminal unless NO_COLOR is set.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// The archive or staged folder to verify. Its format is detected from its first bytes.
+    pub path: PathBuf,
+    /// Checksum file in sha256sum format (default: PATH.sha256 when it exists).
+    #[arg(long, value_name = "FILE", conflicts_with = "sha256")]
+    pub checksum: Option<PathBuf>,
+    /// Expected SHA-256 of the archive, as 64 hex digits.
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Largest manifest (manifest.json, SHA256SUMS) loaded into memory, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub max_manifest_size: u64,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Write a manifest.json listing every file of a trusted archive or folder (size and SHA-256).
+    Create(ManifestCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestCreateArgs {
+    /// The trusted archive or folder.
+    pub path: PathBuf,
+    /// Folder inside the input that the manifest describes (default: all of it).
+    #[arg(long, value_name = "DIR", default_value = "")]
+    pub root: String,
+    /// Product name recorded in the manifest (default: the input's file name).
+    #[arg(long)]
+    pub product: Option<String>,
+    /// Version recorded in the manifest.
+    #[arg(long = "release-version", value_name = "VERSION", default_value = "unversioned")]
+    pub release_version: String,
+    /// Write the manifest to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A finding code such as bundle:digest-mismatch. Omit with --list.
+    #[arg(required_unless_present = "list")]
+    pub code: Option<String>,
+    /// List every code with its default status.
+    #[arg(long)]
+    pub list: bool,
+    /// Print docs/checks.md (every code, as Markdown).
+    #[arg(long, hide = true)]
+    pub markdown: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Folder to write into; created if missing.
+    pub dir: PathBuf,
+    /// Approximate total size of the release, e.g. 5MiB or 1GiB (benchmarks use large sizes).
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
+    pub size: u64,
+    /// Also write a gzip-compressed copy (.tar.gz) with its own .sha256.
+    #[arg(long)]
+    pub gzip: bool,
+}
+
+/// Parses sizes such as `512`, `4MiB`, `1GiB`, `10MB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 4MiB or 1GiB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+}

@@ -1,0 +1,208 @@
+//! Findings: the only thing validators and probes produce.
+//!
+//! Guarantees:
+//! - every finding carries a stable code from [`crate::codes`]; its remediation
+//!   and default status come from that table, never from the producer;
+//! - status overrides (`--fail-on`, per-code overrides) are applied in exactly
+//!   one place, [`Policy::apply`], after producers have finished;
+//! - the exit code is derived from findings alone ([`Summary::exit_code`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+pub use crate::codes::Code;
+
+/// Outcome of one check. Ordered from least to most severe so that `max()`
+/// over a set of findings gives the worst one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Skip,
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "pass" => Some(Status::Pass),
+            "warn" => Some(Status::Warn),
+            "fail" => Some(Status::Fail),
+            "skip" => Some(Status::Skip),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Structured evidence: what exactly was verified (sizes, digests, counts).
+/// A `BTreeMap` keeps keys sorted so reports are byte-for-byte reproducible.
+pub type Evidence = BTreeMap<String, serde_json::Value>;
+
+/// One result of one check on one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub code: Code,
+    pub status: Status,
+    /// What was checked: for archive findings the member path inside the
+    /// archive (nested members joined with `!`), otherwise a host, file or
+    /// the archive itself.
+    pub target: String,
+    pub message: String,
+    pub evidence: Evidence,
+    pub duration_ms: u64,
+}
+
+impl Finding {
+    /// A finding with the code's default status.
+    pub fn new(code: Code, target: impl Into<String>, message: impl Into<String>) -> Self {
+        Finding {
+            code,
+            status: code.default_status(),
+            target: target.into(),
+            message: message.into(),
+            evidence: Evidence::new(),
+            duration_ms: 0,
+        }
+    }
+
+    pub fn with_status(mut self, status: Status) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn evidence(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.evidence.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn duration_ms(mut self, ms: u64) -> Self {
+        self.duration_ms = ms;
+        self
+    }
+
+    pub fn family(&self) -> &'static str {
+        self.code.family()
+    }
+
+    pub fn remediation(&self) -> &'static str {
+        self.code.info().remediation
+    }
+}
+
+/// Counts per status.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub pass: usize,
+    pub warn: usize,
+    pub fail: usize,
+    pub skip: usize,
+}
+
+impl Summary {
+    pub fn of(findings: &[Finding]) -> Summary {
+        let mut s = Summary::default();
+        for f in findings {
+            match f.status {
+                Status::Pass => s.pass += 1,
+                Status::Warn => s.warn += 1,
+                Status::Fail => s.fail += 1,
+                Status::Skip => s.skip += 1,
+            }
+        }
+        s
+    }
+
+    /// The exit-code contract: 0 ready, 1 not ready. (2 is decided before any
+    /// check runs, from usage, input or configuration errors.)
+    pub fn exit_code(&self) -> i32 {
+        if self.fail > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// How the user wants statuses judged: the one place severity is changed.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// `--fail-on warn`: warnings fail the run.
+    pub fail_on_warn: bool,
+    /// Per-code overrides (from configuration), applied before `fail_on_warn`.
+    pub overrides: BTreeMap<Code, Status>,
+}
+
+impl Policy {
+    pub fn apply(&self, findings: &mut [Finding]) {
+        for f in findings.iter_mut() {
+            if let Some(s) = self.overrides.get(&f.code) {
+                // An override never turns a pass into a problem: it re-grades
+                // problems only.
+                if f.status != Status::Pass && f.status != Status::Skip {
+                    f.status = *s;
+                }
+            }
+            if self.fail_on_warn && f.status == Status::Warn {
+                f.status = Status::Fail;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_on_warn_turns_warnings_into_failures() {
+        let mut v = vec![
+            Finding::new(Code::BundleChecksumMissing, "a", "m"),
+            Finding::new(Code::BundleChecksumVerified, "a", "m"),
+        ];
+        assert_eq!(Summary::of(&v).exit_code(), 0);
+        Policy {
+            fail_on_warn: true,
+            ..Default::default()
+        }
+        .apply(&mut v);
+        assert_eq!(v[0].status, Status::Fail);
+        assert_eq!(v[1].status, Status::Pass);
+        assert_eq!(Summary::of(&v).exit_code(), 1);
+    }
+
+    #[test]
+    fn override_regrades_problems_only() {
+        let mut v = vec![
+            Finding::new(Code::BundleCaseCollision, "a", "m"),
+            Finding::new(Code::BundleChecksumVerified, "a", "m"),
+        ];
+        let mut overrides = BTreeMap::new();
+        overrides.insert(Code::BundleCaseCollision, Status::Fail);
+        overrides.insert(Code::BundleChecksumVerified, Status::Fail);
+        Policy {
+            fail_on_warn: false,
+            overrides,
+        }
+        .apply(&mut v);
+        assert_eq!(v[0].status, Status::Fail);
+        assert_eq!(v[1].status, Status::Pass);
+    }
+}

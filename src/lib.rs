@@ -1,0 +1,16 @@
+//! airgap-verify: verify a vendor's release archive and the services inside
+//! a closed network before installing a self-hosted platform.
+//!
+//! Data flows one way: input -> plan -> validators/probes -> findings ->
+//! renderer. Validators never print and never decide the exit code; they
+//! send [`finding::Finding`]s. The binary (`main.rs`) is a thin shell over
+//! [`run`].
+
+pub mod bundle;
+pub mod cli;
+pub mod codes;
+pub mod error;
+pub mod finding;
+pub mod report;
+pub mod run;
+pub mod sample;

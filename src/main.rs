@@ -1,0 +1,201 @@
+//! Thin binary: parse args -> validated plan -> run -> render -> exit code.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use airgap_verify::bundle::{checksum::ChecksumSource, BundleOptions, Limits, NoProgress, Progress};
+use airgap_verify::cli::{Cli, ColorChoice, Command, FailOn, ManifestCommand, ReportArgs};
+use airgap_verify::error::InputError;
+use airgap_verify::finding::{Finding, Policy, Status};
+use airgap_verify::report::{self, Format, Report};
+use airgap_verify::{codes, run, sample};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // One line, the whole chain, printed once.
+            eprintln!("airgap-verify: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Bundle(a) => {
+            let checksum = match (a.checksum, a.sha256) {
+                (Some(f), _) => ChecksumSource::File(f),
+                (None, Some(h)) => ChecksumSource::Hex(h),
+                (None, None) => ChecksumSource::Auto,
+            };
+            let opts = BundleOptions {
+                path: a.path,
+                checksum,
+                limits: Limits {
+                    max_manifest_size: a.max_manifest_size,
+                },
+            };
+            let policy = policy(&a.report);
+            let bar = progress_for(&a.report);
+            let report = run::bundle(&opts, &policy, bar.as_ref())?;
+            emit(&report, &a.report)
+        }
+        Command::Manifest(ManifestCommand::Create(a)) => manifest_create(a),
+        Command::Explain(a) => explain(a),
+        Command::Sample(a) => {
+            let written = sample::write_release(&a.dir, a.size, a.gzip)
+                .with_context(|| format!("writing the sample release into {}", a.dir.display()))?;
+            for p in written {
+                println!("{}", p.display());
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn policy(r: &ReportArgs) -> Policy {
+    Policy {
+        fail_on_warn: r.fail_on == FailOn::Warn,
+        ..Default::default()
+    }
+}
+
+/// Renders the report where asked; the exit code comes from findings alone.
+fn emit(report: &Report, r: &ReportArgs) -> anyhow::Result<u8> {
+    let code = report.exit_code() as u8;
+    let result = match &r.output {
+        Some(path) => {
+            let mut f = std::fs::File::create(path)
+                .map_err(|e| InputError::unreadable(path, "output file", e))?;
+            report::render(report, r.format, false, &mut f)
+                .and_then(|_| f.flush())
+                .with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let color = match r.color {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => {
+                    stdout.is_terminal()
+                        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                }
+            };
+            let mut lock = stdout.lock();
+            match report::render(report, r.format, color, &mut lock).and_then(|_| lock.flush()) {
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.context("writing the report"),
+            }
+        }
+    };
+    result.map(|_| code)
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn start(&self, total: u64) {
+        if total > 0 {
+            self.0.set_length(total);
+        }
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn progress_for(r: &ReportArgs) -> Box<dyn Progress> {
+    if r.no_progress || r.format != Format::Human || !std::io::stderr().is_terminal() {
+        return Box::new(NoProgress);
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        None,
+        indicatif::ProgressDrawTarget::stderr_with_hz(10),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} {bar:30} {bytes_per_sec} ETA {eta}",
+        )
+        .expect("static template"),
+    );
+    Box::new(Bar(bar))
+}
+
+fn manifest_create(a: airgap_verify::cli::ManifestCreateArgs) -> anyhow::Result<u8> {
+    let opts = BundleOptions {
+        path: a.path.clone(),
+        checksum: ChecksumSource::Auto,
+        limits: Limits::default(),
+    };
+    let (tx, rx) = crossbeam_channel::unbounded::<Finding>();
+    let verified = airgap_verify::bundle::verify(&opts, &NoProgress, &tx)?;
+    drop(tx);
+    let failures: Vec<Finding> = rx.into_iter().filter(|f| f.status == Status::Fail).collect();
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("airgap-verify: {}: {}", f.code, f.message);
+        }
+        eprintln!(
+            "airgap-verify: no manifest written: {} failing finding(s); a baseline must come from an intact copy",
+            failures.len()
+        );
+        return Ok(1);
+    }
+    let product = a.product.unwrap_or_else(|| {
+        let name = a.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        name.split(".tar").next().unwrap_or(&name).to_string()
+    });
+    let doc = airgap_verify::bundle::create::build(&verified.files, &a.root, &product, &a.release_version);
+    if doc.files.is_empty() {
+        return Err(InputError::Usage(format!(
+            "--root {:?}: no file of {} is inside that folder",
+            a.root,
+            a.path.display()
+        ))
+        .into());
+    }
+    let text = serde_json::to_string_pretty(&doc)? + "\n";
+    match a.output {
+        Some(p) => std::fs::write(&p, text).map_err(|e| InputError::unreadable(&p, "output file", e))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(text.as_bytes()) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn explain(a: airgap_verify::cli::ExplainArgs) -> anyhow::Result<u8> {
+    if a.markdown {
+        print!("{}", codes::markdown());
+        return Ok(0);
+    }
+    if a.list {
+        for c in codes::ALL {
+            println!("{:<36} {}", c.id, c.default_status);
+        }
+        return Ok(0);
+    }
+    let id = a.code.unwrap_or_default();
+    let Some(code) = codes::Code::from_id(&id) else {
+        return Err(InputError::Usage(format!(
+            "unknown code {id:?}; `airgap-verify explain --list` shows every code"
+        ))
+        .into());
+    };
+    print!("{}", codes::explain_text(code));
+    Ok(0)
+}

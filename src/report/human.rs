@@ -1,0 +1,107 @@
+//! The human report: findings grouped by check family, problems first, each
+//! problem followed by its remediation, and a one-line verdict at the end.
+//! Colour only when asked for (the caller decides from TTY and `NO_COLOR`).
+
+use std::io::{self, Write};
+
+use super::Report;
+use crate::finding::Status;
+
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn status(&self, s: Status) -> String {
+        let (label, code) = match s {
+            Status::Pass => ("pass", "32"),
+            Status::Warn => ("WARN", "33"),
+            Status::Fail => ("FAIL", "31;1"),
+            Status::Skip => ("skip", "2"),
+        };
+        if self.on {
+            format!("\x1b[{code}m{label}\x1b[0m")
+        } else {
+            label.to_string()
+        }
+    }
+
+    fn bold(&self, s: &str) -> String {
+        if self.on {
+            format!("\x1b[1m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn dim(&self, s: &str) -> String {
+        if self.on {
+            format!("\x1b[2m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+pub fn render(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<()> {
+    let p = Paint { on: color };
+    for input in &report.inputs {
+        let digest = input
+            .sha256
+            .as_deref()
+            .map(|d| format!(", sha256:{d}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{} {} ({}, {} bytes{})",
+            p.bold("input"),
+            input.path,
+            input.kind,
+            input.size,
+            digest
+        )?;
+    }
+    for family in report.families() {
+        let mut items: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.family() == family)
+            .collect();
+        // Problems first, worst first; stable within a status.
+        items.sort_by_key(|f| std::cmp::Reverse(f.status));
+        writeln!(out)?;
+        writeln!(out, "{}", p.bold(family))?;
+        for f in items {
+            writeln!(
+                out,
+                "  {}  {}  {}",
+                p.status(f.status),
+                f.code.id(),
+                f.message
+            )?;
+            if matches!(f.status, Status::Fail | Status::Warn) {
+                if f.target != f.message && !f.message.contains(&f.target) {
+                    writeln!(out, "        {} {}", p.dim("at:"), f.target)?;
+                }
+                writeln!(out, "        {} {}", p.dim("fix:"), f.remediation())?;
+            }
+        }
+    }
+    let s = report.summary();
+    let verdict = if s.fail > 0 {
+        p.status(Status::Fail) + " not ready"
+    } else {
+        p.status(Status::Pass) + " ready"
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}: {} pass, {} warn, {} fail, {} skip in {:.1}s",
+        verdict,
+        s.pass,
+        s.warn,
+        s.fail,
+        s.skip,
+        report.duration_ms as f64 / 1000.0
+    )
+}

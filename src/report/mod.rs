@@ -1,0 +1,57 @@
+//! Renderers: one file per output format. A renderer formats findings and
+//! never inspects the world; the same [`Report`] feeds every format.
+
+pub mod human;
+pub mod json;
+pub mod junit;
+
+use std::io::{self, Write};
+
+use crate::bundle::InputSummary;
+use crate::finding::{Finding, Summary};
+
+/// Everything a renderer may show.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The subcommand that produced it (`bundle`, `services`, `check`).
+    pub command: String,
+    pub inputs: Vec<InputSummary>,
+    pub findings: Vec<Finding>,
+    pub duration_ms: u64,
+}
+
+impl Report {
+    pub fn summary(&self) -> Summary {
+        Summary::of(&self.findings)
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        self.summary().exit_code()
+    }
+
+    /// Families in first-appearance order, for grouping.
+    pub fn families(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for f in &self.findings {
+            if !out.contains(&f.family()) {
+                out.push(f.family());
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Junit,
+}
+
+pub fn render(report: &Report, format: Format, color: bool, out: &mut dyn Write) -> io::Result<()> {
+    match format {
+        Format::Human => human::render(report, color, out),
+        Format::Json => json::render(report, out),
+        Format::Junit => junit::render(report, out),
+    }
+}

@@ -1,0 +1,375 @@
+//! A Sekoia-shaped sample release, built from bytes, for the demo, the tests
+//! and the benchmark.
+//!
+//! Guarantees:
+//! - deterministic: the same size gives byte-identical archives (fixed
+//!   mtimes, owners and a seeded generator), so tests can pin digests;
+//! - realistic shape: `platform/v1.0.0/` with a `manifest.json`, docker-archive
+//!   images (`docker save` layout: `manifest.json`, a config named by its
+//!   SHA-256 whose `rootfs.diff_ids` match the layers, `repositories`), Helm
+//!   charts, ArgoCD stacks, and `data/<TYPE>/` content bundles with `latest`;
+//! - large sizes are mostly incompressible image layers of 1 to 200 MiB plus
+//!   thousands of small YAML and JSON files, as in a real release.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use sha2::{Digest, Sha256};
+
+use crate::bundle::manifest::{ManifestDoc, ManifestFile, ManifestImage};
+
+pub const PRODUCT: &str = "sekoia-self-hosted";
+pub const VERSION: &str = "v1.0.0";
+pub const CONTENT_TYPES: &[&str] = &["detection-rules", "intake-formats", "playbook-library"];
+const MTIME: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z
+
+/// xorshift64*: fast, seeded, good enough to defeat compression.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        self.fill(&mut v);
+        v
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn header(path_len_hint: usize, size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
+    let _ = path_len_hint;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_mtime(MTIME);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(kind);
+    h
+}
+
+/// A tar made of the given files, in order, deterministic.
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = header(path.len(), data.len() as u64, 0o644, tar::EntryType::Regular);
+        b.append_data(&mut h, path, *data).expect("in-memory tar");
+    }
+    b.into_inner().expect("in-memory tar")
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    // Fixed header (no name, mtime 0) keeps the output deterministic.
+    let mut e = GzEncoder::new(Vec::new(), Compression::new(6));
+    e.write_all(data).expect("in-memory gzip");
+    e.finish().expect("in-memory gzip")
+}
+
+/// A docker-archive image (`docker save` layout), uncompressed.
+pub fn docker_image(reference: &str, layers: &[Vec<u8>]) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha256_hex(l)))
+        .collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/app"] },
+        "created": "2025-01-01T00:00:00Z",
+        "history": layers.iter().map(|_| serde_json::json!({"created": "2025-01-01T00:00:00Z", "created_by": "COPY . /"})).collect::<Vec<_>>(),
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    });
+    let config_bytes = serde_json::to_vec(&config).expect("json");
+    let config_name = format!("{}.json", sha256_hex(&config_bytes));
+    let layer_dirs: Vec<String> = layers
+        .iter()
+        .map(|l| format!("{}/layer.tar", sha256_hex(l)))
+        .collect();
+    let (repo, tag) = split_ref(reference);
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [reference],
+        "Layers": layer_dirs,
+    }]);
+    let top = layer_dirs
+        .last()
+        .map(|d| d.trim_end_matches("/layer.tar").to_string())
+        .unwrap_or_default();
+    let repositories = serde_json::json!({ repo: { tag: top } });
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("json");
+    let repos_bytes = serde_json::to_vec(&repositories).expect("json");
+    let mut files: Vec<(&str, &[u8])> = Vec::new();
+    files.push((&config_name, &config_bytes));
+    for (dir, l) in layer_dirs.iter().zip(layers) {
+        files.push((dir, l));
+    }
+    files.push(("manifest.json", &manifest_bytes));
+    files.push(("repositories", &repos_bytes));
+    tar_of(&files)
+}
+
+/// Splits `host/repo:tag` into (`host/repo`, `tag`).
+pub fn split_ref(reference: &str) -> (&str, &str) {
+    match reference.rfind(':') {
+        Some(i) if !reference[i..].contains('/') => (&reference[..i], &reference[i + 1..]),
+        _ => (reference, "latest"),
+    }
+}
+
+/// A Helm chart `.tgz` whose values reference `image`.
+pub fn helm_chart(name: &str, version: &str, image: &str) -> Vec<u8> {
+    let (repo, tag) = split_ref(image);
+    let chart = format!(
+        "apiVersion: v2\nname: {name}\nversion: {version}\nappVersion: \"{version}\"\ndescription: {name} for Sekoia Self-Hosted\ntype: application\n"
+    );
+    let values = format!(
+        "replicaCount: 2\nimage:\n  repository: {repo}\n  tag: \"{tag}\"\n  pullPolicy: IfNotPresent\nresources:\n  requests:\n    cpu: 100m\n    memory: 128Mi\n"
+    );
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{{{ .Release.Name }}}}-{name}\nspec:\n  replicas: {{{{ .Values.replicaCount }}}}\n  template:\n    spec:\n      containers:\n        - name: {name}\n          image: \"{{{{ .Values.image.repository }}}}:{{{{ .Values.image.tag }}}}\"\n"
+    );
+    gzip(&tar_of(&[
+        (&format!("{name}/Chart.yaml"), chart.as_bytes()),
+        (&format!("{name}/values.yaml"), values.as_bytes()),
+        (&format!("{name}/templates/deployment.yaml"), deployment.as_bytes()),
+    ]))
+}
+
+/// A security content bundle `.tar.gz`.
+pub fn content_bundle(kind: &str, id: &str, rng: &mut Rng, items: usize) -> Vec<u8> {
+    let mut docs = Vec::new();
+    for i in 0..items {
+        let uuid = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
+        docs.push((
+            format!("{kind}-{id}/{i:04}.yml"),
+            format!("uuid: {uuid}\nname: {kind} item {i}\nversion: {id}\nenabled: true\n").into_bytes(),
+        ));
+    }
+    let refs: Vec<(&str, &[u8])> = docs.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+    gzip(&tar_of(&refs))
+}
+
+/// Writes entries into the outer release tar and records the manifest.
+struct ReleaseWriter {
+    tar: tar::Builder<BufWriter<File>>,
+    listed: Vec<ManifestFile>,
+    prefix: String,
+}
+
+impl ReleaseWriter {
+    fn dir(&mut self, path: &str) -> io::Result<()> {
+        let mut h = header(path.len(), 0, 0o755, tar::EntryType::Directory);
+        self.tar.append_data(&mut h, path, io::empty())
+    }
+
+    fn file(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
+        let mut h = header(path.len(), data.len() as u64, 0o644, tar::EntryType::Regular);
+        self.tar.append_data(&mut h, path, data)?;
+        if let Some(rel) = path.strip_prefix(&self.prefix) {
+            self.listed.push(ManifestFile {
+                path: rel.to_string(),
+                size: data.len() as u64,
+                sha256: sha256_hex(data),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Names used inside the sample, for tests that derive broken variants.
+pub fn platform_dir() -> String {
+    format!("platform/{VERSION}")
+}
+
+pub fn tar_name() -> String {
+    format!("{PRODUCT}-{VERSION}.tar")
+}
+
+/// Writes `PRODUCT-VERSION.tar` and its `.tar.sha256` into `dir` (and the
+/// `.tar.gz` pair when `gzip` is set). Returns the paths written.
+pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let tar_path = dir.join(tar_name());
+    let mut rng = Rng::new(size ^ 0x5e_c01a);
+    let platform = platform_dir();
+    let mut w = ReleaseWriter {
+        tar: tar::Builder::new(BufWriter::with_capacity(1 << 20, File::create(&tar_path)?)),
+        listed: Vec::new(),
+        prefix: format!("{platform}/"),
+    };
+    w.dir("platform/")?;
+    w.dir(&format!("{platform}/"))?;
+    w.dir(&format!("{platform}/images/"))?;
+
+    // Images take about 90% of the size.
+    let image_budget = size.saturating_mul(9) / 10;
+    let services = [
+        "ingest", "api", "frontend", "worker", "scheduler", "storage", "search", "notifier",
+    ];
+    let mut images = Vec::new();
+    let mut spent: u64 = 0;
+    let mut i = 0usize;
+    while spent < image_budget || i < 3 {
+        let name = format!("{}-{}", services[i % services.len()], i / services.len());
+        let reference = format!("registry.sekoia.io/sekoia/{name}:{VERSION}");
+        let remaining = image_budget.saturating_sub(spent);
+        // Layers of 1 to 200 MiB for large releases; small ones for the demo.
+        let big = if size >= 256 << 20 {
+            let want = (1u64 << 20) + rng.below(199 << 20);
+            want.min(remaining.max(1 << 20))
+        } else {
+            (remaining / 3).clamp(16 << 10, 1 << 20)
+        };
+        let base = tar_of(&[
+            ("etc/os-release", b"ID=distroless\nVERSION_ID=12\n"),
+            ("app/config.yaml", format!("service: {name}\nlog_level: info\n").as_bytes()),
+        ]);
+        let payload = rng.bytes(big as usize);
+        let app = tar_of(&[(&format!("app/{name}.bin"), &payload)]);
+        drop(payload);
+        let image = gzip_fast(&docker_image(&reference, &[base, app]), size >= 256 << 20);
+        let path = format!("{platform}/images/{name}.tar.gz");
+        spent += image.len() as u64;
+        w.file(&path, &image)?;
+        images.push(ManifestImage {
+            reference,
+            path: format!("images/{name}.tar.gz"),
+        });
+        i += 1;
+    }
+
+    w.dir(&format!("{platform}/charts/"))?;
+    for img in images.iter().take(4) {
+        let (repo, _) = split_ref(&img.reference);
+        let name = repo.rsplit('/').next().unwrap_or("chart");
+        let chart = helm_chart(name, "1.0.0", &img.reference);
+        w.file(&format!("{platform}/charts/{name}-1.0.0.tgz"), &chart)?;
+    }
+
+    // Thousands of small YAML and JSON files for large releases.
+    w.dir(&format!("{platform}/argo-stacks/"))?;
+    let small_files = if size >= 256 << 20 {
+        (size / (256 << 10)) as usize
+    } else {
+        12
+    };
+    for k in 0..small_files {
+        let app = services[k % services.len()];
+        if k % 3 == 2 {
+            let doc = serde_json::json!({
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "AppProject",
+                "metadata": {"name": format!("{app}-{k}")},
+                "spec": {"sourceRepos": ["https://git.perimeter.internal/sekoia/stacks.git"],
+                          "destinations": [{"namespace": app, "server": "https://kubernetes.default.svc"}],
+                          "salt": format!("{:016x}", rng.next_u64())}
+            });
+            let body = serde_json::to_vec_pretty(&doc).expect("json");
+            w.file(&format!("{platform}/argo-stacks/{app}/project-{k}.json"), &body)?;
+        } else {
+            let body = format!(
+                "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {app}-{k}\n  namespace: argocd\nspec:\n  project: default\n  source:\n    repoURL: https://git.perimeter.internal/sekoia/stacks.git\n    targetRevision: main\n    path: stacks/{app}\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: {app}\n  syncPolicy:\n    automated: {{}}\n# {:016x}\n",
+                rng.next_u64()
+            );
+            w.file(&format!("{platform}/argo-stacks/{app}/app-{k}.yaml"), body.as_bytes())?;
+        }
+    }
+
+    // The manifest comes last: it lists everything before it.
+    let doc = ManifestDoc {
+        schema_version: 1,
+        product: PRODUCT.into(),
+        version: VERSION.trim_start_matches('v').into(),
+        files: std::mem::take(&mut w.listed),
+        images,
+    };
+    let manifest = serde_json::to_vec_pretty(&doc).expect("json");
+    w.prefix = String::from("\u{0}"); // stop recording
+    w.file(&format!("{platform}/manifest.json"), &manifest)?;
+
+    w.dir("data/")?;
+    for (n, kind) in CONTENT_TYPES.iter().enumerate() {
+        w.dir(&format!("data/{kind}/"))?;
+        let id = format!("2025.{:02}.{}", n + 1, 7 + n);
+        let bundle = content_bundle(kind, &id, &mut rng, 20);
+        w.file(&format!("data/{kind}/{kind}-{id}.tar.gz"), &bundle)?;
+        // Alternate the two documented `latest` forms: file name and id.
+        let latest = if n % 2 == 0 {
+            format!("{kind}-{id}.tar.gz\n")
+        } else {
+            format!("{id}\n")
+        };
+        w.file(&format!("data/{kind}/latest"), latest.as_bytes())?;
+    }
+
+    let mut out = w.tar.into_inner()?;
+    out.flush()?;
+    drop(out);
+    let mut written = vec![tar_path.clone()];
+    written.push(write_sha256_file(&tar_path)?);
+    if with_gzip {
+        let gz_path = dir.join(format!("{}.gz", tar_name()));
+        {
+            let mut input = File::open(&tar_path)?;
+            let mut enc = GzEncoder::new(
+                BufWriter::with_capacity(1 << 20, File::create(&gz_path)?),
+                Compression::new(6),
+            );
+            io::copy(&mut input, &mut enc)?;
+            enc.finish()?.flush()?;
+        }
+        written.push(gz_path.clone());
+        written.push(write_sha256_file(&gz_path)?);
+    }
+    Ok(written)
+}
+
+fn gzip_fast(data: &[u8], fast: bool) -> Vec<u8> {
+    if !fast {
+        return gzip(data);
+    }
+    let mut e = GzEncoder::new(Vec::with_capacity(data.len() + data.len() / 64), Compression::fast());
+    e.write_all(data).expect("in-memory gzip");
+    e.finish().expect("in-memory gzip")
+}
+
+/// Writes `FILE.sha256` in `sha256sum` format, as the vendor ships it.
+pub fn write_sha256_file(path: &Path) -> io::Result<PathBuf> {
+    let mut h = Sha256::new();
+    let mut f = File::open(path)?;
+    io::copy(&mut f, &mut h)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut side = path.as_os_str().to_owned();
+    side.push(".sha256");
+    let side = PathBuf::from(side);
+    std::fs::write(&side, format!("{}  {name}\n", hex::encode(h.finalize())))?;
+    Ok(side)
+}
