@@ -97,7 +97,11 @@ pub struct ManifestCreateArgs {
     #[arg(long)]
     pub product: Option<String>,
     /// Version recorded in the manifest.
-    #[arg(long = "release-version", value_name = "VERSION", default_value = "unversioned")]
+    #[arg(
+        long = "release-version",
+        value_name = "VERSION",
+        default_value = "unversioned"
+    )]
     pub release_version: String,
     /// Write the manifest to FILE instead of standard output.
     #[arg(long, value_name = "FILE")]
@@ -107,7 +111,7 @@ pub struct ManifestCreateArgs {
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// A finding code such as bundle:digest-mismatch. Omit with --list.
-    #[arg(required_unless_present = "list")]
+    #[arg(required_unless_present_any = ["list", "markdown"])]
     pub code: Option<String>,
     /// List every code with its default status.
     #[arg(long)]
@@ -147,5 +151,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "GB" => 1_000_000_000,
         other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use airgap_verify::bundle::{checksum::ChecksumSource, BundleOptions, Limits, NoProgress, Progress};
+use airgap_verify::bundle::{
+    checksum::ChecksumSource, BundleOptions, Limits, NoProgress, Progress,
+};
 use airgap_verify::cli::{Cli, ColorChoice, Command, FailOn, ManifestCommand, ReportArgs};
 use airgap_verify::error::InputError;
 use airgap_verify::finding::{Finding, Policy, Status};
@@ -139,7 +141,10 @@ fn manifest_create(a: airgap_verify::cli::ManifestCreateArgs) -> anyhow::Result<
     let (tx, rx) = crossbeam_channel::unbounded::<Finding>();
     let verified = airgap_verify::bundle::verify(&opts, &NoProgress, &tx)?;
     drop(tx);
-    let failures: Vec<Finding> = rx.into_iter().filter(|f| f.status == Status::Fail).collect();
+    let failures: Vec<Finding> = rx
+        .into_iter()
+        .filter(|f| f.status == Status::Fail)
+        .collect();
     if !failures.is_empty() {
         for f in &failures {
             eprintln!("airgap-verify: {}: {}", f.code, f.message);
@@ -151,10 +156,19 @@ fn manifest_create(a: airgap_verify::cli::ManifestCreateArgs) -> anyhow::Result<
         return Ok(1);
     }
     let product = a.product.unwrap_or_else(|| {
-        let name = a.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = a
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         name.split(".tar").next().unwrap_or(&name).to_string()
     });
-    let doc = airgap_verify::bundle::create::build(&verified.files, &a.root, &product, &a.release_version);
+    let doc = airgap_verify::bundle::create::build(
+        &verified.files,
+        &a.root,
+        &product,
+        &a.release_version,
+    );
     if doc.files.is_empty() {
         return Err(InputError::Usage(format!(
             "--root {:?}: no file of {} is inside that folder",
@@ -165,7 +179,9 @@ fn manifest_create(a: airgap_verify::cli::ManifestCreateArgs) -> anyhow::Result<
     }
     let text = serde_json::to_string_pretty(&doc)? + "\n";
     match a.output {
-        Some(p) => std::fs::write(&p, text).map_err(|e| InputError::unreadable(&p, "output file", e))?,
+        Some(p) => {
+            std::fs::write(&p, text).map_err(|e| InputError::unreadable(&p, "output file", e))?
+        }
         None => {
             let mut out = std::io::stdout().lock();
             if let Err(e) = out.write_all(text.as_bytes()) {

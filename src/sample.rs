@@ -77,7 +77,12 @@ fn header(path_len_hint: usize, size: u64, mode: u32, kind: tar::EntryType) -> t
 pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in files {
-        let mut h = header(path.len(), data.len() as u64, 0o644, tar::EntryType::Regular);
+        let mut h = header(
+            path.len(),
+            data.len() as u64,
+            0o644,
+            tar::EntryType::Regular,
+        );
         b.append_data(&mut h, path, *data).expect("in-memory tar");
     }
     b.into_inner().expect("in-memory tar")
@@ -156,7 +161,10 @@ pub fn helm_chart(name: &str, version: &str, image: &str) -> Vec<u8> {
     gzip(&tar_of(&[
         (&format!("{name}/Chart.yaml"), chart.as_bytes()),
         (&format!("{name}/values.yaml"), values.as_bytes()),
-        (&format!("{name}/templates/deployment.yaml"), deployment.as_bytes()),
+        (
+            &format!("{name}/templates/deployment.yaml"),
+            deployment.as_bytes(),
+        ),
     ]))
 }
 
@@ -167,10 +175,14 @@ pub fn content_bundle(kind: &str, id: &str, rng: &mut Rng, items: usize) -> Vec<
         let uuid = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
         docs.push((
             format!("{kind}-{id}/{i:04}.yml"),
-            format!("uuid: {uuid}\nname: {kind} item {i}\nversion: {id}\nenabled: true\n").into_bytes(),
+            format!("uuid: {uuid}\nname: {kind} item {i}\nversion: {id}\nenabled: true\n")
+                .into_bytes(),
         ));
     }
-    let refs: Vec<(&str, &[u8])> = docs.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+    let refs: Vec<(&str, &[u8])> = docs
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_slice()))
+        .collect();
     gzip(&tar_of(&refs))
 }
 
@@ -188,7 +200,12 @@ impl ReleaseWriter {
     }
 
     fn file(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
-        let mut h = header(path.len(), data.len() as u64, 0o644, tar::EntryType::Regular);
+        let mut h = header(
+            path.len(),
+            data.len() as u64,
+            0o644,
+            tar::EntryType::Regular,
+        );
         self.tar.append_data(&mut h, path, data)?;
         if let Some(rel) = path.strip_prefix(&self.prefix) {
             self.listed.push(ManifestFile {
@@ -229,7 +246,14 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
     // Images take about 90% of the size.
     let image_budget = size.saturating_mul(9) / 10;
     let services = [
-        "ingest", "api", "frontend", "worker", "scheduler", "storage", "search", "notifier",
+        "ingest",
+        "api",
+        "frontend",
+        "worker",
+        "scheduler",
+        "storage",
+        "search",
+        "notifier",
     ];
     let mut images = Vec::new();
     let mut spent: u64 = 0;
@@ -247,7 +271,10 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
         };
         let base = tar_of(&[
             ("etc/os-release", b"ID=distroless\nVERSION_ID=12\n"),
-            ("app/config.yaml", format!("service: {name}\nlog_level: info\n").as_bytes()),
+            (
+                "app/config.yaml",
+                format!("service: {name}\nlog_level: info\n").as_bytes(),
+            ),
         ]);
         let payload = rng.bytes(big as usize);
         let app = tar_of(&[(&format!("app/{name}.bin"), &payload)]);
@@ -290,13 +317,19 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
                           "salt": format!("{:016x}", rng.next_u64())}
             });
             let body = serde_json::to_vec_pretty(&doc).expect("json");
-            w.file(&format!("{platform}/argo-stacks/{app}/project-{k}.json"), &body)?;
+            w.file(
+                &format!("{platform}/argo-stacks/{app}/project-{k}.json"),
+                &body,
+            )?;
         } else {
             let body = format!(
                 "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {app}-{k}\n  namespace: argocd\nspec:\n  project: default\n  source:\n    repoURL: https://git.perimeter.internal/sekoia/stacks.git\n    targetRevision: main\n    path: stacks/{app}\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: {app}\n  syncPolicy:\n    automated: {{}}\n# {:016x}\n",
                 rng.next_u64()
             );
-            w.file(&format!("{platform}/argo-stacks/{app}/app-{k}.yaml"), body.as_bytes())?;
+            w.file(
+                &format!("{platform}/argo-stacks/{app}/app-{k}.yaml"),
+                body.as_bytes(),
+            )?;
         }
     }
 
@@ -353,7 +386,10 @@ fn gzip_fast(data: &[u8], fast: bool) -> Vec<u8> {
     if !fast {
         return gzip(data);
     }
-    let mut e = GzEncoder::new(Vec::with_capacity(data.len() + data.len() / 64), Compression::fast());
+    let mut e = GzEncoder::new(
+        Vec::with_capacity(data.len() + data.len() / 64),
+        Compression::fast(),
+    );
     e.write_all(data).expect("in-memory gzip");
     e.finish().expect("in-memory gzip")
 }

@@ -92,7 +92,9 @@ pub fn from_text(text: &[u8], archive: &Path, origin: &str) -> Expected {
             None => (line, None),
         };
         if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return invalid(format!("line {line:?} does not start with a SHA-256 digest"));
+            return invalid(format!(
+                "line {line:?} does not start with a SHA-256 digest"
+            ));
         }
         candidates.push((h.to_ascii_lowercase(), name.map(str::to_string)));
     }

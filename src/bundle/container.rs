@@ -38,9 +38,9 @@ struct Stage<'a> {
 impl Stage<'_> {
     fn fail(&mut self, code: Code, offset: u64, message: String) {
         self.stats.failed = true;
-        let _ = self.findings.send(
-            Finding::new(code, self.target, message).evidence("offset", offset),
-        );
+        let _ = self
+            .findings
+            .send(Finding::new(code, self.target, message).evidence("offset", offset));
         self.out.abort();
     }
 
@@ -62,7 +62,11 @@ impl Stage<'_> {
             self.out.abort();
         } else {
             let at = self.input.offset();
-            self.fail(Code::BundleReadError, at, format!("read error at byte {at}: {e}"));
+            self.fail(
+                Code::BundleReadError,
+                at,
+                format!("read error at byte {at}: {e}"),
+            );
         }
     }
 
@@ -312,7 +316,9 @@ fn gzip_header(st: &mut Stage<'_>, magic_consumed: bool) -> std::io::Result<bool
         st.fail(
             Code::BundleGzipCorrupt,
             start + 2,
-            format!("gzip member at byte {start}: compression method {method}, only deflate (8) exists"),
+            format!(
+                "gzip member at byte {start}: compression method {method}, only deflate (8) exists"
+            ),
         );
         return Ok(false);
     }
@@ -448,7 +454,9 @@ pub fn unzstd(
                     st.fail(
                         Code::BundleZstdCorrupt,
                         at,
-                        format!("zstd frame starting at byte {frame_start}: {name} (near byte {at})"),
+                        format!(
+                            "zstd frame starting at byte {frame_start}: {name} (near byte {at})"
+                        ),
                     );
                 }
                 return st.stats;

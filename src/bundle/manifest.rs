@@ -249,7 +249,7 @@ pub fn parse_sums_line(line: &str) -> Option<(&str, &str)> {
         let (p, h) = rest.rsplit_once(") = ")?;
         return Some((h.trim(), p));
     }
-    let (h, rest) = line.split_once(|c: char| c == ' ' || c == '\t')?;
+    let (h, rest) = line.split_once([' ', '\t'])?;
     // GNU: two spaces (text) or " *" (binary) before the name; be lenient
     // about a single space.
     let rest = rest.strip_prefix(' ').unwrap_or(rest);
@@ -268,7 +268,11 @@ pub struct FileRecord {
 }
 
 /// Checks one manifest against the files hashed during the pass.
-pub fn verify(m: &ReleaseManifest, table: &HashMap<String, FileRecord>, findings: &Sender<Finding>) {
+pub fn verify(
+    m: &ReleaseManifest,
+    table: &HashMap<String, FileRecord>,
+    findings: &Sender<Finding>,
+) {
     let mut problems = 0usize;
     let mut bytes = 0u64;
     let send = |f: Finding| {
@@ -281,7 +285,10 @@ pub fn verify(m: &ReleaseManifest, table: &HashMap<String, FileRecord>, findings
                 send(Finding::new(
                     Code::BundleFileMissing,
                     l.path.clone(),
-                    format!("{} is listed in {} but is not in the archive", l.path, m.path),
+                    format!(
+                        "{} is listed in {} but is not in the archive",
+                        l.path, m.path
+                    ),
                 ));
             }
             Some(rec) => {
@@ -344,7 +351,10 @@ pub fn verify(m: &ReleaseManifest, table: &HashMap<String, FileRecord>, findings
             send(Finding::new(
                 Code::BundleUnlistedFile,
                 p.clone(),
-                format!("{p} is inside the folder of {} but not listed in it", m.path),
+                format!(
+                    "{p} is inside the folder of {} but not listed in it",
+                    m.path
+                ),
             ));
         }
     }
@@ -407,9 +417,13 @@ mod tests {
 
     #[test]
     fn json_errors_have_line_and_column() {
-        let e = parse_json("m/manifest.json", b"{\n  \"schema_version\": 1,\n  oops\n}")
-            .unwrap_err();
-        assert!(e.message.starts_with("m/manifest.json: line 3, column 3"), "{}", e.message);
+        let e =
+            parse_json("m/manifest.json", b"{\n  \"schema_version\": 1,\n  oops\n}").unwrap_err();
+        assert!(
+            e.message.starts_with("m/manifest.json: line 3, column 3"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -424,6 +438,8 @@ mod tests {
 
     #[test]
     fn docker_manifest_is_ignored() {
-        assert!(parse_json("manifest.json", b" [{\"Config\":\"x\"}]").unwrap().is_none());
+        assert!(parse_json("manifest.json", b" [{\"Config\":\"x\"}]")
+            .unwrap()
+            .is_none());
     }
 }

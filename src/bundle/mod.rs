@@ -35,8 +35,8 @@ use sha2::{Digest, Sha256};
 use crate::error::InputError;
 use crate::finding::{Code, Finding};
 use checksum::{ChecksumSource, Expected};
-use stream::{ChunkReader, ForwardingSender, Msg, CHUNK_SIZE};
 pub use manifest::FileRecord;
+use stream::{ChunkReader, ForwardingSender, Msg, CHUNK_SIZE};
 pub use walk::Limits;
 
 /// What to verify and how.
@@ -143,8 +143,7 @@ pub fn verify(
     findings: &Sender<Finding>,
 ) -> Result<Verified, InputError> {
     let path = &opts.path;
-    let meta =
-        std::fs::metadata(path).map_err(|e| InputError::unreadable(path, "input", e))?;
+    let meta = std::fs::metadata(path).map_err(|e| InputError::unreadable(path, "input", e))?;
     if meta.is_dir() {
         return dirwalk::verify_dir(opts, progress, findings);
     }
@@ -155,7 +154,8 @@ pub fn verify(
     let started = Instant::now();
 
     let mut first = vec![0u8; CHUNK_SIZE];
-    let n = read_full(&mut file, &mut first).map_err(|e| InputError::unreadable(path, "archive", e))?;
+    let n =
+        read_full(&mut file, &mut first).map_err(|e| InputError::unreadable(path, "archive", e))?;
     first.truncate(n);
     let format = detect(&first);
     progress.start(size);
@@ -229,7 +229,11 @@ pub fn verify(
     let (digest, decoded, read_ok, bytes_read) = pass;
     progress.finish();
     let elapsed = started.elapsed().as_millis() as u64;
-    let sha256 = if read_ok { digest.map(hex::encode) } else { None };
+    let sha256 = if read_ok {
+        digest.map(hex::encode)
+    } else {
+        None
+    };
 
     if read_ok && decoded.intact {
         let _ = findings.send(

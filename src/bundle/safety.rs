@@ -148,7 +148,10 @@ impl SafetyRules {
                     self.symlinks.insert(path.clone());
                 }
             }
-            EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo | EntryKind::Socket => {
+            EntryKind::CharDevice
+            | EntryKind::BlockDevice
+            | EntryKind::Fifo
+            | EntryKind::Socket => {
                 let what = match e.kind {
                     EntryKind::CharDevice => "character device",
                     EntryKind::BlockDevice => "block device",
@@ -161,7 +164,10 @@ impl SafetyRules {
                 let _ = findings.send(Finding::new(
                     Code::BundleUnsupportedEntry,
                     shown.clone(),
-                    format!("{shown} has tar type {:?}, which is not verified", t as char),
+                    format!(
+                        "{shown} has tar type {:?}, which is not verified",
+                        t as char
+                    ),
                 ));
             }
             EntryKind::File | EntryKind::Dir => {}

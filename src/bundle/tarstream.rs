@@ -116,7 +116,12 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
     let entries = match archive.entries() {
         Ok(e) => e,
         Err(e) => {
-            fail(&mut stats, Code::BundleTarCorrupt, 0, format!("cannot read tar stream: {e}"));
+            fail(
+                &mut stats,
+                Code::BundleTarCorrupt,
+                0,
+                format!("cannot read tar stream: {e}"),
+            );
             return stats;
         }
     };
@@ -141,7 +146,15 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
         let Some(kind) = kind_of(header.entry_type()) else {
             // Drain the global header's data so offsets stay right.
             if let Err(e) = io::copy(&mut entry, &mut io::sink()) {
-                fail(&mut stats, Code::BundleTruncated, pos.get(), format!("tar stream ends inside a global PAX header at byte {}: {e}", pos.get()));
+                fail(
+                    &mut stats,
+                    Code::BundleTruncated,
+                    pos.get(),
+                    format!(
+                        "tar stream ends inside a global PAX header at byte {}: {e}",
+                        pos.get()
+                    ),
+                );
                 return stats;
             }
             continue;
@@ -227,7 +240,12 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                fail(&mut stats, Code::BundleReadError, here, format!("read error after the end-of-archive marker: {e}"));
+                fail(
+                    &mut stats,
+                    Code::BundleReadError,
+                    here,
+                    format!("read error after the end-of-archive marker: {e}"),
+                );
                 break;
             }
         }

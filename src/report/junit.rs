@@ -39,7 +39,11 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         report.duration_ms as f64 / 1000.0
     )?;
     for family in report.families() {
-        let cases: Vec<_> = report.findings.iter().filter(|f| f.family() == family).collect();
+        let cases: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.family() == family)
+            .collect();
         let fs = Summary::of(&cases.iter().map(|f| (*f).clone()).collect::<Vec<_>>());
         let time: u64 = cases.iter().map(|f| f.duration_ms).sum();
         writeln!(

@@ -1,0 +1,428 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # cleanup and the c_* commands are called indirectly (trap, "c_$key")
+# Benchmark `airgap-verify bundle` against the tools an operator uses today.
+#
+# Generates a Sekoia-shaped sample release with `airgap-verify sample`, warms
+# the page cache, then times side by side (round-robin, N runs each) and
+# reports the median wall time of:
+#   openssl dgst -sha256 X.tar, sha256sum X.tar, gzip -dc X.tar.gz,
+#   the operator path on X.tar and on X.tar.gz (sha256sum -c of the archive,
+#   tar x, sha256sum -c of the files listed in platform/v1.0.0/manifest.json),
+#   airgap-verify bundle X.tar and X.tar.gz (with peak RSS).
+# Then prints the acceptance ratios with PASS/FAIL and, unless --no-double,
+# repeats everything at twice the size to check that time is linear and
+# memory flat. It is a measurement: it exits 0 even when targets are missed.
+#
+# Usage: scripts/bench-bundle.sh [--size SIZE] [--runs N] [--workdir DIR] [--no-double]
+#   --size SIZE     release size, e.g. 512MiB, 1GiB (default 1GiB)
+#   --runs N        timed runs per command (default 3)
+#   --workdir DIR   where to write the archives; a fresh bench-bundle.XXXXXX
+#                   folder is made inside it and removed at the end
+#                   (default: a mktemp folder under /var/tmp)
+#   --no-double     skip the run at twice the size
+#
+# Honours CARGO_TARGET_DIR (otherwise the repository's target/).
+# Needs root (or the tools already installed) on Debian: installs `time`,
+# `openssl` and `jq` with apt-get when missing.
+
+set -euo pipefail
+
+# ---------------------------------------------------------------- arguments
+
+SIZE_ARG=1GiB
+RUNS=3
+WORKDIR_BASE=
+DOUBLE=1
+MIN_FREE_BYTES=12000000000 # 12 GB
+
+usage() {
+    sed -n '3,/^set -euo/{/^#/!d;s/^# \{0,1\}//;p}' "$0"
+}
+
+die() {
+    echo "bench-bundle: error: $*" >&2
+    exit 1
+}
+
+log() {
+    echo "bench-bundle: $*" >&2
+}
+
+while (($#)); do
+    case $1 in
+        --size) (($# >= 2)) || die "--size needs a value"; SIZE_ARG=$2; shift 2 ;;
+        --size=*) SIZE_ARG=${1#*=}; shift ;;
+        --runs) (($# >= 2)) || die "--runs needs a value"; RUNS=$2; shift 2 ;;
+        --runs=*) RUNS=${1#*=}; shift ;;
+        --workdir) (($# >= 2)) || die "--workdir needs a value"; WORKDIR_BASE=$2; shift 2 ;;
+        --workdir=*) WORKDIR_BASE=${1#*=}; shift ;;
+        --no-double) DOUBLE=0; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+
+if ! [[ $RUNS =~ ^[0-9]+$ ]] || ((10#$RUNS < 1)); then
+    die "--runs must be a positive integer, got '$RUNS'"
+fi
+RUNS=$((10#$RUNS))
+
+# Same units as airgap-verify's parse_size (src/cli.rs).
+parse_size() {
+    local s=$1 mult
+    [[ $s =~ ^[[:space:]]*([0-9]+)[[:space:]]*([A-Za-z]*)[[:space:]]*$ ]] || return 1
+    case ${BASH_REMATCH[2]} in
+        '' | B) mult=1 ;;
+        KiB | K | k) mult=$((1 << 10)) ;;
+        MiB | M) mult=$((1 << 20)) ;;
+        GiB | G) mult=$((1 << 30)) ;;
+        KB | kB) mult=1000 ;;
+        MB) mult=1000000 ;;
+        GB) mult=1000000000 ;;
+        *) return 1 ;;
+    esac
+    echo $((10#${BASH_REMATCH[1]} * mult))
+}
+
+SIZE_BYTES=$(parse_size "$SIZE_ARG") || die "--size: '$SIZE_ARG' is not a size such as 512MiB or 1GiB"
+((SIZE_BYTES > 0)) || die "--size must be larger than 0"
+
+human_size() {
+    awk -v b="$1" 'BEGIN {
+        if (b >= 1073741824 && b % 1073741824 == 0) printf "%dGiB", b / 1073741824
+        else if (b >= 1048576 && b % 1048576 == 0) printf "%dMiB", b / 1048576
+        else printf "%.1fMiB", b / 1048576 }'
+}
+
+# ---------------------------------------------------------------- tools
+
+export DEBIAN_FRONTEND=noninteractive
+
+apt_install() {
+    command -v apt-get > /dev/null || die "cannot install $* (no apt-get); install it and rerun"
+    log "installing $*"
+    if ! apt-get install -y -q "$@" > /dev/null; then
+        log "apt-get install failed, running apt-get update first"
+        apt-get update -q > /dev/null
+        apt-get install -y -q "$@" > /dev/null
+    fi
+}
+
+[[ -x /usr/bin/time ]] || apt_install time
+command -v openssl > /dev/null || apt_install openssl
+for tool in sha256sum gzip tar awk sort df mktemp; do
+    command -v "$tool" > /dev/null || die "$tool is missing"
+done
+# jq (or python3) turns manifest.json into a sha256sum list.
+if ! command -v jq > /dev/null && ! command -v python3 > /dev/null; then
+    apt_install jq
+fi
+command -v cargo > /dev/null || die "cargo is missing; install a Rust toolchain (rustup) first"
+
+# manifest.json on stdin -> "<sha256>  <path>" lines on stdout.
+manifest_to_sha256sum() {
+    if command -v jq > /dev/null; then
+        jq -r '.files[] | "\(.sha256)  \(.path)"'
+    else
+        python3 -c 'import json, sys
+for f in json.load(sys.stdin)["files"]:
+    print(f["sha256"] + "  " + f["path"])'
+    fi
+}
+
+# ---------------------------------------------------------------- build
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+log "building airgap-verify (cargo build --release) in $REPO"
+(cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
+
+# cargo resolves CARGO_TARGET_DIR (and .cargo/config) itself; ask it where.
+TARGET_DIR=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
+    if command -v jq > /dev/null; then
+        jq -r .target_directory
+    else
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+    fi)
+BIN=$TARGET_DIR/release/airgap-verify
+[[ -x $BIN ]] || die "built binary not found at $BIN"
+log "binary: $BIN ($("$BIN" --version))"
+
+# ---------------------------------------------------------------- workdir
+
+if [[ -z $WORKDIR_BASE ]]; then
+    WORKDIR_BASE=/var/tmp
+fi
+mkdir -p "$WORKDIR_BASE" || die "cannot create $WORKDIR_BASE"
+
+free_kib=$(df -Pk "$WORKDIR_BASE" | awk 'NR == 2 { print $4 }')
+free_bytes=$((free_kib * 1024))
+# 12 GB floor (1 GiB + 2 GiB runs); more for larger --size: the double run
+# holds a 2x .tar, its .gz and one extraction (about 6x), plus margin.
+need_bytes=$MIN_FREE_BYTES
+if ((DOUBLE)); then est=$((SIZE_BYTES * 10)); else est=$((SIZE_BYTES * 5)); fi
+((est > need_bytes)) && need_bytes=$est
+if ((free_bytes < need_bytes)); then
+    die "$(awk -v f="$free_bytes" -v n="$need_bytes" -v d="$WORKDIR_BASE" 'BEGIN {
+        printf "only %.1f GB free on %s, need at least %.1f GB; free some space or pass --workdir on a larger disk", f / 1e9, d, n / 1e9 }')"
+fi
+
+WORK=
+cleanup() {
+    if [[ -n $WORK && -d $WORK ]]; then
+        rm -rf -- "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+WORK=$(mktemp -d -p "$WORKDIR_BASE" bench-bundle.XXXXXX)
+log "workdir: $WORK ($(awk -v f="$free_bytes" 'BEGIN { printf "%.1f GB free", f / 1e9 }'))"
+
+# ---------------------------------------------------------------- helpers
+
+now() { date +%s.%N; }
+
+median() { # values as arguments
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+        END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# PASS/FAIL: verdict VALUE OP TARGET, OP one of <= >=
+verdict() {
+    awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
+        ok = (op == "<=") ? (v <= t) : (v >= t); print ok ? "PASS" : "FAIL" }'
+}
+
+PASSES=0
+FAILS=0
+CUR_SIZE=''
+FAILED_LINES=()
+SUMMARY_LINES=()
+
+# check LABEL VALUE TARGET VERDICT [DETAIL]: one acceptance line, counted.
+check() {
+    local label=$1 value=$2 target=$3 v=$4 detail=${5:-} line
+    printf '  %-50s %10s  %-18s %s%s\n' "$label" "$value" "$target" "$v" "${detail:+  $detail}"
+    line="${CUR_SIZE:+[$CUR_SIZE] }$label: $value (target $target) $v"
+    SUMMARY_LINES+=("$line")
+    if [[ $v == PASS ]]; then
+        PASSES=$((PASSES + 1))
+    else
+        FAILS=$((FAILS + 1))
+        FAILED_LINES+=("$line")
+    fi
+}
+
+# ratio_line LABEL VALUE OP TARGET [UNIT]
+ratio_line() {
+    local label=$1 value=$2 op=$3 target=$4 unit=${5:-}
+    check "$label" "$(printf '%.2f%s' "$value" "$unit")" "$op $target$unit" "$(verdict "$value" "$op" "$target")"
+}
+
+# Per-pass state, set by prepare_pass.
+DIR='' TAR='' GZ='' TAR_NAME='' GZ_NAME='' SUMS='' EXTRACT='' RSS_FILE=''
+
+# The operator's path today: check the archive's .sha256, extract it, check
+# every file listed in manifest.json. Removal is done afterwards, untimed.
+operator_path() { # ARCHIVE_NAME TAR_FLAGS
+    local name=$1 flags=$2
+    (cd "$DIR" && sha256sum -c "$name.sha256" > /dev/null) || return 1
+    mkdir "$EXTRACT" || return 1
+    tar "$flags" "$DIR/$name" -C "$EXTRACT" || return 1
+    (cd "$EXTRACT/platform/v1.0.0" && sha256sum -c --quiet "$SUMS") || return 1
+}
+
+remove_extraction() {
+    rm -rf -- "$EXTRACT"
+    sync
+}
+
+c_openssl() { openssl dgst -sha256 "$TAR" > /dev/null; }
+c_sha256sum() { sha256sum "$TAR" > /dev/null; }
+c_gzip() { gzip -dc "$GZ" > /dev/null; }
+c_op_tar() { operator_path "$TAR_NAME" xf; }
+c_op_gz() { operator_path "$GZ_NAME" xzf; }
+c_av_tar() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$TAR" --no-progress --format json > /dev/null; }
+c_av_gz() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$GZ" --no-progress --format json > /dev/null; }
+
+KEYS=(openssl sha256sum gzip op_tar op_gz av_tar av_gz)
+declare -A LABEL=(
+    [openssl]="openssl dgst -sha256 X.tar"
+    [sha256sum]="sha256sum X.tar"
+    [gzip]="gzip -dc X.tar.gz > /dev/null"
+    [op_tar]="operator path on X.tar"
+    [op_gz]="operator path on X.tar.gz"
+    [av_tar]="airgap-verify bundle X.tar"
+    [av_gz]="airgap-verify bundle X.tar.gz"
+)
+
+# Results per pass (index 1 = base size, 2 = double size).
+declare -A MED=() RSS=() TAR_BYTES=() GZ_BYTES=() RUN_TIMES=()
+
+prepare_pass() { # PASS SIZE_BYTES
+    local pass=$1 bytes=$2 t0 t1
+    DIR=$WORK/sample-$(human_size "$bytes")
+    EXTRACT=$WORK/extract
+    RSS_FILE=$WORK/rss.txt
+    log "pass $pass: generating a $(human_size "$bytes") sample in $DIR"
+    t0=$(now)
+    "$BIN" sample "$DIR" --size "$bytes" --gzip > /dev/null || die "airgap-verify sample failed"
+    t1=$(now)
+    log "pass $pass: sample written in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+    TAR_NAME=sekoia-self-hosted-v1.0.0.tar
+    GZ_NAME=$TAR_NAME.gz
+    TAR=$DIR/$TAR_NAME
+    GZ=$DIR/$GZ_NAME
+    for f in "$TAR" "$TAR.sha256" "$GZ" "$GZ.sha256"; do
+        [[ -f $f ]] || die "airgap-verify sample did not write $f"
+    done
+    TAR_BYTES[$pass]=$(stat -c %s "$TAR")
+    GZ_BYTES[$pass]=$(stat -c %s "$GZ")
+
+    # Checksum list for the operator path, converted once, untimed.
+    SUMS=$DIR/manifest.sha256sum
+    tar -xOf "$TAR" platform/v1.0.0/manifest.json | manifest_to_sha256sum > "$SUMS" ||
+        die "cannot read platform/v1.0.0/manifest.json from $TAR"
+    [[ -s $SUMS ]] || die "platform/v1.0.0/manifest.json lists no files"
+    log "pass $pass: .tar $(human_size "${TAR_BYTES[$pass]}"), .tar.gz $(human_size "${GZ_BYTES[$pass]}"), $(wc -l < "$SUMS") files in manifest.json"
+
+    # Flush the freshly written archives, then warm the page cache once.
+    sync
+    cat "$TAR" "$TAR.sha256" "$GZ" "$GZ.sha256" "$SUMS" > /dev/null
+}
+
+run_pass() { # PASS
+    local pass=$1 round key t0 t1 dt rc rss
+    declare -A times=()
+    local max_rss_tar=0 max_rss_gz=0
+    for ((round = 1; round <= RUNS; round++)); do
+        for key in "${KEYS[@]}"; do
+            rm -f -- "$RSS_FILE"
+            t0=$(now)
+            rc=0
+            "c_$key" || rc=$?
+            t1=$(now)
+            case $key in
+                op_tar | op_gz)
+                    remove_extraction
+                    ((rc == 0)) || die "operator path (${LABEL[$key]}) failed with exit code $rc; the sample or the tools are broken"
+                    ;;
+                av_tar | av_gz)
+                    if ((rc != 0)); then
+                        local target=$TAR
+                        [[ $key == av_gz ]] && target=$GZ
+                        echo "bench-bundle: error: airgap-verify bundle $target exited with $rc; its report:" >&2
+                        "$BIN" bundle "$target" --no-progress --format human --color never >&2 || true
+                        die "airgap-verify bundle must exit 0 on the generated sample (exit code $rc)"
+                    fi
+                    rss=$(tail -n 1 "$RSS_FILE")
+                    [[ $rss =~ ^[0-9]+$ ]] || die "cannot read peak RSS from /usr/bin/time: $(cat "$RSS_FILE")"
+                    if [[ $key == av_tar ]]; then
+                        ((rss > max_rss_tar)) && max_rss_tar=$rss
+                    else
+                        ((rss > max_rss_gz)) && max_rss_gz=$rss
+                    fi
+                    ;;
+                *)
+                    ((rc == 0)) || die "${LABEL[$key]} failed with exit code $rc"
+                    ;;
+            esac
+            dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+            times[$key]="${times[$key]:-} $dt"
+            RUN_TIMES[$pass,$key]=${times[$key]}
+            log "pass $pass run $round/$RUNS: $(printf '%-30s' "${LABEL[$key]}") ${dt} s"
+        done
+    done
+    for key in "${KEYS[@]}"; do
+        # shellcheck disable=SC2086 # word splitting of the run list is wanted
+        MED[$pass,$key]=$(median ${times[$key]})
+    done
+    RSS[$pass,av_tar]=$max_rss_tar
+    RSS[$pass,av_gz]=$max_rss_gz
+}
+
+mib_per_s() { # BYTES SECONDS
+    awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", b / 1048576 / s; else print "inf" }'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.4f", a / b; else print 0 }'; }
+to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+print_pass() { # PASS
+    local pass=$1 key rss tb=${TAR_BYTES[$1]} gb=${GZ_BYTES[$1]}
+    CUR_SIZE=$(human_size "$tb")
+    echo
+    echo "== $CUR_SIZE sample: .tar $tb bytes, .tar.gz $gb bytes ($(human_size "$gb")), $(wc -l < "$SUMS") files in manifest.json"
+    echo "   median wall time of $RUNS runs, page cache warm, $(nproc) cores; MiB/s = uncompressed .tar MiB / median"
+    printf '  %-34s %9s %7s %10s  %s\n' "command" "median s" "MiB/s" "peak RSS" "runs (s)"
+    for key in "${KEYS[@]}"; do
+        rss=-
+        case $key in
+            av_tar | av_gz) rss="$(to_mib "${RSS[$pass,$key]}") MiB" ;;
+        esac
+        printf '  %-34s %9.3f %7s %10s  %s\n' "${LABEL[$key]}" "${MED[$pass,$key]}" \
+            "$(mib_per_s "$tb" "${MED[$pass,$key]}")" "$rss" "${RUN_TIMES[$pass,$key]# }"
+    done
+    echo
+    echo "  acceptance ($CUR_SIZE):"
+    ratio_line "airgap-verify(.tar) / openssl" "$(ratio "${MED[$pass,av_tar]}" "${MED[$pass,openssl]}")" "<=" 1.2
+    ratio_line "airgap-verify(.tar.gz) / gzip -dc" "$(ratio "${MED[$pass,av_gz]}" "${MED[$pass,gzip]}")" "<=" 0.35
+    ratio_line "operator path(.tar) / airgap-verify(.tar)" "$(ratio "${MED[$pass,op_tar]}" "${MED[$pass,av_tar]}")" ">=" 6
+    ratio_line "operator path(.tar.gz) / airgap-verify(.tar.gz)" "$(ratio "${MED[$pass,op_gz]}" "${MED[$pass,av_gz]}")" ">=" 6
+    ratio_line "airgap-verify(.tar) peak RSS" "$(to_mib "${RSS[$pass,av_tar]}")" "<=" 64 " MiB"
+    ratio_line "airgap-verify(.tar.gz) peak RSS" "$(to_mib "${RSS[$pass,av_gz]}")" "<=" 64 " MiB"
+}
+
+print_scaling() {
+    local size_ratio tr per_byte pct abs kind label v
+    size_ratio=$(ratio "${TAR_BYTES[2]}" "${TAR_BYTES[1]}")
+    CUR_SIZE="$(human_size "${TAR_BYTES[1]}") -> $(human_size "${TAR_BYTES[2]}")"
+    echo
+    echo "== scaling $CUR_SIZE (.tar bytes x$(printf '%.3f' "$size_ratio"))"
+    for kind in tar gz; do
+        label=.tar
+        [[ $kind == gz ]] && label=.tar.gz
+        tr=$(ratio "${MED[2,av_$kind]}" "${MED[1,av_$kind]}")
+        # Linear when the time ratio follows the byte ratio (~2); 15% tolerance.
+        per_byte=$(ratio "$tr" "$size_ratio")
+        v=$(awk -v r="$per_byte" 'BEGIN { print (r >= 0.85 && r <= 1.15) ? "PASS" : "FAIL" }')
+        check "airgap-verify($label) time 2x / 1x" "$(printf '%.2f' "$tr")" \
+            "~$(printf '%.2f' "$size_ratio") +-15%" "$v" \
+            "$(printf '%.3fs -> %.3fs' "${MED[1,av_$kind]}" "${MED[2,av_$kind]}")"
+        pct=$(awk -v a="${RSS[1,av_$kind]}" -v b="${RSS[2,av_$kind]}" \
+            'BEGIN { if (a > 0) printf "%.1f", (b - a) / a * 100; else print 0 }')
+        abs=${pct#-}
+        check "airgap-verify($label) peak RSS change 2x vs 1x" "$(printf '%+.1f%%' "$pct")" \
+            "within +-10%" "$(verdict "$abs" "<=" 10)" \
+            "$(to_mib "${RSS[1,av_$kind]}") MiB -> $(to_mib "${RSS[2,av_$kind]}") MiB"
+    done
+}
+
+# ---------------------------------------------------------------- main
+
+prepare_pass 1 "$SIZE_BYTES"
+run_pass 1
+print_pass 1
+
+if ((DOUBLE)); then
+    # Free the first pass's files before writing the double-size archives.
+    rm -rf -- "$DIR"
+    prepare_pass 2 $((SIZE_BYTES * 2))
+    run_pass 2
+    print_pass 2
+    print_scaling
+fi
+
+echo
+echo "== summary: $PASSES PASS, $FAILS FAIL"
+for line in "${SUMMARY_LINES[@]}"; do
+    echo "  $line"
+done
+if ((FAILS)); then
+    echo "  missed targets:"
+    for line in "${FAILED_LINES[@]}"; do
+        echo "    - $line"
+    done
+fi
+echo "  (a measurement: exit status is 0 even when targets are missed)"
+exit 0

@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""Readiness and behaviour checks for the airgap-verify loopback lab.
+
+Reads the lab plan from lab.env (written by scripts/lab.sh up) and probes each
+service until it behaves as expected or the deadline passes. Every probe goes to
+a 127.0.0.0/8 address from lab.env; names are never resolved through the
+system resolver (TLS uses the lab names only for certificate verification).
+
+    check.py --env /var/tmp/airgap-lab/lab.env [--timeout 20] [--only smtp ...]
+
+Prints one line per check; exits 1 if any check failed. --failed-file receives
+the names of the failing services, one per line.
+"""
+
+import argparse
+import ipaddress
+import random
+import smtplib
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+
+QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28}
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+PUBLIC_NAME = "example.com"  # asked of the lab servers only; they must not resolve it
+HELO_NAME = "probe.perimeter.test"  # smtplib would otherwise call getfqdn() (a DNS lookup)
+
+
+def load_env(path):
+    env = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                env[key] = value
+    return env
+
+
+def loopback(addr):
+    if not ipaddress.ip_address(addr).is_loopback:
+        raise SystemExit(f"check.py: refusing to probe non-loopback address {addr}")
+    return addr
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def expect(cond, msg):
+    if not cond:
+        raise CheckFailed(msg)
+
+
+# ---------------------------------------------------------------- DNS ---------
+
+def build_query(name, qtype):
+    qid = random.randrange(65536)
+    header = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)  # RD set
+    labels = b"".join(bytes([len(p)]) + p.encode("ascii") for p in name.rstrip(".").split("."))
+    return qid, header + labels + b"\0" + struct.pack(">HH", QTYPES[qtype], 1)
+
+
+def read_name(msg, off):
+    labels, end, hops = [], None, 0
+    while True:
+        length = msg[off]
+        if length & 0xC0 == 0xC0:
+            if end is None:
+                end = off + 2
+            off = ((length & 0x3F) << 8) | msg[off + 1]
+            hops += 1
+            if hops > 32:
+                raise ValueError("DNS name compression loop")
+            continue
+        off += 1
+        if length == 0:
+            break
+        labels.append(msg[off:off + length].decode("ascii", "replace"))
+        off += length
+    return ".".join(labels), (end if end is not None else off)
+
+
+def parse_response(msg, qid):
+    rid, flags, qdcount, ancount, _, _ = struct.unpack(">HHHHHH", msg[:12])
+    if rid != qid:
+        raise ValueError("DNS id mismatch")
+    off = 12
+    for _ in range(qdcount):
+        _, off = read_name(msg, off)
+        off += 4
+    answers = []
+    for _ in range(ancount):
+        name, off = read_name(msg, off)
+        rtype, _, _, rdlen = struct.unpack(">HHIH", msg[off:off + 10])
+        off += 10
+        if rtype == 1:
+            value = socket.inet_ntoa(msg[off:off + rdlen])
+        elif rtype == 5:
+            value = read_name(msg, off)[0]
+        else:
+            value = msg[off:off + rdlen].hex()
+        answers.append((name, rtype, value))
+        off += rdlen
+    return {"rcode": flags & 0xF, "aa": bool(flags & 0x0400), "answers": answers}
+
+
+def recv_exact(sock, count):
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed mid-message")
+        data += chunk
+    return data
+
+
+def dns_query(server, name, qtype="A", tcp=False, timeout=2.0, port=53):
+    qid, packet = build_query(name, qtype)
+    if tcp:
+        with socket.create_connection((loopback(server), port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">H", len(packet)) + packet)
+            (length,) = struct.unpack(">H", recv_exact(sock, 2))
+            return parse_response(recv_exact(sock, length), qid)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect((loopback(server), port))
+        sock.send(packet)
+        return parse_response(sock.recv(4096), qid)
+
+
+def addresses(resp):
+    return sorted(v for _, t, v in resp["answers"] if t == 1)
+
+
+def check_dns_name(server, name, want, tcp, need_aa):
+    resp = dns_query(server, name, tcp=tcp)
+    proto = "tcp" if tcp else "udp"
+    expect(resp["rcode"] == 0, f"{proto} {name}: rcode {RCODES.get(resp['rcode'], resp['rcode'])}")
+    got = addresses(resp)
+    expect(got == sorted(want), f"{proto} {name}: got {got}, want {want}")
+    if need_aa:
+        expect(resp["aa"], f"{proto} {name}: answer not authoritative")
+    return resp
+
+
+def dns_checks(env, key, authoritative):
+    server = env[key]
+    zone = env["LAB_ZONE"]
+    smtp_name, smtp_addr = env["SMTP_HOST"], env["SMTP_ADDR"]
+    cname, cname_target, cname_addr = env["DNS_CNAME_NAME"], env["DNS_CNAME_TARGET"], env["DNS_CNAME_ADDR"]
+    out = []
+
+    def one(tcp):
+        check_dns_name(server, smtp_name, [smtp_addr], tcp, authoritative)
+        out.append(f"{'tcp' if tcp else 'udp'} {smtp_name} A {smtp_addr}")
+
+    one(False)
+    one(True)
+    resp = check_dns_name(server, cname, [cname_addr], False, authoritative)
+    chain = [v for _, t, v in resp["answers"] if t == 5]
+    expect(chain == [cname_target], f"{cname}: CNAME chain {chain}, want [{cname_target}]")
+    out.append(f"{cname} CNAME {cname_target} A {cname_addr}")
+    resp = dns_query(server, f"no-such-name.{zone}")
+    expect(resp["rcode"] == 3, f"no-such-name.{zone}: rcode {RCODES.get(resp['rcode'])}, want NXDOMAIN")
+    out.append("NXDOMAIN in zone")
+    resp = dns_query(server, PUBLIC_NAME, timeout=5.0)
+    rcode = RCODES.get(resp["rcode"], resp["rcode"])
+    if authoritative:
+        expect(resp["rcode"] == 5, f"{PUBLIC_NAME}: rcode {rcode}, want REFUSED")
+    else:
+        expect(resp["rcode"] != 0, f"{PUBLIC_NAME}: resolved ({addresses(resp)}), must fail")
+    out.append(f"{PUBLIC_NAME} {rcode}")
+    return ", ".join(out)
+
+
+# ---------------------------------------------------------------- NTP ---------
+
+NTP_EPOCH = 2208988800
+
+
+def sntp(server, timeout=1.5, port=123):
+    now = time.time() + NTP_EPOCH
+    transmit = struct.pack(">II", int(now), int((now % 1) * 2**32))
+    packet = bytes([(0 << 6) | (4 << 3) | 3]) + bytes(39) + transmit
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect((loopback(server), port))
+        sock.send(packet)
+        resp = sock.recv(512)
+    expect(len(resp) >= 48, f"short NTP reply ({len(resp)} bytes)")
+    expect(resp[24:32] == transmit, "NTP reply does not echo our transmit timestamp")
+    secs, frac = struct.unpack(">II", resp[40:48])
+    return {
+        "li": resp[0] >> 6,
+        "mode": resp[0] & 7,
+        "stratum": resp[1],
+        "offset": secs + frac / 2**32 - NTP_EPOCH - time.time(),
+    }
+
+
+def ntp_synced(env):
+    r = sntp(env["NTP_ADDR"])
+    expect(r["mode"] == 4, f"mode {r['mode']}, want 4 (server)")
+    expect(r["li"] != 3, "LI=3 (unsynchronised), still waiting for the local reference")
+    expect(1 <= r["stratum"] <= 15, f"stratum {r['stratum']}")
+    return f"LI={r['li']} stratum={r['stratum']} offset={r['offset'] * 1000:+.1f}ms"
+
+
+def ntp_unsynced(env):
+    r = sntp(env["NTP_UNSYNC_ADDR"])
+    expect(r["mode"] == 4, f"mode {r['mode']}, want 4 (server)")
+    expect(r["li"] == 3, f"LI={r['li']}, want 3 (unsynchronised)")
+    return f"LI={r['li']} stratum={r['stratum']} (unsynchronised as intended)"
+
+
+# ---------------------------------------------------------------- SMTP --------
+
+class LabSMTP(smtplib.SMTP):
+    """SMTP that connects to a fixed loopback address but keeps the lab name
+    as the host, so STARTTLS verifies the certificate against the name."""
+
+    def __init__(self, addr, *args, **kwargs):
+        self._lab_addr = loopback(addr)
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        return socket.create_connection((self._lab_addr, port), timeout)
+
+
+class LabSMTPSSL(smtplib.SMTP_SSL):
+    def __init__(self, addr, *args, **kwargs):
+        self._lab_addr = loopback(addr)
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        sock = socket.create_connection((self._lab_addr, port), timeout)
+        return self.context.wrap_socket(sock, server_hostname=self._host)
+
+
+def tls_context(env):
+    return ssl.create_default_context(cafile=env["CA_PEM"])
+
+
+def smtp_checks(env):
+    addr, host = env["SMTP_ADDR"], env["SMTP_HOST"]
+    user, password = env["SMTP_USER"], env["SMTP_PASSWORD"]
+    out = []
+
+    port = int(env["SMTP_PORT"])
+    with LabSMTP(addr, host, port, local_hostname=HELO_NAME, timeout=5) as s:
+        s.ehlo()
+        expect(s.has_extn("starttls"), f"port {port}: no STARTTLS in EHLO")
+        s.starttls(context=tls_context(env))
+        s.ehlo()
+        s.mail(f"{user}@{env['LAB_ZONE']}")
+        code, msg = s.rcpt("someone@example.com")
+        expect(500 <= code < 600, f"port {port}: unauthenticated relay answered {code} {msg!r}")
+        out.append(f"{port} STARTTLS ok, relay refused ({code})")
+
+    port = int(env["SMTP_SUBMISSION_PORT"])
+    with LabSMTP(addr, host, port, local_hostname=HELO_NAME, timeout=5) as s:
+        s.ehlo()
+        expect(s.has_extn("starttls"), f"port {port}: no STARTTLS in EHLO")
+        expect(not s.has_extn("auth"), f"port {port}: AUTH offered before TLS")
+        s.starttls(context=tls_context(env))
+        s.ehlo()
+        expect(s.has_extn("auth"), f"port {port}: no AUTH after STARTTLS")
+        code, _ = s.login(user, password)
+        out.append(f"{port} STARTTLS+AUTH ok ({code})")
+
+    port = int(env["SMTPS_PORT"])
+    with LabSMTPSSL(addr, host, port, local_hostname=HELO_NAME, timeout=5, context=tls_context(env)) as s:
+        s.ehlo()
+        code, _ = s.login(user, password)
+        out.append(f"{port} implicit TLS+AUTH ok ({code})")
+    return ", ".join(out)
+
+
+# ---------------------------------------------------------------- blackhole/tarpit
+
+def _silent_tcp(addr, port, timeout):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((addr, port))
+    except socket.timeout:
+        return None
+    except OSError as err:
+        return f"tcp {addr}:{port} failed fast ({err}), want a silent timeout"
+    finally:
+        sock.close()
+    return f"tcp {addr}:{port} connected, want a silent timeout"
+
+
+def _silent_udp(addr, port, timeout):
+    try:
+        dns_query(addr, "smtp.perimeter.test", timeout=timeout, port=port)
+    except socket.timeout:
+        return None
+    except OSError as err:
+        return f"udp {addr}:{port} failed fast ({err}), want a silent timeout"
+    return f"udp {addr}:{port} answered, want silence"
+
+
+def blackhole(env):
+    addr = loopback(env["BLACKHOLE_ADDR"])
+    probes = [(_silent_tcp, 443), (_silent_tcp, 25), (_silent_udp, 53)]
+    errors = [None] * len(probes)
+
+    def run(i, fn, port):
+        errors[i] = fn(addr, port, 1.5)
+
+    threads = [threading.Thread(target=run, args=(i, fn, port)) for i, (fn, port) in enumerate(probes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    problems = [e for e in errors if e]
+    expect(not problems, "; ".join(problems))
+    return "tcp :443, tcp :25 and udp :53 time out (1.5s)"
+
+
+def tarpit(env):
+    addr = loopback(env["TARPIT_ADDR"])
+    ports = [int(p) for p in env["TARPIT_PORTS"].split(",")]
+    socks = []
+    try:
+        for port in ports:
+            socks.append(socket.create_connection((addr, port), timeout=2))
+        for sock in socks:
+            sock.settimeout(1.5)
+        # Wait once for all of them together: nothing may arrive.
+        time.sleep(1.5)
+        for port, sock in zip(ports, socks):
+            sock.setblocking(False)
+            try:
+                data = sock.recv(1)
+            except BlockingIOError:
+                continue
+            raise CheckFailed(f"tcp {addr}:{port} sent {data!r}, want silence")
+    finally:
+        for sock in socks:
+            sock.close()
+    return f"tcp :{', :'.join(map(str, ports))} accept and stay silent"
+
+
+# ---------------------------------------------------------------- runner ------
+
+CHECKS = [
+    ("dns-auth", "authoritative DNS", lambda env: dns_checks(env, "DNS_AUTH_ADDR", True)),
+    ("dns-forwarder", "forwarding DNS", lambda env: dns_checks(env, "DNS_FORWARDER_ADDR", False)),
+    ("ntp", "NTP synchronised", ntp_synced),
+    ("ntp-unsync", "NTP unsynchronised", ntp_unsynced),
+    ("smtp", "SMTP", smtp_checks),
+    ("blackhole", "blackhole", blackhole),
+    ("tarpit", "tarpit", tarpit),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description="airgap-lab readiness checks")
+    parser.add_argument("--env", required=True, help="path of lab.env")
+    parser.add_argument("--timeout", type=float, default=20.0, help="overall deadline in seconds")
+    parser.add_argument("--only", action="append", help="run only this service's check (repeatable)")
+    parser.add_argument("--failed-file", help="write failing service names here")
+    args = parser.parse_args()
+    env = load_env(args.env)
+    deadline = time.monotonic() + args.timeout
+    selected = [c for c in CHECKS if not args.only or c[0] in args.only]
+    results = {}
+    lock = threading.Lock()
+
+    def run(service, label, fn):
+        attempts, last = 0, None
+        started = time.monotonic()
+        while True:
+            attempts += 1
+            try:
+                detail = fn(env)
+                ok = True
+                break
+            except Exception as err:  # noqa: BLE001 - every failure is retried until the deadline
+                last = f"{type(err).__name__}: {err}" if not isinstance(err, CheckFailed) else str(err)
+                if time.monotonic() + 0.3 >= deadline:
+                    ok, detail = False, last
+                    break
+                time.sleep(0.3)
+        took = time.monotonic() - started
+        with lock:
+            results[service] = ok
+            mark = "ok  " if ok else "FAIL"
+            print(f"  [{mark}] {service:<14} {label}: {detail} ({took:.1f}s, {attempts} tries)", flush=True)
+
+    threads = [threading.Thread(target=run, args=c, daemon=True) for c in selected]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()) + 15)
+    failed = [c[0] for c in selected if not results.get(c[0])]
+    if args.failed_file:
+        with open(args.failed_file, "w", encoding="utf-8") as fh:
+            fh.write("".join(f"{s}\n" for s in failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

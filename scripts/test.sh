@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test of airgap-verify on a fresh Debian 12 machine (as root):
+# installs what the tests need, checks formatting and lints, runs the tests.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh NAME       # only tests whose name contains NAME
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the tests call: tar (staged-folder tests extract with it).
+need_pkgs=()
+for cmd_pkg in tar:tar gzip:gzip cc:gcc pkg-config:pkg-config; do
+  cmd=${cmd_pkg%%:*} pkg=${cmd_pkg##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if ((${#need_pkgs[@]})); then
+  log "installing ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_pkgs[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "scripts/test.sh: cargo not found; install a Rust toolchain >= 1.85 (rustup) and re-run" >&2
+  exit 2
+fi
+
+log "cargo fmt --check"
+cargo fmt --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+
+log "cargo test"
+# --all-targets skips doctests (there are none), so the last line counts real tests.
+cargo test --quiet --all-targets "$@"

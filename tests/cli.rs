@@ -1,0 +1,160 @@
+//! The command-line contract: exit codes, one-line errors, report formats.
+
+use crate::harness::tarkit::RawTar;
+use crate::harness::{av, bundle, Sandbox};
+
+#[test]
+fn usage_errors_exit_2() {
+    av(["bundle"]).code(2);
+    av(["bundle", "x", "--format", "yaml"]).code(2);
+    av(["no-such-command"]).code(2);
+    av(["--version"]).code(0);
+}
+
+#[test]
+fn unreadable_input_is_one_clean_line_and_exit_2() {
+    let r = av(["bundle", "/nonexistent/release.tar"]);
+    r.code(2);
+    assert_eq!(r.stdout, "");
+    let line = r.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.contains("/nonexistent/release.tar"), "{line}");
+    assert!(line.contains("No such file"), "{line}");
+}
+
+#[test]
+fn garbage_inputs_never_panic() {
+    let sb = Sandbox::new("garbage_inputs_never_panic");
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut rnd = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let good = RawTar::new()
+        .file("a/b.txt", b"hello")
+        .file("c", &[1u8; 3000])
+        .finish();
+    let gz = crate::harness::tarkit::gzip(&good);
+    for i in 0..40 {
+        let base = if i % 2 == 0 { &good } else { &gz };
+        let mut bytes = base.clone();
+        // Flip a few bytes, sometimes cut.
+        for _ in 0..(1 + rnd() % 8) {
+            let at = (rnd() % bytes.len() as u64) as usize;
+            bytes[at] = rnd() as u8;
+        }
+        if i % 3 == 0 {
+            let keep = (rnd() % bytes.len() as u64) as usize;
+            bytes.truncate(keep);
+        }
+        let p = sb.write(&format!("g{i}.bin"), &bytes);
+        let r = bundle(&p, &[]);
+        assert!(
+            r.code == 0 || r.code == 1,
+            "case {i}: exit {} {}",
+            r.code,
+            r.stderr
+        );
+        assert!(!r.stderr.contains("panicked"), "case {i}: {}", r.stderr);
+        r.json();
+    }
+}
+
+#[test]
+fn explain_prints_description_and_remediation() {
+    let r = av(["explain", "bundle:digest-mismatch"]);
+    r.code(0);
+    assert!(r
+        .stdout
+        .contains("bundle:digest-mismatch (default status: fail)"));
+    assert!(r.stdout.contains("Remediation:"));
+    let r = av(["explain", "bundle:nope"]);
+    r.code(2);
+    assert!(r.stderr.contains("explain --list"), "{}", r.stderr);
+    let r = av(["explain", "--list"]);
+    r.code(0);
+    assert_eq!(r.stdout.lines().count(), airgap_verify::codes::ALL.len());
+}
+
+#[test]
+fn human_report_groups_and_summarises() {
+    let sb = Sandbox::new("human_report_groups_and_summarises");
+    let t = RawTar::new().file("/abs", b"x").finish();
+    let p = sb.write("h.tar", &t);
+    let r = av(["bundle", p.to_str().unwrap()]);
+    r.code(1);
+    assert!(!r.stdout.contains('\x1b'), "NO_COLOR must disable colour");
+    assert!(r.stdout.contains("\nbundle\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("FAIL  bundle:absolute-path"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("fix: "), "{}", r.stdout);
+    let last = r.stdout.trim_end().lines().last().unwrap();
+    assert!(last.starts_with("FAIL not ready: "), "{last}");
+    let r = av(["bundle", p.to_str().unwrap(), "--color", "always"]);
+    assert!(r.stdout.contains("\x1b[31;1mFAIL"), "{}", r.stdout);
+}
+
+#[test]
+fn output_file_and_junit() {
+    let sb = Sandbox::new("output_file_and_junit");
+    let t = RawTar::new().file("a", b"x").file("a", b"y").finish();
+    let p = sb.write("j.tar", &t);
+    let out = sb.path("report.xml");
+    let r = av([
+        "bundle",
+        p.to_str().unwrap(),
+        "--format",
+        "junit",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    r.code(1);
+    assert_eq!(r.stdout, "");
+    let xml = std::fs::read_to_string(&out).unwrap();
+    assert!(xml.starts_with("<?xml"));
+    assert_eq!(xml.matches("<testsuite ").count(), 1);
+    assert!(xml.contains(r#"<testsuite name="bundle""#));
+    assert!(
+        xml.contains(r#"<failure type="bundle:duplicate-entry""#),
+        "{xml}"
+    );
+    assert_eq!(
+        xml.matches("<testcase ").count(),
+        xml.matches("</testcase>").count()
+    );
+    // tests= counts every finding; failures= counts the failing ones.
+    let json = bundle(&p, &[]).json();
+    let n = json["findings"].as_array().unwrap().len();
+    assert!(xml.contains(&format!(r#"tests="{n}""#)), "{xml}");
+    assert!(
+        xml.contains(&format!(r#"failures="{}""#, json["summary"]["fail"])),
+        "{xml}"
+    );
+}
+
+#[test]
+fn broken_pipe_is_not_an_error() {
+    let sb = Sandbox::new("broken_pipe_is_not_an_error");
+    let mut t = RawTar::new();
+    for i in 0..3000 {
+        t.file(&format!("/abs/{i}"), b"");
+    }
+    let p = sb.write("many.tar", t.finish());
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} bundle {} --format json | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}",
+            crate::harness::BIN,
+            p.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("error"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

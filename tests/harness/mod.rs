@@ -1,0 +1,189 @@
+//! A small fluent harness: a temp folder named after the test, the built
+//! binary, and assertions on status, JSON findings and stderr.
+
+#![allow(dead_code)]
+
+pub mod tarkit;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_airgap-verify");
+
+/// A scratch folder for one test, removed when the test passes.
+pub struct Sandbox {
+    pub dir: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new(test: &str) -> Sandbox {
+        let dir = std::env::temp_dir()
+            .join("airgap-verify-tests")
+            .join(test.replace("::", "-"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Sandbox { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn write(&self, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    /// The good Sekoia-shaped sample release; returns the `.tar` path.
+    pub fn sample(&self) -> PathBuf {
+        let written =
+            airgap_verify::sample::write_release(&self.path("release"), 4 << 20, false).unwrap();
+        written[0].clone()
+    }
+
+    pub fn sample_gz(&self) -> PathBuf {
+        let written =
+            airgap_verify::sample::write_release(&self.path("release"), 4 << 20, true).unwrap();
+        written[2].clone()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs the binary with `args`.
+pub fn av<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(BIN)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run airgap-verify");
+    Run::from(out)
+}
+
+/// `bundle PATH --format json` plus extra args.
+pub fn bundle(path: &Path, extra: &[&str]) -> Run {
+    let mut args: Vec<std::ffi::OsString> = vec!["bundle".into(), path.into()];
+    args.extend(["--format", "json", "--no-progress"].iter().map(Into::into));
+    args.extend(extra.iter().map(Into::into));
+    av(args)
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct F {
+    pub code: String,
+    pub status: String,
+    pub target: String,
+    pub message: String,
+    pub evidence: Value,
+}
+
+impl Run {
+    pub fn code(&self, want: i32) -> &Self {
+        assert_eq!(
+            self.code, want,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "panic on stderr: {}",
+            self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    pub fn findings(&self) -> Vec<F> {
+        self.json()["findings"]
+            .as_array()
+            .expect("findings array")
+            .iter()
+            .map(|f| F {
+                code: f["code"].as_str().unwrap().to_string(),
+                status: f["status"].as_str().unwrap().to_string(),
+                target: f["target"].as_str().unwrap().to_string(),
+                message: f["message"].as_str().unwrap().to_string(),
+                evidence: f["evidence"].clone(),
+            })
+            .collect()
+    }
+
+    /// Asserts a finding with this code and status whose target contains
+    /// `target`; returns it.
+    pub fn has(&self, code: &str, status: &str, target: &str) -> F {
+        let all = self.findings();
+        all.iter()
+            .find(|f| f.code == code && f.status == status && f.target.contains(target))
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {status} finding {code} for {target:?}; got:\n{}",
+                    all.iter()
+                        .map(|f| format!("  {} {} {} — {}", f.status, f.code, f.target, f.message))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })
+    }
+
+    pub fn lacks(&self, code: &str) -> &Self {
+        let all = self.findings();
+        assert!(
+            !all.iter().any(|f| f.code == code),
+            "unexpected {code}: {:?}",
+            all.iter().filter(|f| f.code == code).collect::<Vec<_>>()
+        );
+        self
+    }
+
+    /// No finding fails.
+    pub fn clean(&self) -> &Self {
+        let bad: Vec<_> = self
+            .findings()
+            .into_iter()
+            .filter(|f| f.status == "fail")
+            .collect();
+        assert!(bad.is_empty(), "failing findings: {bad:#?}");
+        self
+    }
+}

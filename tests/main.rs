@@ -1,0 +1,7 @@
+//! One integration-test binary; modules below share the harness.
+
+mod harness;
+
+mod bundle;
+mod cli;
+mod docs;
