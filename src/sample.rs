@@ -243,17 +243,17 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
     w.dir(&format!("{platform}/"))?;
     w.dir(&format!("{platform}/images/"))?;
 
-    // Images take about 90% of the size.
-    let image_budget = size.saturating_mul(9) / 10;
+    // Thousands of small YAML and JSON files for large releases (about
+    // 1.5 KiB each in the tar with header and padding); images fill the rest
+    // so the archive reaches at least `size`.
+    let small_files = if size >= 256 << 20 {
+        (size / (256 << 10)) as usize
+    } else {
+        12
+    };
+    let image_budget = size.saturating_sub(small_files as u64 * 1536 + (128 << 10));
     let services = [
-        "ingest",
-        "api",
-        "frontend",
-        "worker",
-        "scheduler",
-        "storage",
-        "search",
-        "notifier",
+        "ingest", "api", "frontend", "worker", "scheduler", "storage", "search", "notifier",
     ];
     let mut images = Vec::new();
     let mut spent: u64 = 0;
@@ -271,13 +271,15 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
         };
         let base = tar_of(&[
             ("etc/os-release", b"ID=distroless\nVERSION_ID=12\n"),
-            (
-                "app/config.yaml",
-                format!("service: {name}\nlog_level: info\n").as_bytes(),
-            ),
+            ("app/config.yaml", format!("service: {name}\nlog_level: info\n").as_bytes()),
         ]);
-        let payload = rng.bytes(big as usize);
-        let app = tar_of(&[(&format!("app/{name}.bin"), &payload)]);
+        // About 90% incompressible (binaries) and 10% text, as in real images.
+        let payload = rng.bytes((big - big / 10) as usize);
+        let text = text_blob(&mut rng, (big / 10) as usize);
+        let app = tar_of(&[
+            (&format!("app/{name}.bin"), &payload),
+            (&format!("app/{name}.txt"), &text),
+        ]);
         drop(payload);
         let image = gzip_fast(&docker_image(&reference, &[base, app]), size >= 256 << 20);
         let path = format!("{platform}/images/{name}.tar.gz");
@@ -300,11 +302,6 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
 
     // Thousands of small YAML and JSON files for large releases.
     w.dir(&format!("{platform}/argo-stacks/"))?;
-    let small_files = if size >= 256 << 20 {
-        (size / (256 << 10)) as usize
-    } else {
-        12
-    };
     for k in 0..small_files {
         let app = services[k % services.len()];
         if k % 3 == 2 {
@@ -380,6 +377,25 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
         written.push(write_sha256_file(&gz_path)?);
     }
     Ok(written)
+}
+
+/// Compressible text: log-like lines with varying numbers.
+fn text_blob(rng: &mut Rng, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 128);
+    let words = ["info", "debug", "request", "served", "cache", "miss", "hit", "user"];
+    while out.len() < n {
+        let line = format!(
+            "{} {} {} id={} took={}ms\n",
+            words[rng.below(8) as usize],
+            words[rng.below(8) as usize],
+            words[rng.below(8) as usize],
+            rng.below(100_000),
+            rng.below(1000)
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out.truncate(n);
+    out
 }
 
 fn gzip_fast(data: &[u8], fast: bool) -> Vec<u8> {
