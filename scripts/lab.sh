@@ -6,6 +6,9 @@
 #   scripts/lab.sh down     stop what the lab started, remove its nft table and hosts block
 #   scripts/lab.sh status   one line per service; exit 1 if anything is down
 #
+# Environment: AIRGAP_LAB_DIR (state folder), AIRGAP_LAB_TIMEOUT (readiness
+# deadline, default 20 s), AIRGAP_LAB_SMTP_PASSWORD (else a random one, kept).
+#
 # State lives in ${AIRGAP_LAB_DIR:-/var/tmp/airgap-lab}: lab.env (the plan, as
 # KEY=value lines), perimeter.yml, pki/, one folder per service, run/ (pid
 # files), log/. Needs root. Only ever binds and probes 127.0.0.0/8 addresses.
@@ -72,7 +75,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
   exit 2
 }
 
@@ -98,7 +101,7 @@ lock_lab() {
 # recycled PID is never mistaken for a lab process.
 proc_starttime() {
   local stat rest fields
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
   rest=${stat##*) }
   read -r -a fields <<<"$rest"
   [ "${fields[0]}" != Z ] || return 1 # zombie: already dead
@@ -149,8 +152,8 @@ start_bg() { # service command... : detached (own session), logs to log/SERVICE.
   local pid=$!
   sleep 0.05
   record_pid "$svc" "$pid" || {
-    tail -n 20 "$LAB/log/$svc.log" >&2
-    die "$svc exited at once (log: $LAB/log/$svc.log)"
+    log_tail "$svc"
+    die "$svc exited at once ('scripts/lab.sh down' stops what did start)"
   }
 }
 
@@ -160,6 +163,7 @@ restore_policy_rc() {
   case $POLICY_ACTION in
     created) rm -f "$POLICY_RC" ;;
     replaced) mv -f "$POLICY_RC.airgap-lab-saved" "$POLICY_RC" ;;
+    *) ;;
   esac
   POLICY_ACTION=""
 }
@@ -197,6 +201,16 @@ install_packages() {
     die "package install failed"
   }
   restore_policy_rc
+  # The lab runs these daemons with its own configs only: keep Debian's default
+  # instances (chrony would query the public NTP pool) from starting at boot.
+  local unit
+  for unit in chrony unbound unbound-resolvconf postfix; do
+    [[ " ${missing[*]} " == *" ${unit%%-*} "* ]] || continue
+    # update-rc.d disables the sysv links and the systemd unit; systemctl
+    # disable works offline too and covers unbound-resolvconf (no init script)
+    if [ -e "/etc/init.d/$unit" ]; then update-rc.d "$unit" disable >/dev/null 2>&1 || true; fi
+    if command -v systemctl >/dev/null; then systemctl disable "$unit.service" >/dev/null 2>&1 || true; fi
+  done
 }
 
 # ---------------------------------------------------------------- pki --------
@@ -474,7 +488,7 @@ write_dns() {
   local auth="$LAB/dns-auth" fwd="$LAB/dns-forwarder" entry name addr
   mkdir -p "$auth" "$fwd"
   {
-    printf '$ORIGIN %s.\n$TTL 300\n' "$ZONE"
+    printf '%s\n' "\$ORIGIN $ZONE." "\$TTL 300"
     printf '@\tIN SOA ns1.%s. hostmaster.%s. %s 3600 600 86400 300\n' "$ZONE" "$ZONE" "$(date +%s)"
     printf '@\tIN NS ns1.%s.\n' "$ZONE"
     printf '@\tIN MX 10 smtp.%s.\n' "$ZONE"
@@ -687,7 +701,7 @@ start_smtp() {
 pgroup_alive() { # pgid: true while a non-zombie process is in that process group
   local f stat rest fields
   for f in /proc/[0-9]*/stat; do
-    stat=$(cat "$f" 2>/dev/null) || continue
+    read -r stat 2>/dev/null <"$f" || continue
     rest=${stat##*) }
     read -r -a fields <<<"$rest"
     [ "${fields[2]}" = "$1" ] && [ "${fields[0]}" != Z ] && return 0
@@ -782,7 +796,7 @@ port_conflicts() { # fails (listing them) if anything already holds a lab addres
       busy=1
     fi
   done
-  [ $busy -eq 0 ] || die "lab ports are busy: stop whatever holds them (lab.sh down stops only what it recorded)"
+  [ "$busy" -eq 0 ] || die "lab ports are busy: stop whatever holds them (lab.sh down stops only what it recorded)"
 }
 
 # ---------------------------------------------------------------- commands ---
@@ -798,8 +812,8 @@ log_tail() { # service
   local f
   for f in "$LAB/log/$1.log" "$LAB/log/$1-start.log"; do
     [ -s "$f" ] || continue
-    printf -- '---- last lines of %s\n' "$f" >&2
-    tail -n 25 "$f" >&2
+    printf -- '---- %s (this run, last 25 lines)\n' "$f" >&2
+    awk '/^==== /{n=0} {buf[n++]=$0} END{for(i=(n>25?n-25:0);i<n;i++) print buf[i]}' "$f" >&2
   done
 }
 
@@ -888,7 +902,7 @@ cmd_status() {
     printf '%-14s DOWN  (no airgap-lab block in %s)\n' hosts "$HOSTS_FILE"
     bad=1
   fi
-  return $bad
+  return "$bad"
 }
 
 case ${1:-} in

@@ -14,6 +14,7 @@ the names of the failing services, one per line.
 
 import argparse
 import ipaddress
+import os
 import random
 import smtplib
 import socket
@@ -350,6 +351,23 @@ def tarpit(env):
 
 # ---------------------------------------------------------------- runner ------
 
+def process_gone(run_dir, service):
+    """Reason string if the lab recorded a process for this service and it has exited."""
+    try:
+        with open(os.path.join(run_dir, f"{service}.id"), encoding="ascii") as fh:
+            pid, start = fh.read().split()
+    except (OSError, ValueError):
+        return None  # nothing recorded (e.g. blackhole): nothing to watch
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return f"process {pid} has exited"
+    if fields[0] == "Z" or fields[19] != start:
+        return f"process {pid} has exited"
+    return None
+
+
 CHECKS = [
     ("dns-auth", "authoritative DNS", lambda env: dns_checks(env, "DNS_AUTH_ADDR", True)),
     ("dns-forwarder", "forwarding DNS", lambda env: dns_checks(env, "DNS_FORWARDER_ADDR", False)),
@@ -374,11 +392,17 @@ def main():
     results = {}
     lock = threading.Lock()
 
+    run_dir = os.path.join(env.get("AIRGAP_LAB_DIR", os.path.dirname(os.path.abspath(args.env))), "run")
+
     def run(service, label, fn):
         attempts, last = 0, None
         started = time.monotonic()
         while True:
             attempts += 1
+            gone = process_gone(run_dir, service)
+            if gone:
+                ok, detail = False, gone
+                break
             try:
                 detail = fn(env)
                 ok = True
