@@ -253,7 +253,14 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
     };
     let image_budget = size.saturating_sub(small_files as u64 * 1536 + (128 << 10));
     let services = [
-        "ingest", "api", "frontend", "worker", "scheduler", "storage", "search", "notifier",
+        "ingest",
+        "api",
+        "frontend",
+        "worker",
+        "scheduler",
+        "storage",
+        "search",
+        "notifier",
     ];
     let mut images = Vec::new();
     let mut spent: u64 = 0;
@@ -271,7 +278,10 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
         };
         let base = tar_of(&[
             ("etc/os-release", b"ID=distroless\nVERSION_ID=12\n"),
-            ("app/config.yaml", format!("service: {name}\nlog_level: info\n").as_bytes()),
+            (
+                "app/config.yaml",
+                format!("service: {name}\nlog_level: info\n").as_bytes(),
+            ),
         ]);
         // About 90% incompressible (binaries) and 10% text, as in real images.
         let payload = rng.bytes((big - big / 10) as usize);
@@ -382,7 +392,9 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
 /// Compressible text: log-like lines with varying numbers.
 fn text_blob(rng: &mut Rng, n: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(n + 128);
-    let words = ["info", "debug", "request", "served", "cache", "miss", "hit", "user"];
+    let words = [
+        "info", "debug", "request", "served", "cache", "miss", "hit", "user",
+    ];
     while out.len() < n {
         let line = format!(
             "{} {} {} id={} took={}ms\n",

@@ -14,7 +14,7 @@ use std::io::BufRead;
 use crossbeam_channel::Sender;
 use flate2::{Crc, Decompress, FlushDecompress, Status as ZStatus};
 
-use super::stream::{is_upstream_abort, ChunkReader, ForwardingSender, CHUNK_SIZE};
+use super::stream::{is_upstream_abort, ChunkReader, ForwardingSender, Pool, CHUNK_SIZE};
 use crate::finding::{Code, Finding};
 
 /// What a decoding stage saw, for the container's evidence.
@@ -129,7 +129,8 @@ pub fn gunzip(
         target,
         stats: ContainerStats::default(),
     };
-    let mut out_buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE);
+    let pool = Pool::default();
+    let mut out_buf: Vec<u8> = pool.take_empty();
     // The first member's magic has not been consumed yet.
     let mut magic_consumed = false;
     loop {
@@ -170,11 +171,9 @@ pub fn gunzip(
             crc.update(fresh);
             produced += fresh.len() as u64;
             let progressed = used > 0 || out_buf.len() > out0;
-            if out_buf.len() == out_buf.capacity() {
-                st.out.send(std::sync::Arc::new(std::mem::replace(
-                    &mut out_buf,
-                    Vec::with_capacity(CHUNK_SIZE),
-                )));
+            if out_buf.len() >= CHUNK_SIZE {
+                let full = std::mem::replace(&mut out_buf, pool.take_empty());
+                st.out.send(pool.chunk(full));
             }
             match res {
                 Ok(ZStatus::StreamEnd) => break,
@@ -275,7 +274,7 @@ pub fn gunzip(
         }
     }
     if !out_buf.is_empty() {
-        st.out.send(std::sync::Arc::new(out_buf));
+        st.out.send(pool.chunk(out_buf));
     }
     st.stats
 }
@@ -376,7 +375,8 @@ pub fn unzstd(
             return st.stats;
         }
     };
-    let mut out_buf: Vec<u8> = vec![0u8; CHUNK_SIZE];
+    let pool = Pool::default();
+    let mut out_buf: Vec<u8> = pool.take_full();
     let mut out_len = 0usize;
     let mut frame_start = 0u64;
     let mut in_frame = false;
@@ -427,10 +427,8 @@ pub fn unzstd(
         st.input.consume(used);
         out_len += made;
         if out_len == out_buf.len() {
-            st.out.send(std::sync::Arc::new(std::mem::replace(
-                &mut out_buf,
-                vec![0u8; CHUNK_SIZE],
-            )));
+            let full = std::mem::replace(&mut out_buf, pool.take_full());
+            st.out.send(pool.chunk(full));
             out_len = 0;
         }
         st.stats.decompressed_bytes += made as u64;
@@ -465,7 +463,7 @@ pub fn unzstd(
     }
     if out_len > 0 {
         out_buf.truncate(out_len);
-        st.out.send(std::sync::Arc::new(out_buf));
+        st.out.send(pool.chunk(out_buf));
     }
     st.stats
 }

@@ -36,7 +36,7 @@ use crate::error::InputError;
 use crate::finding::{Code, Finding};
 use checksum::{ChecksumSource, Expected};
 pub use manifest::FileRecord;
-use stream::{ChunkReader, ForwardingSender, Msg, CHUNK_SIZE};
+use stream::{ChunkReader, ForwardingSender, Msg};
 pub use walk::Limits;
 
 /// What to verify and how.
@@ -153,7 +153,8 @@ pub fn verify(
     let target = path.display().to_string();
     let started = Instant::now();
 
-    let mut first = vec![0u8; CHUNK_SIZE];
+    let pool = stream::Pool::default();
+    let mut first = pool.take_full();
     let n =
         read_full(&mut file, &mut first).map_err(|e| InputError::unreadable(path, "archive", e))?;
     first.truncate(n);
@@ -198,10 +199,10 @@ pub fn verify(
             let n = chunk.len();
             progress.advance(n as u64);
             offset += n as u64;
-            let c = std::sync::Arc::new(chunk);
+            let c = pool.chunk(chunk);
             to_hash.send(c.clone());
             to_decode.send(c);
-            chunk = vec![0u8; CHUNK_SIZE];
+            chunk = pool.take_full();
             match read_full(&mut file, &mut chunk) {
                 Ok(n) => chunk.truncate(n),
                 Err(e) => {

@@ -65,12 +65,34 @@ pub fn normalise(name: &str) -> String {
         .join("/")
 }
 
+/// A path's identity: 128 bits of its SHA-256. Keeping a digest instead of
+/// the string keeps memory per entry small and fixed (hostile archives have
+/// hundreds of thousands of entries), and a cryptographic digest cannot be
+/// steered into collisions by crafted names.
+type PathKey = [u8; 16];
+
+fn key(path: &str) -> PathKey {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(path.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
+/// How many case collisions are reported with the earlier name; past that
+/// only the entry itself is named (finding the earlier name costs a lookup).
+const NAMED_CASE_COLLISIONS: usize = 100;
+
 /// State carried across entries.
 #[derive(Default)]
 pub struct SafetyRules {
-    seen: HashMap<String, EntryKind>,
-    lower: HashMap<String, String>,
+    seen: HashMap<PathKey, EntryKind>,
+    /// Lower-cased path -> the first path seen with that spelling, by key.
+    lower: HashMap<PathKey, PathKey>,
+    /// Names of the first entries, to name the other side of a collision.
+    recent_names: HashMap<PathKey, Box<str>>,
     symlinks: HashSet<String>,
+    case_collisions: usize,
     pub problems: usize,
     pub entries: u64,
 }
@@ -184,7 +206,8 @@ impl SafetyRules {
             );
         }
         if !path.is_empty() {
-            if let Some(prev) = self.seen.get(&path) {
+            let k = key(&path);
+            if let Some(prev) = self.seen.get(&k) {
                 // A directory listed twice changes nothing on extraction.
                 if !(*prev == EntryKind::Dir && e.kind == EntryKind::Dir) {
                     report(
@@ -193,18 +216,32 @@ impl SafetyRules {
                     );
                 }
             } else {
-                self.seen.insert(path.clone(), e.kind);
-                let lower = path.to_lowercase();
-                if let Some(other) = self.lower.get(&lower) {
-                    if *other != path {
+                self.seen.insert(k, e.kind);
+                let lk = key(&path.to_lowercase());
+                match self.lower.get(&lk) {
+                    Some(first) if *first != k => {
+                        self.case_collisions += 1;
+                        let other = self
+                            .recent_names
+                            .get(first)
+                            .map(|n| format!(" and {n}"))
+                            .unwrap_or_else(|| " and an earlier entry".into());
                         let _ = findings.send(Finding::new(
                             Code::BundleCaseCollision,
                             shown.clone(),
-                            format!("{path} and {other} differ only by case"),
+                            format!("{path}{other} differ only by case"),
                         ));
                     }
-                } else {
-                    self.lower.insert(lower, path.clone());
+                    Some(_) => {}
+                    None => {
+                        self.lower.insert(lk, k);
+                        // Only names that can still be asked for are kept.
+                        if self.recent_names.len() < 4096
+                            && self.case_collisions < NAMED_CASE_COLLISIONS
+                        {
+                            self.recent_names.insert(k, path.clone().into_boxed_str());
+                        }
+                    }
                 }
             }
         }

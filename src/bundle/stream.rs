@@ -16,12 +16,81 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 
 /// Size of one read from disk and of one decompressed chunk. Large enough to
-/// amortise syscalls and channel hand-offs, small enough to keep RSS flat.
-pub const CHUNK_SIZE: usize = 1 << 20;
+/// amortise syscalls and channel hand-offs, small enough to stay in L2 while
+/// two threads hash it, and to keep RSS flat.
+pub const CHUNK_SIZE: usize = 256 << 10;
 /// Chunks in flight per channel.
-pub const CHANNEL_DEPTH: usize = 8;
+pub const CHANNEL_DEPTH: usize = 16;
 
-pub type Chunk = Arc<Vec<u8>>;
+/// A buffer that goes back to its pool when the last reader drops it, so the
+/// pass allocates a fixed set of buffers once instead of one per chunk:
+/// RSS does not drift with the archive's length.
+pub struct Buf {
+    data: Vec<u8>,
+    home: Option<Sender<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Buf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Buf({} bytes)", self.data.len())
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            let _ = home.try_send(std::mem::take(&mut self.data));
+        }
+    }
+}
+
+pub type Chunk = Arc<Buf>;
+
+/// Recycles chunk buffers.
+#[derive(Clone)]
+pub struct Pool {
+    tx: Sender<Vec<u8>>,
+    rx: Receiver<Vec<u8>>,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        // Enough for every chunk that can be in flight at once.
+        let (tx, rx) = crossbeam_channel::bounded(4 * CHANNEL_DEPTH + 8);
+        Pool { tx, rx }
+    }
+}
+
+impl Pool {
+    /// A buffer of exactly `CHUNK_SIZE` initialised bytes, to read into.
+    pub fn take_full(&self) -> Vec<u8> {
+        let mut v = self.rx.try_recv().unwrap_or_default();
+        v.resize(CHUNK_SIZE, 0);
+        v
+    }
+
+    /// An empty buffer with `CHUNK_SIZE` capacity, to append into.
+    pub fn take_empty(&self) -> Vec<u8> {
+        let mut v = self.rx.try_recv().unwrap_or_default();
+        v.clear();
+        v.reserve_exact(CHUNK_SIZE);
+        v
+    }
+
+    pub fn chunk(&self, data: Vec<u8>) -> Chunk {
+        Arc::new(Buf {
+            data,
+            home: Some(self.tx.clone()),
+        })
+    }
+}
 
 #[derive(Debug)]
 pub enum Msg {
