@@ -73,6 +73,9 @@ pub struct BundleArgs {
     /// Expected SHA-256 of the archive, as 64 hex digits.
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
+    /// Also decompress compressed image layers and check them against the config's diff_ids.
+    #[arg(long)]
+    pub deep: bool,
     /// Largest manifest (manifest.json, SHA256SUMS) loaded into memory, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_manifest_size: u64,

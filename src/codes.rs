@@ -229,6 +229,75 @@ codes! {
     BundleUnlistedFile => "bundle:unlisted-file", Fail,
         "A file sits in a `manifest.json` folder but the manifest does not list it: content was added after the manifest was made.",
         "Remove the file, or re-create the manifest from a trusted copy if the addition is intended.";
+
+    // ---- container images -----------------------------------------------
+    ImageValid => "image:valid", Pass,
+        "A container image file (`docker save` archive and/or OCI image layout) was validated without loading it: every manifest entry names a config whose SHA-256 matches its name, every layer is present and matches its diff_id (uncompressed layers always, compressed ones with `--deep`), every OCI blob matches its digest and size, and the image references were read.",
+        "Nothing to do.";
+    ImageNotAnImage => "image:not-an-image", Fail,
+        "A file in an `images/` folder is an archive but holds neither a `docker save` `manifest.json` nor an OCI layout (`oci-layout` and `index.json`), so `docker load` would refuse it.",
+        "Obtain the vendor's original image file; check it was not replaced by another archive.";
+    ImageManifestInvalid => "image:manifest-invalid", Fail,
+        "An image's `manifest.json`, `index.json`, OCI manifest or config could not be parsed, or its structure is inconsistent (for example more layers than diff_ids).",
+        "Obtain the vendor's original image file.";
+    ImageMissingBlob => "image:missing-blob", Fail,
+        "A config, layer, manifest or blob that the image's manifest or index references is not in the image file.",
+        "The image file is incomplete. Obtain the vendor's original.";
+    ImageConfigDigestMismatch => "image:config-digest-mismatch", Fail,
+        "An image config's SHA-256 differs from the digest in its name. `docker load` would reject the image.",
+        "The image was altered. Obtain the vendor's original.";
+    ImageDiffIdMismatch => "image:diff-id-mismatch", Fail,
+        "A layer's SHA-256 (of its uncompressed tar) differs from the diff_id the image config lists for it. `docker load` would reject the image, and the layer is not what the config vouches for.",
+        "The image was altered or damaged. Obtain the vendor's original.";
+    ImageBlobDigestMismatch => "image:blob-digest-mismatch", Fail,
+        "An OCI blob's SHA-256 differs from the digest it is stored under (`blobs/sha256/<digest>`).",
+        "The image was altered or damaged. Obtain the vendor's original.";
+    ImageSizeMismatch => "image:size-mismatch", Fail,
+        "An OCI blob's size differs from the size its descriptor states.",
+        "The image was altered or damaged. Obtain the vendor's original.";
+    ImageUnknownMediaType => "image:unknown-media-type", Warn,
+        "A descriptor has a media type that is neither an OCI nor a Docker image type, so the blob behind it was not interpreted.",
+        "Check with the vendor what the blob is; registries may refuse unknown media types.";
+    ImagePathEscape => "image:path-escape", Fail,
+        "An image's `manifest.json` names a config or layer path that is absolute or contains `..`: it points outside the image.",
+        "Do not load this image; obtain the vendor's original.";
+    ImageDescriptorCycle => "image:descriptor-cycle", Fail,
+        "An OCI index references itself, directly or through other indexes. Tools that follow it would loop forever.",
+        "Do not load this image; obtain the vendor's original.";
+    ImageRefMissing => "image:ref-missing", Fail,
+        "The release manifest's `images` list names an image reference that the named image file does not contain (no matching `RepoTags` entry or `org.opencontainers.image.ref.name`).",
+        "Check the image file and the manifest's `images` list against the vendor's release notes.";
+
+    // ---- Helm charts ----------------------------------------------------
+    ChartValid => "chart:valid", Pass,
+        "A Helm chart archive is a valid gzip tar whose `<name>/Chart.yaml` parses and has `apiVersion`, `name` and `version`.",
+        "Nothing to do.";
+    ChartMissingChartYaml => "chart:missing-chart-yaml", Fail,
+        "A chart archive in a `charts/` folder has no `<name>/Chart.yaml`: Helm cannot install it.",
+        "Obtain the vendor's original chart.";
+    ChartInvalidChartYaml => "chart:invalid-chart-yaml", Fail,
+        "A chart's `Chart.yaml` does not parse as YAML or lacks `apiVersion`, `name` or `version`.",
+        "Obtain the vendor's original chart.";
+    ChartProvenance => "chart:provenance", Pass,
+        "A Helm provenance file (`.prov`) sits beside the chart. It was reported, not verified (verify it with `helm verify` and the vendor's key).",
+        "Verify it with `helm verify --keyring <vendor key> <chart>`.";
+
+    // ---- security content bundles ---------------------------------------
+    ContentBundleValid => "content:bundle-valid", Pass,
+        "A `data/<TYPE>/` folder's `latest` file names a bundle (by file name or release id) that exists beside it and is a valid gzip tar.",
+        "Nothing to do.";
+    ContentLatestMissing => "content:latest-missing", Fail,
+        "A `data/<TYPE>/` folder has no `latest` file, so the installer cannot tell which bundle to load.",
+        "Obtain the complete `data/` folder from the vendor's release.";
+    ContentLatestDangling => "content:latest-dangling", Fail,
+        "A `data/<TYPE>/latest` file names a bundle that is not in the folder (neither `<TYPE>-<id>.tar.gz` nor that file name).",
+        "Copy the missing bundle, or obtain the complete `data/` folder from the vendor.";
+    ContentBundleBroken => "content:bundle-broken", Fail,
+        "The bundle that `latest` names is not a valid gzip tar (the container findings for that file say where it breaks).",
+        "Obtain the vendor's original bundle.";
+    ContentUnreferencedBundle => "content:unreferenced-bundle", Warn,
+        "A bundle in a `data/<TYPE>/` folder is not the one `latest` names. It will not be loaded.",
+        "Remove stale bundles, or check that `latest` names the intended release.";
 }
 
 #[cfg(test)]

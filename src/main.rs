@@ -40,6 +40,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 checksum,
                 limits: Limits {
                     max_manifest_size: a.max_manifest_size,
+                    deep: a.deep,
+                    ..Limits::default()
                 },
             };
             let policy = policy(&a.report);

@@ -138,6 +138,63 @@ pub fn docker_image(reference: &str, layers: &[Vec<u8>]) -> Vec<u8> {
     tar_of(&files)
 }
 
+/// An OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`) with
+/// gzip-compressed layers, uncompressed tar of the layout.
+pub fn oci_image(reference: &str, layers: &[Vec<u8>]) -> Vec<u8> {
+    let gz: Vec<Vec<u8>> = layers.iter().map(|l| gzip(l)).collect();
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha256_hex(l)))
+        .collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    }))
+    .expect("json");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": format!("sha256:{}", sha256_hex(&config)),
+            "size": config.len(),
+        },
+        "layers": gz.iter().map(|l| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": format!("sha256:{}", sha256_hex(l)),
+            "size": l.len(),
+        })).collect::<Vec<_>>(),
+    }))
+    .expect("json");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{}", sha256_hex(&manifest)),
+            "size": manifest.len(),
+            "annotations": { "org.opencontainers.image.ref.name": reference },
+        }],
+    }))
+    .expect("json");
+    let mut blobs: Vec<(String, Vec<u8>)> = vec![
+        (format!("blobs/sha256/{}", sha256_hex(&config)), config),
+        (format!("blobs/sha256/{}", sha256_hex(&manifest)), manifest),
+    ];
+    for l in gz {
+        blobs.push((format!("blobs/sha256/{}", sha256_hex(&l)), l));
+    }
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec();
+    let mut files: Vec<(&str, &[u8])> = vec![("oci-layout", &layout)];
+    for (p, b) in &blobs {
+        files.push((p, b));
+    }
+    files.push(("index.json", &index));
+    tar_of(&files)
+}
+
 /// Splits `host/repo:tag` into (`host/repo`, `tag`).
 pub fn split_ref(reference: &str) -> (&str, &str) {
     match reference.rfind(':') {
@@ -300,6 +357,19 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
             path: format!("images/{name}.tar.gz"),
         });
         i += 1;
+    }
+
+    // Newer tooling ships OCI layouts: one image in that form.
+    {
+        let name = "collector-oci";
+        let reference = format!("registry.sekoia.io/sekoia/{name}:{VERSION}");
+        let layer = tar_of(&[("usr/bin/collector", &rng.bytes(32 << 10))]);
+        let image = gzip(&oci_image(&reference, &[layer]));
+        w.file(&format!("{platform}/images/{name}.tar.gz"), &image)?;
+        images.push(ManifestImage {
+            reference,
+            path: format!("images/{name}.tar.gz"),
+        });
     }
 
     w.dir(&format!("{platform}/charts/"))?;

@@ -4,4 +4,5 @@ mod harness;
 
 mod bundle;
 mod cli;
+mod content;
 mod docs;

@@ -13,12 +13,18 @@
 //!   unusable, are [`InputError`]s (exit 2) raised before the pass starts;
 //!   everything found during the pass is a finding.
 
+pub mod chart;
 pub mod checksum;
 pub mod container;
+pub mod content;
 pub mod create;
 pub mod dirwalk;
+pub mod gitbundle;
+pub mod image;
 pub mod manifest;
+pub mod nested;
 pub mod safety;
+pub mod signature;
 pub mod stream;
 pub mod tarstream;
 pub mod walk;
@@ -315,7 +321,8 @@ struct Decoded {
     files: HashMap<String, FileRecord>,
 }
 
-/// The decoding side of the pass: decompression (own thread) and tar walk.
+/// The decoding side of the release pass: container, tar walk, then the
+/// release-level rules.
 fn decode(
     format: Format,
     rx: crossbeam_channel::Receiver<Msg>,
@@ -325,29 +332,62 @@ fn decode(
 ) -> Decoded {
     let mut ctx = walk::WalkContext::new(findings.clone(), limits);
     let mut input = ChunkReader::new(rx);
+    if format == Format::Unknown {
+        let head: Vec<u8> = std::io::BufRead::fill_buf(&mut input)
+            .map(|b| b[..b.len().min(8)].to_vec())
+            .unwrap_or_default();
+        let _ = findings.send(
+            Finding::new(
+                Code::BundleUnrecognisedFormat,
+                target,
+                format!(
+                    "not a tar, tar.gz or tar.zst archive (first bytes: {})",
+                    hex::encode(&head)
+                ),
+            )
+            .evidence("first_bytes", hex::encode(&head)),
+        );
+        // Drain so the reader and the outer hash can finish.
+        let _ = std::io::copy(&mut input, &mut std::io::sink());
+        return Decoded::default();
+    }
+    let stats = stream_walk(format, input, &mut ctx, target);
+    let files = ctx.finish(target, stats.intact);
+    Decoded {
+        intact: stats.intact,
+        members: stats.members,
+        tar_bytes: stats.tar_bytes,
+        entries: stats.entries,
+        files,
+    }
+}
+
+/// What [`stream_walk`] saw.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// No failing container or tar finding.
+    pub intact: bool,
+    /// The producer of `input` aborted (its own finding explains why).
+    pub upstream_aborted: bool,
+    pub members: u64,
+    pub tar_bytes: u64,
+    pub entries: u64,
+}
+
+/// Decompresses (on its own thread) and walks one tar stream into `ctx`.
+/// Shared by the release and every nested archive. The input is drained to
+/// its end whatever happens, so upstream stages always finish their checks.
+pub fn stream_walk(
+    format: Format,
+    mut input: ChunkReader,
+    ctx: &mut walk::WalkContext,
+    target: &str,
+) -> StreamStats {
+    let findings = ctx.findings.clone();
     let (container_failed, members, stats) = match format {
-        Format::Unknown => {
-            let head: Vec<u8> = std::io::BufRead::fill_buf(&mut input)
-                .map(|b| b[..b.len().min(8)].to_vec())
-                .unwrap_or_default();
-            let _ = findings.send(
-                Finding::new(
-                    Code::BundleUnrecognisedFormat,
-                    target,
-                    format!(
-                        "not a tar, tar.gz or tar.zst archive (first bytes: {})",
-                        hex::encode(&head)
-                    ),
-                )
-                .evidence("first_bytes", hex::encode(&head)),
-            );
-            // Drain so the reader and the outer hash can finish.
-            let _ = std::io::copy(&mut input, &mut std::io::sink());
-            return Decoded::default();
-        }
+        Format::Unknown => return StreamStats::default(),
         Format::Tar => {
-            let stats = tarstream::walk(&mut input, &mut ctx, target);
-            // Keep the hasher fed if the walk stopped early.
+            let stats = tarstream::walk(&mut input, ctx, target);
             let _ = std::io::copy(&mut input, &mut std::io::sink());
             (false, 0, stats)
         }
@@ -362,26 +402,24 @@ fn decode(
                         container::unzstd(&mut input, &mut out, &findings, target)
                     };
                     let _ = std::io::copy(&mut input, &mut std::io::sink());
-                    st
+                    (st, input.aborted())
                 });
                 let mut tar_in = ChunkReader::new(tar_rx);
-                let stats = tarstream::walk(&mut tar_in, &mut ctx, target);
+                let stats = tarstream::walk(&mut tar_in, ctx, target);
                 drop(tar_in);
-                let st = inflater.join().unwrap_or_default();
+                let (st, aborted) = inflater.join().unwrap_or_default();
+                let mut stats = stats;
+                stats.upstream_failed |= aborted;
                 (st.failed, st.members, stats)
             })
         }
     };
-    let intact = !container_failed && !stats.failed && !stats.upstream_failed;
-    let entries = stats.entries;
-    let tar_bytes = stats.tar_bytes;
-    let files = ctx.finish(target, intact);
-    Decoded {
-        intact,
+    StreamStats {
+        intact: !container_failed && !stats.failed && !stats.upstream_failed,
+        upstream_aborted: stats.upstream_failed && !container_failed && !stats.failed,
         members,
-        tar_bytes,
-        entries,
-        files,
+        tar_bytes: stats.tar_bytes,
+        entries: stats.entries,
     }
 }
 

@@ -93,19 +93,29 @@ pub struct SafetyRules {
     recent_names: HashMap<PathKey, Box<str>>,
     symlinks: HashSet<String>,
     case_collisions: usize,
+    /// Prepended to entry names in findings (`outer.tar.gz!` when nested).
+    prefix: String,
     pub problems: usize,
     pub entries: u64,
 }
 
 impl SafetyRules {
+    pub fn with_prefix(prefix: String) -> Self {
+        SafetyRules {
+            prefix,
+            ..Default::default()
+        }
+    }
+
     /// Checks one entry and returns its normalised path (empty for the root
     /// entry `./`).
     pub fn check(&mut self, e: &EntryMeta<'_>, findings: &Sender<Finding>) -> String {
         self.entries += 1;
         let shown = display_name(e.raw_path);
+        let target = format!("{}{}", self.prefix, shown);
         let mut report = |code: Code, msg: String| {
             self.problems += 1;
-            let _ = findings.send(Finding::new(code, shown.clone(), msg));
+            let _ = findings.send(Finding::new(code, target.clone(), msg));
         };
         if std::str::from_utf8(e.raw_path).is_err() {
             report(
@@ -185,7 +195,7 @@ impl SafetyRules {
             EntryKind::Other(t) => {
                 let _ = findings.send(Finding::new(
                     Code::BundleUnsupportedEntry,
-                    shown.clone(),
+                    target.clone(),
                     format!(
                         "{shown} has tar type {:?}, which is not verified",
                         t as char
@@ -228,7 +238,7 @@ impl SafetyRules {
                             .unwrap_or_else(|| " and an earlier entry".into());
                         let _ = findings.send(Finding::new(
                             Code::BundleCaseCollision,
-                            shown.clone(),
+                            target.clone(),
                             format!("{path}{other} differ only by case"),
                         ));
                     }

@@ -1,12 +1,16 @@
 //! What happens to every member, whatever the source (tar stream or staged
-//! folder): safety rules, hashing, manifest capture.
+//! folder): safety rules, hashing, small-file capture, and hand-off of nested
+//! archives (images, charts, content bundles) to their validators.
 //!
 //! Guarantees:
 //! - every byte of every regular file is hashed exactly once, as it streams
 //!   past; nothing is written to disk;
+//! - a nested archive is validated while its bytes stream past, on its own
+//!   thread, from a copy of each chunk: never extracted, never buffered whole;
 //! - memory grows only with the number of entries (one small record each),
-//!   never with their size: manifests are the only bytes kept, up to
-//!   `max_manifest_size`.
+//!   never with their size: the only bytes kept are small files that rules
+//!   must parse (manifests, image configs, `latest`, `Chart.yaml`), each
+//!   under a size limit.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -15,37 +19,61 @@ use crossbeam_channel::Sender;
 use sha2::{Digest, Sha256};
 
 use super::manifest::{self, FileRecord};
+use super::nested::{self, NestedJob, NestedKind, NestedOutcome};
 use super::safety::{EntryKind, EntryMeta, SafetyRules};
 use crate::finding::{Code, Finding};
 
-/// Limits that keep memory flat on hostile input.
+/// Limits that keep memory and time flat on hostile input.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest release manifest loaded into memory.
     pub max_manifest_size: u64,
+    /// Largest small file (image config, index, Chart.yaml) kept for parsing
+    /// inside a nested archive.
+    pub max_nested_capture: u64,
+    /// Deepest nesting of archives validated (the release is depth 0).
+    pub max_depth: u32,
+    /// Decompress image layers and check them against the config's diff_ids.
+    pub deep: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_manifest_size: 16 << 20,
+            max_nested_capture: 4 << 20,
+            max_depth: 2,
+            deep: false,
         }
     }
 }
 
-/// A manifest's bytes, captured during the pass.
+/// A small file's bytes, captured during the pass.
 pub struct Captured {
     pub path: String,
     pub bytes: Vec<u8>,
+}
+
+/// Where the walk is: the release itself, or inside a nested archive.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Release,
+    Nested { kind: NestedKind, depth: u32 },
 }
 
 /// State shared by every member of one input.
 pub struct WalkContext {
     pub findings: Sender<Finding>,
     pub limits: Limits,
+    pub scope: Scope,
+    /// Prepended to member paths in targets (`outer.tar.gz!`), empty for the
+    /// release itself.
+    pub prefix: String,
     pub rules: SafetyRules,
     pub files: HashMap<String, FileRecord>,
-    pub manifests: Vec<Captured>,
+    pub captured: Vec<Captured>,
+    /// What each nested validator reported, by member path.
+    pub nested: HashMap<String, NestedOutcome>,
     pub file_bytes: u64,
     /// A manifest was found but rejected (too large), so "no manifest" would
     /// be misleading.
@@ -59,15 +87,57 @@ pub struct DataError(pub std::io::Error);
 
 impl WalkContext {
     pub fn new(findings: Sender<Finding>, limits: Limits) -> Self {
+        Self::scoped(findings, limits, Scope::Release, String::new())
+    }
+
+    pub fn scoped(findings: Sender<Finding>, limits: Limits, scope: Scope, prefix: String) -> Self {
         WalkContext {
             findings,
             limits,
-            rules: SafetyRules::default(),
+            scope,
+            rules: SafetyRules::with_prefix(prefix.clone()),
+            prefix,
             files: HashMap::new(),
-            manifests: Vec::new(),
+            captured: Vec::new(),
+            nested: HashMap::new(),
             file_bytes: 0,
             manifest_seen: false,
-            buf: vec![0u8; 256 << 10],
+            buf: vec![0u8; super::stream::CHUNK_SIZE],
+        }
+    }
+
+    /// How many bytes of this file to keep, if any.
+    fn capture_limit(&self, path: &str) -> Option<u64> {
+        match &self.scope {
+            Scope::Release => {
+                if manifest::is_candidate(path) {
+                    Some(self.limits.max_manifest_size)
+                } else if super::content::is_latest_file(path) {
+                    Some(4096)
+                } else {
+                    None
+                }
+            }
+            Scope::Nested { kind, .. } => {
+                nested::wants_capture(*kind, path).then_some(self.limits.max_nested_capture)
+            }
+        }
+    }
+
+    /// Which validator, if any, takes this member's bytes.
+    fn nested_kind(&self, path: &str) -> Option<(NestedKind, u32)> {
+        let depth = match &self.scope {
+            Scope::Release => 1,
+            Scope::Nested { depth, .. } => depth + 1,
+        };
+        if depth > self.limits.max_depth {
+            return None;
+        }
+        match &self.scope {
+            Scope::Release => nested::classify(path).map(|k| (k, depth)),
+            Scope::Nested { kind, .. } => {
+                nested::classify_inner(*kind, path, self.limits.deep).map(|k| (k, depth))
+            }
         }
     }
 
@@ -78,32 +148,63 @@ impl WalkContext {
         if meta.kind != EntryKind::File {
             return Ok(());
         }
-        let capture = manifest::is_candidate(&path);
-        let mut captured: Option<Vec<u8>> = capture.then(Vec::new);
+        let limit = self.capture_limit(&path);
+        let mut captured: Option<Vec<u8>> = limit.map(|_| Vec::new());
         let mut too_large = false;
+        let mut job: Option<NestedJob> = self.nested_kind(&path).map(|(kind, depth)| {
+            NestedJob::spawn(
+                kind,
+                depth,
+                format!("{}{}", self.prefix, path),
+                self.findings.clone(),
+                self.limits.clone(),
+            )
+        });
+        // Blobs of an image are kept only when they look like JSON
+        // (manifests, configs); layers are never buffered.
+        let json_only = matches!(self.scope, Scope::Nested { .. }) && path.starts_with("blobs/");
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
-        loop {
+        let result = loop {
             let n = match data.read(&mut self.buf) {
-                Ok(0) => break,
+                Ok(0) => break Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(DataError(e)),
+                Err(e) => break Err(DataError(e)),
             };
             let chunk = &self.buf[..n];
+            if size == 0 && json_only && chunk.first() != Some(&b'{') {
+                captured = None;
+            }
             hasher.update(chunk);
             size += n as u64;
+            if let Some(j) = job.as_mut() {
+                j.feed(chunk);
+            }
             if let Some(c) = captured.as_mut() {
-                if size > self.limits.max_manifest_size {
+                if size > limit.unwrap_or(0) {
                     too_large = true;
                     captured = None;
                 } else {
                     c.extend_from_slice(chunk);
                 }
             }
+        };
+        if let Some(j) = job {
+            // A member cut short must not be judged as a broken image: the
+            // truncation is reported once, by the stream that saw it.
+            let outcome = if result.is_ok() {
+                j.finish()
+            } else {
+                j.abandon()
+            };
+            if let Some(o) = outcome {
+                self.nested.insert(path.clone(), o);
+            }
         }
+        result?;
         self.file_bytes += size;
-        if too_large {
+        if too_large && matches!(self.scope, Scope::Release) && manifest::is_candidate(&path) {
             self.manifest_seen = true;
             let _ = self.findings.send(
                 Finding::new(
@@ -119,7 +220,7 @@ impl WalkContext {
             );
         }
         if let Some(bytes) = captured {
-            self.manifests.push(Captured {
+            self.captured.push(Captured {
                 path: path.clone(),
                 bytes,
             });
@@ -135,14 +236,15 @@ impl WalkContext {
         Ok(())
     }
 
-    /// After the pass: safety summary and manifest verification. Returns the
-    /// table of hashed files.
+    /// After the pass over the release: safety summary, manifests and
+    /// content bundles. Returns the table of hashed files.
     pub fn finish(self, target: &str, complete: bool) -> HashMap<String, FileRecord> {
         let WalkContext {
             findings,
             rules,
             files,
-            manifests,
+            captured,
+            nested,
             manifest_seen,
             ..
         } = self;
@@ -158,7 +260,12 @@ impl WalkContext {
             );
         }
         let mut parsed = Vec::new();
-        for c in manifests {
+        let mut latest = Vec::new();
+        for c in captured {
+            if super::content::is_latest_file(&c.path) {
+                latest.push(c);
+                continue;
+            }
             let is_json = c.path.rsplit('/').next() == Some(manifest::JSON_NAME);
             let res = if is_json {
                 manifest::parse_json(&c.path, &c.bytes)
@@ -187,7 +294,10 @@ impl WalkContext {
         }
         for m in &parsed {
             manifest::verify(m, &files, &findings);
+            super::image::check_manifest_images(m, &nested, &findings);
         }
+        super::content::check(&files, &latest, &nested, &findings);
+        super::chart::provenance(&files, &findings);
         files
     }
 }

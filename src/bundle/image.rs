@@ -1,0 +1,604 @@
+//! Container images, checked as `docker load` would check them, without a
+//! Docker engine: `docker save` archives and OCI image layouts (both may be
+//! in one file, as newer Docker writes them).
+//!
+//! Guarantees:
+//! - judged from the digests and small JSON files collected while the image
+//!   streamed past: layers are hashed, never buffered;
+//! - every finding names the image file and, when known, the image
+//!   reference: `images/x.tar.gz (registry.example/x:v1): layer 2 ...`;
+//! - OCI descriptors are followed from `index.json` with a visited set, so an
+//!   index that references itself is reported, never followed forever;
+//! - paths from `manifest.json` are confined to the image: one that escapes
+//!   is reported and never looked up.
+
+use std::collections::{HashMap, HashSet};
+
+use crossbeam_channel::Sender;
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+
+use super::manifest::{FileRecord, ReleaseManifest};
+use super::nested::NestedOutcome;
+use super::walk::WalkContext;
+use crate::finding::{Code, Finding};
+
+/// One `docker save` manifest entry.
+#[derive(Debug, serde::Deserialize)]
+struct DockerEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers", default)]
+    layers: Vec<String>,
+}
+
+struct ImageCheck<'a> {
+    target: &'a str,
+    files: &'a HashMap<String, FileRecord>,
+    captured: HashMap<&'a str, &'a [u8]>,
+    nested: &'a HashMap<String, NestedOutcome>,
+    findings: &'a Sender<Finding>,
+    problems: usize,
+    layers: usize,
+    refs: Vec<String>,
+}
+
+fn short(d: &[u8; 32]) -> String {
+    format!("sha256:{}", &hex::encode(d)[..12])
+}
+
+impl<'a> ImageCheck<'a> {
+    fn label(&self, reference: Option<&str>) -> String {
+        match reference {
+            Some(r) => format!("{} ({r})", self.target),
+            None => self.target.to_string(),
+        }
+    }
+
+    fn report(&mut self, code: Code, reference: Option<&str>, what: String) -> Finding {
+        if code.default_status() == crate::finding::Status::Fail {
+            self.problems += 1;
+        }
+        let f = Finding::new(
+            code,
+            self.target,
+            format!("{}: {what}", self.label(reference)),
+        );
+        match reference {
+            Some(r) => f.evidence("image", r),
+            None => f,
+        }
+    }
+
+    fn send(&self, f: Finding) {
+        let _ = self.findings.send(f);
+    }
+
+    /// A path from `manifest.json`, confined to the image.
+    fn confined(&mut self, p: &str, reference: Option<&str>) -> Option<String> {
+        if p.starts_with('/') || p.split('/').any(|c| c == "..") || p.is_empty() {
+            let f = self.report(
+                Code::ImagePathEscape,
+                reference,
+                format!("manifest.json names {p:?}, which points outside the image"),
+            );
+            self.send(f);
+            return None;
+        }
+        Some(super::safety::normalise(p))
+    }
+
+    fn docker(&mut self, bytes: &[u8]) {
+        let entries: Vec<DockerEntry> = match serde_json::from_slice(bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                let f = self.report(
+                    Code::ImageManifestInvalid,
+                    None,
+                    format!(
+                        "manifest.json: line {}, column {}: {e}",
+                        e.line(),
+                        e.column()
+                    ),
+                );
+                return self.send(f);
+            }
+        };
+        for entry in entries {
+            let tags = entry.repo_tags.clone().unwrap_or_default();
+            let reference = tags.first().cloned();
+            let r = reference.as_deref();
+            self.refs.extend(tags);
+            let Some(config_path) = self.confined(&entry.config, r) else {
+                continue;
+            };
+            let Some(config_rec) = self.files.get(&config_path).copied() else {
+                let f = self.report(
+                    Code::ImageMissingBlob,
+                    r,
+                    format!("config {config_path} named by manifest.json is not in the image"),
+                );
+                self.send(f);
+                continue;
+            };
+            if let Some(named) = digest_in_name(&config_path) {
+                if named != config_rec.sha256 {
+                    let f = self
+                        .report(
+                            Code::ImageConfigDigestMismatch,
+                            r,
+                            format!(
+                                "config {config_path} has {}, its name says {}",
+                                short(&config_rec.sha256),
+                                short(&named)
+                            ),
+                        )
+                        .evidence("expected_sha256", hex::encode(named))
+                        .evidence("actual_sha256", hex::encode(config_rec.sha256));
+                    self.send(f);
+                }
+            }
+            let Some(config_bytes) = self.captured.get(config_path.as_str()).copied() else {
+                let f = self.report(
+                    Code::ImageManifestInvalid,
+                    r,
+                    format!("config {config_path} is too large or not JSON"),
+                );
+                self.send(f);
+                continue;
+            };
+            let diff_ids = match diff_ids_of(config_bytes) {
+                Ok(d) => d,
+                Err(e) => {
+                    let f = self.report(
+                        Code::ImageManifestInvalid,
+                        r,
+                        format!("config {config_path}: {e}"),
+                    );
+                    self.send(f);
+                    continue;
+                }
+            };
+            if diff_ids.len() != entry.layers.len() {
+                let f = self.report(
+                    Code::ImageManifestInvalid,
+                    r,
+                    format!(
+                        "manifest.json lists {} layers but config {config_path} has {} diff_ids",
+                        entry.layers.len(),
+                        diff_ids.len()
+                    ),
+                );
+                self.send(f);
+            }
+            let layers = entry.layers.clone();
+            for (i, layer) in layers.iter().enumerate() {
+                let Some(layer_path) = self.confined(layer, r) else {
+                    continue;
+                };
+                self.layers += 1;
+                let Some(rec) = self.files.get(&layer_path).copied() else {
+                    let f = self.report(
+                        Code::ImageMissingBlob,
+                        r,
+                        format!(
+                            "layer {} ({layer_path}) named by manifest.json is not in the image",
+                            i + 1
+                        ),
+                    );
+                    self.send(f);
+                    continue;
+                };
+                if let Some(want) = diff_ids.get(i) {
+                    self.diff_id(i, &layer_path, &rec, want, r);
+                }
+            }
+        }
+    }
+
+    /// A layer as stored must hash to its diff_id, unless it is compressed,
+    /// in which case only its decompressed digest (from `--deep`) can.
+    fn diff_id(
+        &mut self,
+        i: usize,
+        path: &str,
+        rec: &FileRecord,
+        want: &[u8; 32],
+        r: Option<&str>,
+    ) {
+        if rec.sha256 == *want {
+            return;
+        }
+        let (actual, how) = match self.nested.get(path).and_then(|o| o.uncompressed_sha256) {
+            Some(d) => (d, "decompressed"),
+            None => (rec.sha256, "as stored"),
+        };
+        if actual == *want {
+            return;
+        }
+        let f = self
+            .report(
+                Code::ImageDiffIdMismatch,
+                r,
+                format!(
+                    "layer {} {} ({how}) does not match diff_id {}",
+                    i + 1,
+                    short(&actual),
+                    short(want)
+                ),
+            )
+            .evidence("layer", path)
+            .evidence("expected_sha256", hex::encode(want))
+            .evidence("actual_sha256", hex::encode(actual));
+        self.send(f);
+    }
+
+    fn oci(&mut self, index_bytes: &[u8]) {
+        // Every blob must hash to the digest it is stored under.
+        let mut blobs: Vec<(&String, &FileRecord)> = self
+            .files
+            .iter()
+            .filter(|(p, _)| p.starts_with("blobs/sha256/"))
+            .collect();
+        blobs.sort_by(|a, b| a.0.cmp(b.0));
+        for (p, rec) in blobs {
+            if let Some(named) = digest_in_name(p) {
+                if named != rec.sha256 {
+                    let f = self
+                        .report(
+                            Code::ImageBlobDigestMismatch,
+                            None,
+                            format!("blob {p} has {}", short(&rec.sha256)),
+                        )
+                        .evidence("blob", p.as_str())
+                        .evidence("actual_sha256", hex::encode(rec.sha256));
+                    self.send(f);
+                }
+            }
+        }
+        let index: ImageIndex = match serde_json::from_slice(index_bytes) {
+            Ok(i) => i,
+            Err(e) => {
+                let f = self.report(
+                    Code::ImageManifestInvalid,
+                    None,
+                    format!("index.json: line {}, column {}: {e}", e.line(), e.column()),
+                );
+                return self.send(f);
+            }
+        };
+        let mut visiting = HashSet::new();
+        self.walk_index(&index, "index.json", &mut visiting, None);
+    }
+
+    fn walk_index(
+        &mut self,
+        index: &ImageIndex,
+        at: &str,
+        visiting: &mut HashSet<String>,
+        inherited: Option<String>,
+    ) {
+        for d in index.manifests() {
+            let reference = d
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned())
+                .or_else(|| inherited.clone());
+            if let Some(r) = &reference {
+                if !self.refs.contains(r) {
+                    self.refs.push(r.clone());
+                }
+            }
+            let r = reference.as_deref();
+            let Some(bytes) = self.blob(d.digest().as_ref(), d.size(), r, at) else {
+                continue;
+            };
+            match d.media_type() {
+                MediaType::ImageIndex => {
+                    let key = d.digest().to_string();
+                    if !visiting.insert(key.clone()) {
+                        let f = self.report(
+                            Code::ImageDescriptorCycle,
+                            r,
+                            format!("{at} references index {key}, which is already being followed"),
+                        );
+                        self.send(f);
+                        continue;
+                    }
+                    match serde_json::from_slice::<ImageIndex>(bytes) {
+                        Ok(inner) => self.walk_index(&inner, &key, visiting, reference.clone()),
+                        Err(e) => {
+                            let f = self.report(
+                                Code::ImageManifestInvalid,
+                                r,
+                                format!("index {key}: {e}"),
+                            );
+                            self.send(f);
+                        }
+                    }
+                    visiting.remove(&key);
+                }
+                MediaType::ImageManifest => self.walk_manifest(bytes, d.digest().as_ref(), r),
+                MediaType::Other(t)
+                    if t.starts_with("application/vnd.docker.distribution.manifest.v2") =>
+                {
+                    self.walk_manifest(bytes, d.digest().as_ref(), r)
+                }
+                MediaType::Other(t)
+                    if t.starts_with("application/vnd.docker.distribution.manifest.list.v2") =>
+                {
+                    if let Ok(inner) = serde_json::from_slice::<ImageIndex>(bytes) {
+                        let key = d.digest().to_string();
+                        if visiting.insert(key.clone()) {
+                            self.walk_index(&inner, &key, visiting, reference.clone());
+                            visiting.remove(&key);
+                        }
+                    }
+                }
+                other => {
+                    let f = self.report(
+                        Code::ImageUnknownMediaType,
+                        r,
+                        format!("{at} references {} with media type {other}", d.digest()),
+                    );
+                    self.send(f);
+                }
+            }
+        }
+    }
+
+    fn walk_manifest(&mut self, bytes: &[u8], at: &str, r: Option<&str>) {
+        let m: ImageManifest = match serde_json::from_slice(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                let f = self.report(Code::ImageManifestInvalid, r, format!("manifest {at}: {e}"));
+                return self.send(f);
+            }
+        };
+        let config = m.config();
+        let diff_ids = self
+            .blob(config.digest().as_ref(), config.size(), r, at)
+            .map(diff_ids_of);
+        for (i, layer) in m.layers().iter().enumerate() {
+            self.layers += 1;
+            if !known_layer_type(layer.media_type()) {
+                let f = self.report(
+                    Code::ImageUnknownMediaType,
+                    r,
+                    format!("layer {} has media type {}", i + 1, layer.media_type()),
+                );
+                self.send(f);
+            }
+            let digest = layer.digest().as_ref().to_string();
+            if self.blob_present(&digest, layer.size(), r, at) {
+                if let Some(Ok(ids)) = &diff_ids {
+                    if let (Some(want), Some(path)) = (ids.get(i), blob_path(&digest)) {
+                        let rec = self.files[&path];
+                        let uncompressed = matches!(layer.media_type(), MediaType::ImageLayer)
+                            || matches!(layer.media_type(), MediaType::Other(t) if t.ends_with(".tar"));
+                        if uncompressed || self.nested.contains_key(&path) {
+                            self.diff_id(i, &path, &rec, want, r);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(Err(e)) = diff_ids {
+            let f = self.report(
+                Code::ImageManifestInvalid,
+                r,
+                format!("config of {at}: {e}"),
+            );
+            self.send(f);
+        }
+    }
+
+    /// Checks that a blob exists with the stated size; returns its captured
+    /// JSON bytes when it has them.
+    fn blob(&mut self, digest: &str, size: u64, r: Option<&str>, at: &str) -> Option<&'a [u8]> {
+        if !self.blob_present(digest, size, r, at) {
+            return None;
+        }
+        let path = blob_path(digest)?;
+        match self.captured.get(path.as_str()).copied() {
+            Some(b) => Some(b),
+            None => {
+                let f = self.report(
+                    Code::ImageManifestInvalid,
+                    r,
+                    format!(
+                        "{path} (referenced by {at}) is not a JSON document small enough to read"
+                    ),
+                );
+                self.send(f);
+                None
+            }
+        }
+    }
+
+    fn blob_present(&mut self, digest: &str, size: u64, r: Option<&str>, at: &str) -> bool {
+        let Some(path) = blob_path(digest) else {
+            let f = self.report(
+                Code::ImageManifestInvalid,
+                r,
+                format!("{at}: unsupported digest {digest}"),
+            );
+            self.send(f);
+            return false;
+        };
+        let Some(rec) = self.files.get(&path).copied() else {
+            let f = self.report(
+                Code::ImageMissingBlob,
+                r,
+                format!("{path} referenced by {at} is not in the image"),
+            );
+            self.send(f);
+            return false;
+        };
+        if rec.size != size {
+            let f = self
+                .report(
+                    Code::ImageSizeMismatch,
+                    r,
+                    format!("{path} is {} bytes, {at} says {size}", rec.size),
+                )
+                .evidence("expected_size", size)
+                .evidence("actual_size", rec.size);
+            self.send(f);
+            return false;
+        }
+        true
+    }
+}
+
+fn known_layer_type(t: &MediaType) -> bool {
+    match t {
+        MediaType::ImageLayer
+        | MediaType::ImageLayerGzip
+        | MediaType::ImageLayerZstd
+        | MediaType::ImageLayerNonDistributable
+        | MediaType::ImageLayerNonDistributableGzip
+        | MediaType::ImageLayerNonDistributableZstd => true,
+        MediaType::Other(s) => s.starts_with("application/vnd.docker.image.rootfs."),
+        _ => false,
+    }
+}
+
+fn blob_path(digest: &str) -> Option<String> {
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("blobs/sha256/{}", hex.to_ascii_lowercase()))
+}
+
+/// The SHA-256 a path is named after: `<hex>.json`, `blobs/sha256/<hex>` or
+/// `<hex>/layer.tar`.
+fn digest_in_name(path: &str) -> Option<[u8; 32]> {
+    let name = path.rsplit('/').next()?;
+    let hex = name.strip_suffix(".json").unwrap_or(name);
+    let mut out = [0u8; 32];
+    (hex.len() == 64 && hex::decode_to_slice(hex, &mut out).is_ok()).then_some(out)
+}
+
+fn diff_ids_of(config: &[u8]) -> Result<Vec<[u8; 32]>, String> {
+    let c: ImageConfiguration = serde_json::from_slice(config)
+        .map_err(|e| format!("line {}, column {}: {e}", e.line(), e.column()))?;
+    c.rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| {
+            let hex = d
+                .strip_prefix("sha256:")
+                .ok_or_else(|| format!("diff_id {d} is not a sha256 digest"))?;
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(hex, &mut out)
+                .map_err(|_| format!("diff_id {d} is not hexadecimal"))?;
+            Ok(out)
+        })
+        .collect()
+}
+
+/// Judges one image file after its nested walk.
+pub fn check(target: &str, ctx: &WalkContext, intact: bool, outcome: &mut NestedOutcome) {
+    let mut c = ImageCheck {
+        target,
+        files: &ctx.files,
+        captured: ctx
+            .captured
+            .iter()
+            .map(|c| (c.path.as_str(), c.bytes.as_slice()))
+            .collect(),
+        nested: &ctx.nested,
+        findings: &ctx.findings,
+        problems: 0,
+        layers: 0,
+        refs: Vec::new(),
+    };
+    let docker = c.captured.get("manifest.json").copied();
+    let oci = c
+        .files
+        .contains_key("oci-layout")
+        .then(|| c.captured.get("index.json").copied())
+        .flatten();
+    if docker.is_none() && oci.is_none() {
+        if intact {
+            let f = c.report(
+                Code::ImageNotAnImage,
+                None,
+                "neither a docker save manifest.json nor an OCI layout (oci-layout and index.json)"
+                    .into(),
+            );
+            c.send(f);
+        }
+        outcome.intact = false;
+        return;
+    }
+    if let Some(b) = docker {
+        c.docker(b);
+    }
+    if let Some(b) = oci {
+        c.oci(b);
+    }
+    outcome.refs = c.refs.clone();
+    if c.problems > 0 {
+        outcome.intact = false;
+    } else if intact {
+        let refs = c.refs.join(", ");
+        let layout = match (docker.is_some(), oci.is_some()) {
+            (true, true) => "docker save + OCI layout",
+            (true, false) => "docker save",
+            _ => "OCI layout",
+        };
+        c.send(
+            Finding::new(
+                Code::ImageValid,
+                target,
+                format!("{target}: {layout}, {} layers verified ({refs})", c.layers),
+            )
+            .evidence("layout", layout)
+            .evidence("layers", c.layers)
+            .evidence("refs", c.refs.clone()),
+        );
+    }
+}
+
+/// The release manifest's `images: [{ref, path}]`: each reference must be in
+/// the named image file.
+pub fn check_manifest_images(
+    m: &ReleaseManifest,
+    nested: &HashMap<String, NestedOutcome>,
+    findings: &Sender<Finding>,
+) {
+    for img in &m.images {
+        let path = if m.folder.is_empty() {
+            super::safety::normalise(&img.path)
+        } else {
+            super::safety::normalise(&format!("{}/{}", m.folder, img.path))
+        };
+        // Missing files are reported by the manifest check, broken images by
+        // their own findings: a missing reference would only repeat them.
+        let Some(o) = nested.get(&path).filter(|o| o.intact) else {
+            continue;
+        };
+        if !o.refs.iter().any(|r| r == &img.reference) {
+            let _ = findings.send(
+                Finding::new(
+                    Code::ImageRefMissing,
+                    path.clone(),
+                    format!(
+                        "{path} ({}): {} lists this reference, the image file holds {}",
+                        img.reference,
+                        m.path,
+                        if o.refs.is_empty() {
+                            "none".to_string()
+                        } else {
+                            o.refs.join(", ")
+                        }
+                    ),
+                )
+                .evidence("image", img.reference.clone())
+                .evidence("manifest", m.path.clone()),
+            );
+        }
+    }
+}

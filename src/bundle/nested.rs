@@ -1,0 +1,277 @@
+//! Archives inside the release (container images, Helm charts, content
+//! bundles, any other tar) validated while their bytes stream past.
+//!
+//! Guarantees:
+//! - the outer walk hands each chunk of a nested member to that member's own
+//!   validator thread through a bounded channel: the member is never written
+//!   to disk nor held whole in memory, and the outer pass reads it once;
+//! - a nested archive gets the same container and safety rules as the
+//!   release (codes are shared; targets read `outer!inner`), then the rules
+//!   of its kind (image, chart);
+//! - nesting depth is bounded (`Limits::max_depth`), so an archive of
+//!   archives cannot multiply threads or memory.
+
+use std::io::BufRead;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+
+use super::stream::{self, ChunkReader, ForwardingSender, Pool, CHUNK_SIZE};
+use super::walk::{Limits, Scope, WalkContext};
+use super::{detect, Format};
+use crate::finding::{Code, Finding};
+
+/// What a nested archive is, from its place in the release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NestedKind {
+    /// `images/*.tar.gz|*.tgz|*.tar`: a `docker save` archive or OCI layout.
+    Image,
+    /// `charts/*.tgz`: a Helm chart.
+    Chart,
+    /// `data/<TYPE>/<TYPE>-<id>.tar.gz`: a security content bundle.
+    ContentBundle,
+    /// Any other `.tar`, `.tar.gz`, `.tgz` or `.tar.zst`.
+    Archive,
+    /// A compressed image layer, decompressed only with `--deep` to compute
+    /// its diff_id.
+    Layer,
+}
+
+/// What a nested validator tells the release-level rules.
+#[derive(Debug, Clone, Default)]
+pub struct NestedOutcome {
+    /// The container and every entry were read without a failing finding.
+    pub intact: bool,
+    /// Image references found inside (RepoTags, OCI ref names).
+    pub refs: Vec<String>,
+    /// SHA-256 of a layer's decompressed bytes (`Layer` only).
+    pub uncompressed_sha256: Option<[u8; 32]>,
+    /// Per-layer-file decompressed digests found by `--deep`, by path inside
+    /// the image.
+    pub layer_diff_ids: Vec<(String, [u8; 32])>,
+}
+
+fn is_tarball(name: &str) -> bool {
+    [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+/// Classifies a member of the release.
+pub fn classify(path: &str) -> Option<NestedKind> {
+    let lower = path.to_ascii_lowercase();
+    let name = lower.rsplit('/').next().unwrap_or(&lower);
+    if !is_tarball(name) {
+        return None;
+    }
+    let in_dir = |d: &str| lower.starts_with(&format!("{d}/")) || lower.contains(&format!("/{d}/"));
+    if in_dir("images") {
+        return Some(NestedKind::Image);
+    }
+    if in_dir("charts") && (name.ends_with(".tgz") || name.ends_with(".tar.gz")) {
+        return Some(NestedKind::Chart);
+    }
+    if super::content::is_bundle_path(path) {
+        return Some(NestedKind::ContentBundle);
+    }
+    Some(NestedKind::Archive)
+}
+
+/// Classifies a member of a nested archive.
+pub fn classify_inner(outer: NestedKind, path: &str, deep: bool) -> Option<NestedKind> {
+    match outer {
+        // Layers are the only archives inside an image worth opening, and
+        // only when asked: it costs a second decompression of every layer.
+        NestedKind::Image if deep => {
+            let is_layer = path.ends_with("/layer.tar") || path.starts_with("blobs/");
+            is_layer.then_some(NestedKind::Layer)
+        }
+        _ => None,
+    }
+}
+
+/// Whether a file inside a nested archive of `kind` must be kept for its
+/// rules. Blobs are kept only when they look like JSON (decided by the
+/// caller from the first byte), so layers are never buffered.
+pub fn wants_capture(kind: NestedKind, path: &str) -> bool {
+    match kind {
+        NestedKind::Image => {
+            matches!(
+                path,
+                "manifest.json" | "index.json" | "oci-layout" | "repositories"
+            ) || (!path.contains('/') && path.ends_with(".json"))
+                || path.starts_with("blobs/")
+        }
+        NestedKind::Chart => {
+            let mut parts = path.split('/');
+            matches!(
+                (parts.next(), parts.next(), parts.next()),
+                (Some(_), Some("Chart.yaml"), None)
+            )
+        }
+        _ => false,
+    }
+}
+
+/// A running validator for one nested member.
+pub struct NestedJob {
+    tx: ForwardingSender,
+    pool: Pool,
+    pending: Vec<u8>,
+    handle: Option<JoinHandle<Option<NestedOutcome>>>,
+}
+
+impl NestedJob {
+    pub fn spawn(
+        kind: NestedKind,
+        depth: u32,
+        target: String,
+        findings: Sender<Finding>,
+        limits: Limits,
+    ) -> NestedJob {
+        let (tx, rx) = stream::channel();
+        let handle = std::thread::Builder::new()
+            .name(format!("nested-{depth}"))
+            .spawn(move || run(kind, depth, rx, findings, &target, limits))
+            .ok();
+        let pool = Pool::default();
+        let pending = pool.take_empty();
+        NestedJob {
+            tx: ForwardingSender::new(tx),
+            pool,
+            pending,
+            handle,
+        }
+    }
+
+    /// Copies `bytes` towards the validator, in full chunks so format
+    /// detection always sees a whole first block.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let room = CHUNK_SIZE - self.pending.len();
+            let n = room.min(bytes.len());
+            self.pending.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.pending.len() == CHUNK_SIZE {
+                let full = std::mem::replace(&mut self.pending, self.pool.take_empty());
+                self.tx.send(self.pool.chunk(full));
+            }
+        }
+    }
+
+    /// The member ended: let the validator finish and collect its outcome.
+    pub fn finish(mut self) -> Option<NestedOutcome> {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.tx.send(self.pool.chunk(rest));
+        }
+        drop(self.tx);
+        self.handle.take()?.join().ok().flatten()
+    }
+
+    /// The member was cut short; the validator stops without findings.
+    pub fn abandon(mut self) -> Option<NestedOutcome> {
+        self.tx.abort();
+        drop(self.tx);
+        let _ = self.handle.take()?.join();
+        None
+    }
+}
+
+fn run(
+    kind: NestedKind,
+    depth: u32,
+    rx: crossbeam_channel::Receiver<stream::Msg>,
+    findings: Sender<Finding>,
+    target: &str,
+    limits: Limits,
+) -> Option<NestedOutcome> {
+    let mut input = ChunkReader::new(rx);
+    let head: Vec<u8> = match input.fill_buf() {
+        Ok(b) => b[..b.len().min(512)].to_vec(),
+        Err(_) => return None, // abandoned
+    };
+    let format = detect(&head);
+    if kind == NestedKind::Layer {
+        return Some(layer_digest(format, input));
+    }
+    if format == Format::Unknown {
+        let _ = std::io::copy(&mut input, &mut std::io::sink());
+        if input.aborted() {
+            return None;
+        }
+        let _ = findings.send(
+            Finding::new(
+                Code::BundleUnrecognisedFormat,
+                target,
+                format!(
+                    "{target} is named like an archive but is not a tar, tar.gz or tar.zst (first bytes: {})",
+                    hex::encode(&head[..head.len().min(8)])
+                ),
+            )
+            .evidence("first_bytes", hex::encode(&head[..head.len().min(8)])),
+        );
+        return Some(NestedOutcome::default());
+    }
+    let mut ctx = WalkContext::scoped(
+        findings.clone(),
+        limits,
+        Scope::Nested { kind, depth },
+        format!("{target}!"),
+    );
+    let stats = super::stream_walk(format, input, &mut ctx, target);
+    if stats.upstream_aborted {
+        return None;
+    }
+    let intact = stats.intact && ctx.rules.problems == 0;
+    let mut outcome = NestedOutcome {
+        intact,
+        ..Default::default()
+    };
+    match kind {
+        NestedKind::Image => super::image::check(target, &ctx, intact, &mut outcome),
+        NestedKind::Chart => super::chart::check(target, &ctx, intact),
+        _ => {}
+    }
+    Some(outcome)
+}
+
+/// `--deep`: the SHA-256 of a layer's decompressed bytes.
+fn layer_digest(format: Format, mut input: ChunkReader) -> NestedOutcome {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let ok = match format {
+        Format::Gzip => {
+            let mut d = flate2::bufread::MultiGzDecoder::new(&mut input);
+            let mut buf = vec![0u8; CHUNK_SIZE];
+            loop {
+                match std::io::Read::read(&mut d, &mut buf) {
+                    Ok(0) => break true,
+                    Ok(n) => h.update(&buf[..n]),
+                    Err(_) => break false,
+                }
+            }
+        }
+        Format::Zstd => match zstd::stream::read::Decoder::with_buffer(&mut input) {
+            Ok(mut d) => {
+                let mut buf = vec![0u8; CHUNK_SIZE];
+                loop {
+                    match std::io::Read::read(&mut d, &mut buf) {
+                        Ok(0) => break true,
+                        Ok(n) => h.update(&buf[..n]),
+                        Err(_) => break false,
+                    }
+                }
+            }
+            Err(_) => false,
+        },
+        // Uncompressed: its digest is already the diff_id.
+        _ => false,
+    };
+    let _ = std::io::copy(&mut input, &mut std::io::sink());
+    NestedOutcome {
+        intact: ok,
+        uncompressed_sha256: ok.then(|| h.finalize().into()),
+        ..Default::default()
+    }
+}
