@@ -155,7 +155,7 @@ fn is_layer_blob(e: &Member) -> bool {
 /// descriptors unchanged.
 fn oci_replace_layer(img: &[u8], f: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
     edit_image(img, |m| {
-        let big = m.iter_mut().find(is_layer_blob).unwrap();
+        let big = m.iter_mut().find(|e| is_layer_blob(e)).unwrap();
         f(&mut big.data);
     })
 }
@@ -203,7 +203,7 @@ fn oci_wrong_diff_id_found_only_with_deep() {
     // Swap in the other layer blob under its own digest and point the
     // manifest at it: digests and sizes are consistent, the diff_id is not.
     let mut members = tarkit::read_members(&good);
-    let old = members.iter().find(is_layer_blob).unwrap().clone();
+    let old = members.iter().find(|e| is_layer_blob(e)).unwrap().clone();
     let old_digest = old.path.trim_start_matches("blobs/sha256/").to_string();
     let new_digest = other_layer
         .path
