@@ -74,8 +74,12 @@ pub struct BundleArgs {
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
     /// Also decompress compressed image layers and check them against the config's diff_ids.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_content")]
     pub deep: bool,
+    /// Do not open nested archives (images, charts, content bundles): verify only the
+    /// container, the entries and the manifests. Faster; for a quick integrity check.
+    #[arg(long)]
+    pub no_content: bool,
     /// Largest manifest (manifest.json, SHA256SUMS) loaded into memory, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_manifest_size: u64,

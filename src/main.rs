@@ -41,6 +41,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 limits: Limits {
                     max_manifest_size: a.max_manifest_size,
                     deep: a.deep,
+                    max_depth: if a.no_content {
+                        0
+                    } else {
+                        Limits::default().max_depth
+                    },
                     ..Limits::default()
                 },
             };

@@ -437,3 +437,22 @@ fn sample_release_has_every_content_kind() {
         r.has("content:bundle-valid", "pass", &format!("data/{t}/"));
     }
 }
+
+#[test]
+fn no_content_skips_nested_archives() {
+    let sb = Sandbox::new("no_content_skips_nested_archives");
+    let r = run_image(
+        &sb,
+        "notimg.tar",
+        tar_of(&[("README", b"hello")]),
+        &["--no-content"],
+    );
+    r.code(0).lacks("image:not-an-image").lacks("image:valid");
+    run_image(&sb, "notimg.tar", tar_of(&[("README", b"hello")]), &[]).code(1);
+    let r = bundle(&sb.sample(), &["--no-content"]);
+    r.code(0)
+        .clean()
+        .lacks("image:valid")
+        .lacks("content:bundle-valid");
+    r.has("bundle:manifest-verified", "pass", "manifest.json");
+}

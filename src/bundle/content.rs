@@ -32,6 +32,7 @@ pub fn check(
     files: &HashMap<String, FileRecord>,
     latest: &[Captured],
     nested: &HashMap<String, NestedOutcome>,
+    opened: bool,
     findings: &Sender<Finding>,
 ) {
     // Every folder directly under data/, with its bundles.
@@ -81,6 +82,8 @@ pub fn check(
             continue;
         };
         match nested.get(&chosen) {
+            // `--no-content`: the bundle was not opened; `latest` still holds.
+            None if !opened => {}
             Some(o) if o.intact => send(
                 Finding::new(
                     Code::ContentBundleValid,

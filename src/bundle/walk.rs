@@ -246,6 +246,7 @@ impl WalkContext {
             captured,
             nested,
             manifest_seen,
+            limits,
             ..
         } = self;
         let mut manifest_seen = manifest_seen;
@@ -296,7 +297,7 @@ impl WalkContext {
             manifest::verify(m, &files, &findings);
             super::image::check_manifest_images(m, &nested, &findings);
         }
-        super::content::check(&files, &latest, &nested, &findings);
+        super::content::check(&files, &latest, &nested, limits.max_depth > 0, &findings);
         super::chart::provenance(&files, &findings);
         files
     }
