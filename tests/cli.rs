@@ -158,3 +158,58 @@ fn broken_pipe_is_not_an_error() {
     assert!(!stderr.contains("error"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The SARIF 2.1.0 schema's required properties, checked on real output.
+#[test]
+fn sarif_output_has_the_required_fields() {
+    let sb = Sandbox::new("sarif_output_has_the_required_fields");
+    let t = RawTar::new()
+        .file("a dir/x", b"1")
+        .file("a dir/x", b"2")
+        .finish();
+    let p = sb.write("s.tar", &t);
+    let r = av(["bundle", p.to_str().unwrap(), "--format", "sarif"]);
+    r.code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    let runs = v["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1);
+    let driver = &runs[0]["tool"]["driver"];
+    assert_eq!(driver["name"], "airgap-verify");
+    let rules = driver["rules"].as_array().unwrap();
+    for rule in rules {
+        assert!(rule["id"].is_string());
+    }
+    let results = runs[0]["results"].as_array().unwrap();
+    let json = bundle(&p, &[]).json();
+    assert_eq!(results.len(), json["findings"].as_array().unwrap().len());
+    for res in results {
+        // result: message.text is required; ruleId must name a rule.
+        assert!(res["message"]["text"].is_string());
+        let id = res["ruleId"].as_str().unwrap();
+        let idx = res["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[idx]["id"], id);
+        assert!(["error", "warning", "note", "none"].contains(&res["level"].as_str().unwrap()));
+        assert!(["pass", "fail", "notApplicable"].contains(&res["kind"].as_str().unwrap()));
+        let uri = res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap();
+        assert!(!uri.contains(' '), "{uri}");
+    }
+    let dup = results
+        .iter()
+        .find(|r| r["ruleId"] == "bundle:duplicate-entry")
+        .expect("duplicate result");
+    assert_eq!(dup["level"], "error");
+    assert_eq!(
+        dup["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "a%20dir/x"
+    );
+    assert_eq!(
+        runs[0]["artifacts"][0]["hashes"]["sha-256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+}

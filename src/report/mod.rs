@@ -4,6 +4,7 @@
 pub mod human;
 pub mod json;
 pub mod junit;
+pub mod sarif;
 
 use std::io::{self, Write};
 
@@ -46,6 +47,7 @@ pub enum Format {
     Human,
     Json,
     Junit,
+    Sarif,
 }
 
 pub fn render(report: &Report, format: Format, color: bool, out: &mut dyn Write) -> io::Result<()> {
@@ -53,5 +55,6 @@ pub fn render(report: &Report, format: Format, color: bool, out: &mut dyn Write)
         Format::Human => human::render(report, color, out),
         Format::Json => json::render(report, out),
         Format::Junit => junit::render(report, out),
+        Format::Sarif => sarif::render(report, out),
     }
 }

@@ -1,0 +1,115 @@
+//! SARIF 2.1.0, for code-scanning dashboards. One run; every code that
+//! appears is a rule (with its description and remediation); every finding
+//! is a result located at its archive member (or host, or file).
+//!
+//! Passing checks are results too, with `kind: "pass"`, so a dashboard can
+//! show what was verified, not only what failed.
+
+use std::io::{self, Write};
+
+use serde_json::{json, Value};
+
+use super::Report;
+use crate::finding::Status;
+
+fn level(s: Status) -> &'static str {
+    match s {
+        Status::Fail => "error",
+        Status::Warn => "warning",
+        Status::Pass | Status::Skip => "none",
+    }
+}
+
+fn kind(s: Status) -> &'static str {
+    match s {
+        Status::Fail | Status::Warn => "fail",
+        Status::Pass => "pass",
+        Status::Skip => "notApplicable",
+    }
+}
+
+/// A URI reference for a member path: unreserved characters, `/` and `!`
+/// (our nesting separator) kept, everything else percent-encoded.
+pub fn uri(path: &str) -> String {
+    let mut out = String::new();
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn to_value(report: &Report) -> Value {
+    let mut rule_ids: Vec<crate::codes::Code> = Vec::new();
+    for f in &report.findings {
+        if !rule_ids.contains(&f.code) {
+            rule_ids.push(f.code);
+        }
+    }
+    let rules: Vec<Value> = rule_ids
+        .iter()
+        .map(|c| {
+            let i = c.info();
+            json!({
+                "id": i.id,
+                "name": i.id.replace([':', '-'], "_"),
+                "shortDescription": { "text": i.description.split(". ").next().unwrap_or(i.description) },
+                "fullDescription": { "text": i.description },
+                "help": { "text": i.remediation },
+                "defaultConfiguration": { "level": level(i.default_status) },
+                "properties": { "family": c.family() },
+            })
+        })
+        .collect();
+    let results: Vec<Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            json!({
+                "ruleId": f.code.id(),
+                "ruleIndex": rule_ids.iter().position(|c| *c == f.code).unwrap_or(0),
+                "kind": kind(f.status),
+                "level": level(f.status),
+                "message": { "text": f.message },
+                "locations": [{
+                    "physicalLocation": { "artifactLocation": { "uri": uri(&f.target) } },
+                    "logicalLocations": [{ "fullyQualifiedName": f.target }],
+                }],
+                "properties": { "status": f.status, "evidence": f.evidence },
+            })
+        })
+        .collect();
+    let artifacts: Vec<Value> = report
+        .inputs
+        .iter()
+        .map(|i| {
+            let mut a = json!({ "location": { "uri": uri(&i.path) }, "length": i.size });
+            if let Some(d) = &i.sha256 {
+                a["hashes"] = json!({ "sha-256": d });
+            }
+            a
+        })
+        .collect();
+    json!({
+        "version": "2.1.0",
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "runs": [{
+            "tool": { "driver": {
+                "name": env!("CARGO_PKG_NAME"),
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules,
+            }},
+            "artifacts": artifacts,
+            "results": results,
+            "invocations": [{ "executionSuccessful": true, "exitCode": report.exit_code() }],
+        }],
+    })
+}
+
+pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, &to_value(report))?;
+    writeln!(out)
+}
