@@ -80,6 +80,14 @@ pub struct BundleArgs {
     /// container, the entries and the manifests. Faster; for a quick integrity check.
     #[arg(long)]
     pub no_content: bool,
+    /// Vendor's minisign public key (the key string `RW...` or a .pub file): checks
+    /// PATH.minisig and manifest.json.minisig inside the archive.
+    #[arg(long, value_name = "KEY")]
+    pub pubkey: Option<String>,
+    /// Vendor's cosign public key (PEM): checks PATH.sig (cosign sign-blob --key). Offline: no
+    /// transparency log is consulted.
+    #[arg(long, value_name = "FILE")]
+    pub cosign_key: Option<PathBuf>,
     /// Largest manifest (manifest.json, SHA256SUMS) loaded into memory, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_manifest_size: u64,

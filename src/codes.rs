@@ -298,6 +298,43 @@ codes! {
     ContentUnreferencedBundle => "content:unreferenced-bundle", Warn,
         "A bundle in a `data/<TYPE>/` folder is not the one `latest` names. It will not be loaded.",
         "Remove stale bundles, or check that `latest` names the intended release.";
+
+    // ---- signatures -------------------------------------------------------
+    SignatureValid => "signature:valid", Pass,
+        "A detached signature (minisign `.minisig`, or a cosign key-based `.sig`) over the archive or over a manifest inside it verifies with the key given by `--pubkey` or `--cosign-key`. Verified fully offline: no transparency log is consulted.",
+        "Nothing to do.";
+    SignatureInvalid => "signature:invalid", Fail,
+        "A signature does not verify: the signed data was changed (or truncated), the signature file is damaged, or it signs another file.",
+        "Do not install this release; obtain the archive and its signature again from the vendor and compare key ids.";
+    SignatureWrongKey => "signature:wrong-key", Fail,
+        "A signature was made by another key than the one given. It proves nothing about the vendor.",
+        "Check that `--pubkey` is the vendor's published key; obtain a release signed by it.";
+    SignatureMissing => "signature:missing", Fail,
+        "A key was given but no signature was found for the archive (`PATH.minisig`, `PATH.sig`) or for its manifest (`manifest.json.minisig`).",
+        "Place the vendor's signature file beside the archive, or drop the key option if the release is not signed.";
+    SignatureNoKey => "signature:no-key", Warn,
+        "A signature was found but no key was given to check it, so it was not verified.",
+        "Pass the vendor's public key with `--pubkey` (minisign) or `--cosign-key` (cosign).";
+
+    // ---- Git bundles ------------------------------------------------------
+    GitbundleValid => "gitbundle:valid", Pass,
+        "A Git bundle (v2 or v3) has a well-formed header, its pack was streamed through libgit2's indexer (pack checksum and every object verified, connectivity checked), and every ref the header advertises is in the pack. `git bundle verify` does not read the pack and accepts corrupted ones; this check does.",
+        "Nothing to do.";
+    GitbundleBadHeader => "gitbundle:bad-header", Fail,
+        "A Git bundle's header is malformed (bad signature line, bad capability, prerequisite or ref line, no refs); the message names the line.",
+        "Obtain the vendor's original bundle; recreate it with `git bundle create`.";
+    GitbundleNotSelfContained => "gitbundle:not-self-contained", Fail,
+        "A Git bundle has prerequisites (it was made from a range such as `main~1..main`) or a filter, so it cannot be cloned on its own in a network that lacks those objects.",
+        "Ask for a bundle of the full history (`git bundle create repo.bundle --all`).";
+    GitbundlePackInvalid => "gitbundle:pack-invalid", Fail,
+        "A Git bundle's pack is damaged: libgit2's indexer rejected it (bad checksum, corrupt object, truncated pack, missing objects).",
+        "Obtain the vendor's original bundle.";
+    GitbundleRefMissing => "gitbundle:ref-missing", Fail,
+        "A ref advertised in a Git bundle's header points to an object that is not in its pack.",
+        "Obtain the vendor's original bundle.";
+    GitbundleUnsupported => "gitbundle:unsupported", Warn,
+        "A Git bundle uses an object format this build cannot verify (SHA-256 repositories); its pack was read but not checked.",
+        "Check the bundle with `git bundle verify` and `git index-pack --strict` on a trusted machine.";
 }
 
 #[cfg(test)]

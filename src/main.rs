@@ -48,6 +48,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     },
                     ..Limits::default()
                 },
+                signatures: airgap_verify::bundle::signing::SignatureOptions {
+                    minisign_key: a.pubkey,
+                    cosign_key: a.cosign_key,
+                },
             };
             let policy = policy(&a.report);
             let bar = progress_for(&a.report);
@@ -144,6 +148,7 @@ fn manifest_create(a: airgap_verify::cli::ManifestCreateArgs) -> anyhow::Result<
         path: a.path.clone(),
         checksum: ChecksumSource::Auto,
         limits: Limits::default(),
+        signatures: Default::default(),
     };
     let (tx, rx) = crossbeam_channel::unbounded::<Finding>();
     let verified = airgap_verify::bundle::verify(&opts, &NoProgress, &tx)?;

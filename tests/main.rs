@@ -6,3 +6,4 @@ mod bundle;
 mod cli;
 mod content;
 mod docs;
+mod signing;

@@ -21,6 +21,7 @@ use crate::finding::{Code, Finding, Status};
 
 pub fn verify_dir(
     opts: &BundleOptions,
+    manifest_key: Option<std::sync::Arc<super::signature::MinisignKey>>,
     progress: &dyn Progress,
     findings: &Sender<Finding>,
 ) -> Result<Verified, InputError> {
@@ -31,6 +32,7 @@ pub fn verify_dir(
     let started = Instant::now();
     progress.start(0);
     let mut ctx = WalkContext::new(findings.clone(), opts.limits.clone());
+    ctx.manifest_key = manifest_key;
     let mut stack: Vec<std::path::PathBuf> = vec![root.clone()];
     let mut read_failed = false;
     let mut entries = 0u64;
@@ -153,7 +155,15 @@ pub fn verify_dir(
             .duration_ms(elapsed),
         );
     }
-    let files = ctx.finish(&target, !read_failed);
+    let key_given = ctx.manifest_key.is_some();
+    let (files, manifest_signatures) = ctx.finish(&target, !read_failed);
+    if key_given && manifest_signatures == 0 {
+        let _ = findings.send(Finding::new(
+            Code::SignatureMissing,
+            target.clone(),
+            "--pubkey given but no manifest.json.minisig in the folder",
+        ));
+    }
     Ok(Verified {
         input: InputSummary {
             path: target,

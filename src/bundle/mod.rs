@@ -20,11 +20,13 @@ pub mod content;
 pub mod create;
 pub mod dirwalk;
 pub mod gitbundle;
+mod gitcheck;
 pub mod image;
 pub mod manifest;
 pub mod nested;
 pub mod safety;
 pub mod signature;
+pub mod signing;
 pub mod stream;
 pub mod tarstream;
 pub mod walk;
@@ -51,6 +53,7 @@ pub struct BundleOptions {
     pub path: PathBuf,
     pub checksum: ChecksumSource,
     pub limits: Limits,
+    pub signatures: signing::SignatureOptions,
 }
 
 /// Receives byte counts as the pass advances (a progress bar, or nothing).
@@ -151,9 +154,11 @@ pub fn verify(
     let path = &opts.path;
     let meta = std::fs::metadata(path).map_err(|e| InputError::unreadable(path, "input", e))?;
     if meta.is_dir() {
-        return dirwalk::verify_dir(opts, progress, findings);
+        let plan = signing::plan(&opts.signatures, None)?;
+        return dirwalk::verify_dir(opts, plan.minisign_key.clone(), progress, findings);
     }
     let expected = checksum::resolve(&opts.checksum, path)?;
+    let sig_plan = signing::plan(&opts.signatures, Some(path))?;
     let mut file = File::open(path).map_err(|e| InputError::unreadable(path, "archive", e))?;
     let size = meta.len();
     let target = path.display().to_string();
@@ -170,15 +175,19 @@ pub fn verify(
     let (hash_tx, hash_rx) = stream::channel();
     let (dec_tx, dec_rx) = stream::channel();
     let pass = std::thread::scope(|s| {
+        let sig_plan = &sig_plan;
         let hasher = s.spawn(move || {
+            // Signature verifiers ride on the same bytes as the checksum.
+            let mut verifiers = signing::ArchiveVerifiers::new(sig_plan);
             let mut h = Sha256::new();
             let mut r = ChunkReader::new(hash_rx);
             loop {
                 match std::io::BufRead::fill_buf(&mut r) {
-                    Ok([]) => return Some(h.finalize()),
+                    Ok([]) => return Some((h.finalize(), verifiers.finish())),
                     Ok(b) => {
                         let n = b.len();
                         h.update(b);
+                        verifiers.update(b);
                         std::io::BufRead::consume(&mut r, n);
                     }
                     Err(_) => return None,
@@ -189,7 +198,8 @@ pub fn verify(
             let findings = findings.clone();
             let target = target.clone();
             let limits = opts.limits.clone();
-            s.spawn(move || decode(format, dec_rx, findings, &target, limits))
+            let key = sig_plan.minisign_key.clone();
+            s.spawn(move || decode(format, dec_rx, findings, &target, limits, key))
         };
 
         // This thread reads: one read per chunk, shared by hasher and decoder.
@@ -236,11 +246,18 @@ pub fn verify(
     let (digest, decoded, read_ok, bytes_read) = pass;
     progress.finish();
     let elapsed = started.elapsed().as_millis() as u64;
+    let (digest, verdicts) = match digest {
+        Some((d, v)) => (Some(d), Some(v)),
+        None => (None, None),
+    };
     let sha256 = if read_ok {
         digest.map(hex::encode)
     } else {
         None
     };
+    if let (true, Some(v)) = (read_ok, verdicts) {
+        signing::archive_findings(&sig_plan, v, decoded.manifest_signatures, &target, findings);
+    }
 
     if read_ok && decoded.intact {
         let _ = findings.send(
@@ -319,6 +336,7 @@ struct Decoded {
     tar_bytes: u64,
     entries: u64,
     files: HashMap<String, FileRecord>,
+    manifest_signatures: usize,
 }
 
 /// The decoding side of the release pass: container, tar walk, then the
@@ -329,8 +347,10 @@ fn decode(
     findings: Sender<Finding>,
     target: &str,
     limits: Limits,
+    manifest_key: Option<std::sync::Arc<signature::MinisignKey>>,
 ) -> Decoded {
     let mut ctx = walk::WalkContext::new(findings.clone(), limits);
+    ctx.manifest_key = manifest_key;
     let mut input = ChunkReader::new(rx);
     if format == Format::Unknown {
         let head: Vec<u8> = std::io::BufRead::fill_buf(&mut input)
@@ -352,8 +372,9 @@ fn decode(
         return Decoded::default();
     }
     let stats = stream_walk(format, input, &mut ctx, target);
-    let files = ctx.finish(target, stats.intact);
+    let (files, manifest_signatures) = ctx.finish(target, stats.intact);
     Decoded {
+        manifest_signatures,
         intact: stats.intact,
         members: stats.members,
         tar_bytes: stats.tar_bytes,

@@ -35,6 +35,8 @@ pub enum NestedKind {
     /// A compressed image layer, decompressed only with `--deep` to compute
     /// its diff_id.
     Layer,
+    /// `*.bundle`: a Git bundle.
+    GitBundle,
 }
 
 /// What a nested validator tells the release-level rules.
@@ -61,6 +63,9 @@ fn is_tarball(name: &str) -> bool {
 pub fn classify(path: &str) -> Option<NestedKind> {
     let lower = path.to_ascii_lowercase();
     let name = lower.rsplit('/').next().unwrap_or(&lower);
+    if name.ends_with(".bundle") {
+        return Some(NestedKind::GitBundle);
+    }
     if !is_tarball(name) {
         return None;
     }
@@ -187,6 +192,9 @@ fn run(
     limits: Limits,
 ) -> Option<NestedOutcome> {
     let mut input = ChunkReader::new(rx);
+    if kind == NestedKind::GitBundle {
+        return super::gitcheck::run(&mut input, &findings, target);
+    }
     let head: Vec<u8> = match input.fill_buf() {
         Ok(b) => b[..b.len().min(512)].to_vec(),
         Err(_) => return None, // abandoned

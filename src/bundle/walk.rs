@@ -75,6 +75,8 @@ pub struct WalkContext {
     /// What each nested validator reported, by member path.
     pub nested: HashMap<String, NestedOutcome>,
     pub file_bytes: u64,
+    /// `--pubkey`, to check `manifest.json.minisig` files.
+    pub manifest_key: Option<std::sync::Arc<super::signature::MinisignKey>>,
     /// A manifest was found but rejected (too large), so "no manifest" would
     /// be misleading.
     manifest_seen: bool,
@@ -101,6 +103,7 @@ impl WalkContext {
             captured: Vec::new(),
             nested: HashMap::new(),
             file_bytes: 0,
+            manifest_key: None,
             manifest_seen: false,
             buf: vec![0u8; super::stream::CHUNK_SIZE],
         }
@@ -114,6 +117,11 @@ impl WalkContext {
                     Some(self.limits.max_manifest_size)
                 } else if super::content::is_latest_file(path) {
                     Some(4096)
+                } else if path
+                    .strip_suffix(".minisig")
+                    .is_some_and(manifest::is_candidate)
+                {
+                    Some(64 << 10)
                 } else {
                     None
                 }
@@ -237,8 +245,9 @@ impl WalkContext {
     }
 
     /// After the pass over the release: safety summary, manifests and
-    /// content bundles. Returns the table of hashed files.
-    pub fn finish(self, target: &str, complete: bool) -> HashMap<String, FileRecord> {
+    /// content bundles. Returns the table of hashed files and the number of
+    /// manifest signatures found.
+    pub fn finish(self, target: &str, complete: bool) -> (HashMap<String, FileRecord>, usize) {
         let WalkContext {
             findings,
             rules,
@@ -247,6 +256,7 @@ impl WalkContext {
             nested,
             manifest_seen,
             limits,
+            manifest_key,
             ..
         } = self;
         let mut manifest_seen = manifest_seen;
@@ -262,10 +272,27 @@ impl WalkContext {
         }
         let mut parsed = Vec::new();
         let mut latest = Vec::new();
+        let sigs: HashMap<String, Vec<u8>> = captured
+            .iter()
+            .filter(|c| c.path.ends_with(".minisig"))
+            .map(|c| (c.path.clone(), c.bytes.clone()))
+            .collect();
         for c in captured {
             if super::content::is_latest_file(&c.path) {
                 latest.push(c);
                 continue;
+            }
+            if c.path.ends_with(".minisig") {
+                continue;
+            }
+            if c.path.rsplit('/').next() == Some(manifest::JSON_NAME) {
+                super::signing::manifest_findings(
+                    manifest_key.as_deref(),
+                    &c.path,
+                    &c.bytes,
+                    sigs.get(&format!("{}.minisig", c.path)).map(Vec::as_slice),
+                    &findings,
+                );
             }
             let is_json = c.path.rsplit('/').next() == Some(manifest::JSON_NAME);
             let res = if is_json {
@@ -299,6 +326,6 @@ impl WalkContext {
         }
         super::content::check(&files, &latest, &nested, limits.max_depth > 0, &findings);
         super::chart::provenance(&files, &findings);
-        files
+        (files, sigs.len())
     }
 }

@@ -1,0 +1,81 @@
+//! Git bundles inside the release, validated as they stream past.
+//!
+//! Why a scratch folder: libgit2's indexer writes the pack and its index to
+//! disk while verifying; `gitbundle::validate` creates it under the system
+//! temporary folder and always removes it. Nothing else is written.
+
+use crossbeam_channel::Sender;
+
+use super::gitbundle::{self, GitBundleProblem};
+use super::nested::NestedOutcome;
+use super::stream::ChunkReader;
+use crate::finding::{Code, Finding};
+
+pub fn run(
+    input: &mut ChunkReader,
+    findings: &Sender<Finding>,
+    target: &str,
+) -> Option<NestedOutcome> {
+    let report = gitbundle::validate(input, &std::env::temp_dir());
+    // Keep the outer stream flowing whatever happened.
+    let _ = std::io::copy(input, &mut std::io::sink());
+    if input.aborted() {
+        return None;
+    }
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = findings.send(Finding::new(
+                Code::BundleReadError,
+                target,
+                format!("{target}: cannot validate the Git bundle: {e}"),
+            ));
+            return Some(NestedOutcome::default());
+        }
+    };
+    let send = |code: Code, msg: String| {
+        let _ = findings.send(
+            Finding::new(code, target, format!("{target}: {msg}"))
+                .evidence("bundle_version", report.version),
+        );
+    };
+    let mut failed = false;
+    for p in &report.problems {
+        let code = match p {
+            GitBundleProblem::BadHeader { .. } | GitBundleProblem::NoRefs => {
+                Code::GitbundleBadHeader
+            }
+            GitBundleProblem::NotSelfContained { .. }
+            | GitBundleProblem::ThinPack { .. }
+            | GitBundleProblem::Filtered { .. } => Code::GitbundleNotSelfContained,
+            GitBundleProblem::UnsupportedObjectFormat { .. } => Code::GitbundleUnsupported,
+            GitBundleProblem::PackInvalid { .. } => Code::GitbundlePackInvalid,
+            GitBundleProblem::RefMissing { .. } => Code::GitbundleRefMissing,
+        };
+        failed |= code.default_status() == crate::finding::Status::Fail;
+        send(code, p.to_string());
+    }
+    if report.problems.is_empty() {
+        let refs: Vec<String> = report.refs.iter().map(|(n, _)| n.clone()).collect();
+        let _ = findings.send(
+            Finding::new(
+                Code::GitbundleValid,
+                target,
+                format!(
+                    "{target}: v{} bundle, {} objects, refs {}",
+                    report.version,
+                    report.objects,
+                    refs.join(", ")
+                ),
+            )
+            .evidence("bundle_version", report.version)
+            .evidence("objects", report.objects)
+            .evidence("pack_bytes", report.pack_bytes)
+            .evidence("refs", refs),
+        );
+    }
+    Some(NestedOutcome {
+        intact: !failed,
+        ..Default::default()
+    })
+}

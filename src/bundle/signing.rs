@@ -1,0 +1,289 @@
+//! Which signatures apply to a run, and their verdicts as findings.
+//!
+//! Guarantees:
+//! - keys given on the command line are loaded before the pass starts, so a
+//!   bad key fails in milliseconds (exit 2);
+//! - the archive's signature is verified from the same single read as its
+//!   checksum (the verifiers ride on the outer hash thread);
+//! - a signature inside the archive (`manifest.json.minisig`) is verified
+//!   against the manifest's captured bytes after the pass;
+//! - nothing here touches the network: cosign's transparency log is never
+//!   consulted.
+
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::Sender;
+
+use super::signature::{
+    load_cosign_key, load_minisign_key, CosignKey, CosignOutcome, CosignSignature, MinisignKey,
+    MinisignOutcome, MinisignSignature, MinisignVerifier, SigError,
+};
+use crate::error::InputError;
+use crate::finding::{Code, Finding};
+
+/// Keys from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct SignatureOptions {
+    /// `--pubkey`: a minisign public key string or file.
+    pub minisign_key: Option<String>,
+    /// `--cosign-key`: a PEM public key.
+    pub cosign_key: Option<PathBuf>,
+}
+
+/// Loaded keys and the archive's detached signatures.
+#[derive(Default)]
+pub struct SignaturePlan {
+    pub minisign_key: Option<std::sync::Arc<MinisignKey>>,
+    pub cosign_key: Option<CosignKey>,
+    /// `PATH.minisig`, when present (parse errors kept for the report).
+    pub archive_minisig: Option<Result<MinisignSignature, SigError>>,
+    /// `PATH.sig`, when present.
+    pub archive_cosig: Option<Result<CosignSignature, SigError>>,
+    pub archive_minisig_path: String,
+    pub archive_cosig_path: String,
+}
+
+fn beside(archive: &Path, ext: &str) -> PathBuf {
+    let mut s = archive.as_os_str().to_owned();
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// Loads keys (errors are exit 2) and looks for signatures beside `archive`.
+pub fn plan(opts: &SignatureOptions, archive: Option<&Path>) -> Result<SignaturePlan, InputError> {
+    let mut p = SignaturePlan {
+        minisign_key: opts
+            .minisign_key
+            .as_deref()
+            .map(load_minisign_key)
+            .transpose()
+            .map_err(|e| InputError::Usage(format!("--pubkey: {e}")))?
+            .map(std::sync::Arc::new),
+        cosign_key: opts
+            .cosign_key
+            .as_deref()
+            .map(load_cosign_key)
+            .transpose()
+            .map_err(|e| InputError::Usage(format!("--cosign-key: {e}")))?,
+        ..Default::default()
+    };
+    if let Some(a) = archive {
+        let m = beside(a, ".minisig");
+        p.archive_minisig_path = m.display().to_string();
+        if m.exists() {
+            p.archive_minisig = Some(MinisignSignature::load(&m));
+        }
+        let c = beside(a, ".sig");
+        p.archive_cosig_path = c.display().to_string();
+        if c.exists() {
+            p.archive_cosig = Some(CosignSignature::load(&c));
+        }
+    }
+    Ok(p)
+}
+
+/// Streaming verifiers for the archive, fed by the outer hash thread.
+pub struct ArchiveVerifiers<'a> {
+    pub minisign: Option<Result<MinisignVerifier<'a>, String>>,
+    pub cosign: Option<super::signature::CosignVerifier>,
+}
+
+impl<'a> ArchiveVerifiers<'a> {
+    pub fn new(plan: &'a SignaturePlan) -> Self {
+        let minisign = match (&plan.minisign_key, &plan.archive_minisig) {
+            (Some(k), Some(Ok(s))) => {
+                Some(MinisignVerifier::new(k.as_ref(), s).map_err(|e| e.to_string()))
+            }
+            _ => None,
+        };
+        let cosign = match (&plan.cosign_key, &plan.archive_cosig) {
+            (Some(k), Some(Ok(s))) => Some(super::signature::CosignVerifier::new(k, s)),
+            _ => None,
+        };
+        ArchiveVerifiers { minisign, cosign }
+    }
+
+    pub fn update(&mut self, chunk: &[u8]) {
+        if let Some(Ok(v)) = &mut self.minisign {
+            v.update(chunk);
+        }
+        if let Some(v) = &mut self.cosign {
+            v.update(chunk);
+        }
+    }
+}
+
+/// Verdicts of the archive's signatures.
+pub struct ArchiveVerdicts {
+    pub minisign: Option<Result<super::signature::MinisignVerdict, String>>,
+    pub cosign: Option<CosignOutcome>,
+}
+
+impl ArchiveVerifiers<'_> {
+    pub fn finish(self) -> ArchiveVerdicts {
+        ArchiveVerdicts {
+            minisign: self.minisign.map(|r| r.map(|v| v.finish())),
+            cosign: self.cosign.map(|v| v.finish()),
+        }
+    }
+}
+
+fn minisign_finding(
+    target: &str,
+    what: &str,
+    verdict: &super::signature::MinisignVerdict,
+) -> Finding {
+    let f = match &verdict.outcome {
+        MinisignOutcome::Valid => Finding::new(
+            Code::SignatureValid,
+            target,
+            format!(
+                "{what}: minisign signature by key {} verifies ({})",
+                verdict.key_id, verdict.trusted_comment
+            ),
+        ),
+        MinisignOutcome::Invalid => Finding::new(
+            Code::SignatureInvalid,
+            target,
+            format!("{what}: {}", verdict.reason().unwrap_or_default()),
+        ),
+        MinisignOutcome::OtherKey {
+            signed_by,
+            expected,
+        } => Finding::new(
+            Code::SignatureWrongKey,
+            target,
+            format!("{what}: minisign signature by key {signed_by}, expected key {expected}"),
+        )
+        .evidence("expected_key_id", expected.clone()),
+    };
+    f.evidence("scheme", "minisign")
+        .evidence("key_id", verdict.key_id.clone())
+        .evidence("trusted_comment", verdict.trusted_comment.clone())
+}
+
+/// Findings for the archive's own signatures.
+pub fn archive_findings(
+    plan: &SignaturePlan,
+    verdicts: ArchiveVerdicts,
+    manifest_signatures: usize,
+    target: &str,
+    findings: &Sender<Finding>,
+) {
+    let send = |f: Finding| {
+        let _ = findings.send(f);
+    };
+    // minisign
+    match (&plan.minisign_key, &plan.archive_minisig) {
+        (Some(_), None) if manifest_signatures == 0 => send(Finding::new(
+            Code::SignatureMissing,
+            target,
+            format!(
+                "--pubkey given but there is no {} beside the archive and no manifest.json.minisig inside it",
+                plan.archive_minisig_path
+            ),
+        )),
+        (Some(_), None) => {}
+        (_, Some(Err(e))) => send(Finding::new(Code::SignatureInvalid, target, e.to_string())),
+        (None, Some(Ok(s))) => send(
+            Finding::new(
+                Code::SignatureNoKey,
+                target,
+                format!("{} (key {}) not verified: no --pubkey given", plan.archive_minisig_path, s.key_id()),
+            )
+            .evidence("key_id", s.key_id().to_string()),
+        ),
+        (Some(_), Some(Ok(_))) => match verdicts.minisign {
+            Some(Ok(v)) => send(minisign_finding(target, &plan.archive_minisig_path, &v)),
+            Some(Err(e)) => send(Finding::new(Code::SignatureInvalid, target, e)),
+            None => {}
+        },
+        (None, None) => {}
+    }
+    // cosign
+    match (&plan.cosign_key, &plan.archive_cosig) {
+        (Some(_), None) => send(Finding::new(
+            Code::SignatureMissing,
+            target,
+            format!(
+                "--cosign-key given but no {} beside the archive",
+                plan.archive_cosig_path
+            ),
+        )),
+        (_, Some(Err(e))) => send(Finding::new(Code::SignatureInvalid, target, e.to_string())),
+        (None, Some(Ok(_))) => send(Finding::new(
+            Code::SignatureNoKey,
+            target,
+            format!(
+                "{} not verified: no --cosign-key given",
+                plan.archive_cosig_path
+            ),
+        )),
+        (Some(_), Some(Ok(_))) => match verdicts.cosign {
+            Some(CosignOutcome::Valid) => send(
+                Finding::new(
+                    Code::SignatureValid,
+                    target,
+                    format!(
+                        "{}: cosign signature verifies (offline, no transparency log)",
+                        plan.archive_cosig_path
+                    ),
+                )
+                .evidence("scheme", "cosign"),
+            ),
+            Some(o) => send(
+                Finding::new(
+                    Code::SignatureInvalid,
+                    target,
+                    format!(
+                        "{}: {}",
+                        plan.archive_cosig_path,
+                        o.reason().unwrap_or("the cosign signature does not verify")
+                    ),
+                )
+                .evidence("scheme", "cosign"),
+            ),
+            None => {}
+        },
+        (None, None) => {}
+    }
+}
+
+/// `manifest.json.minisig` inside the archive, checked against the
+/// manifest's captured bytes.
+pub fn manifest_findings(
+    key: Option<&MinisignKey>,
+    manifest_path: &str,
+    manifest: &[u8],
+    minisig: Option<&[u8]>,
+    findings: &Sender<Finding>,
+) {
+    let sig_path = format!("{manifest_path}.minisig");
+    let f = match (key, minisig) {
+        // An unsigned manifest is fine when the archive itself is signed;
+        // "no signature at all" is judged once, by the caller.
+        (_, None) => return,
+        (k, Some(bytes)) => match MinisignSignature::parse(bytes, &sig_path) {
+            Err(e) => Finding::new(Code::SignatureInvalid, sig_path.clone(), e.to_string()),
+            Ok(sig) => match k {
+                None => Finding::new(
+                    Code::SignatureNoKey,
+                    sig_path.clone(),
+                    format!(
+                        "{sig_path} (key {}) not verified: no --pubkey given",
+                        sig.key_id()
+                    ),
+                )
+                .evidence("key_id", sig.key_id().to_string()),
+                Some(k) => match MinisignVerifier::new(k, &sig) {
+                    Err(e) => Finding::new(Code::SignatureInvalid, sig_path.clone(), e.to_string()),
+                    Ok(mut v) => {
+                        v.update(manifest);
+                        minisign_finding(manifest_path, &sig_path, &v.finish())
+                    }
+                },
+            },
+        },
+    };
+    let _ = findings.send(f);
+}
