@@ -88,6 +88,15 @@ pub struct BundleArgs {
     /// transparency log is consulted.
     #[arg(long, value_name = "FILE")]
     pub cosign_key: Option<PathBuf>,
+    /// A host inside the perimeter, for the external-reference scan (repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub allow_host: Vec<String>,
+    /// A domain inside the perimeter, with all its sub-domains (repeatable).
+    #[arg(long, value_name = "DOMAIN")]
+    pub allow_domain: Vec<String>,
+    /// External references (images, URLs outside the perimeter) fail instead of warn.
+    #[arg(long)]
+    pub deny_external: bool,
     /// Largest manifest (manifest.json, SHA256SUMS) loaded into memory, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_manifest_size: u64,

@@ -335,6 +335,14 @@ codes! {
     GitbundleUnsupported => "gitbundle:unsupported", Warn,
         "A Git bundle uses an object format this build cannot verify (SHA-256 repositories); its pack was read but not checked.",
         "Check the bundle with `git bundle verify` and `git index-pack --strict` on a trusted machine.";
+
+    // ---- external references ----------------------------------------------
+    RefsScanned => "refs:scanned", Pass,
+        "Every text file of the release (YAML, JSON, Helm values and templates, ArgoCD stacks, scripts, `.env`), including those inside nested charts and content bundles, was scanned for container image references and URLs; the evidence counts files, references and external hosts.",
+        "Nothing to do.";
+    RefsExternal => "refs:external", Warn,
+        "A container image reference or URL points outside the perimeter: an implicit Docker Hub image (`nginx:1.25`), a public registry (`docker.io`, `ghcr.io`, `quay.io`, `gcr.io`, `registry.k8s.io`, a vendor registry) or any public host name or address. In an air-gapped installation it will fail, or it reveals a dependency on the internet. Hosts given with `--allow-host`/`--allow-domain`, private addresses and cluster-internal names are inside.",
+        "Mirror the image or content into the perimeter and point the reference at the mirror, or declare the host with `--allow-host`/`--allow-domain` if it is inside the perimeter. `--deny-external` makes these failures.";
 }
 
 #[cfg(test)]

@@ -46,6 +46,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     } else {
                         Limits::default().max_depth
                     },
+                    perimeter: std::sync::Arc::new(airgap_verify::bundle::refscan::Perimeter {
+                        hosts: a.allow_host,
+                        domains: a.allow_domain,
+                        deny_external: a.deny_external,
+                    }),
                     ..Limits::default()
                 },
                 signatures: airgap_verify::bundle::signing::SignatureOptions {

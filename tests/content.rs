@@ -456,3 +456,76 @@ fn no_content_skips_nested_archives() {
         .lacks("content:bundle-valid");
     r.has("bundle:manifest-verified", "pass", "manifest.json");
 }
+
+#[test]
+fn external_references_in_nested_charts_and_stacks() {
+    let sb = Sandbox::new("external_references_in_nested_charts_and_stacks");
+    let chart = gzip(&tar_of(&[
+        ("web/Chart.yaml", b"apiVersion: v2\nname: web\nversion: 1.0.0\n"),
+        (
+            "web/values.yaml",
+            b"replicas: 1\nimage:\n  repository: ghcr.io/acme/web\n  tag: \"1.0\"\nsidecar:\n  image: nginx:1.25\ninternal:\n  image: registry.perimeter.corp/web:1\n",
+        ),
+        ("web/templates/d.yaml", b"image: \"{{ .Values.image.repository }}:{{ .Values.image.tag }}\"\n"),
+    ]));
+    let stack = b"spec:\n  source:\n    repoURL: https://github.com/acme/stacks.git\n  destination:\n    server: https://kubernetes.default.svc\n";
+    let rel = release_with(&[
+        ("charts/web-1.0.0.tgz", chart),
+        ("argo-stacks/app.yaml", stack.to_vec()),
+        (
+            "scripts/install.sh",
+            b"#!/bin/sh\ncurl -fsSL http://10.0.0.5/x | sh\n".to_vec(),
+        ),
+    ]);
+    let p = sb.write("refs.tar", rel);
+    let r = bundle(&p, &["--allow-domain", "perimeter.corp"]);
+    r.code(0);
+    let f = r.has(
+        "refs:external",
+        "warn",
+        "charts/web-1.0.0.tgz!web/values.yaml:3",
+    );
+    assert_eq!(f.evidence["host"], "ghcr.io");
+    let f = r.has(
+        "refs:external",
+        "warn",
+        "charts/web-1.0.0.tgz!web/values.yaml:6",
+    );
+    assert_eq!(f.evidence["host"], "docker.io");
+    let f = r.has("refs:external", "warn", "argo-stacks/app.yaml:3");
+    assert_eq!(f.evidence["host"], "github.com");
+    let externals: Vec<_> = r
+        .findings()
+        .into_iter()
+        .filter(|f| f.code == "refs:external")
+        .collect();
+    assert_eq!(externals.len(), 3, "{externals:#?}");
+    let s = r.has("refs:scanned", "pass", "refs.tar");
+    assert_eq!(s.evidence["external"], 3);
+    assert!(s.evidence["files"].as_u64().unwrap() >= 5);
+    // Without the allowed domain the internal registry is external too.
+    let r = bundle(&p, &[]);
+    assert_eq!(
+        r.findings()
+            .iter()
+            .filter(|f| f.code == "refs:external")
+            .count(),
+        4
+    );
+    // --deny-external fails the run; --allow-host lets a host in.
+    bundle(&p, &["--allow-domain", "perimeter.corp", "--deny-external"])
+        .code(1)
+        .has("refs:external", "fail", "argo-stacks/app.yaml:3");
+    let r = crate::harness::av([
+        "bundle",
+        p.to_str().unwrap(),
+        "--allow-domain",
+        "perimeter.corp",
+        "--allow-host",
+        "github.com",
+    ]);
+    r.code(0);
+    assert!(r.stdout.contains("external hosts"), "{}", r.stdout);
+    assert!(r.stdout.contains("ghcr.io"), "{}", r.stdout);
+    assert!(!r.stdout.contains("github.com  "), "{}", r.stdout);
+}

@@ -24,6 +24,7 @@ mod gitcheck;
 pub mod image;
 pub mod manifest;
 pub mod nested;
+pub mod refscan;
 pub mod safety;
 pub mod signature;
 pub mod signing;

@@ -48,9 +48,8 @@ pub struct NestedOutcome {
     pub refs: Vec<String>,
     /// SHA-256 of a layer's decompressed bytes (`Layer` only).
     pub uncompressed_sha256: Option<[u8; 32]>,
-    /// Per-layer-file decompressed digests found by `--deep`, by path inside
-    /// the image.
-    pub layer_diff_ids: Vec<(String, [u8; 32])>,
+    /// External-reference scan totals inside this archive.
+    pub scan: super::refscan::ScanStats,
 }
 
 fn is_tarball(name: &str) -> bool {
@@ -234,6 +233,7 @@ fn run(
     let intact = stats.intact && ctx.rules.problems == 0;
     let mut outcome = NestedOutcome {
         intact,
+        scan: ctx.scan,
         ..Default::default()
     };
     match kind {

@@ -35,6 +35,8 @@ pub struct Limits {
     pub max_depth: u32,
     /// Decompress image layers and check them against the config's diff_ids.
     pub deep: bool,
+    /// What counts as inside the perimeter for the external-reference scan.
+    pub perimeter: std::sync::Arc<super::refscan::Perimeter>,
 }
 
 impl Default for Limits {
@@ -44,6 +46,7 @@ impl Default for Limits {
             max_nested_capture: 4 << 20,
             max_depth: 2,
             deep: false,
+            perimeter: Default::default(),
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct WalkContext {
     pub captured: Vec<Captured>,
     /// What each nested validator reported, by member path.
     pub nested: HashMap<String, NestedOutcome>,
+    /// External-reference scan totals (this archive and its nested ones).
+    pub scan: super::refscan::ScanStats,
     pub file_bytes: u64,
     /// `--pubkey`, to check `manifest.json.minisig` files.
     pub manifest_key: Option<std::sync::Arc<super::signature::MinisignKey>>,
@@ -102,6 +107,7 @@ impl WalkContext {
             files: HashMap::new(),
             captured: Vec::new(),
             nested: HashMap::new(),
+            scan: Default::default(),
             file_bytes: 0,
             manifest_key: None,
             manifest_seen: false,
@@ -168,6 +174,17 @@ impl WalkContext {
                 self.limits.clone(),
             )
         });
+        // Text files are scanned for external references as they stream,
+        // except inside images (their layers are not opened).
+        let scan_text = !matches!(
+            self.scope,
+            Scope::Nested {
+                kind: NestedKind::Image | NestedKind::Layer | NestedKind::GitBundle,
+                ..
+            }
+        ) && super::refscan::is_text_file(&path);
+        let mut scanner =
+            scan_text.then(|| super::refscan::LineScanner::new(format!("{}{}", self.prefix, path)));
         // Blobs of an image are kept only when they look like JSON
         // (manifests, configs); layers are never buffered.
         let json_only = matches!(self.scope, Scope::Nested { .. }) && path.starts_with("blobs/");
@@ -189,6 +206,9 @@ impl WalkContext {
             if let Some(j) = job.as_mut() {
                 j.feed(chunk);
             }
+            if let Some(s) = scanner.as_mut() {
+                s.feed(chunk);
+            }
             if let Some(c) = captured.as_mut() {
                 if size > limit.unwrap_or(0) {
                     too_large = true;
@@ -207,10 +227,14 @@ impl WalkContext {
                 j.abandon()
             };
             if let Some(o) = outcome {
+                self.scan += o.scan;
                 self.nested.insert(path.clone(), o);
             }
         }
         result?;
+        if let Some(s) = scanner {
+            self.scan += s.finish(&self.limits.perimeter, &self.findings);
+        }
         self.file_bytes += size;
         if too_large && matches!(self.scope, Scope::Release) && manifest::is_candidate(&path) {
             self.manifest_seen = true;
@@ -257,8 +281,24 @@ impl WalkContext {
             manifest_seen,
             limits,
             manifest_key,
+            scan,
             ..
         } = self;
+        if complete || scan.files > 0 {
+            let _ = findings.send(
+                Finding::new(
+                    Code::RefsScanned,
+                    target,
+                    format!(
+                        "{} text files scanned: {} references, {} outside the perimeter",
+                        scan.files, scan.references, scan.external
+                    ),
+                )
+                .evidence("files", scan.files)
+                .evidence("references", scan.references)
+                .evidence("external", scan.external),
+            );
+        }
         let mut manifest_seen = manifest_seen;
         if rules.problems == 0 && complete {
             let _ = findings.send(

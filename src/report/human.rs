@@ -43,6 +43,30 @@ impl Paint {
     }
 }
 
+/// The table that ends the `refs` family: each distinct external host and
+/// how often it appears.
+fn external_hosts(report: &Report, p: &Paint, out: &mut dyn Write) -> io::Result<()> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for f in &report.findings {
+        if f.code == crate::codes::Code::RefsExternal {
+            if let Some(h) = f.evidence.get("host").and_then(|h| h.as_str()) {
+                *counts.entry(h).or_default() += 1;
+            }
+        }
+    }
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let mut rows: Vec<(&str, usize)> = counts.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    writeln!(out, "  {}", p.bold("external hosts"))?;
+    let width = rows.iter().map(|(h, _)| h.len()).max().unwrap_or(4).max(4);
+    for (h, n) in rows {
+        writeln!(out, "    {h:<width$}  {n:>5}")?;
+    }
+    Ok(())
+}
+
 pub fn render(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<()> {
     let p = Paint { on: color };
     for input in &report.inputs {
@@ -85,6 +109,9 @@ pub fn render(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<(
                 }
                 writeln!(out, "        {} {}", p.dim("fix:"), f.remediation())?;
             }
+        }
+        if family == "refs" {
+            external_hosts(report, &p, out)?;
         }
     }
     let s = report.summary();
