@@ -14,9 +14,12 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "scripts/demo.sh: cargo not found; install a Rust toolchain >= 1.85 (rustup) and re-run" >&2
   exit 2
 fi
-if ! command -v cc >/dev/null 2>&1; then
+need=()
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v minisign >/dev/null 2>&1 || need+=(minisign)
+if ((${#need[@]})); then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq gcc
+  apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}"; }
 fi
 
 echo "==> building airgap-verify (release)"
@@ -30,21 +33,27 @@ echo "==> writing the sample release into $work"
 archive="$work/sekoia-self-hosted-v1.0.0.tar"
 ls -l "$work"
 
+# The vendor signs the release; the operator holds the vendor's public key.
+minisign -G -W -p "$work/vendor.pub" -s "$work/vendor.key" >/dev/null
+minisign -S -s "$work/vendor.key" -m "$archive" -t "sekoia-self-hosted v1.0.0" >/dev/null
+
 echo
-echo "==> airgap-verify bundle $archive"
-"$bin" bundle "$archive"
+echo "==> airgap-verify bundle $archive --pubkey vendor.pub --allow-host registry.sekoia.io"
+echo "    (the vendor registry is mirrored inside this perimeter; without --allow-host its"
+echo "     references in the Helm charts are reported as external)"
+"$bin" bundle "$archive" --pubkey "$work/vendor.pub" --allow-host registry.sekoia.io
 good=$?
 
 echo
 echo "==> the same release after one byte of one image changed in transit"
 tampered="$work/tampered/sekoia-self-hosted-v1.0.0.tar"
 mkdir -p "$work/tampered"
-cp "$archive" "$archive.sha256" "$work/tampered/"
+cp "$archive" "$archive.sha256" "$archive.minisig" "$work/tampered/"
 # Flip one byte in the middle of the archive (inside an image layer).
 size=$(stat -c %s "$tampered")
 printf '\x00' | dd of="$tampered" bs=1 seek=$((size / 2)) conv=notrunc status=none
 set +e
-"$bin" bundle "$tampered"
+"$bin" bundle "$tampered" --pubkey "$work/vendor.pub" --allow-host registry.sekoia.io
 bad=$?
 set -e
 echo

@@ -195,6 +195,52 @@ pub fn oci_image(reference: &str, layers: &[Vec<u8>]) -> Vec<u8> {
     tar_of(&files)
 }
 
+/// A self-contained Git bundle (v2) of a small repository of ArgoCD stacks,
+/// built with libgit2 (fixed author and dates, so the object ids are stable).
+/// libgit2 needs a repository on disk: a scratch folder is made under the
+/// system temporary folder and removed before returning.
+pub fn git_bundle(files: &[(&str, &[u8])]) -> io::Result<Vec<u8>> {
+    let dir = std::env::temp_dir().join(format!(
+        "airgap-verify-sample-git-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    let result = (|| -> Result<Vec<u8>, git2::Error> {
+        let repo = git2::Repository::init_bare(&dir)?;
+        let sig = git2::Signature::new(
+            "Sekoia release",
+            "release@sekoia.invalid",
+            &git2::Time::new(MTIME as i64, 0),
+        )?;
+        let mut tb = repo.treebuilder(None)?;
+        for (name, data) in files {
+            let blob = repo.blob(data)?;
+            tb.insert(name, blob, 0o100644)?;
+        }
+        let tree = repo.find_tree(tb.write()?)?;
+        let commit = repo.commit(
+            Some("refs/heads/main"),
+            &sig,
+            &sig,
+            "stacks v1.0.0",
+            &tree,
+            &[],
+        )?;
+        let mut pb = repo.packbuilder()?;
+        pb.insert_commit(commit)?;
+        let mut pack = git2::Buf::new();
+        pb.write_buf(&mut pack)?;
+        let mut out = format!("# v2 git bundle\n{commit} refs/heads/main\n\n").into_bytes();
+        out.extend_from_slice(&pack);
+        Ok(out)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result.map_err(|e| io::Error::other(format!("building the sample Git bundle: {e}")))
+}
+
 /// Splits `host/repo:tag` into (`host/repo`, `tag`).
 pub fn split_ref(reference: &str) -> (&str, &str) {
     match reference.rfind(':') {
@@ -409,6 +455,17 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
             )?;
         }
     }
+
+    // ArgoCD stacks also ship as a Git bundle, pushed to the local Git server.
+    w.dir(&format!("{platform}/git/"))?;
+    let stacks = git_bundle(&[
+        ("README.md", b"# Sekoia Self-Hosted ArgoCD stacks\n"),
+        (
+            "stacks.yaml",
+            b"apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata:\n  name: sekoia\n",
+        ),
+    ])?;
+    w.file(&format!("{platform}/git/argo-stacks.bundle"), &stacks)?;
 
     // The manifest comes last: it lists everything before it.
     let doc = ManifestDoc {

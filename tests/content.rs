@@ -436,6 +436,15 @@ fn sample_release_has_every_content_kind() {
     for t in sample::CONTENT_TYPES {
         r.has("content:bundle-valid", "pass", &format!("data/{t}/"));
     }
+    r.has("gitbundle:valid", "pass", "git/argo-stacks.bundle");
+    // The vendor registry in the charts is outside the perimeter unless
+    // declared; declared, nothing external is left.
+    r.has("refs:external", "warn", "values.yaml:3");
+    let r = bundle(
+        &sb.sample(),
+        &["--allow-host", "registry.sekoia.io", "--fail-on", "warn"],
+    );
+    r.code(0).lacks("refs:external");
 }
 
 #[test]

@@ -147,11 +147,13 @@ fn read_small(path: &Path, input: SigInput) -> Result<Vec<u8>, SigError> {
 // ---------------------------------------------------------------- minisign
 
 /// Key ids as minisign prints them: the 8 id bytes read as a little-endian
-/// integer, in 16 upper-case hex digits (`minisign public key EE5ACE1957329CCD`).
+/// integer, in upper-case hex without leading zeros (minisign formats with
+/// `%llX`), so an id here matches `minisign public key EE5ACE1957329CCD`
+/// character for character, also when the id starts with a zero nibble.
 fn minisign_key_id(bytes: &[u8]) -> String {
     let mut id = [0u8; 8];
     id.copy_from_slice(&bytes[..8]);
-    format!("{:016X}", u64::from_le_bytes(id))
+    format!("{:X}", u64::from_le_bytes(id))
 }
 
 /// A minisign public key, with its key id.

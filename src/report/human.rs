@@ -95,6 +95,9 @@ pub fn render(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<(
         items.sort_by_key(|f| std::cmp::Reverse(f.status));
         writeln!(out)?;
         writeln!(out, "{}", p.bold(family))?;
+        // A remediation is printed once per code: fifty identical fixes
+        // under fifty findings bury the findings.
+        let mut fixed: Vec<crate::codes::Code> = Vec::new();
         for f in items {
             writeln!(
                 out,
@@ -107,7 +110,10 @@ pub fn render(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<(
                 if f.target != f.message && !f.message.contains(&f.target) {
                     writeln!(out, "        {} {}", p.dim("at:"), f.target)?;
                 }
-                writeln!(out, "        {} {}", p.dim("fix:"), f.remediation())?;
+                if !fixed.contains(&f.code) {
+                    fixed.push(f.code);
+                    writeln!(out, "        {} {}", p.dim("fix:"), f.remediation())?;
+                }
             }
         }
         if family == "refs" {
