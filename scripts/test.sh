@@ -11,7 +11,8 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests call: tar (staged-folder tests extract with it).
 need_pkgs=()
-for cmd_pkg in tar:tar gzip:gzip cc:gcc pkg-config:pkg-config; do
+# minisign, openssl and git make the real signatures and bundles the tests verify.
+for cmd_pkg in tar:tar gzip:gzip cc:gcc pkg-config:pkg-config minisign:minisign openssl:openssl git:git; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
