@@ -155,6 +155,13 @@ pub fn image_host(reference: &str) -> Option<String> {
 /// Finds references on one line.
 pub fn scan_line(line: &str) -> Vec<Reference> {
     let mut out = Vec::new();
+    // Most lines hold neither a URL nor an image key: one cheap test each
+    // keeps the scan off the critical path of the pass.
+    let has_url = line.contains("://");
+    let has_key = line.contains("image") || line.contains("repository");
+    if !has_url && !has_key {
+        return out;
+    }
     // URLs with a scheme.
     for scheme in [
         "https://", "http://", "oci://", "git://", "ssh://", "s3://", "ftp://",
@@ -190,10 +197,13 @@ pub fn scan_line(line: &str) -> Vec<Reference> {
     }
     // `image: ref` and `repository: ref` (YAML, Helm values), also JSON.
     let trimmed = line.trim_start().trim_start_matches("- ");
-    for key in ["image", "repository"] {
+    for (key, quoted) in [("image", "\"image\""), ("repository", "\"repository\"")] {
+        if !has_key {
+            break;
+        }
         let value = trimmed
             .strip_prefix(key)
-            .or_else(|| trimmed.strip_prefix(&format!("\"{key}\"")))
+            .or_else(|| trimmed.strip_prefix(quoted))
             .and_then(|v| v.trim_start().strip_prefix(':'))
             .map(|v| v.trim().trim_end_matches(',').trim());
         if let Some(v) = value {
