@@ -538,3 +538,23 @@ fn external_references_in_nested_charts_and_stacks() {
     assert!(r.stdout.contains("ghcr.io"), "{}", r.stdout);
     assert!(!r.stdout.contains("github.com  "), "{}", r.stdout);
 }
+
+/// Newer Docker writes an OCI layout into the `docker save` tar: both are
+/// validated, and a fault in either is found.
+#[test]
+fn docker_save_with_oci_layout_checks_both() {
+    let sb = Sandbox::new("docker_save_with_oci_layout_checks_both");
+    let mut members = tarkit::read_members(&docker_image(REF, &[layer(1)]));
+    members.extend(tarkit::read_members(&oci_image(REF, &[layer(1)])));
+    let both = tarkit::write_members(&members);
+    let r = run_image(&sb, "both.tar", both.clone(), &[]);
+    r.code(0);
+    let f = r.has("image:valid", "pass", "images/x.tar.gz");
+    assert_eq!(f.evidence["layout"], "docker save + OCI layout");
+    // Break only the OCI side: its layer blob no longer matches its name.
+    let broken = oci_replace_layer(&both, |d| d[20] ^= 1);
+    let r = run_image(&sb, "broken.tar", broken, &[]);
+    r.code(1);
+    r.has("image:blob-digest-mismatch", "fail", "images/x.tar.gz");
+    r.lacks("image:valid");
+}
