@@ -246,40 +246,33 @@ fn run(
 
 /// `--deep`: the SHA-256 of a layer's decompressed bytes.
 fn layer_digest(format: Format, mut input: ChunkReader) -> NestedOutcome {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    let ok = match format {
-        Format::Gzip => {
-            let mut d = flate2::bufread::MultiGzDecoder::new(&mut input);
-            let mut buf = vec![0u8; CHUNK_SIZE];
-            loop {
-                match std::io::Read::read(&mut d, &mut buf) {
-                    Ok(0) => break true,
-                    Ok(n) => h.update(&buf[..n]),
-                    Err(_) => break false,
-                }
-            }
-        }
-        Format::Zstd => match zstd::stream::read::Decoder::with_buffer(&mut input) {
-            Ok(mut d) => {
-                let mut buf = vec![0u8; CHUNK_SIZE];
-                loop {
-                    match std::io::Read::read(&mut d, &mut buf) {
-                        Ok(0) => break true,
-                        Ok(n) => h.update(&buf[..n]),
-                        Err(_) => break false,
-                    }
-                }
-            }
-            Err(_) => false,
-        },
+    let digest = match format {
+        Format::Gzip => sha256_of(flate2::bufread::MultiGzDecoder::new(&mut input)),
+        Format::Zstd => zstd::stream::read::Decoder::with_buffer(&mut input)
+            .ok()
+            .and_then(sha256_of),
         // Uncompressed: its digest is already the diff_id.
-        _ => false,
+        _ => None,
     };
     let _ = std::io::copy(&mut input, &mut std::io::sink());
     NestedOutcome {
-        intact: ok,
-        uncompressed_sha256: ok.then(|| h.finalize().into()),
+        intact: digest.is_some(),
+        uncompressed_sha256: digest,
         ..Default::default()
+    }
+}
+
+/// SHA-256 of everything `r` yields; `None` if it fails part way.
+fn sha256_of(mut r: impl std::io::Read) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK_SIZE];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Some(h.finalize().into()),
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
     }
 }
