@@ -25,7 +25,7 @@ fn sh(dir: &Path, cmd: &str) {
 fn need(tool: &str, pkg: &str) {
     if Command::new("sh")
         .arg("-c")
-        .arg(format!("command -v {tool}"))
+        .arg(format!("command -v {tool} >/dev/null"))
         .status()
         .unwrap()
         .success()
@@ -191,10 +191,6 @@ fn git_bundles_in_the_release() {
     assert!(f.message.contains("refs/heads/main"), "{}", f.message);
     r.has("gitbundle:not-self-contained", "fail", "git/range.bundle");
     r.has("gitbundle:pack-invalid", "fail", "git/flipped.bundle");
-    // `git bundle verify` itself calls the flipped bundle fine.
-    std::fs::write(sb.path("flipped.bundle"), &flipped).unwrap();
-    sh(
-        &sb.path("repo"),
-        "git bundle verify ../flipped.bundle >/dev/null 2>&1 || true",
-    );
+    // That `git bundle verify` says "okay" for such a bundle is asserted
+    // by the unit tests of src/bundle/gitbundle.rs.
 }
