@@ -61,8 +61,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-fn header(path_len_hint: usize, size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
-    let _ = path_len_hint;
+fn header(size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_size(size);
     h.set_mode(mode);
@@ -77,12 +76,7 @@ fn header(path_len_hint: usize, size: u64, mode: u32, kind: tar::EntryType) -> t
 pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in files {
-        let mut h = header(
-            path.len(),
-            data.len() as u64,
-            0o644,
-            tar::EntryType::Regular,
-        );
+        let mut h = header(data.len() as u64, 0o644, tar::EntryType::Regular);
         b.append_data(&mut h, path, *data).expect("in-memory tar");
     }
     b.into_inner().expect("in-memory tar")
@@ -298,17 +292,12 @@ struct ReleaseWriter {
 
 impl ReleaseWriter {
     fn dir(&mut self, path: &str) -> io::Result<()> {
-        let mut h = header(path.len(), 0, 0o755, tar::EntryType::Directory);
+        let mut h = header(0, 0o755, tar::EntryType::Directory);
         self.tar.append_data(&mut h, path, io::empty())
     }
 
     fn file(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
-        let mut h = header(
-            path.len(),
-            data.len() as u64,
-            0o644,
-            tar::EntryType::Regular,
-        );
+        let mut h = header(data.len() as u64, 0o644, tar::EntryType::Regular);
         self.tar.append_data(&mut h, path, data)?;
         if let Some(rel) = path.strip_prefix(&self.prefix) {
             self.listed.push(ManifestFile {

@@ -35,7 +35,7 @@ pub mod walk;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -457,9 +457,4 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// Display form of a path for targets: as the user gave it.
-pub fn display(path: &Path) -> String {
-    path.display().to_string()
 }

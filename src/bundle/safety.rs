@@ -137,11 +137,9 @@ impl SafetyRules {
             );
         }
         // A prefix of this path that an earlier entry made a symlink.
-        let mut prefix_end = 0;
         for (i, ch) in path.char_indices() {
             if ch == '/' {
-                prefix_end = i;
-                let prefix = &path[..prefix_end];
+                let prefix = &path[..i];
                 if self.symlinks.contains(prefix) {
                     report(
                         Code::BundlePathThroughSymlink,
@@ -151,7 +149,6 @@ impl SafetyRules {
                 }
             }
         }
-        let _ = prefix_end;
         match e.kind {
             EntryKind::Symlink | EntryKind::Hardlink => {
                 let target = display_name(e.link_target.unwrap_or_default());

@@ -228,8 +228,4 @@ impl ForwardingSender {
             let _ = tx.send(Msg::Abort);
         }
     }
-
-    pub fn is_open(&self) -> bool {
-        self.tx.is_some()
-    }
 }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -206,11 +206,7 @@ impl RawTar {
     }
 }
 
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
+pub use airgap_verify::sample::gzip;
 
 pub fn zstd(data: &[u8]) -> Vec<u8> {
     zstd::stream::encode_all(data, 3).unwrap()
