@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a built-in demo, for a fresh Debian 12 machine (as root):
 # builds airgap-verify and a Sekoia-shaped sample release, verifies it, then
-# verifies a tampered copy to show what a failure looks like.
+# verifies a tampered copy to show what a failure looks like. As root, and if
+# this build has the `services` subcommand, then checks the perimeter services
+# against the loopback lab (scripts/lab.sh up, left running).
 #
 #   scripts/demo.sh [WORKDIR]
 set -euo pipefail
@@ -59,4 +61,33 @@ set -e
 echo
 echo "==> exit codes: intact release $good (ready), tampered release $bad (not ready)"
 echo "    JSON report: $bin bundle $archive --format json"
+
+# The perimeter services (DNS, NTP, SMTP) against the loopback lab of scripts/lab.sh.
+lab="${AIRGAP_LAB_DIR:-/var/tmp/airgap-lab}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo
+  echo "==> skipping the services demo: the loopback lab (scripts/lab.sh up) needs root"
+elif ! "$bin" services --help >/dev/null 2>&1; then
+  echo
+  echo "==> skipping the services demo: this airgap-verify has no 'services' subcommand yet"
+else
+  echo
+  echo "==> scripts/lab.sh up (real DNS, NTP and SMTP servers on 127.0.0.x; left running)"
+  if AIRGAP_LAB_DIR="$lab" bash scripts/lab.sh up >"$work/lab-up.log" 2>&1; then
+    tail -n 1 "$work/lab-up.log"
+    SMTP_PASSWORD=$(sed -n 's/^SMTP_PASSWORD=//p' "$lab/lab.env")
+    export SMTP_PASSWORD
+    echo
+    echo "==> airgap-verify services --config $lab/perimeter.yml"
+    set +e
+    "$bin" services --config "$lab/perimeter.yml"
+    services=$?
+    set -e
+    echo
+    echo "==> services exit code $services ('scripts/lab.sh down' stops the lab)"
+  else
+    tail -n 30 "$work/lab-up.log" >&2
+    echo "==> scripts/lab.sh up failed (log: $work/lab-up.log); skipping the services demo" >&2
+  fi
+fi
 exit "$good"

@@ -6,6 +6,20 @@
 #   scripts/lab.sh down     stop what the lab started, remove its nft table and hosts block
 #   scripts/lab.sh status   one line per service; exit 1 if anything is down
 #
+# Addresses (all 127.0.0.0/8; names under perimeter.test, in the zone and /etc/hosts):
+#   .10 ns1/dns        unbound, authoritative for perimeter.test only (REFUSED otherwise)
+#   .11 resolver       unbound forwarding to .10 only: public names SERVFAIL
+#   .12 leaky          unbound forwarding perimeter.test to .10, and answering
+#                      example.com / www.example.com as if it reached the internet
+#   .20 ntp            chrony, synchronised (local stratum 8)
+#   .21 ntp-unsync     chrony, unsynchronised (LI=3)
+#   .30 smtp/mail      postfix: 25 STARTTLS, 587 STARTTLS+AUTH, 465 TLS+AUTH (lab CA)
+#   .31 smtp-expired   same postfix: 25 STARTTLS and 465 TLS serving an expired cert
+#   .32 smtp-rogue     ... a cert signed by a CA outside the lab's trust (rogue CA)
+#   .33 smtp-wrongname ... a lab-CA cert whose only name is wrong-name.invalid
+#   .34 smtp-plain     ... 25 without STARTTLS, 587 with AUTH PLAIN/LOGIN in clear text
+#   .250 blackhole     nft drops everything sent there;  .251 tarpit: 25/443 accept, silent
+#
 # Environment: AIRGAP_LAB_DIR (state folder), AIRGAP_LAB_TIMEOUT (readiness
 # deadline, default 20 s), AIRGAP_LAB_SMTP_PASSWORD (else a random one, kept).
 #
@@ -28,7 +42,14 @@ DNS_FORWARDER_ADDR=127.0.0.11
 NTP_ADDR=127.0.0.20
 NTP_UNSYNC_ADDR=127.0.0.21
 NTP_STRATUM=8
+DNS_LEAKY_ADDR=127.0.0.12
+PUBLIC_NAME=example.com          # what the leaky resolver "resolves" (DNS data only)
+PUBLIC_LEAK_ADDR=93.184.215.14   # example.com's public address; never contacted
 SMTP_ADDR=127.0.0.30
+SMTP_EXPIRED_ADDR=127.0.0.31     # TLS faults and clear-text SMTP, same postfix instance
+SMTP_ROGUE_ADDR=127.0.0.32
+SMTP_WRONGNAME_ADDR=127.0.0.33
+SMTP_PLAIN_ADDR=127.0.0.34
 GIT_ADDR=127.0.0.40        # names only for now: no server runs there yet
 REGISTRY_ADDR=127.0.0.41
 S3_ADDR=127.0.0.42
@@ -46,10 +67,15 @@ HOST_PLAN=(
   "ns1 $DNS_AUTH_ADDR"
   "dns $DNS_AUTH_ADDR"
   "resolver $DNS_FORWARDER_ADDR"
+  "leaky $DNS_LEAKY_ADDR"
   "ntp $NTP_ADDR"
   "ntp-unsync $NTP_UNSYNC_ADDR"
   "smtp $SMTP_ADDR"
   "mail $SMTP_ADDR"
+  "smtp-expired $SMTP_EXPIRED_ADDR"
+  "smtp-rogue $SMTP_ROGUE_ADDR"
+  "smtp-wrongname $SMTP_WRONGNAME_ADDR"
+  "smtp-plain $SMTP_PLAIN_ADDR"
   "git $GIT_ADDR"
   "registry $REGISTRY_ADDR"
   "s3 $S3_ADDR"
@@ -57,14 +83,15 @@ HOST_PLAN=(
   "tarpit $TARPIT_ADDR"
 )
 
-SERVICES=(dns-auth dns-forwarder ntp ntp-unsync smtp tarpit)
+# processes the lab starts, in start order (stopped in reverse)
+SERVICES=(dns-auth dns-forwarder dns-leaky ntp ntp-unsync smtp tarpit)
 PACKAGES=(unbound chrony postfix sasl2-bin libsasl2-modules openssl nftables util-linux python3)
 NFT_TABLE=airgap_lab
 HOSTS_FILE=/etc/hosts
 HOSTS_BEGIN="# BEGIN airgap-lab"
 HOSTS_END="# END airgap-lab"
 POLICY_RC=/usr/sbin/policy-rc.d
-PKI_STAMP="airgap-lab pki v1 $ZONE"
+PKI_STAMP="airgap-lab pki v2 $ZONE"
 
 # ---------------------------------------------------------------- helpers ----
 say() { printf 'lab: %s\n' "$*"; }
@@ -75,7 +102,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
   exit 2
 }
 
@@ -125,15 +152,22 @@ svc_pid() { # service -> prints the PID if the recorded process is still alive
   printf '%s\n' "$pid"
 }
 
+wait_for() { # tenths command... : true as soon as the command succeeds, false after tenths/10 s
+  local i
+  for ((i = 0; i < $1; i++)); do
+    "${@:2}" && return 0
+    sleep 0.1
+  done
+  "${@:2}"
+}
+
+svc_gone() { ! svc_pid "$1" >/dev/null; }
+
 stop_svc() { # service
-  local svc=$1 pid i
+  local svc=$1 pid
   if pid=$(svc_pid "$svc"); then
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      svc_pid "$svc" >/dev/null || break
-      sleep 0.1
-    done
-    if svc_pid "$svc" >/dev/null; then
+    if ! wait_for 50 svc_gone "$svc"; then
       warn "$svc (pid $pid) ignored SIGTERM, sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.2
@@ -315,10 +349,17 @@ make_pki() {
   local out
   out=$(openssl verify -CAfile "$PKI/ca.pem" "$PKI/expired.pem" 2>&1) && die "pki: expired.pem verifies"
   [[ $out == *"certificate has expired"* ]] || die "pki: expired.pem fails for another reason: $out"
+  # ... and expiry is its only fault (2020-07-01, inside its validity)
+  openssl verify -CAfile "$PKI/ca.pem" -attime 1593561600 -verify_hostname "smtp-expired.$ZONE" \
+    "$PKI/expired.pem" >/dev/null || die "pki: expired.pem has a fault besides its dates"
   openssl verify -CAfile "$PKI/ca.pem" "$PKI/rogue-server.pem" >/dev/null 2>&1 &&
     die "pki: rogue-server.pem verifies against the lab CA"
+  openssl verify -CAfile "$PKI/rogue-ca.pem" -verify_hostname "smtp-rogue.$ZONE" "$PKI/rogue-server.pem" \
+    >/dev/null || die "pki: rogue-server.pem does not verify against its own (rogue) CA"
   openssl verify -CAfile "$PKI/ca.pem" -verify_hostname "smtp.$ZONE" "$PKI/wrong-name.pem" >/dev/null 2>&1 &&
     die "pki: wrong-name.pem matches smtp.$ZONE"
+  openssl verify -CAfile "$PKI/ca.pem" -verify_hostname wrong-name.invalid "$PKI/wrong-name.pem" >/dev/null ||
+    die "pki: wrong-name.pem has a fault besides its name"
   printf '%s\n' "$PKI_STAMP" >"$PKI/.stamp"
   say "pki: new test CA, server, expired, wrong-name and rogue certificates in $PKI"
 }
@@ -355,6 +396,11 @@ DNS_AUTH_PORT=53
 DNS_FORWARDER_ADDR=$DNS_FORWARDER_ADDR
 DNS_FORWARDER_HOST=resolver.$ZONE
 DNS_FORWARDER_PORT=53
+DNS_LEAKY_ADDR=$DNS_LEAKY_ADDR
+DNS_LEAKY_HOST=leaky.$ZONE
+DNS_LEAKY_PORT=53
+DNS_PUBLIC_NAME=$PUBLIC_NAME
+DNS_PUBLIC_LEAK_ADDR=$PUBLIC_LEAK_ADDR
 DNS_CNAME_NAME=$CNAME_NAME
 DNS_CNAME_TARGET=$CNAME_TARGET
 DNS_CNAME_ADDR=$REGISTRY_ADDR
@@ -362,7 +408,7 @@ DNS_LEAK_NAME=leak.$ZONE
 DNS_LEAK_ADDR=$LEAK_ADDR
 DNS_LEAK_CNAME_NAME=cdn.$ZONE
 DNS_EXTERNAL_CNAME_NAME=external.$ZONE
-DNS_EXTERNAL_CNAME_TARGET=example.com
+DNS_EXTERNAL_CNAME_TARGET=$PUBLIC_NAME
 NTP_ADDR=$NTP_ADDR
 NTP_HOST=ntp.$ZONE
 NTP_PORT=123
@@ -378,6 +424,14 @@ SMTPS_PORT=465
 SMTP_USER=$SMTP_USER
 SMTP_SASL_REALM=$ZONE
 SMTP_PASSWORD=$SMTP_PASSWORD
+SMTP_EXPIRED_ADDR=$SMTP_EXPIRED_ADDR
+SMTP_EXPIRED_HOST=smtp-expired.$ZONE
+SMTP_ROGUE_ADDR=$SMTP_ROGUE_ADDR
+SMTP_ROGUE_HOST=smtp-rogue.$ZONE
+SMTP_WRONGNAME_ADDR=$SMTP_WRONGNAME_ADDR
+SMTP_WRONGNAME_HOST=smtp-wrongname.$ZONE
+SMTP_PLAIN_ADDR=$SMTP_PLAIN_ADDR
+SMTP_PLAIN_HOST=smtp-plain.$ZONE
 GIT_ADDR=$GIT_ADDR
 GIT_HOST=git.$ZONE
 REGISTRY_ADDR=$REGISTRY_ADDR
@@ -484,9 +538,26 @@ $UNBOUND_NO_UPSTREAM
 EOF
 }
 
+unbound_forward() { # zone addr : forward a zone to the lab's authoritative server, nothing else
+  cat <<EOF
+
+forward-zone:
+    name: "$1"
+    forward-addr: $2@53
+    forward-first: no
+EOF
+}
+
+# Resolvers: loopback clients only; the only upstream is the auth server on loopback.
+UNBOUND_RESOLVER="    access-control: 0.0.0.0/0 refuse
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    cache-max-ttl: 60
+    cache-max-negative-ttl: 5"
+
 write_dns() {
-  local auth="$LAB/dns-auth" fwd="$LAB/dns-forwarder" entry name addr
-  mkdir -p "$auth" "$fwd"
+  local auth="$LAB/dns-auth" entry name addr svc
+  mkdir -p "$LAB/dns-auth" "$LAB/dns-forwarder" "$LAB/dns-leaky"
   {
     printf '%s\n' "\$ORIGIN $ZONE." "\$TTL 300"
     printf '@\tIN SOA ns1.%s. hostmaster.%s. %s 3600 600 86400 300\n' "$ZONE" "$ZONE" "$(date +%s)"
@@ -500,7 +571,7 @@ write_dns() {
     printf '; outside the perimeter: data only, never contacted by the lab\n'
     printf 'leak\tIN A %s\n' "$LEAK_ADDR"
     printf 'cdn\tIN CNAME leak.%s.\n' "$ZONE"
-    printf 'external\tIN CNAME example.com.\n'
+    printf 'external\tIN CNAME %s.\n' "$PUBLIC_NAME"
     printf '@\tIN TXT "airgap-verify lab zone"\n'
   } >"$auth/$ZONE.zone"
 
@@ -524,27 +595,47 @@ remote-control:
 EOF
   } >"$auth/unbound.conf"
 
+  # the forwarder sends everything to the auth server: public names fail
   {
-    unbound_common "$fwd" "$DNS_FORWARDER_ADDR"
-    cat <<EOF
-    access-control: 0.0.0.0/0 refuse
-    access-control: 127.0.0.0/8 allow
-    # the only upstream is the lab's authoritative server on loopback
-    do-not-query-localhost: no
-    cache-max-ttl: 60
-    cache-max-negative-ttl: 5
+    unbound_common "$LAB/dns-forwarder" "$DNS_FORWARDER_ADDR"
+    printf '%s\n' "$UNBOUND_RESOLVER"
+    unbound_forward . "$DNS_AUTH_ADDR"
+    printf '\nremote-control:\n    control-enable: no\n'
+  } >"$LAB/dns-forwarder/unbound.conf"
 
-forward-zone:
-    name: "."
-    forward-addr: $DNS_AUTH_ADDR@53
-    forward-first: no
+  # The leaky resolver behaves as if it reached the internet: the lab zone comes
+  # from the auth server, $PUBLIC_NAME from a local copy of "its" zone that the
+  # iterator treats as fetched (auth-zone for-upstream, so answers are recursive,
+  # not authoritative, and CNAME chains such as external.$ZONE are followed).
+  # Nothing is ever fetched: any other public name fails, since
+  # do-not-query-address blocks the root servers.
+  {
+    printf '%s\n' "\$ORIGIN $PUBLIC_NAME." "\$TTL 300"
+    printf '@\tIN SOA ns.%s. hostmaster.%s. 1 3600 600 86400 300\n' "$PUBLIC_NAME" "$PUBLIC_NAME"
+    printf '@\tIN NS ns.%s.\n' "$PUBLIC_NAME"
+    printf '%s\tIN A %s\n' @ "$PUBLIC_LEAK_ADDR" www "$PUBLIC_LEAK_ADDR" ns "$PUBLIC_LEAK_ADDR"
+  } >"$LAB/dns-leaky/$PUBLIC_NAME.zone"
+  {
+    unbound_common "$LAB/dns-leaky" "$DNS_LEAKY_ADDR"
+    printf '%s\n' "$UNBOUND_RESOLVER"
+    unbound_forward "$ZONE." "$DNS_AUTH_ADDR"
+    cat <<EOF
+
+auth-zone:
+    name: "$PUBLIC_NAME."
+    zonefile: "$LAB/dns-leaky/$PUBLIC_NAME.zone"
+    for-downstream: no
+    for-upstream: yes
+    fallback-enabled: no
 
 remote-control:
     control-enable: no
 EOF
-  } >"$fwd/unbound.conf"
-  unbound-checkconf "$auth/unbound.conf" >/dev/null || die "dns-auth: bad unbound config"
-  unbound-checkconf "$fwd/unbound.conf" >/dev/null || die "dns-forwarder: bad unbound config"
+  } >"$LAB/dns-leaky/unbound.conf"
+
+  for svc in dns-auth dns-forwarder dns-leaky; do
+    unbound-checkconf "$LAB/$svc/unbound.conf" >/dev/null || die "$svc: bad unbound config"
+  done
 }
 
 # ---------------------------------------------------------------- NTP --------
@@ -570,6 +661,47 @@ write_ntp() { # service addr synced(yes/no)
 }
 
 # ---------------------------------------------------------------- SMTP -------
+# master.cf lines for the fault listeners: the same postfix instance, each
+# address with its own certificate (or none) through -o overrides.
+smtp_fault_listeners() {
+  local entry name addr cert
+  for entry in "expired $SMTP_EXPIRED_ADDR expired" "rogue $SMTP_ROGUE_ADDR rogue-server" \
+    "wrongname $SMTP_WRONGNAME_ADDR wrong-name"; do
+    read -r name addr cert <<<"$entry"
+    cat <<EOF
+# smtp-$name.$ZONE: TLS with $cert.pem (STARTTLS on 25, implicit TLS on 465)
+$addr:25        inet  n       -      n      -      -       smtpd
+  -o syslog_name=postfix-lab/$name-smtp
+  -o myhostname=smtp-$name.$ZONE
+  -o smtpd_tls_cert_file=$LAB/pki/$cert.pem
+  -o smtpd_tls_key_file=$LAB/pki/$cert.key
+  -o smtpd_tls_security_level=may
+$addr:465       inet  n       -      n      -      -       smtpd
+  -o syslog_name=postfix-lab/$name-smtps
+  -o myhostname=smtp-$name.$ZONE
+  -o smtpd_tls_cert_file=$LAB/pki/$cert.pem
+  -o smtpd_tls_key_file=$LAB/pki/$cert.key
+  -o smtpd_tls_wrappermode=yes
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+EOF
+  done
+  cat <<EOF
+# smtp-plain.$ZONE: no TLS at all; 587 takes the password in clear text
+$SMTP_PLAIN_ADDR:25        inet  n       -      n      -      -       smtpd
+  -o syslog_name=postfix-lab/plain-smtp
+  -o myhostname=smtp-plain.$ZONE
+  -o smtpd_tls_security_level=none
+$SMTP_PLAIN_ADDR:587       inet  n       -      n      -      -       smtpd
+  -o syslog_name=postfix-lab/plain-submission
+  -o myhostname=smtp-plain.$ZONE
+  -o smtpd_tls_security_level=none
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_tls_auth_only=no
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+EOF
+}
+
 write_smtp() {
   local dir="$LAB/smtp" conf="$LAB/smtp/etc"
   mkdir -p "$conf/sasl" "$dir/queue" "$dir/data"
@@ -639,6 +771,7 @@ $SMTP_ADDR:465       inet  n       -      n      -      -       smtpd
   -o smtpd_tls_wrappermode=yes
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+$(smtp_fault_listeners)
 pickup               unix  n       -      n      60     1       pickup
 cleanup              unix  n       -      n      -      0       cleanup
 qmgr                 unix  n       -      n      300    1       qmgr
@@ -677,8 +810,14 @@ postfix_cmd() { # args... : postfix prints its errors only to a tty or syslog
   script -qec "postfix -c $LAB/smtp/etc $*" /dev/null </dev/null 9>&-
 }
 
+record_master() { # true once postfix's master has written its pid and is alive
+  local pid
+  pid=$(tr -d ' \n' <"$LAB/smtp/queue/pid/master.pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && record_pid smtp "$pid"
+}
+
 start_smtp() {
-  local out pid i
+  local out
   # "postfix start" runs the same integrity checks as "postfix check" (create-missing,
   # permissions) and prints their errors through script(1)'s terminal
   printf '\n==== %s postfix start\n' "$(date -Is)" >>"$LAB/log/smtp-start.log"
@@ -688,14 +827,8 @@ start_smtp() {
     die "smtp: postfix start failed"
   fi
   printf '%s\n' "$out" >>"$LAB/log/smtp-start.log"
-  for ((i = 0; i < 50; i++)); do
-    pid=$(tr -d ' \n' <"$LAB/smtp/queue/pid/master.pid" 2>/dev/null || true)
-    if [[ $pid =~ ^[0-9]+$ ]] && record_pid smtp "$pid"; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  die "smtp: postfix master did not write $LAB/smtp/queue/pid/master.pid"
+  wait_for 50 record_master ||
+    die "smtp: postfix master did not write $LAB/smtp/queue/pid/master.pid"
 }
 
 pgroup_alive() { # pgid: true while a non-zombie process is in that process group
@@ -709,16 +842,14 @@ pgroup_alive() { # pgid: true while a non-zombie process is in that process grou
   return 1
 }
 
+pgroup_gone() { ! pgroup_alive "$1"; }
+
 stop_smtp() {
-  local pid i
+  local pid
   if pid=$(svc_pid smtp); then
     # the master leads its own process group and takes its children down with it
     stop_svc smtp
-    for ((i = 0; i < 30; i++)); do
-      pgroup_alive "$pid" || break
-      sleep 0.1
-    done
-    if pgroup_alive "$pid"; then
+    if ! wait_for 30 pgroup_gone "$pid"; then
       warn "smtp: postfix children of $pid still alive, sending SIGKILL to the group"
       kill -KILL -- "-$pid" 2>/dev/null || true
     fi
@@ -778,8 +909,13 @@ port_conflicts() { # fails (listing them) if anything already holds a lab addres
   local want=(
     "udp $DNS_AUTH_ADDR:53" "tcp $DNS_AUTH_ADDR:53"
     "udp $DNS_FORWARDER_ADDR:53" "tcp $DNS_FORWARDER_ADDR:53"
+    "udp $DNS_LEAKY_ADDR:53" "tcp $DNS_LEAKY_ADDR:53"
     "udp $NTP_ADDR:123" "udp $NTP_UNSYNC_ADDR:123"
     "tcp $SMTP_ADDR:25" "tcp $SMTP_ADDR:465" "tcp $SMTP_ADDR:587"
+    "tcp $SMTP_EXPIRED_ADDR:25" "tcp $SMTP_EXPIRED_ADDR:465"
+    "tcp $SMTP_ROGUE_ADDR:25" "tcp $SMTP_ROGUE_ADDR:465"
+    "tcp $SMTP_WRONGNAME_ADDR:25" "tcp $SMTP_WRONGNAME_ADDR:465"
+    "tcp $SMTP_PLAIN_ADDR:25" "tcp $SMTP_PLAIN_ADDR:587"
   )
   local p
   for p in "${TARPIT_PORTS[@]}"; do want+=("tcp $TARPIT_ADDR:$p"); done
@@ -800,10 +936,11 @@ port_conflicts() { # fails (listing them) if anything already holds a lab addres
 }
 
 # ---------------------------------------------------------------- commands ---
-stop_all() {
-  local svc
+stop_all() { # in reverse start order
+  local i svc
   mkdir -p "$LAB/run"
-  for svc in tarpit smtp ntp-unsync ntp dns-forwarder dns-auth; do
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+    svc=${SERVICES[i]}
     if [ "$svc" = smtp ]; then stop_smtp; else stop_svc "$svc"; fi
   done
 }
@@ -840,8 +977,10 @@ cmd_up() {
   hosts_up
   nft_up || die "could not load the nft table inet $NFT_TABLE"
 
-  start_bg dns-auth unbound -d -c "$LAB/dns-auth/unbound.conf"
-  start_bg dns-forwarder unbound -d -c "$LAB/dns-forwarder/unbound.conf"
+  local svc
+  for svc in dns-auth dns-forwarder dns-leaky; do
+    start_bg "$svc" unbound -d -c "$LAB/$svc/unbound.conf"
+  done
   start_bg ntp chronyd -x -d -f "$LAB/ntp/chrony.conf"
   start_bg ntp-unsync chronyd -x -d -f "$LAB/ntp-unsync/chrony.conf"
   local port_args=() p
@@ -852,7 +991,6 @@ cmd_up() {
   say "checking the services (deadline ${READY_TIMEOUT}s)"
   local failed="$LAB/run/failed"
   if ! "$PY" "$HELPERS/check.py" 9>&- --env "$LAB/lab.env" --timeout "$READY_TIMEOUT" --failed-file "$failed"; then
-    local svc
     while read -r svc; do
       [ "$svc" != blackhole ] || {
         nft list table inet "$NFT_TABLE" >&2 || true

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of airgap-verify on a fresh Debian 12 machine (as root):
-# installs what the tests need, checks formatting and lints, runs the tests.
+# installs what the tests need, checks formatting and lints, brings up the
+# loopback service lab (scripts/lab.sh, left running), runs the tests.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh NAME       # only tests whose name contains NAME
@@ -36,6 +37,19 @@ cargo fmt --check
 
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+
+# The lab-backed tests (DNS, NTP and SMTP probes) read $AIRGAP_LAB_DIR/lab.env
+# from scripts/lab.sh. It stays up after the tests; the next run restarts it.
+export AIRGAP_LAB_DIR=${AIRGAP_LAB_DIR:-/var/tmp/airgap-lab}
+if [ "$(id -u)" -eq 0 ]; then
+  log "scripts/lab.sh up (loopback DNS/NTP/SMTP lab in $AIRGAP_LAB_DIR)"
+  if ! bash scripts/lab.sh up; then
+    echo "scripts/test.sh: warning: scripts/lab.sh up failed; the lab-backed tests will fail" >&2
+  fi
+else
+  echo "scripts/test.sh: warning: not root, so the loopback lab (scripts/lab.sh up) is not started;" >&2
+  echo "  the lab-backed tests will fail unless a lab is already up in $AIRGAP_LAB_DIR" >&2
+fi
 
 log "cargo test"
 # --all-targets skips doctests (there are none), so the last line counts real tests.

@@ -9,7 +9,8 @@ system resolver (TLS uses the lab names only for certificate verification).
     check.py --env /var/tmp/airgap-lab/lab.env [--timeout 20] [--only smtp ...]
 
 Prints one line per check; exits 1 if any check failed. --failed-file receives
-the names of the failing services, one per line.
+the lab services (processes, as in scripts/lab.sh status) behind the failing
+checks, one per line. --only takes a check name or a service name.
 """
 
 import argparse
@@ -26,7 +27,7 @@ import time
 
 QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28}
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-PUBLIC_NAME = "example.com"  # asked of the lab servers only; they must not resolve it
+PUBLIC_NAME = "example.com"  # default of DNS_PUBLIC_NAME: only the leaky resolver "resolves" it
 HELO_NAME = "probe.perimeter.test"  # smtplib would otherwise call getfqdn() (a DNS lookup)
 
 
@@ -148,8 +149,12 @@ def check_dns_name(server, name, want, tcp, need_aa):
     return resp
 
 
-def dns_checks(env, key, authoritative):
+def dns_checks(env, key, mode):
+    """mode: "auth" (authoritative, refuses public names), "forwarder" (public
+    names fail) or "leaky" (public names resolve, as if it reached the internet)."""
     server = env[key]
+    authoritative = mode == "auth"
+    public = env.get("DNS_PUBLIC_NAME", PUBLIC_NAME)
     zone = env["LAB_ZONE"]
     smtp_name, smtp_addr = env["SMTP_HOST"], env["SMTP_ADDR"]
     cname, cname_target, cname_addr = env["DNS_CNAME_NAME"], env["DNS_CNAME_TARGET"], env["DNS_CNAME_ADDR"]
@@ -168,13 +173,24 @@ def dns_checks(env, key, authoritative):
     resp = dns_query(server, f"no-such-name.{zone}")
     expect(resp["rcode"] == 3, f"no-such-name.{zone}: rcode {RCODES.get(resp['rcode'])}, want NXDOMAIN")
     out.append("NXDOMAIN in zone")
-    resp = dns_query(server, PUBLIC_NAME, timeout=5.0)
+    if mode == "leaky":
+        leak = env["DNS_PUBLIC_LEAK_ADDR"]
+        for name in (public, f"www.{public}"):
+            check_dns_name(server, name, [leak], False, False)
+        out.append(f"{public} and www.{public} A {leak} (leaks)")
+        external = env["DNS_EXTERNAL_CNAME_NAME"]
+        resp = check_dns_name(server, external, [leak], False, False)
+        chain = [v for _, t, v in resp["answers"] if t == 5]
+        expect(chain == [public], f"{external}: CNAME chain {chain}, want [{public}]")
+        out.append(f"{external} CNAME {public} followed")
+        return ", ".join(out)
+    resp = dns_query(server, public, timeout=5.0)
     rcode = RCODES.get(resp["rcode"], resp["rcode"])
     if authoritative:
-        expect(resp["rcode"] == 5, f"{PUBLIC_NAME}: rcode {rcode}, want REFUSED")
+        expect(resp["rcode"] == 5, f"{public}: rcode {rcode}, want REFUSED")
     else:
-        expect(resp["rcode"] != 0, f"{PUBLIC_NAME}: resolved ({addresses(resp)}), must fail")
-    out.append(f"{PUBLIC_NAME} {rcode}")
+        expect(resp["rcode"] != 0, f"{public}: resolved ({addresses(resp)}), must fail")
+    out.append(f"{public} {rcode}")
     return ", ".join(out)
 
 
@@ -239,11 +255,113 @@ class LabSMTPSSL(smtplib.SMTP_SSL):
 
     def _get_socket(self, host, port, timeout):
         sock = socket.create_connection((self._lab_addr, port), timeout)
-        return self.context.wrap_socket(sock, server_hostname=self._host)
+        try:
+            return self.context.wrap_socket(sock, server_hostname=self._host)
+        except BaseException:
+            sock.close()
+            raise
 
 
 def tls_context(env):
     return ssl.create_default_context(cafile=env["CA_PEM"])
+
+
+def no_verify_context():
+    """Completes any handshake, to see which certificate the server presents."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def pem_der(path):
+    with open(path, encoding="ascii") as fh:
+        return ssl.PEM_cert_to_DER_cert(fh.read())
+
+
+def starttls_session(addr, host, port, ctx):
+    """EHLO, STARTTLS with ctx, EHLO again; returns the server's certificate (DER)."""
+    s = LabSMTP(addr, host, port, local_hostname=HELO_NAME, timeout=5)
+    try:
+        s.ehlo()
+        expect(s.has_extn("starttls"), f"port {port}: no STARTTLS in EHLO")
+        s.starttls(context=ctx)
+        der = s.sock.getpeercert(binary_form=True)
+        code, _ = s.ehlo()
+        expect(code == 250, f"port {port}: EHLO after STARTTLS answered {code}")
+        return der
+    finally:
+        s.close()  # no QUIT: after a failed handshake the session is unusable
+
+
+def implicit_tls_session(addr, host, port, ctx):
+    """Connect with TLS from the first byte, EHLO; returns the server's certificate (DER)."""
+    s = LabSMTPSSL(addr, host, port, local_hostname=HELO_NAME, timeout=5, context=ctx)
+    try:
+        der = s.sock.getpeercert(binary_form=True)
+        code, _ = s.ehlo()
+        expect(code == 250, f"port {port}: EHLO answered {code}")
+        return der
+    finally:
+        s.close()
+
+
+# OpenSSL verify codes (X509_V_ERR_*) each fault listener must produce
+VERIFY_EXPIRED, VERIFY_UNKNOWN_ISSUER, VERIFY_HOSTNAME_MISMATCH = 10, 20, 62
+
+
+def tls_fault_checks(env, prefix, cert_key, want_code):
+    """The listener presents exactly the certificate at env[cert_key], and a
+    verifying client (lab CA, lab name) rejects it with want_code."""
+    addr, host = env[f"{prefix}_ADDR"], env[f"{prefix}_HOST"]
+    want_der = pem_der(env[cert_key])
+    cert_name = os.path.basename(env[cert_key])
+    out = []
+    for port, session in ((int(env["SMTP_PORT"]), starttls_session),
+                          (int(env["SMTPS_PORT"]), implicit_tls_session)):
+        der = session(addr, host, port, no_verify_context())
+        expect(der == want_der, f"port {port}: presents another certificate than {cert_name}")
+        try:
+            session(addr, host, port, tls_context(env))
+        except ssl.SSLCertVerificationError as err:
+            expect(err.verify_code == want_code,
+                   f"port {port}: verification failed with {err.verify_code} ({err.verify_message}),"
+                   f" want {want_code}")
+            reason = err.verify_message
+        else:
+            raise CheckFailed(f"port {port}: {cert_name} verified against the lab CA for {host}")
+        out.append(f"{port} {'STARTTLS' if port == int(env['SMTP_PORT']) else 'TLS'} {cert_name}")
+    return f"{', '.join(out)}: {reason}"
+
+
+def smtp_plain_checks(env):
+    addr, host = env["SMTP_PLAIN_ADDR"], env["SMTP_PLAIN_HOST"]
+    out = []
+    port = int(env["SMTP_PORT"])
+    s = LabSMTP(addr, host, port, local_hostname=HELO_NAME, timeout=5)
+    try:
+        s.ehlo()
+        expect(not s.has_extn("starttls"), f"port {port}: STARTTLS offered")
+        code, _ = s.docmd("STARTTLS")
+        expect(code >= 500, f"port {port}: STARTTLS answered {code}, want a refusal")
+        s.quit()
+        out.append(f"{port} no STARTTLS ({code})")
+    finally:
+        s.close()
+
+    port = int(env["SMTP_SUBMISSION_PORT"])
+    s = LabSMTP(addr, host, port, local_hostname=HELO_NAME, timeout=5)
+    try:
+        s.ehlo()
+        expect(not s.has_extn("starttls"), f"port {port}: STARTTLS offered")
+        mechs = set(s.esmtp_features.get("auth", "").upper().split())
+        expect({"PLAIN", "LOGIN"} <= mechs, f"port {port}: AUTH mechanisms {sorted(mechs)} before TLS")
+        code, _ = s.login(env["SMTP_USER"], env["SMTP_PASSWORD"])
+        s.quit()
+        out.append(f"{port} AUTH {' '.join(sorted(mechs))} in clear text ok ({code})")
+    finally:
+        s.close()
+    return ", ".join(out)
 
 
 def smtp_checks(env):
@@ -368,14 +486,24 @@ def process_gone(run_dir, service):
     return None
 
 
+# (check, lab service behind it, label, function)
 CHECKS = [
-    ("dns-auth", "authoritative DNS", lambda env: dns_checks(env, "DNS_AUTH_ADDR", True)),
-    ("dns-forwarder", "forwarding DNS", lambda env: dns_checks(env, "DNS_FORWARDER_ADDR", False)),
-    ("ntp", "NTP synchronised", ntp_synced),
-    ("ntp-unsync", "NTP unsynchronised", ntp_unsynced),
-    ("smtp", "SMTP", smtp_checks),
-    ("blackhole", "blackhole", blackhole),
-    ("tarpit", "tarpit", tarpit),
+    ("dns-auth", "dns-auth", "authoritative DNS", lambda env: dns_checks(env, "DNS_AUTH_ADDR", "auth")),
+    ("dns-forwarder", "dns-forwarder", "forwarding DNS",
+     lambda env: dns_checks(env, "DNS_FORWARDER_ADDR", "forwarder")),
+    ("dns-leaky", "dns-leaky", "leaky DNS", lambda env: dns_checks(env, "DNS_LEAKY_ADDR", "leaky")),
+    ("ntp", "ntp", "NTP synchronised", ntp_synced),
+    ("ntp-unsync", "ntp-unsync", "NTP unsynchronised", ntp_unsynced),
+    ("smtp", "smtp", "SMTP", smtp_checks),
+    ("smtp-expired", "smtp", "SMTP expired cert",
+     lambda env: tls_fault_checks(env, "SMTP_EXPIRED", "EXPIRED_CERT", VERIFY_EXPIRED)),
+    ("smtp-rogue", "smtp", "SMTP rogue CA",
+     lambda env: tls_fault_checks(env, "SMTP_ROGUE", "ROGUE_CERT", VERIFY_UNKNOWN_ISSUER)),
+    ("smtp-wrongname", "smtp", "SMTP wrong name",
+     lambda env: tls_fault_checks(env, "SMTP_WRONGNAME", "WRONG_NAME_CERT", VERIFY_HOSTNAME_MISMATCH)),
+    ("smtp-plain", "smtp", "SMTP without TLS", smtp_plain_checks),
+    ("blackhole", "blackhole", "blackhole", blackhole),
+    ("tarpit", "tarpit", "tarpit", tarpit),
 ]
 
 
@@ -388,13 +516,13 @@ def main():
     args = parser.parse_args()
     env = load_env(args.env)
     deadline = time.monotonic() + args.timeout
-    selected = [c for c in CHECKS if not args.only or c[0] in args.only]
+    selected = [c for c in CHECKS if not args.only or c[0] in args.only or c[1] in args.only]
     results = {}
     lock = threading.Lock()
 
     run_dir = os.path.join(env.get("AIRGAP_LAB_DIR", os.path.dirname(os.path.abspath(args.env))), "run")
 
-    def run(service, label, fn):
+    def run(name, service, label, fn):
         attempts, last = 0, None
         started = time.monotonic()
         while True:
@@ -415,19 +543,20 @@ def main():
                 time.sleep(0.3)
         took = time.monotonic() - started
         with lock:
-            results[service] = ok
+            results[name] = ok
             mark = "ok  " if ok else "FAIL"
-            print(f"  [{mark}] {service:<14} {label}: {detail} ({took:.1f}s, {attempts} tries)", flush=True)
+            print(f"  [{mark}] {name:<14} {label}: {detail} ({took:.1f}s, {attempts} tries)", flush=True)
 
     threads = [threading.Thread(target=run, args=c, daemon=True) for c in selected]
     for t in threads:
         t.start()
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()) + 15)
-    failed = [c[0] for c in selected if not results.get(c[0])]
+    failed = [c for c in selected if not results.get(c[0])]
     if args.failed_file:
+        services = list(dict.fromkeys(c[1] for c in failed))
         with open(args.failed_file, "w", encoding="utf-8") as fh:
-            fh.write("".join(f"{s}\n" for s in failed))
+            fh.write("".join(f"{s}\n" for s in services))
     return 1 if failed else 0
 
 
