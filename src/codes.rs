@@ -343,6 +343,141 @@ codes! {
     RefsExternal => "refs:external", Warn,
         "A container image reference or URL points outside the perimeter: an implicit Docker Hub image (`nginx:1.25`), a public registry (`docker.io`, `ghcr.io`, `quay.io`, `gcr.io`, `registry.k8s.io`, a vendor registry) or any public host name or address. In an air-gapped installation it will fail, or it reveals a dependency on the internet. Hosts given with `--allow-host`/`--allow-domain`, private addresses and cluster-internal names are inside.",
         "Mirror the image or content into the perimeter and point the reference at the mirror, or declare the host with `--allow-host`/`--allow-domain` if it is inside the perimeter. `--deny-external` makes these failures.";
+
+    // ---- configuration (perimeter.yml, the vendor's config.yml) ------------
+    ConfigPlaceholder => "config:placeholder", Fail,
+        "A value in the vendor's config.yml is still one of the placeholder defaults of its template (`mail.server.local`, a `*.sekoia.local` or `example.com` name, `smtp-user`/`smtp-password`). The vendor's own configuration check accepts these, and the installation then fails much later, or sends to a host nobody owns.",
+        "Replace the placeholder with the real value for this perimeter, then re-run `airgap-verify services`.";
+    ConfigOutsidePerimeter => "config:outside-perimeter", Fail,
+        "A target written as an IP address in the configuration lies outside every CIDR of `allowed_networks`. An air-gapped installation must not depend on an address outside the perimeter.",
+        "Point the setting at the service inside the perimeter, or add its network to `allowed_networks` if it is really inside.";
+    ConfigUnresolvedSecret => "config:unresolved-secret", Fail,
+        "A secret referenced by the configuration (`password_env`, `password_file`, `${env.VAR}` or `env.VAR`) could not be read, so the probe that needs it ran without credentials or was skipped. The value itself is never printed.",
+        "Export the named environment variable or create the named file (readable by the user running airgap-verify), then re-run.";
+    ConfigNothingToCheck => "config:nothing-to-check", Warn,
+        "The configuration names no service to probe: no DNS server, NTP server or SMTP relay could be derived from it.",
+        "Add `dns`, `ntp` or `smtp` sections to perimeter.yml (`airgap-verify init` writes a commented template), or pass the vendor's config.yml with `--sekoia-config`.";
+
+    // ---- shared networking ---------------------------------------------------
+    NetUnresolved => "net:unresolved", Fail,
+        "The target's name did not resolve through the DNS servers configured for the perimeter (the machine's own resolver is never asked: it may point outside). Nodes inside the perimeter will not find the service either.",
+        "Add the name to the perimeter's DNS zone, fix the name in the configuration, or write the target as an IP address.";
+    NetOutsidePerimeter => "net:outside-perimeter", Fail,
+        "The target's name resolved to an address outside `allowed_networks`. Connecting there would leave the perimeter, so the probe does not connect.",
+        "Fix the DNS record so it points inside the perimeter, or add the network to `allowed_networks` if it is really inside.";
+    NetRefused => "net:refused", Fail,
+        "The target actively refused the connection (TCP reset, or ICMP port unreachable for UDP): the host is reachable but nothing listens on the port, or a firewall rejects it.",
+        "Start the service on the documented port, or open the port on the host firewall.";
+    NetTimeout => "net:timeout", Fail,
+        "No answer arrived before the connect deadline: the packets are dropped on the way (a filtering firewall, a blackholed route) or the host is down. A probe never waits longer than its deadline.",
+        "Check the route and the firewall rules between this machine and the target; raise `--timeout` only if the link is known to be slow.";
+    NetNoReply => "net:no-reply", Fail,
+        "The connection was accepted (or the datagram sent) but the service sent nothing back before the I/O deadline: a hung service, a tarpit, or a middlebox that accepts and drops.",
+        "Check that the real service, not a proxy or a stale process, listens on that address and port, and look at its logs.";
+    NetUnreachable => "net:unreachable", Fail,
+        "The operating system reported the network or host unreachable (no route, or ICMP unreachable).",
+        "Check the routing table and the interfaces of this machine; the target may be on a network this host cannot reach.";
+
+    // ---- TLS -----------------------------------------------------------------
+    TlsVerified => "tls:verified", Pass,
+        "The server's certificate chain verifies against the configured CA bundle only (never the system roots unless `--system-roots`), is valid now and names the host. Evidence lists each certificate's subject, issuer, SANs and expiry.",
+        "Nothing to do.";
+    TlsUnknownIssuer => "tls:unknown-issuer", Fail,
+        "The server's certificate does not chain to the configured CA bundle: it is self-signed, issued by another CA, or the server omits an intermediate. Nodes that trust only the perimeter's CA will refuse the connection.",
+        "Install a certificate issued by the perimeter's CA (with its intermediates in the served chain), or point `ca_bundle` / `--ca-bundle` at the CA that really issued it.";
+    TlsExpired => "tls:expired", Fail,
+        "The server's certificate (or one in its chain) is expired or not yet valid.",
+        "Renew the certificate and reload the service; check the clocks of the server and of this machine.";
+    TlsNameMismatch => "tls:name-mismatch", Fail,
+        "The server's certificate does not name the host it was reached by (neither a DNS SAN nor an IP SAN matches).",
+        "Re-issue the certificate with the service's name in its subjectAltName, or configure the name the certificate carries.";
+    TlsExpiringSoon => "tls:expiring-soon", Warn,
+        "The server's certificate verifies but expires within the warning window (30 days by default, `tls_expiry_warning_days`).",
+        "Renew the certificate before it expires.";
+    TlsHandshakeFailed => "tls:handshake-failed", Fail,
+        "The TLS handshake failed for a reason other than the certificate: no common protocol version or cipher, a bad record, or the server closed the connection.",
+        "Check the service's TLS configuration (TLS 1.2 or 1.3, a modern cipher suite) and its logs.";
+
+    // ---- DNS -----------------------------------------------------------------
+    DnsAnswer => "dns:answer", Pass,
+        "The configured DNS server answered the expected name with exactly the expected addresses, all inside `allowed_networks`. Evidence: transport, rcode, flags, answers and latency.",
+        "Nothing to do.";
+    DnsWrongAddress => "dns:wrong-address", Fail,
+        "The DNS server answered the name, but with addresses other than the expected ones.",
+        "Fix the record in the perimeter's zone, or the expected addresses in perimeter.yml.";
+    DnsNoAnswer => "dns:no-answer", Fail,
+        "The DNS server answered NXDOMAIN, or NOERROR with no address, for a name the platform needs.",
+        "Add the record to the perimeter's zone (check its spelling in the configuration).";
+    DnsServerError => "dns:server-error", Fail,
+        "The DNS server answered a name the platform needs with an error (SERVFAIL, REFUSED, FORMERR, NOTIMP): it does not serve that zone or cannot reach the server that does.",
+        "Make the server authoritative for the zone or forward the zone to the server that is; check its access control for this machine's address.";
+    DnsOutsidePerimeter => "dns:outside-perimeter", Fail,
+        "An address in the answer lies outside `allowed_networks`: nodes would be sent out of the perimeter.",
+        "Point the record at the service inside the perimeter.";
+    DnsBadReply => "dns:bad-reply", Fail,
+        "The reply could not be used: malformed, a different transaction id or question, truncated on TCP, or a UDP reply truncated whose TCP retry failed.",
+        "Check what answers on that address and port; a middlebox may be rewriting DNS.";
+    DnsNoRecursion => "dns:no-recursion", Pass,
+        "A public name was refused (REFUSED, SERVFAIL or NXDOMAIN) by the server, as expected of a resolver with no path to the internet.",
+        "Nothing to do.";
+    DnsRecursionLeak => "dns:recursion-leak", Warn,
+        "The server answered a public name with addresses: it reaches a resolver outside the perimeter, so the perimeter is not air-gapped for DNS. Fails with `--strict-airgap`.",
+        "Remove the forwarders and root hints that lead outside, or restrict forwarding to the perimeter's zones.";
+
+    // ---- NTP -----------------------------------------------------------------
+    NtpSynchronised => "ntp:synchronised", Pass,
+        "The NTP server answered an SNTPv4 request (origin timestamp matching ours) as synchronised, within the stratum limit and with an offset under `max_offset`. Evidence: stratum, leap indicator, offset, round-trip delay, root distance, reference id.",
+        "Nothing to do.";
+    NtpUnsynchronised => "ntp:unsynchronised", Fail,
+        "The server says its clock is not synchronised (leap indicator 3, or stratum 0 or 16). Nodes that follow it drift apart; the platform needs less than 1 s of skew between nodes.",
+        "Give the NTP server a reachable time source (a local reference clock or an upstream server inside the perimeter), or configure it to serve its local clock (`local stratum N` in chrony).";
+    NtpOffsetTooLarge => "ntp:offset-too-large", Fail,
+        "The offset between this machine's clock and the server's exceeds `max_offset` (500 ms by default).",
+        "Synchronise this machine with the perimeter's NTP server, or fix the server's time source.";
+    NtpStratumTooHigh => "ntp:stratum-too-high", Fail,
+        "The server's stratum exceeds `max_stratum`: it is too far from a reference clock to be trusted as the perimeter's source.",
+        "Point the server at a source closer to a reference clock, or raise `max_stratum` if this is intended.";
+    NtpKissOfDeath => "ntp:kiss-of-death", Fail,
+        "The server answered with a kiss-o'-death packet (stratum 0 with a code such as RATE, DENY or RSTR): it refuses to serve this client.",
+        "Allow this client in the server's access rules (chrony `allow`, ntpd `restrict`) or lower the polling rate.";
+    NtpBadReply => "ntp:bad-reply", Fail,
+        "The reply was not a valid answer to our request: too short, wrong mode or version, or an origin timestamp that does not match the request (a spoofed or stale packet).",
+        "Check what answers on UDP 123 at that address; a middlebox may be rewriting NTP.";
+
+    // ---- SMTP ----------------------------------------------------------------
+    SmtpReady => "smtp:ready", Pass,
+        "The relay greeted with 220 and answered EHLO. Evidence: the banner (all lines) and every extension advertised, before and after TLS.",
+        "Nothing to do.";
+    SmtpBadGreeting => "smtp:bad-greeting", Fail,
+        "The server did not greet with 220 (it answered 554 or another code, or something that is not SMTP), or refused EHLO.",
+        "Check that the configured host and port point at the mail relay and that it accepts connections from this network.";
+    SmtpNoStarttls => "smtp:no-starttls", Fail,
+        "STARTTLS is required (`starttls: true`) but the server does not offer it, or refused it, so mail and credentials would cross the network in clear text.",
+        "Enable STARTTLS on the relay (postfix: `smtpd_tls_security_level = may` or `encrypt` with a certificate), or use implicit TLS on 465 (`tls: true`).";
+    SmtpAuthInClear => "smtp:auth-in-clear", Fail,
+        "The server offers AUTH before TLS, so a client may send its password in clear text.",
+        "Offer AUTH only after TLS (postfix: `smtpd_tls_auth_only = yes`).";
+    SmtpAuthOk => "smtp:auth-ok", Pass,
+        "The configured credentials were accepted (AUTH PLAIN or LOGIN, over TLS). The password is never printed.",
+        "Nothing to do.";
+    SmtpAuthFailed => "smtp:auth-failed", Fail,
+        "The server rejected the configured credentials (535 or another refusal).",
+        "Check the user name and the secret the configuration references; check the relay's SASL database.";
+    SmtpAuthUnavailable => "smtp:auth-unavailable", Fail,
+        "Credentials are configured but the server offers no AUTH mechanism this tool and the platform support (PLAIN, LOGIN) on this connection.",
+        "Enable SASL authentication on the relay for this port, or remove the credentials if the relay does not need them.";
+    SmtpRelayAccepted => "smtp:relay-accepted", Pass,
+        "The relay accepted `MAIL FROM` and `RCPT TO` for the configured addresses; the transaction was then reset (`RSET`) so no mail was sent, unless `--send-test-mail` was given.",
+        "Nothing to do.";
+    SmtpRelayRefused => "smtp:relay-refused", Fail,
+        "The relay refused the sender or the recipient (for example `554 Relay access denied`): the platform's notifications would not be delivered.",
+        "Allow relaying for the platform's authenticated user or network, or correct the sender and recipient addresses.";
+    SmtpTestMailSent => "smtp:test-mail-sent", Pass,
+        "A test message was accepted for delivery (`--send-test-mail`). Evidence carries the queue id the server returned.",
+        "Nothing to do.";
+    SmtpProtocolError => "smtp:protocol-error", Fail,
+        "The server answered a command with something that is not a valid SMTP reply, or closed the connection.",
+        "Check the relay's logs; a proxy or a different service may be listening on that port.";
 }
 
 #[cfg(test)]

@@ -8,9 +8,11 @@
 
 pub mod bundle;
 pub mod cli;
+pub mod config;
 pub mod codes;
 pub mod error;
 pub mod finding;
+pub mod probe;
 pub mod report;
 pub mod run;
 pub mod sample;

@@ -1,0 +1,245 @@
+//! `perimeter.yml` as written by the user: the serde types, their JSON
+//! Schema, and the template `airgap-verify init` writes.
+//!
+//! Guarantees:
+//! - unknown keys are errors (a misspelt `max_ofset` must not silently fall
+//!   back to a default);
+//! - every value is checked while it is parsed (addresses, CIDRs, durations,
+//!   ports), so each error carries the file, line and column of the value;
+//! - the types hold secret *references* only (see [`super::secret`]).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "airgap-verify perimeter configuration")]
+pub struct PerimeterFile {
+    /// PEM file with the CA certificate(s) that issued the perimeter's
+    /// server certificates. TLS trusts these and nothing else. A relative
+    /// path is relative to this file. `--ca-bundle` overrides it.
+    pub ca_bundle: Option<PathBuf>,
+    /// CIDRs inside the perimeter. Every target and every DNS answer must
+    /// fall inside one of them; a target outside is reported and never
+    /// contacted. Empty means: no restriction (not recommended).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub allowed_networks: Vec<Cidr>,
+    /// Default deadlines of every probe step. `--timeout` overrides all three.
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+    /// A verified certificate that expires within this many days is a
+    /// warning (`tls:expiring-soon`). Default 30.
+    pub tls_expiry_warning_days: Option<u32>,
+    /// DNS servers of the perimeter and the answers they must give.
+    pub dns: Option<DnsFile>,
+    /// NTP servers of the perimeter.
+    pub ntp: Option<NtpFile>,
+    /// SMTP relay(s): one mapping, or a list of them.
+    #[serde(default)]
+    pub smtp: OneOrMany<SmtpFile>,
+}
+
+/// Deadlines, as durations (`500ms`, `3s`, `1m`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    /// TCP connect (and, for UDP probes, the wait for the reply). Default 3s.
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub connect: Option<Duration>,
+    /// TLS handshake. Default 3s.
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub handshake: Option<Duration>,
+    /// Each read or write once connected. Default 3s.
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub io: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    /// Servers to query, as IP addresses (`10.0.0.53`) or `address:port`.
+    /// Names of every other target are resolved through the first of them
+    /// that answers (the machine's resolver is never used).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub servers: Vec<DnsServer>,
+    /// Names the platform needs and the addresses they must resolve to.
+    #[serde(default)]
+    pub expect: Vec<ExpectFile>,
+    /// Public names that an air-gapped resolver must NOT resolve.
+    /// Default: `[example.com]`. An empty list disables the check.
+    pub public_names: Option<Vec<String>>,
+    /// Transports to query each server over. Default: both.
+    pub transports: Option<Vec<Transport>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectFile {
+    /// A fully qualified name.
+    pub name: String,
+    /// The exact set of IPv4/IPv6 addresses expected. Omit to accept any
+    /// answer inside `allowed_networks`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub addresses: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NtpFile {
+    /// Servers, as `host`, `address` or `host:port` (port 123 by default).
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Largest acceptable offset between this machine and a server.
+    /// Default 500ms (the platform needs less than 1 s between nodes).
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub max_offset: Option<Duration>,
+    /// Largest acceptable stratum. Default 10.
+    pub max_stratum: Option<u8>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpFile {
+    /// Name or address of the relay.
+    pub host: String,
+    /// Port. Default: 465 with `tls: true`, else 587 when a user is set,
+    /// else 25.
+    pub port: Option<u16>,
+    /// Implicit TLS from the first byte (port 465).
+    #[serde(default)]
+    pub tls: bool,
+    /// STARTTLS is required. Default: true unless `tls` is set.
+    pub starttls: Option<bool>,
+    /// SASL user for AUTH PLAIN/LOGIN.
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File whose first line is the password (relative to this file).
+    pub password_file: Option<PathBuf>,
+    /// Name sent with EHLO. Default `airgap-verify.invalid`.
+    pub helo: Option<String>,
+    /// Sender for the MAIL FROM / RCPT TO check (then RSET: nothing is sent
+    /// unless `--send-test-mail`).
+    pub mail_from: Option<String>,
+    /// Recipient for the MAIL FROM / RCPT TO check.
+    pub rcpt_to: Option<String>,
+}
+
+/// `key: {..}` or `key: [{..}, {..}]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany::Many(Vec::new())
+    }
+}
+
+impl<T> OneOrMany<T> {
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A CIDR (`10.0.0.0/8`); a bare address means a single host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_cidr(&s).map(Cidr).map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    if let Ok(net) = s.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    s.parse::<IpAddr>().map(ipnet::IpNet::from).map_err(|_| {
+        format!("`{s}` is not a CIDR (write it as 10.0.0.0/8, 192.168.1.10 or fd00::/8)")
+    })
+}
+
+/// A DNS server: an IP address with an optional port (53 by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsServer(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for DnsServer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_dns_server(&s)
+            .map(DnsServer)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn parse_dns_server(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    s.parse::<SocketAddr>().map_err(|_| {
+        format!("`{s}` is not an IP address: DNS servers are written as addresses (10.0.0.53 or 10.0.0.53:5353), since their names could only be resolved by themselves")
+    })
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// `500ms`, `3s`, `1m30s`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs > 0.0 && secs < 86_400.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!("`{s}` is zero: a deadline must be positive")),
+        Err(_) => Err(format!(
+            "`{s}` is not a duration (write 500ms, 3s or 1m30s)"
+        )),
+    }
+}
+
+/// The JSON Schema of perimeter.yml, pretty-printed (docs/perimeter.schema.json).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(PerimeterFile);
+    let mut s = serde_json::to_string_pretty(&schema).expect("a schema serialises");
+    s.push('\n');
+    s
+}
+
+/// The commented template `airgap-verify init` writes.
+pub const TEMPLATE: &str = include_str!("template.yml");

@@ -1,0 +1,543 @@
+//! Configuration: `perimeter.yml`, the vendor's `config.yml`, and the
+//! validated plan the probes run from.
+//!
+//! Guarantees:
+//! - [`load`] does every check that needs no network (syntax, types, CIDRs,
+//!   durations, the CA bundle parses) before any probe starts, so a bad
+//!   configuration fails in milliseconds with exit code 2 and one line that
+//!   names the file, line, column and key;
+//! - secrets are resolved here, once, into [`Secret`]s that cannot be
+//!   printed; a secret that cannot be read is a finding
+//!   (`config:unresolved-secret`), not a crash, and never shows its value;
+//! - a target written as an address outside `allowed_networks` is reported
+//!   (`config:outside-perimeter`) and dropped from the plan: no probe ever
+//!   connects outside the perimeter.
+
+pub mod file;
+pub mod secret;
+pub mod sekoia;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use file::Transport;
+pub use secret::{Secret, SecretRef};
+
+use crate::error::InputError;
+use crate::finding::{Code, Finding};
+
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3);
+pub const DEFAULT_MAX_OFFSET: Duration = Duration::from_millis(500);
+pub const DEFAULT_MAX_STRATUM: u8 = 10;
+pub const DEFAULT_EXPIRY_WARNING_DAYS: u32 = 30;
+pub const DEFAULT_HELO: &str = "airgap-verify.invalid";
+pub const DEFAULT_PUBLIC_NAME: &str = "example.com";
+
+/// What the user asked for on the command line.
+#[derive(Debug, Default, Clone)]
+pub struct LoadOptions {
+    pub perimeter: Option<PathBuf>,
+    pub sekoia: Option<PathBuf>,
+    /// `--ca-bundle`, overrides `ca_bundle`.
+    pub ca_bundle: Option<PathBuf>,
+    /// `--timeout`, overrides every default deadline.
+    pub timeout: Option<Duration>,
+    /// `--system-roots`: also trust the machine's CA store.
+    pub system_roots: bool,
+    /// `--strict-airgap`: a resolver that answers public names fails.
+    pub strict_airgap: bool,
+    /// `--send-test-mail`: really send one message through each relay.
+    pub send_test_mail: bool,
+}
+
+/// The validated plan every probe runs from.
+#[derive(Debug, Clone)]
+pub struct Perimeter {
+    /// The configuration files read, for the report's `inputs`.
+    pub sources: Vec<PathBuf>,
+    pub ca_bundle: Option<PathBuf>,
+    pub system_roots: bool,
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    pub deadlines: Deadlines,
+    pub expiry_warning_days: u32,
+    pub strict_airgap: bool,
+    pub send_test_mail: bool,
+    pub dns: DnsPlan,
+    pub ntp: NtpPlan,
+    pub smtp: Vec<SmtpPlan>,
+    /// Findings about the configuration itself (placeholders, targets
+    /// outside the perimeter, unreadable secrets).
+    pub findings: Vec<Finding>,
+}
+
+/// Deadlines of the three steps of every probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    pub connect: Duration,
+    pub handshake: Duration,
+    pub io: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            connect: DEFAULT_DEADLINE,
+            handshake: DEFAULT_DEADLINE,
+            io: DEFAULT_DEADLINE,
+        }
+    }
+}
+
+/// A host (name or address literal) and port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Target {
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+
+    /// `host`, `host:port`, `address`, `[v6]:port`, `v6`.
+    pub fn parse(s: &str, default_port: u16) -> Result<Target, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty host".into());
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Target {
+                host: ip.to_string(),
+                port: default_port,
+            });
+        }
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            return Ok(Target {
+                host: sa.ip().to_string(),
+                port: sa.port(),
+            });
+        }
+        let (host, port) = match s.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("`{s}`: `{p}` is not a port number"))?,
+            ),
+            None => (s, default_port),
+        };
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+        {
+            return Err(format!("`{s}` is not a host name, address or host:port"));
+        }
+        Ok(Target {
+            host: host.trim_end_matches('.').to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DnsPlan {
+    pub servers: Vec<SocketAddr>,
+    pub expect: Vec<ExpectedName>,
+    pub public_names: Vec<String>,
+    pub transports: Vec<Transport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedName {
+    pub name: String,
+    /// Empty: any answer inside `allowed_networks`.
+    pub addresses: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NtpPlan {
+    pub servers: Vec<Target>,
+    pub max_offset: Duration,
+    pub max_stratum: u8,
+}
+
+impl Default for NtpPlan {
+    fn default() -> Self {
+        NtpPlan {
+            servers: Vec::new(),
+            max_offset: DEFAULT_MAX_OFFSET,
+            max_stratum: DEFAULT_MAX_STRATUM,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpPlan {
+    pub target: Target,
+    /// Implicit TLS (465).
+    pub tls: bool,
+    /// STARTTLS required.
+    pub starttls: bool,
+    pub username: Option<String>,
+    /// `None` when no password is configured or it could not be read (then a
+    /// `config:unresolved-secret` finding says so).
+    pub password: Option<Secret>,
+    pub helo: String,
+    pub mail_from: Option<String>,
+    pub rcpt_to: Option<String>,
+}
+
+impl Perimeter {
+    /// True when `ip` is inside the perimeter (or no networks are set).
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        allows(&self.allowed_networks, ip)
+    }
+
+    /// True when there is nothing to probe.
+    pub fn is_empty(&self) -> bool {
+        self.dns.servers.is_empty() && self.ntp.servers.is_empty() && self.smtp.is_empty()
+    }
+}
+
+pub fn allows(nets: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    nets.is_empty() || nets.iter().any(|n| n.contains(&ip))
+}
+
+/// Reads and validates the configuration into a plan.
+pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
+    if opts.perimeter.is_none() && opts.sekoia.is_none() {
+        return Err(InputError::Usage(
+            "nothing to check: pass --config perimeter.yml and/or --sekoia-config config.yml (`airgap-verify init` writes a template)".into(),
+        ));
+    }
+    let mut plan = Perimeter {
+        sources: Vec::new(),
+        ca_bundle: None,
+        system_roots: opts.system_roots,
+        allowed_networks: Vec::new(),
+        deadlines: Deadlines::default(),
+        expiry_warning_days: DEFAULT_EXPIRY_WARNING_DAYS,
+        strict_airgap: opts.strict_airgap,
+        send_test_mail: opts.send_test_mail,
+        dns: DnsPlan {
+            public_names: vec![DEFAULT_PUBLIC_NAME.into()],
+            transports: vec![Transport::Udp, Transport::Tcp],
+            ..DnsPlan::default()
+        },
+        ntp: NtpPlan::default(),
+        smtp: Vec::new(),
+        findings: Vec::new(),
+    };
+
+    // The vendor's file first: perimeter.yml then adds and overrides.
+    if let Some(path) = &opts.sekoia {
+        let text = read_text(path, "Sekoia configuration")?;
+        sekoia::apply(path, &text, &mut plan)?;
+        plan.sources.push(path.clone());
+    }
+    if let Some(path) = &opts.perimeter {
+        let text = read_text(path, "perimeter configuration")?;
+        let parsed: file::PerimeterFile = parse_yaml(path, &text)?;
+        apply_file(path, parsed, &mut plan)?;
+        plan.sources.push(path.clone());
+    }
+
+    if let Some(ca) = &opts.ca_bundle {
+        plan.ca_bundle = Some(ca.clone());
+    }
+    if let Some(t) = opts.timeout {
+        plan.deadlines = Deadlines {
+            connect: t,
+            handshake: t,
+            io: t,
+        };
+    }
+    if let Some(ca) = &plan.ca_bundle {
+        // Parse it now: a bad bundle is a configuration error, not a TLS
+        // failure on every probe.
+        crate::probe::tls::load_ca_bundle(ca)?;
+    }
+    drop_targets_outside(&mut plan);
+    if plan.is_empty() {
+        plan.findings.push(Finding::new(
+            Code::ConfigNothingToCheck,
+            plan.sources
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            "the configuration names no DNS server, NTP server or SMTP relay to probe",
+        ));
+    }
+    Ok(plan)
+}
+
+fn read_text(path: &Path, what: &'static str) -> Result<String, InputError> {
+    std::fs::read_to_string(path).map_err(|e| InputError::unreadable(path, what, e))
+}
+
+/// Parses YAML into `T`, with errors as `file:line:column: key.path: message`.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, InputError> {
+    let de = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let pos = inner
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        let mut msg = inner.to_string();
+        // serde_norway appends " at line L column C"; the prefix says it.
+        if let Some(i) = msg.find(" at line ") {
+            msg.truncate(i);
+        }
+        let key = if key == "." || key.is_empty() {
+            String::new()
+        } else {
+            format!("{key}: ")
+        };
+        InputError::Config(format!(
+            "{}{pos}: {key}{msg}; see docs/config.md",
+            path.display()
+        ))
+    })
+}
+
+fn relative_to(config: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Result<(), InputError> {
+    let at = |key: &str, msg: String| {
+        InputError::Config(format!("{}: {key}: {msg}; see docs/config.md", path.display()))
+    };
+    if let Some(ca) = f.ca_bundle {
+        plan.ca_bundle = Some(relative_to(path, &ca));
+    }
+    if !f.allowed_networks.is_empty() {
+        plan.allowed_networks = f.allowed_networks.iter().map(|c| c.0).collect();
+    }
+    let t = f.timeouts;
+    plan.deadlines = Deadlines {
+        connect: t.connect.unwrap_or(plan.deadlines.connect),
+        handshake: t.handshake.unwrap_or(plan.deadlines.handshake),
+        io: t.io.unwrap_or(plan.deadlines.io),
+    };
+    if let Some(d) = f.tls_expiry_warning_days {
+        plan.expiry_warning_days = d;
+    }
+    if let Some(dns) = f.dns {
+        if !dns.servers.is_empty() {
+            plan.dns.servers = dns.servers.iter().map(|s| s.0).collect();
+        }
+        for e in dns.expect {
+            let name = normalise_name(&e.name).map_err(|m| at("dns.expect.name", m))?;
+            plan.dns.expect.retain(|x| x.name != name);
+            plan.dns.expect.push(ExpectedName {
+                name,
+                addresses: e.addresses,
+            });
+        }
+        if let Some(p) = dns.public_names {
+            plan.dns.public_names = p
+                .iter()
+                .map(|n| normalise_name(n).map_err(|m| at("dns.public_names", m)))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(t) = dns.transports {
+            if t.is_empty() {
+                return Err(at("dns.transports", "is empty: list udp, tcp or both".into()));
+            }
+            plan.dns.transports = t;
+        }
+    }
+    if let Some(ntp) = f.ntp {
+        if !ntp.servers.is_empty() {
+            plan.ntp.servers = ntp
+                .servers
+                .iter()
+                .map(|s| Target::parse(s, 123).map_err(|m| at("ntp.servers", m)))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(o) = ntp.max_offset {
+            plan.ntp.max_offset = o;
+        }
+        if let Some(s) = ntp.max_stratum {
+            if s == 0 || s > 15 {
+                return Err(at("ntp.max_stratum", format!("{s} is not a stratum (1 to 15)")));
+            }
+            plan.ntp.max_stratum = s;
+        }
+    }
+    let smtp = f.smtp.into_vec();
+    if !smtp.is_empty() {
+        plan.smtp.clear();
+        for (i, s) in smtp.into_iter().enumerate() {
+            let key = format!("smtp[{i}]");
+            if s.password_env.is_some() && s.password_file.is_some() {
+                return Err(at(&key, "set password_env or password_file, not both".into()));
+            }
+            let secret = match (s.password_env, s.password_file) {
+                (Some(v), _) => Some(SecretRef::Env(v)),
+                (_, Some(p)) => Some(SecretRef::File(relative_to(path, &p))),
+                _ => None,
+            };
+            let port = s.port.unwrap_or(if s.tls {
+                465
+            } else if s.username.is_some() {
+                587
+            } else {
+                25
+            });
+            let target = Target::parse(&s.host, port).map_err(|m| at(&format!("{key}.host"), m))?;
+            let target = Target { port, ..target };
+            let password = resolve_secret(&secret, &format!("{} {key}", path.display()), plan);
+            plan.smtp.push(SmtpPlan {
+                target,
+                tls: s.tls,
+                starttls: s.starttls.unwrap_or(!s.tls),
+                username: s.username,
+                password,
+                helo: s.helo.unwrap_or_else(|| DEFAULT_HELO.into()),
+                mail_from: s.mail_from,
+                rcpt_to: s.rcpt_to,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads a secret; a failure becomes a finding that names the reference.
+pub(crate) fn resolve_secret(
+    r: &Option<SecretRef>,
+    target: &str,
+    plan: &mut Perimeter,
+) -> Option<Secret> {
+    let r = r.as_ref()?;
+    match r.resolve() {
+        Ok(s) => Some(s),
+        Err(msg) => {
+            plan.findings.push(
+                Finding::new(
+                    Code::ConfigUnresolvedSecret,
+                    target,
+                    format!("the password could not be read: {msg}; the probe runs without it"),
+                )
+                .evidence("reference", r.describe()),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn normalise_name(n: &str) -> Result<String, String> {
+    let n = n.trim().trim_end_matches('.').to_ascii_lowercase();
+    if n.is_empty()
+        || n.len() > 253
+        || !n
+            .split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        return Err(format!("`{n}` is not a DNS name"));
+    }
+    Ok(n)
+}
+
+/// Drops literal-address targets outside `allowed_networks`, with a finding.
+fn drop_targets_outside(plan: &mut Perimeter) {
+    let nets = plan.allowed_networks.clone();
+    let mut findings = Vec::new();
+    let mut outside = |what: &str, addr: IpAddr, target: String| {
+        if allows(&nets, addr) {
+            return true;
+        }
+        findings.push(
+            Finding::new(
+                Code::ConfigOutsidePerimeter,
+                target,
+                format!("{what} {addr} is outside allowed_networks; it is not contacted"),
+            )
+            .evidence("address", addr.to_string()),
+        );
+        false
+    };
+    plan.dns
+        .servers
+        .retain(|s| outside("DNS server", s.ip(), s.to_string()));
+    plan.ntp
+        .servers
+        .retain(|t| t.ip().is_none_or(|ip| outside("NTP server", ip, t.to_string())));
+    plan.smtp.retain(|s| {
+        s.target
+            .ip()
+            .is_none_or(|ip| outside("SMTP relay", ip, s.target.to_string()))
+    });
+    plan.findings.extend(findings);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(
+            Target::parse("ntp.Example.org.", 123).unwrap(),
+            Target { host: "ntp.example.org".into(), port: 123 }
+        );
+        assert_eq!(Target::parse("10.0.0.1:1123", 123).unwrap().port, 1123);
+        assert_eq!(Target::parse("[fd00::1]:5", 123).unwrap().host, "fd00::1");
+        assert_eq!(Target::parse("fd00::1", 123).unwrap().port, 123);
+        assert!(Target::parse("bad host", 1).is_err());
+        assert!(Target::parse("h:99999", 1).is_err());
+    }
+
+    #[test]
+    fn mapped_v6_is_checked_as_v4() {
+        let nets = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(allows(&nets, "::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!allows(&nets, "8.8.8.8".parse().unwrap()));
+        assert!(allows(&[], "8.8.8.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_key() {
+        let text = "dns:\n  servers: [10.0.0.1]\nntp:\n  max_offset: soon\n";
+        let e = parse_yaml::<file::PerimeterFile>(Path::new("p.yml"), text).unwrap_err();
+        let m = e.to_string();
+        assert!(m.starts_with("p.yml:4:15: ntp.max_offset: "), "{m}");
+        assert!(m.contains("not a duration"), "{m}");
+
+        let e = parse_yaml::<file::PerimeterFile>(Path::new("p.yml"), "ntp:\n  max_ofset: 1s\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("p.yml:2:3: ntp: unknown field `max_ofset`"), "{e}");
+    }
+
+    #[test]
+    fn template_parses() {
+        let f: file::PerimeterFile = parse_yaml(Path::new("t.yml"), file::TEMPLATE).unwrap();
+        assert_eq!(f.allowed_networks.len(), 2);
+        assert_eq!(f.smtp.into_vec().len(), 1);
+    }
+}

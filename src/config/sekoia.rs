@@ -1,0 +1,334 @@
+//! The vendor's own `config.yml` (Sekoia Self-Hosted), read directly.
+//!
+//! Both documented generations are understood:
+//! - **1.0.0**: `global.{host,delivery_host,kube_manager_host,forward_dns}`,
+//!   `global.platform_storage.*`, `utils.git.repo_url`, `utils.oci_registry.*`,
+//!   `modules.platform_configuration.config.email.smtp.*` (with `tls` and
+//!   `starttls` as the strings `"True"`/`"False"`), secrets as `${env.VAR}`;
+//! - **0.0.1**: `modules.helm_install.forward_dns`, `utils.oci_registry.url`,
+//!   `modules.k3s_install.registry_url`, secrets as `env.VAR`.
+//!
+//! Guarantees:
+//! - every target the probes of this release use is derived from the file;
+//! - the placeholder defaults of the vendor's template, which its own check
+//!   accepts, are failing findings (`config:placeholder`) naming the key;
+//!   the value is quoted only when the key is not a secret;
+//! - a secret written in clear in the file is used but never printed.
+
+use std::path::Path;
+
+use serde_norway::Value;
+
+use super::{normalise_name, resolve_secret, ExpectedName, Perimeter, SecretRef, SmtpPlan, Target};
+use crate::error::InputError;
+use crate::finding::{Code, Finding};
+
+/// Which generation of the file this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    V1_0_0,
+    V0_0_1,
+}
+
+impl Generation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Generation::V1_0_0 => "1.0.0",
+            Generation::V0_0_1 => "0.0.1",
+        }
+    }
+}
+
+/// Looks up `a.b.c`.
+fn get<'a>(root: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted
+        .split('.')
+        .try_fold(root, |v, k| v.as_mapping()?.get(k))
+}
+
+/// A scalar as text (`port: 587` and `port: "587"` are the same).
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(if *b { "True" } else { "False" }.to_string()),
+        _ => None,
+    }
+    .filter(|s| !s.is_empty())
+}
+
+fn get_text(root: &Value, dotted: &str) -> Option<String> {
+    get(root, dotted).and_then(text)
+}
+
+/// The vendor's booleans: `"True"`/`"False"` strings, or YAML booleans.
+fn flag(root: &Value, dotted: &str, file: &Path) -> Result<Option<bool>, InputError> {
+    let Some(v) = get(root, dotted) else {
+        return Ok(None);
+    };
+    match text(v).as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("true") | Some("yes") => Ok(Some(true)),
+        Some("false") | Some("no") => Ok(Some(false)),
+        _ => Err(InputError::Config(format!(
+            "{}: {dotted}: expected \"True\" or \"False\"; see docs/config.md",
+            file.display()
+        ))),
+    }
+}
+
+/// A secret as the vendor writes it: `${env.VAR}` (1.0.0), `env.VAR`
+/// (0.0.1), or the value in clear.
+pub enum VendorSecret {
+    Ref(SecretRef),
+    Clear(String),
+}
+
+pub fn parse_secret(s: &str) -> VendorSecret {
+    let t = s.trim();
+    let inner = t
+        .strip_prefix("${")
+        .and_then(|r| r.strip_suffix('}'))
+        .unwrap_or(t);
+    if let Some(var) = inner.strip_prefix("env.") {
+        if !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return VendorSecret::Ref(SecretRef::Env(var.to_string()));
+        }
+    }
+    VendorSecret::Clear(s.to_string())
+}
+
+/// Applies the vendor's file to the plan.
+pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), InputError> {
+    let root: Value = super::parse_yaml(path, text_in)?;
+    if !root.is_mapping() {
+        return Err(InputError::Config(format!(
+            "{}: not a Sekoia config.yml (expected a mapping with `global`, `utils` or `modules`); see docs/config.md",
+            path.display()
+        )));
+    }
+    let generation = if get(&root, "global").is_some() {
+        Generation::V1_0_0
+    } else if get(&root, "modules").is_some() || get(&root, "utils").is_some() {
+        Generation::V0_0_1
+    } else {
+        return Err(InputError::Config(format!(
+            "{}: not a Sekoia config.yml: none of `global`, `utils`, `modules` is present; see docs/config.md",
+            path.display()
+        )));
+    };
+    let file = path.display().to_string();
+    scan_placeholders(&root, &file, "", plan);
+
+    // DNS: the forwarders the platform is told to use.
+    let fwd_key = match generation {
+        Generation::V1_0_0 => "global.forward_dns",
+        Generation::V0_0_1 => "modules.helm_install.forward_dns",
+    };
+    if let Some(v) = get(&root, fwd_key).or_else(|| get(&root, "global.forward_dns")) {
+        let items: Vec<String> = match v {
+            Value::Sequence(s) => s.iter().filter_map(text).collect(),
+            other => text(other)
+                .map(|t| t.split([',', ' ']).filter(|s| !s.is_empty()).map(String::from).collect())
+                .unwrap_or_default(),
+        };
+        for item in items {
+            let sa = super::file::parse_dns_server(&item).map_err(|m| {
+                InputError::Config(format!("{file}: {fwd_key}: {m}; see docs/config.md"))
+            })?;
+            if !plan.dns.servers.contains(&sa) {
+                plan.dns.servers.push(sa);
+            }
+        }
+    }
+
+    // Every host name the platform will use must resolve inside the perimeter.
+    let mut names = Vec::new();
+    for key in [
+        "global.host",
+        "global.delivery_host",
+        "global.kube_manager_host",
+        "utils.oci_registry.host",
+    ] {
+        if let Some(h) = get_text(&root, key) {
+            names.push(h);
+        }
+    }
+    for key in [
+        "utils.git.repo_url",
+        "global.platform_storage.endpoint",
+        "utils.oci_registry.url",
+        "modules.k3s_install.registry_url",
+    ] {
+        if let Some(u) = get_text(&root, key) {
+            if let Some(h) = url_host(&u) {
+                names.push(h);
+            }
+        }
+    }
+
+    // SMTP.
+    let smtp_key = "modules.platform_configuration.config.email.smtp";
+    if let Some(host) = get_text(&root, &format!("{smtp_key}.host")) {
+        let tls = flag(&root, &format!("{smtp_key}.tls"), path)?.unwrap_or(false);
+        let starttls = flag(&root, &format!("{smtp_key}.starttls"), path)?.unwrap_or(!tls);
+        let username = get_text(&root, &format!("{smtp_key}.user"));
+        let port = match get_text(&root, &format!("{smtp_key}.port")) {
+            Some(p) => p.parse::<u16>().map_err(|_| {
+                InputError::Config(format!(
+                    "{file}: {smtp_key}.port: `{p}` is not a port number; see docs/config.md"
+                ))
+            })?,
+            None if tls => 465,
+            None if username.is_some() => 587,
+            None => 25,
+        };
+        let target = Target::parse(&host, port)
+            .map_err(|m| InputError::Config(format!("{file}: {smtp_key}.host: {m}; see docs/config.md")))?;
+        names.push(target.host.clone());
+        let password = match get_text(&root, &format!("{smtp_key}.password")).map(|p| parse_secret(&p)) {
+            Some(VendorSecret::Ref(r)) => {
+                resolve_secret(&Some(r), &format!("{file} {smtp_key}.password"), plan)
+            }
+            Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
+            None => None,
+        };
+        plan.smtp.push(SmtpPlan {
+            target: Target { port, ..target },
+            tls,
+            starttls,
+            username,
+            password,
+            helo: super::DEFAULT_HELO.into(),
+            mail_from: None,
+            rcpt_to: None,
+        });
+    }
+
+    for n in names {
+        if n.parse::<std::net::IpAddr>().is_ok() {
+            continue;
+        }
+        if let Ok(name) = normalise_name(&n) {
+            if !plan.dns.expect.iter().any(|e| e.name == name) {
+                plan.dns.expect.push(ExpectedName {
+                    name,
+                    addresses: Vec::new(),
+                });
+            }
+        }
+    }
+    plan.findings.iter_mut().for_each(|f| {
+        f.evidence
+            .entry("config_generation".into())
+            .or_insert_with(|| generation.as_str().into());
+    });
+    Ok(())
+}
+
+/// The host of `https://user@host:port/path`, or of a bare `host:port/path`.
+fn url_host(u: &str) -> Option<String> {
+    let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Keys whose values are never quoted in a finding.
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token", "access_key", "private"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+/// The template defaults the vendor's own check lets through.
+pub fn placeholder_reason(value: &str) -> Option<&'static str> {
+    let v = value.trim().to_ascii_lowercase();
+    let host = url_host(&v).unwrap_or_else(|| v.clone());
+    if host == "mail.server.local" {
+        return Some("the template's mail relay `mail.server.local`");
+    }
+    if host == "sekoia.local" || host.ends_with(".sekoia.local") {
+        return Some("a `*.sekoia.local` template name");
+    }
+    if host == "example.com" || host.ends_with(".example.com") {
+        return Some("an `example.com` template name");
+    }
+    if v == "smtp-user" {
+        return Some("the template's SMTP user `smtp-user`");
+    }
+    if v == "smtp-password" {
+        return Some("the template's SMTP password");
+    }
+    None
+}
+
+fn scan_placeholders(v: &Value, file: &str, key: &str, plan: &mut Perimeter) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, child) in m {
+                let k = text(k).unwrap_or_default();
+                let path = if key.is_empty() { k } else { format!("{key}.{k}") };
+                scan_placeholders(child, file, &path, plan);
+            }
+        }
+        Value::Sequence(s) => {
+            for (i, child) in s.iter().enumerate() {
+                scan_placeholders(child, file, &format!("{key}[{i}]"), plan);
+            }
+        }
+        Value::Tagged(t) => scan_placeholders(&t.value, file, key, plan),
+        other => {
+            let Some(t) = text(other) else { return };
+            let Some(reason) = placeholder_reason(&t) else {
+                return;
+            };
+            let mut f = Finding::new(
+                Code::ConfigPlaceholder,
+                format!("{file} {key}"),
+                format!("`{key}` is still {reason}; the vendor's check accepts it but nothing in the perimeter answers to it"),
+            )
+            .evidence("key", key);
+            if !is_secret_key(key) {
+                f = f.evidence("value", t);
+            }
+            plan.findings.push(f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_both_generations() {
+        assert!(matches!(parse_secret("${env.SMTP_PW}"), VendorSecret::Ref(SecretRef::Env(v)) if v == "SMTP_PW"));
+        assert!(matches!(parse_secret("env.S3_KEY"), VendorSecret::Ref(SecretRef::Env(v)) if v == "S3_KEY"));
+        assert!(matches!(parse_secret("plain words"), VendorSecret::Clear(_)));
+        assert!(matches!(parse_secret("${env.}"), VendorSecret::Clear(_)));
+    }
+
+    #[test]
+    fn url_hosts() {
+        assert_eq!(url_host("https://git.corp:8443/org/repo.git").as_deref(), Some("git.corp"));
+        assert_eq!(url_host("https://u:p@S3.corp").as_deref(), Some("s3.corp"));
+        assert_eq!(url_host("registry.corp:5000/sekoia").as_deref(), Some("registry.corp"));
+        assert_eq!(url_host("https://[fd00::1]:443/").as_deref(), Some("fd00::1"));
+    }
+
+    #[test]
+    fn placeholders() {
+        assert!(placeholder_reason("mail.server.local").is_some());
+        assert!(placeholder_reason("https://git.sekoia.local/repo.git").is_some());
+        assert!(placeholder_reason("registry.example.com").is_some());
+        assert!(placeholder_reason("smtp-password").is_some());
+        assert!(placeholder_reason("mail.corp.internal").is_none());
+        assert!(placeholder_reason("notexample.com").is_none());
+    }
+}

@@ -1,0 +1,434 @@
+//! DNS probe: ask each configured server, over UDP and over TCP, for the
+//! names the platform needs and for a public name it must not resolve.
+//!
+//! Built on hickory-proto's message codec with our own transport, because a
+//! resolver library hides what we must report (response codes, flags, which
+//! server answered, truncation).
+//!
+//! Guarantees:
+//! - each query has one deadline; a server that does not answer is reported
+//!   once (`net:timeout`) and not asked again in this run, so a blackholed
+//!   server costs one deadline, not one per name;
+//! - UDP is judged only by a reply or an ICMP unreachable (`net:refused`),
+//!   never by a send that merely succeeded;
+//! - a reply is used only if its id, question and QR bit match the query;
+//!   a truncated UDP reply is retried over TCP;
+//! - every address in an answer is checked against `allowed_networks`.
+
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use super::net::{transport_name, NetError, ProbeContext};
+use crate::config::{ExpectedName, Transport};
+use crate::finding::{Code, Finding, Status};
+
+/// A parsed reply and how it was obtained.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub rcode: ResponseCode,
+    pub flags: Vec<&'static str>,
+    pub addrs: Vec<IpAddr>,
+    /// CNAME targets followed by the server, in order.
+    pub cnames: Vec<String>,
+    pub latency: Duration,
+    /// The UDP reply was truncated and the answer came over TCP.
+    pub retried_over_tcp: bool,
+}
+
+/// Why a reply could not be used.
+#[derive(Debug, Clone)]
+pub enum QueryError {
+    Net(NetError),
+    Bad(String),
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryError::Net(e) => f.write_str(&e.describe()),
+            QueryError::Bad(m) => f.write_str(m),
+        }
+    }
+}
+
+fn random_u16() -> u16 {
+    // RandomState is seeded from the OS per process and per call; enough to
+    // make the transaction id unpredictable on a closed network.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish() as u16
+}
+
+/// Encodes a query for `name`/`rtype` with a fresh id.
+pub fn encode_query(name: &str, rtype: RecordType) -> Result<(u16, Vec<u8>), String> {
+    let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
+        .map_err(|e| format!("`{name}` is not a DNS name: {e}"))?;
+    let id = random_u16();
+    let mut msg = Message::new();
+    msg.set_id(id)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(Query::query(fqdn, rtype));
+    let bytes = msg.to_vec().map_err(|e| e.to_string())?;
+    Ok((id, bytes))
+}
+
+/// Decodes and checks a reply to the query `id` for `name`/`rtype`.
+pub fn decode_reply(bytes: &[u8], id: u16, name: &str, rtype: RecordType) -> Result<Message, String> {
+    let msg = Message::from_vec(bytes).map_err(|e| format!("malformed reply: {e}"))?;
+    if msg.message_type() != MessageType::Response {
+        return Err("the reply is not a response (QR bit clear)".into());
+    }
+    if msg.id() != id {
+        return Err(format!("reply id {} does not match query id {id}", msg.id()));
+    }
+    let want = name.trim_end_matches('.').to_ascii_lowercase();
+    let matches = msg.queries().iter().any(|q| {
+        q.query_type() == rtype
+            && q.name().to_ascii().trim_end_matches('.').eq_ignore_ascii_case(&want)
+    });
+    if !matches && msg.response_code() != ResponseCode::FormErr {
+        return Err("the reply answers a different question".into());
+    }
+    Ok(msg)
+}
+
+fn summarise(msg: &Message, latency: Duration, retried_over_tcp: bool) -> Reply {
+    let mut flags = Vec::new();
+    if msg.authoritative() {
+        flags.push("aa");
+    }
+    if msg.truncated() {
+        flags.push("tc");
+    }
+    if msg.recursion_desired() {
+        flags.push("rd");
+    }
+    if msg.recursion_available() {
+        flags.push("ra");
+    }
+    let mut addrs = Vec::new();
+    let mut cnames = Vec::new();
+    for r in msg.answers() {
+        match r.data() {
+            RData::A(a) => addrs.push(IpAddr::V4(a.0)),
+            RData::AAAA(a) => addrs.push(IpAddr::V6(a.0)),
+            RData::CNAME(c) => cnames.push(c.0.to_ascii().trim_end_matches('.').to_string()),
+            _ => {}
+        }
+    }
+    Reply {
+        rcode: msg.response_code(),
+        flags,
+        addrs,
+        cnames,
+        latency,
+        retried_over_tcp,
+    }
+}
+
+async fn udp_exchange(server: SocketAddr, query: &[u8], timeout: Duration) -> Result<Vec<u8>, NetError> {
+    let bind: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    let sock = UdpSocket::bind(bind).await.map_err(|e| NetError::Io(e.to_string()))?;
+    // A connected socket reports ICMP port unreachable as ECONNREFUSED.
+    sock.connect(server).await.map_err(|e| NetError::from_connect(&e))?;
+    sock.send(query).await.map_err(|e| NetError::from_io(&e))?;
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(timeout, sock.recv(&mut buf)).await {
+        Ok(Ok(n)) => {
+            buf.truncate(n);
+            Ok(buf)
+        }
+        Ok(Err(e)) => Err(NetError::from_io(&e)),
+        Err(_) => Err(NetError::Timeout(timeout)),
+    }
+}
+
+async fn tcp_exchange(server: SocketAddr, query: &[u8], timeout: Duration) -> Result<Vec<u8>, NetError> {
+    let started = Instant::now();
+    let mut s = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(NetError::from_connect(&e)),
+        Err(_) => return Err(NetError::Timeout(timeout)),
+    };
+    let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+    let io = async {
+        let mut framed = Vec::with_capacity(query.len() + 2);
+        framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
+        framed.extend_from_slice(query);
+        s.write_all(&framed).await?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).await?;
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    match tokio::time::timeout(left, io).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(NetError::from_io(&e)),
+        Err(_) => Err(NetError::NoReply(timeout)),
+    }
+}
+
+/// One query over one transport; a truncated UDP reply is retried over TCP.
+pub async fn query(
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+    transport: Transport,
+    timeout: Duration,
+) -> Result<Reply, QueryError> {
+    let (id, bytes) = encode_query(name, rtype).map_err(QueryError::Bad)?;
+    let started = Instant::now();
+    let raw = match transport {
+        Transport::Udp => udp_exchange(server, &bytes, timeout).await,
+        Transport::Tcp => tcp_exchange(server, &bytes, timeout).await,
+    }
+    .map_err(QueryError::Net)?;
+    let msg = decode_reply(&raw, id, name, rtype).map_err(QueryError::Bad)?;
+    if msg.truncated() {
+        if transport == Transport::Tcp {
+            return Err(QueryError::Bad("the TCP reply is truncated".into()));
+        }
+        let (id, bytes) = encode_query(name, rtype).map_err(QueryError::Bad)?;
+        let raw = tcp_exchange(server, &bytes, timeout)
+            .await
+            .map_err(|e| QueryError::Bad(format!("truncated over UDP, and the TCP retry failed: {}", e.describe())))?;
+        let msg = decode_reply(&raw, id, name, rtype).map_err(QueryError::Bad)?;
+        return Ok(summarise(&msg, started.elapsed(), true));
+    }
+    Ok(summarise(&msg, started.elapsed(), false))
+}
+
+/// A and then AAAA addresses of `name` from one server (for the resolver).
+pub async fn lookup_addresses(server: SocketAddr, name: &str, timeout: Duration) -> Result<Vec<IpAddr>, String> {
+    let a = query(server, name, RecordType::A, Transport::Udp, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    match a.rcode {
+        ResponseCode::NoError => {}
+        other => return Err(format!("{other}")),
+    }
+    if !a.addrs.is_empty() {
+        return Ok(a.addrs);
+    }
+    let aaaa = query(server, name, RecordType::AAAA, Transport::Udp, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(aaaa.addrs)
+}
+
+fn reply_evidence(f: Finding, r: &Reply, transport: Transport) -> Finding {
+    let mut f = f
+        .evidence("transport", transport_name(transport))
+        .evidence("rcode", r.rcode.to_string())
+        .evidence("flags", r.flags.clone())
+        .evidence("answers", r.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        .evidence("latency_ms", r.latency.as_secs_f64() * 1000.0);
+    if !r.cnames.is_empty() {
+        f = f.evidence("cname_chain", r.cnames.clone());
+    }
+    if r.retried_over_tcp {
+        f = f.evidence("retried_over_tcp", true);
+    }
+    f.duration_ms(r.latency.as_millis() as u64)
+}
+
+/// All checks against one server over one transport.
+pub async fn probe(ctx: &ProbeContext, server: SocketAddr, transport: Transport) -> Vec<Finding> {
+    let plan = &ctx.plan;
+    let timeout = plan.deadlines.io.max(plan.deadlines.connect);
+    let tname = transport_name(transport);
+    let mut out = Vec::new();
+    for e in &plan.dns.expect {
+        let target = format!("{server}/{tname} {}", e.name);
+        match check_expected(ctx, server, transport, e, timeout, &target).await {
+            Ok(f) => out.extend(f),
+            Err(stop) => {
+                // The server itself is unreachable: one finding, no more queries.
+                out.push(stop);
+                return out;
+            }
+        }
+    }
+    for name in &plan.dns.public_names {
+        let target = format!("{server}/{tname} {name}");
+        match query(server, name, RecordType::A, transport, timeout).await {
+            Err(QueryError::Net(e)) => {
+                out.push(e.finding(format!("{server}/{tname}"), "DNS server"));
+                return out;
+            }
+            Err(QueryError::Bad(m)) => out.push(
+                Finding::new(Code::DnsBadReply, target, format!("public name {name}: {m}"))
+                    .evidence("transport", tname),
+            ),
+            Ok(r) if r.rcode == ResponseCode::NoError && !r.addrs.is_empty() => {
+                let mut f = Finding::new(
+                    Code::DnsRecursionLeak,
+                    target,
+                    format!(
+                        "the server resolved the public name {name} to {}: it reaches a resolver outside the perimeter",
+                        join(&r.addrs)
+                    ),
+                );
+                if plan.strict_airgap {
+                    f = f.with_status(Status::Fail).evidence("strict_airgap", true);
+                }
+                out.push(reply_evidence(f, &r, transport));
+            }
+            Ok(r) => out.push(reply_evidence(
+                Finding::new(
+                    Code::DnsNoRecursion,
+                    target,
+                    format!("the public name {name} was not resolved ({}), as expected of an air-gapped resolver", r.rcode),
+                ),
+                &r,
+                transport,
+            )),
+        }
+    }
+    out
+}
+
+fn join(addrs: &[IpAddr]) -> String {
+    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Checks one expected name. `Err` carries the finding that ends the probe
+/// of this server (it does not answer at all).
+async fn check_expected(
+    ctx: &ProbeContext,
+    server: SocketAddr,
+    transport: Transport,
+    e: &ExpectedName,
+    timeout: Duration,
+    target: &str,
+) -> Result<Vec<Finding>, Finding> {
+    let tname = transport_name(transport);
+    let want_v6 = e.addresses.iter().any(|a| a.is_ipv6());
+    let want_v4 = e.addresses.is_empty() || e.addresses.iter().any(|a| a.is_ipv4());
+    let mut types = Vec::new();
+    if want_v4 {
+        types.push(RecordType::A);
+    }
+    if want_v6 {
+        types.push(RecordType::AAAA);
+    }
+    let mut got: Option<Reply> = None;
+    for t in types {
+        match query(server, &e.name, t, transport, timeout).await {
+            Err(QueryError::Net(err)) => {
+                return Err(err.finding(format!("{server}/{tname}"), "DNS server"));
+            }
+            Err(QueryError::Bad(m)) => {
+                return Ok(vec![Finding::new(Code::DnsBadReply, target, format!("{}: {m}", e.name))
+                    .evidence("transport", tname)]);
+            }
+            Ok(r) => {
+                got = Some(match got {
+                    None => r,
+                    Some(mut prev) => {
+                        if prev.rcode == ResponseCode::NoError {
+                            prev.addrs.extend(r.addrs);
+                            prev.latency += r.latency;
+                            prev
+                        } else {
+                            r
+                        }
+                    }
+                });
+            }
+        }
+    }
+    let Some(r) = got else { return Ok(Vec::new()) };
+    let f = match r.rcode {
+        ResponseCode::NoError if r.addrs.is_empty() => Finding::new(
+            Code::DnsNoAnswer,
+            target,
+            format!("{} has no address record (NOERROR, empty answer)", e.name),
+        ),
+        ResponseCode::NoError => {
+            let outside: Vec<IpAddr> = r
+                .addrs
+                .iter()
+                .copied()
+                .filter(|a| !ctx.plan.allows(*a))
+                .collect();
+            let got: BTreeSet<IpAddr> = r.addrs.iter().copied().collect();
+            let want: BTreeSet<IpAddr> = e.addresses.iter().copied().collect();
+            if !outside.is_empty() {
+                Finding::new(
+                    Code::DnsOutsidePerimeter,
+                    target,
+                    format!("{} resolves to {}, outside allowed_networks", e.name, join(&outside)),
+                )
+                .evidence("outside", outside.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+            } else if !want.is_empty() && got != want {
+                Finding::new(
+                    Code::DnsWrongAddress,
+                    target,
+                    format!(
+                        "{} resolves to {}, expected {}",
+                        e.name,
+                        join(&r.addrs),
+                        join(&e.addresses)
+                    ),
+                )
+                .evidence("expected", e.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+            } else {
+                Finding::new(
+                    Code::DnsAnswer,
+                    target,
+                    format!("{} resolves to {}", e.name, join(&r.addrs)),
+                )
+            }
+        }
+        ResponseCode::NXDomain => Finding::new(
+            Code::DnsNoAnswer,
+            target,
+            format!("{} does not exist on this server (NXDOMAIN)", e.name),
+        ),
+        other => Finding::new(
+            Code::DnsServerError,
+            target,
+            format!("the server answered {other} for {}", e.name),
+        ),
+    };
+    Ok(vec![reply_evidence(f, &r, transport)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_must_match_query() {
+        let (id, q) = encode_query("a.example", RecordType::A).unwrap();
+        let mut m = Message::from_vec(&q).unwrap();
+        m.set_message_type(MessageType::Response);
+        let ok = m.to_vec().unwrap();
+        assert!(decode_reply(&ok, id, "a.example", RecordType::A).is_ok());
+        assert!(decode_reply(&ok, id.wrapping_add(1), "a.example", RecordType::A)
+            .unwrap_err()
+            .contains("does not match"));
+        assert!(decode_reply(&ok, id, "b.example", RecordType::A)
+            .unwrap_err()
+            .contains("different question"));
+        assert!(decode_reply(&q, id, "a.example", RecordType::A)
+            .unwrap_err()
+            .contains("QR bit"));
+        assert!(decode_reply(&ok[..5], id, "a.example", RecordType::A).is_err());
+    }
+}

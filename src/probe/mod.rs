@@ -1,0 +1,147 @@
+//! Online checks: one module per protocol, run concurrently against the
+//! services inside the perimeter.
+//!
+//! Guarantees:
+//! - probes return findings and never print; [`run`] collects them;
+//! - every probe runs concurrently with the others and has a hard budget
+//!   (connect + handshake + a few I/O deadlines): a blackholed or tarpit
+//!   target fails at its deadline and never delays the rest;
+//! - nothing is contacted outside `allowed_networks`.
+
+pub mod dns;
+pub mod net;
+pub mod ntp;
+pub mod smtp;
+pub mod tls;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Perimeter;
+use crate::error::InputError;
+use crate::finding::{Code, Finding, Status};
+
+pub use net::ProbeContext;
+
+/// Told when each probe starts and ends (the binary draws progress lines).
+pub trait ProbeProgress: Send + Sync {
+    fn started(&self, _probe: &str) {}
+    fn finished(&self, _probe: &str, _worst: Status, _elapsed: Duration) {}
+}
+
+/// No progress display.
+pub struct Quiet;
+impl ProbeProgress for Quiet {}
+
+type ProbeFuture = Pin<Box<dyn Future<Output = Vec<Finding>> + Send>>;
+
+/// One unit of concurrent work: a name for progress, and its future.
+struct Probe {
+    name: String,
+    /// The target used if the probe overruns its budget.
+    target: String,
+    fut: ProbeFuture,
+}
+
+/// The hard budget of one probe: its steps' deadlines, plus slack. A probe
+/// that still runs then is cut off with `net:no-reply`; probes keep their
+/// own, finer deadlines, so this only fires on a bug.
+fn budget(plan: &Perimeter, io_steps: u32) -> Duration {
+    let d = plan.deadlines;
+    d.connect + d.handshake * 2 + d.io * io_steps + Duration::from_millis(500)
+}
+
+/// Runs every probe the plan names and returns their findings (including
+/// the configuration's own findings).
+pub fn run(plan: Perimeter, progress: Arc<dyn ProbeProgress>) -> Result<Vec<Finding>, InputError> {
+    let tls = tls::TlsSettings::new(&plan)?;
+    let plan = Arc::new(plan);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| InputError::Usage(format!("cannot start the probe runtime: {e}")))?;
+    let ctx = Arc::new(ProbeContext {
+        resolver: net::Resolver::new(&plan),
+        plan: plan.clone(),
+        tls,
+    });
+    let probes = plan_probes(&ctx);
+    let mut findings = plan.findings.clone();
+    findings.extend(rt.block_on(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for p in probes {
+            let progress = progress.clone();
+            let limit = budget(&ctx.plan, 12);
+            set.spawn(async move {
+                progress.started(&p.name);
+                let started = Instant::now();
+                let mut out = match tokio::time::timeout(limit, p.fut).await {
+                    Ok(f) => f,
+                    Err(_) => vec![net::NetError::NoReply(limit)
+                        .finding(p.target.clone(), &format!("{} did not finish", p.name))],
+                };
+                let elapsed = started.elapsed();
+                for f in &mut out {
+                    if f.duration_ms == 0 {
+                        f.duration_ms = elapsed.as_millis() as u64;
+                    }
+                }
+                let worst = out.iter().map(|f| f.status).max().unwrap_or(Status::Skip);
+                progress.finished(&p.name, worst, elapsed);
+                out
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(f) => all.extend(f),
+                Err(e) => all.push(Finding::new(
+                    Code::NetNoReply,
+                    "airgap-verify",
+                    format!("a probe stopped unexpectedly: {e}"),
+                )),
+            }
+        }
+        all
+    }));
+    Ok(findings)
+}
+
+fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
+    let plan = &ctx.plan;
+    let mut probes = Vec::new();
+    for &server in &plan.dns.servers {
+        for &transport in &plan.dns.transports {
+            let ctx = ctx.clone();
+            probes.push(Probe {
+                name: format!("dns {server} {}", net::transport_name(transport)),
+                target: format!("{server}/{}", net::transport_name(transport)),
+                fut: Box::pin(async move { dns::probe(&ctx, server, transport).await }),
+            });
+        }
+    }
+    for target in &plan.ntp.servers {
+        let ctx = ctx.clone();
+        let target = target.clone();
+        probes.push(Probe {
+            name: format!("ntp {target}"),
+            target: target.to_string(),
+            fut: Box::pin(async move { ntp::probe(&ctx, &target).await }),
+        });
+    }
+    for (i, relay) in plan.smtp.iter().enumerate() {
+        let ctx = ctx.clone();
+        probes.push(Probe {
+            name: format!("smtp {}", relay.target),
+            target: relay.target.to_string(),
+            fut: Box::pin(async move {
+                let relay = &ctx.plan.smtp[i];
+                smtp::probe(&ctx, relay).await
+            }),
+        });
+    }
+    probes
+}
