@@ -25,6 +25,10 @@ pub enum Command {
     /// Create or inspect release manifests.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Probe the perimeter's services (DNS, NTP, SMTP) from this machine, with no internet.
+    Services(ServicesArgs),
+    /// Write a commented perimeter.yml template (or its JSON Schema with --schema).
+    Init(InitArgs),
     /// Print what a finding code means and how to fix it.
     Explain(ExplainArgs),
     /// Write the Sekoia-shaped sample release used by the demo, the tests and the benchmark.
@@ -177,4 +181,49 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    /// The perimeter description (see `airgap-verify init` and docs/config.md).
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The vendor's Sekoia config.yml (1.0.0 or 0.0.1); targets are derived from it.
+    #[arg(long, value_name = "FILE")]
+    pub sekoia_config: Option<PathBuf>,
+    /// PEM bundle of the perimeter's CA; overrides `ca_bundle`. Only this CA is trusted.
+    #[arg(long, value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Also trust the machine's CA store (/etc/ssl/certs/ca-certificates.crt).
+    #[arg(long)]
+    pub system_roots: bool,
+    /// Deadline of each step (connect, handshake, each read), e.g. `2s`, `500ms`; overrides the configuration.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// A DNS server that resolves public names fails instead of warning.
+    #[arg(long)]
+    pub strict_airgap: bool,
+    /// Really send one test message through each SMTP relay that has `mail_from` and `rcpt_to`.
+    #[arg(long)]
+    pub send_test_mail: bool,
+    /// Validate the configuration and list the probes it implies, without contacting anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write the template (default: standard output). An existing file is never overwritten.
+    #[arg(value_name = "FILE")]
+    pub path: Option<PathBuf>,
+    /// Print the JSON Schema of perimeter.yml instead of the template.
+    #[arg(long)]
+    pub schema: bool,
+}
+
+/// `2s`, `500ms`, `1m`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::file::parse_duration(s)
 }

@@ -63,6 +63,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let report = run::bundle(&opts, &policy, bar.as_ref())?;
             emit(&report, &a.report)
         }
+        Command::Services(a) => services(a),
+        Command::Init(a) => init(a),
         Command::Manifest(ManifestCommand::Create(a)) => manifest_create(a),
         Command::Explain(a) => explain(a),
         Command::Sample(a) => {
@@ -113,6 +115,110 @@ fn emit(report: &Report, r: &ReportArgs) -> anyhow::Result<u8> {
         }
     };
     result.map(|_| code)
+}
+
+fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
+    let opts = airgap_verify::config::LoadOptions {
+        perimeter: a.config,
+        sekoia: a.sekoia_config,
+        ca_bundle: a.ca_bundle,
+        timeout: a.timeout,
+        system_roots: a.system_roots,
+        strict_airgap: a.strict_airgap,
+        send_test_mail: a.send_test_mail,
+    };
+    let plan = airgap_verify::config::load(&opts)?;
+    if a.dry_run {
+        let mut out = std::io::stdout().lock();
+        for line in airgap_verify::probe::describe(&plan) {
+            if writeln!(out, "{line}").is_err() {
+                break; // a closed pipe ends the listing
+            }
+        }
+        return Ok(0);
+    }
+    let policy = policy(&a.report);
+    let progress = probe_progress_for(&a.report);
+    let report = run::services(plan, &policy, progress)?;
+    emit(&report, &a.report)
+}
+
+fn init(a: airgap_verify::cli::InitArgs) -> anyhow::Result<u8> {
+    let text = if a.schema {
+        airgap_verify::config::file::json_schema()
+    } else {
+        airgap_verify::config::file::TEMPLATE.to_string()
+    };
+    match a.path {
+        None => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("writing the template")?,
+            }
+        }
+        Some(p) => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&p)
+                .map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        InputError::Usage(format!(
+                            "{} already exists; remove it or choose another path (init never overwrites)",
+                            p.display()
+                        ))
+                    } else {
+                        InputError::unreadable(&p, "output file", e)
+                    }
+                })?;
+            f.write_all(text.as_bytes())
+                .with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("airgap-verify: wrote {}", p.display());
+        }
+    }
+    Ok(0)
+}
+
+/// One line per probe on a terminal: a spinner while it runs, its verdict
+/// when it ends.
+struct ProbeLines {
+    multi: indicatif::MultiProgress,
+    bars: std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl airgap_verify::probe::ProbeProgress for ProbeLines {
+    fn started(&self, probe: &str) {
+        let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("static template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        bar.set_message(probe.to_string());
+        if let Ok(mut b) = self.bars.lock() {
+            b.insert(probe.to_string(), bar);
+        }
+    }
+    fn finished(&self, probe: &str, worst: Status, elapsed: std::time::Duration) {
+        if let Some(bar) = self.bars.lock().ok().and_then(|mut b| b.remove(probe)) {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("  {msg}").expect("static template"),
+            );
+            bar.finish_with_message(format!("{probe}: {worst} ({} ms)", elapsed.as_millis()));
+        }
+    }
+}
+
+fn probe_progress_for(r: &ReportArgs) -> std::sync::Arc<dyn airgap_verify::probe::ProbeProgress> {
+    if r.no_progress || r.format != Format::Human || !std::io::stderr().is_terminal() {
+        return std::sync::Arc::new(airgap_verify::probe::Quiet);
+    }
+    std::sync::Arc::new(ProbeLines {
+        multi: indicatif::MultiProgress::with_draw_target(
+            indicatif::ProgressDrawTarget::stderr_with_hz(10),
+        ),
+        bars: Default::default(),
+    })
 }
 
 struct Bar(indicatif::ProgressBar);

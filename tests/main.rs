@@ -6,4 +6,5 @@ mod bundle;
 mod cli;
 mod content;
 mod docs;
+mod services;
 mod signing;

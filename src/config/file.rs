@@ -15,7 +15,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
-/// The whole file.
+/// perimeter.yml: the services inside the closed network that airgap-verify
+/// probes, and the rules they must meet.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "airgap-verify perimeter configuration")]
@@ -68,7 +69,7 @@ pub struct TimeoutsFile {
 pub struct DnsFile {
     /// Servers to query, as IP addresses (`10.0.0.53`) or `address:port`.
     /// Names of every other target are resolved through the first of them
-    /// that answers (the machine's resolver is never used).
+    /// that answers; the machine's resolver is used only when this list is empty.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub servers: Vec<DnsServer>,
@@ -144,12 +145,50 @@ pub struct SmtpFile {
     pub rcpt_to: Option<String>,
 }
 
-/// `key: {..}` or `key: [{..}, {..}]`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(untagged)]
+/// `key: {..}` or `key: [{..}, {..}]`. Not `#[serde(untagged)]`: that
+/// replaces every inner error (with its key and line) by "did not match any
+/// variant".
+#[derive(Debug)]
 pub enum OneOrMany<T> {
     One(T),
     Many(Vec<T>),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping or a list of mappings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(a)).map(OneOrMany::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                Vec::<T>::deserialize(serde::de::value::SeqAccessDeserializer::new(a))
+                    .map(OneOrMany::Many)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for OneOrMany<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("OneOrMany_{}", T::schema_name()).into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let one = g.subschema_for::<T>();
+        let many = g.subschema_for::<Vec<T>>();
+        schemars::json_schema!({ "anyOf": [one, many] })
+    }
 }
 
 impl<T> Default for OneOrMany<T> {
@@ -213,7 +252,9 @@ pub fn parse_dns_server(s: &str) -> Result<SocketAddr, String> {
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
-    parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// `500ms`, `3s`, `1m30s`; a bare number is seconds.

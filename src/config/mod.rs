@@ -293,21 +293,39 @@ fn read_text(path: &Path, what: &'static str) -> Result<String, InputError> {
 }
 
 /// Parses YAML into `T`, with errors as `file:line:column: key.path: message`.
-pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, InputError> {
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, InputError> {
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
+        let key = if key == "." || key == "?" {
+            String::new()
+        } else {
+            key
+        };
         let inner = e.into_inner();
-        let pos = inner
-            .location()
-            .map(|l| format!(":{}:{}", l.line(), l.column()))
+        // serde_norway places errors raised inside a value at the start of
+        // the enclosing mapping; find the value itself from the key path.
+        let unknown_key = inner.to_string().contains("unknown field");
+        let pos = locate(text, &key)
+            .map(|(l, value_col, key_col)| (l, if unknown_key { key_col } else { value_col }))
+            .or_else(|| inner.location().map(|l| (l.line(), l.column())))
+            .map(|(l, c)| format!(":{l}:{c}"))
             .unwrap_or_default();
         let mut msg = inner.to_string();
-        // serde_norway appends " at line L column C"; the prefix says it.
+        // serde_norway appends " at line L column C" and may prefix its own
+        // (shorter) key path; our prefix says both.
         if let Some(i) = msg.find(" at line ") {
             msg.truncate(i);
         }
-        let key = if key == "." || key.is_empty() {
+        if let Some((prefix, rest)) = msg.split_once(": ") {
+            if !prefix.contains(' ') && !key.is_empty() && key.starts_with(prefix) {
+                msg = rest.to_string();
+            }
+        }
+        let key = if key.is_empty() {
             String::new()
         } else {
             format!("{key}: ")
@@ -317,6 +335,123 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Re
             path.display()
         ))
     })
+}
+
+/// Line, value column and key column (1-based) of the value at `key`
+/// (`a.b[2].c`) in block or flow YAML, found from the text. Best effort: `None` when the layout is
+/// too unusual, and the parser's own position is used instead.
+pub fn locate(text: &str, key: &str) -> Option<(usize, usize, usize)> {
+    if key.is_empty() {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    // (line index, column of the value's first character, indent of its
+    // key, column of its key)
+    let mut at: Option<(usize, usize, usize, usize)> = None;
+    for seg in key.split('.') {
+        let (name, idx) = match seg.find('[') {
+            Some(i) => (&seg[..i], seg[i + 1..seg.len() - 1].parse::<usize>().ok()),
+            None => (seg, None),
+        };
+        if !name.is_empty() {
+            let (start, parent) = match at {
+                None => (0, None),
+                Some((l, _, ind, _)) => (l, Some(ind)),
+            };
+            let mut found = None;
+            for (i, l) in lines.iter().enumerate().skip(start) {
+                let ind = indent(l);
+                let body = l.trim_start().trim_start_matches("- ");
+                let ind_key = l.len() - body.len();
+                if i > start
+                    && parent.is_some_and(|p| ind <= p)
+                    && !l.trim().is_empty()
+                    && !l.trim_start().starts_with('#')
+                {
+                    break;
+                }
+                // A flow mapping on the parent's line: `ntp: {servers: [a]}`.
+                if i == start && parent.is_some() {
+                    if let Some(c) = l
+                        .find(&format!("{name}:"))
+                        .filter(|&c| c > at.map_or(0, |a| a.1).saturating_sub(1))
+                    {
+                        let v = c + name.len() + 1;
+                        let skip = l[v..].len() - l[v..].trim_start().len();
+                        found = Some((i, v + skip, ind_key, c));
+                        break;
+                    }
+                    continue;
+                }
+                if body.starts_with(&format!("{name}:")) && parent.is_none_or(|p| ind_key > p) {
+                    let v = ind_key + name.len() + 1;
+                    let rest = &l[v..];
+                    let skip = rest.len() - rest.trim_start().len();
+                    let col = if rest.trim().is_empty() {
+                        ind_key
+                    } else {
+                        v + skip
+                    };
+                    found = Some((i, col, ind_key, ind_key));
+                    break;
+                }
+            }
+            at = Some(found?);
+        }
+        if let Some(n) = idx {
+            let (l, col, ind, _) = at?;
+            let line = lines[l];
+            if line[col..].starts_with('[') {
+                // Flow sequence: the n-th comma-separated element.
+                let mut depth = 0;
+                let mut item = 0;
+                let mut start = col + 1;
+                for (off, ch) in line[col..].char_indices() {
+                    match ch {
+                        '[' | '{' => depth += 1,
+                        ']' | '}' => depth -= 1,
+                        ',' if depth == 1 => {
+                            item += 1;
+                            start = col + off + 1;
+                        }
+                        _ => {}
+                    }
+                    if item == n {
+                        let s = &line[start..];
+                        let c = start + (s.len() - s.trim_start().len());
+                        at = Some((l, c, ind, c));
+                        break;
+                    }
+                }
+                if item != n {
+                    return None;
+                }
+            } else {
+                // Block sequence: the n-th `- ` line below the key.
+                let mut item = 0;
+                let mut hit = None;
+                for (i, ln) in lines.iter().enumerate().skip(l + 1) {
+                    let t = ln.trim_start();
+                    if t.is_empty() || t.starts_with('#') {
+                        continue;
+                    }
+                    if indent(ln) < ind || (indent(ln) == ind && !t.starts_with("- ")) {
+                        break;
+                    }
+                    if t.starts_with("- ") && indent(ln) >= ind {
+                        if item == n {
+                            hit = Some((i, indent(ln) + 2, indent(ln), indent(ln) + 2));
+                            break;
+                        }
+                        item += 1;
+                    }
+                }
+                at = Some(hit?);
+            }
+        }
+    }
+    at.map(|(l, c, _, k)| (l + 1, c + 1, k + 1))
 }
 
 fn relative_to(config: &Path, p: &Path) -> PathBuf {
@@ -329,7 +464,10 @@ fn relative_to(config: &Path, p: &Path) -> PathBuf {
 
 fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Result<(), InputError> {
     let at = |key: &str, msg: String| {
-        InputError::Config(format!("{}: {key}: {msg}; see docs/config.md", path.display()))
+        InputError::Config(format!(
+            "{}: {key}: {msg}; see docs/config.md",
+            path.display()
+        ))
     };
     if let Some(ca) = f.ca_bundle {
         plan.ca_bundle = Some(relative_to(path, &ca));
@@ -366,7 +504,10 @@ fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Resu
         }
         if let Some(t) = dns.transports {
             if t.is_empty() {
-                return Err(at("dns.transports", "is empty: list udp, tcp or both".into()));
+                return Err(at(
+                    "dns.transports",
+                    "is empty: list udp, tcp or both".into(),
+                ));
             }
             plan.dns.transports = t;
         }
@@ -384,7 +525,10 @@ fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Resu
         }
         if let Some(s) = ntp.max_stratum {
             if s == 0 || s > 15 {
-                return Err(at("ntp.max_stratum", format!("{s} is not a stratum (1 to 15)")));
+                return Err(at(
+                    "ntp.max_stratum",
+                    format!("{s} is not a stratum (1 to 15)"),
+                ));
             }
             plan.ntp.max_stratum = s;
         }
@@ -395,7 +539,10 @@ fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Resu
         for (i, s) in smtp.into_iter().enumerate() {
             let key = format!("smtp[{i}]");
             if s.password_env.is_some() && s.password_file.is_some() {
-                return Err(at(&key, "set password_env or password_file, not both".into()));
+                return Err(at(
+                    &key,
+                    "set password_env or password_file, not both".into(),
+                ));
             }
             let secret = match (s.password_env, s.password_file) {
                 (Some(v), _) => Some(SecretRef::Env(v)),
@@ -454,9 +601,12 @@ pub(crate) fn normalise_name(n: &str) -> Result<String, String> {
     let n = n.trim().trim_end_matches('.').to_ascii_lowercase();
     if n.is_empty()
         || n.len() > 253
-        || !n
-            .split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        || !n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
     {
         return Err(format!("`{n}` is not a DNS name"));
     }
@@ -484,9 +634,10 @@ fn drop_targets_outside(plan: &mut Perimeter) {
     plan.dns
         .servers
         .retain(|s| outside("DNS server", s.ip(), s.to_string()));
-    plan.ntp
-        .servers
-        .retain(|t| t.ip().is_none_or(|ip| outside("NTP server", ip, t.to_string())));
+    plan.ntp.servers.retain(|t| {
+        t.ip()
+            .is_none_or(|ip| outside("NTP server", ip, t.to_string()))
+    });
     plan.smtp.retain(|s| {
         s.target
             .ip()
@@ -503,7 +654,10 @@ mod tests {
     fn targets_parse() {
         assert_eq!(
             Target::parse("ntp.Example.org.", 123).unwrap(),
-            Target { host: "ntp.example.org".into(), port: 123 }
+            Target {
+                host: "ntp.example.org".into(),
+                port: 123
+            }
         );
         assert_eq!(Target::parse("10.0.0.1:1123", 123).unwrap().port, 1123);
         assert_eq!(Target::parse("[fd00::1]:5", 123).unwrap().host, "fd00::1");
@@ -525,13 +679,30 @@ mod tests {
         let text = "dns:\n  servers: [10.0.0.1]\nntp:\n  max_offset: soon\n";
         let e = parse_yaml::<file::PerimeterFile>(Path::new("p.yml"), text).unwrap_err();
         let m = e.to_string();
-        assert!(m.starts_with("p.yml:4:15: ntp.max_offset: "), "{m}");
+        assert!(m.starts_with("p.yml:4:15: ntp.max_offset: `soon`"), "{m}");
         assert!(m.contains("not a duration"), "{m}");
 
         let e = parse_yaml::<file::PerimeterFile>(Path::new("p.yml"), "ntp:\n  max_ofset: 1s\n")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("p.yml:2:3: ntp: unknown field `max_ofset`"), "{e}");
+        assert!(
+            e.starts_with("p.yml:2:3: ntp.max_ofset: unknown field `max_ofset`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn locate_finds_block_and_flow_values() {
+        let t = "a: 1\nntp:\n  servers: [x, y]\n  max_offset: soon\ndns:\n  expect:\n    - name: a\n    - name: b\n      addresses: [1]\n";
+        assert_eq!(locate(t, "ntp.max_offset"), Some((4, 15, 3)));
+        assert_eq!(locate(t, "ntp.servers[1]"), Some((3, 16, 16)));
+        assert_eq!(locate(t, "dns.expect[1].addresses"), Some((9, 18, 7)));
+        assert_eq!(locate(t, "dns.expect[1]"), Some((8, 7, 7)));
+        assert_eq!(locate(t, "smtp"), None);
+        assert_eq!(
+            locate("ntp: {servers: [a], max_offset: x}\n", "ntp.max_offset"),
+            Some((1, 33, 21))
+        );
     }
 
     #[test]

@@ -128,7 +128,12 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         let items: Vec<String> = match v {
             Value::Sequence(s) => s.iter().filter_map(text).collect(),
             other => text(other)
-                .map(|t| t.split([',', ' ']).filter(|s| !s.is_empty()).map(String::from).collect())
+                .map(|t| {
+                    t.split([',', ' '])
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default(),
         };
         for item in items {
@@ -182,16 +187,18 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
             None if username.is_some() => 587,
             None => 25,
         };
-        let target = Target::parse(&host, port)
-            .map_err(|m| InputError::Config(format!("{file}: {smtp_key}.host: {m}; see docs/config.md")))?;
+        let target = Target::parse(&host, port).map_err(|m| {
+            InputError::Config(format!("{file}: {smtp_key}.host: {m}; see docs/config.md"))
+        })?;
         names.push(target.host.clone());
-        let password = match get_text(&root, &format!("{smtp_key}.password")).map(|p| parse_secret(&p)) {
-            Some(VendorSecret::Ref(r)) => {
-                resolve_secret(&Some(r), &format!("{file} {smtp_key}.password"), plan)
-            }
-            Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
-            None => None,
-        };
+        let password =
+            match get_text(&root, &format!("{smtp_key}.password")).map(|p| parse_secret(&p)) {
+                Some(VendorSecret::Ref(r)) => {
+                    resolve_secret(&Some(r), &format!("{file} {smtp_key}.password"), plan)
+                }
+                Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
+                None => None,
+            };
         plan.smtp.push(SmtpPlan {
             target: Target { port, ..target },
             tls,
@@ -229,7 +236,10 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
 fn url_host(u: &str) -> Option<String> {
     let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
     let authority = rest.split(['/', '?', '#']).next()?;
-    let hostport = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let hostport = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
     let host = if let Some(v6) = hostport.strip_prefix('[') {
         v6.split(']').next()?
     } else {
@@ -273,7 +283,11 @@ fn scan_placeholders(v: &Value, file: &str, key: &str, plan: &mut Perimeter) {
         Value::Mapping(m) => {
             for (k, child) in m {
                 let k = text(k).unwrap_or_default();
-                let path = if key.is_empty() { k } else { format!("{key}.{k}") };
+                let path = if key.is_empty() {
+                    k
+                } else {
+                    format!("{key}.{k}")
+                };
                 scan_placeholders(child, file, &path, plan);
             }
         }
@@ -308,18 +322,34 @@ mod tests {
 
     #[test]
     fn secrets_in_both_generations() {
-        assert!(matches!(parse_secret("${env.SMTP_PW}"), VendorSecret::Ref(SecretRef::Env(v)) if v == "SMTP_PW"));
-        assert!(matches!(parse_secret("env.S3_KEY"), VendorSecret::Ref(SecretRef::Env(v)) if v == "S3_KEY"));
-        assert!(matches!(parse_secret("plain words"), VendorSecret::Clear(_)));
+        assert!(
+            matches!(parse_secret("${env.SMTP_PW}"), VendorSecret::Ref(SecretRef::Env(v)) if v == "SMTP_PW")
+        );
+        assert!(
+            matches!(parse_secret("env.S3_KEY"), VendorSecret::Ref(SecretRef::Env(v)) if v == "S3_KEY")
+        );
+        assert!(matches!(
+            parse_secret("plain words"),
+            VendorSecret::Clear(_)
+        ));
         assert!(matches!(parse_secret("${env.}"), VendorSecret::Clear(_)));
     }
 
     #[test]
     fn url_hosts() {
-        assert_eq!(url_host("https://git.corp:8443/org/repo.git").as_deref(), Some("git.corp"));
+        assert_eq!(
+            url_host("https://git.corp:8443/org/repo.git").as_deref(),
+            Some("git.corp")
+        );
         assert_eq!(url_host("https://u:p@S3.corp").as_deref(), Some("s3.corp"));
-        assert_eq!(url_host("registry.corp:5000/sekoia").as_deref(), Some("registry.corp"));
-        assert_eq!(url_host("https://[fd00::1]:443/").as_deref(), Some("fd00::1"));
+        assert_eq!(
+            url_host("registry.corp:5000/sekoia").as_deref(),
+            Some("registry.corp")
+        );
+        assert_eq!(
+            url_host("https://[fd00::1]:443/").as_deref(),
+            Some("fd00::1")
+        );
     }
 
     #[test]

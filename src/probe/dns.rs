@@ -82,23 +82,49 @@ pub fn encode_query(name: &str, rtype: RecordType) -> Result<(u16, Vec<u8>), Str
 }
 
 /// Decodes and checks a reply to the query `id` for `name`/`rtype`.
-pub fn decode_reply(bytes: &[u8], id: u16, name: &str, rtype: RecordType) -> Result<Message, String> {
+pub fn decode_reply(
+    bytes: &[u8],
+    id: u16,
+    name: &str,
+    rtype: RecordType,
+) -> Result<Message, String> {
     let msg = Message::from_vec(bytes).map_err(|e| format!("malformed reply: {e}"))?;
     if msg.message_type() != MessageType::Response {
         return Err("the reply is not a response (QR bit clear)".into());
     }
     if msg.id() != id {
-        return Err(format!("reply id {} does not match query id {id}", msg.id()));
+        return Err(format!(
+            "reply id {} does not match query id {id}",
+            msg.id()
+        ));
     }
     let want = name.trim_end_matches('.').to_ascii_lowercase();
     let matches = msg.queries().iter().any(|q| {
         q.query_type() == rtype
-            && q.name().to_ascii().trim_end_matches('.').eq_ignore_ascii_case(&want)
+            && q.name()
+                .to_ascii()
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(&want)
     });
-    if !matches && msg.response_code() != ResponseCode::FormErr {
+    // Servers may drop the question from an error reply (unbound does for
+    // REFUSED); a question that is present must be ours.
+    if !matches && !msg.queries().is_empty() {
         return Err("the reply answers a different question".into());
     }
     Ok(msg)
+}
+
+/// The mnemonic of a response code (`SERVFAIL`, not "Server Failure").
+pub fn rcode_name(r: ResponseCode) -> String {
+    match r {
+        ResponseCode::NoError => "NOERROR".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        other => format!("RCODE{}", u16::from(other)),
+    }
 }
 
 fn summarise(msg: &Message, latency: Duration, retried_over_tcp: bool) -> Reply {
@@ -135,15 +161,23 @@ fn summarise(msg: &Message, latency: Duration, retried_over_tcp: bool) -> Reply 
     }
 }
 
-async fn udp_exchange(server: SocketAddr, query: &[u8], timeout: Duration) -> Result<Vec<u8>, NetError> {
+async fn udp_exchange(
+    server: SocketAddr,
+    query: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, NetError> {
     let bind: SocketAddr = if server.is_ipv4() {
         "0.0.0.0:0".parse().expect("literal")
     } else {
         "[::]:0".parse().expect("literal")
     };
-    let sock = UdpSocket::bind(bind).await.map_err(|e| NetError::Io(e.to_string()))?;
+    let sock = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| NetError::Io(e.to_string()))?;
     // A connected socket reports ICMP port unreachable as ECONNREFUSED.
-    sock.connect(server).await.map_err(|e| NetError::from_connect(&e))?;
+    sock.connect(server)
+        .await
+        .map_err(|e| NetError::from_connect(&e))?;
     sock.send(query).await.map_err(|e| NetError::from_io(&e))?;
     let mut buf = vec![0u8; 4096];
     match tokio::time::timeout(timeout, sock.recv(&mut buf)).await {
@@ -156,14 +190,20 @@ async fn udp_exchange(server: SocketAddr, query: &[u8], timeout: Duration) -> Re
     }
 }
 
-async fn tcp_exchange(server: SocketAddr, query: &[u8], timeout: Duration) -> Result<Vec<u8>, NetError> {
+async fn tcp_exchange(
+    server: SocketAddr,
+    query: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, NetError> {
     let started = Instant::now();
     let mut s = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(NetError::from_connect(&e)),
         Err(_) => return Err(NetError::Timeout(timeout)),
     };
-    let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+    let left = timeout
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_millis(1));
     let io = async {
         let mut framed = Vec::with_capacity(query.len() + 2);
         framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
@@ -203,9 +243,12 @@ pub async fn query(
             return Err(QueryError::Bad("the TCP reply is truncated".into()));
         }
         let (id, bytes) = encode_query(name, rtype).map_err(QueryError::Bad)?;
-        let raw = tcp_exchange(server, &bytes, timeout)
-            .await
-            .map_err(|e| QueryError::Bad(format!("truncated over UDP, and the TCP retry failed: {}", e.describe())))?;
+        let raw = tcp_exchange(server, &bytes, timeout).await.map_err(|e| {
+            QueryError::Bad(format!(
+                "truncated over UDP, and the TCP retry failed: {}",
+                e.describe()
+            ))
+        })?;
         let msg = decode_reply(&raw, id, name, rtype).map_err(QueryError::Bad)?;
         return Ok(summarise(&msg, started.elapsed(), true));
     }
@@ -213,13 +256,17 @@ pub async fn query(
 }
 
 /// A and then AAAA addresses of `name` from one server (for the resolver).
-pub async fn lookup_addresses(server: SocketAddr, name: &str, timeout: Duration) -> Result<Vec<IpAddr>, String> {
+pub async fn lookup_addresses(
+    server: SocketAddr,
+    name: &str,
+    timeout: Duration,
+) -> Result<Vec<IpAddr>, String> {
     let a = query(server, name, RecordType::A, Transport::Udp, timeout)
         .await
         .map_err(|e| e.to_string())?;
     match a.rcode {
         ResponseCode::NoError => {}
-        other => return Err(format!("{other}")),
+        other => return Err(rcode_name(other)),
     }
     if !a.addrs.is_empty() {
         return Ok(a.addrs);
@@ -233,9 +280,12 @@ pub async fn lookup_addresses(server: SocketAddr, name: &str, timeout: Duration)
 fn reply_evidence(f: Finding, r: &Reply, transport: Transport) -> Finding {
     let mut f = f
         .evidence("transport", transport_name(transport))
-        .evidence("rcode", r.rcode.to_string())
+        .evidence("rcode", rcode_name(r.rcode))
         .evidence("flags", r.flags.clone())
-        .evidence("answers", r.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        .evidence(
+            "answers",
+            r.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        )
         .evidence("latency_ms", r.latency.as_secs_f64() * 1000.0);
     if !r.cnames.is_empty() {
         f = f.evidence("cname_chain", r.cnames.clone());
@@ -292,7 +342,7 @@ pub async fn probe(ctx: &ProbeContext, server: SocketAddr, transport: Transport)
                 Finding::new(
                     Code::DnsNoRecursion,
                     target,
-                    format!("the public name {name} was not resolved ({}), as expected of an air-gapped resolver", r.rcode),
+                    format!("the public name {name} was not resolved ({}), as expected of an air-gapped resolver", rcode_name(r.rcode)),
                 ),
                 &r,
                 transport,
@@ -303,7 +353,11 @@ pub async fn probe(ctx: &ProbeContext, server: SocketAddr, transport: Transport)
 }
 
 fn join(addrs: &[IpAddr]) -> String {
-    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Checks one expected name. `Err` carries the finding that ends the probe
@@ -333,8 +387,12 @@ async fn check_expected(
                 return Err(err.finding(format!("{server}/{tname}"), "DNS server"));
             }
             Err(QueryError::Bad(m)) => {
-                return Ok(vec![Finding::new(Code::DnsBadReply, target, format!("{}: {m}", e.name))
-                    .evidence("transport", tname)]);
+                return Ok(vec![Finding::new(
+                    Code::DnsBadReply,
+                    target,
+                    format!("{}: {m}", e.name),
+                )
+                .evidence("transport", tname)]);
             }
             Ok(r) => {
                 got = Some(match got {
@@ -372,9 +430,16 @@ async fn check_expected(
                 Finding::new(
                     Code::DnsOutsidePerimeter,
                     target,
-                    format!("{} resolves to {}, outside allowed_networks", e.name, join(&outside)),
+                    format!(
+                        "{} resolves to {}, outside allowed_networks",
+                        e.name,
+                        join(&outside)
+                    ),
                 )
-                .evidence("outside", outside.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+                .evidence(
+                    "outside",
+                    outside.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                )
             } else if !want.is_empty() && got != want {
                 Finding::new(
                     Code::DnsWrongAddress,
@@ -386,7 +451,13 @@ async fn check_expected(
                         join(&e.addresses)
                     ),
                 )
-                .evidence("expected", e.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+                .evidence(
+                    "expected",
+                    e.addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>(),
+                )
             } else {
                 Finding::new(
                     Code::DnsAnswer,
@@ -403,7 +474,7 @@ async fn check_expected(
         other => Finding::new(
             Code::DnsServerError,
             target,
-            format!("the server answered {other} for {}", e.name),
+            format!("the server answered {} for {}", rcode_name(other), e.name),
         ),
     };
     Ok(vec![reply_evidence(f, &r, transport)])
@@ -420,9 +491,11 @@ mod tests {
         m.set_message_type(MessageType::Response);
         let ok = m.to_vec().unwrap();
         assert!(decode_reply(&ok, id, "a.example", RecordType::A).is_ok());
-        assert!(decode_reply(&ok, id.wrapping_add(1), "a.example", RecordType::A)
-            .unwrap_err()
-            .contains("does not match"));
+        assert!(
+            decode_reply(&ok, id.wrapping_add(1), "a.example", RecordType::A)
+                .unwrap_err()
+                .contains("does not match")
+        );
         assert!(decode_reply(&ok, id, "b.example", RecordType::A)
             .unwrap_err()
             .contains("different question"));

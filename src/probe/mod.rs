@@ -110,6 +110,63 @@ pub fn run(plan: Perimeter, progress: Arc<dyn ProbeProgress>) -> Result<Vec<Find
     Ok(findings)
 }
 
+/// The plan in words, one line per probe, for `services --dry-run`.
+pub fn describe(plan: &Perimeter) -> Vec<String> {
+    let mut out = vec![format!(
+        "deadlines: connect {}, handshake {}, io {}",
+        net::fmt_duration(plan.deadlines.connect),
+        net::fmt_duration(plan.deadlines.handshake),
+        net::fmt_duration(plan.deadlines.io)
+    )];
+    out.push(format!(
+        "trust: {}",
+        match (&plan.ca_bundle, plan.system_roots) {
+            (Some(ca), false) => ca.display().to_string(),
+            (Some(ca), true) => format!("{} and the system roots", ca.display()),
+            (None, true) => "the system roots".into(),
+            (None, false) => "nothing (no ca_bundle: every TLS check will fail)".into(),
+        }
+    ));
+    for f in &plan.findings {
+        out.push(format!(
+            "config finding: {} {}: {}",
+            f.code, f.target, f.message
+        ));
+    }
+    for &server in &plan.dns.servers {
+        for &t in &plan.dns.transports {
+            out.push(format!(
+                "dns {server}/{}: {} expected name(s), {} public name(s)",
+                net::transport_name(t),
+                plan.dns.expect.len(),
+                plan.dns.public_names.len()
+            ));
+        }
+    }
+    for t in &plan.ntp.servers {
+        out.push(format!(
+            "ntp {t}: max offset {}, max stratum {}",
+            net::fmt_duration(plan.ntp.max_offset),
+            plan.ntp.max_stratum
+        ));
+    }
+    for s in &plan.smtp {
+        out.push(format!(
+            "smtp {}: {}{}",
+            s.target,
+            if s.tls {
+                "implicit TLS"
+            } else if s.starttls {
+                "STARTTLS required"
+            } else {
+                "STARTTLS optional"
+            },
+            if s.username.is_some() { ", AUTH" } else { "" }
+        ));
+    }
+    out
+}
+
 fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
     let plan = &ctx.plan;
     let mut probes = Vec::new();

@@ -59,7 +59,10 @@ impl NetError {
             NetError::Refused => "the connection was refused".into(),
             NetError::Timeout(d) => format!("no answer within {}", fmt_duration(*d)),
             NetError::NoReply(d) => {
-                format!("connected, but nothing came back within {}", fmt_duration(*d))
+                format!(
+                    "connected, but nothing came back within {}",
+                    fmt_duration(*d)
+                )
             }
             NetError::Unreachable(d) => format!("unreachable: {d}"),
             NetError::Io(d) => format!("the connection failed: {d}"),

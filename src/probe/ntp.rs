@@ -27,7 +27,9 @@ const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 pub const PACKET_LEN: usize = 48;
 
 fn now_ntp() -> u64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = d.as_secs() + NTP_UNIX_OFFSET;
     let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
     (secs << 32) | frac
@@ -89,7 +91,10 @@ impl Reply {
 /// `sent`.
 pub fn parse_reply(b: &[u8], sent: u64) -> Result<Reply, String> {
     if b.len() < PACKET_LEN {
-        return Err(format!("reply is {} bytes, an NTP packet has at least 48", b.len()));
+        return Err(format!(
+            "reply is {} bytes, an NTP packet has at least 48",
+            b.len()
+        ));
     }
     let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
@@ -109,13 +114,19 @@ pub fn parse_reply(b: &[u8], sent: u64) -> Result<Reply, String> {
         transmit: u64_at(40),
     };
     if r.mode != 4 {
-        return Err(format!("reply mode is {}, a server answers with mode 4", r.mode));
+        return Err(format!(
+            "reply mode is {}, a server answers with mode 4",
+            r.mode
+        ));
     }
     if !(1..=4).contains(&r.version) {
         return Err(format!("reply version is {}", r.version));
     }
     if r.origin != sent {
-        return Err("the reply's origin timestamp does not match our request (stale or spoofed packet)".into());
+        return Err(
+            "the reply's origin timestamp does not match our request (stale or spoofed packet)"
+                .into(),
+        );
     }
     if r.kiss_code().is_none() && (r.transmit == 0 || r.receive == 0) && r.leap != 3 {
         return Err("the reply carries no receive or transmit timestamp".into());
@@ -139,8 +150,12 @@ async fn exchange(addr: SocketAddr, timeout: Duration) -> Result<(Vec<u8>, u64, 
     } else {
         "[::]:0".parse().expect("literal")
     };
-    let sock = UdpSocket::bind(bind).await.map_err(|e| NetError::Io(e.to_string()))?;
-    sock.connect(addr).await.map_err(|e| NetError::from_connect(&e))?;
+    let sock = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| NetError::Io(e.to_string()))?;
+    sock.connect(addr)
+        .await
+        .map_err(|e| NetError::from_connect(&e))?;
     let (req, t1) = request();
     sock.send(&req).await.map_err(|e| NetError::from_io(&e))?;
     let mut buf = vec![0u8; 512];
@@ -153,10 +168,11 @@ async fn exchange(addr: SocketAddr, timeout: Duration) -> Result<(Vec<u8>, u64, 
                 // for ours until the deadline, but report it if nothing else
                 // comes.
                 let got = buf[..n].to_vec();
-                if n >= PACKET_LEN && got[24..32] != t1.to_be_bytes() {
-                    if tokio::time::Instant::now() < deadline {
-                        continue;
-                    }
+                if n >= PACKET_LEN
+                    && got[24..32] != t1.to_be_bytes()
+                    && tokio::time::Instant::now() < deadline
+                {
+                    continue;
                 }
                 return Ok((got, t1, t4));
             }
@@ -181,12 +197,18 @@ pub async fn probe(ctx: &ProbeContext, target: &Target) -> Vec<Finding> {
     let timeout = ctx.plan.deadlines.io.max(ctx.plan.deadlines.connect);
     let (bytes, t1, t4) = match exchange(addr, timeout).await {
         Ok(x) => x,
-        Err(e) => return vec![e.finding(name, "NTP server").evidence("address", addr.to_string())],
+        Err(e) => {
+            return vec![e
+                .finding(name, "NTP server")
+                .evidence("address", addr.to_string())]
+        }
     };
     let r = match parse_reply(&bytes, t1) {
         Ok(r) => r,
         Err(m) => {
-            return vec![Finding::new(Code::NtpBadReply, name, m).evidence("address", addr.to_string())]
+            return vec![
+                Finding::new(Code::NtpBadReply, name, m).evidence("address", addr.to_string())
+            ]
         }
     };
     let (offset, delay) = offset_and_delay(&r, t1, t4);
@@ -231,7 +253,10 @@ pub async fn probe(ctx: &ProbeContext, target: &Target) -> Vec<Finding> {
         out.push(ev(Finding::new(
             Code::NtpStratumTooHigh,
             name.clone(),
-            format!("stratum {} exceeds max_stratum {}", r.stratum, plan.max_stratum),
+            format!(
+                "stratum {} exceeds max_stratum {}",
+                r.stratum, plan.max_stratum
+            ),
         )));
     }
     if offset.abs() > plan.max_offset.as_secs_f64() {
@@ -239,9 +264,9 @@ pub async fn probe(ctx: &ProbeContext, target: &Target) -> Vec<Finding> {
             Code::NtpOffsetTooLarge,
             name.clone(),
             format!(
-                "offset {:+.3} ms exceeds max_offset {} ms",
+                "offset {:+.3} ms exceeds max_offset {:.3} ms",
                 offset * 1000.0,
-                plan.max_offset.as_millis()
+                plan.max_offset.as_secs_f64() * 1000.0
             ),
         )));
     }
@@ -283,7 +308,9 @@ mod tests {
         assert!(parse_reply(&ok, sent ^ 1).unwrap_err().contains("origin"));
         assert!(parse_reply(&ok[..47], sent).is_err());
         let client_mode = reply_to(sent, 0x23, 2, &[0; 4]);
-        assert!(parse_reply(&client_mode, sent).unwrap_err().contains("mode"));
+        assert!(parse_reply(&client_mode, sent)
+            .unwrap_err()
+            .contains("mode"));
     }
 
     #[test]
@@ -301,8 +328,16 @@ mod tests {
         let t1: u64 = 1000 << 32;
         let ms10 = (1u64 << 32) / 100;
         let r = Reply {
-            leap: 0, version: 4, mode: 4, stratum: 2, poll: 0, precision: 0,
-            root_delay: 0.0, root_dispersion: 0.0, reference_id: [0; 4], origin: t1,
+            leap: 0,
+            version: 4,
+            mode: 4,
+            stratum: 2,
+            poll: 0,
+            precision: 0,
+            root_delay: 0.0,
+            root_dispersion: 0.0,
+            reference_id: [0; 4],
+            origin: t1,
             receive: t1 + ms10 + (1 << 32),
             transmit: t1 + ms10 + (1 << 32),
         };

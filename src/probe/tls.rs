@@ -97,7 +97,10 @@ impl TlsSettings {
         })
     }
 
-    fn client_config(&self, seen: Arc<Mutex<Vec<CertificateDer<'static>>>>) -> Arc<rustls::ClientConfig> {
+    fn client_config(
+        &self,
+        seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
+    ) -> Arc<rustls::ClientConfig> {
         let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
             self.roots.clone(),
             self.provider.clone(),
@@ -220,11 +223,16 @@ fn classify(e: &std::io::Error) -> (Code, String) {
                 Code::TlsExpired,
                 format!("the certificate is outside its validity period ({c:?})"),
             ),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => (
-                Code::TlsNameMismatch,
-                "the certificate does not name this host".into(),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                (
+                    Code::TlsNameMismatch,
+                    "the certificate does not name this host".into(),
+                )
+            }
+            other => (
+                Code::TlsUnknownIssuer,
+                format!("certificate rejected: {other:?}"),
             ),
-            other => (Code::TlsUnknownIssuer, format!("certificate rejected: {other:?}")),
         },
         other => (Code::TlsHandshakeFailed, other.to_string()),
     }
@@ -252,9 +260,13 @@ impl ServerCertVerifier for Capturing {
             seen.extend(intermediates.iter().map(|c| c.clone().into_owned()));
         }
         match &self.inner {
-            Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
+            Some(v) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
             // An empty root store: nothing can be trusted.
-            None => Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+            None => Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            )),
         }
     }
 
@@ -314,8 +326,12 @@ impl CertInfo {
                     GeneralName::DNSName(d) => sans.push(format!("DNS:{d}")),
                     GeneralName::IPAddress(b) => {
                         let ip = match b.len() {
-                            4 => <[u8; 4]>::try_from(*b).ok().map(|a| std::net::IpAddr::from(a).to_string()),
-                            16 => <[u8; 16]>::try_from(*b).ok().map(|a| std::net::IpAddr::from(a).to_string()),
+                            4 => <[u8; 4]>::try_from(*b)
+                                .ok()
+                                .map(|a| std::net::IpAddr::from(a).to_string()),
+                            16 => <[u8; 16]>::try_from(*b)
+                                .ok()
+                                .map(|a| std::net::IpAddr::from(a).to_string()),
                             _ => None,
                         };
                         sans.push(format!("IP:{}", ip.unwrap_or_else(|| hex::encode(b))));
@@ -327,7 +343,9 @@ impl CertInfo {
         let not_after_unix = cert.validity().not_after.timestamp();
         let not_after = u64::try_from(not_after_unix)
             .ok()
-            .map(|s| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string())
+            .map(|s| {
+                humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string()
+            })
             .unwrap_or_else(|| not_after_unix.to_string());
         Some(CertInfo {
             subject: cert.subject().to_string(),

@@ -99,9 +99,19 @@ pub fn render(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<(
         // under fifty findings bury the findings.
         let mut fixed: Vec<crate::codes::Code> = Vec::new();
         for f in items {
+            // Online findings of the same code differ only by their target
+            // (which server, which transport): show it on pass lines too.
+            let suffix = if report.command != "bundle"
+                && !matches!(f.status, Status::Fail | Status::Warn)
+                && !f.message.contains(&f.target)
+            {
+                format!("  {}", p.dim(&format!("[{}]", f.target)))
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "  {}  {}  {}",
+                "  {}  {}  {}{suffix}",
                 p.status(f.status),
                 f.code.id(),
                 f.message

@@ -1,0 +1,412 @@
+//! `airgap-verify services` against the lab's real servers: unbound (auth,
+//! forwarder, leaky), chrony (synced, unsynced), postfix, the nft blackhole
+//! and the tarpit. Every case asserts its code, its target and that it came
+//! within its deadline plus one second.
+
+use std::time::Duration;
+
+use crate::harness::lab::{services, Lab};
+use crate::harness::{av, Sandbox};
+
+const ONE: Duration = Duration::from_secs(1);
+
+#[test]
+fn dns_pass_over_udp_and_tcp_on_auth_and_forwarder() {
+    let sb = Sandbox::new("services::dns_pass");
+    let lab = Lab::get();
+    let yaml = lab.config(&format!(
+        "dns:\n  servers: [{}, {}]\n  expect:\n    - {{name: {}, addresses: [{}]}}\n    - {{name: {}, addresses: [{}]}}\n    - {{name: {}}}\n",
+        lab.var("DNS_AUTH_ADDR"),
+        lab.var("DNS_FORWARDER_ADDR"),
+        lab.var("SMTP_HOST"),
+        lab.var("SMTP_ADDR"),
+        lab.var("DNS_CNAME_NAME"),
+        lab.var("DNS_CNAME_ADDR"),
+        lab.var("NTP_HOST"),
+    ));
+    let t = services(&sb, &yaml, "1s", &[]);
+    let run = t.within(ONE);
+    run.code(0).clean();
+    for server in [lab.var("DNS_AUTH_ADDR"), lab.var("DNS_FORWARDER_ADDR")] {
+        for tr in ["udp", "tcp"] {
+            let f = run.has(
+                "dns:answer",
+                "pass",
+                &format!("{server}:53/{tr} {}", lab.var("SMTP_HOST")),
+            );
+            assert_eq!(f.evidence["transport"], tr);
+            assert_eq!(f.evidence["rcode"], "NOERROR");
+            assert_eq!(f.evidence["answers"][0], lab.var("SMTP_ADDR"));
+            run.has(
+                "dns:no-recursion",
+                "pass",
+                &format!("{server}:53/{tr} example.com"),
+            );
+        }
+    }
+    // The authoritative server says so; the forwarder does not.
+    let auth = run.has(
+        "dns:answer",
+        "pass",
+        &format!(
+            "{}:53/udp {}",
+            lab.var("DNS_AUTH_ADDR"),
+            lab.var("SMTP_HOST")
+        ),
+    );
+    assert!(
+        auth.evidence["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "aa"),
+        "{:?}",
+        auth.evidence
+    );
+    // The forwarder chases the CNAME through the zone.
+    let cname = run.has(
+        "dns:answer",
+        "pass",
+        &format!(
+            "{}:53/udp {}",
+            lab.var("DNS_FORWARDER_ADDR"),
+            lab.var("DNS_CNAME_NAME")
+        ),
+    );
+    assert_eq!(
+        cname.evidence["cname_chain"][0],
+        lab.var("DNS_CNAME_TARGET")
+    );
+}
+
+#[test]
+fn dns_faults_missing_name_wrong_address_public_address() {
+    let sb = Sandbox::new("services::dns_faults");
+    let lab = Lab::get();
+    let yaml = lab.config(&format!(
+        "dns:\n  servers: [{}]\n  transports: [udp]\n  expect:\n    - {{name: ghost.{zone}}}\n    - {{name: {}, addresses: [127.0.0.99]}}\n    - {{name: {}}}\n",
+        lab.var("DNS_AUTH_ADDR"),
+        lab.var("SMTP_HOST"),
+        lab.var("DNS_LEAK_NAME"),
+        zone = lab.var("LAB_ZONE"),
+    ));
+    let t = services(&sb, &yaml, "1s", &[]);
+    let run = t.within(ONE);
+    run.code(1);
+    let f = run.has("dns:no-answer", "fail", "ghost.");
+    assert_eq!(f.evidence["rcode"], "NXDOMAIN");
+    let f = run.has("dns:wrong-address", "fail", lab.var("SMTP_HOST"));
+    assert_eq!(f.evidence["expected"][0], "127.0.0.99");
+    let f = run.has("dns:outside-perimeter", "fail", lab.var("DNS_LEAK_NAME"));
+    assert_eq!(f.evidence["outside"][0], lab.var("DNS_LEAK_ADDR"));
+}
+
+#[test]
+fn dns_resolver_that_recurses_warns_and_fails_when_strict() {
+    let sb = Sandbox::new("services::dns_recursion");
+    let lab = Lab::get();
+    let yaml = lab.config(&format!(
+        "dns:\n  servers: [{}]\n  public_names: [{}]\n",
+        lab.var("DNS_LEAKY_ADDR"),
+        lab.var("DNS_PUBLIC_NAME"),
+    ));
+    let t = services(&sb, &yaml, "1s", &[]);
+    let run = t.within(ONE);
+    run.code(0);
+    let f = run.has(
+        "dns:recursion-leak",
+        "warn",
+        &format!("{}:53/udp", lab.var("DNS_LEAKY_ADDR")),
+    );
+    assert_eq!(f.evidence["answers"][0], lab.var("DNS_PUBLIC_LEAK_ADDR"));
+    run.has(
+        "dns:recursion-leak",
+        "warn",
+        &format!("{}:53/tcp", lab.var("DNS_LEAKY_ADDR")),
+    );
+
+    let strict = services(&sb, &yaml, "1s", &["--strict-airgap"]);
+    strict
+        .within(ONE)
+        .code(1)
+        .has("dns:recursion-leak", "fail", lab.var("DNS_LEAKY_ADDR"));
+    // --fail-on warn turns the warning into a failing exit too.
+    services(&sb, &yaml, "1s", &["--fail-on", "warn"])
+        .run
+        .code(1);
+}
+
+#[test]
+fn ntp_synchronised_server_passes_with_its_numbers() {
+    let sb = Sandbox::new("services::ntp_pass");
+    let lab = Lab::get();
+    // By name: resolved through the lab's DNS, not the machine's resolver.
+    let yaml = lab.config(&format!(
+        "dns:\n  servers: [{}]\n  public_names: []\nntp:\n  servers: [{}]\n",
+        lab.var("DNS_AUTH_ADDR"),
+        lab.var("NTP_HOST")
+    ));
+    let t = services(&sb, &yaml, "1s", &[]);
+    let run = t.within(ONE);
+    run.code(0).clean();
+    let f = run.has("ntp:synchronised", "pass", lab.var("NTP_HOST"));
+    assert_eq!(
+        f.evidence["stratum"].as_u64().unwrap().to_string(),
+        lab.var("NTP_STRATUM")
+    );
+    assert_eq!(f.evidence["leap_indicator"], 0);
+    assert_eq!(
+        f.evidence["address"],
+        format!("{}:123", lab.var("NTP_ADDR"))
+    );
+    for k in ["offset_ms", "delay_ms", "root_distance_ms", "reference_id"] {
+        assert!(!f.evidence[k].is_null(), "{k} missing: {:?}", f.evidence);
+    }
+    assert!(f.evidence["offset_ms"].as_f64().unwrap().abs() < 500.0);
+}
+
+#[test]
+fn ntp_faults_unsynchronised_offset_and_stratum() {
+    let sb = Sandbox::new("services::ntp_faults");
+    let lab = Lab::get();
+    let yaml = lab.config(&format!(
+        "ntp:\n  servers: [{}]\n",
+        lab.var("NTP_UNSYNC_ADDR")
+    ));
+    let run = services(&sb, &yaml, "1s", &[]);
+    let f = run
+        .within(ONE)
+        .code(1)
+        .has("ntp:unsynchronised", "fail", lab.var("NTP_UNSYNC_ADDR"));
+    assert_eq!(f.evidence["leap_indicator"], 3);
+    run.run.lacks("ntp:synchronised");
+
+    // A threshold no real clock meets: the offset check must fire.
+    let yaml = lab.config(&format!(
+        "ntp:\n  servers: [{}]\n  max_offset: 1ns\n",
+        lab.var("NTP_ADDR")
+    ));
+    let run = services(&sb, &yaml, "1s", &[]);
+    run.within(ONE)
+        .code(1)
+        .has("ntp:offset-too-large", "fail", lab.var("NTP_ADDR"));
+    run.run.lacks("ntp:synchronised");
+
+    let yaml = lab.config(&format!(
+        "ntp:\n  servers: [{}]\n  max_stratum: 5\n",
+        lab.var("NTP_ADDR")
+    ));
+    let run = services(&sb, &yaml, "1s", &[]);
+    let f = run
+        .within(ONE)
+        .code(1)
+        .has("ntp:stratum-too-high", "fail", lab.var("NTP_ADDR"));
+    assert_eq!(f.evidence["max_stratum"], 5);
+}
+
+#[test]
+fn blackholed_targets_fail_at_their_deadline_and_do_not_delay_the_rest() {
+    let sb = Sandbox::new("services::blackhole");
+    let lab = Lab::get();
+    let hole = lab.var("BLACKHOLE_ADDR");
+    let yaml = lab.config(&format!(
+        "dns:\n  servers: [{hole}, {}]\n  public_names: []\n  expect: [{{name: {}}}]\nntp:\n  servers: [{hole}, {}]\n",
+        lab.var("DNS_AUTH_ADDR"),
+        lab.var("NTP_HOST"),
+        lab.var("NTP_ADDR"),
+    ));
+    let t = services(&sb, &yaml, "2s", &[]);
+    let run = t.within(Duration::from_secs(2));
+    run.code(1);
+    let f = run.has("net:timeout", "fail", &format!("{hole}:53/udp"));
+    assert_eq!(f.evidence["deadline_ms"], 2000);
+    run.has("net:timeout", "fail", &format!("{hole}:53/tcp"));
+    run.has("net:timeout", "fail", &format!("{hole}:123"));
+    // The healthy servers still answered, concurrently.
+    run.has("ntp:synchronised", "pass", lab.var("NTP_ADDR"));
+    run.has("dns:answer", "pass", lab.var("DNS_AUTH_ADDR"));
+    assert!(
+        t.elapsed >= Duration::from_millis(1900),
+        "the blackhole answered? {:?}",
+        t.elapsed
+    );
+}
+
+#[test]
+fn targets_outside_the_perimeter_are_reported_and_never_contacted() {
+    let sb = Sandbox::new("services::outside");
+    let lab = Lab::get();
+    // 192.0.2.1 (TEST-NET-1) would time out if it were contacted; the run
+    // must end at once instead.
+    let yaml = lab.config(&format!(
+        "dns:\n  servers: [{}, 192.0.2.1]\n  public_names: []\nntp:\n  servers: [192.0.2.1, {}, ghost.{}]\n",
+        lab.var("DNS_AUTH_ADDR"),
+        lab.var("DNS_LEAK_NAME"),
+        lab.var("LAB_ZONE"),
+    ));
+    let t = services(&sb, &yaml, "3s", &[]);
+    assert!(
+        t.elapsed < Duration::from_secs(2),
+        "something was contacted: {:?}",
+        t.elapsed
+    );
+    let run = &t.run;
+    run.code(1);
+    run.has("config:outside-perimeter", "fail", "192.0.2.1:53");
+    run.has("config:outside-perimeter", "fail", "192.0.2.1:123");
+    // A name that resolves outside: not contacted either.
+    let f = run.has("net:outside-perimeter", "fail", lab.var("DNS_LEAK_NAME"));
+    assert_eq!(f.evidence["address"], lab.var("DNS_LEAK_ADDR"));
+    // A name the perimeter's DNS does not know (the machine's resolver is not asked).
+    run.has(
+        "net:unresolved",
+        "fail",
+        &format!("ghost.{}", lab.var("LAB_ZONE")),
+    );
+}
+
+#[test]
+fn configuration_errors_name_file_line_column_and_exit_2() {
+    let sb = Sandbox::new("services::config_errors");
+    let cases: &[(&str, &str)] = &[
+        (
+            "ntp:\n  servers: [a]\n  max_offset: soon\n",
+            ":3:15: ntp.max_offset: `soon` is not a duration",
+        ),
+        (
+            "allowed_networks: [10.0.0.0/33]\n",
+            ":1:20: allowed_networks[0]: `10.0.0.0/33` is not a CIDR",
+        ),
+        (
+            "dns:\n  servers: [ns.example]\n",
+            ":2:13: dns.servers[0]: `ns.example` is not an IP address",
+        ),
+        (
+            "smtp:\n  host: a\n  prot: 25\n",
+            ":3:3: smtp.prot: unknown field `prot`",
+        ),
+        (
+            "smtp:\n  - host: a\n  - host: b\n    port: x\n",
+            ":4:11: smtp[1].port: invalid type",
+        ),
+        ("dsn: {}\n", ":1:1: dsn: unknown field `dsn`"),
+        ("ntp: [unclosed\n", "perimeter.yml:"),
+        (
+            "ntp:\n  servers: [a]\n  max_stratum: 16\n",
+            "ntp.max_stratum: 16 is not a stratum",
+        ),
+        (
+            "smtp: {host: a, password_env: X, password_file: y}\n",
+            "set password_env or password_file, not both",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let p = sb.write("perimeter.yml", yaml);
+        let r = av(["services", "--config", p.to_str().unwrap()]);
+        r.code(2);
+        let line = r.stderr.trim();
+        assert_eq!(line.lines().count(), 1, "one line: {line}");
+        assert!(line.contains(want), "for {yaml:?}: want {want:?} in {line}");
+        assert!(line.contains("perimeter.yml"), "{line}");
+    }
+    // A CA bundle that is not PEM is a configuration error before any probe.
+    let bad_ca = sb.write("ca.pem", "not a certificate");
+    let p = sb.write(
+        "perimeter.yml",
+        format!(
+            "ca_bundle: {}\nntp: {{servers: [127.0.0.20]}}\n",
+            bad_ca.display()
+        ),
+    );
+    let r = av(["services", "--config", p.to_str().unwrap()]);
+    r.code(2);
+    assert!(
+        r.stderr.contains("ca.pem: holds no PEM certificate"),
+        "{}",
+        r.stderr
+    );
+    // Missing file, no config at all, bad --timeout.
+    av(["services", "--config", "/nonexistent/perimeter.yml"]).code(2);
+    let r = av(["services"]);
+    r.code(2);
+    assert!(r.stderr.contains("--config"), "{}", r.stderr);
+    av([
+        "services",
+        "--config",
+        p.to_str().unwrap(),
+        "--timeout",
+        "0s",
+    ])
+    .code(2);
+}
+
+#[test]
+fn init_writes_a_template_that_loads_and_never_overwrites() {
+    let sb = Sandbox::new("services::init");
+    let p = sb.path("perimeter.yml");
+    av(["init", p.to_str().unwrap()]).code(0);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("password_env: SMTP_PASSWORD"));
+    // The template names a CA that does not exist here; with --ca-bundle
+    // pointing at a real one it loads. --dry-run lists the probes without
+    // contacting the template's 10.x addresses.
+    let lab = Lab::get();
+    let r = av([
+        "services",
+        "--config",
+        p.to_str().unwrap(),
+        "--ca-bundle",
+        &lab.ca(),
+        "--dry-run",
+    ]);
+    r.code(0);
+    assert!(
+        r.stdout
+            .contains("dns 10.0.0.53:53/udp: 2 expected name(s), 1 public name(s)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("smtp smtp.example.internal:587: STARTTLS required, AUTH"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("ntp ntp.example.internal:123: max offset 500 ms, max stratum 10"),
+        "{}",
+        r.stdout
+    );
+    let second = av(["init", p.to_str().unwrap()]);
+    second.code(2);
+    assert!(
+        second.stderr.contains("already exists"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+}
+
+#[test]
+fn json_schema_in_docs_matches_the_types() {
+    let r = av(["init", "--schema"]);
+    r.code(0);
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/perimeter.schema.json"
+    ))
+    .unwrap();
+    assert!(r.stdout == docs, "docs/perimeter.schema.json is stale: regenerate with `airgap-verify init --schema > docs/perimeter.schema.json`");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for key in [
+        "ca_bundle",
+        "allowed_networks",
+        "timeouts",
+        "dns",
+        "ntp",
+        "smtp",
+    ] {
+        assert!(v["properties"][key].is_object(), "schema lacks {key}");
+    }
+}
