@@ -410,3 +410,167 @@ fn json_schema_in_docs_matches_the_types() {
         assert!(v["properties"][key].is_object(), "schema lacks {key}");
     }
 }
+
+#[test]
+fn sekoia_templates_of_both_generations_are_flagged_and_never_contacted() {
+    let sb = Sandbox::new("services::sekoia_placeholders");
+    let root = env!("CARGO_MANIFEST_DIR");
+    // The templates point at 10.0.0.53: a perimeter limited to loopback
+    // drops it, so the test never leaves this machine.
+    let p = sb.write("perimeter.yml", "allowed_networks: [127.0.0.0/8]\n");
+    for (file, keys, secret_keys) in [
+        (
+            "config-1.0.0.yml",
+            &[
+                "global.host",
+                "global.delivery_host",
+                "global.platform_storage.endpoint",
+                "utils.git.repo_url",
+                "utils.oci_registry.host",
+                "modules.platform_configuration.config.email.smtp.host",
+                "modules.platform_configuration.config.email.smtp.user",
+            ][..],
+            &["modules.platform_configuration.config.email.smtp.password"][..],
+        ),
+        (
+            "config-0.0.1.yml",
+            &[
+                "utils.oci_registry.url",
+                "modules.k3s_install.registry_url",
+                "modules.quickwit.s3.endpoint",
+                "modules.platform_configuration.config.email.smtp.host",
+                "modules.platform_configuration.config.email.smtp.user",
+            ][..],
+            &[][..],
+        ),
+    ] {
+        let cfg = format!("{root}/testdata/sekoia/{file}");
+        let t = std::time::Instant::now();
+        let r = av([
+            "services",
+            "--config",
+            p.to_str().unwrap(),
+            "--sekoia-config",
+            &cfg,
+            "--format",
+            "json",
+            "--timeout",
+            "3s",
+        ]);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "something was contacted"
+        );
+        r.code(1);
+        for key in keys {
+            let f = r.has("config:placeholder", "fail", &format!("{file} {key}"));
+            assert_eq!(f.evidence["key"], *key);
+            assert!(
+                f.evidence["value"].is_string(),
+                "a non-secret value is quoted: {f:?}"
+            );
+        }
+        for key in secret_keys {
+            let f = r.has("config:placeholder", "fail", &format!("{file} {key}"));
+            assert!(
+                f.evidence.get("value").is_none(),
+                "a secret is never quoted: {f:?}"
+            );
+        }
+        let n = r
+            .findings()
+            .iter()
+            .filter(|f| f.code == "config:placeholder")
+            .count();
+        assert_eq!(n, keys.len() + secret_keys.len(), "{}", r.stdout);
+        // The DNS forwarders of the file are outside this perimeter.
+        r.has("config:outside-perimeter", "fail", "10.0.0.53:53");
+        r.lacks("smtp:ready").lacks("net:timeout");
+    }
+}
+
+#[test]
+fn sekoia_config_drives_the_probes_with_env_secrets() {
+    let sb = Sandbox::new("services::sekoia_lab");
+    let lab = Lab::get();
+    let cfg = sb.write(
+        "config.yml",
+        format!(
+            "global:\n  host: {git}\n  delivery_host: {reg}\n  kube_manager_host: 10.9.9.9\n  forward_dns: [{dns}]\n\
+             utils:\n  git:\n    repo_url: https://{git}/sekoia/stacks.git\n  oci_registry:\n    host: {reg}\n\
+             modules:\n  platform_configuration:\n    config:\n      email:\n        smtp:\n          host: {smtp}\n          port: 587\n          user: {user}\n          password: ${{env.LAB_SMTP_SECRET}}\n          tls: \"False\"\n          starttls: \"True\"\n",
+            git = lab.var("GIT_HOST"),
+            reg = lab.var("REGISTRY_HOST"),
+            dns = lab.var("DNS_AUTH_ADDR"),
+            smtp = lab.var("SMTP_HOST"),
+            user = lab.var("SMTP_USER"),
+        ),
+    );
+    let p = sb.write(
+        "perimeter.yml",
+        lab.config(&format!(
+            "ntp:\n  servers: [{}]\ndns:\n  public_names: []\n",
+            lab.var("NTP_HOST")
+        )),
+    );
+    let t = std::time::Instant::now();
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "services",
+            "--config",
+            p.to_str().unwrap(),
+            "--sekoia-config",
+            cfg.to_str().unwrap(),
+        ])
+        .args(["--format", "json", "--timeout", "1s"])
+        .env("LAB_SMTP_SECRET", lab.var("SMTP_PASSWORD"))
+        .output()
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2));
+    let r = crate::harness::Run::from(out);
+    r.code(1); // 10.9.9.9 is outside 127.0.0.0/8
+    r.has(
+        "config:outside-perimeter",
+        "fail",
+        "global.kube_manager_host",
+    );
+    let dns = lab.var("DNS_AUTH_ADDR");
+    for name in [
+        lab.var("GIT_HOST"),
+        lab.var("REGISTRY_HOST"),
+        lab.var("SMTP_HOST"),
+    ] {
+        r.has("dns:answer", "pass", &format!("{dns}:53/udp {name}"));
+        r.has("dns:answer", "pass", &format!("{dns}:53/tcp {name}"));
+    }
+    r.has("ntp:synchronised", "pass", lab.var("NTP_HOST"));
+    // The relay from config.yml is probed, with the secret from the environment.
+    r.has(
+        "smtp:auth-ok",
+        "pass",
+        &format!("{}:587", lab.var("SMTP_HOST")),
+    );
+}
+
+#[test]
+fn an_unreadable_secret_is_a_finding_that_names_the_reference() {
+    let sb = Sandbox::new("services::unresolved_secret");
+    let lab = Lab::get();
+    let yaml = lab.config(&format!(
+        "dns: {{servers: [{}], public_names: []}}\nsmtp:\n  - {{host: {}, port: 587, username: probe, password_env: AIRGAP_TEST_UNSET_PW}}\n  - {{host: {}, port: 587, username: probe, password_file: missing-pw.txt}}\n",
+        lab.var("DNS_AUTH_ADDR"),
+        lab.var("SMTP_HOST"),
+        lab.var("SMTP_ADDR"),
+    ));
+    let t = services(&sb, &yaml, "1s", &[]);
+    let r = t.within(ONE);
+    r.code(1);
+    let f = r.has("config:unresolved-secret", "fail", "smtp[0]");
+    assert!(
+        f.message.contains("AIRGAP_TEST_UNSET_PW is not set"),
+        "{}",
+        f.message
+    );
+    let f = r.has("config:unresolved-secret", "fail", "smtp[1]");
+    assert!(f.message.contains("missing-pw.txt"), "{}", f.message);
+}

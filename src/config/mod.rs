@@ -69,6 +69,10 @@ pub struct Perimeter {
     /// Findings about the configuration itself (placeholders, targets
     /// outside the perimeter, unreadable secrets).
     pub findings: Vec<Finding>,
+    /// Addresses the vendor's file declares that no probe of this run
+    /// contacts (nodes, the Kubernetes manager): each must still be inside
+    /// `allowed_networks`. (where, address)
+    pub declared: Vec<(String, IpAddr)>,
 }
 
 /// Deadlines of the three steps of every probe.
@@ -243,6 +247,7 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
         ntp: NtpPlan::default(),
         smtp: Vec::new(),
         findings: Vec::new(),
+        declared: Vec::new(),
     };
 
     // The vendor's file first: perimeter.yml then adds and overrides.
@@ -643,6 +648,9 @@ fn drop_targets_outside(plan: &mut Perimeter) {
             .ip()
             .is_none_or(|ip| outside("SMTP relay", ip, s.target.to_string()))
     });
+    for (where_, addr) in std::mem::take(&mut plan.declared) {
+        outside("address", addr, where_);
+    }
     plan.findings.extend(findings);
 }
 

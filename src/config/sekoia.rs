@@ -146,8 +146,19 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         }
     }
 
-    // Every host name the platform will use must resolve inside the perimeter.
+    // Every host name the platform will use must resolve inside the
+    // perimeter; every address it declares must be inside it. Placeholders
+    // are reported above and not probed: nothing answers to them.
     let mut names = Vec::new();
+    let mut host_of = |key: &str, host: String, plan: &mut Perimeter| {
+        if placeholder_reason(&host).is_some() {
+            return;
+        }
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => plan.declared.push((format!("{file} {key}"), ip)),
+            Err(_) => names.push(host),
+        }
+    };
     for key in [
         "global.host",
         "global.delivery_host",
@@ -155,7 +166,7 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         "utils.oci_registry.host",
     ] {
         if let Some(h) = get_text(&root, key) {
-            names.push(h);
+            host_of(key, h, plan);
         }
     }
     for key in [
@@ -163,10 +174,19 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         "global.platform_storage.endpoint",
         "utils.oci_registry.url",
         "modules.k3s_install.registry_url",
+        "modules.quickwit.s3.endpoint",
     ] {
-        if let Some(u) = get_text(&root, key) {
-            if let Some(h) = url_host(&u) {
-                names.push(h);
+        if let Some(h) = get_text(&root, key).and_then(|u| url_host(&u)) {
+            host_of(key, h, plan);
+        }
+    }
+    for key in [
+        "utils.ansible.inventory.managers",
+        "utils.ansible.inventory.workers",
+    ] {
+        if let Some(Value::Sequence(items)) = get(&root, key) {
+            for (i, h) in items.iter().filter_map(text).enumerate() {
+                host_of(&format!("{key}[{i}]"), h, plan);
             }
         }
     }
@@ -190,7 +210,7 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         let target = Target::parse(&host, port).map_err(|m| {
             InputError::Config(format!("{file}: {smtp_key}.host: {m}; see docs/config.md"))
         })?;
-        names.push(target.host.clone());
+        let placeholder = placeholder_reason(&target.host).is_some();
         let password =
             match get_text(&root, &format!("{smtp_key}.password")).map(|p| parse_secret(&p)) {
                 Some(VendorSecret::Ref(r)) => {
@@ -199,16 +219,20 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
                 Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
                 None => None,
             };
-        plan.smtp.push(SmtpPlan {
-            target: Target { port, ..target },
-            tls,
-            starttls,
-            username,
-            password,
-            helo: super::DEFAULT_HELO.into(),
-            mail_from: None,
-            rcpt_to: None,
-        });
+        // A placeholder relay is reported above; probing it is pointless.
+        if !placeholder {
+            host_of_smtp(&target, &mut names);
+            plan.smtp.push(SmtpPlan {
+                target: Target { port, ..target },
+                tls,
+                starttls,
+                username,
+                password,
+                helo: super::DEFAULT_HELO.into(),
+                mail_from: None,
+                rcpt_to: None,
+            });
+        }
     }
 
     for n in names {
@@ -230,6 +254,12 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
             .or_insert_with(|| generation.as_str().into());
     });
     Ok(())
+}
+
+fn host_of_smtp(t: &Target, names: &mut Vec<String>) {
+    if t.ip().is_none() {
+        names.push(t.host.clone());
+    }
 }
 
 /// The host of `https://user@host:port/path`, or of a bare `host:port/path`.
