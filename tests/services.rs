@@ -574,3 +574,71 @@ fn an_unreadable_secret_is_a_finding_that_names_the_reference() {
     let f = r.has("config:unresolved-secret", "fail", "smtp[1]");
     assert!(f.message.contains("missing-pw.txt"), "{}", f.message);
 }
+
+/// Secrets are never printed: sentinel passwords (one by environment, one in
+/// a password file, one in clear in the vendor's config.yml) go through every
+/// output format, the progress-free human report and stderr, and none of
+/// them, nor their base64 forms (AUTH PLAIN / LOGIN), may appear.
+#[test]
+fn sentinel_secrets_appear_in_no_output_format() {
+    use base64::Engine;
+    let sb = Sandbox::new("services::sentinels");
+    let lab = Lab::get();
+    let env_secret = "SENTINEL-env-7f3a9c";
+    let file_secret = "SENTINEL-file-51d2e8";
+    let vendor_secret = "SENTINEL-vendor-c0ffee";
+    sb.write("pw.txt", format!("{file_secret}\n"));
+    let yaml = lab.config(&format!(
+        "dns: {{servers: [{dns}], public_names: []}}\nsmtp:\n  - {{host: {h}, port: 587, username: probe, password_env: AIRGAP_SENTINEL_PW, mail_from: probe@{z}, rcpt_to: soc@{z}}}\n  - {{host: {h}, port: 465, tls: true, username: probe, password_file: pw.txt}}\n  - {{host: {plain}, port: 587, starttls: false, username: probe, password_env: AIRGAP_SENTINEL_PW}}\n",
+        dns = lab.var("DNS_AUTH_ADDR"),
+        h = lab.var("SMTP_HOST"),
+        z = lab.var("LAB_ZONE"),
+        plain = lab.var("SMTP_PLAIN_HOST"),
+    ));
+    let p = sb.write("perimeter.yml", yaml);
+    let vendor = sb.write(
+        "config.yml",
+        format!(
+            "global:\n  forward_dns: [{}]\nmodules:\n  platform_configuration:\n    config:\n      email:\n        smtp:\n          host: {}\n          port: 465\n          user: probe\n          password: {vendor_secret}\n          tls: \"True\"\n          starttls: \"False\"\n",
+            lab.var("DNS_AUTH_ADDR"),
+            lab.var("SMTP_HOST"),
+        ),
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut forbidden = Vec::new();
+    for s in [env_secret, file_secret, vendor_secret] {
+        forbidden.push(s.to_string());
+        forbidden.push(b64.encode(s));
+        forbidden.push(b64.encode(format!("\0probe\0{s}")));
+    }
+    let mut reports = 0;
+    for cfg_args in [
+        vec!["--config", p.to_str().unwrap()],
+        vec!["--sekoia-config", vendor.to_str().unwrap()],
+    ] {
+        for format in ["human", "json", "junit", "sarif"] {
+            let out = std::process::Command::new(crate::harness::BIN)
+                .arg("services")
+                .args(&cfg_args)
+                .args(["--format", format, "--timeout", "1s", "--color", "always"])
+                .env("AIRGAP_SENTINEL_PW", env_secret)
+                .output()
+                .unwrap();
+            let r = crate::harness::Run::from(out);
+            assert_ne!(r.code, 2, "{}", r.stderr);
+            assert!(r.stdout.len() > 200, "a real report: {}", r.stdout);
+            for s in &forbidden {
+                assert!(
+                    !r.stdout.contains(s.as_str()),
+                    "{format}: stdout holds a secret form {s}"
+                );
+                assert!(
+                    !r.stderr.contains(s.as_str()),
+                    "{format}: stderr holds a secret form {s}"
+                );
+            }
+            reports += 1;
+        }
+    }
+    assert_eq!(reports, 8);
+}
