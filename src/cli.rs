@@ -206,6 +206,9 @@ pub struct ServicesArgs {
     /// Really send one test message through each SMTP relay that has `mail_from` and `rcpt_to`.
     #[arg(long)]
     pub send_test_mail: bool,
+    /// Prove write access by writing throwaway data and removing it (a Git ref today).
+    #[arg(long)]
+    pub write_probe: bool,
     /// Validate the configuration and list the probes it implies, without contacting anything.
     #[arg(long)]
     pub dry_run: bool,

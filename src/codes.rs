@@ -478,6 +478,38 @@ codes! {
     SmtpProtocolError => "smtp:protocol-error", Fail,
         "The server answered a command with something that is not a valid SMTP reply, or closed the connection.",
         "Check the relay's logs; a proxy or a different service may be listening on that port.";
+
+    // ---- Git over HTTPS ------------------------------------------------------
+    GitRefsListed => "git:refs-listed", Pass,
+        "The Git server answered the smart-HTTP ref advertisement of the configured repository over HTTPS, with the perimeter's CA, and the expected branch exists. Evidence: number of refs, the branch's commit, the server's capabilities.",
+        "Nothing to do.";
+    GitPlainHttp => "git:plain-http", Fail,
+        "The repository URL is plain HTTP. The platform's GitOps controller and the push would send credentials and manifests in clear text across the perimeter.",
+        "Serve the repository over HTTPS with a certificate from the perimeter's CA and use an `https://` URL.";
+    GitRepoMissing => "git:repo-missing", Fail,
+        "The server answered, but not with a Git repository at that path (404, or a reply that is not a smart-HTTP advertisement).",
+        "Create the repository on the Git server, or fix the path in the configuration (`utils.git.repo_url`, `git.url`).";
+    GitBranchMissing => "git:branch-missing", Fail,
+        "The repository exists but the expected branch does not.",
+        "Push the branch the installer expects (`main` by default), or configure the branch that exists.";
+    GitAuthFailed => "git:auth-failed", Fail,
+        "The server refused the configured credentials (401), or asked for credentials when none were configured.",
+        "Check the user name and the secret the configuration references, and the server's user database.";
+    GitPushAllowed => "git:push-allowed", Pass,
+        "With the configured credentials, the server offered a push connection (the receive-pack advertisement).",
+        "Nothing to do.";
+    GitPushRefused => "git:push-refused", Fail,
+        "The server refused to open a push connection or to update a ref with the configured credentials (403, `receivepack` disabled, a protected namespace). The installer's push would fail the same way.",
+        "Grant the installer's user push access to the repository (and to the `refs/airgap-verify/` namespace for the write probe).";
+    GitWriteProbe => "git:write-probe", Pass,
+        "With `--write-probe`: a throwaway ref `refs/airgap-verify/probe-<id>` pointing at an existing commit was pushed and deleted again, and the ref list confirms it is gone. No object is written.",
+        "Nothing to do.";
+    GitLeftover => "git:leftover", Fail,
+        "The write probe's throwaway ref could not be deleted; the finding names it so it can be removed by hand.",
+        "Delete the ref named in the finding (`git push URL :refs/airgap-verify/probe-<id>`) and allow ref deletion for the installer's user.";
+    GitProtocolError => "git:protocol-error", Fail,
+        "The server's reply could not be understood as Git smart HTTP (bad pkt-line framing, unexpected status).",
+        "Check that the URL points at git-http-backend (or an equivalent smart-HTTP server) and not at a web page or a proxy's error page.";
 }
 
 #[cfg(test)]

@@ -126,6 +126,7 @@ fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
         system_roots: a.system_roots,
         strict_airgap: a.strict_airgap,
         send_test_mail: a.send_test_mail,
+        write_probe: a.write_probe,
     };
     let plan = airgap_verify::config::load(&opts)?;
     if a.dry_run {

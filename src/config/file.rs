@@ -44,6 +44,23 @@ pub struct PerimeterFile {
     /// SMTP relay(s): one mapping, or a list of them.
     #[serde(default)]
     pub smtp: OneOrMany<SmtpFile>,
+    /// The Git repository the installer pushes its stacks to.
+    pub git: Option<GitFile>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitFile {
+    /// HTTPS URL of the repository (`https://git.corp/sekoia/stacks.git`).
+    pub url: String,
+    /// Branch that must exist. Default `main`.
+    pub branch: Option<String>,
+    /// User for push access (HTTP Basic).
+    pub username: Option<String>,
+    /// Environment variable holding the password or token.
+    pub password_env: Option<String>,
+    /// File whose first line is the password or token.
+    pub password_file: Option<PathBuf>,
 }
 
 /// Deadlines, as durations (`500ms`, `3s`, `1m`).

@@ -49,6 +49,8 @@ pub struct LoadOptions {
     pub strict_airgap: bool,
     /// `--send-test-mail`: really send one message through each relay.
     pub send_test_mail: bool,
+    /// `--write-probe`: write (and remove) throwaway data to prove write access.
+    pub write_probe: bool,
 }
 
 /// The validated plan every probe runs from.
@@ -66,6 +68,8 @@ pub struct Perimeter {
     pub dns: DnsPlan,
     pub ntp: NtpPlan,
     pub smtp: Vec<SmtpPlan>,
+    pub git: Option<GitPlan>,
+    pub write_probe: bool,
     /// Findings about the configuration itself (placeholders, targets
     /// outside the perimeter, unreadable secrets).
     pub findings: Vec<Finding>,
@@ -203,6 +207,15 @@ pub struct SmtpPlan {
     pub rcpt_to: Option<String>,
 }
 
+#[derive(Debug, Clone)]
+pub struct GitPlan {
+    /// The repository URL, without credentials.
+    pub url: String,
+    pub branch: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
 impl Perimeter {
     /// True when `ip` is inside the perimeter (or no networks are set).
     pub fn allows(&self, ip: IpAddr) -> bool {
@@ -211,7 +224,10 @@ impl Perimeter {
 
     /// True when there is nothing to probe.
     pub fn is_empty(&self) -> bool {
-        self.dns.servers.is_empty() && self.ntp.servers.is_empty() && self.smtp.is_empty()
+        self.dns.servers.is_empty()
+            && self.ntp.servers.is_empty()
+            && self.smtp.is_empty()
+            && self.git.is_none()
     }
 }
 
@@ -246,6 +262,8 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
         },
         ntp: NtpPlan::default(),
         smtp: Vec::new(),
+        git: None,
+        write_probe: opts.write_probe,
         findings: Vec::new(),
         declared: Vec::new(),
     };
@@ -538,6 +556,27 @@ fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Resu
             plan.ntp.max_stratum = s;
         }
     }
+    if let Some(g) = f.git {
+        if g.password_env.is_some() && g.password_file.is_some() {
+            return Err(at(
+                "git",
+                "set password_env or password_file, not both".into(),
+            ));
+        }
+        let secret = match (g.password_env, g.password_file) {
+            (Some(v), _) => Some(SecretRef::Env(v)),
+            (_, Some(p)) => Some(SecretRef::File(relative_to(path, &p))),
+            _ => None,
+        };
+        let (url, user_in_url) = git_url(&g.url).map_err(|m| at("git.url", m))?;
+        let password = resolve_secret(&secret, &format!("{} git", path.display()), plan);
+        plan.git = Some(GitPlan {
+            url,
+            branch: g.branch.unwrap_or_else(|| "main".into()),
+            username: g.username.or(user_in_url),
+            password,
+        });
+    }
     let smtp = f.smtp.into_vec();
     if !smtp.is_empty() {
         plan.smtp.clear();
@@ -577,6 +616,37 @@ fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Resu
         }
     }
     Ok(())
+}
+
+/// Checks a repository URL; returns it without any user part, and the user
+/// it named. A password in the URL is refused: it would end up in reports.
+pub(crate) fn git_url(u: &str) -> Result<(String, Option<String>), String> {
+    let u = u.trim();
+    let (scheme, rest) = u
+        .split_once("://")
+        .ok_or_else(|| format!("`{u}` is not a URL (write https://host/path/repo.git)"))?;
+    if scheme != "https" && scheme != "http" {
+        return Err(format!(
+            "`{scheme}://`: only https:// (and, to be reported, http://) Git URLs can be probed"
+        ));
+    }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, host) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            if userinfo.contains(':') {
+                return Err("the URL holds a password: use password_env or password_file".into());
+            }
+            (Some(userinfo.to_string()), host)
+        }
+        None => (None, authority),
+    };
+    if host.is_empty() || path.is_empty() {
+        return Err(format!("`{u}` names no host or no repository path"));
+    }
+    Ok((
+        format!("{scheme}://{host}/{}", path.trim_end_matches('/')),
+        user,
+    ))
 }
 
 /// Reads a secret; a failure becomes a finding that names the reference.

@@ -235,6 +235,31 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         }
     }
 
+    // Git: utils.git.repo_url, with http.username / http.password when set.
+    if let Some(url) = get_text(&root, "utils.git.repo_url") {
+        if placeholder_reason(&url).is_none() {
+            let (url, user_in_url) = super::git_url(&url).map_err(|m| {
+                InputError::Config(format!(
+                    "{file}: utils.git.repo_url: {m}; see docs/config.md"
+                ))
+            })?;
+            let password =
+                match get_text(&root, "utils.git.http.password").map(|p| parse_secret(&p)) {
+                    Some(VendorSecret::Ref(r)) => {
+                        resolve_secret(&Some(r), &format!("{file} utils.git.http.password"), plan)
+                    }
+                    Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
+                    None => None,
+                };
+            plan.git = Some(super::GitPlan {
+                url,
+                branch: get_text(&root, "utils.git.branch").unwrap_or_else(|| "main".into()),
+                username: get_text(&root, "utils.git.http.username").or(user_in_url),
+                password,
+            });
+        }
+    }
+
     for n in names {
         if n.parse::<std::net::IpAddr>().is_ok() {
             continue;

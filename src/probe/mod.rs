@@ -9,6 +9,8 @@
 //! - nothing is contacted outside `allowed_networks`.
 
 pub mod dns;
+pub mod git;
+pub mod http;
 pub mod net;
 pub mod ntp;
 pub mod smtp;
@@ -164,6 +166,15 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
             if s.username.is_some() { ", AUTH" } else { "" }
         ));
     }
+    if let Some(g) = &plan.git {
+        out.push(format!(
+            "git {}: branch {}{}{}",
+            g.url,
+            g.branch,
+            if g.username.is_some() { ", push access" } else { "" },
+            if plan.write_probe { ", write probe" } else { "" }
+        ));
+    }
     out
 }
 
@@ -197,6 +208,18 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
             fut: Box::pin(async move {
                 let relay = &ctx.plan.smtp[i];
                 smtp::probe(&ctx, relay).await
+            }),
+        });
+    }
+    if plan.git.is_some() {
+        let ctx = ctx.clone();
+        let url = plan.git.as_ref().map(|g| g.url.clone()).unwrap_or_default();
+        probes.push(Probe {
+            name: format!("git {url}"),
+            target: url,
+            fut: Box::pin(async move {
+                let git = ctx.plan.git.as_ref().expect("checked above");
+                git::probe(&ctx, git).await
             }),
         });
     }

@@ -120,6 +120,14 @@ impl TlsSettings {
         Arc::new(cfg)
     }
 
+    /// A verifying client configuration with the same trust, for HTTP
+    /// clients. Probes run [`TlsSettings::handshake`] first, so the chain is
+    /// reported from there; this one only has to refuse what that refused.
+    pub fn verifying_config(&self) -> rustls::ClientConfig {
+        let cfg = self.client_config(Arc::new(Mutex::new(Vec::new())));
+        (*cfg).clone()
+    }
+
     /// Runs a TLS handshake over `io` for `host`. On success, returns the
     /// stream and the `tls:*` findings (verified, maybe expiring soon); on
     /// failure, the findings that say why.
