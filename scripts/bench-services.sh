@@ -32,10 +32,12 @@ LAB=${AIRGAP_LAB_DIR:-/var/tmp/airgap-lab}
 if ! bash scripts/lab.sh status >/dev/null 2>&1; then
   bash scripts/lab.sh up >/dev/null
 fi
-set -a
-# shellcheck disable=SC1091
-. "$LAB/lab.env"
-set +a
+# lab.env is KEY=value with no quoting (values may hold spaces): parse it,
+# never source it.
+while IFS='=' read -r key value; do
+  case $key in '' | \#*) continue ;; esac
+  export "$key=$value"
+done <"$LAB/lab.env"
 command -v dig >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bind9-dnsutils >/dev/null; }
 
 cargo build --release --quiet

@@ -6,5 +6,6 @@ mod bundle;
 mod cli;
 mod content;
 mod docs;
+mod git;
 mod services;
 mod signing;
