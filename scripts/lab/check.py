@@ -4,7 +4,8 @@
 Reads the lab plan from lab.env (written by scripts/lab.sh up) and probes each
 service until it behaves as expected or the deadline passes. Every probe goes to
 a 127.0.0.0/8 address from lab.env; names are never resolved through the
-system resolver (TLS uses the lab names only for certificate verification).
+system resolver (TLS uses the lab names only for certificate verification; the
+git client gets them through http.curloptResolve).
 
     check.py --env /var/tmp/airgap-lab/lab.env [--timeout 20] [--only smtp ...]
 
@@ -14,16 +15,24 @@ checks, one per line. --only takes a check name or a service name.
 """
 
 import argparse
+import base64
 import ipaddress
+import json
 import os
 import random
 import smtplib
 import socket
 import ssl
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.parse
+
+sys.dont_write_bytecode = True
+import labhttp  # noqa: E402  (scripts/lab/ is on sys.path: it holds this script)
 
 QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28}
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
@@ -399,6 +408,282 @@ def smtp_checks(env):
     return ", ".join(out)
 
 
+# ---------------------------------------------------------------- Git ---------
+
+def run_git(env, home, *args, timeout=20):
+    """The real git client, with no user/system config, the lab CA, and the lab
+    names pinned to their addresses (no resolver involved)."""
+    host, addr = env["GIT_HOST"], loopback(env["GIT_ADDR"])
+    child = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C",
+        "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0",
+        "GIT_SSL_CAINFO": env["CA_PEM"], "GIT_AUTHOR_NAME": "airgap-lab check",
+        "GIT_AUTHOR_EMAIL": "check@perimeter.test", "GIT_COMMITTER_NAME": "airgap-lab check",
+        "GIT_COMMITTER_EMAIL": "check@perimeter.test",
+    }
+    cmd = ["git", "-c", f"http.curloptResolve={host}:{env['GIT_PORT']}:{addr}",
+           "-c", f"http.curloptResolve={host}:{env['GIT_HTTP_PORT']}:{addr}",
+           "-c", "credential.helper=", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child, check=False)
+
+
+def ls_remote(env, home, url):
+    proc = run_git(env, home, "ls-remote", url)
+    expect(proc.returncode == 0, f"git ls-remote {url}: {proc.stderr.strip()}")
+    refs = {}
+    for line in proc.stdout.splitlines():
+        sha, _, ref = line.partition("\t")
+        refs[ref] = sha
+    return refs
+
+
+def git_url(env, base_key, repo, user=None, password=None):
+    url = urllib.parse.urlsplit(env[base_key])
+    cred = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}@" if user else ""
+    return f"{url.scheme}://{cred}{url.netloc}/{repo}"
+
+
+def git_checks(env):
+    addr, host, port = env["GIT_ADDR"], env["GIT_HOST"], int(env["GIT_PORT"])
+    repo, ro_repo = env["GIT_REPO"], env["GIT_READONLY_REPO"]
+    user, password = env["GIT_USER"], env["GIT_PASSWORD"]
+    tls = labhttp.tls_context(env["CA_PEM"])
+    tag = f"{os.getpid()}-{random.randrange(1 << 30):x}"
+
+    with tempfile.TemporaryDirectory(prefix="airgap-lab-git-") as home:
+        work = os.path.join(home, "work")
+        for args in (("init", "-q", "-b", "check", work),
+                     ("-C", work, "commit", "-q", "--allow-empty", "-m", "airgap-lab check")):
+            proc = run_git(env, home, *args)
+            expect(proc.returncode == 0, f"git {args[0]}: {proc.stderr.strip()}")
+
+        def refs():
+            got = ls_remote(env, home, git_url(env, "GIT_URL", repo))
+            want = {f"refs/heads/{env['GIT_BRANCH']}": env["GIT_MAIN_COMMIT"],
+                    f"refs/heads/{env['GIT_RELEASE_BRANCH']}": env["GIT_RELEASE_COMMIT"]}
+            for ref, sha in want.items():
+                expect(got.get(ref) == sha, f"ls-remote {repo}: {ref} is {got.get(ref)}, want {sha}")
+            return f"ls-remote {repo} ok"
+
+        def protocol_v2():  # needs GIT_PROTOCOL passed through to git-http-backend
+            r = labhttp.request(addr, host, port, "GET", f"/{repo}/info/refs?service=git-upload-pack",
+                                headers={"Git-Protocol": "version=2"}, tls=tls)
+            expect(r.status == 200 and b"version 2" in r.body,
+                   f"upload-pack advertisement: {r.status}, protocol v2 not offered")
+            return "protocol v2"
+
+        def push_challenge():
+            path = f"/{repo}/info/refs?service=git-receive-pack"
+            r = labhttp.request(addr, host, port, "GET", path, tls=tls)
+            scheme, params = labhttp.parse_challenge(r.header("WWW-Authenticate"))
+            expect(r.status == 401 and scheme == "basic" and params.get("realm") == env["GIT_AUTH_REALM"],
+                   f"anonymous push advertisement: {r.status} {r.header('WWW-Authenticate')!r}, "
+                   "want 401 Basic")
+            r = labhttp.request(addr, host, port, "GET", path, headers=labhttp.basic_auth(user, "wrong"),
+                                tls=tls)
+            expect(r.status == 401, f"push advertisement with a wrong password: {r.status}, want 401")
+            return "push needs a password (401)"
+
+        def push_and_delete():  # a real push of a throwaway branch, then its deletion
+            branch = f"airgap-lab-check-{tag}"
+            url = git_url(env, "GIT_URL", repo, user, password)
+            proc = run_git(env, home, "-C", work, "push", "--porcelain", url, f"HEAD:refs/heads/{branch}")
+            expect(proc.returncode == 0 and "[new branch]" in proc.stdout,
+                   f"push with credentials: {proc.stderr.strip()}")
+            proc = run_git(env, home, "-C", work, "push", "--porcelain", url, f":refs/heads/{branch}")
+            expect(proc.returncode == 0 and "[deleted]" in proc.stdout,
+                   f"delete of {branch}: {proc.stderr.strip()}")
+            return "push+delete with credentials ok"
+
+        def push_anonymous():
+            proc = run_git(env, home, "-C", work, "push", "-q", git_url(env, "GIT_URL", repo),
+                           f"HEAD:refs/heads/airgap-lab-anonymous-{tag}")
+            expect(proc.returncode != 0, "push without credentials succeeded")
+            return "anonymous push refused"
+
+        def push_readonly():
+            proc = run_git(env, home, "-C", work, "push", "-q", git_url(env, "GIT_URL", ro_repo, user, password),
+                           f"HEAD:refs/heads/airgap-lab-check-{tag}")
+            expect(proc.returncode != 0 and "403" in proc.stderr,
+                   f"push to {ro_repo}: rc {proc.returncode} {proc.stderr.strip()!r}, want a 403 refusal")
+            return f"{ro_repo} refuses push (403)"
+
+        steps = [refs, protocol_v2, push_challenge, push_and_delete, push_anonymous, push_readonly]
+        results = [None] * len(steps)
+
+        def run(i):
+            try:
+                results[i] = (True, steps[i]())
+            except Exception as err:  # noqa: BLE001 - reported below
+                results[i] = (False, err)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(steps))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for ok, value in results:
+        if not ok:
+            raise value
+    return ", ".join(value for _, value in results)
+
+
+def git_http_checks(env):
+    with tempfile.TemporaryDirectory(prefix="airgap-lab-git-") as home:
+        url = git_url(env, "GIT_HTTP_URL", env["GIT_REPO"])
+        refs = ls_remote(env, home, url)
+    ref = f"refs/heads/{env['GIT_BRANCH']}"
+    expect(refs.get(ref) == env["GIT_MAIN_COMMIT"], f"{url}: {ref} is {refs.get(ref)}")
+    return f"ls-remote {url} ok (plain HTTP)"
+
+
+# ---------------------------------------------------------------- registries --
+
+def registry_req(env, prefix, method, path, headers=None, tls=True):
+    addr, host, port = env[f"{prefix}_ADDR"], env[f"{prefix}_HOST"], int(env[f"{prefix}_PORT"])
+    ctx = labhttp.tls_context(env["CA_PEM"]) if tls else None
+    return labhttp.request(addr, host, port, method, path, headers=headers, tls=ctx)
+
+
+def check_seeded(env, prefix, headers, tls=True):
+    repo, tag, digest = env["REGISTRY_SEEDED_REPO"], env["REGISTRY_SEEDED_TAG"], env["REGISTRY_SEEDED_DIGEST"]
+    hdrs = dict(headers or {}, Accept=env["REGISTRY_SEEDED_MEDIA_TYPE"])
+    r = registry_req(env, prefix, "HEAD", f"/v2/{repo}/manifests/{tag}", hdrs, tls)
+    expect(r.status == 200, f"HEAD {repo}:{tag}: {r.status} (not seeded yet?)")
+    got = r.header("Docker-Content-Digest")
+    expect(got == digest, f"{repo}:{tag} digest {got}, want {digest}")
+    return f"{repo}:{tag}@{digest[:19]}…"
+
+
+def registry_basic_checks(env):
+    user, password = env["REGISTRY_USER"], env["REGISTRY_PASSWORD"]
+    r = registry_req(env, "REGISTRY", "GET", "/v2/")
+    scheme, params = labhttp.parse_challenge(r.header("WWW-Authenticate"))
+    expect(r.status == 401 and scheme == "basic" and params.get("realm") == env["REGISTRY_AUTH_REALM"],
+           f"anonymous /v2/: {r.status} {r.header('WWW-Authenticate')!r}, want 401 Basic")
+    r = registry_req(env, "REGISTRY", "GET", "/v2/", labhttp.basic_auth(user, "wrong"))
+    expect(r.status == 401, f"/v2/ with a wrong password: {r.status}, want 401")
+    auth = labhttp.basic_auth(user, password)
+    r = registry_req(env, "REGISTRY", "GET", "/v2/", auth)
+    expect(r.status == 200 and r.header("Docker-Distribution-Api-Version") == "registry/2.0",
+           f"/v2/ as {user}: {r.status}")
+    seeded = check_seeded(env, "REGISTRY", auth)
+    return f"/v2/ 401 Basic, wrong password 401, {user} 200, {seeded}"
+
+
+def fetch_token(env, user, password, scopes):
+    """(status, claims) from the token server named by the registry's realm."""
+    realm = urllib.parse.urlsplit(env["REGISTRY_TOKEN_REALM"])
+    query = urllib.parse.urlencode([("service", env["REGISTRY_TOKEN_SERVICE"])] +
+                                   [("scope", s) for s in scopes])
+    headers = labhttp.basic_auth(user, password) if user else {}
+    r = labhttp.request(env["REGISTRY_TOKEN_ADDR"], realm.hostname, realm.port or 443, "GET",
+                        f"{realm.path}?{query}", headers=headers, tls=labhttp.tls_context(env["CA_PEM"]))
+    if r.status != 200:
+        return r.status, None, None
+    token = json.loads(r.body)["token"]
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    return r.status, token, claims
+
+
+def granted(claims, repo):
+    for entry in claims.get("access", []):
+        if entry["type"] == "repository" and entry["name"] == repo:
+            return sorted(entry["actions"])
+    return []
+
+
+def token_server_checks(env):
+    repo = env["REGISTRY_SEEDED_REPO"]
+    scope = f"repository:{repo}:pull,push"
+    status, _, _ = fetch_token(env, None, None, [scope])
+    expect(status == 401, f"anonymous token request: {status}, want 401")
+    status, _, _ = fetch_token(env, env["REGISTRY_USER"], "wrong", [scope])
+    expect(status == 401, f"token request with a wrong password: {status}, want 401")
+    status, _, claims = fetch_token(env, env["REGISTRY_USER"], env["REGISTRY_PASSWORD"], [scope])
+    expect(status == 200 and granted(claims, repo) == ["pull", "push"],
+           f"{env['REGISTRY_USER']}: {status} {claims and granted(claims, repo)}, want pull,push")
+    status, _, claims = fetch_token(env, env["REGISTRY_READER_USER"], env["READER_PASSWORD"], [scope])
+    expect(status == 200 and granted(claims, repo) == ["pull"],
+           f"{env['REGISTRY_READER_USER']}: {status} {claims and granted(claims, repo)}, want pull only")
+    return (f"no/wrong credentials 401, {env['REGISTRY_USER']} gets pull,push, "
+            f"{env['REGISTRY_READER_USER']} gets pull only")
+
+
+def registry_token_checks(env):
+    r = registry_req(env, "REGISTRY_TOKEN", "GET", "/v2/")
+    scheme, params = labhttp.parse_challenge(r.header("WWW-Authenticate"))
+    expect(r.status == 401 and scheme == "bearer" and params.get("realm") == env["REGISTRY_TOKEN_REALM"]
+           and params.get("service") == env["REGISTRY_TOKEN_SERVICE"],
+           f"anonymous /v2/: {r.status} {r.header('WWW-Authenticate')!r}, want 401 Bearer")
+    repo = env["REGISTRY_SEEDED_REPO"]
+    status, token, _ = fetch_token(env, env["REGISTRY_READER_USER"], env["READER_PASSWORD"],
+                                   [f"repository:{repo}:pull,push"])
+    expect(status == 200, f"reader token: {status}")
+    bearer = {"Authorization": f"Bearer {token}"}
+    seeded = check_seeded(env, "REGISTRY_TOKEN", bearer)
+    r = registry_req(env, "REGISTRY_TOKEN", "POST", f"/v2/{repo}/blobs/uploads/", bearer)
+    _, params = labhttp.parse_challenge(r.header("WWW-Authenticate"))
+    expect(r.status == 401 and params.get("error") == "insufficient_scope",
+           f"push with a pull-only token: {r.status} {r.header('WWW-Authenticate')!r}, want insufficient_scope")
+    status, token, _ = fetch_token(env, env["REGISTRY_USER"], env["REGISTRY_PASSWORD"],
+                                   [f"repository:{repo}:delete"])
+    expect(status == 200, f"pusher token: {status}")
+    r = registry_req(env, "REGISTRY_TOKEN", "DELETE", f"/v2/{repo}/manifests/{env['REGISTRY_SEEDED_DIGEST']}",
+                     {"Authorization": f"Bearer {token}"})
+    expect(r.status == 405 and b"UNSUPPORTED" in r.body, f"manifest delete: {r.status}, want 405 UNSUPPORTED")
+    return f"/v2/ 401 Bearer, reader pulls {seeded}, reader push 401 insufficient_scope, delete 405"
+
+
+def registry_http_checks(env):
+    r = registry_req(env, "REGISTRY_HTTP", "GET", "/v2/", tls=False)
+    expect(r.status == 200 and r.header("Docker-Distribution-Api-Version") == "registry/2.0",
+           f"/v2/ over plain HTTP: {r.status}")
+    return f"/v2/ 200 over plain HTTP without auth, {check_seeded(env, 'REGISTRY_HTTP', None, tls=False)}"
+
+
+# ---------------------------------------------------------------- S3 ----------
+
+def s3_checks(env):
+    addr, host, port, region = env["S3_ADDR"], env["S3_HOST"], int(env["S3_PORT"]), env["S3_REGION"]
+    tls = labhttp.tls_context(env["CA_PEM"])
+    bucket = env["S3_BUCKET"]
+    admin = (env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"])
+    ro = (env["S3_RO_ACCESS_KEY"], env["S3_RO_SECRET_KEY"])
+
+    def call(method, path, keys, body=b"", query=None):
+        return labhttp.s3_request(addr, host, port, method, path, keys[0], keys[1], region,
+                                  query=query, body=body, tls=tls)
+
+    def want(resp, status, code, what):
+        got = labhttp.s3_error_code(resp)
+        expect(resp.status == status and got == code,
+               f"{what}: {resp.status} {got or ''}, want {status} {code}".rstrip())
+
+    r = call("GET", "/", admin)
+    want(r, 200, "", "admin ListBuckets")
+    expect(f"<Name>{bucket}</Name>" in r.text(), f"bucket {bucket} missing (not seeded yet?)")
+    key = f"/{bucket}/airgap-lab-check/{os.getpid()}-{random.randrange(1 << 30):x}.txt"
+    body = b"airgap-lab check\n"
+    want(call("PUT", key, admin, body), 200, "", "admin PutObject")
+    try:
+        r = call("GET", key, ro)
+        want(r, 200, "", "readonly GetObject")
+        expect(r.body == body, "readonly GetObject: wrong content")
+        want(call("GET", f"/{bucket}", ro, query={"list-type": "2", "prefix": "airgap-lab-check/"}),
+             200, "", "readonly ListObjectsV2")
+        want(call("PUT", f"/{bucket}/airgap-lab-check/denied.txt", ro, b"x"), 403, "AccessDenied",
+             "readonly PutObject")
+    finally:
+        want(call("DELETE", key, admin), 204, "", "admin DeleteObject")
+    want(call("GET", f"/{bucket}", (admin[0], "0" * 40)), 403, "SignatureDoesNotMatch", "wrong secret")
+    want(call("GET", f"/{bucket}", ("LABNOSUCHACCESSKEY00", admin[1])), 403, "InvalidAccessKeyId",
+         "wrong access key")
+    want(call("GET", "/airgap-lab-no-such-bucket", admin), 404, "NoSuchBucket", "missing bucket")
+    return ("admin put/get/delete ok, readonly read+list ok and put AccessDenied, wrong secret "
+            "SignatureDoesNotMatch, wrong key InvalidAccessKeyId, missing bucket NoSuchBucket")
+
+
 # ---------------------------------------------------------------- blackhole/tarpit
 
 def _silent_tcp(addr, port, timeout):
@@ -504,6 +789,13 @@ CHECKS = [
     ("smtp-plain", "smtp", "SMTP without TLS", smtp_plain_checks),
     ("blackhole", "blackhole", "blackhole", blackhole),
     ("tarpit", "tarpit", "tarpit", tarpit),
+    ("git", "git", "Git over HTTPS", git_checks),
+    ("git-http", "git", "Git over plain HTTP", git_http_checks),
+    ("registry", "registry", "registry (Basic auth)", registry_basic_checks),
+    ("registry-auth", "registry-auth", "registry token server", token_server_checks),
+    ("registry-token", "registry-token", "registry (Bearer tokens)", registry_token_checks),
+    ("registry-http", "registry-http", "registry over plain HTTP", registry_http_checks),
+    ("s3", "s3", "S3 (SeaweedFS)", s3_checks),
 ]
 
 
