@@ -510,6 +510,44 @@ codes! {
     GitProtocolError => "git:protocol-error", Fail,
         "The server's reply could not be understood as Git smart HTTP (bad pkt-line framing, unexpected status).",
         "Check that the URL points at git-http-backend (or an equivalent smart-HTTP server) and not at a web page or a proxy's error page.";
+
+    // ---- OCI registry --------------------------------------------------------
+    RegistryReachable => "registry:reachable", Pass,
+        "`GET /v2/` answered as an OCI Distribution registry over HTTPS with the perimeter's CA. Evidence: the authentication scheme it asks for (Basic or Bearer with its realm and service) and the API version header.",
+        "Nothing to do.";
+    RegistryPlainHttp => "registry:plain-http", Fail,
+        "The registry is reached over plain HTTP. The platform's charts and images are pulled over HTTPS only, and credentials would cross the network in clear.",
+        "Serve the registry over HTTPS with a certificate from the perimeter's CA, and configure an `https://` URL.";
+    RegistryAuthOk => "registry:auth-ok", Pass,
+        "The configured credentials were accepted: by the registry itself (Basic), or by its token server and then the registry (Bearer, with the repository scope the push needs).",
+        "Nothing to do.";
+    RegistryAuthFailed => "registry:auth-failed", Fail,
+        "The registry or its token server refused the configured credentials, or asked for credentials when none were configured.",
+        "Check the user name and the secret the configuration references; for Bearer auth, check that the token server trusts the same user database.";
+    RegistryPushAllowed => "registry:push-allowed", Pass,
+        "A blob upload session was opened in the project's namespace with the configured credentials, then cancelled: the push will be accepted. Nothing was written.",
+        "Nothing to do.";
+    RegistryPushRefused => "registry:push-refused", Fail,
+        "The registry refused to open an upload session (or to store a blob or manifest) in the project's namespace: the installer's push would fail.",
+        "Grant the installer's user push access to the project (`utils.oci_registry.project`); for Bearer auth, the token server must grant `push` on it.";
+    RegistryWriteProbe => "registry:write-probe", Pass,
+        "With `--write-probe`: a unique tiny config blob and an image manifest were pushed to the check repository, read back, and deleted.",
+        "Nothing to do.";
+    RegistryLeftover => "registry:leftover", Warn,
+        "Something the probe wrote could not be removed, most often because the registry refuses deletes (405 unless `storage.delete.enabled`, as on many production registries). The finding names each manifest, blob or upload session left behind.",
+        "Remove what the finding names (or let the registry's garbage collection do it), or enable deletes for the installer's user; the leftovers are a few hundred bytes in the check repository.";
+    RegistryImagePresent => "registry:image-present", Pass,
+        "The image is in the registry, with the digest the release expects (or, when no digest is known, present under its tag).",
+        "Nothing to do.";
+    RegistryImageDifferent => "registry:image-different", Fail,
+        "The image's tag exists in the registry but points at a different manifest digest than the release's: the cluster would run something other than what the vendor shipped.",
+        "Push the image from the release again (the registry copy is stale or was overwritten), and check who else pushes to that repository.";
+    RegistryImageMissing => "registry:image-missing", Fail,
+        "The image is not in the registry: the installation would fail to pull it.",
+        "Push the release's images to the registry before installing.";
+    RegistryProtocolError => "registry:protocol-error", Fail,
+        "The reply was not what an OCI Distribution registry sends (`/v2/` missing, an unexpected status, a bad token reply, an upload location on another host).",
+        "Check that the URL points at the registry itself and not at a web page or a proxy.";
 }
 
 #[cfg(test)]

@@ -7,5 +7,6 @@ mod cli;
 mod content;
 mod docs;
 mod git;
+mod registry;
 mod services;
 mod signing;

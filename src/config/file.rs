@@ -46,6 +46,27 @@ pub struct PerimeterFile {
     pub smtp: OneOrMany<SmtpFile>,
     /// The Git repository the installer pushes its stacks to.
     pub git: Option<GitFile>,
+    /// The OCI registry the installer pushes the release's images to.
+    pub registry: Option<RegistryFile>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFile {
+    /// `https://registry.corp` (or `host[:port]`, meaning HTTPS).
+    pub url: String,
+    /// Namespace the release's images are pushed under (`sekoia`).
+    pub project: String,
+    /// Repository inside the project used by the push and write probes.
+    /// Default `airgap-verify-check`.
+    pub check_repo: Option<String>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Images that must be in the registry: `repo:tag`, or
+    /// `repo:tag@sha256:<digest>` to also require that exact manifest.
+    #[serde(default)]
+    pub images: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -33,6 +33,7 @@ pub const DEFAULT_MAX_STRATUM: u8 = 10;
 pub const DEFAULT_EXPIRY_WARNING_DAYS: u32 = 30;
 pub const DEFAULT_HELO: &str = "airgap-verify.invalid";
 pub const DEFAULT_PUBLIC_NAME: &str = "example.com";
+pub const DEFAULT_CHECK_REPO: &str = "airgap-verify-check";
 
 /// What the user asked for on the command line.
 #[derive(Debug, Default, Clone)]
@@ -69,6 +70,7 @@ pub struct Perimeter {
     pub ntp: NtpPlan,
     pub smtp: Vec<SmtpPlan>,
     pub git: Option<GitPlan>,
+    pub registry: Option<RegistryPlan>,
     pub write_probe: bool,
     /// Findings about the configuration itself (placeholders, targets
     /// outside the perimeter, unreadable secrets).
@@ -216,6 +218,85 @@ pub struct GitPlan {
     pub password: Option<Secret>,
 }
 
+#[derive(Debug, Clone)]
+pub struct RegistryPlan {
+    /// Base URL (`https://host[:port]`), no path.
+    pub url: String,
+    pub project: String,
+    pub check_repo: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub images: Vec<ImageRef>,
+}
+
+/// An image the registry must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Repository path inside the registry (`sekoia/collector`).
+    pub repo: String,
+    pub tag: String,
+    /// `sha256:<hex>` when the release says which manifest it must be.
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// `repo:tag` or `repo:tag@sha256:<64 hex>`.
+    pub fn parse(s: &str) -> Result<ImageRef, String> {
+        let (name, digest) = match s.split_once('@') {
+            Some((n, d)) => {
+                let hex = d.strip_prefix("sha256:").unwrap_or("");
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!("`{s}`: the digest must be sha256:<64 hex digits>"));
+                }
+                (n, Some(d.to_ascii_lowercase()))
+            }
+            None => (s, None),
+        };
+        let (repo, tag) = match name.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, t),
+            _ => (name, "latest"),
+        };
+        if repo.is_empty()
+            || !repo
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c))
+        {
+            return Err(format!("`{s}` is not an image reference (repo:tag)"));
+        }
+        Ok(ImageRef {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+            digest,
+        })
+    }
+}
+
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.repo, self.tag)?;
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `https://host[:port][/...]` or a bare `host[:port]` (meaning HTTPS) to a
+/// base URL without path.
+pub(crate) fn registry_url(u: &str) -> Result<String, String> {
+    let u = u.trim().trim_end_matches('/');
+    let (scheme, rest) = match u.split_once("://") {
+        Some((s @ ("https" | "http"), r)) => (s, r),
+        Some((s, _)) => return Err(format!("`{s}://`: a registry is reached over https:// (or http://, to be reported)")),
+        None => ("https", u),
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("`{u}` names no host (and must hold no credentials)"));
+    }
+    Ok(format!("{scheme}://{authority}"))
+}
+
 impl Perimeter {
     /// True when `ip` is inside the perimeter (or no networks are set).
     pub fn allows(&self, ip: IpAddr) -> bool {
@@ -228,6 +309,7 @@ impl Perimeter {
             && self.ntp.servers.is_empty()
             && self.smtp.is_empty()
             && self.git.is_none()
+            && self.registry.is_none()
     }
 }
 
@@ -263,6 +345,7 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
         ntp: NtpPlan::default(),
         smtp: Vec::new(),
         git: None,
+        registry: None,
         write_probe: opts.write_probe,
         findings: Vec::new(),
         declared: Vec::new(),
@@ -575,6 +658,31 @@ fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Resu
             branch: g.branch.unwrap_or_else(|| "main".into()),
             username: g.username.or(user_in_url),
             password,
+        });
+    }
+    if let Some(r) = f.registry {
+        if r.password_env.is_some() && r.password_file.is_some() {
+            return Err(at("registry", "set password_env or password_file, not both".into()));
+        }
+        let secret = match (r.password_env, r.password_file) {
+            (Some(v), _) => Some(SecretRef::Env(v)),
+            (_, Some(p)) => Some(SecretRef::File(relative_to(path, &p))),
+            _ => None,
+        };
+        let url = registry_url(&r.url).map_err(|m| at("registry.url", m))?;
+        let images = r
+            .images
+            .iter()
+            .map(|i| ImageRef::parse(i).map_err(|m| at("registry.images", m)))
+            .collect::<Result<_, _>>()?;
+        let password = resolve_secret(&secret, &format!("{} registry", path.display()), plan);
+        plan.registry = Some(RegistryPlan {
+            url,
+            project: r.project.trim_matches('/').to_string(),
+            check_repo: r.check_repo.unwrap_or_else(|| DEFAULT_CHECK_REPO.into()),
+            username: r.username,
+            password,
+            images,
         });
     }
     let smtp = f.smtp.into_vec();

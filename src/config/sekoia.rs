@@ -260,6 +260,41 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         }
     }
 
+    // Registry: `host` + `project` (1.0.0), `url` + `check_repo` (0.0.1).
+    let reg_url = get_text(&root, "utils.oci_registry.host").or_else(|| get_text(&root, "utils.oci_registry.url"));
+    if let Some(raw) = reg_url.filter(|u| placeholder_reason(u).is_none()) {
+        let url = super::registry_url(&raw).map_err(|m| {
+            InputError::Config(format!("{file}: utils.oci_registry: {m}; see docs/config.md"))
+        })?;
+        // 0.0.1 writes the project as the URL's path.
+        let path_project = raw
+            .split_once("://")
+            .map(|(_, r)| r)
+            .unwrap_or(&raw)
+            .split_once('/')
+            .map(|(_, p)| p.trim_matches('/').to_string())
+            .filter(|p| !p.is_empty());
+        let project = get_text(&root, "utils.oci_registry.project")
+            .or(path_project)
+            .unwrap_or_default();
+        let password = match get_text(&root, "utils.oci_registry.password").map(|p| parse_secret(&p)) {
+            Some(VendorSecret::Ref(r)) => {
+                resolve_secret(&Some(r), &format!("{file} utils.oci_registry.password"), plan)
+            }
+            Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
+            None => None,
+        };
+        plan.registry = Some(super::RegistryPlan {
+            url,
+            project,
+            check_repo: get_text(&root, "utils.oci_registry.check_repo")
+                .unwrap_or_else(|| super::DEFAULT_CHECK_REPO.into()),
+            username: get_text(&root, "utils.oci_registry.username"),
+            password,
+            images: Vec::new(),
+        });
+    }
+
     for n in names {
         if n.parse::<std::net::IpAddr>().is_ok() {
             continue;

@@ -13,6 +13,7 @@ pub mod git;
 pub mod http;
 pub mod net;
 pub mod ntp;
+pub mod registry;
 pub mod smtp;
 pub mod tls;
 
@@ -175,6 +176,16 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
             if plan.write_probe { ", write probe" } else { "" }
         ));
     }
+    if let Some(r) = &plan.registry {
+        out.push(format!(
+            "registry {}: project {}, check repository {}{}{}",
+            r.url,
+            r.project,
+            r.check_repo,
+            if r.images.is_empty() { String::new() } else { format!(", {} image(s)", r.images.len()) },
+            if plan.write_probe { ", write probe" } else { "" }
+        ));
+    }
     out
 }
 
@@ -220,6 +231,18 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
             fut: Box::pin(async move {
                 let git = ctx.plan.git.as_ref().expect("checked above");
                 git::probe(&ctx, git).await
+            }),
+        });
+    }
+    if plan.registry.is_some() {
+        let ctx = ctx.clone();
+        let url = plan.registry.as_ref().map(|r| r.url.clone()).unwrap_or_default();
+        probes.push(Probe {
+            name: format!("registry {url}"),
+            target: url,
+            fut: Box::pin(async move {
+                let reg = ctx.plan.registry.as_ref().expect("checked above");
+                registry::probe(&ctx, reg).await
             }),
         });
     }
