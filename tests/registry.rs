@@ -146,7 +146,7 @@ fn registry_bearer_tokens_scopes_and_refused_deletes() {
 
     // The pusher gets a push token; the registry refuses deletes, and the
     // probe names exactly what it left.
-    let y = yaml(&lab, url, Some(lab.var("REGISTRY_USER")), &[seeded.clone()]);
+    let y = yaml(&lab, url, Some(lab.var("REGISTRY_USER")), std::slice::from_ref(&seeded));
     let t = run(&sb, &y, lab.var("REGISTRY_PASSWORD"), &["--write-probe"]);
     let r = t.within(ONE);
     r.code(0);

@@ -1,9 +1,1076 @@
-//! SMTP probe (being written).
+//! SMTP probe: a hand-written ESMTP client (RFC 5321, STARTTLS RFC 3207,
+//! AUTH RFC 4954 with PLAIN RFC 4616 and LOGIN) over tokio and rustls.
+//!
+//! Hand-written because what must be reported (every banner line, the
+//! extensions before and after TLS, whether AUTH is offered in clear text,
+//! the exact refusal) is what client libraries hide or retry around.
+//!
+//! Guarantees:
+//! - every read and every write has the I/O deadline (a whole reply must
+//!   arrive within it); connect and the TLS handshake have their own. A
+//!   tarpit costs one I/O deadline and is `net:no-reply`;
+//! - replies are parsed strictly and bounded ([`MAX_LINE`] bytes a line,
+//!   [`MAX_LINES`] lines a reply, CRLF endings, one code per reply, no
+//!   control characters); anything else is `smtp:protocol-error` and ends
+//!   the conversation;
+//! - the password is sent only inside TLS whose certificate verified, and
+//!   never appears in a finding: the commands sent are never put into
+//!   evidence, and every finding is scrubbed of the password and of its
+//!   base64 forms (a server could echo them back);
+//! - after a TLS failure nothing more is sent; bytes that follow the 220
+//!   reply to STARTTLS (an injection attempt) end the conversation before
+//!   the handshake;
+//! - no message is sent unless `--send-test-mail`: an accepted MAIL FROM /
+//!   RCPT TO is followed by RSET; a conversation still in step ends with
+//!   QUIT (best effort, short deadline).
 
-use super::net::ProbeContext;
-use crate::config::SmtpPlan;
-use crate::finding::Finding;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub async fn probe(_ctx: &ProbeContext, _relay: &SmtpPlan) -> Vec<Finding> {
-    Vec::new()
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde_json::Value;
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
+
+use super::net::{self, NetError, ProbeContext};
+use crate::config::{SmtpPlan, DEFAULT_HELO};
+use crate::finding::{Code, Finding};
+
+/// Longest reply line accepted, without its CRLF (RFC 5321 asks for 512).
+pub const MAX_LINE: usize = 4096;
+/// Most lines accepted in one reply.
+pub const MAX_LINES: usize = 100;
+/// Subject of the message `--send-test-mail` sends.
+pub const TEST_SUBJECT: &str = "airgap-verify test message";
+/// Longest wait for the goodbye (QUIT, its reply, the TLS close).
+const QUIT_DEADLINE: Duration = Duration::from_secs(1);
+/// Longest excerpt of server data quoted in a message.
+const EXCERPT: usize = 80;
+
+// ---- replies ---------------------------------------------------------------
+
+/// One line of a reply: `250-PIPELINING` is code 250, not last, text
+/// `PIPELINING`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyLine {
+    pub code: u16,
+    /// `250 ...` (or a bare `250`) ends the reply, `250-...` does not.
+    pub last: bool,
+    pub text: String,
+}
+
+/// A complete reply: its code and the text of each line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    /// The lines as the server wrote them (`250-PIPELINING`, `250 OK`).
+    pub fn display_lines(&self) -> Vec<String> {
+        let n = self.lines.len();
+        self.lines
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let sep = if i + 1 == n { ' ' } else { '-' };
+                format!("{}{sep}{t}", self.code)
+                    .trim_end()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// One line for a message: the code and the text, bounded.
+    pub fn summary(&self) -> String {
+        let text = self.lines.join(" ");
+        let mut s = format!("{} {}", self.code, text.trim()).trim_end().to_string();
+        if s.chars().count() > 300 {
+            s = s.chars().take(300).collect::<String>() + "...";
+        }
+        s
+    }
+}
+
+/// Why no reply could be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The connection ended before a complete reply (`partial`: some of the
+    /// reply had arrived).
+    Closed { partial: bool },
+    /// Not a valid SMTP reply; the text says why.
+    Malformed(String),
+    Io(std::io::Error),
+}
+
+/// Server bytes quoted in a message: escaped, bounded.
+fn excerpt(b: &[u8]) -> String {
+    let shown = b[..b.len().min(EXCERPT)].escape_ascii().to_string();
+    if b.len() > EXCERPT {
+        format!("`{shown}...`")
+    } else {
+        format!("`{shown}`")
+    }
+}
+
+/// Parses one reply line, `raw` including its CRLF. Pure, for fuzzing.
+pub fn parse_reply_line(raw: &[u8]) -> Result<ReplyLine, String> {
+    let body = match raw {
+        [body @ .., b'\r', b'\n'] => body,
+        [.., b'\n'] => {
+            return Err(format!(
+                "a reply line ends with a bare LF instead of CRLF: {}",
+                excerpt(raw)
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "a reply line is not terminated by CRLF: {}",
+                excerpt(raw)
+            ))
+        }
+    };
+    if body.len() > MAX_LINE {
+        return Err(format!(
+            "a reply line is longer than {MAX_LINE} bytes: {}",
+            excerpt(body)
+        ));
+    }
+    let code = match body {
+        [a @ b'2'..=b'5', b @ b'0'..=b'5', c @ b'0'..=b'9', ..] => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => {
+            return Err(format!(
+                "not an SMTP reply (no reply code 200-559 at the start of the line): {}",
+                excerpt(body)
+            ))
+        }
+    };
+    let (last, text) = match body.get(3) {
+        None => (true, &body[3..]),
+        Some(b' ') => (true, &body[4..]),
+        Some(b'-') => (false, &body[4..]),
+        Some(_) => {
+            return Err(format!(
+                "not an SMTP reply (the code is not followed by a space or a hyphen): {}",
+                excerpt(body)
+            ))
+        }
+    };
+    let text = String::from_utf8_lossy(text);
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(format!(
+            "a reply line holds control characters: {}",
+            excerpt(body)
+        ));
+    }
+    Ok(ReplyLine {
+        code,
+        last,
+        text: text.trim_end().to_string(),
+    })
+}
+
+/// Assembles reply lines into a reply: one code throughout, at most
+/// [`MAX_LINES`] lines. Pure, for fuzzing.
+#[derive(Debug, Default)]
+pub struct ReplyAssembler {
+    code: Option<u16>,
+    lines: Vec<String>,
+}
+
+impl ReplyAssembler {
+    /// True once a line of the reply has been pushed.
+    pub fn started(&self) -> bool {
+        self.code.is_some()
+    }
+
+    /// Adds a line; returns the reply once its last line has come.
+    pub fn push(&mut self, line: ReplyLine) -> Result<Option<Reply>, String> {
+        if let Some(code) = self.code {
+            if code != line.code {
+                return Err(format!(
+                    "a multi-line reply changes its code from {code} to {}",
+                    line.code
+                ));
+            }
+        }
+        self.code = Some(line.code);
+        self.lines.push(line.text);
+        if line.last {
+            self.code = None;
+            return Ok(Some(Reply {
+                code: line.code,
+                lines: std::mem::take(&mut self.lines),
+            }));
+        }
+        if self.lines.len() >= MAX_LINES {
+            return Err(format!("a reply runs past {MAX_LINES} lines"));
+        }
+        Ok(None)
+    }
+}
+
+/// Reads one complete reply. Never reads more than [`MAX_LINE`] + 2 bytes
+/// in search of a line end, nor more than [`MAX_LINES`] lines. No deadline
+/// here: the caller sets it.
+pub async fn read_reply<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Reply, ReadError> {
+    let limit = (MAX_LINE + 2) as u64;
+    let mut asm = ReplyAssembler::default();
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        buf.clear();
+        (&mut *r)
+            .take(limit)
+            .read_until(b'\n', &mut buf)
+            .await
+            .map_err(ReadError::Io)?;
+        if buf.last() != Some(&b'\n') {
+            if buf.len() as u64 >= limit {
+                return Err(ReadError::Malformed(format!(
+                    "a reply line is longer than {MAX_LINE} bytes: {}",
+                    excerpt(&buf)
+                )));
+            }
+            return Err(ReadError::Closed {
+                partial: !buf.is_empty() || asm.started(),
+            });
+        }
+        let line = parse_reply_line(&buf).map_err(ReadError::Malformed)?;
+        if let Some(reply) = asm.push(line).map_err(ReadError::Malformed)? {
+            return Ok(reply);
+        }
+    }
+}
+
+// ---- EHLO extensions ---------------------------------------------------------
+
+/// The extensions of an EHLO reply (every line after the first).
+pub fn extensions(ehlo: &Reply) -> Vec<String> {
+    ehlo.lines
+        .iter()
+        .skip(1)
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn keyword(ext: &str) -> &str {
+    ext.split([' ', '=']).next().unwrap_or("")
+}
+
+/// True when the extension `name` is advertised.
+pub fn has_extension(exts: &[String], name: &str) -> bool {
+    exts.iter().any(|e| keyword(e).eq_ignore_ascii_case(name))
+}
+
+/// The SASL mechanisms advertised (`AUTH PLAIN LOGIN`, also the old
+/// `AUTH=LOGIN`), upper-cased; `None` when AUTH is not advertised.
+pub fn auth_mechanisms(exts: &[String]) -> Option<Vec<String>> {
+    let mut found = false;
+    let mut mechs: Vec<String> = Vec::new();
+    for e in exts {
+        if !keyword(e).eq_ignore_ascii_case("AUTH") {
+            continue;
+        }
+        found = true;
+        for m in e[4..].split([' ', '=']).filter(|m| !m.is_empty()) {
+            let m = m.to_ascii_uppercase();
+            if !mechs.contains(&m) {
+                mechs.push(m);
+            }
+        }
+    }
+    found.then_some(mechs)
+}
+
+/// The queue id in the reply to the end of DATA (`250 2.0.0 Ok: queued as
+/// 4dHx2V1Xz9z9vCH`, exim's `250 OK id=1uX...`).
+pub fn queue_id(reply: &Reply) -> Option<String> {
+    let text = reply.lines.join(" ");
+    let lower = text.to_ascii_lowercase();
+    for marker in ["queued as ", "id="] {
+        if let Some(i) = lower.find(marker) {
+            let id: String = text[i + marker.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+                .collect();
+            if !id.is_empty() {
+                return Some(id);
+            }
+        }
+    }
+    None
+}
+
+/// A value from the configuration that goes on the wire inside a command:
+/// no control character (CRLF would inject a command), no space, no angle
+/// bracket.
+fn wire_safe(s: &str) -> bool {
+    s.len() <= 320 && !s.chars().any(|c| c.is_control() || matches!(c, ' ' | '<' | '>'))
+}
+
+/// `<addr>` from `addr` or `<addr>` as configured.
+fn path_arg(addr: &str) -> Option<String> {
+    let a = addr.trim();
+    let a = a
+        .strip_prefix('<')
+        .and_then(|a| a.strip_suffix('>'))
+        .unwrap_or(a);
+    wire_safe(a).then(|| format!("<{a}>"))
+}
+
+// ---- the test message --------------------------------------------------------
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// An RFC 5322 date in UTC: `Tue, 14 Nov 2023 22:13:20 +0000`.
+pub fn rfc5322_date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {d} {} {y} {:02}:{:02}:{:02} +0000",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// The DATA payload of the test message, dot-stuffed, with its final `.`.
+fn test_message(from: &str, to: &str, helo: &str, target: &str) -> String {
+    let now = SystemTime::now();
+    let nanos = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let from = if from == "<>" {
+        format!("<postmaster@{helo}>")
+    } else {
+        from.to_string()
+    };
+    let text = format!(
+        "From: airgap-verify {from}\r\n\
+         To: {to}\r\n\
+         Subject: {TEST_SUBJECT}\r\n\
+         Date: {}\r\n\
+         Message-ID: <{nanos:x}.{:x}@{helo}>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         Auto-Submitted: auto-generated\r\n\
+         \r\n\
+         This message was sent by airgap-verify (--send-test-mail) through the\r\n\
+         relay {target} to check that the platform's notifications are delivered.\r\n\
+         No action is needed.\r\n",
+        rfc5322_date(now),
+        std::process::id()
+    );
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.split_inclusive("\r\n") {
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
+    }
+    out.push_str(".\r\n");
+    out
+}
+
+// ---- the connection ----------------------------------------------------------
+
+/// A plain or TLS stream: the same conversation runs over both.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+type BoxStream = Box<dyn Stream>;
+
+/// Why a step of the conversation failed.
+#[derive(Debug)]
+enum Failure {
+    Net(NetError),
+    Closed { partial: bool },
+    Malformed(String),
+}
+
+struct Session {
+    io: BufReader<BoxStream>,
+    deadline: Duration,
+}
+
+impl Session {
+    fn new(stream: BoxStream, deadline: Duration) -> Session {
+        Session {
+            io: BufReader::new(stream),
+            deadline,
+        }
+    }
+
+    async fn read(&mut self) -> Result<Reply, Failure> {
+        match tokio::time::timeout(self.deadline, read_reply(&mut self.io)).await {
+            Err(_) => Err(Failure::Net(NetError::NoReply(self.deadline))),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(ReadError::Io(e))) => Err(Failure::Net(NetError::from_io(&e))),
+            Ok(Err(ReadError::Closed { partial })) => Err(Failure::Closed { partial }),
+            Ok(Err(ReadError::Malformed(m))) => Err(Failure::Malformed(m)),
+        }
+    }
+
+    /// Writes `data` and flushes it. Errors never quote what was written.
+    async fn send(&mut self, data: &[u8]) -> Result<(), Failure> {
+        let io = &mut self.io;
+        let write = async {
+            io.write_all(data).await?;
+            io.flush().await
+        };
+        match tokio::time::timeout(self.deadline, write).await {
+            Err(_) => Err(Failure::Net(NetError::NoReply(self.deadline))),
+            Ok(Err(e)) => Err(Failure::Net(NetError::from_io(&e))),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    async fn command(&mut self, line: &str) -> Result<Reply, Failure> {
+        let mut data = Vec::with_capacity(line.len() + 2);
+        data.extend_from_slice(line.as_bytes());
+        data.extend_from_slice(b"\r\n");
+        self.send(&data).await?;
+        self.read().await
+    }
+
+    /// Bytes received but not yet read as a reply.
+    fn pending(&self) -> bool {
+        !self.io.buffer().is_empty()
+    }
+
+    fn into_inner(self) -> BoxStream {
+        self.io.into_inner()
+    }
+
+    /// QUIT, its reply and the close, within a short deadline; errors are
+    /// ignored (the findings are already made).
+    async fn quit(mut self) {
+        let d = self.deadline.min(QUIT_DEADLINE);
+        let _ = tokio::time::timeout(d, async {
+            if self.command("QUIT").await.is_ok() {
+                let _ = self.io.shutdown().await;
+            }
+        })
+        .await;
+    }
+}
+
+// ---- the probe ---------------------------------------------------------------
+
+/// How an AUTH exchange ended.
+enum Auth {
+    Accepted,
+    /// Refused or unavailable: a finding says so; the session is in step.
+    Refused,
+    /// The session broke (a finding says why): stop without QUIT.
+    Broken,
+}
+
+struct Prober<'a> {
+    ctx: &'a ProbeContext,
+    relay: &'a SmtpPlan,
+    target: String,
+    address: String,
+    helo: String,
+    tls_mode: &'static str,
+    banner: Vec<String>,
+    ext_clear: Option<Vec<String>>,
+    ext_tls: Option<Vec<String>>,
+    ready: bool,
+    notes: Vec<String>,
+    out: Vec<Finding>,
+}
+
+impl<'a> Prober<'a> {
+    fn new(ctx: &'a ProbeContext, relay: &'a SmtpPlan, address: String) -> Prober<'a> {
+        let mut notes = Vec::new();
+        let helo = if !relay.helo.is_empty() && wire_safe(&relay.helo) {
+            relay.helo.clone()
+        } else {
+            notes.push(format!(
+                "the configured helo name is not usable in a command; {DEFAULT_HELO} was sent"
+            ));
+            DEFAULT_HELO.to_string()
+        };
+        Prober {
+            ctx,
+            relay,
+            target: relay.target.to_string(),
+            address,
+            helo,
+            tls_mode: "none",
+            banner: Vec::new(),
+            ext_clear: None,
+            ext_tls: None,
+            ready: false,
+            notes,
+            out: Vec::new(),
+        }
+    }
+
+    fn finding(&self, code: Code, message: impl Into<String>) -> Finding {
+        Finding::new(code, self.target.clone(), message).evidence("address", self.address.clone())
+    }
+
+    fn has(&self, code: Code) -> bool {
+        self.out.iter().any(|f| f.code == code)
+    }
+
+    /// The finding for a step that failed.
+    fn fail(&mut self, failure: Failure, step: &str) {
+        let f = match failure {
+            Failure::Net(e) => e
+                .finding(self.target.clone(), &format!("SMTP relay ({step})"))
+                .evidence("address", self.address.clone()),
+            Failure::Closed { partial } => self.finding(
+                Code::SmtpProtocolError,
+                if partial {
+                    format!("the server closed the connection in the middle of its reply ({step})")
+                } else {
+                    format!("the server closed the connection instead of replying ({step})")
+                },
+            ),
+            Failure::Malformed(m) => self.finding(
+                Code::SmtpProtocolError,
+                format!("the server's answer is not a valid SMTP reply ({step}): {m}"),
+            ),
+        };
+        self.out.push(f.evidence("step", step));
+    }
+
+    /// Sends `cmd` (or only reads, for the greeting) and returns the reply;
+    /// a failure becomes a finding. `cmd` is never recorded.
+    async fn step(&mut self, s: &mut Session, cmd: Option<&str>, step: &str) -> Option<Reply> {
+        let r = match cmd {
+            Some(c) => s.command(c).await,
+            None => s.read().await,
+        };
+        match r {
+            Ok(r) => Some(r),
+            Err(f) => {
+                self.fail(f, step);
+                None
+            }
+        }
+    }
+
+    /// A TLS handshake with the relay's name; its findings, pass or fail.
+    async fn handshake(&mut self, stream: BoxStream) -> Option<BoxStream> {
+        let tls = &self.ctx.tls;
+        let host = &self.relay.target.host;
+        let d = self.ctx.plan.deadlines.handshake;
+        let (stream, findings) = match tls.handshake(stream, host, &self.target, d).await {
+            Ok((s, f)) => (Some(Box::new(s) as BoxStream), f),
+            Err(f) => (None, f),
+        };
+        for f in findings {
+            let f = f
+                .evidence("address", self.address.clone())
+                .evidence("tls_mode", self.tls_mode);
+            self.out.push(f);
+        }
+        stream
+    }
+
+    async fn run(&mut self, stream: BoxStream) {
+        let relay = self.relay;
+        let io = self.ctx.plan.deadlines.io;
+        let stream = if relay.tls {
+            self.tls_mode = "implicit";
+            match self.handshake(stream).await {
+                Some(s) => s,
+                None => return,
+            }
+        } else {
+            stream
+        };
+        let mut s = Session::new(stream, io);
+
+        let Some(greeting) = self.step(&mut s, None, "greeting").await else {
+            return;
+        };
+        self.banner = greeting.display_lines();
+        if greeting.code != 220 {
+            let f = self
+                .finding(
+                    Code::SmtpBadGreeting,
+                    format!(
+                        "the server greeted with {} instead of 220: {}",
+                        greeting.code,
+                        greeting.summary()
+                    ),
+                )
+                .evidence("banner", self.banner.clone());
+            self.out.push(f);
+            s.quit().await;
+            return;
+        }
+
+        let ehlo_cmd = format!("EHLO {}", self.helo);
+        let mut exts = match self.ehlo(&mut s, &ehlo_cmd, "EHLO").await {
+            Ok(e) => e,
+            Err(in_step) => {
+                if in_step {
+                    s.quit().await;
+                }
+                return;
+            }
+        };
+        self.ready = true;
+        let has_creds = relay.username.is_some() && relay.password.is_some();
+        if relay.tls {
+            self.ext_tls = Some(exts.clone());
+        } else {
+            self.ext_clear = Some(exts.clone());
+            if let Some(mechs) = auth_mechanisms(&exts) {
+                let f = self
+                    .finding(
+                        Code::SmtpAuthInClear,
+                        format!(
+                            "the server offers AUTH ({}) before TLS: a client may send its password in clear text",
+                            if mechs.is_empty() { "no mechanism named".to_string() } else { mechs.join(" ") }
+                        ),
+                    )
+                    .evidence("mechanisms", mechs)
+                    .evidence("extensions_before_tls", exts.clone());
+                self.out.push(f);
+            }
+            if has_extension(&exts, "STARTTLS") {
+                let Some(r) = self.step(&mut s, Some("STARTTLS"), "STARTTLS").await else {
+                    return;
+                };
+                if r.code == 220 {
+                    if s.pending() {
+                        // Whatever follows the 220 was sent before TLS and
+                        // would be read as if it came through TLS.
+                        let f = self.finding(
+                            Code::SmtpProtocolError,
+                            "the server sent data after its 220 reply to STARTTLS, before the TLS handshake (a command-injection attempt or a broken server); the conversation was stopped",
+                        ).evidence("step", "STARTTLS");
+                        self.out.push(f);
+                        return;
+                    }
+                    self.tls_mode = "starttls";
+                    let Some(stream) = self.handshake(s.into_inner()).await else {
+                        return;
+                    };
+                    s = Session::new(stream, io);
+                    exts = match self.ehlo(&mut s, &ehlo_cmd, "EHLO after STARTTLS").await {
+                        Ok(e) => e,
+                        Err(in_step) => {
+                            if in_step {
+                                s.quit().await;
+                            }
+                            return;
+                        }
+                    };
+                    self.ext_tls = Some(exts.clone());
+                } else if relay.starttls {
+                    let f = self
+                        .finding(
+                            Code::SmtpNoStarttls,
+                            format!(
+                                "STARTTLS is required but the server refused it ({}): mail{} would cross the network in clear text",
+                                r.summary(),
+                                if has_creds { " and credentials" } else { "" }
+                            ),
+                        )
+                        .evidence("step", "STARTTLS")
+                        .evidence("reply", r.display_lines())
+                        .evidence("extensions_before_tls", exts.clone());
+                    self.out.push(f);
+                } else {
+                    self.notes
+                        .push(format!("STARTTLS was offered but refused: {}", r.summary()));
+                }
+            } else if relay.starttls {
+                let f = self
+                    .finding(
+                        Code::SmtpNoStarttls,
+                        format!(
+                            "STARTTLS is required but the server does not offer it: mail{} would cross the network in clear text",
+                            if has_creds { " and credentials" } else { "" }
+                        ),
+                    )
+                    .evidence("extensions_before_tls", exts.clone());
+                self.out.push(f);
+            }
+        }
+
+        let mut may_relay = true;
+        if let (Some(user), Some(pw)) = (&relay.username, &relay.password) {
+            may_relay = false;
+            if self.ext_tls.is_none() {
+                self.withhold_password();
+            } else {
+                match self.authenticate(&mut s, user, pw.expose(), &exts).await {
+                    Auth::Accepted => may_relay = true,
+                    Auth::Refused => {}
+                    Auth::Broken => return,
+                }
+            }
+            if !may_relay && relay.mail_from.is_some() && relay.rcpt_to.is_some() {
+                self.notes.push(
+                    "MAIL FROM / RCPT TO were not tried: the session is not authenticated".into(),
+                );
+            }
+        }
+        if may_relay {
+            if let (Some(from), Some(to)) = (&relay.mail_from, &relay.rcpt_to) {
+                if !self.relay_test(&mut s, from, to).await {
+                    return;
+                }
+            }
+        }
+        s.quit().await;
+    }
+
+    /// EHLO and its extensions. A refusal is `smtp:bad-greeting`:
+    /// `Err(true)`, the session is in step (QUIT); `Err(false)`, it broke.
+    async fn ehlo(&mut self, s: &mut Session, cmd: &str, step: &str) -> Result<Vec<String>, bool> {
+        let r = self.step(s, Some(cmd), step).await.ok_or(false)?;
+        if r.code == 250 {
+            return Ok(extensions(&r));
+        }
+        let f = self
+            .finding(
+                Code::SmtpBadGreeting,
+                format!("the server refused EHLO {}: {}", self.helo, r.summary()),
+            )
+            .evidence("step", step)
+            .evidence("reply", r.display_lines())
+            .evidence("banner", self.banner.clone());
+        self.out.push(f);
+        Err(true)
+    }
+
+    /// Credentials are configured but there is no TLS: they are not sent.
+    fn withhold_password(&mut self) {
+        const NOTE: &str = "; the password was not sent (it is never sent without TLS)";
+        let mut noted = false;
+        for f in &mut self.out {
+            if matches!(f.code, Code::SmtpNoStarttls | Code::SmtpAuthInClear) {
+                f.message.push_str(NOTE);
+                noted = true;
+            }
+        }
+        if !noted {
+            let f = self.finding(
+                Code::SmtpAuthUnavailable,
+                format!(
+                    "credentials are configured but this connection has no TLS and the server offers no AUTH{NOTE}"
+                ),
+            );
+            self.out.push(f);
+        }
+    }
+
+    async fn authenticate(&mut self, s: &mut Session, user: &str, pw: &str, exts: &[String]) -> Auth {
+        let offered = auth_mechanisms(exts);
+        let mechs = offered.clone().unwrap_or_default();
+        let mech = if mechs.iter().any(|m| m == "PLAIN") {
+            "PLAIN"
+        } else if mechs.iter().any(|m| m == "LOGIN") {
+            "LOGIN"
+        } else {
+            let f = self
+                .finding(
+                    Code::SmtpAuthUnavailable,
+                    match &offered {
+                        None => "credentials are configured but the server offers no AUTH after TLS".to_string(),
+                        Some(m) => format!(
+                            "credentials are configured but the server offers neither PLAIN nor LOGIN (it offers: {})",
+                            if m.is_empty() { "nothing".to_string() } else { m.join(" ") }
+                        ),
+                    },
+                )
+                .evidence("mechanisms", mechs)
+                .evidence("extensions_after_tls", exts.to_vec());
+            self.out.push(f);
+            return Auth::Refused;
+        };
+        let step = if mech == "PLAIN" { "AUTH PLAIN" } else { "AUTH LOGIN" };
+        let reply = if mech == "PLAIN" {
+            let blob = BASE64.encode(format!("\0{user}\0{pw}"));
+            self.step(s, Some(&format!("AUTH PLAIN {blob}")), step).await
+        } else {
+            match self.step(s, Some("AUTH LOGIN"), step).await {
+                Some(r) if r.code == 334 => {
+                    match self.step(s, Some(&BASE64.encode(user)), "AUTH LOGIN (user name)").await {
+                        Some(r) if r.code == 334 => {
+                            self.step(s, Some(&BASE64.encode(pw)), "AUTH LOGIN (password)").await
+                        }
+                        other => other,
+                    }
+                }
+                other => other,
+            }
+        };
+        let Some(reply) = reply else {
+            return Auth::Broken;
+        };
+        let ev = |f: Finding| {
+            f.evidence("user", user)
+                .evidence("mechanism", mech)
+                .evidence("mechanisms", mechs.clone())
+                .evidence("tls_mode", self.tls_mode)
+        };
+        match reply.code {
+            235 => {
+                let f = ev(self.finding(
+                    Code::SmtpAuthOk,
+                    format!("the credentials of `{user}` were accepted (AUTH {mech} over TLS)"),
+                ))
+                .evidence("reply", reply.display_lines());
+                self.out.push(f);
+                Auth::Accepted
+            }
+            334 => {
+                // More challenges than PLAIN or LOGIN has: cancel (RFC 4954).
+                let f = ev(self.finding(
+                    Code::SmtpAuthFailed,
+                    format!("the server did not accept or refuse the credentials of `{user}`: it asked for more (AUTH {mech}); the exchange was cancelled"),
+                ));
+                self.out.push(f);
+                match self.step(s, Some("*"), "AUTH cancel").await {
+                    Some(_) => Auth::Refused,
+                    None => Auth::Broken,
+                }
+            }
+            _ => {
+                let f = ev(self.finding(
+                    Code::SmtpAuthFailed,
+                    format!(
+                        "the server rejected the credentials of `{user}` (AUTH {mech}): {}",
+                        reply.summary()
+                    ),
+                ))
+                .evidence("reply", reply.display_lines());
+                self.out.push(f);
+                Auth::Refused
+            }
+        }
+    }
+
+    /// MAIL FROM / RCPT TO (and the test message), then RSET. False when the
+    /// session broke (a finding says why).
+    async fn relay_test(&mut self, s: &mut Session, from: &str, to: &str) -> bool {
+        let (Some(from), Some(to)) = (path_arg(from), path_arg(to)) else {
+            self.notes.push(
+                "MAIL FROM / RCPT TO were not tried: mail_from or rcpt_to is not a usable address".into(),
+            );
+            return true;
+        };
+        let authed = self.has(Code::SmtpAuthOk);
+        let refused = |p: &Self, step: &str, what: String, r: &Reply| {
+            p.finding(Code::SmtpRelayRefused, format!("the relay refused {what}: {}", r.summary()))
+                .evidence("step", step)
+                .evidence("reply", r.display_lines())
+                .evidence("reply_code", r.code)
+                .evidence("mail_from", from.clone())
+                .evidence("rcpt_to", to.clone())
+                .evidence("authenticated", authed)
+        };
+        let Some(r) = self.step(s, Some(&format!("MAIL FROM:{from}")), "MAIL FROM").await else {
+            return false;
+        };
+        if !r.is_positive() {
+            let f = refused(self, "MAIL FROM", format!("the sender {from}"), &r);
+            self.out.push(f);
+            return self.rset(s).await;
+        }
+        let Some(r) = self.step(s, Some(&format!("RCPT TO:{to}")), "RCPT TO").await else {
+            return false;
+        };
+        if !r.is_positive() {
+            let f = refused(self, "RCPT TO", format!("the recipient {to}"), &r);
+            self.out.push(f);
+            return self.rset(s).await;
+        }
+        let send = self.ctx.plan.send_test_mail;
+        let f = self
+            .finding(
+                Code::SmtpRelayAccepted,
+                format!(
+                    "the relay accepted MAIL FROM:{from} and RCPT TO:{to}{}; {}",
+                    if authed { " (authenticated)" } else { "" },
+                    if send {
+                        "a test message follows (--send-test-mail)"
+                    } else {
+                        "the transaction was reset, no mail was sent"
+                    }
+                ),
+            )
+            .evidence("mail_from", from.clone())
+            .evidence("rcpt_to", to.clone())
+            .evidence("reply", r.display_lines())
+            .evidence("authenticated", authed);
+        self.out.push(f);
+        if send {
+            let Some(r) = self.step(s, Some("DATA"), "DATA").await else {
+                return false;
+            };
+            if r.code != 354 {
+                let f = refused(self, "DATA", "the test message (DATA)".into(), &r);
+                self.out.push(f);
+                return self.rset(s).await;
+            }
+            let msg = test_message(&from, &to, &self.helo, &self.target);
+            if let Err(e) = s.send(msg.as_bytes()).await {
+                self.fail(e, "message");
+                return false;
+            }
+            let Some(r) = self.step(s, None, "end of message").await else {
+                return false;
+            };
+            if r.is_positive() {
+                let id = queue_id(&r);
+                let f = self
+                    .finding(
+                        Code::SmtpTestMailSent,
+                        format!(
+                            "a test message from {from} to {to} was accepted for delivery (queue id {})",
+                            id.as_deref().unwrap_or("not given")
+                        ),
+                    )
+                    .evidence("queue_id", id)
+                    .evidence("reply", r.display_lines())
+                    .evidence("subject", TEST_SUBJECT)
+                    .evidence("mail_from", from.clone())
+                    .evidence("rcpt_to", to.clone());
+                self.out.push(f);
+            } else {
+                let f = refused(self, "end of message", "the test message".into(), &r);
+                self.out.push(f);
+            }
+        }
+        self.rset(s).await
+    }
+
+    /// RSET: never leave a transaction open. False when the session broke.
+    async fn rset(&mut self, s: &mut Session) -> bool {
+        self.step(s, Some("RSET"), "RSET").await.is_some()
+    }
+
+    /// The findings, `smtp:ready` first, scrubbed of `secrets`.
+    fn finish(mut self, secrets: &[String]) -> Vec<Finding> {
+        if self.ready {
+            let mode = match self.tls_mode {
+                "implicit" => "implicit TLS",
+                "starttls" => "STARTTLS",
+                _ => "no TLS",
+            };
+            let exts = self.ext_tls.as_ref().or(self.ext_clear.as_ref()).map_or(0, Vec::len);
+            let mut f = self
+                .finding(
+                    Code::SmtpReady,
+                    format!(
+                        "the relay greeted with 220 and answered EHLO ({exts} extensions, {mode})"
+                    ),
+                )
+                .evidence("banner", self.banner.clone())
+                .evidence("extensions_before_tls", self.ext_clear.clone())
+                .evidence("extensions_after_tls", self.ext_tls.clone())
+                .evidence("tls_mode", self.tls_mode)
+                .evidence("helo", self.helo.clone());
+            if !self.notes.is_empty() {
+                f = f.evidence("notes", self.notes.clone());
+            }
+            self.out.insert(0, f);
+        }
+        for f in &mut self.out {
+            scrub(f, secrets);
+        }
+        self.out
+    }
+}
+
+/// The forms the password may take on the wire (and so in an echo).
+fn secret_forms(relay: &SmtpPlan) -> Vec<String> {
+    let Some(pw) = relay.password.as_ref().map(|p| p.expose()) else {
+        return Vec::new();
+    };
+    if pw.is_empty() {
+        return Vec::new();
+    }
+    let user = relay.username.as_deref().unwrap_or("");
+    vec![
+        BASE64.encode(format!("\0{user}\0{pw}")),
+        BASE64.encode(pw),
+        pw.to_string(),
+    ]
+}
+
+fn scrub_str(s: &mut String, secrets: &[String]) {
+    for secret in secrets {
+        if s.contains(secret.as_str()) {
+            *s = s.replace(secret.as_str(), "<redacted>");
+        }
+    }
+}
+
+fn scrub_value(v: &mut Value, secrets: &[String]) {
+    match v {
+        Value::String(s) => scrub_str(s, secrets),
+        Value::Array(a) => a.iter_mut().for_each(|v| scrub_value(v, secrets)),
+        Value::Object(o) => o.values_mut().for_each(|v| scrub_value(v, secrets)),
+        _ => {}
+    }
+}
+
+/// Removes every secret form from a finding's message and evidence.
+fn scrub(f: &mut Finding, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    scrub_str(&mut f.message, secrets);
+    f.evidence.values_mut().for_each(|v| scrub_value(v, secrets));
+}
+
+/// Runs the conversation over an open connection (`address`: its peer, for
+/// evidence).
+async fn converse<S>(ctx: &ProbeContext, relay: &SmtpPlan, stream: S, address: String) -> Vec<Finding>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut p = Prober::new(ctx, relay, address);
+    p.run(Box::new(stream)).await;
+    p.finish(&secret_forms(relay))
+}
+
+pub async fn probe(ctx: &ProbeContext, relay: &SmtpPlan) -> Vec<Finding> {
+    let target = relay.target.to_string();
+    match net::connect_tcp(&ctx.resolver, &relay.target, ctx.plan.deadlines.connect).await {
+        Ok((tcp, addr)) => converse(ctx, relay, tcp, addr.to_string()).await,
+        Err(e) => vec![e.finding(target, "SMTP relay").evidence("step", "connect")],
+    }
 }
