@@ -548,6 +548,41 @@ codes! {
     RegistryProtocolError => "registry:protocol-error", Fail,
         "The reply was not what an OCI Distribution registry sends (`/v2/` missing, an unexpected status, a bad token reply, an upload location on another host).",
         "Check that the URL points at the registry itself and not at a web page or a proxy.";
+
+    // ---- S3 storage ----------------------------------------------------------
+    S3BucketOk => "s3:bucket-ok", Pass,
+        "HeadBucket and a one-key listing of the bucket succeeded with the configured static credentials, endpoint, region and addressing style, over TLS with the perimeter's CA.",
+        "Nothing to do.";
+    S3BucketsListed => "s3:buckets-listed", Pass,
+        "No bucket is configured (the vendor's config.yml names none): the credentials listed the account's buckets. Evidence: their names.",
+        "Nothing to do; name the platform's bucket(s) in perimeter.yml (`s3.buckets`) to check them individually.";
+    S3InvalidAccessKey => "s3:invalid-access-key", Fail,
+        "The storage does not know the access key (`InvalidAccessKeyId`).",
+        "Check the access key the configuration references; create the user or key on the storage.";
+    S3SignatureMismatch => "s3:signature-mismatch", Fail,
+        "The storage knows the access key but the request signature does not match (`SignatureDoesNotMatch`): the secret key is wrong (or a proxy rewrites the request).",
+        "Check the secret key the configuration references; make sure nothing between this host and the storage rewrites headers or the Host.";
+    S3BucketMissing => "s3:bucket-missing", Fail,
+        "The bucket does not exist (`NoSuchBucket`).",
+        "Create the bucket, or fix its name in the configuration.";
+    S3AccessDenied => "s3:access-denied", Fail,
+        "The credentials are valid but the storage denies the operation (`AccessDenied`): reading, listing, or writing the probe object. The platform needs read, write and delete on its bucket.",
+        "Grant the platform's user read, list, write and delete on the bucket (a bucket policy or the user's IAM policy).";
+    S3WrongRegion => "s3:wrong-region", Fail,
+        "The storage answered that the request was signed for another region (`AuthorizationHeaderMalformed`, a 301 with `x-amz-bucket-region`).",
+        "Set the region the storage expects (`s3.region`, `global.platform_storage.region`).";
+    S3AddressingMismatch => "s3:addressing-mismatch", Fail,
+        "The configured addressing style does not work but the other does: virtual-host style (`bucket.endpoint`) needs a DNS name per bucket and a wildcard certificate; path style (`endpoint/bucket`) is what most S3-compatible servers expect.",
+        "Set `path_style` to the style the storage supports (path style for MinIO, SeaweedFS, Ceph without wildcard DNS).";
+    S3WriteProbe => "s3:write-probe", Pass,
+        "A probe object `airgap-verify-probe/<id>` was written, read back byte for byte, and deleted; a listing confirms it is gone.",
+        "Nothing to do.";
+    S3Leftover => "s3:leftover", Fail,
+        "Something the probe wrote (the probe object, or a temporary bucket) could not be removed; the finding names it.",
+        "Delete the object or bucket the finding names, and grant the platform's user delete access.";
+    S3ProtocolError => "s3:protocol-error", Fail,
+        "The storage's reply could not be understood as S3 (an unexpected status or body, the object read back differs from what was written).",
+        "Check that the endpoint points at the S3 API itself (not a console or a proxy page).";
 }
 
 #[cfg(test)]

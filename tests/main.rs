@@ -8,5 +8,6 @@ mod content;
 mod docs;
 mod git;
 mod registry;
+mod s3;
 mod services;
 mod signing;

@@ -48,6 +48,32 @@ pub struct PerimeterFile {
     pub git: Option<GitFile>,
     /// The OCI registry the installer pushes the release's images to.
     pub registry: Option<RegistryFile>,
+    /// The S3-compatible storage of the platform.
+    pub s3: Option<S3File>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3File {
+    /// `https://s3.corp[:port]`.
+    pub endpoint: String,
+    /// Signing region. Default `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket`), what most S3-compatible
+    /// servers expect. Default true.
+    pub path_style: Option<bool>,
+    /// Buckets to check. Empty: list the account's buckets and run the write
+    /// probe in a temporary bucket that is created and removed.
+    #[serde(default)]
+    pub buckets: Vec<String>,
+    /// The access key id (not a secret on its own), or...
+    pub access_key: Option<String>,
+    /// ...the environment variable holding it.
+    pub access_key_env: Option<String>,
+    /// Environment variable holding the secret key.
+    pub secret_key_env: Option<String>,
+    /// File whose first line is the secret key.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -34,6 +34,7 @@ pub const DEFAULT_EXPIRY_WARNING_DAYS: u32 = 30;
 pub const DEFAULT_HELO: &str = "airgap-verify.invalid";
 pub const DEFAULT_PUBLIC_NAME: &str = "example.com";
 pub const DEFAULT_CHECK_REPO: &str = "airgap-verify-check";
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
 
 /// What the user asked for on the command line.
 #[derive(Debug, Default, Clone)]
@@ -71,6 +72,7 @@ pub struct Perimeter {
     pub smtp: Vec<SmtpPlan>,
     pub git: Option<GitPlan>,
     pub registry: Option<RegistryPlan>,
+    pub s3: Option<S3Plan>,
     pub write_probe: bool,
     /// Findings about the configuration itself (placeholders, targets
     /// outside the perimeter, unreadable secrets).
@@ -229,6 +231,17 @@ pub struct RegistryPlan {
     pub images: Vec<ImageRef>,
 }
 
+#[derive(Debug, Clone)]
+pub struct S3Plan {
+    /// `https://host[:port]`, no path.
+    pub endpoint: String,
+    pub region: String,
+    pub path_style: bool,
+    pub buckets: Vec<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<Secret>,
+}
+
 /// An image the registry must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -310,6 +323,7 @@ impl Perimeter {
             && self.smtp.is_empty()
             && self.git.is_none()
             && self.registry.is_none()
+            && self.s3.is_none()
     }
 }
 
@@ -346,6 +360,7 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
         smtp: Vec::new(),
         git: None,
         registry: None,
+        s3: None,
         write_probe: opts.write_probe,
         findings: Vec::new(),
         declared: Vec::new(),
@@ -683,6 +698,34 @@ fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Resu
             username: r.username,
             password,
             images,
+        });
+    }
+    if let Some(s3) = f.s3 {
+        if s3.secret_key_env.is_some() && s3.secret_key_file.is_some() {
+            return Err(at("s3", "set secret_key_env or secret_key_file, not both".into()));
+        }
+        if s3.access_key.is_some() && s3.access_key_env.is_some() {
+            return Err(at("s3", "set access_key or access_key_env, not both".into()));
+        }
+        let endpoint = registry_url(&s3.endpoint).map_err(|m| at("s3.endpoint", m))?;
+        let secret = match (s3.secret_key_env, s3.secret_key_file) {
+            (Some(v), _) => Some(SecretRef::Env(v)),
+            (_, Some(p)) => Some(SecretRef::File(relative_to(path, &p))),
+            _ => None,
+        };
+        let access_key = match s3.access_key_env {
+            Some(var) => resolve_secret(&Some(SecretRef::Env(var)), &format!("{} s3.access_key_env", path.display()), plan)
+                .map(|s| s.expose().to_string()),
+            None => s3.access_key,
+        };
+        let secret_key = resolve_secret(&secret, &format!("{} s3", path.display()), plan);
+        plan.s3 = Some(S3Plan {
+            endpoint,
+            region: s3.region.unwrap_or_else(|| DEFAULT_S3_REGION.into()),
+            path_style: s3.path_style.unwrap_or(true),
+            buckets: s3.buckets,
+            access_key,
+            secret_key,
         });
     }
     let smtp = f.smtp.into_vec();

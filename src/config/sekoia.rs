@@ -295,6 +295,34 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         });
     }
 
+    // S3: global.platform_storage (1.0.0) or the quickwit settings (0.0.1).
+    for base in ["global.platform_storage", "modules.quickwit.s3"] {
+        let Some(ep) = get_text(&root, &format!("{base}.endpoint")) else {
+            continue;
+        };
+        if placeholder_reason(&ep).is_some() || plan.s3.is_some() {
+            continue;
+        }
+        let endpoint = super::registry_url(&ep).map_err(|m| {
+            InputError::Config(format!("{file}: {base}.endpoint: {m}; see docs/config.md"))
+        })?;
+        let key = |name: &str, plan: &mut Perimeter| match get_text(&root, &format!("{base}.{name}")).map(|p| parse_secret(&p)) {
+            Some(VendorSecret::Ref(r)) => resolve_secret(&Some(r), &format!("{file} {base}.{name}"), plan),
+            Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
+            None => None,
+        };
+        let access_key = key("access_key", plan).map(|s| s.expose().to_string());
+        let secret_key = key("secret_key", plan);
+        plan.s3 = Some(super::S3Plan {
+            endpoint,
+            region: get_text(&root, &format!("{base}.region")).unwrap_or_else(|| super::DEFAULT_S3_REGION.into()),
+            path_style: true,
+            buckets: get_text(&root, &format!("{base}.bucket")).into_iter().collect(),
+            access_key,
+            secret_key,
+        });
+    }
+
     for n in names {
         if n.parse::<std::net::IpAddr>().is_ok() {
             continue;

@@ -14,6 +14,7 @@ pub mod http;
 pub mod net;
 pub mod ntp;
 pub mod registry;
+pub mod s3;
 pub mod smtp;
 pub mod tls;
 
@@ -186,6 +187,15 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
             if plan.write_probe { ", write probe" } else { "" }
         ));
     }
+    if let Some(s) = &plan.s3 {
+        out.push(format!(
+            "s3 {}: region {}, {}, {}",
+            s.endpoint,
+            s.region,
+            if s.path_style { "path-style" } else { "virtual-host" },
+            if s.buckets.is_empty() { "list buckets, temporary bucket for the write probe".to_string() } else { format!("bucket(s) {}", s.buckets.join(", ")) }
+        ));
+    }
     out
 }
 
@@ -243,6 +253,18 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
             fut: Box::pin(async move {
                 let reg = ctx.plan.registry.as_ref().expect("checked above");
                 registry::probe(&ctx, reg).await
+            }),
+        });
+    }
+    if plan.s3.is_some() {
+        let ctx = ctx.clone();
+        let url = plan.s3.as_ref().map(|s| s.endpoint.clone()).unwrap_or_default();
+        probes.push(Probe {
+            name: format!("s3 {url}"),
+            target: url,
+            fut: Box::pin(async move {
+                let s3 = ctx.plan.s3.as_ref().expect("checked above");
+                s3::probe(&ctx, s3).await
             }),
         });
     }

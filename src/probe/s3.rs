@@ -1,0 +1,453 @@
+//! S3 probe: the platform's object storage, with the SDK the platform's
+//! ecosystem uses (aws-sdk-s3), configured so it can only talk to the
+//! configured endpoint.
+//!
+//! Guarantees:
+//! - the SDK is built without aws-config: static credentials only, so no
+//!   credential chain, profile file or instance-metadata lookup
+//!   (169.254.169.254) can run; no proxy; retries off (one attempt per
+//!   request, within the run's deadlines);
+//! - names are resolved by the perimeter's DNS through our resolver, and an
+//!   address outside `allowed_networks` is refused before any connection;
+//!   TLS trusts only the configured CA (the handshake is first checked with
+//!   our own TLS layer, which reports the chain);
+//! - request checksums are computed and response checksums validated only
+//!   "when required": the 2025 SDK defaults break many S3-compatible servers;
+//! - errors are told apart: bad access key, bad secret, missing bucket,
+//!   access denied, wrong region, path-style versus virtual-host mismatch;
+//! - the write probe puts `airgap-verify-probe/<id>`, reads it back, compares
+//!   the bytes, deletes it and lists the prefix to prove it is gone; with no
+//!   bucket configured it lists the buckets and works in a temporary bucket
+//!   `airgap-verify-probe-<id>` that it creates and removes. Anything left
+//!   is named in `s3:leftover`.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
+
+use super::http::endpoint;
+use super::net::{NetError, ProbeContext};
+use crate::config::S3Plan;
+use crate::finding::{Code, Finding};
+
+/// Resolves through the perimeter's DNS and refuses addresses outside it.
+#[derive(Clone)]
+struct PerimeterDns(Arc<ProbeContext>);
+
+impl std::fmt::Debug for PerimeterDns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PerimeterDns")
+    }
+}
+
+impl ResolveDns for PerimeterDns {
+    fn resolve_dns<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
+        DnsFuture::new(async move {
+            self.0
+                .resolver
+                .resolve_inside(name)
+                .await
+                .map(|r| r.addrs)
+                .map_err(|e| ResolveDnsError::new(e.describe()))
+        })
+    }
+}
+
+fn probe_id() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(4);
+    format!("{:016x}", h.finish())
+}
+
+/// Maps an SDK error to a finding.
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+    target: &str,
+    what: &str,
+    io: Duration,
+) -> Finding {
+    match err {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = se.err().code().unwrap_or("");
+            let region_hint = se
+                .raw()
+                .headers()
+                .get("x-amz-bucket-region")
+                .map(String::from);
+            let (c, why) = match (code, status) {
+                ("InvalidAccessKeyId", _) => (
+                    Code::S3InvalidAccessKey,
+                    "the storage does not know this access key",
+                ),
+                ("SignatureDoesNotMatch", _) => (
+                    Code::S3SignatureMismatch,
+                    "the signature does not match: the secret key is wrong",
+                ),
+                ("NoSuchBucket", _) => (Code::S3BucketMissing, "the bucket does not exist"),
+                ("AccessDenied", _) | ("AllAccessDisabled", _) => {
+                    (Code::S3AccessDenied, "access denied")
+                }
+                ("AuthorizationHeaderMalformed", _) | ("PermanentRedirect", _) | (_, 301) => (
+                    Code::S3WrongRegion,
+                    "the request was signed for another region",
+                ),
+                ("", 404) => (Code::S3BucketMissing, "not found (404)"),
+                ("", 403) => (Code::S3AccessDenied, "forbidden (403)"),
+                _ => (Code::S3ProtocolError, "unexpected reply"),
+            };
+            let mut f = Finding::new(
+                c,
+                target,
+                format!(
+                    "{what}: {why} ({status}{})",
+                    if code.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {code}")
+                    }
+                ),
+            )
+            .evidence("http_status", status)
+            .evidence("s3_code", code);
+            if let Some(msg) = se.err().message() {
+                f = f.evidence("s3_message", msg.chars().take(200).collect::<String>());
+            }
+            if let Some(r) = region_hint {
+                f = f.evidence("bucket_region", r);
+            }
+            f
+        }
+        SdkError::TimeoutError(_) => NetError::NoReply(io).finding(target, what),
+        SdkError::DispatchFailure(d) => {
+            let detail = aws_sdk_s3::error::DisplayErrorContext(err).to_string();
+            let e = if d.is_timeout() {
+                NetError::NoReply(io)
+            } else if detail.contains("Connection refused") {
+                NetError::Refused
+            } else if detail.contains("outside allowed_networks")
+                || detail.contains("did not resolve")
+            {
+                NetError::Unresolved(detail)
+            } else {
+                NetError::Io(detail)
+            };
+            e.finding(target, what)
+        }
+        other => Finding::new(
+            Code::S3ProtocolError,
+            target,
+            format!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(other)),
+        ),
+    }
+}
+
+fn client(
+    ctx: &Arc<ProbeContext>,
+    plan: &S3Plan,
+    path_style: bool,
+) -> Result<aws_sdk_s3::Client, String> {
+    use aws_smithy_http_client::tls;
+    let mut trust = tls::TrustStore::empty().with_native_roots(ctx.plan.system_roots);
+    if let Some(ca) = &ctx.plan.ca_bundle {
+        let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        trust = trust.with_pem_certificate(pem);
+    }
+    let tls_ctx = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(tls_ctx)
+        .build_with_resolver(PerimeterDns(ctx.clone()));
+    let d = ctx.plan.deadlines;
+    let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(d.connect)
+        .read_timeout(d.io)
+        .operation_attempt_timeout(d.connect + d.handshake + d.io * 2)
+        .build();
+    let creds = Credentials::new(
+        plan.access_key.clone().unwrap_or_default(),
+        plan.secret_key
+            .as_ref()
+            .map(|s| s.expose().to_string())
+            .unwrap_or_default(),
+        None,
+        None,
+        "airgap-verify-config",
+    );
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(plan.region.clone()))
+        .endpoint_url(plan.endpoint.clone())
+        .force_path_style(path_style)
+        .credentials_provider(creds)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .timeout_config(timeouts)
+        .http_client(http)
+        .build();
+    Ok(aws_sdk_s3::Client::from_conf(conf))
+}
+
+pub async fn probe(ctx: &Arc<ProbeContext>, plan: &S3Plan) -> Vec<Finding> {
+    let target = plan.endpoint.clone();
+    let io = ctx.plan.deadlines.io;
+    let mut out = Vec::new();
+    if plan.endpoint.starts_with("http://") {
+        out.push(Finding::new(
+            Code::S3ProtocolError,
+            target.clone(),
+            format!(
+                "{} is plain HTTP: the storage's data and signatures would cross in clear",
+                plan.endpoint
+            ),
+        ));
+    }
+    // Resolution, perimeter and TLS first, with the chain in the findings.
+    match endpoint(ctx, &plan.endpoint, &target).await {
+        Ok(ep) => out.extend(ep.tls),
+        Err(f) => {
+            out.extend(f);
+            return out;
+        }
+    }
+    if plan.access_key.is_none() || plan.secret_key.is_none() {
+        out.push(Finding::new(
+            Code::S3InvalidAccessKey,
+            target,
+            "no access key and secret key are configured (or they could not be read); the storage cannot be checked",
+        ));
+        return out;
+    }
+    let s3 = match client(ctx, plan, plan.path_style) {
+        Ok(c) => c,
+        Err(m) => {
+            out.push(Finding::new(
+                Code::S3ProtocolError,
+                target,
+                format!("cannot build the S3 client: {m}"),
+            ));
+            return out;
+        }
+    };
+
+    if plan.buckets.is_empty() {
+        match s3.list_buckets().send().await {
+            Ok(r) => {
+                let names: Vec<String> = r
+                    .buckets()
+                    .iter()
+                    .filter_map(|b| b.name().map(String::from))
+                    .collect();
+                out.push(
+                    Finding::new(
+                        Code::S3BucketsListed,
+                        target.clone(),
+                        format!("the credentials list {} bucket(s)", names.len()),
+                    )
+                    .evidence("buckets", names),
+                );
+            }
+            Err(e) => {
+                out.push(classify(&e, &target, "listing the buckets", io));
+                return out;
+            }
+        }
+        out.extend(temporary_bucket_probe(&s3, &target, io).await);
+        return out;
+    }
+
+    for bucket in &plan.buckets {
+        let btarget = format!("{target} {bucket}");
+        // A listing first: unlike HEAD, its error body names the cause.
+        let listed = s3.list_objects_v2().bucket(bucket).max_keys(1).send().await;
+        if let Err(e) = &listed {
+            let mut f = classify(e, &btarget, &format!("listing bucket {bucket}"), io);
+            // The other addressing style may be what the server wants.
+            if matches!(
+                f.code,
+                Code::S3BucketMissing
+                    | Code::S3ProtocolError
+                    | Code::NetUnresolved
+                    | Code::NetNoReply
+                    | Code::NetRefused
+            ) {
+                if let Ok(other) = client(ctx, plan, !plan.path_style) {
+                    if other
+                        .list_objects_v2()
+                        .bucket(bucket)
+                        .max_keys(1)
+                        .send()
+                        .await
+                        .is_ok()
+                    {
+                        f = Finding::new(
+                            Code::S3AddressingMismatch,
+                            btarget.clone(),
+                            format!(
+                                "bucket {bucket} answers with {} addressing, not the configured {}: set path_style: {}",
+                                style(!plan.path_style),
+                                style(plan.path_style),
+                                !plan.path_style
+                            ),
+                        )
+                        .evidence("configured", style(plan.path_style))
+                        .evidence("works", style(!plan.path_style));
+                    }
+                }
+            }
+            out.push(f);
+            continue;
+        }
+        if let Err(e) = s3.head_bucket().bucket(bucket).send().await {
+            out.push(classify(&e, &btarget, &format!("HeadBucket {bucket}"), io));
+            continue;
+        }
+        let keys = listed.ok().map(|r| r.key_count().unwrap_or(0)).unwrap_or(0);
+        out.push(
+            Finding::new(
+                Code::S3BucketOk,
+                btarget.clone(),
+                format!(
+                    "bucket {bucket} answers HeadBucket and a listing ({} addressing, region {})",
+                    style(plan.path_style),
+                    plan.region
+                ),
+            )
+            .evidence("bucket", bucket.clone())
+            .evidence("keys_in_first_page", keys)
+            .evidence("addressing", style(plan.path_style))
+            .evidence("region", plan.region.clone()),
+        );
+        out.extend(write_probe(&s3, bucket, &btarget, io).await);
+    }
+    out
+}
+
+fn style(path: bool) -> &'static str {
+    if path {
+        "path-style"
+    } else {
+        "virtual-host"
+    }
+}
+
+/// Put, get, compare, delete, and check the prefix is empty again.
+async fn write_probe(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    target: &str,
+    io: Duration,
+) -> Vec<Finding> {
+    let id = probe_id();
+    let key = format!("airgap-verify-probe/{id}");
+    let body = format!("airgap-verify write probe {id}\n").into_bytes();
+    if let Err(e) = s3
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(body.clone().into())
+        .send()
+        .await
+    {
+        let mut f = classify(&e, target, &format!("writing {key}"), io);
+        f.message = format!("write probe refused: {}", f.message);
+        return vec![f.evidence("key", key)];
+    }
+    let mut problems = Vec::new();
+    match s3.get_object().bucket(bucket).key(&key).send().await {
+        Ok(o) => match o.body.collect().await.map(|b| b.to_vec()) {
+            Ok(b) if b == body => {}
+            Ok(_) => problems.push(Finding::new(
+                Code::S3ProtocolError,
+                target,
+                format!("{key} read back differs from what was written"),
+            )),
+            Err(e) => problems.push(Finding::new(
+                Code::S3ProtocolError,
+                target,
+                format!("reading {key} back: {e}"),
+            )),
+        },
+        Err(e) => problems.push(classify(&e, target, &format!("reading {key} back"), io)),
+    }
+    let deleted = s3.delete_object().bucket(bucket).key(&key).send().await;
+    let gone = match s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(&key)
+        .send()
+        .await
+    {
+        Ok(r) => r.key_count().unwrap_or(0) == 0,
+        Err(_) => false,
+    };
+    let mut out = problems;
+    if deleted.is_ok() && gone {
+        if out.is_empty() {
+            out.push(
+                Finding::new(
+                    Code::S3WriteProbe,
+                    target,
+                    format!("wrote {key} to {bucket}, read it back identical, deleted it"),
+                )
+                .evidence("key", key),
+            );
+        }
+    } else {
+        let why = match &deleted {
+            Err(e) => classify(e, target, "deleting", io).message,
+            Ok(_) => "the object is still listed after its delete".into(),
+        };
+        out.push(
+            Finding::new(
+                Code::S3Leftover,
+                target,
+                format!("the probe object {bucket}/{key} could not be removed: {why}"),
+            )
+            .evidence("left_behind", vec![format!("{bucket}/{key}")]),
+        );
+    }
+    out
+}
+
+/// With no bucket configured: create a temporary bucket, probe, remove it.
+async fn temporary_bucket_probe(
+    s3: &aws_sdk_s3::Client,
+    target: &str,
+    io: Duration,
+) -> Vec<Finding> {
+    let bucket = format!("airgap-verify-probe-{}", probe_id());
+    if let Err(e) = s3.create_bucket().bucket(&bucket).send().await {
+        let mut f = classify(
+            &e,
+            target,
+            &format!("creating the temporary bucket {bucket}"),
+            io,
+        );
+        f.message = format!("write probe refused: {}", f.message);
+        return vec![f];
+    }
+    let mut out = write_probe(s3, &bucket, &format!("{target} {bucket}"), io).await;
+    if let Err(e) = s3.delete_bucket().bucket(&bucket).send().await {
+        let why = classify(&e, target, "deleting", io).message;
+        out.push(
+            Finding::new(
+                Code::S3Leftover,
+                target,
+                format!("the temporary bucket {bucket} could not be removed: {why}"),
+            )
+            .evidence("left_behind", vec![bucket]),
+        );
+    }
+    out
+}
