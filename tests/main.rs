@@ -11,3 +11,4 @@ mod registry;
 mod s3;
 mod services;
 mod signing;
+mod smtp;

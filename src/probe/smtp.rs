@@ -80,9 +80,7 @@ impl Reply {
             .enumerate()
             .map(|(i, t)| {
                 let sep = if i + 1 == n { ' ' } else { '-' };
-                format!("{}{sep}{t}", self.code)
-                    .trim_end()
-                    .to_string()
+                format!("{}{sep}{t}", self.code).trim_end().to_string()
             })
             .collect()
     }
@@ -90,7 +88,9 @@ impl Reply {
     /// One line for a message: the code and the text, bounded.
     pub fn summary(&self) -> String {
         let text = self.lines.join(" ");
-        let mut s = format!("{} {}", self.code, text.trim()).trim_end().to_string();
+        let mut s = format!("{} {}", self.code, text.trim())
+            .trim_end()
+            .to_string();
         if s.chars().count() > 300 {
             s = s.chars().take(300).collect::<String>() + "...";
         }
@@ -103,7 +103,9 @@ impl Reply {
 pub enum ReadError {
     /// The connection ended before a complete reply (`partial`: some of the
     /// reply had arrived).
-    Closed { partial: bool },
+    Closed {
+        partial: bool,
+    },
     /// Not a valid SMTP reply; the text says why.
     Malformed(String),
     Io(std::io::Error),
@@ -314,7 +316,10 @@ pub fn queue_id(reply: &Reply) -> Option<String> {
 /// no control character (CRLF would inject a command), no space, no angle
 /// bracket.
 fn wire_safe(s: &str) -> bool {
-    s.len() <= 320 && !s.chars().any(|c| c.is_control() || matches!(c, ' ' | '<' | '>'))
+    s.len() <= 320
+        && !s
+            .chars()
+            .any(|c| c.is_control() || matches!(c, ' ' | '<' | '>'))
 }
 
 /// `<addr>` from `addr` or `<addr>` as configured.
@@ -369,7 +374,10 @@ pub fn rfc5322_date(t: SystemTime) -> String {
 /// The DATA payload of the test message, dot-stuffed, with its final `.`.
 fn test_message(from: &str, to: &str, helo: &str, target: &str) -> String {
     let now = SystemTime::now();
-    let nanos = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let nanos = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     let from = if from == "<>" {
         format!("<postmaster@{helo}>")
     } else {
@@ -646,7 +654,6 @@ impl<'a> Prober<'a> {
             }
         };
         self.ready = true;
-        let has_creds = relay.username.is_some() && relay.password.is_some();
         if relay.tls {
             self.ext_tls = Some(exts.clone());
         } else {
@@ -699,9 +706,8 @@ impl<'a> Prober<'a> {
                         .finding(
                             Code::SmtpNoStarttls,
                             format!(
-                                "STARTTLS is required but the server refused it ({}): mail{} would cross the network in clear text",
-                                r.summary(),
-                                if has_creds { " and credentials" } else { "" }
+                                "STARTTLS is required but the server refused it ({}): mail would cross the network in clear text",
+                                r.summary()
                             ),
                         )
                         .evidence("step", "STARTTLS")
@@ -716,10 +722,7 @@ impl<'a> Prober<'a> {
                 let f = self
                     .finding(
                         Code::SmtpNoStarttls,
-                        format!(
-                            "STARTTLS is required but the server does not offer it: mail{} would cross the network in clear text",
-                            if has_creds { " and credentials" } else { "" }
-                        ),
+                        "STARTTLS is required but the server does not offer it: mail would cross the network in clear text",
                     )
                     .evidence("extensions_before_tls", exts.clone());
                 self.out.push(f);
@@ -794,7 +797,13 @@ impl<'a> Prober<'a> {
         }
     }
 
-    async fn authenticate(&mut self, s: &mut Session, user: &str, pw: &str, exts: &[String]) -> Auth {
+    async fn authenticate(
+        &mut self,
+        s: &mut Session,
+        user: &str,
+        pw: &str,
+        exts: &[String],
+    ) -> Auth {
         let offered = auth_mechanisms(exts);
         let mechs = offered.clone().unwrap_or_default();
         let mech = if mechs.iter().any(|m| m == "PLAIN") {
@@ -818,16 +827,25 @@ impl<'a> Prober<'a> {
             self.out.push(f);
             return Auth::Refused;
         };
-        let step = if mech == "PLAIN" { "AUTH PLAIN" } else { "AUTH LOGIN" };
+        let step = if mech == "PLAIN" {
+            "AUTH PLAIN"
+        } else {
+            "AUTH LOGIN"
+        };
         let reply = if mech == "PLAIN" {
             let blob = BASE64.encode(format!("\0{user}\0{pw}"));
-            self.step(s, Some(&format!("AUTH PLAIN {blob}")), step).await
+            self.step(s, Some(&format!("AUTH PLAIN {blob}")), step)
+                .await
         } else {
             match self.step(s, Some("AUTH LOGIN"), step).await {
                 Some(r) if r.code == 334 => {
-                    match self.step(s, Some(&BASE64.encode(user)), "AUTH LOGIN (user name)").await {
+                    match self
+                        .step(s, Some(&BASE64.encode(user)), "AUTH LOGIN (user name)")
+                        .await
+                    {
                         Some(r) if r.code == 334 => {
-                            self.step(s, Some(&BASE64.encode(pw)), "AUTH LOGIN (password)").await
+                            self.step(s, Some(&BASE64.encode(pw)), "AUTH LOGIN (password)")
+                                .await
                         }
                         other => other,
                     }
@@ -886,21 +904,28 @@ impl<'a> Prober<'a> {
     async fn relay_test(&mut self, s: &mut Session, from: &str, to: &str) -> bool {
         let (Some(from), Some(to)) = (path_arg(from), path_arg(to)) else {
             self.notes.push(
-                "MAIL FROM / RCPT TO were not tried: mail_from or rcpt_to is not a usable address".into(),
+                "MAIL FROM / RCPT TO were not tried: mail_from or rcpt_to is not a usable address"
+                    .into(),
             );
             return true;
         };
         let authed = self.has(Code::SmtpAuthOk);
         let refused = |p: &Self, step: &str, what: String, r: &Reply| {
-            p.finding(Code::SmtpRelayRefused, format!("the relay refused {what}: {}", r.summary()))
-                .evidence("step", step)
-                .evidence("reply", r.display_lines())
-                .evidence("reply_code", r.code)
-                .evidence("mail_from", from.clone())
-                .evidence("rcpt_to", to.clone())
-                .evidence("authenticated", authed)
+            p.finding(
+                Code::SmtpRelayRefused,
+                format!("the relay refused {what}: {}", r.summary()),
+            )
+            .evidence("step", step)
+            .evidence("reply", r.display_lines())
+            .evidence("reply_code", r.code)
+            .evidence("mail_from", from.clone())
+            .evidence("rcpt_to", to.clone())
+            .evidence("authenticated", authed)
         };
-        let Some(r) = self.step(s, Some(&format!("MAIL FROM:{from}")), "MAIL FROM").await else {
+        let Some(r) = self
+            .step(s, Some(&format!("MAIL FROM:{from}")), "MAIL FROM")
+            .await
+        else {
             return false;
         };
         if !r.is_positive() {
@@ -908,7 +933,10 @@ impl<'a> Prober<'a> {
             self.out.push(f);
             return self.rset(s).await;
         }
-        let Some(r) = self.step(s, Some(&format!("RCPT TO:{to}")), "RCPT TO").await else {
+        let Some(r) = self
+            .step(s, Some(&format!("RCPT TO:{to}")), "RCPT TO")
+            .await
+        else {
             return false;
         };
         if !r.is_positive() {
@@ -989,7 +1017,11 @@ impl<'a> Prober<'a> {
                 "starttls" => "STARTTLS",
                 _ => "no TLS",
             };
-            let exts = self.ext_tls.as_ref().or(self.ext_clear.as_ref()).map_or(0, Vec::len);
+            let exts = self
+                .ext_tls
+                .as_ref()
+                .or(self.ext_clear.as_ref())
+                .map_or(0, Vec::len);
             let mut f = self
                 .finding(
                     Code::SmtpReady,
@@ -1053,12 +1085,19 @@ fn scrub(f: &mut Finding, secrets: &[String]) {
         return;
     }
     scrub_str(&mut f.message, secrets);
-    f.evidence.values_mut().for_each(|v| scrub_value(v, secrets));
+    f.evidence
+        .values_mut()
+        .for_each(|v| scrub_value(v, secrets));
 }
 
 /// Runs the conversation over an open connection (`address`: its peer, for
 /// evidence).
-async fn converse<S>(ctx: &ProbeContext, relay: &SmtpPlan, stream: S, address: String) -> Vec<Finding>
+async fn converse<S>(
+    ctx: &ProbeContext,
+    relay: &SmtpPlan,
+    stream: S,
+    address: String,
+) -> Vec<Finding>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -1072,5 +1111,746 @@ pub async fn probe(ctx: &ProbeContext, relay: &SmtpPlan) -> Vec<Finding> {
     match net::connect_tcp(&ctx.resolver, &relay.target, ctx.plan.deadlines.connect).await {
         Ok((tcp, addr)) => converse(ctx, relay, tcp, addr.to_string()).await,
         Err(e) => vec![e.finding(target, "SMTP relay").evidence("step", "connect")],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use tokio::io::DuplexStream;
+
+    use super::*;
+    use crate::config::{self, LoadOptions, Secret};
+    use crate::probe::tls::TlsSettings;
+
+    // ---- the parser ----------------------------------------------------------
+
+    fn line(raw: &str) -> Result<ReplyLine, String> {
+        parse_reply_line(raw.as_bytes())
+    }
+
+    async fn reply(raw: &[u8]) -> Result<Reply, ReadError> {
+        let mut r = raw;
+        read_reply(&mut r).await
+    }
+
+    #[test]
+    fn reply_lines() {
+        assert_eq!(
+            line("250-PIPELINING\r\n").unwrap(),
+            ReplyLine {
+                code: 250,
+                last: false,
+                text: "PIPELINING".into()
+            }
+        );
+        assert_eq!(
+            line("554 5.7.1 Relay access denied\r\n").unwrap(),
+            ReplyLine {
+                code: 554,
+                last: true,
+                text: "5.7.1 Relay access denied".into()
+            }
+        );
+        // A bare code ends a reply (RFC 5321 4.2: the text is optional).
+        assert_eq!(
+            line("250\r\n").unwrap(),
+            ReplyLine {
+                code: 250,
+                last: true,
+                text: String::new()
+            }
+        );
+        assert!(line("250 ok\n").unwrap_err().contains("bare LF"));
+        assert!(line("250 ok").unwrap_err().contains("not terminated"));
+        assert!(line("2x0 ok\r\n")
+            .unwrap_err()
+            .contains("not an SMTP reply"));
+        assert!(line("SSH-2.0-OpenSSH_9.6\r\n")
+            .unwrap_err()
+            .contains("not an SMTP reply"));
+        assert!(line("650 ok\r\n").is_err());
+        assert!(line("25\r\n").is_err());
+        assert!(line("250_ok\r\n")
+            .unwrap_err()
+            .contains("space or a hyphen"));
+        assert!(line("250 a\rb\r\n").unwrap_err().contains("control"));
+        assert!(line("220 \x1b[31mred\r\n").unwrap_err().contains("control"));
+        assert!(line("220 \u{9b}31m\r\n").unwrap_err().contains("control"));
+        assert!(line("220 tab\there\r\n").is_ok());
+        let long = format!("250 {}\r\n", "a".repeat(MAX_LINE - 4));
+        assert_eq!(line(&long).unwrap().text.len(), MAX_LINE - 4);
+        let longer = format!("250 {}\r\n", "a".repeat(MAX_LINE - 3));
+        assert!(line(&longer).unwrap_err().contains("longer than"));
+        // Quoted server bytes are escaped and bounded.
+        let e = line(&format!("\x07{}\r\n", "z".repeat(500))).unwrap_err();
+        assert!(e.contains("\\x07") && e.len() < 200, "{e}");
+    }
+
+    #[tokio::test]
+    async fn multi_line_banner() {
+        let r = reply(b"220-smtp.perimeter.test ESMTP\r\n220-no UCE\r\n220 ready\r\nEXTRA")
+            .await
+            .unwrap();
+        assert_eq!(r.code, 220);
+        assert_eq!(r.lines, ["smtp.perimeter.test ESMTP", "no UCE", "ready"]);
+        assert_eq!(
+            r.display_lines(),
+            ["220-smtp.perimeter.test ESMTP", "220-no UCE", "220 ready"]
+        );
+        assert_eq!(r.summary(), "220 smtp.perimeter.test ESMTP no UCE ready");
+    }
+
+    #[tokio::test]
+    async fn malformed_replies() {
+        let m = |r: Result<Reply, ReadError>| match r {
+            Err(ReadError::Malformed(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(m(reply(b"250-a\r\n251 b\r\n").await).contains("changes its code"));
+        assert!(m(reply(b"220 hello\n").await).contains("bare LF"));
+        assert!(m(reply(b"2a0 hello\r\n").await).contains("not an SMTP reply"));
+        // An overlong line is refused after MAX_LINE + 2 bytes, not read on.
+        let mut big = b"220 ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', 10 * MAX_LINE));
+        big.extend(b"\r\n");
+        assert!(m(reply(&big).await).contains("longer than"));
+        let many: Vec<u8> = std::iter::repeat_n(&b"250-x\r\n"[..], MAX_LINES + 5)
+            .flatten()
+            .copied()
+            .collect();
+        assert!(m(reply(&many).await).contains("100 lines"));
+        let mut ok: Vec<u8> = std::iter::repeat_n(&b"250-x\r\n"[..], MAX_LINES - 1)
+            .flatten()
+            .copied()
+            .collect();
+        ok.extend(b"250 y\r\n");
+        assert_eq!(reply(&ok).await.unwrap().lines.len(), MAX_LINES);
+    }
+
+    #[tokio::test]
+    async fn closed_replies() {
+        assert!(matches!(
+            reply(b"").await,
+            Err(ReadError::Closed { partial: false })
+        ));
+        assert!(matches!(
+            reply(b"250-a\r\n").await,
+            Err(ReadError::Closed { partial: true })
+        ));
+        assert!(matches!(
+            reply(b"250 a").await,
+            Err(ReadError::Closed { partial: true })
+        ));
+    }
+
+    #[test]
+    fn extensions_and_auth() {
+        let ehlo = Reply {
+            code: 250,
+            lines: vec![
+                "smtp.perimeter.test".into(),
+                "PIPELINING".into(),
+                "starttls".into(),
+                "AUTH PLAIN login".into(),
+                "AUTH=LOGIN XOAUTH2".into(),
+            ],
+        };
+        let exts = extensions(&ehlo);
+        assert_eq!(exts.len(), 4);
+        assert!(has_extension(&exts, "STARTTLS"));
+        assert!(!has_extension(&exts, "SIZE"));
+        assert_eq!(
+            auth_mechanisms(&exts).unwrap(),
+            ["PLAIN", "LOGIN", "XOAUTH2"]
+        );
+        assert_eq!(auth_mechanisms(&exts[..2]), None);
+        assert_eq!(auth_mechanisms(&["AUTH".to_string()]), Some(vec![]));
+        // AUTHX is another extension, not AUTH.
+        assert_eq!(auth_mechanisms(&["AUTHX PLAIN".to_string()]), None);
+    }
+
+    #[test]
+    fn queue_ids() {
+        let r = |t: &str| Reply {
+            code: 250,
+            lines: vec![t.into()],
+        };
+        assert_eq!(
+            queue_id(&r("2.0.0 Ok: queued as 4dHx2V1Xz9z9vCH")).as_deref(),
+            Some("4dHx2V1Xz9z9vCH")
+        );
+        assert_eq!(
+            queue_id(&r("OK id=1uXyZ-000abc-7Q")).as_deref(),
+            Some("1uXyZ-000abc-7Q")
+        );
+        assert_eq!(queue_id(&r("2.0.0 Message accepted")), None);
+    }
+
+    #[test]
+    fn dates_and_message() {
+        assert_eq!(rfc5322_date(UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(rfc5322_date(t), "Tue, 14 Nov 2023 22:13:20 +0000");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // leap day
+        assert_eq!(rfc5322_date(t), "Tue, 29 Feb 2000 00:00:00 +0000");
+        let m = test_message("<a@b.test>", "<c@d.test>", "h.test", "relay:25");
+        assert!(m.contains(&format!("\r\nSubject: {TEST_SUBJECT}\r\n")));
+        assert!(m.ends_with("\r\n.\r\n") && !m.contains("\n.\r\n.") && !m.contains("\r\n..\r\n"));
+        assert!(!m.replace("\r\n", "").contains('\n'));
+    }
+
+    #[test]
+    fn addresses_cannot_inject() {
+        assert_eq!(path_arg("a@b.test").as_deref(), Some("<a@b.test>"));
+        assert_eq!(path_arg("<a@b.test>").as_deref(), Some("<a@b.test>"));
+        assert_eq!(path_arg("").as_deref(), Some("<>"));
+        assert_eq!(path_arg("a@b\r\nRCPT TO:<x@y>"), None);
+        assert_eq!(path_arg("a b@c"), None);
+        assert!(!wire_safe("h\nx"));
+    }
+
+    #[test]
+    fn secrets_are_scrubbed() {
+        let secrets = vec![
+            BASE64.encode("\0probe\0s3cret!"),
+            BASE64.encode("s3cret!"),
+            "s3cret!".to_string(),
+        ];
+        let mut f = Finding::new(
+            Code::SmtpAuthFailed,
+            "t",
+            format!("535 echo {} s3cret!", secrets[0]),
+        )
+        .evidence("reply", vec![format!("535 {}", secrets[1])])
+        .evidence("nested", serde_json::json!({"a": ["x s3cret! y"]}));
+        scrub(&mut f, &secrets);
+        let all = format!("{} {:?}", f.message, f.evidence);
+        assert!(
+            !all.contains("s3cret") && !all.contains(&secrets[0]) && !all.contains(&secrets[1]),
+            "{all}"
+        );
+        assert_eq!(all.matches("<redacted>").count(), 4, "{all}");
+    }
+
+    // ---- conversations with a scripted server ------------------------------
+
+    const PW: &str = "Pa55-w0rd";
+
+    /// A plan with one relay (`smtp` is the inside of its YAML mapping).
+    fn setup(smtp: &str, io_ms: u64, send_test_mail: bool) -> (ProbeContext, SmtpPlan) {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, format!("{PW}\n")).unwrap();
+        let path = dir.path().join("perimeter.yml");
+        let smtp = smtp.replace("PWFILE", &pw.display().to_string());
+        std::fs::write(
+            &path,
+            format!(
+                "allowed_networks: [127.0.0.0/8]\ntimeouts: {{connect: {io_ms}ms, handshake: {io_ms}ms, io: {io_ms}ms}}\nsmtp:\n  - {{host: 127.0.0.1, {smtp}}}\n"
+            ),
+        )
+        .unwrap();
+        let plan = config::load(&LoadOptions {
+            perimeter: Some(path),
+            send_test_mail,
+            ..Default::default()
+        })
+        .unwrap();
+        let relay = plan.smtp[0].clone();
+        let ctx = ProbeContext {
+            resolver: net::Resolver::new(&plan),
+            tls: TlsSettings::new(&plan).unwrap(),
+            plan: Arc::new(plan),
+        };
+        (ctx, relay)
+    }
+
+    #[derive(Debug, Default)]
+    struct Seen {
+        commands: Vec<String>,
+        data: Vec<String>,
+        raw: Vec<u8>,
+    }
+
+    type Script = Box<dyn Fn(&str) -> Option<String> + Send>;
+
+    /// Sends `greeting`, then answers each command with `script` (`None`:
+    /// stay silent); ends at QUIT or when the client goes.
+    async fn serve(io: DuplexStream, greeting: Vec<u8>, script: Script) -> Seen {
+        let mut io = BufReader::new(io);
+        let mut seen = Seen::default();
+        if io.write_all(&greeting).await.is_err() {
+            return seen;
+        }
+        let mut in_data = false;
+        loop {
+            let mut buf = Vec::new();
+            match io.read_until(b'\n', &mut buf).await {
+                Ok(0) | Err(_) => return seen,
+                Ok(_) => {}
+            }
+            seen.raw.extend(&buf);
+            let text = String::from_utf8_lossy(&buf).trim_end().to_string();
+            let answer = if in_data {
+                if text != "." {
+                    seen.data.push(text);
+                    continue;
+                }
+                in_data = false;
+                script(".")
+            } else {
+                seen.commands.push(text.clone());
+                let a = script(&text);
+                in_data = text == "DATA" && a.as_deref().is_some_and(|a| a.starts_with("354"));
+                a
+            };
+            if let Some(a) = answer {
+                if io.write_all(a.as_bytes()).await.is_err() {
+                    return seen;
+                }
+            }
+            if text == "QUIT" {
+                return seen;
+            }
+        }
+    }
+
+    async fn talk(
+        smtp: &str,
+        io_ms: u64,
+        send: bool,
+        greeting: &str,
+        script: Script,
+    ) -> (Vec<Finding>, Seen, Duration) {
+        let (ctx, relay) = setup(smtp, io_ms, send);
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let srv = tokio::spawn(serve(server, greeting.as_bytes().to_vec(), script));
+        let started = Instant::now();
+        let findings = converse(&ctx, &relay, client, "127.0.0.1:25".into()).await;
+        let elapsed = started.elapsed();
+        let seen = srv.await.unwrap();
+        // Whatever happened, the password is in no finding.
+        let all = format!("{findings:?}");
+        assert!(
+            !all.contains(PW) && !all.contains(&BASE64.encode(PW)),
+            "{all}"
+        );
+        (findings, seen, elapsed)
+    }
+
+    fn codes(f: &[Finding]) -> Vec<&'static str> {
+        f.iter().map(|f| f.code.id()).collect()
+    }
+
+    fn ehlo(exts: &[&str]) -> String {
+        let mut s = String::new();
+        let mut all = vec!["fake.perimeter.test"];
+        all.extend_from_slice(exts);
+        for (i, e) in all.iter().enumerate() {
+            s += &format!("250{}{e}\r\n", if i + 1 == all.len() { ' ' } else { '-' });
+        }
+        s
+    }
+
+    /// A postfix-like server advertising `exts`; `rcpt` answers RCPT TO.
+    fn server(exts: &'static [&'static str], rcpt: &'static str) -> Script {
+        Box::new(move |c: &str| {
+            let verb = c
+                .split([' ', ':'])
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            Some(match verb.as_str() {
+                "EHLO" => ehlo(exts),
+                "MAIL" => "250 2.1.0 Ok\r\n".into(),
+                "RCPT" => rcpt.into(),
+                "DATA" => "354 End data with <CR><LF>.<CR><LF>\r\n".into(),
+                "." => "250 2.0.0 Ok: queued as 4dHx2V1Xz9z9vCH\r\n".into(),
+                "RSET" => "250 2.0.0 Ok\r\n".into(),
+                "QUIT" => "221 2.0.0 Bye\r\n".into(),
+                "AUTH" => "535 5.7.8 Error: authentication failed\r\n".into(),
+                "STARTTLS" => "454 4.7.0 TLS not available due to local problem\r\n".into(),
+                _ => "502 5.5.2 Error: command not recognized\r\n".into(),
+            })
+        })
+    }
+
+    const RELAY: &str =
+        "port: 25, starttls: false, mail_from: probe@perimeter.test, rcpt_to: soc@perimeter.test";
+    const BANNER: &str = "220-fake.perimeter.test ESMTP\r\n220 second line\r\n";
+
+    #[tokio::test]
+    async fn clear_relay_accepted_then_reset() {
+        let (f, seen, _) = talk(
+            RELAY,
+            500,
+            false,
+            BANNER,
+            server(&["PIPELINING", "8BITMIME"], "250 2.1.5 Ok\r\n"),
+        )
+        .await;
+        assert_eq!(codes(&f), ["smtp:ready", "smtp:relay-accepted"]);
+        assert_eq!(
+            seen.commands,
+            [
+                "EHLO airgap-verify.invalid",
+                "MAIL FROM:<probe@perimeter.test>",
+                "RCPT TO:<soc@perimeter.test>",
+                "RSET",
+                "QUIT"
+            ]
+        );
+        let ready = &f[0].evidence;
+        assert_eq!(
+            ready["banner"],
+            serde_json::json!(["220-fake.perimeter.test ESMTP", "220 second line"])
+        );
+        assert_eq!(
+            ready["extensions_before_tls"],
+            serde_json::json!(["PIPELINING", "8BITMIME"])
+        );
+        assert_eq!(ready["extensions_after_tls"], Value::Null);
+        assert_eq!(ready["tls_mode"], "none");
+        assert_eq!(f[0].target, "127.0.0.1:25");
+    }
+
+    #[tokio::test]
+    async fn test_mail_only_when_asked() {
+        let (f, seen, _) = talk(RELAY, 500, true, BANNER, server(&[], "250 2.1.5 Ok\r\n")).await;
+        assert_eq!(
+            codes(&f),
+            ["smtp:ready", "smtp:relay-accepted", "smtp:test-mail-sent"]
+        );
+        assert_eq!(f[2].evidence["queue_id"], "4dHx2V1Xz9z9vCH");
+        assert!(seen
+            .data
+            .iter()
+            .any(|l| l == "Subject: airgap-verify test message"));
+        assert_eq!(&seen.commands[3..], ["DATA", "RSET", "QUIT"]);
+    }
+
+    #[tokio::test]
+    async fn relay_refused_carries_the_reply() {
+        let (f, seen, _) = talk(
+            RELAY,
+            500,
+            true,
+            BANNER,
+            server(
+                &[],
+                "554 5.7.1 <soc@perimeter.test>: Relay access denied\r\n",
+            ),
+        )
+        .await;
+        assert_eq!(codes(&f), ["smtp:ready", "smtp:relay-refused"]);
+        assert!(
+            f[1].message.contains("Relay access denied"),
+            "{}",
+            f[1].message
+        );
+        assert_eq!(f[1].evidence["reply_code"], 554);
+        assert_eq!(
+            &seen.commands[3..],
+            ["RSET", "QUIT"],
+            "no DATA after a refusal"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_password_in_clear() {
+        // smtp-plain:587: AUTH in clear text, no STARTTLS; STARTTLS required.
+        let smtp = "port: 587, username: probe, password_file: PWFILE, mail_from: a@b.test, rcpt_to: c@d.test";
+        let (f, seen, _) = talk(
+            smtp,
+            500,
+            false,
+            BANNER,
+            server(&["AUTH PLAIN LOGIN", "SIZE 1000"], "250 Ok\r\n"),
+        )
+        .await;
+        assert_eq!(
+            codes(&f),
+            ["smtp:ready", "smtp:auth-in-clear", "smtp:no-starttls"]
+        );
+        assert_eq!(seen.commands, ["EHLO airgap-verify.invalid", "QUIT"]);
+        let raw = String::from_utf8_lossy(&seen.raw);
+        assert!(!raw.contains(PW) && !raw.contains(&BASE64.encode(format!("\0probe\0{PW}"))));
+        assert!(
+            f[2].message.contains("password was not sent"),
+            "{}",
+            f[2].message
+        );
+        assert_eq!(
+            f[1].evidence["mechanisms"],
+            serde_json::json!(["PLAIN", "LOGIN"])
+        );
+    }
+
+    #[tokio::test]
+    async fn auth_in_clear_is_reported_even_with_starttls() {
+        let smtp = "port: 25, starttls: false";
+        let (f, _, _) = talk(
+            smtp,
+            500,
+            false,
+            BANNER,
+            server(&["AUTH LOGIN", "STARTTLS"], "250 Ok\r\n"),
+        )
+        .await;
+        // STARTTLS refused (454) but not required: a note, not a failure.
+        assert_eq!(codes(&f), ["smtp:ready", "smtp:auth-in-clear"]);
+        assert!(f[0].evidence["notes"][0].as_str().unwrap().contains("454"));
+    }
+
+    #[tokio::test]
+    async fn starttls_required() {
+        let (f, seen, _) = talk(
+            "port: 25",
+            500,
+            false,
+            BANNER,
+            server(&["PIPELINING"], "250 Ok\r\n"),
+        )
+        .await;
+        assert_eq!(codes(&f), ["smtp:ready", "smtp:no-starttls"]);
+        assert_eq!(seen.commands.last().unwrap(), "QUIT");
+        let (f, _, _) = talk(
+            "port: 25",
+            500,
+            false,
+            BANNER,
+            server(&["STARTTLS"], "250 Ok\r\n"),
+        )
+        .await;
+        assert_eq!(codes(&f), ["smtp:ready", "smtp:no-starttls"]);
+        assert!(
+            f[1].message.contains("refused it (454 4.7.0"),
+            "{}",
+            f[1].message
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_without_tls_or_auth() {
+        let smtp = "port: 25, starttls: false, username: probe, password_file: PWFILE, mail_from: a@b.test, rcpt_to: c@d.test";
+        let (f, seen, _) = talk(smtp, 500, false, BANNER, server(&[], "250 Ok\r\n")).await;
+        assert_eq!(codes(&f), ["smtp:ready", "smtp:auth-unavailable"]);
+        assert_eq!(seen.commands, ["EHLO airgap-verify.invalid", "QUIT"]);
+    }
+
+    #[tokio::test]
+    async fn starttls_injection_stops() {
+        let script: Script = Box::new(|c: &str| {
+            Some(match c {
+                "STARTTLS" => "220 2.0.0 Ready to start TLS\r\n250-injected\r\n".into(),
+                _ => ehlo(&["STARTTLS"]),
+            })
+        });
+        let (f, seen, _) = talk("port: 25", 500, false, BANNER, script).await;
+        assert_eq!(codes(&f), ["smtp:ready", "smtp:protocol-error"]);
+        assert!(f[1].message.contains("after its 220 reply to STARTTLS"));
+        assert_eq!(seen.commands, ["EHLO airgap-verify.invalid", "STARTTLS"]);
+    }
+
+    #[tokio::test]
+    async fn tarpit_is_no_reply_within_the_deadline() {
+        let (f, seen, elapsed) = talk(RELAY, 300, false, "", Box::new(|_: &str| None)).await;
+        assert_eq!(codes(&f), ["net:no-reply"]);
+        assert_eq!(f[0].evidence["step"], "greeting");
+        assert_eq!(f[0].evidence["deadline_ms"], 300);
+        assert!(
+            elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(450),
+            "{elapsed:?}"
+        );
+        assert!(seen.commands.is_empty());
+        // Silent after the greeting: one I/O deadline more, no QUIT wait.
+        let (f, _, elapsed) = talk(RELAY, 300, false, BANNER, Box::new(|_: &str| None)).await;
+        assert_eq!(codes(&f), ["net:no-reply"]);
+        assert_eq!(f[0].evidence["step"], "EHLO");
+        assert!(elapsed < Duration::from_millis(450), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn garbage_greetings() {
+        for greeting in [
+            "SSH-2.0-OpenSSH_9.6\r\n".to_string(),
+            "220 bare LF\n".to_string(),
+            format!("220 {}\r\n", "x".repeat(50_000)),
+            "220-a\r\n221 b\r\n".to_string(),
+            "220 \x1b]0;owned\x07\r\n".to_string(),
+        ] {
+            let started = Instant::now();
+            let (f, seen, _) = talk(RELAY, 500, false, &greeting, server(&[], "250 Ok\r\n")).await;
+            assert_eq!(codes(&f), ["smtp:protocol-error"], "{greeting:.40}");
+            assert_eq!(f[0].evidence["step"], "greeting");
+            assert!(seen.commands.is_empty());
+            assert!(started.elapsed() < Duration::from_millis(300));
+        }
+        let many = "220-x\r\n".repeat(MAX_LINES + 1);
+        let (f, _, _) = talk(RELAY, 500, false, &many, server(&[], "250 Ok\r\n")).await;
+        assert_eq!(codes(&f), ["smtp:protocol-error"]);
+        // The server hangs up in the middle of its greeting.
+        let (ctx, relay) = setup(RELAY, 500, false);
+        let (client, mut server) = tokio::io::duplex(1 << 10);
+        server.write_all(b"220 partial").await.unwrap();
+        drop(server);
+        let f = converse(&ctx, &relay, client, "127.0.0.1:25".into()).await;
+        assert_eq!(codes(&f), ["smtp:protocol-error"]);
+        assert!(
+            f[0].message.contains("closed the connection in the middle"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_end_with_quit() {
+        let (f, seen, _) = talk(
+            RELAY,
+            500,
+            false,
+            "554 5.3.2 go away\r\n",
+            server(&[], "250 Ok\r\n"),
+        )
+        .await;
+        assert_eq!(codes(&f), ["smtp:bad-greeting"]);
+        assert_eq!(
+            f[0].evidence["banner"],
+            serde_json::json!(["554 5.3.2 go away"])
+        );
+        assert_eq!(seen.commands, ["QUIT"]);
+        let script: Script = Box::new(|c: &str| {
+            Some(
+                if c == "QUIT" {
+                    "221 Bye\r\n"
+                } else {
+                    "502 5.5.1 no\r\n"
+                }
+                .into(),
+            )
+        });
+        let (f, seen, _) = talk(RELAY, 500, false, BANNER, script).await;
+        assert_eq!(codes(&f), ["smtp:bad-greeting"]);
+        assert!(f[0].message.contains("refused EHLO"));
+        assert_eq!(seen.commands, ["EHLO airgap-verify.invalid", "QUIT"]);
+    }
+
+    #[tokio::test]
+    async fn broken_replies_to_commands() {
+        let script: Script = Box::new(|c: &str| {
+            Some(
+                if c.starts_with("EHLO") {
+                    "250-a\r\n250-b\r\n251 c\r\n"
+                } else {
+                    ""
+                }
+                .into(),
+            )
+        });
+        let (f, seen, _) = talk(RELAY, 500, false, BANNER, script).await;
+        assert_eq!(codes(&f), ["smtp:protocol-error"]);
+        assert_eq!(f[0].evidence["step"], "EHLO");
+        assert_eq!(seen.commands.len(), 1, "no QUIT once out of step");
+        // EHLO answered with a code that is not 250.
+        let (f, _, _) = talk(
+            RELAY,
+            500,
+            false,
+            BANNER,
+            Box::new(|_: &str| Some("221 x\r\n".into())),
+        )
+        .await;
+        assert_eq!(codes(&f), ["smtp:bad-greeting"]);
+    }
+
+    #[test]
+    fn secret_forms_cover_the_wire() {
+        let (_, mut relay) = setup(
+            "port: 25, username: probe, password_file: PWFILE",
+            500,
+            false,
+        );
+        assert_eq!(relay.password, Some(Secret::for_test(PW)));
+        let forms = secret_forms(&relay);
+        assert!(forms.contains(&PW.to_string()));
+        assert!(forms.contains(&BASE64.encode(format!("\0probe\0{PW}"))));
+        relay.password = None;
+        assert!(secret_forms(&relay).is_empty());
+    }
+
+    /// THROWAWAY: the loopback lab (scripts/lab.sh up).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn lab_end_to_end() {
+        let env = std::fs::read_to_string("/var/tmp/airgap-lab/lab.env").unwrap();
+        let pw = env
+            .lines()
+            .find_map(|l| l.strip_prefix("SMTP_PASSWORD="))
+            .unwrap()
+            .to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        let bad = dir.path().join("bad");
+        std::fs::write(&good, &pw).unwrap();
+        std::fs::write(&bad, "wrong-password-xyz").unwrap();
+        let send = std::env::var("LAB_SEND").is_ok();
+        let mail = "mail_from: probe@perimeter.test, rcpt_to: soc@perimeter.test";
+        let cases = [
+            format!("host: smtp.perimeter.test, port: 25, {mail}"),
+            format!("host: smtp.perimeter.test, port: 587, username: probe, password_file: {}, {mail}", good.display()),
+            format!("host: smtp.perimeter.test, port: 587, username: probe, password_file: {}, mail_from: probe@perimeter.test, rcpt_to: someone@outside.example", good.display()),
+            format!("host: smtp.perimeter.test, port: 587, username: probe, password_file: {}, {mail}", bad.display()),
+            format!("host: smtp.perimeter.test, port: 465, tls: true, username: probe, password_file: {}, {mail}", good.display()),
+            "host: smtp.perimeter.test, port: 25, mail_from: probe@perimeter.test, rcpt_to: someone@outside.example".to_string(),
+            format!("host: smtp-plain.perimeter.test, port: 25, starttls: true, {mail}"),
+            format!("host: smtp-plain.perimeter.test, port: 587, username: probe, password_file: {}, {mail}", good.display()),
+            format!("host: smtp-plain.perimeter.test, port: 587, starttls: false, username: probe, password_file: {}, {mail}", good.display()),
+            "host: smtp-expired.perimeter.test, port: 465, tls: true".to_string(),
+            "host: smtp-expired.perimeter.test, port: 25".to_string(),
+            "host: smtp-rogue.perimeter.test, port: 465, tls: true".to_string(),
+            "host: smtp-wrongname.perimeter.test, port: 465, tls: true".to_string(),
+            "host: smtp-wrongname.perimeter.test, port: 25".to_string(),
+            "host: tarpit.perimeter.test, port: 25".to_string(),
+            "host: blackhole.perimeter.test, port: 25".to_string(),
+            "host: 127.0.0.251, port: 25".to_string(),
+        ];
+        let yaml = format!(
+            "ca_bundle: /var/tmp/airgap-lab/pki/ca.pem\nallowed_networks: [127.0.0.0/8]\ndns: {{servers: [127.0.0.10]}}\ntimeouts: {{connect: 1s, handshake: 1s, io: 1s}}\nsmtp:\n{}",
+            cases.iter().map(|c| format!("  - {{{c}}}\n")).collect::<String>()
+        );
+        let path = dir.path().join("p.yml");
+        std::fs::write(&path, yaml).unwrap();
+        let plan = config::load(&LoadOptions {
+            perimeter: Some(path),
+            send_test_mail: send,
+            ..Default::default()
+        })
+        .unwrap();
+        let ctx = ProbeContext {
+            resolver: net::Resolver::new(&plan),
+            tls: TlsSettings::new(&plan).unwrap(),
+            plan: Arc::new(plan),
+        };
+        for (i, relay) in ctx.plan.smtp.iter().enumerate() {
+            let started = Instant::now();
+            let f = probe(&ctx, relay).await;
+            let ms = started.elapsed().as_millis();
+            println!(
+                "\n=== [{i}] {} ({ms} ms): {}",
+                cases[i],
+                codes(&f).join(" ")
+            );
+            for x in &f {
+                println!("  {} {}", x.code.id(), x.message);
+                if std::env::var("LAB_EVIDENCE").is_ok() {
+                    println!("     {}", serde_json::to_string(&x.evidence).unwrap());
+                }
+            }
+            let all = format!("{f:?}");
+            assert!(!all.contains(&pw) && !all.contains(&BASE64.encode(&pw)));
+        }
     }
 }
