@@ -27,6 +27,8 @@ pub enum Command {
     Manifest(ManifestCommand),
     /// Probe the perimeter's services (DNS, NTP, SMTP) from this machine, with no internet.
     Services(ServicesArgs),
+    /// The main job: verify the release archive and probe every configured service, in one report.
+    Check(CheckArgs),
     /// Write a commented perimeter.yml template (or its JSON Schema with --schema).
     Init(InitArgs),
     /// Print what a finding code means and how to fix it.
@@ -214,6 +216,24 @@ pub struct ServicesArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The release archive (or staged folder) to verify; its images are then looked up in the registry.
+    #[arg(long, value_name = "ARCHIVE")]
+    pub bundle: Option<PathBuf>,
+    /// Checksum file for --bundle (default: ARCHIVE.sha256 when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub checksum: Option<PathBuf>,
+    /// Vendor's minisign public key (`RW...` or a .pub file) for ARCHIVE.minisig.
+    #[arg(long, value_name = "KEY")]
+    pub pubkey: Option<String>,
+    /// Hosts inside the perimeter for the archive's external-reference scan (repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub allow_host: Vec<String>,
+    #[command(flatten)]
+    pub services: ServicesArgs,
 }
 
 #[derive(Debug, Args)]

@@ -64,6 +64,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             emit(&report, &a.report)
         }
         Command::Services(a) => services(a),
+        Command::Check(a) => check(a),
         Command::Init(a) => init(a),
         Command::Manifest(ManifestCommand::Create(a)) => manifest_create(a),
         Command::Explain(a) => explain(a),
@@ -142,6 +143,50 @@ fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
     let progress = probe_progress_for(&a.report);
     let report = run::services(plan, &policy, progress)?;
     emit(&report, &a.report)
+}
+
+fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
+    let s = a.services;
+    let opts = airgap_verify::config::LoadOptions {
+        perimeter: s.config,
+        sekoia: s.sekoia_config,
+        ca_bundle: s.ca_bundle,
+        timeout: s.timeout,
+        system_roots: s.system_roots,
+        strict_airgap: s.strict_airgap,
+        send_test_mail: s.send_test_mail,
+        write_probe: s.write_probe,
+    };
+    let plan = airgap_verify::config::load(&opts)?;
+    let bundle_opts = a.bundle.map(|path| BundleOptions {
+        path,
+        checksum: match a.checksum {
+            Some(f) => ChecksumSource::File(f),
+            None => ChecksumSource::Auto,
+        },
+        limits: Limits {
+            perimeter: std::sync::Arc::new(airgap_verify::bundle::refscan::Perimeter {
+                hosts: a.allow_host,
+                domains: Vec::new(),
+                deny_external: false,
+            }),
+            ..Limits::default()
+        },
+        signatures: airgap_verify::bundle::signing::SignatureOptions {
+            minisign_key: a.pubkey,
+            cosign_key: None,
+        },
+    });
+    let policy = policy(&s.report);
+    let bar = progress_for(&s.report);
+    let report = run::check(
+        bundle_opts.as_ref(),
+        plan,
+        &policy,
+        bar.as_ref(),
+        probe_progress_for(&s.report),
+    )?;
+    emit(&report, &s.report)
 }
 
 fn init(a: airgap_verify::cli::InitArgs) -> anyhow::Result<u8> {

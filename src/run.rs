@@ -54,6 +54,84 @@ pub fn services(
     })
 }
 
+/// `airgap-verify check`: the archive (when given) and every configured
+/// probe, in one report. The release's images found by the archive pass are
+/// looked up in the configured registry.
+pub fn check(
+    bundle_opts: Option<&BundleOptions>,
+    mut plan: crate::config::Perimeter,
+    policy: &Policy,
+    bundle_progress: &dyn Progress,
+    progress: std::sync::Arc<dyn crate::probe::ProbeProgress>,
+) -> Result<Report, InputError> {
+    let started = Instant::now();
+    let mut inputs = Vec::new();
+    let mut findings = Vec::new();
+    if let Some(opts) = bundle_opts {
+        let (tx, rx) = crossbeam_channel::unbounded::<Finding>();
+        let verified = bundle::verify(opts, bundle_progress, &tx)?;
+        drop(tx);
+        inputs.push(verified.input);
+        findings.extend(rx);
+        if let Some(reg) = plan.registry.as_mut() {
+            for image in release_images(&findings) {
+                if !reg
+                    .images
+                    .iter()
+                    .any(|i| i.repo == image.repo && i.tag == image.tag)
+                {
+                    reg.images.push(image);
+                }
+            }
+        }
+    }
+    for p in &plan.sources {
+        inputs.push(config_input(p)?);
+    }
+    findings.extend(crate::probe::run(plan, progress)?);
+    findings.sort_by(|a, b| (a.code, &a.target).cmp(&(b.code, &b.target)));
+    policy.apply(&mut findings);
+    Ok(Report {
+        command: "check".into(),
+        inputs,
+        findings,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// The images a verified release carries (`image:valid` references), as
+/// registry paths: the registry host of the reference is dropped, since the
+/// images are pushed to the perimeter's registry under the same path.
+fn release_images(findings: &[Finding]) -> Vec<crate::config::ImageRef> {
+    let mut out: Vec<crate::config::ImageRef> = Vec::new();
+    for f in findings
+        .iter()
+        .filter(|f| f.code == crate::finding::Code::ImageValid)
+    {
+        let Some(refs) = f.evidence.get("refs").and_then(|r| r.as_array()) else {
+            continue;
+        };
+        for r in refs.iter().filter_map(|r| r.as_str()) {
+            // `host[:port]/path:tag`: the first segment is a host when it has
+            // a dot or a port, or is `localhost`.
+            let path = match r.split_once('/') {
+                Some((first, rest))
+                    if first.contains('.') || first.contains(':') || first == "localhost" =>
+                {
+                    rest
+                }
+                _ => r,
+            };
+            if let Ok(img) = crate::config::ImageRef::parse(path) {
+                if !out.contains(&img) {
+                    out.push(img);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A configuration file as the report's `inputs` describes it.
 fn config_input(path: &std::path::Path) -> Result<bundle::InputSummary, InputError> {
     use sha2::Digest;

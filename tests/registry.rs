@@ -146,7 +146,12 @@ fn registry_bearer_tokens_scopes_and_refused_deletes() {
 
     // The pusher gets a push token; the registry refuses deletes, and the
     // probe names exactly what it left.
-    let y = yaml(&lab, url, Some(lab.var("REGISTRY_USER")), std::slice::from_ref(&seeded));
+    let y = yaml(
+        &lab,
+        url,
+        Some(lab.var("REGISTRY_USER")),
+        std::slice::from_ref(&seeded),
+    );
     let t = run(&sb, &y, lab.var("REGISTRY_PASSWORD"), &["--write-probe"]);
     let r = t.within(ONE);
     r.code(0);
@@ -205,4 +210,73 @@ fn registry_over_plain_http_is_reported() {
     let r = r.within(ONE);
     r.code(1).has("registry:plain-http", "fail", url);
     r.has("registry:reachable", "pass", url);
+}
+
+/// `check`: the archive pass and the probes in one report; the release's
+/// images are looked up in the registry.
+#[test]
+fn check_runs_the_archive_and_the_probes_in_one_report() {
+    let sb = Sandbox::new("registry::check");
+    let lab = Lab::get();
+    let release = sb.sample();
+    let y = format!(
+        "{}ntp: {{servers: [{}]}}\n",
+        yaml(
+            &lab,
+            lab.var("REGISTRY_URL"),
+            Some(lab.var("REGISTRY_USER")),
+            &[]
+        ),
+        lab.var("NTP_HOST")
+    );
+    let cfg = sb.write("perimeter.yml", y);
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["check", "--bundle"])
+        .arg(&release)
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "--allow-host",
+            "registry.sekoia.io",
+            "--format",
+            "json",
+            "--timeout",
+            "1s",
+        ])
+        .env("LAB_REGISTRY_PASSWORD", lab.var("REGISTRY_PASSWORD"))
+        .output()
+        .unwrap();
+    let r = crate::harness::Run::from(out);
+    r.code(1);
+    let v = r.json();
+    assert_eq!(v["command"], "check");
+    let kinds: Vec<_> = v["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["tar", "config"]);
+    r.has("bundle:checksum-verified", "pass", "sekoia-self-hosted");
+    r.has("ntp:synchronised", "pass", lab.var("NTP_HOST"));
+    r.has("registry:push-allowed", "pass", lab.var("REGISTRY_URL"));
+    // The sample's images are not in the lab registry: each is named.
+    let missing: Vec<_> = r
+        .findings()
+        .into_iter()
+        .filter(|f| f.code == "registry:image-missing")
+        .collect();
+    assert!(missing.len() >= 10, "{missing:?}");
+    assert!(
+        missing
+            .iter()
+            .any(|f| f.target.ends_with("sekoia/collector-oci:v1.0.0")),
+        "{missing:?}"
+    );
+    // Only the registry's findings fail: the archive itself is intact.
+    assert!(r
+        .findings()
+        .iter()
+        .filter(|f| f.status == "fail")
+        .all(|f| f.code == "registry:image-missing"));
 }
