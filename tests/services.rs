@@ -594,7 +594,14 @@ fn sentinel_secrets_appear_in_no_output_format() {
         h = lab.var("SMTP_HOST"),
         z = lab.var("LAB_ZONE"),
         plain = lab.var("SMTP_PLAIN_HOST"),
-    ));
+    )) + &format!(
+        "git: {{url: {}, username: pusher, password_env: AIRGAP_SENTINEL_PW}}\nregistry: {{url: {}, project: sekoia, username: pusher, password_env: AIRGAP_SENTINEL_PW}}\ns3: {{endpoint: {}, buckets: [{}], access_key: {}, secret_key_env: AIRGAP_SENTINEL_PW}}\n",
+        lab.var("GIT_REPO_URL"),
+        lab.var("REGISTRY_TOKEN_URL"),
+        lab.var("S3_ENDPOINT"),
+        lab.var("S3_BUCKET"),
+        lab.var("S3_ACCESS_KEY"),
+    );
     let p = sb.write("perimeter.yml", yaml);
     let vendor = sb.write(
         "config.yml",
@@ -610,6 +617,7 @@ fn sentinel_secrets_appear_in_no_output_format() {
         forbidden.push(s.to_string());
         forbidden.push(b64.encode(s));
         forbidden.push(b64.encode(format!("\0probe\0{s}")));
+        forbidden.push(b64.encode(format!("pusher:{s}")));
     }
     let mut reports = 0;
     for cfg_args in [
@@ -620,7 +628,15 @@ fn sentinel_secrets_appear_in_no_output_format() {
             let out = std::process::Command::new(crate::harness::BIN)
                 .arg("services")
                 .args(&cfg_args)
-                .args(["--format", format, "--timeout", "1s", "--color", "always"])
+                .args([
+                    "--format",
+                    format,
+                    "--timeout",
+                    "1s",
+                    "--color",
+                    "always",
+                    "--write-probe",
+                ])
                 .env("AIRGAP_SENTINEL_PW", env_secret)
                 .output()
                 .unwrap();
