@@ -78,7 +78,9 @@ pub fn run(plan: Perimeter, progress: Arc<dyn ProbeProgress>) -> Result<Vec<Find
         let mut set = tokio::task::JoinSet::new();
         for p in probes {
             let progress = progress.clone();
-            let limit = budget(&ctx.plan, 12);
+            // The longest conversation (STARTTLS, AUTH LOGIN, a test mail) takes
+            // 13 I/O steps and a short QUIT.
+            let limit = budget(&ctx.plan, 16);
             set.spawn(async move {
                 progress.started(&p.name);
                 let started = Instant::now();

@@ -242,6 +242,10 @@ fn classify(e: &std::io::Error) -> (Code, String) {
                 format!("certificate rejected: {other:?}"),
             ),
         },
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => (
+            Code::TlsHandshakeFailed,
+            format!("the server does not speak TLS on this port ({err})"),
+        ),
         other => (Code::TlsHandshakeFailed, other.to_string()),
     }
 }
