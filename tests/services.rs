@@ -299,6 +299,10 @@ fn configuration_errors_name_file_line_column_and_exit_2() {
             "smtp: {host: a, password_env: X, password_file: y}\n",
             "set password_env or password_file, not both",
         ),
+        (
+            "smtp: {host: a, rcpt_to: \"a@b\\r\\nDATA\"}\n",
+            ":1:26: smtp[0].rcpt_to: `a@b\\r\\nDATA` must be a single word",
+        ),
     ];
     for (yaml, want) in cases {
         let p = sb.write("perimeter.yml", yaml);

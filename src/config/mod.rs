@@ -300,12 +300,18 @@ pub(crate) fn registry_url(u: &str) -> Result<String, String> {
     let u = u.trim().trim_end_matches('/');
     let (scheme, rest) = match u.split_once("://") {
         Some((s @ ("https" | "http"), r)) => (s, r),
-        Some((s, _)) => return Err(format!("`{s}://`: a registry is reached over https:// (or http://, to be reported)")),
+        Some((s, _)) => {
+            return Err(format!(
+                "`{s}://`: a registry is reached over https:// (or http://, to be reported)"
+            ))
+        }
         None => ("https", u),
     };
     let authority = rest.split('/').next().unwrap_or("");
     if authority.is_empty() || authority.contains('@') {
-        return Err(format!("`{u}` names no host (and must hold no credentials)"));
+        return Err(format!(
+            "`{u}` names no host (and must hold no credentials)"
+        ));
     }
     Ok(format!("{scheme}://{authority}"))
 }
@@ -375,7 +381,7 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
     if let Some(path) = &opts.perimeter {
         let text = read_text(path, "perimeter configuration")?;
         let parsed: file::PerimeterFile = parse_yaml(path, &text)?;
-        apply_file(path, parsed, &mut plan)?;
+        apply_file(path, &text, parsed, &mut plan)?;
         plan.sources.push(path.clone());
     }
 
@@ -583,10 +589,20 @@ fn relative_to(config: &Path, p: &Path) -> PathBuf {
     }
 }
 
-fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Result<(), InputError> {
+fn apply_file(
+    path: &Path,
+    text: &str,
+    f: file::PerimeterFile,
+    plan: &mut Perimeter,
+) -> Result<(), InputError> {
     let at = |key: &str, msg: String| {
+        // `smtp: {..}` is item 0 of a one-item list in the plan.
+        let pos = locate(text, key)
+            .or_else(|| locate(text, &key.replacen("[0]", "", 1)))
+            .map(|(l, c, _)| format!(":{l}:{c}"))
+            .unwrap_or_default();
         InputError::Config(format!(
-            "{}: {key}: {msg}; see docs/config.md",
+            "{}{pos}: {key}: {msg}; see docs/config.md",
             path.display()
         ))
     };
@@ -677,7 +693,10 @@ fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Resu
     }
     if let Some(r) = f.registry {
         if r.password_env.is_some() && r.password_file.is_some() {
-            return Err(at("registry", "set password_env or password_file, not both".into()));
+            return Err(at(
+                "registry",
+                "set password_env or password_file, not both".into(),
+            ));
         }
         let secret = match (r.password_env, r.password_file) {
             (Some(v), _) => Some(SecretRef::Env(v)),
@@ -702,10 +721,16 @@ fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Resu
     }
     if let Some(s3) = f.s3 {
         if s3.secret_key_env.is_some() && s3.secret_key_file.is_some() {
-            return Err(at("s3", "set secret_key_env or secret_key_file, not both".into()));
+            return Err(at(
+                "s3",
+                "set secret_key_env or secret_key_file, not both".into(),
+            ));
         }
         if s3.access_key.is_some() && s3.access_key_env.is_some() {
-            return Err(at("s3", "set access_key or access_key_env, not both".into()));
+            return Err(at(
+                "s3",
+                "set access_key or access_key_env, not both".into(),
+            ));
         }
         let endpoint = registry_url(&s3.endpoint).map_err(|m| at("s3.endpoint", m))?;
         let secret = match (s3.secret_key_env, s3.secret_key_file) {
@@ -714,8 +739,12 @@ fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Resu
             _ => None,
         };
         let access_key = match s3.access_key_env {
-            Some(var) => resolve_secret(&Some(SecretRef::Env(var)), &format!("{} s3.access_key_env", path.display()), plan)
-                .map(|s| s.expose().to_string()),
+            Some(var) => resolve_secret(
+                &Some(SecretRef::Env(var)),
+                &format!("{} s3.access_key_env", path.display()),
+                plan,
+            )
+            .map(|s| s.expose().to_string()),
             None => s3.access_key,
         };
         let secret_key = resolve_secret(&secret, &format!("{} s3", path.display()), plan);
@@ -753,6 +782,25 @@ fn apply_file(path: &Path, f: file::PerimeterFile, plan: &mut Perimeter) -> Resu
             });
             let target = Target::parse(&s.host, port).map_err(|m| at(&format!("{key}.host"), m))?;
             let target = Target { port, ..target };
+            // A value that could end an SMTP command line would let the
+            // configuration inject commands: refuse it here, with its key.
+            for (field, value) in [
+                ("helo", &s.helo),
+                ("mail_from", &s.mail_from),
+                ("rcpt_to", &s.rcpt_to),
+            ] {
+                if let Some(v) = value {
+                    if v.is_empty()
+                        || v.chars()
+                            .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
+                    {
+                        return Err(at(
+                            &format!("{key}.{field}"),
+                            format!("`{}` must be a single word without spaces, control characters or <>", v.escape_debug()),
+                        ));
+                    }
+                }
+            }
             let password = resolve_secret(&secret, &format!("{} {key}", path.display()), plan);
             plan.smtp.push(SmtpPlan {
                 target,
