@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark `airgap-verify services` against the loopback lab of real servers.
 #
-# 1. The whole lab in one run: both unbound servers over UDP and TCP, both
-#    chrony servers, postfix on 25, 465 and 587 (STARTTLS, implicit TLS, AUTH).
-#    Target: every probe answered within 1.5 s in total.
+# 1. DNS, NTP and SMTP of the lab in one run: both unbound servers over UDP
+#    and TCP, chrony, postfix on 25, 465 and 587 (STARTTLS, implicit TLS,
+#    AUTH, relay check). Target: within 1.5 s in total.
+#    Then the whole lab with Git, the OCI registry and S3 added, write probes
+#    included (--write-probe). Target: within 3 s.
 # 2. The same plus one blackholed target (NTP at the nft-dropped address) and
 #    one tarpit (SMTP on a port that accepts and never answers), with a 2 s
 #    deadline. Target: within the deadline plus 0.5 s, the healthy probes
@@ -69,6 +71,14 @@ smtp:
 YAML
 } >"$WORK/lab.yml"
 {
+  cat "$WORK/lab.yml"
+  cat <<YAML
+git: {url: $GIT_REPO_URL, branch: main, username: $GIT_USER, password_env: GIT_PASSWORD}
+registry: {url: $REGISTRY_URL, project: sekoia, username: $REGISTRY_USER, password_env: REGISTRY_PASSWORD, images: [$REGISTRY_SEEDED_IMAGE@$REGISTRY_SEEDED_DIGEST]}
+s3: {endpoint: $S3_ENDPOINT, region: $S3_REGION, buckets: [$S3_BUCKET], access_key: $S3_ACCESS_KEY, secret_key_env: S3_SECRET_KEY}
+YAML
+} >"$WORK/all.yml"
+{
   common
   cat <<YAML
 ntp:
@@ -84,10 +94,11 @@ YAML
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-time_av() { # config timeout -> seconds; also keeps the last JSON report
-  local t0 t1
+time_av() { # config timeout [args] -> seconds; also keeps the last JSON report
+  local t0 t1 cfg=$1 timeout=$2
+  shift 2
   t0=$(now)
-  "$BIN" services --config "$1" --timeout "$2" --format json --no-progress >"$WORK/last.json" || true
+  "$BIN" services --config "$cfg" --timeout "$timeout" --format json --no-progress "$@" >"$WORK/last.json" || true
   t1=$(now)
   echo "$t1 - $t0" | bc -l
 }
@@ -123,9 +134,10 @@ time_baseline() {
 
 command -v bc >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bc >/dev/null; }
 
-lab_t=() fault_t=() base_t=()
+lab_t=() fault_t=() base_t=() all_t=()
 for _ in $(seq "$RUNS"); do
   lab_t+=("$(time_av "$WORK/lab.yml" 1s)")
+  all_t+=("$(time_av "$WORK/all.yml" 1s --write-probe)")
   base_t+=("$(time_baseline)")
   fault_t+=("$(time_av "$WORK/faults.yml" 2s)")
 done
@@ -134,6 +146,10 @@ fault_m=$(printf '%s\n' "${fault_t[@]}" | median)
 base_m=$(printf '%s\n' "${base_t[@]}" | median)
 fault_max=$(printf '%s\n' "${fault_t[@]}" | sort -n | tail -1)
 lab_max=$(printf '%s\n' "${lab_t[@]}" | sort -n | tail -1)
+all_m=$(printf '%s\n' "${all_t[@]}" | median)
+all_max=$(printf '%s\n' "${all_t[@]}" | sort -n | tail -1)
+"$BIN" services --config "$WORK/all.yml" --timeout 1s --write-probe --format json --no-progress >"$WORK/all.json" || true
+allsum=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["findings"]), d["summary"])' "$WORK/all.json")
 
 "$BIN" services --config "$WORK/lab.yml" --timeout 1s --format json --no-progress >"$WORK/lab.json" || true
 "$BIN" services --config "$WORK/faults.yml" --timeout 2s --format json --no-progress >"$WORK/faults.json" || true
@@ -146,6 +162,8 @@ printf '  whole lab (findings, summary: %s)\n' "$probes"
 printf '    %-44s %6.3f s  (max %.3f)  target <= 1.5 s: %s\n' "airgap-verify, --timeout 1s" "$lab_m" "$lab_max" "$(verdict "$lab_max <= 1.5")"
 printf '    %-44s %6.3f s\n' "baseline: dig + SNTP + openssl s_client, serial" "$base_m"
 printf '    %-44s %6.2f x\n' "ratio airgap-verify / baseline" "$(echo "$lab_m / $base_m" | bc -l)"
+printf '  whole lab with Git, registry and S3, --write-probe (findings, summary: %s)\n' "$allsum"
+printf '    %-44s %6.3f s  (max %.3f)  target <= 3 s: %s\n' "airgap-verify, --timeout 1s" "$all_m" "$all_max" "$(verdict "$all_max <= 3")"
 printf '  lab + blackhole (NTP %s) + tarpit (SMTP %s:25), --timeout 2s\n' "$BLACKHOLE_ADDR" "$TARPIT_ADDR"
 printf '    %-44s %6.3f s  (max %.3f)  target <= 2.5 s: %s\n' "airgap-verify" "$fault_m" "$fault_max" "$(verdict "$fault_max <= 2.5")"
 printf '    failing: %s\n' "$faults"
