@@ -75,16 +75,35 @@ else
   echo "==> scripts/lab.sh up (real DNS, NTP and SMTP servers on 127.0.0.x; left running)"
   if AIRGAP_LAB_DIR="$lab" bash scripts/lab.sh up >"$work/lab-up.log" 2>&1; then
     tail -n 1 "$work/lab-up.log"
-    SMTP_PASSWORD=$(sed -n 's/^SMTP_PASSWORD=//p' "$lab/lab.env")
-    export SMTP_PASSWORD
+    labvar() { sed -n "s/^$1=//p" "$lab/lab.env"; }
+    SMTP_PASSWORD=$(labvar SMTP_PASSWORD) GIT_PASSWORD=$(labvar GIT_PASSWORD)
+    REGISTRY_PASSWORD=$(labvar REGISTRY_PASSWORD) S3_SECRET_KEY=$(labvar S3_SECRET_KEY)
+    export SMTP_PASSWORD GIT_PASSWORD REGISTRY_PASSWORD S3_SECRET_KEY
     echo
-    echo "==> airgap-verify services --config $lab/perimeter.yml"
+    echo "==> airgap-verify services --config $lab/perimeter.yml   (DNS, NTP, SMTP)"
     set +e
     "$bin" services --config "$lab/perimeter.yml"
     services=$?
     set -e
+    echo "==> services exit code $services"
+    # The main job: the release and every service of the lab in one report.
+    {
+      cat "$lab/perimeter.yml"
+      echo "git: {url: $(labvar GIT_REPO_URL), username: $(labvar GIT_USER), password_env: GIT_PASSWORD}"
+      echo "registry: {url: $(labvar REGISTRY_URL), project: sekoia, username: $(labvar REGISTRY_USER), password_env: REGISTRY_PASSWORD}"
+      echo "s3: {endpoint: $(labvar S3_ENDPOINT), buckets: [$(labvar S3_BUCKET)], access_key: $(labvar S3_ACCESS_KEY), secret_key_env: S3_SECRET_KEY}"
+    } >"$work/perimeter.yml"
     echo
-    echo "==> services exit code $services ('scripts/lab.sh down' stops the lab)"
+    echo "==> airgap-verify check --bundle $archive --config $work/perimeter.yml --write-probe"
+    echo "    (the sample's images were never pushed to the lab registry: each is reported missing)"
+    if "$bin" check --help >/dev/null 2>&1; then
+      set +e
+      "$bin" check --bundle "$archive" --config "$work/perimeter.yml" --write-probe \
+        --allow-host registry.sekoia.io --no-progress
+      checked=$?
+      set -e
+      echo "==> check exit code $checked ('scripts/lab.sh down' stops the lab)"
+    fi
   else
     tail -n 30 "$work/lab-up.log" >&2
     echo "==> scripts/lab.sh up failed (log: $work/lab-up.log); skipping the services demo" >&2
