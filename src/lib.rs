@@ -8,8 +8,8 @@
 
 pub mod bundle;
 pub mod cli;
-pub mod config;
 pub mod codes;
+pub mod config;
 pub mod error;
 pub mod finding;
 pub mod probe;

@@ -261,10 +261,13 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
     }
 
     // Registry: `host` + `project` (1.0.0), `url` + `check_repo` (0.0.1).
-    let reg_url = get_text(&root, "utils.oci_registry.host").or_else(|| get_text(&root, "utils.oci_registry.url"));
+    let reg_url = get_text(&root, "utils.oci_registry.host")
+        .or_else(|| get_text(&root, "utils.oci_registry.url"));
     if let Some(raw) = reg_url.filter(|u| placeholder_reason(u).is_none()) {
         let url = super::registry_url(&raw).map_err(|m| {
-            InputError::Config(format!("{file}: utils.oci_registry: {m}; see docs/config.md"))
+            InputError::Config(format!(
+                "{file}: utils.oci_registry: {m}; see docs/config.md"
+            ))
         })?;
         // 0.0.1 writes the project as the URL's path.
         let path_project = raw
@@ -277,13 +280,16 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         let project = get_text(&root, "utils.oci_registry.project")
             .or(path_project)
             .unwrap_or_default();
-        let password = match get_text(&root, "utils.oci_registry.password").map(|p| parse_secret(&p)) {
-            Some(VendorSecret::Ref(r)) => {
-                resolve_secret(&Some(r), &format!("{file} utils.oci_registry.password"), plan)
-            }
-            Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
-            None => None,
-        };
+        let password =
+            match get_text(&root, "utils.oci_registry.password").map(|p| parse_secret(&p)) {
+                Some(VendorSecret::Ref(r)) => resolve_secret(
+                    &Some(r),
+                    &format!("{file} utils.oci_registry.password"),
+                    plan,
+                ),
+                Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
+                None => None,
+            };
         plan.registry = Some(super::RegistryPlan {
             url,
             project,
@@ -306,18 +312,26 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         let endpoint = super::registry_url(&ep).map_err(|m| {
             InputError::Config(format!("{file}: {base}.endpoint: {m}; see docs/config.md"))
         })?;
-        let key = |name: &str, plan: &mut Perimeter| match get_text(&root, &format!("{base}.{name}")).map(|p| parse_secret(&p)) {
-            Some(VendorSecret::Ref(r)) => resolve_secret(&Some(r), &format!("{file} {base}.{name}"), plan),
-            Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
-            None => None,
-        };
+        let key =
+            |name: &str, plan: &mut Perimeter| match get_text(&root, &format!("{base}.{name}"))
+                .map(|p| parse_secret(&p))
+            {
+                Some(VendorSecret::Ref(r)) => {
+                    resolve_secret(&Some(r), &format!("{file} {base}.{name}"), plan)
+                }
+                Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
+                None => None,
+            };
         let access_key = key("access_key", plan).map(|s| s.expose().to_string());
         let secret_key = key("secret_key", plan);
         plan.s3 = Some(super::S3Plan {
             endpoint,
-            region: get_text(&root, &format!("{base}.region")).unwrap_or_else(|| super::DEFAULT_S3_REGION.into()),
+            region: get_text(&root, &format!("{base}.region"))
+                .unwrap_or_else(|| super::DEFAULT_S3_REGION.into()),
             path_style: true,
-            buckets: get_text(&root, &format!("{base}.bucket")).into_iter().collect(),
+            buckets: get_text(&root, &format!("{base}.bucket"))
+                .into_iter()
+                .collect(),
             access_key,
             secret_key,
         });

@@ -175,8 +175,16 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
             "git {}: branch {}{}{}",
             g.url,
             g.branch,
-            if g.username.is_some() { ", push access" } else { "" },
-            if plan.write_probe { ", write probe" } else { "" }
+            if g.username.is_some() {
+                ", push access"
+            } else {
+                ""
+            },
+            if plan.write_probe {
+                ", write probe"
+            } else {
+                ""
+            }
         ));
     }
     if let Some(r) = &plan.registry {
@@ -185,8 +193,16 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
             r.url,
             r.project,
             r.check_repo,
-            if r.images.is_empty() { String::new() } else { format!(", {} image(s)", r.images.len()) },
-            if plan.write_probe { ", write probe" } else { "" }
+            if r.images.is_empty() {
+                String::new()
+            } else {
+                format!(", {} image(s)", r.images.len())
+            },
+            if plan.write_probe {
+                ", write probe"
+            } else {
+                ""
+            }
         ));
     }
     if let Some(s) = &plan.s3 {
@@ -194,8 +210,16 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
             "s3 {}: region {}, {}, {}",
             s.endpoint,
             s.region,
-            if s.path_style { "path-style" } else { "virtual-host" },
-            if s.buckets.is_empty() { "list buckets, temporary bucket for the write probe".to_string() } else { format!("bucket(s) {}", s.buckets.join(", ")) }
+            if s.path_style {
+                "path-style"
+            } else {
+                "virtual-host"
+            },
+            if s.buckets.is_empty() {
+                "list buckets, temporary bucket for the write probe".to_string()
+            } else {
+                format!("bucket(s) {}", s.buckets.join(", "))
+            }
         ));
     }
     out
@@ -248,7 +272,11 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
     }
     if plan.registry.is_some() {
         let ctx = ctx.clone();
-        let url = plan.registry.as_ref().map(|r| r.url.clone()).unwrap_or_default();
+        let url = plan
+            .registry
+            .as_ref()
+            .map(|r| r.url.clone())
+            .unwrap_or_default();
         probes.push(Probe {
             name: format!("registry {url}"),
             target: url,
@@ -260,7 +288,11 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
     }
     if plan.s3.is_some() {
         let ctx = ctx.clone();
-        let url = plan.s3.as_ref().map(|s| s.endpoint.clone()).unwrap_or_default();
+        let url = plan
+            .s3
+            .as_ref()
+            .map(|s| s.endpoint.clone())
+            .unwrap_or_default();
         probes.push(Probe {
             name: format!("s3 {url}"),
             target: url,
