@@ -117,10 +117,10 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
 s.sendto(b"\x23" + 47 * b"\0", (sys.argv[1], 123)); s.recv(512)
 PY
   for p in 25 587; do
-    openssl s_client -quiet -starttls smtp -CAfile "$CA_PEM" -verify_return_error \
+    timeout 5 openssl s_client -brief -starttls smtp -CAfile "$CA_PEM" -verify_return_error \
       -connect "$SMTP_ADDR:$p" -servername "$SMTP_HOST" </dev/null >/dev/null 2>&1 || true
   done
-  openssl s_client -quiet -CAfile "$CA_PEM" -verify_return_error \
+  timeout 5 openssl s_client -brief -CAfile "$CA_PEM" -verify_return_error \
     -connect "$SMTP_ADDR:465" -servername "$SMTP_HOST" </dev/null >/dev/null 2>&1 || true
 }
 
