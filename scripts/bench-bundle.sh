@@ -23,8 +23,7 @@
 #
 # Honours CARGO_TARGET_DIR (otherwise the repository's target/).
 # Needs root (or the tools already installed) on Debian: installs `time`,
-# `openssl` and `jq`, and ISA-L's build tools (nasm, autoconf, automake,
-# libtool, make), with apt-get when missing.
+# `openssl` and `jq` with apt-get when missing.
 
 set -euo pipefail
 
@@ -119,10 +118,6 @@ if ! command -v jq > /dev/null && ! command -v python3 > /dev/null; then
     apt_install jq
 fi
 command -v cargo > /dev/null || die "cargo is missing; install a Rust toolchain (rustup) first"
-# The release build compiles ISA-L (isal-sys, the .tar.gz inflater) from source.
-for tool_pkg in nasm:nasm autoreconf:autoconf automake:automake libtoolize:libtool make:make; do
-    command -v "${tool_pkg%%:*}" > /dev/null || apt_install "${tool_pkg##*:}"
-done
 
 # manifest.json on stdin -> "<sha256>  <path>" lines on stdout.
 manifest_to_sha256sum() {

@@ -13,10 +13,8 @@ log() { printf '\n==> %s\n' "$*"; }
 # Debian packages the tests call: tar (staged-folder tests extract with it).
 need_pkgs=()
 # minisign, openssl and git make the real signatures and bundles the tests verify.
-# nasm, autoconf, automake, libtool and make build the vendored ISA-L (isal-sys,
-# the .tar.gz inflater, linked statically) from source.
 for cmd_pkg in tar:tar gzip:gzip cc:gcc pkg-config:pkg-config minisign:minisign openssl:openssl git:git \
-  nasm:nasm autoreconf:autoconf automake:automake libtoolize:libtool make:make strace:strace; do
+  strace:strace; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done

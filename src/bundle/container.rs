@@ -8,20 +8,11 @@
 //! - when the stage below stops reading, decoding continues (discarding the
 //!   output) so that CRCs are still verified: the verdict stays complete;
 //! - every finding names the byte offset in the compressed file.
-//!
-//! Deflate is decoded by ISA-L's igzip (`isal-sys`, linked statically), in
-//! raw-deflate mode: the gzip header and trailer are parsed here, so every
-//! offset and message stays ours. Measured here (2 cores): igzip is about
-//! 1.4x faster than zlib-rs on compressible tars, and on par with it on a
-//! release made of already-compressed images, where nearly every deflate
-//! symbol is a literal. It has portable C paths besides its x86_64/aarch64
-//! assembly, so it is used on every target, without a zlib fallback.
 
 use std::io::BufRead;
-use std::mem::MaybeUninit;
 
 use crossbeam_channel::Sender;
-use isal_sys::igzip_lib as isal;
+use flate2::{Crc, Decompress, FlushDecompress, Status as ZStatus};
 
 use super::stream::{is_upstream_abort, ChunkReader, ForwardingSender, Pool, CHUNK_SIZE};
 use crate::finding::{Code, Finding};
@@ -124,130 +115,6 @@ impl Stage<'_> {
     }
 }
 
-// ISA-L's CRC-32 functions live in the same static `libisal.a` that
-// `isal-sys` links, but its bindings only cover igzip_lib.h.
-extern "C" {
-    /// ISA-L's gzip CRC-32 (reflected 0xEDB88320, as RFC 1952). `init_crc`
-    /// is the value returned for the preceding bytes (0 to start).
-    fn crc32_gzip_refl(init_crc: u32, buf: *const u8, len: u64) -> u32;
-}
-
-/// The gzip CRC-32 of `data` continuing `crc` (0 for the first bytes).
-fn crc32(crc: u32, data: &[u8]) -> u32 {
-    if data.is_empty() {
-        return crc;
-    }
-    // SAFETY: reads exactly `data.len()` bytes of `data`.
-    unsafe { crc32_gzip_refl(crc, data.as_ptr(), data.len() as u64) }
-}
-
-/// What one [`Inflater::run`] call ended with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Inflated {
-    /// More input (or output room) is needed.
-    More,
-    /// The deflate stream ended; [`Inflater::overread`] gives the bytes
-    /// igzip took past its end.
-    End,
-    /// Invalid deflate data: an `ISAL_INVALID_*` code.
-    Corrupt(i32),
-}
-
-/// A raw-deflate decoder. igzip's state (about 90 KiB with its history and
-/// Huffman tables) is allocated once and reset for every gzip member.
-struct Inflater {
-    state: Box<isal::inflate_state>,
-}
-
-impl Inflater {
-    fn new() -> Self {
-        // Allocated zeroed on the heap, never on the stack (it is large).
-        // (Box::new_zeroed needs a newer Rust than our rust-version.)
-        let layout = std::alloc::Layout::new::<isal::inflate_state>();
-        // SAFETY: the layout is not zero-sized; a null result is handled.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<isal::inflate_state>();
-        if ptr.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        // SAFETY: `ptr` comes from the global allocator with the layout of
-        // inflate_state, a C struct of integers, raw pointers and arrays for
-        // which all-zero bytes are a valid value; isal_inflate_init then
-        // sets it up.
-        let mut state = unsafe { Box::from_raw(ptr) };
-        unsafe { isal::isal_inflate_init(&mut *state) };
-        // Raw deflate: no header, trailer or checksum inside igzip.
-        state.crc_flag = isal::ISAL_DEFLATE;
-        Inflater { state }
-    }
-
-    /// Starts a new deflate stream (keeps the raw mode and the allocation).
-    fn reset(&mut self) {
-        // SAFETY: the state was set up by isal_inflate_init.
-        unsafe { isal::isal_inflate_reset(&mut *self.state) };
-    }
-
-    /// Decodes from `input` into `out`: returns the input bytes taken (igzip
-    /// may keep up to 8 of them in its bit buffer), the output bytes written
-    /// (initialised, at the start of `out`) and the outcome.
-    fn run(&mut self, input: &[u8], out: &mut [MaybeUninit<u8>]) -> (usize, usize, Inflated) {
-        // igzip counts in u32; chunks are far smaller.
-        let in_len = input.len().min(u32::MAX as usize);
-        let out_len = out.len().min(u32::MAX as usize);
-        let s = &mut *self.state;
-        // igzip never writes through next_in.
-        s.next_in = input.as_ptr() as *mut u8;
-        s.avail_in = in_len as u32;
-        s.next_out = out.as_mut_ptr().cast::<u8>();
-        s.avail_out = out_len as u32;
-        // SAFETY: next_in/avail_in and next_out/avail_out describe live
-        // buffers for the duration of the call; igzip reads at most avail_in
-        // bytes and writes at most avail_out bytes.
-        let ret = unsafe { isal::isal_inflate(s) };
-        let used = in_len - s.avail_in as usize;
-        let made = out_len - s.avail_out as usize;
-        // Leave no pointer to the caller's buffers behind.
-        s.next_in = std::ptr::null_mut();
-        s.avail_in = 0;
-        s.next_out = std::ptr::null_mut();
-        s.avail_out = 0;
-        let outcome = if ret < 0 {
-            Inflated::Corrupt(ret)
-        } else if s.block_state == isal::isal_block_state_ISAL_BLOCK_FINISH {
-            Inflated::End
-        } else {
-            Inflated::More
-        };
-        (used, made, outcome)
-    }
-
-    /// Whole bytes taken from the input but still in igzip's bit buffer.
-    fn buffered(&self) -> usize {
-        (self.state.read_in_length.clamp(0, 64) / 8) as usize
-    }
-
-    /// After [`Inflated::End`]: the whole bytes that igzip pulled into its
-    /// bit buffer beyond the end of the deflate stream (at most 8), in
-    /// stream order. They were counted as taken by [`Inflater::run`], possibly
-    /// by an earlier call, so they are the first bytes after the stream.
-    fn overread(&self) -> ([u8; 8], usize) {
-        let s = &*self.state;
-        let bits = s.read_in_length.clamp(0, 64) as u32;
-        // The low `bits % 8` bits are the padding of the stream's last byte.
-        let rest = s.read_in.checked_shr(bits % 8).unwrap_or(0);
-        (rest.to_le_bytes(), (bits / 8) as usize)
-    }
-}
-
-/// igzip's error codes, worded like zlib's messages.
-fn inflate_error(code: i32) -> String {
-    match code {
-        isal::ISAL_INVALID_BLOCK => "invalid block type or block header".to_string(),
-        isal::ISAL_INVALID_SYMBOL => "invalid literal/length or distance code".to_string(),
-        isal::ISAL_INVALID_LOOKBACK => "invalid distance too far back".to_string(),
-        other => format!("deflate decoder error {other}"),
-    }
-}
-
 /// Decodes a stream of gzip members from `input` into `out`.
 pub fn gunzip(
     input: &mut ChunkReader,
@@ -264,7 +131,6 @@ pub fn gunzip(
     };
     let pool = Pool::default();
     let mut out_buf: Vec<u8> = pool.take_empty();
-    let mut inflater = Inflater::new();
     // The first member's magic has not been consumed yet.
     let mut magic_consumed = false;
     loop {
@@ -277,10 +143,10 @@ pub fn gunzip(
                 return st.stats;
             }
         }
-        inflater.reset();
-        let mut crc: u32 = 0;
+        let mut d = Decompress::new(false);
+        let mut crc = Crc::new();
         let mut produced: u64 = 0;
-        let overread = loop {
+        loop {
             let inbuf = match st.input.fill_buf() {
                 Ok(b) => b,
                 Err(e) => {
@@ -288,34 +154,31 @@ pub fn gunzip(
                     return st.stats;
                 }
             };
-            // At the end of the data igzip is still called once: it may hold
-            // decoded bytes that did not fit in the last output buffer.
-            let at_end = inbuf.is_empty();
-            let out0 = out_buf.len();
-            let (used, made, res) = inflater.run(inbuf, out_buf.spare_capacity_mut());
-            // SAFETY: igzip initialised `made` bytes after the first out0.
-            unsafe { out_buf.set_len(out0 + made) };
+            if inbuf.is_empty() {
+                let at = st.input.offset();
+                st.fail(
+                    Code::BundleTruncated,
+                    at,
+                    format!("gzip member starting at byte {member_start} is truncated: the data ends at byte {at} inside the compressed stream"),
+                );
+                return st.stats;
+            }
+            let (in0, out0) = (d.total_in(), out_buf.len());
+            let res = d.decompress_vec(inbuf, &mut out_buf, FlushDecompress::None);
+            let used = (d.total_in() - in0) as usize;
             st.input.consume(used);
             let fresh = &out_buf[out0..];
-            crc = crc32(crc, fresh);
-            produced += made as u64;
-            if out_buf.len() >= CHUNK_SIZE || out_buf.len() == out_buf.capacity() {
+            crc.update(fresh);
+            produced += fresh.len() as u64;
+            let progressed = used > 0 || out_buf.len() > out0;
+            if out_buf.len() >= CHUNK_SIZE {
                 let full = std::mem::replace(&mut out_buf, pool.take_empty());
                 st.out.send(pool.chunk(full));
             }
             match res {
-                Inflated::End => break inflater.overread(),
-                Inflated::More if used > 0 || made > 0 => {}
-                Inflated::More if at_end => {
-                    let at = st.input.offset();
-                    st.fail(
-                        Code::BundleTruncated,
-                        at,
-                        format!("gzip member starting at byte {member_start} is truncated: the data ends at byte {at} inside the compressed stream"),
-                    );
-                    return st.stats;
-                }
-                Inflated::More => {
+                Ok(ZStatus::StreamEnd) => break,
+                Ok(_) if progressed => {}
+                Ok(_) => {
                     let at = st.input.offset();
                     st.fail(
                         Code::BundleGzipCorrupt,
@@ -324,29 +187,22 @@ pub fn gunzip(
                     );
                     return st.stats;
                 }
-                Inflated::Corrupt(code) => {
-                    // Not counting the whole bytes still in igzip's bit buffer.
-                    let at = st.input.offset() - inflater.buffered() as u64;
+                Err(e) => {
+                    let at = st.input.offset();
                     st.fail(
                         Code::BundleGzipCorrupt,
                         at,
-                        format!(
-                            "gzip member starting at byte {member_start}: invalid deflate data near byte {at}: {}",
-                            inflate_error(code)
-                        ),
+                        format!("gzip member starting at byte {member_start}: invalid deflate data near byte {at}: {e}"),
                     );
                     return st.stats;
                 }
             }
-        };
+        }
         st.stats.decompressed_bytes += produced;
-        // Trailer: CRC-32 then ISIZE, both little-endian. igzip may already
-        // have taken its first bytes (`overread`): they come first.
-        let (early, early_len) = overread;
-        let trailer_at = st.input.offset() - early_len as u64;
+        // Trailer: CRC-32 then ISIZE, both little-endian.
+        let trailer_at = st.input.offset();
         let mut trailer = [0u8; 8];
-        trailer[..early_len].copy_from_slice(&early[..early_len]);
-        for slot in trailer[early_len..].iter_mut() {
+        for slot in trailer.iter_mut() {
             match st.byte() {
                 Ok(Some(b)) => *slot = b,
                 Ok(None) => {
@@ -365,13 +221,14 @@ pub fn gunzip(
         }
         let want_crc = u32::from_le_bytes(trailer[..4].try_into().unwrap());
         let want_len = u32::from_le_bytes(trailer[4..].try_into().unwrap());
-        if want_crc != crc {
+        if want_crc != crc.sum() {
             st.fail(
                 Code::BundleGzipCrcMismatch,
                 trailer_at,
                 format!(
                     "gzip member starting at byte {member_start}: CRC-32 {:08x} in the trailer at byte {trailer_at} but the data decompresses to CRC-32 {:08x}",
-                    want_crc, crc
+                    want_crc,
+                    crc.sum()
                 ),
             );
             return st.stats;
@@ -615,8 +472,8 @@ pub fn unzstd(
 mod tests {
     use std::io::Write;
 
-    use flate2::write::{DeflateEncoder, GzEncoder};
-    use flate2::{Compression, Crc, Decompress, FlushDecompress, Status};
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
 
     use super::*;
     use crate::bundle::stream::{channel, Msg};
@@ -671,59 +528,6 @@ mod tests {
         let mut e = GzEncoder::new(Vec::new(), Compression::new(level));
         e.write_all(data).unwrap();
         e.finish().unwrap()
-    }
-
-    fn deflate(data: &[u8], level: u32) -> Vec<u8> {
-        let mut e = DeflateEncoder::new(Vec::new(), Compression::new(level));
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    /// flate2 (zlib-rs) on a raw deflate stream: output and exact length.
-    fn flate2_inflate(raw: &[u8]) -> (Vec<u8>, usize) {
-        let mut d = Decompress::new(false);
-        let mut out = Vec::with_capacity(1 << 16);
-        loop {
-            if out.len() == out.capacity() {
-                out.reserve(1 << 16);
-            }
-            let at = d.total_in() as usize;
-            match d.decompress_vec(&raw[at..], &mut out, FlushDecompress::None) {
-                Ok(Status::StreamEnd) => return (out, d.total_in() as usize),
-                Ok(_) => {}
-                Err(e) => panic!("flate2: {e}"),
-            }
-        }
-    }
-
-    /// ISA-L on a raw deflate stream fed `piece` input bytes and given
-    /// `room` output bytes per call: output, exact length (bytes taken
-    /// minus overread), the overread bytes, and whether some of them were
-    /// taken by an earlier call than the last one.
-    fn isal_inflate(raw: &[u8], piece: usize, room: usize) -> (Vec<u8>, usize, Vec<u8>, bool) {
-        let mut inf = Inflater::new();
-        let mut out = Vec::new();
-        let mut buf = vec![MaybeUninit::new(0u8); room];
-        let mut taken = 0usize;
-        let mut idle = 0;
-        loop {
-            let end = (taken + piece).min(raw.len());
-            let (used, made, res) = inf.run(&raw[taken..end], &mut buf);
-            taken += used;
-            out.extend(buf[..made].iter().map(|b| unsafe { b.assume_init() }));
-            match res {
-                Inflated::End => {
-                    let (early, n) = inf.overread();
-                    assert!(n <= taken, "overread {n} > taken {taken}");
-                    return (out, taken - n, early[..n].to_vec(), n > used);
-                }
-                Inflated::More => {
-                    idle = if used == 0 && made == 0 { idle + 1 } else { 0 };
-                    assert!(idle < 3, "no progress at {taken} of {}", raw.len());
-                }
-                Inflated::Corrupt(c) => panic!("isal error {c} at {taken}"),
-            }
-        }
     }
 
     struct Run {
@@ -790,76 +594,6 @@ mod tests {
     const PIECES: [usize; 6] = [1, 7, 64, 4093, 65_537, CHUNK_SIZE];
 
     #[test]
-    fn crc32_matches_flate2() {
-        for (i, len) in [
-            0usize, 1, 2, 3, 7, 15, 16, 17, 63, 64, 65, 255, 4096, 70_001,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let data = payload(i % 4, len, i as u64);
-            let mut want = Crc::new();
-            want.update(&data);
-            assert_eq!(crc32(0, &data), want.sum(), "len {len}");
-            // Chained over pieces of every size.
-            for split in [1usize, 3, 8, 100, 4096] {
-                let got = data.chunks(split).fold(0, crc32);
-                assert_eq!(got, want.sum(), "len {len} split {split}");
-            }
-        }
-    }
-
-    #[test]
-    fn isal_matches_flate2_with_exact_stream_length() {
-        let sizes = [
-            0usize, 1, 2, 100, 4095, 32_768, 65_535, 65_536, 65_537, 200_003,
-        ];
-        let mut seed = 1;
-        // The cases the accounting exists for must have occurred.
-        let mut overread_from_earlier_calls = false;
-        let mut overread_max = 0;
-        for kind in 0..4 {
-            for &len in &sizes {
-                for level in [0, 1, 6, 9] {
-                    seed += 1;
-                    let data = payload(kind, len, seed);
-                    let mut raw = deflate(&data, level);
-                    let stream_len = raw.len();
-                    // Whatever follows the stream must not be eaten.
-                    let tail = payload(0, 16, seed);
-                    raw.extend_from_slice(&tail);
-                    let (want, want_len) = flate2_inflate(&raw);
-                    assert_eq!(want, data);
-                    assert_eq!(want_len, stream_len);
-                    for piece in [1usize, 7, 4093, CHUNK_SIZE] {
-                        for room in [1usize, 7, 4093, CHUNK_SIZE] {
-                            // Keep the tiny pieces to the smaller streams.
-                            if (piece < 8 || room < 8) && len > 65_537 {
-                                continue;
-                            }
-                            let (got, got_len, early, earlier) = isal_inflate(&raw, piece, room);
-                            overread_from_earlier_calls |= earlier;
-                            overread_max = overread_max.max(early.len());
-                            let what = format!(
-                                "kind {kind} len {len} level {level} piece {piece} room {room}"
-                            );
-                            assert!(got == want, "{what}: output differs");
-                            assert_eq!(got_len, stream_len, "{what}: stream length");
-                            assert_eq!(
-                                early,
-                                raw[got_len..got_len + early.len()],
-                                "{what}: overread bytes"
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        assert!(overread_from_earlier_calls);
-        assert!(overread_max >= 4, "{overread_max}");
-    }
-
-    #[test]
     fn gzip_members_decode_at_every_piece_size() {
         let mut seed = 100;
         for (kind, len) in [
@@ -919,7 +653,7 @@ mod tests {
         }
         // Every cut inside the last member's trailer is a truncation at the
         // trailer's first byte, and every cut inside the stream is a
-        // truncation at the cut: the bytes igzip read ahead are accounted.
+        // truncation at the cut: the bytes the decoder read ahead are accounted.
         let first = gzip(&payload(3, 5000, 8), 6);
         let mut two = first.clone();
         two.extend(gzip(&payload(1, 3000, 9), 6));
