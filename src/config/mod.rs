@@ -671,17 +671,8 @@ fn apply_file(
         }
     }
     if let Some(g) = f.git {
-        if g.password_env.is_some() && g.password_file.is_some() {
-            return Err(at(
-                "git",
-                "set password_env or password_file, not both".into(),
-            ));
-        }
-        let secret = match (g.password_env, g.password_file) {
-            (Some(v), _) => Some(SecretRef::Env(v)),
-            (_, Some(p)) => Some(SecretRef::File(relative_to(path, &p))),
-            _ => None,
-        };
+        let secret = secret_ref(path, "password", g.password_env, g.password_file)
+            .map_err(|m| at("git", m))?;
         let (url, user_in_url) = git_url(&g.url).map_err(|m| at("git.url", m))?;
         let password = resolve_secret(&secret, &format!("{} git", path.display()), plan);
         plan.git = Some(GitPlan {
@@ -692,17 +683,8 @@ fn apply_file(
         });
     }
     if let Some(r) = f.registry {
-        if r.password_env.is_some() && r.password_file.is_some() {
-            return Err(at(
-                "registry",
-                "set password_env or password_file, not both".into(),
-            ));
-        }
-        let secret = match (r.password_env, r.password_file) {
-            (Some(v), _) => Some(SecretRef::Env(v)),
-            (_, Some(p)) => Some(SecretRef::File(relative_to(path, &p))),
-            _ => None,
-        };
+        let secret = secret_ref(path, "password", r.password_env, r.password_file)
+            .map_err(|m| at("registry", m))?;
         let url = registry_url(&r.url).map_err(|m| at("registry.url", m))?;
         let images = r
             .images
@@ -720,12 +702,6 @@ fn apply_file(
         });
     }
     if let Some(s3) = f.s3 {
-        if s3.secret_key_env.is_some() && s3.secret_key_file.is_some() {
-            return Err(at(
-                "s3",
-                "set secret_key_env or secret_key_file, not both".into(),
-            ));
-        }
         if s3.access_key.is_some() && s3.access_key_env.is_some() {
             return Err(at(
                 "s3",
@@ -733,11 +709,8 @@ fn apply_file(
             ));
         }
         let endpoint = registry_url(&s3.endpoint).map_err(|m| at("s3.endpoint", m))?;
-        let secret = match (s3.secret_key_env, s3.secret_key_file) {
-            (Some(v), _) => Some(SecretRef::Env(v)),
-            (_, Some(p)) => Some(SecretRef::File(relative_to(path, &p))),
-            _ => None,
-        };
+        let secret = secret_ref(path, "secret_key", s3.secret_key_env, s3.secret_key_file)
+            .map_err(|m| at("s3", m))?;
         let access_key = match s3.access_key_env {
             Some(var) => resolve_secret(
                 &Some(SecretRef::Env(var)),
@@ -762,17 +735,8 @@ fn apply_file(
         plan.smtp.clear();
         for (i, s) in smtp.into_iter().enumerate() {
             let key = format!("smtp[{i}]");
-            if s.password_env.is_some() && s.password_file.is_some() {
-                return Err(at(
-                    &key,
-                    "set password_env or password_file, not both".into(),
-                ));
-            }
-            let secret = match (s.password_env, s.password_file) {
-                (Some(v), _) => Some(SecretRef::Env(v)),
-                (_, Some(p)) => Some(SecretRef::File(relative_to(path, &p))),
-                _ => None,
-            };
+            let secret = secret_ref(path, "password", s.password_env, s.password_file)
+                .map_err(|m| at(&key, m))?;
             let port = s.port.unwrap_or(if s.tls {
                 465
             } else if s.username.is_some() {
@@ -846,6 +810,22 @@ pub(crate) fn git_url(u: &str) -> Result<(String, Option<String>), String> {
         format!("{scheme}://{host}/{}", path.trim_end_matches('/')),
         user,
     ))
+}
+
+/// `x_env` / `x_file` as written: at most one, a file relative to the
+/// configuration file.
+fn secret_ref(
+    config: &Path,
+    name: &str,
+    env: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<SecretRef>, String> {
+    match (env, file) {
+        (Some(_), Some(_)) => Err(format!("set {name}_env or {name}_file, not both")),
+        (Some(v), None) => Ok(Some(SecretRef::Env(v))),
+        (None, Some(p)) => Ok(Some(SecretRef::File(relative_to(config, &p)))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Reads a secret; a failure becomes a finding that names the reference.

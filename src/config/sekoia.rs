@@ -97,6 +97,20 @@ pub fn parse_secret(s: &str) -> VendorSecret {
     VendorSecret::Clear(s.to_string())
 }
 
+/// The secret at `key`, resolved: a reference is read (a failure becomes a
+/// finding), a value in clear is used as is.
+fn vendor_secret(
+    root: &Value,
+    key: &str,
+    file: &str,
+    plan: &mut Perimeter,
+) -> Option<super::Secret> {
+    match parse_secret(&get_text(root, key)?) {
+        VendorSecret::Ref(r) => resolve_secret(&Some(r), &format!("{file} {key}"), plan),
+        VendorSecret::Clear(v) => Some(super::Secret::from_config(v)),
+    }
+}
+
 /// Applies the vendor's file to the plan.
 pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), InputError> {
     let root: Value = super::parse_yaml(path, text_in)?;
@@ -211,14 +225,7 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
             InputError::Config(format!("{file}: {smtp_key}.host: {m}; see docs/config.md"))
         })?;
         let placeholder = placeholder_reason(&target.host).is_some();
-        let password =
-            match get_text(&root, &format!("{smtp_key}.password")).map(|p| parse_secret(&p)) {
-                Some(VendorSecret::Ref(r)) => {
-                    resolve_secret(&Some(r), &format!("{file} {smtp_key}.password"), plan)
-                }
-                Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
-                None => None,
-            };
+        let password = vendor_secret(&root, &format!("{smtp_key}.password"), &file, plan);
         // A placeholder relay is reported above; probing it is pointless.
         if !placeholder {
             host_of_smtp(&target, &mut names);
@@ -243,14 +250,7 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
                     "{file}: utils.git.repo_url: {m}; see docs/config.md"
                 ))
             })?;
-            let password =
-                match get_text(&root, "utils.git.http.password").map(|p| parse_secret(&p)) {
-                    Some(VendorSecret::Ref(r)) => {
-                        resolve_secret(&Some(r), &format!("{file} utils.git.http.password"), plan)
-                    }
-                    Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
-                    None => None,
-                };
+            let password = vendor_secret(&root, "utils.git.http.password", &file, plan);
             plan.git = Some(super::GitPlan {
                 url,
                 branch: get_text(&root, "utils.git.branch").unwrap_or_else(|| "main".into()),
@@ -280,16 +280,7 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         let project = get_text(&root, "utils.oci_registry.project")
             .or(path_project)
             .unwrap_or_default();
-        let password =
-            match get_text(&root, "utils.oci_registry.password").map(|p| parse_secret(&p)) {
-                Some(VendorSecret::Ref(r)) => resolve_secret(
-                    &Some(r),
-                    &format!("{file} utils.oci_registry.password"),
-                    plan,
-                ),
-                Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
-                None => None,
-            };
+        let password = vendor_secret(&root, "utils.oci_registry.password", &file, plan);
         plan.registry = Some(super::RegistryPlan {
             url,
             project,
@@ -312,16 +303,9 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         let endpoint = super::registry_url(&ep).map_err(|m| {
             InputError::Config(format!("{file}: {base}.endpoint: {m}; see docs/config.md"))
         })?;
-        let key =
-            |name: &str, plan: &mut Perimeter| match get_text(&root, &format!("{base}.{name}"))
-                .map(|p| parse_secret(&p))
-            {
-                Some(VendorSecret::Ref(r)) => {
-                    resolve_secret(&Some(r), &format!("{file} {base}.{name}"), plan)
-                }
-                Some(VendorSecret::Clear(v)) => Some(super::Secret::from_config(v)),
-                None => None,
-            };
+        let key = |name: &str, plan: &mut Perimeter| {
+            vendor_secret(&root, &format!("{base}.{name}"), &file, plan)
+        };
         let access_key = key("access_key", plan).map(|s| s.expose().to_string());
         let secret_key = key("secret_key", plan);
         plan.s3 = Some(super::S3Plan {

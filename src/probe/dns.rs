@@ -16,14 +16,13 @@
 //! - every address in an answer is checked against `allowed_networks`.
 
 use std::collections::BTreeSet;
-use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
 use super::net::{transport_name, NetError, ProbeContext};
 use crate::config::{ExpectedName, Transport};
@@ -58,19 +57,11 @@ impl std::fmt::Display for QueryError {
     }
 }
 
-fn random_u16() -> u16 {
-    // RandomState is seeded from the OS per process and per call; enough to
-    // make the transaction id unpredictable on a closed network.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish() as u16
-}
-
 /// Encodes a query for `name`/`rtype` with a fresh id.
 pub fn encode_query(name: &str, rtype: RecordType) -> Result<(u16, Vec<u8>), String> {
     let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
         .map_err(|e| format!("`{name}` is not a DNS name: {e}"))?;
-    let id = random_u16();
+    let id = super::net::random_u64() as u16;
     let mut msg = Message::new();
     msg.set_id(id)
         .set_message_type(MessageType::Query)
@@ -166,18 +157,7 @@ async fn udp_exchange(
     query: &[u8],
     timeout: Duration,
 ) -> Result<Vec<u8>, NetError> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0".parse().expect("literal")
-    } else {
-        "[::]:0".parse().expect("literal")
-    };
-    let sock = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| NetError::Io(e.to_string()))?;
-    // A connected socket reports ICMP port unreachable as ECONNREFUSED.
-    sock.connect(server)
-        .await
-        .map_err(|e| NetError::from_connect(&e))?;
+    let sock = super::net::udp_connected(server).await?;
     sock.send(query).await.map_err(|e| NetError::from_io(&e))?;
     let mut buf = vec![0u8; 4096];
     match tokio::time::timeout(timeout, sock.recv(&mut buf)).await {

@@ -17,8 +17,6 @@
 //!   gone; a ref that could not be deleted is reported by name
 //!   (`git:leftover`).
 
-use std::hash::{BuildHasher, Hasher};
-
 use base64::Engine;
 
 use super::http::{endpoint, request_error, Endpoint};
@@ -122,12 +120,6 @@ pub fn parse_advertisement(body: &[u8], service: &str) -> Result<Advertisement, 
         }
     }
     Ok(adv)
-}
-
-fn probe_id() -> String {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(2);
-    format!("{:016x}", h.finish())
 }
 
 struct Repo<'a> {
@@ -415,7 +407,7 @@ pub async fn probe(ctx: &ProbeContext, plan: &GitPlan) -> Vec<Finding> {
 
 async fn write_probe(repo: &Repo<'_>, commit: &str) -> Vec<Finding> {
     let target = repo.target.clone();
-    let name = format!("refs/airgap-verify/probe-{}", probe_id());
+    let name = format!("refs/airgap-verify/probe-{}", super::net::probe_id());
     let mut create = pkt(&format!("{ZERO_ID} {commit} {name}\0report-status\n"));
     create.extend_from_slice(b"0000");
     create.extend_from_slice(EMPTY_PACK);

@@ -104,6 +104,21 @@ impl NetError {
     }
 }
 
+/// 64 unpredictable bits for transaction ids, nonces and probe names.
+/// `RandomState` is seeded from the OS; enough on a closed network, where
+/// these only have to be unguessable and unique per run.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    h.finish()
+}
+
+/// The `<id>` of `airgap-verify-probe-<id>` names: 16 hex digits.
+pub fn probe_id() -> String {
+    format!("{:016x}", random_u64())
+}
+
 pub fn fmt_duration(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         format!("{} ms", d.as_millis())
@@ -218,6 +233,24 @@ impl Resolver {
             _ => Ok(r),
         }
     }
+}
+
+/// A UDP socket connected to `addr`. Connected, so that an ICMP port
+/// unreachable comes back as `ECONNREFUSED` (`net:refused`) instead of
+/// silence: UDP is judged by a reply or an ICMP error, never by a send.
+pub async fn udp_connected(addr: SocketAddr) -> Result<tokio::net::UdpSocket, NetError> {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = tokio::net::UdpSocket::bind(bind)
+        .await
+        .map_err(|e| NetError::Io(e.to_string()))?;
+    sock.connect(addr)
+        .await
+        .map_err(|e| NetError::from_connect(&e))?;
+    Ok(sock)
 }
 
 /// Opens a TCP connection to `target` (resolved inside the perimeter), trying

@@ -12,11 +12,8 @@
 //! - every check that fails is reported (unsynchronised, stratum, offset);
 //!   the pass says stratum, leap indicator, offset, delay, root distance.
 
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use tokio::net::UdpSocket;
 
 use super::net::{NetError, ProbeContext};
 use crate::config::Target;
@@ -40,9 +37,7 @@ fn now_ntp() -> u64 {
 pub fn request() -> ([u8; PACKET_LEN], u64) {
     let mut p = [0u8; PACKET_LEN];
     p[0] = 0x23; // LI 0, VN 4, mode 3 (client)
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(1);
-    let noise = h.finish() & 0xf_ffff;
+    let noise = super::net::random_u64() & 0xf_ffff;
     let xmt = (now_ntp() & !0xf_ffff) | noise;
     p[40..48].copy_from_slice(&xmt.to_be_bytes());
     (p, xmt)
@@ -145,17 +140,7 @@ pub fn offset_and_delay(r: &Reply, t1: u64, t4: u64) -> (f64, f64) {
 }
 
 async fn exchange(addr: SocketAddr, timeout: Duration) -> Result<(Vec<u8>, u64, u64), NetError> {
-    let bind: SocketAddr = if addr.is_ipv4() {
-        "0.0.0.0:0".parse().expect("literal")
-    } else {
-        "[::]:0".parse().expect("literal")
-    };
-    let sock = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| NetError::Io(e.to_string()))?;
-    sock.connect(addr)
-        .await
-        .map_err(|e| NetError::from_connect(&e))?;
+    let sock = super::net::udp_connected(addr).await?;
     let (req, t1) = request();
     sock.send(&req).await.map_err(|e| NetError::from_io(&e))?;
     let mut buf = vec![0u8; 512];

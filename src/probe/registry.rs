@@ -16,7 +16,6 @@
 //!   digest, missing); nothing is pulled.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -71,12 +70,6 @@ pub fn parse_challenge(h: &str) -> Option<Challenge> {
         }
         _ => None,
     }
-}
-
-fn probe_id() -> String {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(3);
-    format!("{:016x}", h.finish())
 }
 
 fn sha256_digest(b: &[u8]) -> String {
@@ -585,7 +578,7 @@ async fn write_probe(
     delete_scope: &str,
 ) -> Vec<Finding> {
     let target = reg.target.clone();
-    let id = probe_id();
+    let id = super::net::probe_id();
     let tag = format!("airgap-verify-probe-{id}");
     // Unique content: a config no real image shares, so deleting the blob
     // can never break anything else.

@@ -21,7 +21,6 @@
 //!   `airgap-verify-probe-<id>` that it creates and removes. Anything left
 //!   is named in `s3:leftover`.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,12 +54,6 @@ impl ResolveDns for PerimeterDns {
                 .map_err(|e| ResolveDnsError::new(e.describe()))
         })
     }
-}
-
-fn probe_id() -> String {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(4);
-    format!("{:016x}", h.finish())
 }
 
 /// Maps an SDK error to a finding.
@@ -348,7 +341,7 @@ async fn write_probe(
     target: &str,
     io: Duration,
 ) -> Vec<Finding> {
-    let id = probe_id();
+    let id = super::net::probe_id();
     let key = format!("airgap-verify-probe/{id}");
     let body = format!("airgap-verify write probe {id}\n").into_bytes();
     if let Err(e) = s3
@@ -426,7 +419,7 @@ async fn temporary_bucket_probe(
     target: &str,
     io: Duration,
 ) -> Vec<Finding> {
-    let bucket = format!("airgap-verify-probe-{}", probe_id());
+    let bucket = format!("airgap-verify-probe-{}", super::net::probe_id());
     if let Err(e) = s3.create_bucket().bucket(&bucket).send().await {
         let mut f = classify(
             &e,
