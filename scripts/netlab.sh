@@ -1,0 +1,698 @@
+#!/usr/bin/env bash
+# airgap-verify network lab: a small multi-host network (load balancer, nodes,
+# syslog server, client) built from network namespaces, for the firewall-flow,
+# load-balancer and egress tests.
+#
+#   scripts/netlab.sh up                 install what is missing, (re)build the lab (tears down first)
+#   scripts/netlab.sh down               kill everything in the lab's namespaces, delete them
+#   scripts/netlab.sh status             one line per part; exit 1 if anything is missing
+#   scripts/netlab.sh fw-reset [HOST...] empty the inet agvfw input/output chains (all hosts if none)
+#   scripts/netlab.sh lb-mode MODE       haproxy to the nodes: plain | send-proxy | send-proxy-v2
+#   scripts/netlab.sh airgap-lab [up|down|status]
+#                                        scripts/lab.sh's service lab inside the agv-airgap namespace
+#   scripts/netlab.sh selfcheck          prove the plumbing (socat/openssl); PASS/FAIL per line
+#
+# Topology (one L2 segment, 10.0.255.0/24, no default route anywhere):
+#   agv-sw      switch: bridge br0, one veth port per host namespace
+#   agv-client  10.0.255.2    test client
+#   agv-lb      10.0.255.10   haproxy: 80 443 10514 11514 (tcp, to node1/node2 on the same
+#                             port), 8080 (HTTP 301 to https), 8081 (HTTP 200, no redirect),
+#                             8443 (TLS for lb.netlab.test, then tcp to node1:443)
+#   agv-orch    10.0.255.20   orchestration node
+#   agv-node1..3  .21 .22 .23 nodes; nothing listens there until a test starts a responder
+#   agv-syslog  10.0.255.30   rsyslog: RELP on 11514, syslog over TLS on 10514
+#   agv-airgap  only lo: "airgap-lab" runs scripts/lab.sh there (not started by up)
+# Every host namespace has an empty nftables table inet agvfw (chains input and
+# output, policy accept) for the tests' rules. /etc/netns/agv-HOST/hosts maps
+# HOST.netlab.test to the addresses (seen by "ip netns exec" only).
+#
+# The root namespace's networking is never changed: no address, route, link or
+# nft rule is added there (veth ends are created directly inside the
+# namespaces). State: ${AIRGAP_NETLAB_DIR:-/var/tmp/airgap-netlab}, with
+# netlab.env (KEY=value lines, parse, do not source), pki/, lb/, syslog/, log/.
+# The air-gapped service lab lives in ${AIRGAP_NETLAB_LAB_DIR:-/var/tmp/airgap-lab-netns}.
+# Needs root.
+set -euo pipefail
+umask 022
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STATE=${AIRGAP_NETLAB_DIR:-/var/tmp/airgap-netlab}
+AIRGAP_LAB=${AIRGAP_NETLAB_LAB_DIR:-/var/tmp/airgap-lab-netns}
+
+# ---------------------------------------------------------------- the plan ---
+SUBNET=10.0.255.0/24
+PREFIX=24
+DOMAIN=netlab.test
+NS_PREFIX=agv-
+SW_NS=agv-sw
+BRIDGE=br0
+AIRGAP_NS=agv-airgap
+HOSTS=(client lb orch node1 node2 node3 syslog)
+declare -A ADDR=(
+  [client]=10.0.255.2
+  [lb]=10.0.255.10
+  [orch]=10.0.255.20
+  [node1]=10.0.255.21
+  [node2]=10.0.255.22
+  [node3]=10.0.255.23
+  [syslog]=10.0.255.30
+)
+NFT_TABLE=agvfw
+LB_TCP_PORTS=(80 443 10514 11514) # forwarded to the same port on node1 and node2
+LB_BACKENDS=(node1 node2)
+LB_REDIRECT_PORT=8080
+LB_NOREDIRECT_PORT=8081
+LB_TLS_PORT=8443
+LB_TLS_BACKEND=node1
+LB_TLS_BACKEND_PORT=443
+LB_CERT_NAME=lb.$DOMAIN
+LB_MODES=(plain send-proxy send-proxy-v2)
+SYSLOG_RELP_PORT=11514
+SYSLOG_TLS_PORT=10514
+SYSLOG_CERT_NAME=syslog.$DOMAIN
+PKI_STAMP="airgap-netlab pki v1 $LB_CERT_NAME ${ADDR[lb]} $SYSLOG_CERT_NAME ${ADDR[syslog]}"
+PACKAGES=(iproute2 nftables haproxy rsyslog rsyslog-relp rsyslog-gnutls socat ncat openssl util-linux procps)
+POLICY_RC=/usr/sbin/policy-rc.d
+DAEMONS=(haproxy rsyslog)
+
+# ---------------------------------------------------------------- helpers ----
+say() { printf 'netlab: %s\n' "$*"; }
+warn() { printf 'netlab: warning: %s\n' "$*" >&2; }
+die() {
+  printf 'netlab: error: %s\n' "$*" >&2
+  exit 1
+}
+
+usage() {
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
+  exit 2
+}
+
+need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root"; }
+
+ns() { printf '%s%s\n' "$NS_PREFIX" "$1"; } # host -> namespace
+
+all_namespaces() { # every namespace the lab may have made, switch first
+  local h
+  printf '%s\n' "$SW_NS"
+  for h in "${HOSTS[@]}"; do ns "$h"; done
+  printf '%s\n' "$AIRGAP_NS"
+}
+
+ns_exists() { [ -e "/run/netns/$1" ]; }
+
+lock_lab() {
+  mkdir -p "$STATE"
+  exec 9>"$STATE/.lock"
+  flock -w 60 9 || die "another netlab.sh holds $STATE/.lock"
+}
+
+wait_for() { # tenths command... : true as soon as the command succeeds, false after tenths/10 s
+  local i
+  for ((i = 0; i < $1 * 2; i++)); do
+    "${@:2}" && return 0
+    sleep 0.05
+  done
+  "${@:2}"
+}
+
+listening() { # namespace proto(t|u) addr:port : something listens there, in that namespace
+  ss -N "$1" -Hln"$2" "src $3" 2>/dev/null | grep -q .
+}
+
+# Process identity: PID plus its start time, so a recycled PID is never taken
+# for a lab daemon.
+proc_starttime() {
+  local stat rest fields
+  read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+  rest=${stat##*) }
+  read -r -a fields <<<"$rest"
+  [ "${fields[0]}" != Z ] || return 1
+  printf '%s\n' "${fields[19]}"
+}
+
+daemon_pid() { # name -> prints the PID if the recorded process is alive
+  local pid start now
+  read -r pid start 2>/dev/null <"$STATE/run/$1.id" || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  now=$(proc_starttime "$pid") || return 1
+  [ "$now" = "$start" ] || return 1
+  printf '%s\n' "$pid"
+}
+
+start_daemon() { # name namespace command... : own session, logs to log/NAME.log
+  local name=$1 netns=$2 pid start
+  shift 2
+  printf '\n==== %s starting in %s: %s\n' "$(date -Is)" "$netns" "$*" >>"$STATE/log/$name.log"
+  # setsid and "ip netns exec" both exec: the PID is the daemon's, and it leads
+  # its own process group (stopped as a group). 9>&-: not holding the lock.
+  setsid ip netns exec "$netns" "$@" >>"$STATE/log/$name.log" 2>&1 </dev/null 9>&- &
+  pid=$!
+  sleep 0.02
+  start=$(proc_starttime "$pid") || {
+    tail -n 20 "$STATE/log/$name.log" >&2
+    die "$name exited at once"
+  }
+  printf '%s %s\n' "$pid" "$start" >"$STATE/run/$name.id"
+}
+
+pgroup_alive() { ps -A -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { f = 1 } END { exit !f }'; }
+pgroup_gone() { ! pgroup_alive "$1"; }
+
+stop_daemon() { # name
+  local pid
+  if pid=$(daemon_pid "$1"); then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_for 30 pgroup_gone "$pid"; then
+      warn "$1 (process group $pid) ignored SIGTERM, sending SIGKILL"
+      kill -KILL -- "-$pid" 2>/dev/null || true
+      wait_for 10 pgroup_gone "$pid" || warn "$1: process group $pid survived SIGKILL"
+    fi
+  fi
+  rm -f "$STATE/run/$1.id"
+}
+
+ns_pids() { ip netns pids "$1" 2>/dev/null || true; }
+
+no_pids() { [ -z "$(ns_pids "$1")" ]; }
+
+kill_ns_processes() { # namespace: whatever still runs inside (daemons, test responders)
+  local pids
+  pids=$(ns_pids "$1")
+  [ -n "$pids" ] || return 0
+  # shellcheck disable=SC2086 # one PID per word
+  kill -TERM $pids 2>/dev/null || true
+  if ! wait_for 20 no_pids "$1"; then
+    pids=$(ns_pids "$1")
+    warn "$1: sending SIGKILL to $(echo $pids)"
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    wait_for 10 no_pids "$1" || warn "$1: processes $(echo "$(ns_pids "$1")") survived SIGKILL"
+  fi
+}
+
+# ---------------------------------------------------------------- packages ---
+POLICY_ACTION=""
+restore_policy_rc() {
+  case $POLICY_ACTION in
+    created) rm -f "$POLICY_RC" ;;
+    replaced) mv -f "$POLICY_RC.airgap-netlab-saved" "$POLICY_RC" ;;
+    *) ;;
+  esac
+  POLICY_ACTION=""
+}
+
+install_packages() {
+  local missing=() p installed
+  installed=" $(dpkg-query -W -f='${Package}=${db:Status-Status} ' "${PACKAGES[@]}" 2>/dev/null || true)"
+  for p in "${PACKAGES[@]}"; do
+    [[ $installed == *" $p=installed "* ]] || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  mkdir -p "$STATE/log"
+  say "installing ${missing[*]} (log: $STATE/log/apt.log)"
+  # Keep Debian from starting its own haproxy and rsyslog (the lab runs its
+  # own instances, inside namespaces, with its own configs).
+  if [ -e "$POLICY_RC" ] && ! grep -qs '^[[:space:]]*exit 101' "$POLICY_RC"; then
+    mv -f "$POLICY_RC" "$POLICY_RC.airgap-netlab-saved"
+    POLICY_ACTION=replaced
+  fi
+  if [ ! -e "$POLICY_RC" ]; then
+    printf '#!/bin/sh\n# written by airgap-verify scripts/netlab.sh during package install\nexit 101\n' >"$POLICY_RC"
+    chmod 755 "$POLICY_RC"
+    [ -n "$POLICY_ACTION" ] || POLICY_ACTION=created
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  {
+    apt-get update -q &&
+      apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
+  } >>"$STATE/log/apt.log" 2>&1 || {
+    restore_policy_rc
+    tail -n 30 "$STATE/log/apt.log" >&2
+    die "package install failed"
+  }
+  restore_policy_rc
+  local unit
+  for unit in haproxy rsyslog; do
+    [[ " ${missing[*]} " == *" $unit "* ]] || continue
+    if [ -e "/etc/init.d/$unit" ]; then update-rc.d "$unit" disable >/dev/null 2>&1 || true; fi
+    if command -v systemctl >/dev/null; then systemctl disable "$unit.service" >/dev/null 2>&1 || true; fi
+  done
+}
+
+check_tools() {
+  local m
+  for m in imrelp imtcp lmnsd_gtls; do
+    [ -e "/usr/lib/x86_64-linux-gnu/rsyslog/$m.so" ] || [ -n "$(find /usr/lib -path "*/rsyslog/$m.so" -print -quit 2>/dev/null)" ] ||
+      die "rsyslog module $m.so is missing (packages rsyslog, rsyslog-relp, rsyslog-gnutls)"
+  done
+  for m in haproxy rsyslogd socat openssl nft; do
+    command -v "$m" >/dev/null || die "$m is not installed"
+  done
+}
+
+# ---------------------------------------------------------------- pki --------
+make_pki() {
+  local pki="$STATE/pki"
+  if [ "$(cat "$pki/.stamp" 2>/dev/null)" = "$PKI_STAMP" ] &&
+    openssl x509 -checkend 2592000 -noout -in "$pki/lb.pem" >/dev/null 2>&1 &&
+    openssl x509 -checkend 2592000 -noout -in "$pki/syslog.pem" >/dev/null 2>&1; then
+    return 0
+  fi
+  rm -rf "$pki"
+  mkdir -p "$pki"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/ca.key" \
+    -out "$pki/ca.pem" -subj "/O=airgap-netlab/CN=airgap-netlab test CA" -days 3650 -sha256 \
+    -addext "basicConstraints=critical,CA:true" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    2>>"$pki/openssl.log" || die "pki: CA"
+  local name cn ip
+  for name in lb syslog; do
+    cn=$name.$DOMAIN ip=${ADDR[$name]}
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/$name.key" \
+      -subj "/O=airgap-netlab/CN=$cn" -out "$pki/$name.csr" 2>>"$pki/openssl.log" || die "pki: $name key"
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
+      -days 825 -sha256 -out "$pki/$name.pem" -extfile <(
+        printf 'basicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature\n'
+        printf 'extendedKeyUsage=serverAuth\nsubjectAltName=DNS:%s,IP:%s\n' "$cn" "$ip"
+      ) 2>>"$pki/openssl.log" || die "pki: $name certificate"
+    openssl verify -CAfile "$pki/ca.pem" -verify_hostname "$cn" -verify_ip "$ip" "$pki/$name.pem" \
+      >/dev/null || die "pki: $name.pem does not verify"
+  done
+  cat "$pki/lb.pem" "$pki/lb.key" >"$pki/lb-haproxy.pem" # haproxy wants cert and key in one file
+  chmod 600 "$pki"/*.key "$pki/lb-haproxy.pem"
+  printf '%s\n' "$PKI_STAMP" >"$pki/.stamp"
+  say "pki: new test CA and certificates for $LB_CERT_NAME, $SYSLOG_CERT_NAME in $pki"
+}
+
+# ---------------------------------------------------------------- topology ---
+# Why a switch namespace: a bridge in the root namespace would change the
+# machine's own networking, and veth pairs between every two hosts would not be
+# one segment. One namespace holding only a bridge is the vendor's flat LB
+# subnet, and a host's only way out is its single veth to that bridge.
+build_topology() {
+  local h n
+  ip netns add "$SW_NS"
+  {
+    echo "link set lo up"
+    echo "link add $BRIDGE type bridge stp_state 0"
+    echo "link set $BRIDGE up"
+  } | ip -n "$SW_NS" -batch -
+  for h in "${HOSTS[@]}"; do
+    n=$(ns "$h")
+    ip netns add "$n"
+    # both ends are created inside namespaces: the root namespace never sees them
+    ip -n "$SW_NS" link add "$h" type veth peer name eth0 netns "$n"
+    ip -n "$SW_NS" link set "$h" master "$BRIDGE" up
+    {
+      echo "link set lo up"
+      echo "addr add ${ADDR[$h]}/$PREFIX dev eth0"
+      echo "link set eth0 up"
+    } | ip -n "$n" -batch -
+    # only the connected /24: no default route, so anything else is unreachable
+    fw_table "$n"
+  done
+  ip netns add "$AIRGAP_NS"
+  ip -n "$AIRGAP_NS" link set lo up
+}
+
+fw_table() { # namespace: (re)create inet agvfw with empty chains; drops whatever a test added
+  ip netns exec "$1" nft -f - <<EOF
+table inet $NFT_TABLE
+delete table inet $NFT_TABLE
+table inet $NFT_TABLE {
+  comment "airgap-verify netlab: tests add their rules here"
+  chain input {
+    type filter hook input priority 0; policy accept;
+  }
+  chain output {
+    type filter hook output priority 0; policy accept;
+  }
+}
+EOF
+}
+
+write_netns_hosts() { # /etc/netns/NS/hosts: "ip netns exec" bind-mounts it over /etc/hosts
+  local h n
+  for h in "${HOSTS[@]}"; do
+    n=$(ns "$h")
+    mkdir -p "/etc/netns/$n"
+    {
+      printf '# written by airgap-verify scripts/netlab.sh up; removed by down\n'
+      printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
+      local o
+      for o in "${HOSTS[@]}"; do printf '%s\t%s.%s %s\n' "${ADDR[$o]}" "$o" "$DOMAIN" "$o"; done
+    } >"/etc/netns/$n/hosts"
+  done
+}
+
+remove_netns_hosts() {
+  local h
+  for h in "${HOSTS[@]}"; do
+    rm -f "/etc/netns/$(ns "$h")/hosts"
+    rmdir "/etc/netns/$(ns "$h")" 2>/dev/null || true
+  done
+}
+
+# ---------------------------------------------------------------- haproxy ----
+# No health checks: a test starts a responder on one node or both, and checks
+# would both delay it (a server is "up" only after a check) and reach the
+# responder as extra connections. Instead a refused connect is redispatched to
+# the other node at once (retries 1, option redispatch 1), so "only node1
+# listens" still works, and with both listening the nodes alternate
+# (roundrobin).
+haproxy_conf() { # mode
+  local opt="" port b
+  case $1 in
+    plain) opt="" ;;
+    send-proxy) opt=" send-proxy" ;;
+    send-proxy-v2) opt=" send-proxy-v2" ;;
+    *) die "unknown lb mode $1" ;;
+  esac
+  cat <<EOF
+# airgap-verify netlab load balancer, mode $1 (scripts/netlab.sh lb-mode)
+global
+    log stdout format raw local0 info
+    stats socket $STATE/lb/haproxy.sock mode 600 level admin
+    maxconn 1024
+    tune.ssl.default-dh-param 2048
+
+defaults
+    mode tcp
+    log global
+    option tcplog
+    timeout connect 1s
+    timeout client 60s
+    timeout server 60s
+    timeout client-fin 5s
+    timeout server-fin 5s
+    retries 1
+    option redispatch 1
+
+EOF
+  for port in "${LB_TCP_PORTS[@]}"; do
+    printf 'frontend tcp_%s\n    bind %s:%s\n    default_backend nodes_%s\n\n' "$port" "${ADDR[lb]}" "$port" "$port"
+    printf 'backend nodes_%s\n    balance roundrobin\n' "$port"
+    for b in "${LB_BACKENDS[@]}"; do
+      printf '    server %s %s:%s%s\n' "$b" "${ADDR[$b]}" "$port" "$opt"
+    done
+    echo
+  done
+  cat <<EOF
+# the "correct LB": plain HTTP is redirected to HTTPS
+frontend http_redirect
+    mode http
+    option httplog
+    timeout http-request 5s
+    bind ${ADDR[lb]}:$LB_REDIRECT_PORT
+    http-request redirect scheme https code 301
+
+# the faulty LB: plain HTTP answered as is
+frontend http_noredirect
+    mode http
+    option httplog
+    timeout http-request 5s
+    bind ${ADDR[lb]}:$LB_NOREDIRECT_PORT
+    http-request return status 200 content-type text/plain string "airgap-netlab: served over plain HTTP"
+
+# TLS terminated here ($LB_CERT_NAME, netlab CA), then tcp to $LB_TLS_BACKEND:$LB_TLS_BACKEND_PORT
+frontend tls_$LB_TLS_PORT
+    bind ${ADDR[lb]}:$LB_TLS_PORT ssl crt $STATE/pki/lb-haproxy.pem
+    default_backend tls_backend
+
+backend tls_backend
+    server $LB_TLS_BACKEND ${ADDR[$LB_TLS_BACKEND]}:$LB_TLS_BACKEND_PORT$opt
+EOF
+}
+
+lb_ready() {
+  local p
+  for p in "${LB_TCP_PORTS[@]}" "$LB_REDIRECT_PORT" "$LB_NOREDIRECT_PORT" "$LB_TLS_PORT"; do
+    listening "$(ns lb)" t "${ADDR[lb]}:$p" || return 1
+  done
+}
+
+# Restart, not reload: a reload (-sf or master-worker USR2) leaves the old
+# process serving its open connections in the old mode, and haproxy 2.6 says
+# nothing about when the new one is ready. A restart takes ~50 ms, and once
+# lb-mode returns every connection, open or new, is in the new mode (open
+# ones were cut).
+start_lb() { # mode
+  mkdir -p "$STATE/lb"
+  haproxy_conf "$1" >"$STATE/lb/haproxy.cfg.new"
+  haproxy -c -q -f "$STATE/lb/haproxy.cfg.new" || die "haproxy: bad config $STATE/lb/haproxy.cfg.new"
+  mv -f "$STATE/lb/haproxy.cfg.new" "$STATE/lb/haproxy.cfg"
+  stop_daemon haproxy
+  start_daemon haproxy "$(ns lb)" haproxy -db -f "$STATE/lb/haproxy.cfg"
+  wait_for 50 lb_ready || {
+    tail -n 20 "$STATE/log/haproxy.log" >&2
+    die "haproxy did not listen on ${ADDR[lb]} within 5 s"
+  }
+  printf '%s\n' "$1" >"$STATE/lb/mode"
+}
+
+# ---------------------------------------------------------------- rsyslog ----
+write_rsyslog() {
+  local dir="$STATE/syslog"
+  mkdir -p "$dir/work"
+  : >"$dir/received.log"
+  cat >"$dir/rsyslog.conf" <<EOF
+# airgap-verify netlab syslog server: rsyslogd -n -f THIS_FILE -i $dir/rsyslogd.pid
+# (a config of its own: no imuxsock, nothing from /etc/rsyslog.conf)
+global(
+  workDirectory="$dir/work"
+  defaultNetstreamDriverCAFile="$STATE/pki/ca.pem"
+  defaultNetstreamDriverCertFile="$STATE/pki/syslog.pem"
+  defaultNetstreamDriverKeyFile="$STATE/pki/syslog.key"
+)
+module(load="imrelp")
+# syslog over TLS (RFC 5425 style), server certificate only: anon = no client certificate asked
+module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+input(type="imrelp" port="$SYSLOG_RELP_PORT" name="relp")
+input(type="imtcp" port="$SYSLOG_TLS_PORT" name="tls")
+
+# one line per received message: when, from, input (relp|tls), the message as received
+template(name="netlab" type="string"
+  string="%timegenerated:::date-rfc3339% %fromhost-ip% %inputname% %rawmsg%\n")
+if \$inputname == "relp" or \$inputname == "tls" then {
+  action(type="omfile" file="$dir/received.log" template="netlab")
+  stop
+}
+# rsyslogd's own messages
+action(type="omfile" file="$dir/rsyslogd-internal.log")
+EOF
+  rsyslogd -N1 -f "$dir/rsyslog.conf" >"$dir/check.log" 2>&1 || {
+    cat "$dir/check.log" >&2
+    die "rsyslog: bad config $dir/rsyslog.conf"
+  }
+}
+
+syslog_ready() {
+  listening "$(ns syslog)" t "*:$SYSLOG_RELP_PORT" || listening "$(ns syslog)" t "0.0.0.0:$SYSLOG_RELP_PORT" ||
+    return 1
+  listening "$(ns syslog)" t "*:$SYSLOG_TLS_PORT" || listening "$(ns syslog)" t "0.0.0.0:$SYSLOG_TLS_PORT"
+}
+
+start_syslog() {
+  local dir="$STATE/syslog"
+  rm -f "$dir/rsyslogd.pid"
+  start_daemon rsyslog "$(ns syslog)" rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/rsyslogd.pid"
+  wait_for 50 syslog_ready || {
+    tail -n 20 "$STATE/log/rsyslog.log" >&2
+    die "rsyslog did not listen on $SYSLOG_RELP_PORT and $SYSLOG_TLS_PORT within 5 s"
+  }
+}
+
+# ---------------------------------------------------------------- env --------
+write_env() {
+  local h H tmp lb_mode airgap_up=no
+  lb_mode=$(cat "$STATE/lb/mode" 2>/dev/null || echo plain)
+  [ ! -e "$STATE/run/airgap-lab" ] || airgap_up=yes
+  tmp=$(mktemp "$STATE/.netlab.env.XXXXXX")
+  {
+    printf '# airgap-verify netlab plan, written by scripts/netlab.sh: KEY=value, no quoting needed\n'
+    printf 'NETLAB_DIR=%s\nNETLAB_SUBNET=%s\nNETLAB_PREFIX=%s\nNETLAB_DOMAIN=%s\n' "$STATE" "$SUBNET" "$PREFIX" "$DOMAIN"
+    printf 'NETLAB_HOSTS=%s\n' "$(IFS=,; echo "${HOSTS[*]}")"
+    printf 'NS_SWITCH=%s\nSWITCH_BRIDGE=%s\n' "$SW_NS" "$BRIDGE"
+    for h in "${HOSTS[@]}"; do
+      H=${h^^}
+      printf 'NS_%s=%s\nADDR_%s=%s\nHOST_%s=%s.%s\n' "$H" "$(ns "$h")" "$H" "${ADDR[$h]}" "$H" "$h" "$DOMAIN"
+    done
+    printf 'HOST_IFACE=eth0\n'
+    printf 'NS_AIRGAP=%s\n' "$AIRGAP_NS"
+    printf 'NFT_FAMILY=inet\nNFT_TABLE=%s\nNFT_CHAINS=input,output\n' "$NFT_TABLE"
+    printf 'CA_PEM=%s/pki/ca.pem\nCA_KEY=%s/pki/ca.key\n' "$STATE" "$STATE"
+    printf 'LB_MODE=%s\nLB_MODES=%s\n' "$lb_mode" "$(IFS=,; echo "${LB_MODES[*]}")"
+    printf 'LB_TCP_PORTS=%s\n' "$(IFS=,; echo "${LB_TCP_PORTS[*]}")"
+    printf 'LB_BACKENDS=%s\n' "$(for b in "${LB_BACKENDS[@]}"; do printf '%s,' "${ADDR[$b]}"; done | sed 's/,$//')"
+    printf 'LB_BALANCE=roundrobin\n'
+    printf 'LB_REDIRECT_PORT=%s\nLB_NOREDIRECT_PORT=%s\n' "$LB_REDIRECT_PORT" "$LB_NOREDIRECT_PORT"
+    printf 'LB_TLS_PORT=%s\nLB_TLS_BACKEND=%s:%s\n' "$LB_TLS_PORT" "${ADDR[$LB_TLS_BACKEND]}" "$LB_TLS_BACKEND_PORT"
+    printf 'LB_CERT_NAME=%s\nLB_CERT=%s/pki/lb.pem\nLB_KEY=%s/pki/lb.key\n' "$LB_CERT_NAME" "$STATE" "$STATE"
+    printf 'LB_CONFIG=%s/lb/haproxy.cfg\nLB_LOG=%s/log/haproxy.log\n' "$STATE" "$STATE"
+    printf 'SYSLOG_RELP_PORT=%s\nSYSLOG_TLS_PORT=%s\n' "$SYSLOG_RELP_PORT" "$SYSLOG_TLS_PORT"
+    printf 'SYSLOG_CERT_NAME=%s\nSYSLOG_CERT=%s/pki/syslog.pem\n' "$SYSLOG_CERT_NAME" "$STATE"
+    printf 'SYSLOG_RECEIVED=%s/syslog/received.log\n' "$STATE"
+    printf 'AIRGAP_LAB_UP=%s\n' "$airgap_up"
+    if [ "$airgap_up" = yes ]; then
+      printf 'AIRGAP_LAB_NETNS=%s\nAIRGAP_LAB_DIR=%s\nAIRGAP_LAB_ENV=%s/lab.env\n' "$AIRGAP_NS" "$AIRGAP_LAB" "$AIRGAP_LAB"
+    fi
+  } >"$tmp"
+  chmod 644 "$tmp"
+  mv -f "$tmp" "$STATE/netlab.env" # readers never see half a file
+}
+
+# ---------------------------------------------------------------- commands ---
+teardown() {
+  local n
+  if [ -e "$STATE/run/airgap-lab" ] || [ -d "$AIRGAP_LAB/run" ]; then
+    airgap_lab_call down || warn "scripts/lab.sh down (air-gapped lab) failed"
+    rm -f "$STATE/run/airgap-lab"
+  fi
+  mkdir -p "$STATE/run"
+  for n in "${DAEMONS[@]}"; do stop_daemon "$n"; done
+  while read -r n; do
+    ns_exists "$n" || continue
+    kill_ns_processes "$n"
+    ip netns del "$n" || warn "could not delete namespace $n"
+  done < <(all_namespaces)
+  remove_netns_hosts
+}
+
+cmd_up() {
+  need_root
+  local t0
+  t0=$(date +%s%N)
+  lock_lab
+  mkdir -p "$STATE/log" "$STATE/run"
+  trap restore_policy_rc EXIT
+  install_packages
+  check_tools
+  teardown
+  make_pki
+  build_topology
+  write_netns_hosts
+  write_rsyslog
+  start_syslog
+  start_lb plain
+  write_env
+  say "up in $((($(date +%s%N) - t0) / 1000000)) ms: $STATE/netlab.env"
+}
+
+cmd_down() {
+  need_root
+  local t0
+  t0=$(date +%s%N)
+  lock_lab
+  teardown
+  rm -f "$STATE/netlab.env" "$STATE/lb/mode"
+  say "down in $((($(date +%s%N) - t0) / 1000000)) ms"
+}
+
+cmd_fw_reset() {
+  need_root
+  local h hosts=("$@")
+  [ $# -gt 0 ] || hosts=("${HOSTS[@]}")
+  for h in "${hosts[@]}"; do
+    h=${h#"$NS_PREFIX"}
+    [ -n "${ADDR[$h]:-}" ] || die "unknown host $h (one of: ${HOSTS[*]})"
+    ns_exists "$(ns "$h")" || die "namespace $(ns "$h") does not exist ('scripts/netlab.sh up')"
+    fw_table "$(ns "$h")"
+  done
+}
+
+cmd_lb_mode() {
+  need_root
+  local mode=${1:-} m ok=no
+  for m in "${LB_MODES[@]}"; do [ "$mode" != "$m" ] || ok=yes; done
+  [ "$ok" = yes ] || die "lb-mode takes one of: ${LB_MODES[*]}"
+  lock_lab
+  ns_exists "$(ns lb)" || die "namespace $(ns lb) does not exist ('scripts/netlab.sh up')"
+  start_lb "$mode"
+  write_env
+  say "lb mode $mode"
+}
+
+airgap_lab_call() { # lab.sh command, in the agv-airgap namespace
+  AIRGAP_LAB_NETNS=$AIRGAP_NS AIRGAP_LAB_DIR=$AIRGAP_LAB bash "$SCRIPT_DIR/lab.sh" "$@" 9>&-
+}
+
+cmd_airgap_lab() {
+  need_root
+  local sub=${1:-up}
+  lock_lab
+  case $sub in
+    up)
+      ns_exists "$AIRGAP_NS" || die "namespace $AIRGAP_NS does not exist ('scripts/netlab.sh up')"
+      rm -f "$STATE/run/airgap-lab"
+      airgap_lab_call up || die "scripts/lab.sh up in $AIRGAP_NS failed"
+      : >"$STATE/run/airgap-lab"
+      ;;
+    down)
+      airgap_lab_call down
+      rm -f "$STATE/run/airgap-lab"
+      ;;
+    status)
+      airgap_lab_call status
+      return
+      ;;
+    *) die "airgap-lab takes up, down or status" ;;
+  esac
+  [ ! -d "$STATE/run" ] || write_env
+}
+
+cmd_status() {
+  local bad=0 n h pid
+  while read -r n; do
+    if ns_exists "$n"; then
+      case $n in
+        "$SW_NS") printf '%-12s up    bridge %s, %s ports\n' "$n" "$BRIDGE" \
+          "$(ip -n "$n" -o link show master "$BRIDGE" 2>/dev/null | wc -l)" ;;
+        "$AIRGAP_NS") printf '%-12s up    links: %s\n' "$n" "$(ip -n "$n" -o link show | awk -F': ' '{printf "%s ", $2}')" ;;
+        *) printf '%-12s up    %s\n' "$n" "$(ip -n "$n" -o -4 addr show dev eth0 2>/dev/null | awk '{print $4}')" ;;
+      esac
+    else
+      printf '%-12s DOWN\n' "$n"
+      bad=1
+    fi
+  done < <(all_namespaces)
+  for h in "${HOSTS[@]}"; do
+    ns_exists "$(ns "$h")" || continue
+    ip netns exec "$(ns "$h")" nft list table inet "$NFT_TABLE" >/dev/null 2>&1 || {
+      printf '%-12s DOWN  no nft table inet %s in %s\n' nft "$NFT_TABLE" "$(ns "$h")"
+      bad=1
+    }
+  done
+  if pid=$(daemon_pid haproxy) && lb_ready; then
+    printf '%-12s up    pid %-7s mode %s, %s:%s,%s,%s,%s\n' haproxy "$pid" "$(cat "$STATE/lb/mode" 2>/dev/null)" \
+      "${ADDR[lb]}" "$(IFS=,; echo "${LB_TCP_PORTS[*]}")" "$LB_REDIRECT_PORT" "$LB_NOREDIRECT_PORT" "$LB_TLS_PORT"
+  else
+    printf '%-12s DOWN\n' haproxy
+    bad=1
+  fi
+  if pid=$(daemon_pid rsyslog) && syslog_ready; then
+    printf '%-12s up    pid %-7s relp %s:%s, tls %s:%s\n' rsyslog "$pid" "${ADDR[syslog]}" "$SYSLOG_RELP_PORT" \
+      "${ADDR[syslog]}" "$SYSLOG_TLS_PORT"
+  else
+    printf '%-12s DOWN\n' rsyslog
+    bad=1
+  fi
+  if [ -e "$STATE/run/airgap-lab" ]; then
+    printf '%-12s started (scripts/netlab.sh airgap-lab status for details), %s\n' airgap-lab "$AIRGAP_LAB"
+  else
+    printf '%-12s not started\n' airgap-lab
+  fi
+  return "$bad"
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  fw-reset) cmd_fw_reset "${@:2}" ;;
+  lb-mode) cmd_lb_mode "${@:2}" ;;
+  airgap-lab) cmd_airgap_lab "${@:2}" ;;
+  selfcheck) cmd_selfcheck ;;
+  -h | --help | help) usage ;;
+  *) usage ;;
+esac
