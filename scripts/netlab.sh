@@ -184,10 +184,10 @@ kill_ns_processes() { # namespace: whatever still runs inside (daemons, test res
   kill -TERM $pids 2>/dev/null || true
   if ! wait_for 20 no_pids "$1"; then
     pids=$(ns_pids "$1")
-    warn "$1: sending SIGKILL to $(echo $pids)"
+    warn "$1: sending SIGKILL to $(tr '\n' ' ' <<<"$pids")"
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
-    wait_for 10 no_pids "$1" || warn "$1: processes $(echo "$(ns_pids "$1")") survived SIGKILL"
+    wait_for 10 no_pids "$1" || warn "$1: processes $(ns_pids "$1" | tr '\n' ' ')survived SIGKILL"
   fi
 }
 
@@ -540,6 +540,198 @@ write_env() {
   } >"$tmp"
   chmod 644 "$tmp"
   mv -f "$tmp" "$STATE/netlab.env" # readers never see half a file
+}
+
+# ---------------------------------------------------------------- selfcheck --
+# Proves the plumbing with socat and openssl only (no airgap-verify): LB modes,
+# TLS termination, redirects, a drop rule, RELP and TLS syslog. It switches the
+# LB mode (restored at the end) and rewrites node3's agvfw table (left empty).
+SC_DIR=""
+SC_FAILS=0
+SC_PIDS=()
+SC_PREV_MODE=""
+
+sc_result() { # ok(0/1) name detail
+  if [ "$1" -eq 0 ]; then
+    printf 'PASS  %s\n' "$2"
+  else
+    printf 'FAIL  %s: %s\n' "$2" "$3"
+    SC_FAILS=$((SC_FAILS + 1))
+  fi
+}
+
+sc_cleanup() {
+  local pid
+  for pid in "${SC_PIDS[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  done
+  for pid in "${SC_PIDS[@]}"; do
+    wait_for 20 pgroup_gone "$pid" || kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  SC_PIDS=()
+  if [ -n "$SC_PREV_MODE" ] && [ "$(cat "$STATE/lb/mode" 2>/dev/null)" != "$SC_PREV_MODE" ]; then
+    start_lb "$SC_PREV_MODE" && write_env
+  fi
+  ns_exists "$(ns node3)" && fw_table "$(ns node3)"
+}
+
+# The reply goes first: a TLS client (openssl s_client) does not half-close, so
+# a responder that waited for EOF before answering would never answer.
+sc_responder() { # host port reply : socat on HOST:PORT; each connection's bytes go to SC_DIR/HOST-PORT.N.in
+  local h=$1 port=$2 reply=$3
+  setsid ip netns exec "$(ns "$h")" socat "TCP-LISTEN:$port,bind=${ADDR[$h]},reuseaddr,fork" \
+    SYSTEM:"echo $reply; cat >$SC_DIR/$h-$port.\$\$.in" >>"$SC_DIR/socat.log" 2>&1 </dev/null 9>&- &
+  SC_PIDS+=($!)
+  wait_for 20 listening "$(ns "$h")" t "${ADDR[$h]}:$port"
+}
+
+sc_client() { # host addr port : send stdin over TCP from HOST, print the reply (2 s at most)
+  ip netns exec "$(ns "$1")" timeout 5 socat -t2 -T3 - "TCP:$2:$3,connect-timeout=2" 2>&1
+}
+
+sc_received() { # host port : what the single connection since the last sc_clear sent
+  cat "$SC_DIR/$1-$2".*.in 2>/dev/null
+}
+
+sc_clear() { rm -f "$SC_DIR"/*.in; }
+
+sc_lb_mode() { # mode: switch, and say so on failure
+  local out
+  out=$(start_lb "$1" 2>&1) || {
+    sc_result 1 "lb-mode $1" "$out"
+    return 1
+  }
+}
+
+sc_wait_line() { # file input token : a line from that input with that token appears within 3 s
+  wait_for 30 grep -qE -- " $2 .*$3" "$1"
+}
+
+cmd_selfcheck() {
+  need_root
+  lock_lab
+  [ -r "$STATE/netlab.env" ] || die "the netlab is not up ('scripts/netlab.sh up')"
+  local t0 out h ok lb=${ADDR[lb]} token
+  t0=$(date +%s%N)
+  # every probe below is expected to fail in some runs: results are collected, not fatal
+  set +e
+  SC_DIR="$STATE/selfcheck"
+  rm -rf "$SC_DIR"
+  mkdir -p "$SC_DIR"
+  SC_PREV_MODE=$(cat "$STATE/lb/mode" 2>/dev/null || echo plain)
+  trap sc_cleanup EXIT
+
+  # isolation: no default route anywhere; the air-gapped namespace has only lo
+  ok=0 out=""
+  for h in "${HOSTS[@]}"; do
+    if [ -n "$(ip -n "$(ns "$h")" route show default)" ] || ip -n "$(ns "$h")" route get 192.0.2.1 >/dev/null 2>&1; then
+      ok=1 out+="$(ns "$h") has a route out; "
+    fi
+  done
+  sc_result "$ok" "no default route in any host namespace" "$out"
+  out=$(ip -n "$AIRGAP_NS" -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')
+  [ "$out" = "lo " ]
+  sc_result $? "$AIRGAP_NS has only lo" "links: $out"
+  out=$(ip netns exec "$(ns node1)" timeout 3 socat -T1 /dev/null "TCP:${ADDR[node2]}:1,connect-timeout=1" 2>&1)
+  [[ $out == *"Connection refused"* ]]
+  sc_result $? "node1 reaches node2 over the bridge (closed port answers RST)" "$out"
+
+  sc_responder node1 443 node1 || sc_result 1 "responder on node1:443" "socat did not listen"
+  sc_responder node1 80 node1 || sc_result 1 "responder on node1:80" "socat did not listen"
+
+  # plain: the backend sees the client's bytes first, and the reply comes back
+  sc_lb_mode plain && {
+    sc_clear
+    out=$(printf 'hello-plain\n' | sc_client client "$lb" 443)
+    [ "$out" = node1 ] && [ "$(sc_received node1 443)" = hello-plain ]
+    sc_result $? "plain: client -> lb:443 -> node1:443 (node2 closed: redispatched)" \
+      "reply '$out', node1 got '$(sc_received node1 443 | head -c 200)'"
+  }
+  # send-proxy: a PROXY v1 line first
+  sc_lb_mode send-proxy && {
+    sc_clear
+    out=$(printf 'hello-v1\n' | sc_client client "$lb" 443)
+    [ "$out" = node1 ] && sc_received node1 443 | head -n1 |
+      grep -qE "^PROXY TCP4 ${ADDR[client]//./\\.} ${lb//./\\.} [0-9]+ 443"$'\r'"\$"
+    sc_result $? "send-proxy: node1:443 sees 'PROXY TCP4 ${ADDR[client]} $lb <port> 443' first" \
+      "reply '$out', node1 got '$(sc_received node1 443 | head -n1 | cat -v)'"
+  }
+  # send-proxy-v2: the 12-byte binary signature first
+  sc_lb_mode send-proxy-v2 && {
+    sc_clear
+    out=$(printf 'hello-v2\n' | sc_client client "$lb" 80)
+    [ "$out" = node1 ] && [ "$(sc_received node1 80 | head -c 12 | od -An -tx1 | tr -d ' \n')" = 0d0a0d0a000d0a515549540a ]
+    sc_result $? "send-proxy-v2: node1:80 sees the PROXY v2 signature first" \
+      "reply '$out', node1 got $(sc_received node1 80 | head -c 16 | od -An -tx1 | tr -s ' ')"
+  }
+  sc_lb_mode plain && {
+    # TLS terminated by the LB with the netlab CA's certificate, then plain tcp to node1:443
+    sc_clear
+    out=$({
+      printf 'hello-tls\n'
+      sleep 1
+    } | ip netns exec "$(ns client)" timeout 5 openssl s_client -connect "$lb:$LB_TLS_PORT" \
+      -servername "$LB_CERT_NAME" -CAfile "$STATE/pki/ca.pem" -verify_return_error \
+      -verify_hostname "$LB_CERT_NAME" -verify_ip "$lb" -quiet -no_ign_eof 2>&1)
+    [[ $out == *node1* ]] && [ "$(sc_received node1 443)" = hello-tls ]
+    sc_result $? "tls: lb:$LB_TLS_PORT verifies as $LB_CERT_NAME and $lb (netlab CA), forwards to node1:443" \
+      "$(tail -n 3 <<<"$out" | tr '\n' ' ') / node1 got '$(sc_received node1 443 | head -c 100)'"
+  }
+
+  # HTTP: the correct LB redirects to https, the faulty one does not
+  out=$(printf 'GET /x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$LB_CERT_NAME" | sc_client client "$lb" "$LB_REDIRECT_PORT")
+  [[ $out == "HTTP/1.1 301 "* ]] && grep -qi "^location: https://$LB_CERT_NAME/x"$'\r'"\$" <<<"$out"
+  sc_result $? "redirect: lb:$LB_REDIRECT_PORT answers 301 Location https://$LB_CERT_NAME/x" "$(head -n 3 <<<"$out" | tr -d '\r' | tr '\n' ' ')"
+  out=$(printf 'GET /x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$LB_CERT_NAME" | sc_client client "$lb" "$LB_NOREDIRECT_PORT")
+  [[ $out == "HTTP/1.1 200 "* ]] && ! grep -qi '^location:' <<<"$out"
+  sc_result $? "no redirect: lb:$LB_NOREDIRECT_PORT answers 200 without Location" "$(head -n 3 <<<"$out" | tr -d '\r' | tr '\n' ' ')"
+
+  # firewall: closed (RST / ICMP port unreachable) versus filtered (silence)
+  local n3=${ADDR[node3]} tcp_out udp_out
+  tcp_out=$(ip netns exec "$(ns client)" timeout 4 socat -T1 /dev/null "TCP:$n3:2380,connect-timeout=1" 2>&1)
+  udp_out=$(echo probe | ip netns exec "$(ns client)" timeout 4 socat -T1 - "UDP:$n3:8472" 2>&1)
+  [[ $tcp_out == *"Connection refused"* ]] && [[ $udp_out == *"Connection refused"* ]]
+  sc_result $? "firewall: node3 tcp/2380 and udp/8472 closed (refused) with no rule" "tcp: $tcp_out / udp: $udp_out"
+  ip netns exec "$(ns node3)" nft add rule inet "$NFT_TABLE" input udp dport 8472 drop
+  ip netns exec "$(ns node3)" nft add rule inet "$NFT_TABLE" input tcp dport 2380 drop
+  tcp_out=$(ip netns exec "$(ns client)" timeout 4 socat -T1 /dev/null "TCP:$n3:2380,connect-timeout=1" 2>&1)
+  udp_out=$(echo probe | ip netns exec "$(ns client)" timeout 4 socat -T1 - "UDP:$n3:8472" 2>&1)
+  [[ $tcp_out == *"timed out"* ]] && [[ $udp_out != *refused* ]]
+  sc_result $? "firewall: a drop rule makes node3 tcp/2380 and udp/8472 filtered (no answer)" "tcp: $tcp_out / udp: $udp_out"
+  fw_table "$(ns node3)"
+  tcp_out=$(ip netns exec "$(ns client)" timeout 4 socat -T1 /dev/null "TCP:$n3:2380,connect-timeout=1" 2>&1)
+  [[ $tcp_out == *"Connection refused"* ]]
+  sc_result $? "firewall: fw-reset node3 makes tcp/2380 closed again" "tcp: $tcp_out"
+
+  # RELP (librelp framing: TXNR SP COMMAND SP DATALEN [SP DATA] LF)
+  local syslog=${ADDR[syslog]} data msg
+  token="netlab-selfcheck-relp-$$-$RANDOM"
+  data=$'relp_version=0\nrelp_software=netlab-selfcheck\ncommands=syslog'
+  msg="<13>1 $(date -u +%Y-%m-%dT%H:%M:%SZ) client netlab-selfcheck - - - $token"
+  out=$(printf '1 open %d %s\n2 syslog %d %s\n3 close 0\n' "${#data}" "$data" "${#msg}" "$msg" |
+    sc_client client "$syslog" "$SYSLOG_RELP_PORT")
+  [[ $out == "1 rsp "*" 200 OK"* ]] && grep -q '^2 rsp 6 200 OK' <<<"$out"
+  sc_result $? "relp: open and syslog answered '200 OK' by $syslog:$SYSLOG_RELP_PORT" "$(tr '\n' '|' <<<"$out")"
+  sc_wait_line "$STATE/syslog/received.log" relp "$token"
+  sc_result $? "relp: the message is in $STATE/syslog/received.log" "$(tail -n 2 "$STATE/syslog/received.log")"
+
+  # syslog over TLS: server certificate from the netlab CA, no client certificate
+  token="netlab-selfcheck-tls-$$-$RANDOM"
+  msg="<13>1 $(date -u +%Y-%m-%dT%H:%M:%SZ) client netlab-selfcheck - - - $token"
+  out=$({
+    printf '%s\n' "$msg"
+    sleep 0.5
+  } | ip netns exec "$(ns client)" timeout 5 openssl s_client -connect "$syslog:$SYSLOG_TLS_PORT" \
+    -CAfile "$STATE/pki/ca.pem" -verify_return_error -verify_hostname "$SYSLOG_CERT_NAME" -brief 2>&1)
+  [[ $out == *"Verification: OK"* ]]
+  sc_result $? "tls syslog: handshake with $syslog:$SYSLOG_TLS_PORT verifies as $SYSLOG_CERT_NAME" "$(tr '\n' ' ' <<<"$out" | head -c 300)"
+  sc_wait_line "$STATE/syslog/received.log" tls "$token"
+  sc_result $? "tls syslog: the message is in $STATE/syslog/received.log" "$(tail -n 2 "$STATE/syslog/received.log")"
+
+  sc_cleanup
+  trap - EXIT
+  printf '%d failed, selfcheck took %d ms\n' "$SC_FAILS" "$((($(date +%s%N) - t0) / 1000000))"
+  [ "$SC_FAILS" -eq 0 ]
 }
 
 # ---------------------------------------------------------------- commands ---
