@@ -737,7 +737,8 @@ cmd_selfcheck() {
 # ---------------------------------------------------------------- commands ---
 teardown() {
   local n
-  if [ -e "$STATE/run/airgap-lab" ] || [ -d "$AIRGAP_LAB/run" ]; then
+  # the air-gapped service lab first, by its own script (it knows its process groups)
+  if [ -e "$STATE/run/airgap-lab" ] || compgen -G "$AIRGAP_LAB/run/*.id" >/dev/null; then
     airgap_lab_call down || warn "scripts/lab.sh down (air-gapped lab) failed"
     rm -f "$STATE/run/airgap-lab"
   fi
