@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of airgap-verify on a fresh Debian 12 machine (as root):
 # installs what the tests need, checks formatting and lints, brings up the
-# loopback service lab (scripts/lab.sh, left running), runs the tests.
+# loopback service lab (scripts/lab.sh) and the namespace network lab
+# (scripts/netlab.sh, with the service lab again inside agv-airgap), all left
+# running, runs the tests.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh NAME       # only tests whose name contains NAME
@@ -50,6 +52,26 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   echo "scripts/test.sh: warning: not root, so the loopback lab (scripts/lab.sh up) is not started;" >&2
   echo "  the lab-backed tests will fail unless a lab is already up in $AIRGAP_LAB_DIR" >&2
+fi
+
+# The firewall-flow, load-balancer and egress tests read $AIRGAP_NETLAB_DIR/netlab.env
+# from scripts/netlab.sh (network namespaces: lb, nodes, syslog, client), and run
+# "airgap-verify check" inside the agv-airgap namespace against the same service
+# lab started there (scripts/netlab.sh airgap-lab, state in its own folder).
+# Both stay up after the tests; the next run rebuilds them.
+export AIRGAP_NETLAB_DIR=${AIRGAP_NETLAB_DIR:-/var/tmp/airgap-netlab}
+if [ "$(id -u)" -eq 0 ]; then
+  log "scripts/netlab.sh up (namespace network lab in $AIRGAP_NETLAB_DIR)"
+  if bash scripts/netlab.sh up; then
+    log "scripts/netlab.sh airgap-lab (the service lab again, inside namespace agv-airgap)"
+    if ! bash scripts/netlab.sh airgap-lab; then
+      echo "scripts/test.sh: warning: scripts/netlab.sh airgap-lab failed; the air-gapped check tests will fail" >&2
+    fi
+  else
+    echo "scripts/test.sh: warning: scripts/netlab.sh up failed; the netlab-backed tests will fail" >&2
+  fi
+else
+  echo "scripts/test.sh: warning: not root, so the network lab (scripts/netlab.sh up) is not started" >&2
 fi
 
 log "cargo test"
