@@ -497,6 +497,9 @@ start_syslog() {
   local dir="$STATE/syslog"
   rm -f "$dir/rsyslogd.pid"
   start_daemon rsyslog "$(ns syslog)" rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/rsyslogd.pid"
+}
+
+wait_syslog() {
   wait_for 50 syslog_ready || {
     tail -n 20 "$STATE/log/rsyslog.log" >&2
     die "rsyslog did not listen on $SYSLOG_RELP_PORT and $SYSLOG_TLS_PORT within 5 s"
@@ -766,8 +769,10 @@ cmd_up() {
   build_topology
   write_netns_hosts
   write_rsyslog
+  # rsyslog takes 0.5-1 s to open its TLS listener: haproxy starts meanwhile
   start_syslog
   start_lb plain
+  wait_syslog
   write_env
   say "up in $((($(date +%s%N) - t0) / 1000000)) ms: $STATE/netlab.env"
 }
