@@ -347,11 +347,17 @@ write_netns_hosts() { # /etc/netns/NS/hosts: "ip netns exec" bind-mounts it over
 }
 
 remove_netns_hosts() {
-  local h
+  local h f
   for h in "${HOSTS[@]}"; do
     rm -f "/etc/netns/$(ns "$h")/hosts"
     rmdir "/etc/netns/$(ns "$h")" 2>/dev/null || true
   done
+  # the one lab.sh writes for agv-airgap, should its own down not have run
+  f=/etc/netns/$AIRGAP_NS/hosts
+  if [[ -f $f && $(head -n1 "$f") == "# airgap-lab: /etc/hosts of network namespace $AIRGAP_NS "* ]]; then
+    rm -f "$f"
+    rmdir "/etc/netns/$AIRGAP_NS" 2>/dev/null || true
+  fi
 }
 
 # ---------------------------------------------------------------- haproxy ----
