@@ -583,6 +583,19 @@ codes! {
     S3ProtocolError => "s3:protocol-error", Fail,
         "The storage's reply could not be understood as S3 (an unexpected status or body, the object read back differs from what was written).",
         "Check that the endpoint points at the S3 API itself (not a console or a proxy page).";
+
+    // ---- clean-up of what write probes wrote ---------------------------------
+    CleanupRemoved => "cleanup:removed", Pass,
+        "A write probe was cut off (it overran its budget, or the run was interrupted by SIGINT or SIGTERM) after it had started writing; what it wrote (a Git ref, a registry manifest or blob, an upload session, an S3 object or temporary bucket) was removed before the report was written. Every write is recorded before it is sent, so even a request cut off in flight is undone.",
+        "Nothing to do; the probe's own result is in its other findings (`net:no-reply`, `run:interrupted`).";
+    CleanupLeftBehind => "cleanup:left-behind", Fail,
+        "A write probe was cut off and what it wrote could not be removed afterwards (the server did not answer within the clean-up deadline, refused the delete, or a second signal cut the clean-up short). The finding names the object exactly.",
+        "Remove the object the finding names by hand: `git push URL :REF` for a Git ref; a DELETE of the manifest or blob (or the registry's garbage collection) for the registry; `aws s3 rm` / `aws s3 rb` for S3.";
+
+    // ---- the run itself ------------------------------------------------------
+    RunInterrupted => "run:interrupted", Fail,
+        "The run was interrupted (SIGINT or SIGTERM) before this probe finished: its result is unknown. The report is partial, and the exit code is 130 (SIGINT) or 143 (SIGTERM).",
+        "Run the command again to completion; if it was stopped because it hung, report the probe named here.";
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub fn bundle(
         inputs: vec![verified.input],
         findings,
         duration_ms: started.elapsed().as_millis() as u64,
+        interrupted: None,
     })
 }
 
@@ -43,7 +44,8 @@ pub fn services(
         .iter()
         .map(|p| config_input(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut findings = crate::probe::run(plan, progress)?;
+    let outcome = crate::probe::run(plan, progress)?;
+    let mut findings = outcome.findings;
     findings.sort_by(|a, b| (a.code, &a.target).cmp(&(b.code, &b.target)));
     policy.apply(&mut findings);
     Ok(Report {
@@ -51,6 +53,7 @@ pub fn services(
         inputs,
         findings,
         duration_ms: started.elapsed().as_millis() as u64,
+        interrupted: outcome.interrupted,
     })
 }
 
@@ -88,7 +91,8 @@ pub fn check(
     for p in &plan.sources {
         inputs.push(config_input(p)?);
     }
-    findings.extend(crate::probe::run(plan, progress)?);
+    let outcome = crate::probe::run(plan, progress)?;
+    findings.extend(outcome.findings);
     findings.sort_by(|a, b| (a.code, &a.target).cmp(&(b.code, &b.target)));
     policy.apply(&mut findings);
     Ok(Report {
@@ -96,6 +100,7 @@ pub fn check(
         inputs,
         findings,
         duration_ms: started.elapsed().as_millis() as u64,
+        interrupted: outcome.interrupted,
     })
 }
 

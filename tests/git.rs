@@ -4,6 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::lab::{services_env, Lab};
+use crate::harness::slowlink::{interrupt, spawn_services, wait_for, SlowLink};
 use crate::harness::Sandbox;
 
 const ONE: Duration = Duration::from_secs(1);
@@ -141,4 +142,40 @@ fn git_over_plain_http_is_reported() {
     r.code(1).has("git:plain-http", "fail", &url);
     // It still answers, and the refs are still checked.
     r.has("git:refs-listed", "pass", &url);
+}
+
+/// SIGTERM while the probe ref exists on the server and the probe waits for
+/// the reply: the ref is still deleted, the report is marked interrupted,
+/// and the exit code is 143.
+#[test]
+fn git_terminate_mid_write_probe_removes_the_ref() {
+    let sb = Sandbox::new("git::terminate");
+    let lab = Lab::get();
+    let upstream = format!("{}:443", lab.var("GIT_ADDR")).parse().unwrap();
+    let link = SlowLink::start(lab.var("GIT_ADDR"), upstream, Duration::from_millis(300));
+    let url = format!("https://{}/sekoia/stacks.git", link.addr);
+    let yaml = git_yaml(&lab, &url, lab.var("GIT_BRANCH"), true);
+    let before = probe_refs(&lab, "sekoia/stacks.git");
+    let child = spawn_services(
+        &sb,
+        &yaml,
+        &["--write-probe", "--timeout", "10s"],
+        &[("LAB_GIT_PASSWORD", lab.var("GIT_PASSWORD"))],
+    );
+    wait_for("the probe ref", Duration::from_secs(20), || {
+        probe_refs(&lab, "sekoia/stacks.git") != before
+    });
+    let r = interrupt(child, "TERM");
+    r.code(143);
+    assert_eq!(r.json()["interrupted"], "SIGTERM", "{}", r.stdout);
+    r.has("run:interrupted", "fail", &url);
+    let f = r.has("cleanup:removed", "pass", &url);
+    assert!(
+        f.evidence["object"]
+            .as_str()
+            .unwrap()
+            .contains("refs/airgap-verify/probe-"),
+        "{f:?}"
+    );
+    assert_eq!(probe_refs(&lab, "sekoia/stacks.git"), before);
 }

@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::harness::lab::{services_env, Lab, Timed};
+use crate::harness::slowlink::{interrupt, spawn_services, wait_for, SlowLink};
 use crate::harness::Sandbox;
 
 const ONE: Duration = Duration::from_secs(1);
@@ -240,4 +241,46 @@ fn s3_probe_connects_only_to_the_endpoint_and_the_perimeter_dns() {
         );
     }
     assert!(peers.contains(&allowed[1]), "{peers:?}");
+}
+
+/// SIGINT while the write probe's object sits on the storage and the probe
+/// waits for the reply: the object is still removed, the partial report says
+/// so, and the exit code is 130.
+#[test]
+fn s3_interrupt_mid_write_probe_removes_the_object() {
+    let _one = exclusive();
+    let sb = Sandbox::new("s3::interrupt");
+    let lab = Lab::get();
+    let bucket = lab.var("S3_BUCKET");
+    let upstream = format!("{}:443", lab.var("S3_ADDR")).parse().unwrap();
+    let link = SlowLink::start(lab.var("S3_ADDR"), upstream, Duration::from_millis(300));
+    let ep = format!("https://{}", link.addr);
+    let y = lab.config(&format!(
+        "s3:\n  endpoint: {ep}\n  access_key: {}\n  secret_key_env: LAB_S3_SECRET\n  region: {}\n  buckets: [{bucket}]\n",
+        lab.var("S3_ACCESS_KEY"),
+        lab.var("S3_REGION"),
+    ));
+    let child = spawn_services(
+        &sb,
+        &y,
+        &["--write-probe", "--timeout", "10s"],
+        &[("LAB_S3_SECRET", lab.var("S3_SECRET_KEY"))],
+    );
+    let probe_dir = format!("/buckets/{bucket}/airgap-verify-probe/");
+    wait_for("the probe object", Duration::from_secs(20), || {
+        !filer_entries(&lab, &probe_dir).is_empty()
+    });
+    let r = interrupt(child, "INT");
+    r.code(130);
+    assert_eq!(r.json()["interrupted"], "SIGINT", "{}", r.stdout);
+    r.has("run:interrupted", "fail", &ep);
+    let f = r.has("cleanup:removed", "pass", &ep);
+    assert!(
+        f.evidence["object"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{bucket}/airgap-verify-probe/")),
+        "{f:?}"
+    );
+    assert_clean(&lab);
 }

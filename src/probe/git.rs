@@ -122,9 +122,12 @@ pub fn parse_advertisement(body: &[u8], service: &str) -> Result<Advertisement, 
     Ok(adv)
 }
 
-struct Repo<'a> {
-    ctx: &'a ProbeContext,
-    plan: &'a GitPlan,
+/// One repository, owned so that a clean-up can outlive the probe that
+/// started it (see `probe::cleanup`).
+#[derive(Clone)]
+struct Repo {
+    plan: GitPlan,
+    io: std::time::Duration,
     ep: Endpoint,
     target: String,
 }
@@ -134,7 +137,7 @@ enum Reply {
     Status(u16, String),
 }
 
-impl Repo<'_> {
+impl Repo {
     fn url(&self, suffix: &str) -> String {
         format!("{}/{suffix}", self.plan.url.trim_end_matches('/'))
     }
@@ -151,7 +154,7 @@ impl Repo<'_> {
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder, what: &str) -> Result<Reply, Finding> {
-        let io = self.ctx.plan.deadlines.io;
+        let io = self.io;
         let resp = rb
             .send()
             .await
@@ -289,8 +292,8 @@ pub async fn probe(ctx: &ProbeContext, plan: &GitPlan) -> Vec<Finding> {
     };
     out.extend(ep.tls.iter().cloned());
     let repo = Repo {
-        ctx,
-        plan,
+        plan: plan.clone(),
+        io: ctx.plan.deadlines.io,
         ep,
         target: target.clone(),
     };
@@ -400,29 +403,44 @@ pub async fn probe(ctx: &ProbeContext, plan: &GitPlan) -> Vec<Finding> {
 
     if ctx.plan.write_probe {
         let Some(h) = head else { return out };
-        out.extend(write_probe(&repo, &h.id).await);
+        out.extend(write_probe(ctx, &repo, &h.id).await);
     }
     out
 }
 
-async fn write_probe(repo: &Repo<'_>, commit: &str) -> Vec<Finding> {
+async fn write_probe(ctx: &ProbeContext, repo: &Repo, commit: &str) -> Vec<Finding> {
     let target = repo.target.clone();
     let name = format!("refs/airgap-verify/probe-{}", super::net::probe_id());
     let mut create = pkt(&format!("{ZERO_ID} {commit} {name}\0report-status\n"));
     create.extend_from_slice(b"0000");
     create.extend_from_slice(EMPTY_PACK);
+    // Recorded before the push is sent: a push cut off in flight may still
+    // have created the ref.
+    let ticket = ctx.ledger.record(
+        &target,
+        format!("the Git ref {name} in {}", repo.plan.url),
+        Box::pin({
+            let (repo, name, commit) = (repo.clone(), name.clone(), commit.to_string());
+            async move { repo.remove_ref(&name, &commit).await }
+        }),
+    );
     let report = match repo.receive_pack(create).await {
         Ok(Ok(r)) => r,
         Ok(Err((s, b))) => {
+            ctx.ledger.done(ticket);
             let f = status_finding(&target, &repo.plan.url, "pushing a probe ref", s, &b, true);
             return vec![Finding {
                 code: Code::GitPushRefused,
                 ..f
             }];
         }
-        Err(f) => return vec![f],
+        Err(f) => {
+            // No reply: the ref may exist; the ledger removes it at the end.
+            return vec![f];
+        }
     };
     if !report.iter().any(|l| l == &format!("ok {name}")) {
+        ctx.ledger.done(ticket);
         return vec![Finding::new(
             Code::GitPushRefused,
             target,
@@ -431,32 +449,47 @@ async fn write_probe(repo: &Repo<'_>, commit: &str) -> Vec<Finding> {
         .evidence("report", report)];
     }
     // Created: from here on the ref must go, whatever happens.
-    let mut delete = pkt(&format!(
-        "{commit} {ZERO_ID} {name}\0report-status delete-refs\n"
-    ));
-    delete.extend_from_slice(b"0000");
-    let deleted = match repo.receive_pack(delete).await {
-        Ok(Ok(r)) => r.iter().any(|l| l == &format!("ok {name}")),
-        _ => false,
-    };
-    let gone = match repo.advertisement("git-upload-pack", true).await {
-        Ok(Ok(a)) => !a.refs.iter().any(|r| r.name == name),
-        _ => false,
-    };
-    if deleted && gone {
-        vec![Finding::new(
+    let removed = repo.remove_ref(&name, commit).await;
+    ctx.ledger.done(ticket);
+    match removed {
+        Ok(()) => vec![Finding::new(
             Code::GitWriteProbe,
             target,
             format!("pushed {name} at {} and deleted it", &commit[..12]),
         )
-        .evidence("ref", name)]
-    } else {
-        vec![Finding::new(
+        .evidence("ref", name)],
+        Err(why) => vec![Finding::new(
             Code::GitLeftover,
             target,
-            format!("the probe ref {name} was pushed but could not be deleted; remove it by hand"),
+            format!(
+                "the probe ref {name} was pushed but could not be deleted ({why}); remove it by hand"
+            ),
         )
-        .evidence("ref", name)]
+        .evidence("ref", name)],
+    }
+}
+
+impl Repo {
+    /// Deletes `name` (pointing at `commit`) and checks the ref list no
+    /// longer has it. Idempotent: a ref that is already gone is removed.
+    async fn remove_ref(&self, name: &str, commit: &str) -> Result<(), String> {
+        let mut delete = pkt(&format!(
+            "{commit} {ZERO_ID} {name}\0report-status delete-refs\n"
+        ));
+        delete.extend_from_slice(b"0000");
+        let report = match self.receive_pack(delete).await {
+            Ok(Ok(r)) => r.join("; "),
+            Ok(Err((s, _))) => format!("the delete answered {s}"),
+            Err(f) => f.message,
+        };
+        // The ref list decides: a delete that "failed" because the ref was
+        // never created still leaves nothing behind.
+        match self.advertisement("git-upload-pack", true).await {
+            Ok(Ok(a)) if !a.refs.iter().any(|r| r.name == name) => Ok(()),
+            Ok(Ok(_)) => Err(format!("still listed after the delete: {report}")),
+            Ok(Err((s, _))) => Err(format!("listing the refs answered {s}")),
+            Err(f) => Err(f.message),
+        }
     }
 }
 

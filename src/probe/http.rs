@@ -19,6 +19,7 @@ use crate::config::Target;
 use crate::finding::Finding;
 
 /// A prepared HTTP endpoint: the client, the base URL, and the TLS findings.
+#[derive(Clone)]
 pub struct Endpoint {
     pub client: reqwest::Client,
     pub base: reqwest::Url,

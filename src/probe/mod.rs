@@ -6,8 +6,12 @@
 //! - every probe runs concurrently with the others and has a hard budget
 //!   (connect + handshake + a few I/O deadlines): a blackholed or tarpit
 //!   target fails at its deadline and never delays the rest;
-//! - nothing is contacted outside `allowed_networks`.
+//! - nothing is contacted outside `allowed_networks`;
+//! - whatever a write probe wrote is removed, also when the probe overran its
+//!   budget or the run was interrupted by SIGINT or SIGTERM (see [`cleanup`]);
+//!   an interrupted run still returns the findings gathered so far.
 
+pub mod cleanup;
 pub mod dns;
 pub mod git;
 pub mod http;
@@ -57,9 +61,91 @@ fn budget(plan: &Perimeter, io_steps: u32) -> Duration {
     d.connect + d.handshake * 2 + d.io * io_steps + Duration::from_millis(500)
 }
 
+/// The signal that interrupted a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    Sigint,
+    Sigterm,
+}
+
+impl Interrupt {
+    pub fn name(self) -> &'static str {
+        match self {
+            Interrupt::Sigint => "SIGINT",
+            Interrupt::Sigterm => "SIGTERM",
+        }
+    }
+
+    /// The shell's convention: 128 + the signal number.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Interrupt::Sigint => 130,
+            Interrupt::Sigterm => 143,
+        }
+    }
+}
+
+/// What a run of the probes produced.
+pub struct Outcome {
+    pub findings: Vec<Finding>,
+    /// Set when SIGINT or SIGTERM stopped the probes early.
+    pub interrupted: Option<Interrupt>,
+}
+
+/// SIGINT and SIGTERM, caught for the length of the probe run so that an
+/// interrupt removes what the write probes wrote instead of killing the
+/// process mid-write.
+struct Signals {
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Must be called inside the runtime.
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            // If a handler cannot be installed the default action stays:
+            // the process dies, as it would without this code.
+            Signals {
+                int: signal(SignalKind::interrupt()).ok(),
+                term: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next signal; pending forever when none can arrive.
+    async fn recv(&mut self) -> Interrupt {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        if s.recv().await.is_none() {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.int) => Interrupt::Sigint,
+                _ = next(&mut self.term) => Interrupt::Sigterm,
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending().await
+    }
+}
+
 /// Runs every probe the plan names and returns their findings (including
 /// the configuration's own findings).
-pub fn run(plan: Perimeter, progress: Arc<dyn ProbeProgress>) -> Result<Vec<Finding>, InputError> {
+pub fn run(plan: Perimeter, progress: Arc<dyn ProbeProgress>) -> Result<Outcome, InputError> {
     let tls = tls::TlsSettings::new(&plan)?;
     let plan = Arc::new(plan);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -71,17 +157,23 @@ pub fn run(plan: Perimeter, progress: Arc<dyn ProbeProgress>) -> Result<Vec<Find
         resolver: net::Resolver::new(&plan),
         plan: plan.clone(),
         tls,
+        ledger: cleanup::Ledger::default(),
     });
     let probes = plan_probes(&ctx);
     let mut findings = plan.findings.clone();
-    findings.extend(rt.block_on(async move {
+    let (found, interrupted) = rt.block_on(async move {
+        let mut signals = Signals::install();
+        let run_started = Instant::now();
         let mut set = tokio::task::JoinSet::new();
+        // Probes still running, by task: what to report if they are cut off.
+        let mut running = std::collections::HashMap::new();
         for p in probes {
             let progress = progress.clone();
             // The longest conversation (STARTTLS, AUTH LOGIN, a test mail) takes
             // 13 I/O steps and a short QUIT.
             let limit = budget(&ctx.plan, 16);
-            set.spawn(async move {
+            let (name, target) = (p.name.clone(), p.target.clone());
+            let handle = set.spawn(async move {
                 progress.started(&p.name);
                 let started = Instant::now();
                 let mut out = match tokio::time::timeout(limit, p.fut).await {
@@ -99,21 +191,71 @@ pub fn run(plan: Perimeter, progress: Arc<dyn ProbeProgress>) -> Result<Vec<Find
                 progress.finished(&p.name, worst, elapsed);
                 out
             });
+            running.insert(handle.id(), (name, target));
         }
         let mut all = Vec::new();
-        while let Some(r) = set.join_next().await {
-            match r {
-                Ok(f) => all.extend(f),
-                Err(e) => all.push(Finding::new(
-                    Code::NetNoReply,
-                    "airgap-verify",
-                    format!("a probe stopped unexpectedly: {e}"),
-                )),
+        let mut interrupted = None;
+        loop {
+            tokio::select! {
+                r = set.join_next_with_id() => match r {
+                    None => break,
+                    Some(Ok((id, f))) => {
+                        running.remove(&id);
+                        all.extend(f);
+                    }
+                    Some(Err(e)) => {
+                        let target = running.remove(&e.id()).map(|(_, t)| t);
+                        all.push(Finding::new(
+                            Code::NetNoReply,
+                            target.unwrap_or_else(|| "airgap-verify".into()),
+                            format!("a probe stopped unexpectedly: {e}"),
+                        ));
+                    }
+                },
+                sig = signals.recv() => {
+                    interrupted = Some(sig);
+                    break;
+                }
             }
         }
-        all
-    }));
-    Ok(findings)
+        if let Some(sig) = interrupted {
+            // Dropping a probe's future stops it at its next await; what it
+            // had recorded in the ledger is undone below.
+            set.abort_all();
+            while let Some(r) = set.join_next_with_id().await {
+                if let Ok((id, f)) = r {
+                    running.remove(&id);
+                    all.extend(f);
+                }
+            }
+            let mut cut: Vec<_> = running.into_values().collect();
+            cut.sort();
+            for (name, target) in cut {
+                progress.finished(&name, Status::Fail, run_started.elapsed());
+                all.push(Finding::new(
+                    Code::RunInterrupted,
+                    target,
+                    format!("{name} was interrupted ({}) before it finished", sig.name()),
+                ));
+            }
+        }
+        let cause = match interrupted {
+            Some(sig) => cleanup::Cause::Interrupted(sig.name()),
+            None => cleanup::Cause::Budget,
+        };
+        let d = ctx.plan.deadlines;
+        let settle_deadline = d.connect + d.handshake + d.io * 3;
+        let stop = async {
+            signals.recv().await;
+        };
+        all.extend(ctx.ledger.settle(cause, settle_deadline, stop).await);
+        (all, interrupted)
+    });
+    findings.extend(found);
+    Ok(Outcome {
+        findings,
+        interrupted,
+    })
 }
 
 /// The plan in words, one line per probe, for `services --dry-run`.

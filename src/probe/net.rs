@@ -289,4 +289,6 @@ pub struct ProbeContext {
     pub plan: Arc<Perimeter>,
     pub resolver: Resolver,
     pub tls: super::tls::TlsSettings,
+    /// What the write probes wrote and have not removed yet.
+    pub ledger: super::cleanup::Ledger,
 }

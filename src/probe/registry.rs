@@ -16,6 +16,7 @@
 //!   digest, missing); nothing is pulled.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -76,9 +77,12 @@ fn sha256_digest(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }
 
-struct Registry<'a> {
-    ctx: &'a ProbeContext,
-    plan: &'a RegistryPlan,
+/// One registry conversation, owned (with its token cache) so that a
+/// clean-up can outlive the probe that started it (see `probe::cleanup`).
+#[derive(Clone)]
+struct Registry {
+    ctx: Arc<ProbeContext>,
+    plan: RegistryPlan,
     ep: Endpoint,
     target: String,
     challenge: Challenge,
@@ -93,7 +97,7 @@ enum Auth {
     Refused(Finding),
 }
 
-impl Registry<'_> {
+impl Registry {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.plan.url)
     }
@@ -139,7 +143,7 @@ impl Registry<'_> {
         if self.token_ep.is_none() {
             // The realm is another server: same perimeter, same CA, same
             // deadlines; credentials go there only after its TLS verified.
-            let ep = endpoint(self.ctx, realm, &self.target)
+            let ep = endpoint(&self.ctx, realm, &self.target)
                 .await
                 .map_err(|mut f| {
                     f.truncate(1);
@@ -243,6 +247,34 @@ impl Registry<'_> {
             .map_err(|e| request_error(&e, &self.target, "registry", self.io()))
     }
 
+    /// Removes what `path` names (a manifest or blob by digest, or an upload
+    /// session's URL), for the clean-up ledger. Idempotent: something that
+    /// is not there (404) is removed; with `head_first`, a HEAD tells whether
+    /// there is anything to delete before a DELETE a registry may refuse.
+    async fn remove(&mut self, path: &str, scope: &str, head_first: bool) -> Result<(), String> {
+        if head_first {
+            match self
+                .request(reqwest::Method::HEAD, path, scope, |r| r)
+                .await
+            {
+                Ok(r) if r.status().as_u16() == 404 => return Ok(()),
+                Ok(_) => {}
+                Err(f) => return Err(format!("{path}: {}", f.message)),
+            }
+        }
+        match self
+            .request(reqwest::Method::DELETE, path, scope, |r| r)
+            .await
+        {
+            Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => Ok(()),
+            Ok(r) => Err(format!(
+                "{path}: the delete answered {}",
+                r.status().as_u16()
+            )),
+            Err(f) => Err(format!("{path}: {}", f.message)),
+        }
+    }
+
     fn repo(&self) -> String {
         if self.plan.check_repo.contains('/') || self.plan.project.is_empty() {
             self.plan.check_repo.clone()
@@ -284,7 +316,7 @@ impl Registry<'_> {
     }
 }
 
-pub async fn probe(ctx: &ProbeContext, plan: &RegistryPlan) -> Vec<Finding> {
+pub async fn probe(ctx: &Arc<ProbeContext>, plan: &RegistryPlan) -> Vec<Finding> {
     let target = plan.url.clone();
     let mut out = Vec::new();
     if plan.url.starts_with("http://") {
@@ -368,8 +400,8 @@ pub async fn probe(ctx: &ProbeContext, plan: &RegistryPlan) -> Vec<Finding> {
     out.push(reachable);
 
     let mut reg = Registry {
-        ctx,
-        plan,
+        ctx: ctx.clone(),
+        plan: plan.clone(),
         ep,
         target: target.clone(),
         challenge: challenge.clone(),
@@ -440,11 +472,21 @@ pub async fn probe(ctx: &ProbeContext, plan: &RegistryPlan) -> Vec<Finding> {
                 let loc = reg.location(&r);
                 match loc {
                     Ok(loc) => {
+                        let session = loc.split('?').next().unwrap_or(&loc).to_string();
+                        let ticket = ctx.ledger.record(
+                            &target,
+                            format!("the upload session {session}"),
+                            Box::pin({
+                                let (mut reg, loc, scope) =
+                                    (reg.clone(), loc.clone(), delete_scope.clone());
+                                async move { reg.remove(&loc, &scope, false).await }
+                            }),
+                        );
                         let cancelled = matches!(
                             reg.request(reqwest::Method::DELETE, &loc, &delete_scope, |r| r).await,
                             Ok(r) if r.status().is_success()
                         );
-                        let session = loc.split('?').next().unwrap_or(&loc).to_string();
+                        ctx.ledger.done(ticket);
                         out.push(
                             Finding::new(
                                 Code::RegistryPushAllowed,
@@ -507,7 +549,7 @@ pub async fn probe(ctx: &ProbeContext, plan: &RegistryPlan) -> Vec<Finding> {
     out
 }
 
-async fn check_image(reg: &mut Registry<'_>, img: &ImageRef) -> Finding {
+async fn check_image(reg: &mut Registry, img: &ImageRef) -> Finding {
     let target = format!("{} {}:{}", reg.target, img.repo, img.tag);
     let scope = format!("repository:{}:pull", img.repo);
     let resp = reg
@@ -572,7 +614,7 @@ async fn check_image(reg: &mut Registry<'_>, img: &ImageRef) -> Finding {
 }
 
 async fn write_probe(
-    reg: &mut Registry<'_>,
+    reg: &mut Registry,
     repo: &str,
     scope: &str,
     delete_scope: &str,
@@ -600,6 +642,61 @@ async fn write_probe(
     .to_string()
     .into_bytes();
     let manifest_digest = sha256_digest(&manifest);
+    // Recorded before anything is sent: a push cut off in flight may still
+    // have landed. Both digests are known in advance, so the undo needs no
+    // reply from the push.
+    let ticket = reg.ctx.ledger.record(
+        &target,
+        format!(
+            "the manifest {repo}@{manifest_digest} (tag {tag}) and the blob {repo}@{config_digest}"
+        ),
+        Box::pin({
+            let mut reg = reg.clone();
+            let paths = [
+                format!("/v2/{repo}/manifests/{manifest_digest}"),
+                format!("/v2/{repo}/blobs/{config_digest}"),
+            ];
+            let scope = delete_scope.to_string();
+            async move {
+                let mut left = Vec::new();
+                for p in &paths {
+                    if let Err(e) = reg.remove(p, &scope, true).await {
+                        left.push(e);
+                    }
+                }
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(left.join("; "))
+                }
+            }
+        }),
+    );
+    let out = write_probe_steps(
+        reg,
+        repo,
+        scope,
+        delete_scope,
+        &tag,
+        (&config, &config_digest),
+        (&manifest, &manifest_digest),
+    )
+    .await;
+    reg.ctx.ledger.done(ticket);
+    out
+}
+
+/// The write probe proper: push, read back, clean up, report.
+async fn write_probe_steps(
+    reg: &mut Registry,
+    repo: &str,
+    scope: &str,
+    delete_scope: &str,
+    tag: &str,
+    (config, config_digest): (&[u8], &str),
+    (manifest, manifest_digest): (&[u8], &str),
+) -> Vec<Finding> {
+    let target = reg.target.clone();
     let mut written: Vec<String> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
 
@@ -623,7 +720,7 @@ async fn write_probe(
         let loc = reg.location(&r).map_err(|f| f.message)?;
         let sep = if loc.contains('?') { '&' } else { '?' };
         let put = format!("{loc}{sep}digest={config_digest}");
-        let body = config.clone();
+        let body = config.to_vec();
         let r = reg
             .request(reqwest::Method::PUT, &put, scope, |r| {
                 r.header("Content-Type", "application/octet-stream")
@@ -646,7 +743,7 @@ async fn write_probe(
     }
     written.push(format!("blob {repo}@{config_digest}"));
 
-    let body = manifest.clone();
+    let body = manifest.to_vec();
     let put = reg
         .request(
             reqwest::Method::PUT,
@@ -672,7 +769,7 @@ async fn write_probe(
             .await;
         match got {
             Ok(r) if r.status().as_u16() == 200 => match r.bytes().await {
-                Ok(b) if b.as_ref() == manifest.as_slice() => {}
+                Ok(b) if b.as_ref() == manifest => {}
                 _ => problems.push("the manifest read back differs from the one pushed".into()),
             },
             Ok(r) => problems.push(format!(

@@ -255,7 +255,7 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &S3Plan) -> Vec<Finding> {
                 return out;
             }
         }
-        out.extend(temporary_bucket_probe(&s3, &target, io).await);
+        out.extend(temporary_bucket_probe(ctx, &s3, &target, io).await);
         return out;
     }
 
@@ -321,7 +321,7 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &S3Plan) -> Vec<Finding> {
             .evidence("addressing", style(plan.path_style))
             .evidence("region", plan.region.clone()),
         );
-        out.extend(write_probe(&s3, bucket, &btarget, io).await);
+        out.extend(write_probe(ctx, &s3, bucket, &btarget, io).await);
     }
     out
 }
@@ -336,6 +336,7 @@ fn style(path: bool) -> &'static str {
 
 /// Put, get, compare, delete, and check the prefix is empty again.
 async fn write_probe(
+    ctx: &ProbeContext,
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     target: &str,
@@ -344,11 +345,63 @@ async fn write_probe(
     let id = super::net::probe_id();
     let key = format!("airgap-verify-probe/{id}");
     let body = format!("airgap-verify write probe {id}\n").into_bytes();
+    // Recorded before the put is sent: a put cut off in flight may land.
+    let ticket = ctx.ledger.record(
+        target,
+        format!("the probe object {bucket}/{key}"),
+        Box::pin({
+            let (s3, bucket, key) = (s3.clone(), bucket.to_string(), key.clone());
+            async move { remove_object(&s3, &bucket, &key).await }
+        }),
+    );
+    let out = write_probe_steps(s3, bucket, &key, &body, target, io).await;
+    ctx.ledger.done(ticket);
+    out
+}
+
+/// Deletes one object; idempotent (S3 answers a delete of a missing key
+/// with success, and a missing bucket means nothing is left).
+async fn remove_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<(), String> {
+    match s3.delete_object().bucket(bucket).key(key).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
+        Err(e) => Err(e.code().unwrap_or("no answer").to_string()),
+    }
+}
+
+/// Deletes the temporary bucket and anything the probe left in it.
+async fn remove_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
+    let listed = match s3.list_objects_v2().bucket(bucket).send().await {
+        Ok(r) => r,
+        Err(e) if e.code() == Some("NoSuchBucket") => return Ok(()),
+        Err(e) => return Err(e.code().unwrap_or("no answer").to_string()),
+    };
+    for o in listed.contents() {
+        if let Some(k) = o.key() {
+            remove_object(s3, bucket, k).await?;
+        }
+    }
+    match s3.delete_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
+        Err(e) => Err(e.code().unwrap_or("no answer").to_string()),
+    }
+}
+
+async fn write_probe_steps(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+    target: &str,
+    io: Duration,
+) -> Vec<Finding> {
+    let key = key.to_string();
     if let Err(e) = s3
         .put_object()
         .bucket(bucket)
         .key(&key)
-        .body(body.clone().into())
+        .body(body.to_vec().into())
         .send()
         .await
     {
@@ -415,11 +468,33 @@ async fn write_probe(
 
 /// With no bucket configured: create a temporary bucket, probe, remove it.
 async fn temporary_bucket_probe(
+    ctx: &ProbeContext,
     s3: &aws_sdk_s3::Client,
     target: &str,
     io: Duration,
 ) -> Vec<Finding> {
     let bucket = format!("airgap-verify-probe-{}", super::net::probe_id());
+    let ticket = ctx.ledger.record(
+        target,
+        format!("the temporary bucket {bucket}"),
+        Box::pin({
+            let (s3, bucket) = (s3.clone(), bucket.clone());
+            async move { remove_bucket(&s3, &bucket).await }
+        }),
+    );
+    let out = temporary_bucket_steps(ctx, s3, &bucket, target, io).await;
+    ctx.ledger.done(ticket);
+    out
+}
+
+async fn temporary_bucket_steps(
+    ctx: &ProbeContext,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    target: &str,
+    io: Duration,
+) -> Vec<Finding> {
+    let bucket = bucket.to_string();
     if let Err(e) = s3.create_bucket().bucket(&bucket).send().await {
         let mut f = classify(
             &e,
@@ -430,7 +505,7 @@ async fn temporary_bucket_probe(
         f.message = format!("write probe refused: {}", f.message);
         return vec![f];
     }
-    let mut out = write_probe(s3, &bucket, &format!("{target} {bucket}"), io).await;
+    let mut out = write_probe(ctx, s3, &bucket, &format!("{target} {bucket}"), io).await;
     if let Err(e) = s3.delete_bucket().bucket(&bucket).send().await {
         let why = classify(&e, target, "deleting", io).message;
         out.push(

@@ -1374,6 +1374,7 @@ mod tests {
             resolver: net::Resolver::new(&plan),
             tls: TlsSettings::new(&plan).unwrap(),
             plan: Arc::new(plan),
+            ledger: Default::default(),
         };
         (ctx, relay)
     }

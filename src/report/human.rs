@@ -131,7 +131,9 @@ pub fn render(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<(
         }
     }
     let s = report.summary();
-    let verdict = if s.fail > 0 {
+    let verdict = if let Some(sig) = report.interrupted {
+        p.status(Status::Fail) + &format!(" interrupted by {}, partial report", sig.name())
+    } else if s.fail > 0 {
         p.status(Status::Fail) + " not ready"
     } else {
         p.status(Status::Pass) + " ready"

@@ -20,6 +20,7 @@ pub fn to_value(report: &Report) -> Value {
         "inputs": report.inputs,
         "summary": { "pass": s.pass, "warn": s.warn, "fail": s.fail, "skip": s.skip },
         "exit_code": report.exit_code(),
+        "interrupted": report.interrupted.map(|s| s.name()),
         "duration_ms": report.duration_ms,
         "findings": report.findings.iter().map(finding).collect::<Vec<_>>(),
     })

@@ -19,6 +19,8 @@ pub struct Report {
     pub inputs: Vec<InputSummary>,
     pub findings: Vec<Finding>,
     pub duration_ms: u64,
+    /// Set when SIGINT or SIGTERM cut the run short: the report is partial.
+    pub interrupted: Option<crate::probe::Interrupt>,
 }
 
 impl Report {
@@ -26,8 +28,13 @@ impl Report {
         Summary::of(&self.findings)
     }
 
+    /// 0 ready, 1 not ready, 130/143 when interrupted (the findings of a
+    /// partial run cannot say "ready").
     pub fn exit_code(&self) -> i32 {
-        self.summary().exit_code()
+        match self.interrupted {
+            Some(sig) => sig.exit_code(),
+            None => self.summary().exit_code(),
+        }
     }
 
     /// Families in first-appearance order, for grouping.

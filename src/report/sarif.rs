@@ -104,9 +104,22 @@ pub fn to_value(report: &Report) -> Value {
             }},
             "artifacts": artifacts,
             "results": results,
-            "invocations": [{ "executionSuccessful": true, "exitCode": report.exit_code() }],
+            "invocations": [invocation(report)],
         }],
     })
+}
+
+/// SARIF's invocation: an interrupted run did not execute successfully,
+/// and names the signal that stopped it.
+fn invocation(report: &Report) -> Value {
+    let mut v = json!({
+        "executionSuccessful": report.interrupted.is_none(),
+        "exitCode": report.exit_code(),
+    });
+    if let Some(sig) = report.interrupted {
+        v["exitSignalName"] = json!(sig.name());
+    }
+    v
 }
 
 pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod slowlink;
 pub mod tarkit;
 
 use std::path::{Path, PathBuf};
