@@ -208,9 +208,12 @@ pub struct ServicesArgs {
     /// Really send one test message through each SMTP relay that has `mail_from` and `rcpt_to`.
     #[arg(long)]
     pub send_test_mail: bool,
-    /// Prove write access by writing throwaway data and removing it (a Git ref today).
+    /// Prove write access by writing throwaway data and removing it: a Git ref, a tiny registry image (the S3 probe always writes one object).
     #[arg(long)]
     pub write_probe: bool,
+    /// Measure the S3 storage against the vendor's requirements (64 MiB each way, 200 small objects; everything written is removed).
+    #[arg(long)]
+    pub s3_benchmark: bool,
     /// Validate the configuration and list the probes it implies, without contacting anything.
     #[arg(long)]
     pub dry_run: bool,

@@ -580,6 +580,12 @@ codes! {
     S3Leftover => "s3:leftover", Fail,
         "Something the probe wrote (the probe object, or a temporary bucket) could not be removed; the finding names it.",
         "Delete the object or bucket the finding names, and grant the platform's user delete access.";
+    S3Benchmark => "s3:benchmark", Pass,
+        "With `--s3-benchmark`: the storage meets the vendor's requirements, measured from this host with 8 requests in flight: PUT and GET throughput of at least 50 MiB/s (16 objects of 4 MiB each way, every byte compared), STAT (HeadObject) and DELETE of at least 100 operations/s (200 small objects), request latency p90 of at most 200 ms (requests on small objects) and time to first byte p90 of at most 100 ms (the GETs). Evidence: each figure. Every benchmark object is removed.",
+        "Nothing to do.";
+    S3BenchmarkSlow => "s3:benchmark-slow", Fail,
+        "With `--s3-benchmark`: the storage misses at least one of the vendor's requirements (the finding lists which, with the figure measured), or the benchmark could not finish within 60 s. Measured from this host: a slow link between this host and the storage counts too.",
+        "Run the benchmark from a node of the cluster to tell the storage from the network; then give the storage faster disks, more nodes or a faster network, as the vendor's sizing guide says.";
     S3ProtocolError => "s3:protocol-error", Fail,
         "The storage's reply could not be understood as S3 (an unexpected status or body, the object read back differs from what was written).",
         "Check that the endpoint points at the S3 API itself (not a console or a proxy page).";

@@ -118,18 +118,23 @@ fn emit(report: &Report, r: &ReportArgs) -> anyhow::Result<u8> {
     result.map(|_| code)
 }
 
-fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
-    let opts = airgap_verify::config::LoadOptions {
-        perimeter: a.config,
-        sekoia: a.sekoia_config,
-        ca_bundle: a.ca_bundle,
+/// The flags `services` and `check` share, as configuration-loading options.
+fn load_options(a: &airgap_verify::cli::ServicesArgs) -> airgap_verify::config::LoadOptions {
+    airgap_verify::config::LoadOptions {
+        perimeter: a.config.clone(),
+        sekoia: a.sekoia_config.clone(),
+        ca_bundle: a.ca_bundle.clone(),
         timeout: a.timeout,
         system_roots: a.system_roots,
         strict_airgap: a.strict_airgap,
         send_test_mail: a.send_test_mail,
         write_probe: a.write_probe,
-    };
-    let plan = airgap_verify::config::load(&opts)?;
+        s3_benchmark: a.s3_benchmark,
+    }
+}
+
+fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
+    let plan = airgap_verify::config::load(&load_options(&a))?;
     if a.dry_run {
         let mut out = std::io::stdout().lock();
         for line in airgap_verify::probe::describe(&plan) {
@@ -147,17 +152,7 @@ fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
 
 fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
     let s = a.services;
-    let opts = airgap_verify::config::LoadOptions {
-        perimeter: s.config,
-        sekoia: s.sekoia_config,
-        ca_bundle: s.ca_bundle,
-        timeout: s.timeout,
-        system_roots: s.system_roots,
-        strict_airgap: s.strict_airgap,
-        send_test_mail: s.send_test_mail,
-        write_probe: s.write_probe,
-    };
-    let plan = airgap_verify::config::load(&opts)?;
+    let plan = airgap_verify::config::load(&load_options(&s))?;
     let bundle_opts = a.bundle.map(|path| BundleOptions {
         path,
         checksum: match a.checksum {

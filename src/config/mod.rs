@@ -53,6 +53,8 @@ pub struct LoadOptions {
     pub send_test_mail: bool,
     /// `--write-probe`: write (and remove) throwaway data to prove write access.
     pub write_probe: bool,
+    /// `--s3-benchmark`: measure the storage against the vendor's requirements.
+    pub s3_benchmark: bool,
 }
 
 /// The validated plan every probe runs from.
@@ -74,6 +76,7 @@ pub struct Perimeter {
     pub registry: Option<RegistryPlan>,
     pub s3: Option<S3Plan>,
     pub write_probe: bool,
+    pub s3_benchmark: bool,
     /// Findings about the configuration itself (placeholders, targets
     /// outside the perimeter, unreadable secrets).
     pub findings: Vec<Finding>,
@@ -368,6 +371,7 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
         registry: None,
         s3: None,
         write_probe: opts.write_probe,
+        s3_benchmark: opts.s3_benchmark,
         findings: Vec::new(),
         declared: Vec::new(),
     };

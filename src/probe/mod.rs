@@ -19,6 +19,7 @@ pub mod net;
 pub mod ntp;
 pub mod registry;
 pub mod s3;
+pub mod s3bench;
 pub mod smtp;
 pub mod tls;
 
@@ -51,6 +52,8 @@ struct Probe {
     /// The target used if the probe overruns its budget.
     target: String,
     fut: ProbeFuture,
+    /// A budget of its own, for probes that measure rather than ask.
+    budget: Option<Duration>,
 }
 
 /// The hard budget of one probe: its steps' deadlines, plus slack. A probe
@@ -171,7 +174,7 @@ pub fn run(plan: Perimeter, progress: Arc<dyn ProbeProgress>) -> Result<Outcome,
             let progress = progress.clone();
             // The longest conversation (STARTTLS, AUTH LOGIN, a test mail) takes
             // 13 I/O steps and a short QUIT.
-            let limit = budget(&ctx.plan, 16);
+            let limit = p.budget.unwrap_or_else(|| budget(&ctx.plan, 16));
             let (name, target) = (p.name.clone(), p.target.clone());
             let handle = set.spawn(async move {
                 progress.started(&p.name);
@@ -363,6 +366,17 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
                 format!("bucket(s) {}", s.buckets.join(", "))
             }
         ));
+        if plan.s3_benchmark {
+            out.push(format!(
+                "s3 benchmark {}: {} x {} MiB each way, {} small objects, {} in flight, at most {} s",
+                s.endpoint,
+                s3bench::LARGE_COUNT,
+                s3bench::LARGE_SIZE >> 20,
+                s3bench::SMALL_COUNT,
+                s3bench::CONCURRENCY,
+                s3bench::DEADLINE.as_secs()
+            ));
+        }
     }
     out
 }
@@ -377,6 +391,7 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
                 name: format!("dns {server} {}", net::transport_name(transport)),
                 target: format!("{server}/{}", net::transport_name(transport)),
                 fut: Box::pin(async move { dns::probe(&ctx, server, transport).await }),
+                budget: None,
             });
         }
     }
@@ -387,6 +402,7 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
             name: format!("ntp {target}"),
             target: target.to_string(),
             fut: Box::pin(async move { ntp::probe(&ctx, &target).await }),
+            budget: None,
         });
     }
     for (i, relay) in plan.smtp.iter().enumerate() {
@@ -398,6 +414,7 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
                 let relay = &ctx.plan.smtp[i];
                 smtp::probe(&ctx, relay).await
             }),
+            budget: None,
         });
     }
     if plan.git.is_some() {
@@ -410,6 +427,7 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
                 let git = ctx.plan.git.as_ref().expect("checked above");
                 git::probe(&ctx, git).await
             }),
+            budget: None,
         });
     }
     if plan.registry.is_some() {
@@ -426,23 +444,34 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
                 let reg = ctx.plan.registry.as_ref().expect("checked above");
                 registry::probe(&ctx, reg).await
             }),
+            budget: None,
         });
     }
-    if plan.s3.is_some() {
-        let ctx = ctx.clone();
-        let url = plan
-            .s3
-            .as_ref()
-            .map(|s| s.endpoint.clone())
-            .unwrap_or_default();
+    if let Some(s3plan) = &plan.s3 {
+        let url = s3plan.endpoint.clone();
+        let c = ctx.clone();
         probes.push(Probe {
             name: format!("s3 {url}"),
-            target: url,
+            target: url.clone(),
             fut: Box::pin(async move {
-                let s3 = ctx.plan.s3.as_ref().expect("checked above");
-                s3::probe(&ctx, s3).await
+                let s3 = c.plan.s3.as_ref().expect("checked above");
+                s3::probe(&c, s3).await
             }),
+            budget: None,
         });
+        if plan.s3_benchmark {
+            let c = ctx.clone();
+            probes.push(Probe {
+                name: format!("s3 benchmark {url}"),
+                target: url,
+                fut: Box::pin(async move {
+                    let s3 = c.plan.s3.as_ref().expect("checked above");
+                    s3bench::probe(&c, s3).await
+                }),
+                // Its own deadline, plus the clean-up of what it wrote.
+                budget: Some(s3bench::DEADLINE + budget(plan, 4)),
+            });
+        }
     }
     probes
 }

@@ -57,7 +57,7 @@ impl ResolveDns for PerimeterDns {
 }
 
 /// Maps an SDK error to a finding.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
     target: &str,
     what: &str,
@@ -139,7 +139,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
-fn client(
+pub(super) fn client(
     ctx: &Arc<ProbeContext>,
     plan: &S3Plan,
     path_style: bool,
@@ -369,18 +369,43 @@ async fn remove_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Resu
     }
 }
 
-/// Deletes the temporary bucket and anything the probe left in it.
-async fn remove_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
-    let listed = match s3.list_objects_v2().bucket(bucket).send().await {
-        Ok(r) => r,
-        Err(e) if e.code() == Some("NoSuchBucket") => return Ok(()),
-        Err(e) => return Err(e.code().unwrap_or("no answer").to_string()),
-    };
-    for o in listed.contents() {
-        if let Some(k) = o.key() {
+/// Deletes every object under `prefix` (the whole bucket for ""), page by
+/// page, and checks the prefix lists empty. A missing bucket holds nothing.
+pub(super) async fn remove_prefix(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<(), String> {
+    // Deleting shrinks the listing, so the first page is re-read until empty;
+    // the bound stops a storage that never forgets an object.
+    for _ in 0..1000 {
+        let listed = match s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(()),
+            Err(e) => return Err(e.code().unwrap_or("no answer").to_string()),
+        };
+        let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        for k in keys {
             remove_object(s3, bucket, k).await?;
         }
     }
+    Err(format!(
+        "objects under {bucket}/{prefix} remain after 1000 listings"
+    ))
+}
+
+/// Deletes the temporary bucket and anything the probe left in it.
+pub(super) async fn remove_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
+    remove_prefix(s3, bucket, "").await?;
     match s3.delete_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
