@@ -29,6 +29,10 @@ pub enum Command {
     Services(ServicesArgs),
     /// The main job: verify the release archive and probe every configured service, in one report.
     Check(CheckArgs),
+    /// Test the firewall flows this host starts (profile table), against the cluster's hosts.
+    Flows(FlowsArgs),
+    /// Answer flow tests on every port of a node or load-balancer backend, until a deadline or Ctrl-C.
+    Listen(ListenArgs),
     /// Write a commented perimeter.yml template (or its JSON Schema with --schema).
     Init(InitArgs),
     /// Print what a finding code means and how to fix it.
@@ -235,6 +239,9 @@ pub struct CheckArgs {
     /// Hosts inside the perimeter for the archive's external-reference scan (repeatable).
     #[arg(long, value_name = "HOST")]
     pub allow_host: Vec<String>,
+    /// The role this host plays for the flows, when the configuration defines them.
+    #[arg(long, value_enum, default_value = "orchestration")]
+    pub role: FlowRole,
     #[command(flatten)]
     pub services: ServicesArgs,
 }
@@ -250,6 +257,97 @@ pub struct InitArgs {
 }
 
 /// `2s`, `500ms`, `1m`; a bare number is seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlowRole {
+    /// The host that runs the installer.
+    Orchestration,
+    /// A Kubernetes node (manager or worker).
+    Node,
+    /// A log source, forwarder or user outside the cluster (tests the load balancer too).
+    Client,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListenRole {
+    /// Every port a node receives on (Kubernetes, overlay, metrics, the load balancer's backend ports).
+    Node,
+    /// Only the load balancer's backend ports (80, 443, 10514, 11514).
+    LbBackend,
+}
+
+#[derive(Debug, Args)]
+pub struct FlowsArgs {
+    /// Which flows to test: those whose source is this role.
+    #[arg(long, value_enum, required_unless_present = "profiles_markdown")]
+    pub role: Option<FlowRole>,
+    /// Flow profile (default: perimeter.yml `flows.profile`, else the vendor config's version, else sekoia-1.0.0).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Print the built-in profiles as Markdown tables (docs/flows.md) and exit.
+    #[arg(long, exclusive = true)]
+    pub profiles_markdown: bool,
+    /// The perimeter description with its `flows:` section.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The vendor's Sekoia config.yml: the inventory and release version.
+    #[arg(long, value_name = "FILE")]
+    pub sekoia_config: Option<PathBuf>,
+    /// PEM bundle of the perimeter's CA (for the load balancer's TLS checks).
+    #[arg(long, value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Deadline of each step and each flow, e.g. `2s`; overrides the configuration.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// List the flows and hosts without contacting anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Which ports to answer on.
+    #[arg(long, value_enum)]
+    pub role: ListenRole,
+    /// Flow profile (default as for `flows`).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// The perimeter description (only its `flows.profile` is used).
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The vendor's Sekoia config.yml (only its version is used).
+    #[arg(long, value_name = "FILE")]
+    pub sekoia_config: Option<PathBuf>,
+    /// Address to bind.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    pub bind: std::net::IpAddr,
+    /// Stop after this long (Ctrl-C or SIGTERM stop it earlier).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+    pub deadline: std::time::Duration,
+    /// The name put in answers (default: this host's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Shift the clock this responder reports, e.g. `5s` or `-2s` (to test skew detection).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = parse_signed_duration, default_value = "0s")]
+    pub clock_offset: i128,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// `5s`, `-2s`, `250ms`: nanoseconds, signed.
+pub fn parse_signed_duration(s: &str) -> Result<i128, String> {
+    let (neg, rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest.trim() == "0" || rest.trim() == "0s" {
+        return Ok(0);
+    }
+    let d = crate::config::file::parse_duration(rest)?.as_nanos() as i128;
+    Ok(if neg { -d } else { d })
+}
+
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     crate::config::file::parse_duration(s)
 }

@@ -598,6 +598,61 @@ codes! {
         "A write probe was cut off and what it wrote could not be removed afterwards (the server did not answer within the clean-up deadline, refused the delete, or a second signal cut the clean-up short). The finding names the object exactly.",
         "Remove the object the finding names by hand: `git push URL :REF` for a Git ref; a DELETE of the manifest or blob (or the registry's garbage collection) for the registry; `aws s3 rm` / `aws s3 rb` for S3.";
 
+    // ---- firewall flows (flows, listen) ---------------------------------------
+    FlowOpen => "flow:open", Pass,
+        "The flow is open: the destination answered (the `airgap-verify listen` responder sent back this run's nonce, which proves the packet reached that host and not a middlebox; or the service accepted the connection or answered the DNS or NTP query).",
+        "Nothing to do.";
+    FlowClosed => "flow:closed", Fail,
+        "The destination refused the flow (a TCP reset or an ICMP unreachable): the packets get through to the host, but nothing listens on the port, or a firewall rejects them. Before installation nothing listens on most of the platform's ports.",
+        "Start `airgap-verify listen --role node` (or `lb-backend`) on the destination and test again; if it still is refused, open the port in the host's firewall (nftables, firewalld).";
+    FlowFiltered => "flow:filtered", Fail,
+        "Nothing came back by the deadline: a firewall on the way drops the packets, or the host is down. For UDP, a flow is open only when an answer comes back (a send that merely succeeds proves nothing), so run the responder on the destination.",
+        "Open the flow in every firewall between the two hosts (the perimeter firewall, security groups, the destination's own rules), as the profile's table says (docs/flows.md).";
+    FlowBlocked => "flow:blocked", Pass,
+        "A flow the profile says must stay closed from outside (Thanos on 10901, the NodePort range) got no answer or was refused.",
+        "Nothing to do.";
+    FlowNotBlocked => "flow:not-blocked", Fail,
+        "A flow the profile says must be blocked at the perimeter answered: the port is reachable from outside the cluster.",
+        "Block the port in the perimeter firewall for sources outside the cluster (the vendor's table lists 10901 and 30000-32767).";
+    FlowSkipped => "flow:skipped", Skip,
+        "The profile has this flow, but no host of its destination role is configured, so it was not tested.",
+        "Name the hosts in perimeter.yml `flows:` (load_balancer, orchestration, managers, workers) or in the vendor's inventory (`utils.ansible.inventory`).";
+    FlowClockOk => "flow:clock-ok", Pass,
+        "The responder's clock is within `max_clock_skew` (1 s by default) of this host's, measured from the challenge's round trip (the uncertainty, half the round trip, is in the evidence).",
+        "Nothing to do.";
+    FlowClockSkew => "flow:clock-skew", Fail,
+        "The responder's clock differs from this host's by more than `max_clock_skew` (1 s by default): the platform's nodes must agree on the time within 1 s (certificates, etcd leases, log timestamps).",
+        "Synchronise every node on the perimeter's NTP server (chrony or systemd-timesyncd), then test again.";
+    FlowListening => "flow:listening", Pass,
+        "`airgap-verify listen` bound this port and answers challenges on it.",
+        "Nothing to do; stop the responder (Ctrl-C, or its deadline) before installing.";
+    FlowPortTaken => "flow:port-taken", Warn,
+        "`airgap-verify listen` could not bind this port: another process holds it (named when /proc tells). Before installation, that process will collide with the platform; after, the flow is tested against it.",
+        "Before installing, stop the process named in the finding (or move it to another port); after installing, nothing to do.";
+
+    // ---- load balancer behaviour -----------------------------------------------
+    LbProxyOk => "lb:proxy-ok", Pass,
+        "Through the load balancer, the backends' responders saw the PROXY protocol header the profile expects on this port (v1 on 80/443 in sekoia-0.0.1, none in sekoia-1.0.0; either on the intake ports). Evidence: each backend reached and what it saw.",
+        "Nothing to do.";
+    LbProxyMismatch => "lb:proxy-mismatch", Fail,
+        "A backend received a PROXY header where the profile expects none, or none (or the other version) where it expects one. The ingress would then misread every connection: garbage before the TLS handshake, or the load balancer's address instead of the client's.",
+        "Set `send-proxy` (v1) or `send-proxy-v2` on the load balancer's backend lines exactly as the profile's table says (docs/flows.md), and nowhere else.";
+    LbRedirectOk => "lb:redirect-ok", Pass,
+        "HTTP on port 80 answers with a redirect (301, 302, 303, 307 or 308) to `https://` on the same host.",
+        "Nothing to do.";
+    LbNoRedirect => "lb:no-redirect", Fail,
+        "HTTP on port 80 does not redirect to HTTPS on the same host (no answer, another status, or a redirect elsewhere): users typing the plain address do not reach the interface, or reach it in clear.",
+        "Make port 80 answer with a redirect to `https://<same host>/` (the platform's ingress does it; check that the load balancer forwards 80 to the workers' port 80).";
+    LbSyslogOk => "lb:syslog-ok", Pass,
+        "Syslog over TLS on 10514 completed the handshake with the perimeter's CA and accepted one RFC 5424 line (octet-counted framing, RFC 5425). The line carries the id in the evidence, so it can be found in the platform.",
+        "Nothing to do.";
+    LbRelpOk => "lb:relp-ok", Pass,
+        "RELP on 11514 answered the `open` command and one `syslog` command with `rsp 200`.",
+        "Nothing to do.";
+    LbIngestFailed => "lb:ingest-failed", Fail,
+        "The log intake did not complete: no TLS or RELP answer, a refused command, or the connection closed early. Forwarders would fail the same way.",
+        "Check that the load balancer forwards 10514 and 11514 to the workers, that the intake runs there, and (for 10514) that its certificate chains to the perimeter's CA.";
+
     // ---- the run itself ------------------------------------------------------
     RunInterrupted => "run:interrupted", Fail,
         "The run was interrupted (SIGINT or SIGTERM) before this probe finished: its result is unknown. The report is partial, and the exit code is 130 (SIGINT) or 143 (SIGTERM).",

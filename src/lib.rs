@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod finding;
 pub mod probe;
+pub mod profiles;
 pub mod report;
 pub mod run;
 pub mod sample;

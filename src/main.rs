@@ -9,7 +9,9 @@ use clap::Parser;
 use airgap_verify::bundle::{
     checksum::ChecksumSource, BundleOptions, Limits, NoProgress, Progress,
 };
-use airgap_verify::cli::{Cli, ColorChoice, Command, FailOn, ManifestCommand, ReportArgs};
+use airgap_verify::cli::{
+    Cli, ColorChoice, Command, FailOn, FlowRole, ManifestCommand, ReportArgs,
+};
 use airgap_verify::error::InputError;
 use airgap_verify::finding::{Finding, Policy, Status};
 use airgap_verify::report::{self, Format, Report};
@@ -65,6 +67,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Services(a) => services(a),
         Command::Check(a) => check(a),
+        Command::Flows(a) => flows(a),
+        Command::Listen(a) => listen(a),
         Command::Init(a) => init(a),
         Command::Manifest(ManifestCommand::Create(a)) => manifest_create(a),
         Command::Explain(a) => explain(a),
@@ -146,13 +150,176 @@ fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
     }
     let policy = policy(&a.report);
     let progress = probe_progress_for(&a.report);
-    let report = run::services(plan, &policy, progress)?;
+    let report = run::services(
+        "services",
+        plan,
+        airgap_verify::probe::Selection::SERVICES,
+        &policy,
+        progress,
+    )?;
     emit(&report, &a.report)
+}
+
+fn source_role(r: FlowRole) -> airgap_verify::probe::flows::SourceRole {
+    use airgap_verify::probe::flows::SourceRole;
+    match r {
+        FlowRole::Orchestration => SourceRole::Orchestration,
+        FlowRole::Node => SourceRole::Node,
+        FlowRole::Client => SourceRole::Client,
+    }
+}
+
+/// The profile: the flag, else what the configuration says (its section,
+/// else the vendor's version), else the default.
+fn choose_profile(
+    plan: &mut airgap_verify::config::Perimeter,
+    flag: Option<String>,
+) -> anyhow::Result<airgap_verify::profiles::Profile> {
+    if let Some(p) = flag {
+        let fp = plan.flows_mut();
+        fp.profile = Some(p);
+        fp.profile_source = "--profile".into();
+    }
+    let name = plan
+        .flows
+        .as_ref()
+        .map(|f| f.profile_name().to_string())
+        .unwrap_or_else(|| airgap_verify::profiles::DEFAULT.to_string());
+    airgap_verify::profiles::get(&name)
+        .map_err(|m| InputError::Usage(format!("--profile: {m}")).into())
+}
+
+fn flows(a: airgap_verify::cli::FlowsArgs) -> anyhow::Result<u8> {
+    if a.profiles_markdown {
+        print!("{}", airgap_verify::profiles::markdown());
+        return Ok(0);
+    }
+    let opts = airgap_verify::config::LoadOptions {
+        perimeter: a.config,
+        sekoia: a.sekoia_config,
+        ca_bundle: a.ca_bundle,
+        timeout: a.timeout,
+        ..Default::default()
+    };
+    let mut plan = airgap_verify::config::load(&opts)?;
+    // That no service is configured is no news to a flow test.
+    plan.findings
+        .retain(|f| f.code != airgap_verify::finding::Code::ConfigNothingToCheck);
+    let profile = choose_profile(&mut plan, a.profile)?;
+    if plan.flows.is_none() {
+        return Err(InputError::Config(
+            "no cluster hosts: add a `flows:` section to perimeter.yml (load_balancer, managers, workers) or give --sekoia-config with its inventory; see docs/flows.md".into(),
+        )
+        .into());
+    }
+    let role = source_role(a.role.unwrap_or(FlowRole::Orchestration));
+    if a.dry_run {
+        let mut out = std::io::stdout().lock();
+        for line in airgap_verify::probe::flows::describe(&plan, role, &profile) {
+            if writeln!(out, "{line}").is_err() {
+                break;
+            }
+        }
+        return Ok(0);
+    }
+    let policy = policy(&a.report);
+    let report = run::services(
+        "flows",
+        plan,
+        airgap_verify::probe::Selection {
+            services: false,
+            flows_as: Some(role),
+        },
+        &policy,
+        probe_progress_for(&a.report),
+    )?;
+    emit(&report, &a.report)
+}
+
+fn listen(a: airgap_verify::cli::ListenArgs) -> anyhow::Result<u8> {
+    use airgap_verify::probe::listen::{ListenOptions, ListenRole as LR};
+    // The configuration is optional here: it only names the profile.
+    let (profile, io) = if a.config.is_some() || a.sekoia_config.is_some() {
+        let opts = airgap_verify::config::LoadOptions {
+            perimeter: a.config,
+            sekoia: a.sekoia_config,
+            ..Default::default()
+        };
+        let mut plan = airgap_verify::config::load(&opts)?;
+        (choose_profile(&mut plan, a.profile)?, plan.deadlines.io)
+    } else {
+        let name = a
+            .profile
+            .unwrap_or_else(|| airgap_verify::profiles::DEFAULT.to_string());
+        (
+            airgap_verify::profiles::get(&name)
+                .map_err(|m| InputError::Usage(format!("--profile: {m}")))?,
+            std::time::Duration::from_secs(3),
+        )
+    };
+    let host = a.name.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "responder".into())
+    });
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(InputError::Usage(format!("--name: `{host}` must be one word")).into());
+    }
+    let options = ListenOptions {
+        role: match a.role {
+            airgap_verify::cli::ListenRole::Node => LR::Node,
+            airgap_verify::cli::ListenRole::LbBackend => LR::LbBackend,
+        },
+        bind: a.bind,
+        host,
+        deadline: a.deadline,
+        clock_offset_ns: a.clock_offset,
+        io,
+    };
+    let started = std::time::Instant::now();
+    let report_args = a.report;
+    let mut code = 0u8;
+    let mut emitted: anyhow::Result<()> = Ok(());
+    let (answered, stopped) = airgap_verify::probe::listen::run(&profile, options, |findings| {
+        let report = Report {
+            command: "listen".into(),
+            inputs: Vec::new(),
+            findings: findings.to_vec(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            interrupted: None,
+        };
+        match emit(&report, &report_args) {
+            Ok(c) => code = c,
+            Err(e) => emitted = Err(e),
+        }
+        // Tests and scripts wait for this line before they test.
+        eprintln!(
+            "airgap-verify listen: ready, profile {}; answering until {} or Ctrl-C",
+            profile.name,
+            humantime::format_duration(a.deadline)
+        );
+    })?;
+    emitted?;
+    eprintln!(
+        "airgap-verify listen: stopped{}; answered {answered} challenge(s)",
+        stopped
+            .map(|s| format!(" by {}", s.name()))
+            .unwrap_or_default()
+    );
+    Ok(code)
 }
 
 fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
     let s = a.services;
-    let plan = airgap_verify::config::load(&load_options(&s))?;
+    let mut plan = airgap_verify::config::load(&load_options(&s))?;
+    // Flows join the run when the configuration names the cluster's hosts.
+    let flows_as = match plan.flows {
+        Some(_) => {
+            choose_profile(&mut plan, None)?;
+            Some(source_role(a.role))
+        }
+        None => None,
+    };
     let bundle_opts = a.bundle.map(|path| BundleOptions {
         path,
         checksum: match a.checksum {
@@ -177,6 +344,10 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
     let report = run::check(
         bundle_opts.as_ref(),
         plan,
+        airgap_verify::probe::Selection {
+            services: true,
+            flows_as,
+        },
         &policy,
         bar.as_ref(),
         probe_progress_for(&s.report),

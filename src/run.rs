@@ -32,9 +32,11 @@ pub fn bundle(
     })
 }
 
-/// `airgap-verify services`: probe every service the plan names.
+/// `airgap-verify services` (and `flows`): run the selected probes.
 pub fn services(
+    command: &str,
     plan: crate::config::Perimeter,
+    select: crate::probe::Selection,
     policy: &Policy,
     progress: std::sync::Arc<dyn crate::probe::ProbeProgress>,
 ) -> Result<Report, InputError> {
@@ -44,12 +46,12 @@ pub fn services(
         .iter()
         .map(|p| config_input(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let outcome = crate::probe::run(plan, progress)?;
+    let outcome = crate::probe::run(plan, select, progress)?;
     let mut findings = outcome.findings;
     findings.sort_by(|a, b| (a.code, &a.target).cmp(&(b.code, &b.target)));
     policy.apply(&mut findings);
     Ok(Report {
-        command: "services".into(),
+        command: command.into(),
         inputs,
         findings,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -63,6 +65,7 @@ pub fn services(
 pub fn check(
     bundle_opts: Option<&BundleOptions>,
     mut plan: crate::config::Perimeter,
+    select: crate::probe::Selection,
     policy: &Policy,
     bundle_progress: &dyn Progress,
     progress: std::sync::Arc<dyn crate::probe::ProbeProgress>,
@@ -91,7 +94,7 @@ pub fn check(
     for p in &plan.sources {
         inputs.push(config_input(p)?);
     }
-    let outcome = crate::probe::run(plan, progress)?;
+    let outcome = crate::probe::run(plan, select, progress)?;
     findings.extend(outcome.findings);
     findings.sort_by(|a, b| (a.code, &a.target).cmp(&(b.code, &b.target)));
     policy.apply(&mut findings);

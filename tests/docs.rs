@@ -102,3 +102,20 @@ fn json_report_matches_its_specification() {
         assert!(airgap_verify::codes::Code::from_id(f["code"].as_str().unwrap()).is_some());
     }
 }
+
+#[test]
+fn flows_md_is_generated_from_the_profiles() {
+    let doc = repo("docs/flows.md");
+    let want = airgap_verify::profiles::markdown();
+    if doc != want {
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/flows.md"),
+                &want,
+            )
+            .unwrap();
+        } else {
+            panic!("docs/flows.md is out of date: run `airgap-verify flows --profiles-markdown > docs/flows.md`");
+        }
+    }
+}

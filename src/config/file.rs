@@ -50,6 +50,44 @@ pub struct PerimeterFile {
     pub registry: Option<RegistryFile>,
     /// The S3-compatible storage of the platform.
     pub s3: Option<S3File>,
+    /// The hosts of the cluster, for `airgap-verify flows` and `listen`.
+    pub flows: Option<FlowsFile>,
+}
+
+/// The cluster's hosts and the flow profile their firewall must follow.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsFile {
+    /// Flow profile (`sekoia-0.0.1`, `sekoia-1.0.0`; see docs/flows.md).
+    /// Default: from the vendor's config.yml `version`, else sekoia-1.0.0.
+    pub profile: Option<String>,
+    /// The load balancer's address or name (what clients connect to).
+    pub load_balancer: Option<String>,
+    /// The host that runs the installer.
+    pub orchestration: Option<String>,
+    /// Kubernetes manager (control-plane) nodes.
+    #[serde(default)]
+    pub managers: Vec<String>,
+    /// Kubernetes worker nodes (the load balancer's backends).
+    #[serde(default)]
+    pub workers: Vec<String>,
+    /// The Kubernetes API address, when it is not a manager's own
+    /// (`global.kube_manager_host`): also tested on 6443.
+    pub kube_api: Option<String>,
+    /// Largest clock difference allowed between this host and a node's
+    /// responder. Default 1s.
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub max_clock_skew: Option<Duration>,
+    /// Deadline of each flow (connect and challenge). Default: the connect
+    /// deadline.
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub deadline: Option<Duration>,
+    /// When the load balancer publishes a profile port under another
+    /// number: `{80: 8080, 443: 8443}`.
+    #[serde(default)]
+    pub lb_ports: std::collections::BTreeMap<u16, u16>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

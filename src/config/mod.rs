@@ -75,6 +75,9 @@ pub struct Perimeter {
     pub git: Option<GitPlan>,
     pub registry: Option<RegistryPlan>,
     pub s3: Option<S3Plan>,
+    /// The cluster's hosts and flow profile (perimeter.yml `flows:` or the
+    /// vendor's inventory).
+    pub flows: Option<FlowsPlan>,
     pub write_probe: bool,
     pub s3_benchmark: bool,
     /// Findings about the configuration itself (placeholders, targets
@@ -319,7 +322,42 @@ pub(crate) fn registry_url(u: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{authority}"))
 }
 
+/// The cluster's hosts, by role, and the profile their flows follow.
+#[derive(Debug, Clone, Default)]
+pub struct FlowsPlan {
+    /// Profile name; `None` until resolved (then [`crate::profiles::DEFAULT`]).
+    pub profile: Option<String>,
+    /// Where the profile name came from, for messages.
+    pub profile_source: String,
+    pub load_balancer: Option<String>,
+    pub orchestration: Option<String>,
+    pub managers: Vec<String>,
+    pub workers: Vec<String>,
+    pub kube_api: Option<String>,
+    pub max_clock_skew: Duration,
+    pub deadline: Option<Duration>,
+    /// Ports the load balancer publishes under another number
+    /// (profile port -> published port).
+    pub lb_ports: std::collections::BTreeMap<u16, u16>,
+}
+
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(1);
+
+impl FlowsPlan {
+    pub fn profile_name(&self) -> &str {
+        self.profile.as_deref().unwrap_or(crate::profiles::DEFAULT)
+    }
+}
+
 impl Perimeter {
+    /// The flows section, created on first use.
+    pub fn flows_mut(&mut self) -> &mut FlowsPlan {
+        self.flows.get_or_insert_with(|| FlowsPlan {
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            ..FlowsPlan::default()
+        })
+    }
+
     /// True when `ip` is inside the perimeter (or no networks are set).
     pub fn allows(&self, ip: IpAddr) -> bool {
         allows(&self.allowed_networks, ip)
@@ -370,6 +408,7 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
         git: None,
         registry: None,
         s3: None,
+        flows: None,
         write_probe: opts.write_probe,
         s3_benchmark: opts.s3_benchmark,
         findings: Vec::new(),
@@ -733,6 +772,59 @@ fn apply_file(
             access_key,
             secret_key,
         });
+    }
+    if let Some(fl) = f.flows {
+        if let Some(p) = &fl.profile {
+            crate::profiles::get(p).map_err(|m| at("flows.profile", m))?;
+        }
+        let check_host = |key: &str, h: &str| -> Result<(), InputError> {
+            Target::parse(h, 1).map(|_| ()).map_err(|m| at(key, m))
+        };
+        for (key, h) in [
+            ("flows.load_balancer", &fl.load_balancer),
+            ("flows.orchestration", &fl.orchestration),
+            ("flows.kube_api", &fl.kube_api),
+        ] {
+            if let Some(h) = h {
+                check_host(key, h)?;
+            }
+        }
+        for (key, list) in [
+            ("flows.managers", &fl.managers),
+            ("flows.workers", &fl.workers),
+        ] {
+            for (i, h) in list.iter().enumerate() {
+                check_host(&format!("{key}[{i}]"), h)?;
+            }
+        }
+        let flows = plan.flows_mut();
+        if let Some(p) = fl.profile {
+            flows.profile = Some(p);
+            flows.profile_source = format!("{} flows.profile", path.display());
+        }
+        // perimeter.yml overrides the vendor's inventory where it speaks.
+        if fl.load_balancer.is_some() {
+            flows.load_balancer = fl.load_balancer;
+        }
+        if fl.orchestration.is_some() {
+            flows.orchestration = fl.orchestration;
+        }
+        if !fl.managers.is_empty() {
+            flows.managers = fl.managers;
+        }
+        if !fl.workers.is_empty() {
+            flows.workers = fl.workers;
+        }
+        if fl.kube_api.is_some() {
+            flows.kube_api = fl.kube_api;
+        }
+        if let Some(d) = fl.max_clock_skew {
+            flows.max_clock_skew = d;
+        }
+        if fl.deadline.is_some() {
+            flows.deadline = fl.deadline;
+        }
+        flows.lb_ports.extend(fl.lb_ports);
     }
     let smtp = f.smtp.into_vec();
     if !smtp.is_empty() {

@@ -205,6 +205,33 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         }
     }
 
+    // The cluster's inventory and release, for the flows. Placeholders are
+    // reported above and left out.
+    let usable = |h: &String| placeholder_reason(h).is_none();
+    let list = |key: &str| -> Vec<String> {
+        match get(&root, key) {
+            Some(Value::Sequence(items)) => items.iter().filter_map(text).filter(usable).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let managers = list("utils.ansible.inventory.managers");
+    let workers = list("utils.ansible.inventory.workers");
+    let kube_api = get_text(&root, "global.kube_manager_host").filter(usable);
+    let lb = get_text(&root, "global.host").filter(usable);
+    let version = get_text(&root, "version");
+    if !managers.is_empty() || !workers.is_empty() || version.is_some() {
+        let flows = plan.flows_mut();
+        flows.managers = managers;
+        flows.workers = workers;
+        flows.kube_api = kube_api;
+        // The UI's name resolves to the load balancer.
+        flows.load_balancer = lb;
+        if let Some(v) = version {
+            flows.profile = Some(crate::profiles::for_sekoia_version(&v).to_string());
+            flows.profile_source = format!("{file} version {v}");
+        }
+    }
+
     // SMTP.
     let smtp_key = "modules.platform_configuration.config.email.smtp";
     if let Some(host) = get_text(&root, &format!("{smtp_key}.host")) {

@@ -11,10 +11,15 @@
 //!   budget or the run was interrupted by SIGINT or SIGTERM (see [`cleanup`]);
 //!   an interrupted run still returns the findings gathered so far.
 
+pub mod challenge;
 pub mod cleanup;
 pub mod dns;
+pub mod flows;
 pub mod git;
 pub mod http;
+pub mod icmp;
+pub mod lb;
+pub mod listen;
 pub mod net;
 pub mod ntp;
 pub mod registry;
@@ -88,6 +93,22 @@ impl Interrupt {
     }
 }
 
+/// Which probes a run starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection {
+    /// DNS, NTP, SMTP, Git, registry, S3 as configured.
+    pub services: bool,
+    /// The flows this host starts, as this role.
+    pub flows_as: Option<flows::SourceRole>,
+}
+
+impl Selection {
+    pub const SERVICES: Selection = Selection {
+        services: true,
+        flows_as: None,
+    };
+}
+
 /// What a run of the probes produced.
 pub struct Outcome {
     pub findings: Vec<Finding>,
@@ -148,8 +169,20 @@ impl Signals {
 
 /// Runs every probe the plan names and returns their findings (including
 /// the configuration's own findings).
-pub fn run(plan: Perimeter, progress: Arc<dyn ProbeProgress>) -> Result<Outcome, InputError> {
+pub fn run(
+    plan: Perimeter,
+    select: Selection,
+    progress: Arc<dyn ProbeProgress>,
+) -> Result<Outcome, InputError> {
     let tls = tls::TlsSettings::new(&plan)?;
+    // The profile is resolved before any I/O: a bad name is a usage error.
+    let profile = match (&select.flows_as, &plan.flows) {
+        (Some(_), Some(fp)) => Some(
+            crate::profiles::get(fp.profile_name())
+                .map_err(|m| InputError::Usage(format!("--profile: {m}")))?,
+        ),
+        _ => None,
+    };
     let plan = Arc::new(plan);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -162,7 +195,27 @@ pub fn run(plan: Perimeter, progress: Arc<dyn ProbeProgress>) -> Result<Outcome,
         tls,
         ledger: cleanup::Ledger::default(),
     });
-    let probes = plan_probes(&ctx);
+    let mut probes = if select.services {
+        plan_probes(&ctx)
+    } else {
+        Vec::new()
+    };
+    if let (Some(role), Some(profile)) = (select.flows_as, profile) {
+        let c = ctx.clone();
+        let deadline = plan
+            .flows
+            .as_ref()
+            .and_then(|f| f.deadline)
+            .unwrap_or(plan.deadlines.connect);
+        probes.push(Probe {
+            name: format!("flows as {}", role.role().name()),
+            target: "flows".into(),
+            fut: Box::pin(async move { flows::run(&c, role, &profile).await }),
+            // Every flow runs at once within its deadline; resolving the
+            // hosts comes first.
+            budget: Some(deadline * 2 + plan.deadlines.connect + Duration::from_secs(1)),
+        });
+    }
     let mut findings = plan.findings.clone();
     let (found, interrupted) = rt.block_on(async move {
         let mut signals = Signals::install();

@@ -371,6 +371,23 @@ pub fn rfc5322_date(t: SystemTime) -> String {
     )
 }
 
+/// The current time as RFC 3339 in UTC (`2026-11-26T07:00:00Z`), for the
+/// syslog test line.
+pub fn rfc3339_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
 /// The DATA payload of the test message, dot-stuffed, with its final `.`.
 fn test_message(from: &str, to: &str, helo: &str, target: &str) -> String {
     let now = SystemTime::now();

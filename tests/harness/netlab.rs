@@ -1,0 +1,210 @@
+//! The network-namespace lab (`scripts/netlab.sh up`), as tests see it:
+//! hosts as namespaces on 10.0.255.0/24, nft tables as their firewalls,
+//! haproxy in front of node1 and node2, rsyslog with RELP and TLS.
+//!
+//! Like the service lab, a missing netlab fails the test with the command
+//! that brings it up. The namespaces, firewalls and the load balancer's mode
+//! are shared: [`NetLab::exclusive`] serialises the tests that touch them.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Run, Sandbox, BIN};
+
+pub struct NetLab {
+    env: HashMap<String, String>,
+}
+
+static SHARED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl NetLab {
+    pub fn get() -> NetLab {
+        let path = "/var/tmp/airgap-netlab/netlab.env";
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+            panic!("the network lab is not up ({path}: {e}); run `sudo bash scripts/netlab.sh up` (scripts/test.sh does it)")
+        });
+        let env = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        NetLab { env }
+    }
+
+    /// One netlab test at a time; the firewalls are reset on entry and exit.
+    pub fn exclusive(&self) -> Exclusive {
+        let g = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        fw_reset();
+        Exclusive { _g: g }
+    }
+
+    pub fn var(&self, k: &str) -> &str {
+        self.env
+            .get(k)
+            .unwrap_or_else(|| panic!("netlab.env has no {k}; rerun scripts/netlab.sh up"))
+    }
+
+    pub fn ns(&self, host: &str) -> &str {
+        self.var(&format!("NS_{}", host.to_uppercase()))
+    }
+
+    pub fn addr(&self, host: &str) -> &str {
+        self.var(&format!("ADDR_{}", host.to_uppercase()))
+    }
+
+    /// Adds one nft rule to `host`'s input chain, e.g. `udp dport 8472 drop`.
+    pub fn fw(&self, host: &str, rule: &str) {
+        let mut args = vec![
+            "netns",
+            "exec",
+            self.ns(host),
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "agvfw",
+            "input",
+        ];
+        args.extend(rule.split(' '));
+        let out = Command::new("ip").args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "nft {rule}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn lb_mode(&self, mode: &str) {
+        let out = Command::new("bash")
+            .args([
+                &format!("{}/scripts/netlab.sh", env!("CARGO_MANIFEST_DIR")),
+                "lb-mode",
+                mode,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lb-mode {mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts `airgap-verify listen` in `host`'s namespace and waits until it
+    /// is ready.
+    pub fn responder(&self, host: &str, role: &str, extra: &[&str]) -> Responder {
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                self.ns(host),
+                BIN,
+                "listen",
+                "--role",
+                role,
+            ])
+            .args(["--name", host, "--format", "json"])
+            .args(if extra.contains(&"--deadline") {
+                &[][..]
+            } else {
+                &["--deadline", "60s"][..]
+            })
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the responder");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let started = Instant::now();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("listen: ready") => break,
+                Some(Ok(_)) => {}
+                _ => panic!("the responder on {host} exited before it was ready"),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "responder on {host} not ready"
+            );
+        }
+        Responder { child: Some(child) }
+    }
+
+    /// Runs `flows` as `role` in `host`'s namespace with `yaml`.
+    pub fn flows(
+        &self,
+        sb: &Sandbox,
+        host: &str,
+        role: &str,
+        yaml: &str,
+        extra: &[&str],
+    ) -> (Run, Duration) {
+        let cfg = sb.write(&format!("flows-{host}.yml"), yaml);
+        let started = Instant::now();
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                self.ns(host),
+                BIN,
+                "flows",
+                "--role",
+                role,
+                "--config",
+            ])
+            .arg(&cfg)
+            .args(["--format", "json", "--no-progress"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (Run::from(out), started.elapsed())
+    }
+}
+
+pub struct Exclusive {
+    _g: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        fw_reset();
+    }
+}
+
+fn fw_reset() {
+    let _ = Command::new("bash")
+        .args([
+            &format!("{}/scripts/netlab.sh", env!("CARGO_MANIFEST_DIR")),
+            "fw-reset",
+        ])
+        .output();
+}
+
+/// A running responder; stopped (SIGTERM) when dropped.
+pub struct Responder {
+    child: Option<Child>,
+}
+
+impl Responder {
+    /// Stops it and returns what it printed.
+    pub fn stop(mut self) -> Run {
+        let child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        Run::from(child.wait_with_output().unwrap())
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
