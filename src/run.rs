@@ -38,6 +38,25 @@ pub fn services(
     policy: &Policy,
     progress: std::sync::Arc<dyn crate::probe::ProbeProgress>,
 ) -> Result<Report, InputError> {
+    probes("services", plan, policy, progress)
+}
+
+/// `airgap-verify egress`: the proof of the air gap (the plan runs only the
+/// egress checks).
+pub fn egress(
+    plan: crate::config::Perimeter,
+    policy: &Policy,
+    progress: std::sync::Arc<dyn crate::probe::ProbeProgress>,
+) -> Result<Report, InputError> {
+    probes("egress", plan, policy, progress)
+}
+
+fn probes(
+    command: &str,
+    plan: crate::config::Perimeter,
+    policy: &Policy,
+    progress: std::sync::Arc<dyn crate::probe::ProbeProgress>,
+) -> Result<Report, InputError> {
     let started = Instant::now();
     let inputs = plan
         .sources
@@ -49,7 +68,7 @@ pub fn services(
     findings.sort_by(|a, b| (a.code, &a.target).cmp(&(b.code, &b.target)));
     policy.apply(&mut findings);
     Ok(Report {
-        command: "services".into(),
+        command: command.into(),
         inputs,
         findings,
         duration_ms: started.elapsed().as_millis() as u64,
