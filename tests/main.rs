@@ -6,6 +6,7 @@ mod bundle;
 mod cli;
 mod content;
 mod docs;
+mod egress;
 mod git;
 mod registry;
 mod s3;

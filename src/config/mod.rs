@@ -491,6 +491,12 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
         crate::probe::tls::load_ca_bundle(ca)?;
     }
     drop_targets_outside(&mut plan);
+    if opts.no_services {
+        // `egress` alone uses no credential: a secret it cannot read does
+        // not matter to it.
+        plan.findings
+            .retain(|f| f.code != Code::ConfigUnresolvedSecret);
+    }
     if plan.is_empty() {
         plan.findings.push(Finding::new(
             Code::ConfigNothingToCheck,
