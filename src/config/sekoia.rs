@@ -551,6 +551,44 @@ mod tests {
     }
 
     #[test]
+    fn vendor_proxies_in_three_scopes() {
+        let text = "global: {host: soc.corp}\nutils:\n  git: {http: {proxy: 'http://g:pw1@gp.corp:1'}}\nmodules:\n  platform_configuration: {config: {proxy: {https_proxy: 'http://p:pw2@pp.corp:2', no_proxy: [a.corp, .b.corp]}}}\n  k3s_install: {k3s_http_proxy: 'http://kp.corp:3', k3s_no_proxy: '10.0.0.0/8', registry_url: r.corp}\n";
+        let mut plan = crate::config::load(&crate::config::LoadOptions {
+            perimeter: None,
+            sekoia: Some({
+                let p = std::env::temp_dir()
+                    .join(format!("agv-vendor-proxies-{}.yml", std::process::id()));
+                std::fs::write(&p, text).unwrap();
+                p
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        let _ = std::fs::remove_file(&plan.sources[0]);
+        // The environment of the test run is not part of this check.
+        plan.egress
+            .proxies
+            .retain(|g| g.scope != super::super::proxy::ProxyScope::Environment);
+        let scopes: Vec<_> = plan.egress.proxies.iter().map(|g| g.scope.name()).collect();
+        assert_eq!(scopes, ["platform", "k3s", "git"]);
+        let platform = &plan.egress.proxies[0];
+        assert_eq!(platform.proxies[0].url, "http://p:***@pp.corp:2");
+        assert_eq!(platform.proxies[0].schemes, ["https"]);
+        assert_eq!(platform.no_proxy, ["a.corp", ".b.corp"]);
+        let k3s = &plan.egress.proxies[1];
+        assert_eq!(
+            (k3s.proxies.len(), k3s.proxies[0].schemes.clone()),
+            (1, vec!["http"])
+        );
+        assert_eq!(k3s.no_proxy, ["10.0.0.0/8"]);
+        assert_eq!(
+            plan.egress.proxies[2].proxies[0].url,
+            "http://g:***@gp.corp:1"
+        );
+        assert!(!format!("{:?}", plan.egress).contains("pw"));
+    }
+
+    #[test]
     fn placeholders() {
         assert!(placeholder_reason("mail.server.local").is_some());
         assert!(placeholder_reason("https://git.sekoia.local/repo.git").is_some());

@@ -281,17 +281,17 @@ fn proxy_finding(
         },
         p.source.clone(),
         format!(
-            "{} = {} sends the {} traffic ({}) of {} through {}: {routes}every destination no_proxy does not cover{}",
+            "{} = {} sends the {} traffic of {} (scope {}) through {}: {routes}every destination no_proxy does not cover{}",
             p.source,
             p.url,
-            p.schemes.join(", "),
-            g.scope.name(),
+            p.schemes.join(" and "),
             match g.scope {
                 proxy::ProxyScope::Environment => "this host and the installer run from it",
                 proxy::ProxyScope::Platform => "the platform's services",
                 proxy::ProxyScope::K3s => "k3s and containerd (image pulls)",
                 proxy::ProxyScope::Git => "the installer's Git pushes",
             },
+            g.scope.name(),
             p.host.as_deref().unwrap_or("an unnamed host"),
             if is_outside {
                 format!(
