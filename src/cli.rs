@@ -27,7 +27,9 @@ pub enum Command {
     Manifest(ManifestCommand),
     /// Probe the perimeter's services (DNS, NTP, SMTP) from this machine, with no internet.
     Services(ServicesArgs),
-    /// The main job: verify the release archive and probe every configured service, in one report.
+    /// Prove the air gap: every endpoint and DNS answer inside allowed_networks, the proxies and what they route; with --probe-internet, prove that nothing outside answers.
+    Egress(EgressArgs),
+    /// The main job: verify the release archive, probe every configured service and check the egress, in one report.
     Check(CheckArgs),
     /// Test the firewall flows this host starts (profile table), against the cluster's hosts.
     Flows(FlowsArgs),
@@ -242,8 +244,37 @@ pub struct CheckArgs {
     /// The role this host plays for the flows, when the configuration defines them.
     #[arg(long, value_enum, default_value = "orchestration")]
     pub role: FlowRole,
+    /// Also try to reach the internet (public names, TCP 443, public NTP), as `egress --probe-internet` does.
+    #[arg(long)]
+    pub probe_internet: bool,
     #[command(flatten)]
     pub services: ServicesArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EgressArgs {
+    /// The perimeter description (see `airgap-verify init` and docs/config.md).
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The vendor's Sekoia config.yml: its endpoints and proxies are checked too.
+    #[arg(long, value_name = "FILE")]
+    pub sekoia_config: Option<PathBuf>,
+    /// Try to reach the internet: resolve public names through the configured DNS servers,
+    /// connect to TCP 443 of public addresses, query public NTP servers (targets: `egress`
+    /// in perimeter.yml, or the built-in list in docs/config.md). Each must fail.
+    #[arg(long)]
+    pub probe_internet: bool,
+    /// An answer from the internet fails instead of warning.
+    #[arg(long)]
+    pub strict_airgap: bool,
+    /// Deadline of each step, e.g. `2s`; overrides the configuration (and `egress.deadline`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Validate the configuration and list the checks and targets, without contacting anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 #[derive(Debug, Args)]

@@ -590,6 +590,47 @@ codes! {
         "The storage's reply could not be understood as S3 (an unexpected status or body, the object read back differs from what was written).",
         "Check that the endpoint points at the S3 API itself (not a console or a proxy page).";
 
+    // ---- egress: the proof of the air gap -------------------------------------
+    EgressInside => "egress:inside", Pass,
+        "An endpoint the configuration names (a DNS, NTP or SMTP server, the Git, registry or S3 host, a name the platform needs, an address the vendor's file declares) is inside `allowed_networks`, and so is every address the configured DNS returns for it.",
+        "Nothing to do.";
+    EgressOutside => "egress:outside", Fail,
+        "An endpoint the configuration names is an address outside `allowed_networks`, or its name resolves (through the configured DNS) to an address outside: the installation would send traffic out of the perimeter. The evidence lists every address and those outside.",
+        "Point the setting at the service inside the perimeter, or fix the DNS record; if that network really is inside, add it to `allowed_networks`.";
+    EgressNotResolved => "egress:not-resolved", Skip,
+        "An endpoint's name did not resolve through the configured DNS, so nothing can reach it and it cannot lead outside. Its own probe (`net:unresolved`, `dns:no-answer`) says why.",
+        "Add the record to the perimeter's DNS; re-run `airgap-verify egress` to judge its address.";
+    EgressNoPerimeter => "egress:no-perimeter", Warn,
+        "`allowed_networks` is empty: no address can be judged inside or outside, so the air gap cannot be proven (every probe is then allowed to connect anywhere the configuration says).",
+        "List the perimeter's networks in `allowed_networks` of perimeter.yml.";
+    EgressProxyNone => "egress:proxy-none", Pass,
+        "No proxy is set: neither `HTTP_PROXY`/`HTTPS_PROXY` (or their lower-case forms) in the environment, nor a proxy in the vendor's config.yml (`modules.platform_configuration.config.proxy.*`, `modules.k3s_install.k3s_*_proxy`, `utils.git.http.proxy`). HTTP clients connect directly, inside the perimeter.",
+        "Nothing to do.";
+    EgressProxy => "egress:proxy", Warn,
+        "A proxy is set, in the environment or in the vendor's config.yml. The finding says which traffic it carries (this host and the installer, the platform's services, k3s/containerd image pulls, Git pushes), which of the perimeter's Git, registry and S3 hosts go through it, and that every destination `no_proxy` does not cover goes through it too: a proxy is a way out of the perimeter. A password in the URL is shown as `***`.",
+        "In an air-gapped installation no proxy should be needed: unset it; otherwise make sure the proxy reaches nothing outside and that `no_proxy` covers every service inside.";
+    EgressProxyOutside => "egress:proxy-outside", Fail,
+        "A proxy is set whose address (or the address its name resolves to through the configured DNS) is outside `allowed_networks`: whatever it carries leaves the perimeter.",
+        "Unset the proxy (`HTTP_PROXY`, `HTTPS_PROXY`, the proxy keys of config.yml), or replace it with one inside the perimeter.";
+    EgressProxyNotBypassed => "egress:proxy-not-bypassed", Fail,
+        "A proxy is set and the `no_proxy` list of the same scope does not cover the Git, registry or S3 host: that traffic goes through the proxy instead of straight to the service inside, and fails or leaves the perimeter. A CIDR in `no_proxy` (`10.0.0.0/8`) never matches a host name, even one that resolves inside it: curl, Go and containerd compare names, not addresses.",
+        "Add the host name (or its domain, `.corp.internal`) to the `no_proxy` of that scope: `NO_PROXY`/`no_proxy` in the environment, `modules.platform_configuration.config.proxy.no_proxy` or `modules.k3s_install.k3s_no_proxy` in config.yml; or unset the proxy.";
+    EgressNotProbed => "egress:not-probed", Skip,
+        "The active egress checks did not run: they try to reach public targets, which the tool does only with `--probe-internet`. The evidence lists the targets they would use.",
+        "Run `airgap-verify egress --probe-internet` (or `check --probe-internet`) to prove that nothing outside answers.";
+    EgressBlocked => "egress:blocked", Pass,
+        "With `--probe-internet`: an attempt to reach the internet failed within its deadline, as it must in an air-gapped perimeter: a configured resolver did not resolve the public names, a TCP connection to a public address was not accepted, or a public NTP server did not answer. The evidence says how it failed.",
+        "Nothing to do.";
+    EgressDnsAnswered => "egress:dns-answered", Warn,
+        "With `--probe-internet`: a configured DNS server (or the system resolver, when none is configured) returned an address for a public name: names outside the perimeter resolve, the first step of any egress. Fails with `--strict-airgap`.",
+        "Remove the forwarders and root hints that lead outside from the perimeter's resolvers, or restrict forwarding to the perimeter's zones.";
+    EgressTcpConnected => "egress:tcp-connected", Warn,
+        "With `--probe-internet`: a TCP connection to a public address (port 443 by default) was accepted: this host reaches the internet. Fails with `--strict-airgap`.",
+        "Block outbound traffic at the perimeter's firewall (default route, NAT, egress rules); check that no route leads out of the perimeter.";
+    EgressNtpAnswered => "egress:ntp-answered", Warn,
+        "With `--probe-internet`: a public NTP server answered an SNTP request: UDP reaches the internet. Fails with `--strict-airgap`.",
+        "Block outbound UDP (123 and everything else) at the perimeter's firewall; serve time from an NTP server inside the perimeter.";
+
     // ---- clean-up of what write probes wrote ---------------------------------
     CleanupRemoved => "cleanup:removed", Pass,
         "A write probe was cut off (it overran its budget, or the run was interrupted by SIGINT or SIGTERM) after it had started writing; what it wrote (a Git ref, a registry manifest or blob, an upload session, an S3 object or temporary bucket) was removed before the report was written. Every write is recorded before it is sent, so even a request cut off in flight is undone.",

@@ -66,6 +66,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             emit(&report, &a.report)
         }
         Command::Services(a) => services(a),
+        Command::Egress(a) => egress(a),
         Command::Check(a) => check(a),
         Command::Flows(a) => flows(a),
         Command::Listen(a) => listen(a),
@@ -134,7 +135,36 @@ fn load_options(a: &airgap_verify::cli::ServicesArgs) -> airgap_verify::config::
         send_test_mail: a.send_test_mail,
         write_probe: a.write_probe,
         s3_benchmark: a.s3_benchmark,
+        egress: false,
+        probe_internet: false,
+        no_services: false,
     }
+}
+
+fn egress(a: airgap_verify::cli::EgressArgs) -> anyhow::Result<u8> {
+    let plan = airgap_verify::config::load(&airgap_verify::config::LoadOptions {
+        perimeter: a.config,
+        sekoia: a.sekoia_config,
+        timeout: a.timeout,
+        strict_airgap: a.strict_airgap,
+        egress: true,
+        probe_internet: a.probe_internet,
+        no_services: true,
+        ..Default::default()
+    })?;
+    if a.dry_run {
+        let mut out = std::io::stdout().lock();
+        for line in airgap_verify::probe::describe(&plan) {
+            if writeln!(out, "{line}").is_err() {
+                break; // a closed pipe ends the listing
+            }
+        }
+        return Ok(0);
+    }
+    let policy = policy(&a.report);
+    let progress = probe_progress_for(&a.report);
+    let report = run::egress(plan, &policy, progress)?;
+    emit(&report, &a.report)
 }
 
 fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
@@ -311,7 +341,12 @@ fn listen(a: airgap_verify::cli::ListenArgs) -> anyhow::Result<u8> {
 
 fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
     let s = a.services;
-    let mut plan = airgap_verify::config::load(&load_options(&s))?;
+    // The static egress checks are cheap and always part of `check`.
+    let mut plan = airgap_verify::config::load(&airgap_verify::config::LoadOptions {
+        egress: true,
+        probe_internet: a.probe_internet,
+        ..load_options(&s)
+    })?;
     // Flows join the run when the configuration names the cluster's hosts.
     let flows_as = match plan.flows {
         Some(_) => {

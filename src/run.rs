@@ -40,6 +40,33 @@ pub fn services(
     policy: &Policy,
     progress: std::sync::Arc<dyn crate::probe::ProbeProgress>,
 ) -> Result<Report, InputError> {
+    probes(command, plan, select, policy, progress)
+}
+
+/// `airgap-verify egress`: the proof of the air gap (the plan runs only the
+/// egress checks).
+pub fn egress(
+    plan: crate::config::Perimeter,
+    policy: &Policy,
+    progress: std::sync::Arc<dyn crate::probe::ProbeProgress>,
+) -> Result<Report, InputError> {
+    // `plan.run_services` is off: the planned probes are the egress checks.
+    probes(
+        "egress",
+        plan,
+        crate::probe::Selection::SERVICES,
+        policy,
+        progress,
+    )
+}
+
+fn probes(
+    command: &str,
+    plan: crate::config::Perimeter,
+    select: crate::probe::Selection,
+    policy: &Policy,
+    progress: std::sync::Arc<dyn crate::probe::ProbeProgress>,
+) -> Result<Report, InputError> {
     let started = Instant::now();
     let inputs = plan
         .sources

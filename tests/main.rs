@@ -6,6 +6,7 @@ mod bundle;
 mod cli;
 mod content;
 mod docs;
+mod egress;
 mod flows;
 mod git;
 mod registry;

@@ -52,6 +52,9 @@ pub struct PerimeterFile {
     pub s3: Option<S3File>,
     /// The hosts of the cluster, for `airgap-verify flows` and `listen`.
     pub flows: Option<FlowsFile>,
+    /// The proof of the air gap (`airgap-verify egress`, and `check`): the
+    /// public targets the active checks of `--probe-internet` try to reach.
+    pub egress: Option<EgressFile>,
 }
 
 /// The cluster's hosts and the flow profile their firewall must follow.
@@ -88,6 +91,69 @@ pub struct FlowsFile {
     /// number: `{80: 8080, 443: 8443}`.
     #[serde(default)]
     pub lb_ports: std::collections::BTreeMap<u16, u16>,
+}
+
+/// The public targets of `--probe-internet`. Nothing here is contacted
+/// without that flag; each list replaces its built-in default.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EgressFile {
+    /// Public names asked of every configured DNS server; an address in the
+    /// answer is `egress:dns-answered`. Default: `[example.com,
+    /// www.google.com, cloudflare.com]`. `[]` disables this check.
+    pub internet_names: Option<Vec<String>>,
+    /// Public addresses whose TCP port 443 (or `address:port`) must not
+    /// accept a connection. Default: `[1.1.1.1, 8.8.8.8, 9.9.9.9]`. `[]`
+    /// disables this check.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub internet_addresses: Option<Vec<PublicAddr>>,
+    /// Public NTP server addresses (`address` or `address:port`, port 123)
+    /// that must not answer an SNTP request. Default: `[162.159.200.1,
+    /// 216.239.35.0]` (time.cloudflare.com, time.google.com). `[]` disables
+    /// this check.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub ntp_pool: Option<Vec<PublicAddr>>,
+    /// Deadline of each active check. Default 2s; `--timeout` overrides it.
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub deadline: Option<Duration>,
+}
+
+/// An address with an optional port (`1.1.1.1`, `1.1.1.1:8443`,
+/// `[2606:4700::1111]:443`), written as an address: a name would have to be
+/// resolved, and resolving public names is itself one of the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicAddr {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl PublicAddr {
+    pub fn with_default_port(self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port.unwrap_or(port))
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_public_addr(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn parse_public_addr(s: &str) -> Result<PublicAddr, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(PublicAddr { ip, port: None });
+    }
+    s.parse::<SocketAddr>()
+        .map(|sa| PublicAddr {
+            ip: sa.ip(),
+            port: Some(sa.port()),
+        })
+        .map_err(|_| {
+            format!("`{s}` is not an IP address: write the public target as an address (1.1.1.1 or 1.1.1.1:443), not a name")
+        })
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

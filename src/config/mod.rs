@@ -14,6 +14,7 @@
 //!   connects outside the perimeter.
 
 pub mod file;
+pub mod proxy;
 pub mod secret;
 pub mod sekoia;
 
@@ -35,6 +36,13 @@ pub const DEFAULT_HELO: &str = "airgap-verify.invalid";
 pub const DEFAULT_PUBLIC_NAME: &str = "example.com";
 pub const DEFAULT_CHECK_REPO: &str = "airgap-verify-check";
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
+/// The built-in targets of `--probe-internet` (docs/config.md lists them;
+/// `egress.*` in perimeter.yml replaces them).
+pub const DEFAULT_INTERNET_NAMES: &[&str] = &["example.com", "www.google.com", "cloudflare.com"];
+pub const DEFAULT_INTERNET_ADDRESSES: &[&str] = &["1.1.1.1", "8.8.8.8", "9.9.9.9"];
+/// time.cloudflare.com and time.google.com.
+pub const DEFAULT_NTP_POOL: &[&str] = &["162.159.200.1", "216.239.35.0"];
+pub const DEFAULT_EGRESS_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What the user asked for on the command line.
 #[derive(Debug, Default, Clone)]
@@ -55,6 +63,12 @@ pub struct LoadOptions {
     pub write_probe: bool,
     /// `--s3-benchmark`: measure the storage against the vendor's requirements.
     pub s3_benchmark: bool,
+    /// Run the static egress checks (`egress`, `check`).
+    pub egress: bool,
+    /// `--probe-internet`: also try to reach the public targets (implies `egress`).
+    pub probe_internet: bool,
+    /// Run no service probe (`egress` alone).
+    pub no_services: bool,
 }
 
 /// The validated plan every probe runs from.
@@ -87,6 +101,65 @@ pub struct Perimeter {
     /// contacts (nodes, the Kubernetes manager): each must still be inside
     /// `allowed_networks`. (where, address)
     pub declared: Vec<(String, IpAddr)>,
+    /// Run the service probes (DNS, NTP, SMTP, Git, registry, S3).
+    pub run_services: bool,
+    pub egress: EgressPlan,
+}
+
+/// The proof of the air gap (`egress`, and part of `check`).
+#[derive(Debug, Clone)]
+pub struct EgressPlan {
+    /// Run the static checks.
+    pub enabled: bool,
+    /// Every endpoint the configuration names, as written (before targets
+    /// outside the perimeter are dropped from the probes).
+    pub endpoints: Vec<Endpoint>,
+    /// Proxy settings of the environment and of the vendor's file.
+    pub proxies: Vec<proxy::ProxyGroup>,
+    /// `--probe-internet`: the only switch that lets the tool contact an
+    /// address outside `allowed_networks`, and then only the targets below.
+    pub probe_internet: bool,
+    pub internet_names: Vec<String>,
+    pub internet_addresses: Vec<SocketAddr>,
+    pub ntp_pool: Vec<SocketAddr>,
+    pub deadline: Duration,
+}
+
+impl Default for EgressPlan {
+    fn default() -> Self {
+        let addrs = |list: &[&str], port: u16| {
+            list.iter()
+                .map(|a| SocketAddr::new(a.parse().expect("built-in address"), port))
+                .collect()
+        };
+        EgressPlan {
+            enabled: false,
+            endpoints: Vec::new(),
+            proxies: Vec::new(),
+            probe_internet: false,
+            internet_names: DEFAULT_INTERNET_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            internet_addresses: addrs(DEFAULT_INTERNET_ADDRESSES, 443),
+            ntp_pool: addrs(DEFAULT_NTP_POOL, 123),
+            deadline: DEFAULT_EGRESS_DEADLINE,
+        }
+    }
+}
+
+/// A service the configuration names, for the static egress check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `dns server`, `ntp server`, `smtp relay`, `git`, `registry`, `s3`,
+    /// `name` (a name the platform needs) or the vendor key of an address.
+    pub what: String,
+    /// A name or an address literal.
+    pub host: String,
+    /// How it is written (`https://git.corp/x.git`, `10.0.0.53:53`).
+    pub shown: String,
+    /// `http` or `https` for the HTTP services (they may go through a proxy).
+    pub scheme: Option<&'static str>,
 }
 
 /// Deadlines of the three steps of every probe.
@@ -413,6 +486,12 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
         s3_benchmark: opts.s3_benchmark,
         findings: Vec::new(),
         declared: Vec::new(),
+        run_services: !opts.no_services,
+        egress: EgressPlan {
+            enabled: opts.egress || opts.probe_internet,
+            probe_internet: opts.probe_internet,
+            ..EgressPlan::default()
+        },
     };
 
     // The vendor's file first: perimeter.yml then adds and overrides.
@@ -437,13 +516,26 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
             handshake: t,
             io: t,
         };
+        plan.egress.deadline = t;
     }
+    // The environment's proxies come first: they apply to this very run.
+    let env = proxy::from_env(|k| std::env::var(k).ok());
+    if !env.proxies.is_empty() || env.no_proxy_source.is_some() {
+        plan.egress.proxies.insert(0, env);
+    }
+    plan.egress.endpoints = endpoints(&plan);
     if let Some(ca) = &plan.ca_bundle {
         // Parse it now: a bad bundle is a configuration error, not a TLS
         // failure on every probe.
         crate::probe::tls::load_ca_bundle(ca)?;
     }
     drop_targets_outside(&mut plan);
+    if opts.no_services {
+        // `egress` alone uses no credential: a secret it cannot read does
+        // not matter to it.
+        plan.findings
+            .retain(|f| f.code != Code::ConfigUnresolvedSecret);
+    }
     if plan.is_empty() {
         plan.findings.push(Finding::new(
             Code::ConfigNothingToCheck,
@@ -654,6 +746,23 @@ fn apply_file(
     }
     if !f.allowed_networks.is_empty() {
         plan.allowed_networks = f.allowed_networks.iter().map(|c| c.0).collect();
+    }
+    if let Some(e) = f.egress {
+        if let Some(names) = e.internet_names {
+            plan.egress.internet_names = names
+                .iter()
+                .map(|n| normalise_name(n).map_err(|m| at("egress.internet_names", m)))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(a) = e.internet_addresses {
+            plan.egress.internet_addresses = a.iter().map(|a| a.with_default_port(443)).collect();
+        }
+        if let Some(a) = e.ntp_pool {
+            plan.egress.ntp_pool = a.iter().map(|a| a.with_default_port(123)).collect();
+        }
+        if let Some(d) = e.deadline {
+            plan.egress.deadline = d;
+        }
     }
     let t = f.timeouts;
     plan.deadlines = Deadlines {
@@ -961,6 +1070,63 @@ pub(crate) fn normalise_name(n: &str) -> Result<String, String> {
         return Err(format!("`{n}` is not a DNS name"));
     }
     Ok(n)
+}
+
+/// Every endpoint the plan names, before targets outside the perimeter are
+/// dropped: the static egress check judges them all.
+fn endpoints(plan: &Perimeter) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    let mut add = |what: &str, host: String, shown: String, scheme: Option<&'static str>| {
+        let e = Endpoint {
+            what: what.to_string(),
+            host,
+            shown,
+            scheme,
+        };
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    };
+    for s in &plan.dns.servers {
+        add("dns server", s.ip().to_string(), s.to_string(), None);
+    }
+    for t in &plan.ntp.servers {
+        add("ntp server", t.host.clone(), t.to_string(), None);
+    }
+    for s in &plan.smtp {
+        add(
+            "smtp relay",
+            s.target.host.clone(),
+            s.target.to_string(),
+            None,
+        );
+    }
+    let scheme = |u: &str| {
+        if u.starts_with("http://") {
+            Some("http")
+        } else {
+            Some("https")
+        }
+    };
+    let urls = [
+        ("git", plan.git.as_ref().map(|g| g.url.clone())),
+        ("registry", plan.registry.as_ref().map(|r| r.url.clone())),
+        ("s3", plan.s3.as_ref().map(|s| s.endpoint.clone())),
+    ];
+    for (what, url) in urls {
+        if let Some(url) = url {
+            if let Some(host) = sekoia::url_host(&url) {
+                add(what, host, url.clone(), scheme(&url));
+            }
+        }
+    }
+    for e in &plan.dns.expect {
+        add("name", e.name.clone(), e.name.clone(), None);
+    }
+    for (where_, addr) in &plan.declared {
+        add(where_, addr.to_string(), addr.to_string(), None);
+    }
+    out
 }
 
 /// Drops literal-address targets outside `allowed_networks`, with a finding.

@@ -348,6 +348,8 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         });
     }
 
+    vendor_proxies(&root, &file, plan);
+
     for n in names {
         if n.parse::<std::net::IpAddr>().is_ok() {
             continue;
@@ -369,6 +371,85 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
     Ok(())
 }
 
+/// The proxies the vendor's file sets: the platform's
+/// (`modules.platform_configuration.config.proxy.*`), k3s's
+/// (`modules.k3s_install.k3s_*_proxy`) and Git's (`utils.git.http.proxy`).
+/// Key names vary between releases, so every key of those places is read: a
+/// key holding `no_proxy` is the bypass list, any other is a proxy URL.
+fn vendor_proxies(root: &Value, file: &str, plan: &mut Perimeter) {
+    use super::proxy::{schemes_of, ProxyGroup, ProxyScope};
+    // A `${env.VAR}` value is read from the environment (the installer does
+    // the same); the reference is kept when the variable is unset.
+    let value = |v: &Value| -> Option<String> {
+        let t = match v {
+            Value::Sequence(items) => items.iter().filter_map(text).collect::<Vec<_>>().join(","),
+            other => text(other)?,
+        };
+        match parse_secret(&t) {
+            VendorSecret::Ref(SecretRef::Env(var)) => Some(std::env::var(&var).unwrap_or(t)),
+            _ => Some(t),
+        }
+        .filter(|t| !t.trim().is_empty())
+    };
+    let mut groups = Vec::new();
+
+    let base = "modules.platform_configuration.config.proxy";
+    let mut g = ProxyGroup::new(ProxyScope::Platform);
+    match get(root, base) {
+        Some(Value::Mapping(m)) => {
+            for (k, v) in m {
+                let (Some(k), Some(val)) = (text(k), value(v)) else {
+                    continue;
+                };
+                let source = format!("{file} {base}.{k}");
+                if k.to_ascii_lowercase().contains("no_proxy") {
+                    g.set_no_proxy(source, &val);
+                } else {
+                    g.add_proxy(source, schemes_of(&k), &val);
+                }
+            }
+        }
+        Some(other) => {
+            if let Some(val) = value(other) {
+                g.add_proxy(format!("{file} {base}"), schemes_of(""), &val);
+            }
+        }
+        None => {}
+    }
+    groups.push(g);
+
+    let mut g = ProxyGroup::new(ProxyScope::K3s);
+    if let Some(Value::Mapping(m)) = get(root, "modules.k3s_install") {
+        for (k, v) in m {
+            let Some(k) = text(k) else { continue };
+            let lk = k.to_ascii_lowercase();
+            if !(lk.starts_with("k3s_") && lk.ends_with("_proxy")) {
+                continue;
+            }
+            let Some(val) = value(v) else { continue };
+            let source = format!("{file} modules.k3s_install.{k}");
+            if lk == "k3s_no_proxy" {
+                g.set_no_proxy(source, &val);
+            } else {
+                g.add_proxy(source, schemes_of(&lk["k3s_".len()..]), &val);
+            }
+        }
+    }
+    groups.push(g);
+
+    let mut g = ProxyGroup::new(ProxyScope::Git);
+    if let Some(val) = get(root, "utils.git.http.proxy").and_then(value) {
+        g.add_proxy(format!("{file} utils.git.http.proxy"), schemes_of(""), &val);
+    }
+    groups.push(g);
+
+    plan.egress.proxies.extend(
+        groups
+            .into_iter()
+            .filter(|g| !g.proxies.is_empty() || g.no_proxy_source.is_some()),
+    );
+}
+
 fn host_of_smtp(t: &Target, names: &mut Vec<String>) {
     if t.ip().is_none() {
         names.push(t.host.clone());
@@ -376,7 +457,7 @@ fn host_of_smtp(t: &Target, names: &mut Vec<String>) {
 }
 
 /// The host of `https://user@host:port/path`, or of a bare `host:port/path`.
-fn url_host(u: &str) -> Option<String> {
+pub(crate) fn url_host(u: &str) -> Option<String> {
     let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
     let authority = rest.split(['/', '?', '#']).next()?;
     let hostport = authority
@@ -452,7 +533,8 @@ fn scan_placeholders(v: &Value, file: &str, key: &str, plan: &mut Perimeter) {
             )
             .evidence("key", key);
             if !is_secret_key(key) {
-                f = f.evidence("value", t);
+                // A proxy URL may carry user:password@.
+                f = f.evidence("value", super::proxy::redact_url(&t));
             }
             plan.findings.push(f);
         }
@@ -493,6 +575,44 @@ mod tests {
             url_host("https://[fd00::1]:443/").as_deref(),
             Some("fd00::1")
         );
+    }
+
+    #[test]
+    fn vendor_proxies_in_three_scopes() {
+        let text = "global: {host: soc.corp}\nutils:\n  git: {http: {proxy: 'http://g:pw1@gp.corp:1'}}\nmodules:\n  platform_configuration: {config: {proxy: {https_proxy: 'http://p:pw2@pp.corp:2', no_proxy: [a.corp, .b.corp]}}}\n  k3s_install: {k3s_http_proxy: 'http://kp.corp:3', k3s_no_proxy: '10.0.0.0/8', registry_url: r.corp}\n";
+        let mut plan = crate::config::load(&crate::config::LoadOptions {
+            perimeter: None,
+            sekoia: Some({
+                let p = std::env::temp_dir()
+                    .join(format!("agv-vendor-proxies-{}.yml", std::process::id()));
+                std::fs::write(&p, text).unwrap();
+                p
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        let _ = std::fs::remove_file(&plan.sources[0]);
+        // The environment of the test run is not part of this check.
+        plan.egress
+            .proxies
+            .retain(|g| g.scope != super::super::proxy::ProxyScope::Environment);
+        let scopes: Vec<_> = plan.egress.proxies.iter().map(|g| g.scope.name()).collect();
+        assert_eq!(scopes, ["platform", "k3s", "git"]);
+        let platform = &plan.egress.proxies[0];
+        assert_eq!(platform.proxies[0].url, "http://p:***@pp.corp:2");
+        assert_eq!(platform.proxies[0].schemes, ["https"]);
+        assert_eq!(platform.no_proxy, ["a.corp", ".b.corp"]);
+        let k3s = &plan.egress.proxies[1];
+        assert_eq!(
+            (k3s.proxies.len(), k3s.proxies[0].schemes.clone()),
+            (1, vec!["http"])
+        );
+        assert_eq!(k3s.no_proxy, ["10.0.0.0/8"]);
+        assert_eq!(
+            plan.egress.proxies[2].proxies[0].url,
+            "http://g:***@gp.corp:1"
+        );
+        assert!(!format!("{:?}", plan.egress).contains("pw"));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 pub mod challenge;
 pub mod cleanup;
 pub mod dns;
+pub mod egress;
 pub mod flows;
 pub mod git;
 pub mod http;
@@ -314,6 +315,65 @@ pub fn run(
     })
 }
 
+/// The egress checks of the plan: the static ones when enabled, the active
+/// ones only with `--probe-internet`.
+fn egress_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
+    let plan = &ctx.plan;
+    let eg = &plan.egress;
+    let mut probes = Vec::new();
+    if !eg.enabled {
+        return probes;
+    }
+    let c = ctx.clone();
+    probes.push(Probe {
+        name: "egress static".into(),
+        target: "egress".into(),
+        fut: Box::pin(egress::static_checks(c)),
+        budget: None,
+    });
+    if !eg.probe_internet {
+        return probes;
+    }
+    // One attempt per target, all at once; each has the egress deadline.
+    let slack = Duration::from_millis(500);
+    if !eg.internet_names.is_empty() {
+        let servers: Vec<Option<std::net::SocketAddr>> = if plan.dns.servers.is_empty() {
+            vec![None]
+        } else {
+            plan.dns.servers.iter().copied().map(Some).collect()
+        };
+        for server in servers {
+            let c = ctx.clone();
+            let via = server.map_or("system resolver".to_string(), |s| format!("{s}/udp"));
+            probes.push(Probe {
+                name: format!("egress dns {via}"),
+                target: via,
+                fut: Box::pin(async move { egress::probe_dns(&c, server).await }),
+                budget: Some(eg.deadline * (eg.internet_names.len() as u32) + slack),
+            });
+        }
+    }
+    for &addr in &eg.internet_addresses {
+        let c = ctx.clone();
+        probes.push(Probe {
+            name: format!("egress tcp {addr}"),
+            target: addr.to_string(),
+            fut: Box::pin(async move { egress::probe_tcp(&c, addr).await }),
+            budget: Some(eg.deadline + slack),
+        });
+    }
+    for &addr in &eg.ntp_pool {
+        let c = ctx.clone();
+        probes.push(Probe {
+            name: format!("egress ntp {addr}"),
+            target: addr.to_string(),
+            fut: Box::pin(async move { egress::probe_ntp(&c, addr).await }),
+            budget: Some(eg.deadline + slack),
+        });
+    }
+    probes
+}
+
 /// The plan in words, one line per probe, for `services --dry-run`.
 pub fn describe(plan: &Perimeter) -> Vec<String> {
     let mut out = vec![format!(
@@ -336,6 +396,12 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
             "config finding: {} {}: {}",
             f.code, f.target, f.message
         ));
+    }
+    if plan.egress.enabled {
+        out.extend(egress::describe(plan));
+    }
+    if !plan.run_services {
+        return out;
     }
     for &server in &plan.dns.servers {
         for &t in &plan.dns.transports {
@@ -436,7 +502,10 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
 
 fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
     let plan = &ctx.plan;
-    let mut probes = Vec::new();
+    let mut probes = egress_probes(ctx);
+    if !plan.run_services {
+        return probes;
+    }
     for &server in &plan.dns.servers {
         for &transport in &plan.dns.transports {
             let ctx = ctx.clone();

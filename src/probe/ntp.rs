@@ -139,7 +139,10 @@ pub fn offset_and_delay(r: &Reply, t1: u64, t4: u64) -> (f64, f64) {
     (offset, delay.max(0.0))
 }
 
-async fn exchange(addr: SocketAddr, timeout: Duration) -> Result<(Vec<u8>, u64, u64), NetError> {
+pub(crate) async fn exchange(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(Vec<u8>, u64, u64), NetError> {
     let sock = super::net::udp_connected(addr).await?;
     let (req, t1) = request();
     sock.send(&req).await.map_err(|e| NetError::from_io(&e))?;
