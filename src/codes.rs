@@ -160,7 +160,7 @@ codes! {
         "A tar header's checksum field does not match the header bytes. Tar readers disagree on how to recover, so the rest of the archive cannot be trusted.",
         "The archive is damaged. Copy it again from the trusted source.";
     BundleTarCorrupt => "bundle:tar-corrupt", Fail,
-        "A tar header could not be parsed (invalid numeric field, malformed PAX or GNU long-name record).",
+        "A tar header could not be parsed (invalid numeric field, malformed PAX or GNU long-name record), or an extension header (PAX record, GNU long name or long link, GNU sparse map) is larger than 1 MiB. Tar readers hold extension headers in memory, so an oversized one is a memory attack, not a real archive.",
         "The archive is damaged or hand-crafted. Copy it again from the trusted source.";
     BundleDataAfterEnd => "bundle:data-after-end", Fail,
         "Non-zero data follows the tar end-of-archive marker. Some tools ignore it and others read it, so content could be smuggled there.",
@@ -168,6 +168,20 @@ codes! {
     BundlePaxSizeMismatch => "bundle:pax-size-mismatch", Fail,
         "A PAX `size` record gives an entry a size that differs from its tar header. Readers that ignore PAX see different files than readers that honour it (the tar-rs PAX desync advisories).",
         "Do not use this archive; obtain the vendor's original.";
+
+    // ---- resource limits ------------------------------------------------
+    BundleExpansionRatioExceeded => "bundle:expansion-ratio-exceeded", Fail,
+        "A gzip or zstd stream (the archive itself or a nested archive) decompressed to more than `--max-expansion-ratio` (default 200) times its compressed size, past the first 64 MiB of output. Real release content stays far below that; a decompression bomb (gigabytes of zeros in a few megabytes) does not. Decompression stopped there, so what follows was not verified.",
+        "Do not use this archive; obtain the vendor's original. If the content is genuine (for example a large zero-filled disk image), raise `--max-expansion-ratio`.";
+    BundleNestedTooDeep => "bundle:nested-too-deep", Fail,
+        "An archive is nested deeper than `--max-depth` (default 2: the release holds an archive that holds another). It was hashed but not opened, so its content was not verified. Archives nested without bound are a way to exhaust threads and memory.",
+        "Check why the release nests archives this deep; if it is genuine, raise `--max-depth`.";
+    BundleNestedTooLarge => "bundle:nested-too-large", Fail,
+        "A nested archive holds more than `--max-nested-bytes` (default 32 GiB) of tar data after decompression. Reading stopped there, so the rest of it was not verified.",
+        "Do not use this archive unless the size is expected; then raise `--max-nested-bytes`.";
+    BundleNestedTooManyEntries => "bundle:nested-too-many-entries", Fail,
+        "A nested archive has more than `--max-nested-entries` (default 100000) entries. Reading stopped there, so the rest of it was not verified: every entry costs a small record in memory, and hundreds of thousands of empty entries are a memory attack.",
+        "Do not use this archive unless so many entries are expected; then raise `--max-nested-entries`.";
 
     // ---- tar safety -----------------------------------------------------
     BundleEntriesSafe => "bundle:entries-safe", Pass,

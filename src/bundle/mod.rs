@@ -394,6 +394,9 @@ pub struct StreamStats {
     pub members: u64,
     pub tar_bytes: u64,
     pub entries: u64,
+    /// Reading stopped at a resource limit (a finding says which): what was
+    /// seen is a prefix of the archive, not grounds for judging its kind.
+    pub limited: bool,
 }
 
 /// Decompresses (on its own thread) and walks one tar stream into `ctx`.
@@ -406,12 +409,13 @@ pub fn stream_walk(
     target: &str,
 ) -> StreamStats {
     let findings = ctx.findings.clone();
-    let (container_failed, members, stats) = match format {
+    let max_ratio = ctx.limits.max_expansion_ratio;
+    let (container_failed, container_limited, members, stats) = match format {
         Format::Unknown => return StreamStats::default(),
         Format::Tar => {
             let stats = tarstream::walk(&mut input, ctx, target);
             let _ = std::io::copy(&mut input, &mut std::io::sink());
-            (false, 0, stats)
+            (false, false, 0, stats)
         }
         Format::Gzip | Format::Zstd => {
             let (tx, tar_rx) = stream::channel();
@@ -419,9 +423,9 @@ pub fn stream_walk(
                 let inflater = s.spawn(|| {
                     let mut out = ForwardingSender::new(tx);
                     let st = if format == Format::Gzip {
-                        container::gunzip(&mut input, &mut out, &findings, target)
+                        container::gunzip(&mut input, &mut out, &findings, target, max_ratio)
                     } else {
-                        container::unzstd(&mut input, &mut out, &findings, target)
+                        container::unzstd(&mut input, &mut out, &findings, target, max_ratio)
                     };
                     let _ = std::io::copy(&mut input, &mut std::io::sink());
                     (st, input.aborted())
@@ -432,11 +436,12 @@ pub fn stream_walk(
                 let (st, aborted) = inflater.join().unwrap_or_default();
                 let mut stats = stats;
                 stats.upstream_failed |= aborted;
-                (st.failed, st.members, stats)
+                (st.failed, st.limited, st.members, stats)
             })
         }
     };
     StreamStats {
+        limited: container_limited || stats.limited,
         intact: !container_failed && !stats.failed && !stats.upstream_failed,
         upstream_aborted: stats.upstream_failed && !container_failed && !stats.failed,
         members,

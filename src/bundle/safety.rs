@@ -36,6 +36,8 @@ pub struct EntryMeta<'a> {
     pub kind: EntryKind,
     pub mode: u32,
     pub link_target: Option<&'a [u8]>,
+    /// Declared data size, when the source states it before the data.
+    pub size: Option<u64>,
 }
 
 /// Turns raw name bytes into a printable name, escaping invalid UTF-8 as
@@ -199,7 +201,30 @@ impl SafetyRules {
                     ),
                 ));
             }
-            EntryKind::File | EntryKind::Dir => {}
+            EntryKind::File => {
+                // Tar has no type flag for sockets, but the mode field has
+                // room for the file-type bits (`st_mode`), and an extractor
+                // that trusts them over the type flag (or mknod with the raw
+                // mode) creates the special file. A regular-file flag with
+                // special-file bits is a disguised special file.
+                let what = match e.mode & 0o170000 {
+                    0o140000 => Some("socket"),
+                    0o020000 => Some("character device"),
+                    0o060000 => Some("block device"),
+                    0o010000 => Some("FIFO"),
+                    _ => None,
+                };
+                if let Some(what) = what {
+                    report(
+                        Code::BundleSpecialFile,
+                        format!(
+                            "{shown} is typed a regular file but its mode {:o} marks it a {what}",
+                            e.mode
+                        ),
+                    );
+                }
+            }
+            EntryKind::Dir => {}
         }
         if e.kind != EntryKind::Dir && e.mode & 0o6000 != 0 {
             let bits = match e.mode & 0o6000 {

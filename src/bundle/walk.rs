@@ -23,7 +23,9 @@ use super::nested::{self, NestedJob, NestedKind, NestedOutcome};
 use super::safety::{EntryKind, EntryMeta, SafetyRules};
 use crate::finding::{Code, Finding};
 
-/// Limits that keep memory and time flat on hostile input.
+/// Limits that keep memory and time flat on hostile input. Each one that is
+/// hit is a failing finding naming the member and the flag that raises it:
+/// a limit never silently shortens the verification.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest release manifest loaded into memory.
@@ -31,13 +33,38 @@ pub struct Limits {
     /// Largest small file (image config, index, Chart.yaml) kept for parsing
     /// inside a nested archive.
     pub max_nested_capture: u64,
-    /// Deepest nesting of archives validated (the release is depth 0).
+    /// Deepest nesting of archives validated (the release is depth 0). 0
+    /// means nested archives are not opened at all (`--no-content`), which
+    /// is a choice, not a limit hit.
     pub max_depth: u32,
+    /// Most tar bytes (after decompression) read from one nested archive.
+    pub max_nested_bytes: u64,
+    /// Most entries read from one nested archive: memory grows by one small
+    /// record per entry, so this bounds it.
+    pub max_nested_entries: u64,
+    /// Largest ratio of decompressed to compressed bytes, at any level,
+    /// judged once more than [`RATIO_FLOOR`] bytes came out: a decompression
+    /// bomb is stopped after a few megabytes of input instead of gigabytes
+    /// of output.
+    pub max_expansion_ratio: u64,
     /// Decompress image layers and check them against the config's diff_ids.
     pub deep: bool,
     /// What counts as inside the perimeter for the external-reference scan.
     pub perimeter: std::sync::Arc<super::refscan::Perimeter>,
 }
+
+/// Default of `--max-nested-bytes`: 32 GiB, well above the largest image a
+/// release ships.
+pub const DEFAULT_MAX_NESTED_BYTES: u64 = 32 << 30;
+/// Default of `--max-nested-entries`.
+pub const DEFAULT_MAX_NESTED_ENTRIES: u64 = 100_000;
+/// Default of `--max-expansion-ratio`. Release content (images are already
+/// compressed, text compresses 5 to 20 times) stays far below it; deflate's
+/// best case is about 1032:1 and a zero-filled bomb reaches it.
+pub const DEFAULT_MAX_EXPANSION_RATIO: u64 = 200;
+/// The expansion ratio is judged only past this many decompressed bytes, so
+/// that a small, very compressible archive is never flagged.
+pub const RATIO_FLOOR: u64 = 64 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -45,6 +72,9 @@ impl Default for Limits {
             max_manifest_size: 16 << 20,
             max_nested_capture: 4 << 20,
             max_depth: 2,
+            max_nested_bytes: DEFAULT_MAX_NESTED_BYTES,
+            max_nested_entries: DEFAULT_MAX_NESTED_ENTRIES,
+            max_expansion_ratio: DEFAULT_MAX_EXPANSION_RATIO,
             deep: false,
             perimeter: Default::default(),
         }
@@ -138,21 +168,38 @@ impl WalkContext {
         }
     }
 
-    /// Which validator, if any, takes this member's bytes.
+    /// Which validator, if any, takes this member's bytes. An archive past
+    /// the depth limit is reported and only hashed.
     fn nested_kind(&self, path: &str) -> Option<(NestedKind, u32)> {
         let depth = match &self.scope {
             Scope::Release => 1,
             Scope::Nested { depth, .. } => depth + 1,
         };
-        if depth > self.limits.max_depth {
+        // `--no-content` (depth 0) is a choice, not a limit: say nothing.
+        if self.limits.max_depth == 0 {
             return None;
         }
-        match &self.scope {
-            Scope::Release => nested::classify(path).map(|k| (k, depth)),
-            Scope::Nested { kind, .. } => {
-                nested::classify_inner(*kind, path, self.limits.deep).map(|k| (k, depth))
-            }
+        let kind = match &self.scope {
+            Scope::Release => nested::classify(path),
+            Scope::Nested { kind, .. } => nested::classify_inner(*kind, path, self.limits.deep),
+        }?;
+        if depth > self.limits.max_depth {
+            let target = format!("{}{}", self.prefix, path);
+            let _ = self.findings.send(
+                Finding::new(
+                    Code::BundleNestedTooDeep,
+                    target.clone(),
+                    format!(
+                        "{target} is an archive at nesting depth {depth}, deeper than {} (--max-depth): it was hashed but not opened",
+                        self.limits.max_depth
+                    ),
+                )
+                .evidence("depth", depth)
+                .evidence("limit", self.limits.max_depth),
+            );
+            return None;
         }
+        Some((kind, depth))
     }
 
     /// Applies the safety rules to one member, then hashes its data when it
@@ -163,8 +210,16 @@ impl WalkContext {
             return Ok(());
         }
         let limit = self.capture_limit(&path);
-        let mut captured: Option<Vec<u8>> = limit.map(|_| Vec::new());
-        let mut too_large = false;
+        // A file whose header already says it is over the limit is never
+        // buffered at all; one within it is buffered in one allocation.
+        let declared_too_large = matches!((limit, meta.size), (Some(l), Some(s)) if s > l);
+        let mut captured: Option<Vec<u8>> = match (limit, meta.size) {
+            (Some(_), _) if declared_too_large => None,
+            (Some(l), Some(s)) => Some(Vec::with_capacity(s.min(l) as usize)),
+            (Some(_), None) => Some(Vec::new()),
+            (None, _) => None,
+        };
+        let mut too_large = declared_too_large;
         let mut job: Option<NestedJob> = self.nested_kind(&path).map(|(kind, depth)| {
             NestedJob::spawn(
                 kind,
