@@ -7,6 +7,7 @@ mod cli;
 mod content;
 mod docs;
 mod git;
+mod hostile;
 mod registry;
 mod s3;
 mod services;
