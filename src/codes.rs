@@ -185,7 +185,7 @@ codes! {
 
     // ---- tar safety -----------------------------------------------------
     BundleEntriesSafe => "bundle:entries-safe", Pass,
-        "Every tar entry (PAX and GNU long names included) was checked for absolute paths, `..` components, escaping links, special files, setuid/setgid bits, duplicates and non-UTF-8 names, and none was found.",
+        "Every tar entry (PAX and GNU long names included) was checked for absolute paths, `..` components, escaping links, special files, setuid/setgid bits, duplicates, non-UTF-8 and overlong names, and none was found.",
         "Nothing to do.";
     BundleAbsolutePath => "bundle:absolute-path", Fail,
         "An entry's path is absolute. Extracting it would write outside the destination folder.",
@@ -211,6 +211,9 @@ codes! {
     BundleNonUtf8Name => "bundle:non-utf8-name", Fail,
         "An entry's name is not valid UTF-8. Tools display and compare such names differently. The name is shown with invalid bytes escaped.",
         "Obtain the vendor's original; release archives use UTF-8 names.";
+    BundleNameTooLong => "bundle:name-too-long", Fail,
+        "An entry's name is longer than 4096 bytes (PATH_MAX on Linux). No extractor can create it as given, and such names (the tar format allows megabytes through PAX and GNU records) are a way to exhaust memory. The name is shown shortened to its first 100 bytes, its length and part of its SHA-256.",
+        "Do not use this archive; obtain the vendor's original.";
     BundleCaseCollision => "bundle:case-collision", Warn,
         "Two paths differ only by letter case. On a case-insensitive file system one would overwrite the other.",
         "Extract on a case-sensitive file system, or ask the vendor to rename one of the files.";

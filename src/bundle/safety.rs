@@ -6,7 +6,11 @@
 //!   is reported, never a crash;
 //! - links are judged lexically, from the entry's own folder for symlinks and
 //!   from the archive root for hard links, exactly as an extractor would;
-//! - the rules never touch the file system.
+//! - the rules never touch the file system;
+//! - time is linear in the length of each name (prefixes are looked up by
+//!   a rolling hash, never one string each), and a name longer than
+//!   [`MAX_NAME_BYTES`] is reported and kept only shortened, so hostile
+//!   names cost neither quadratic time nor their size in memory.
 
 use std::collections::{HashMap, HashSet};
 
@@ -58,6 +62,82 @@ pub fn display_name(raw: &[u8]) -> String {
     }
 }
 
+/// Longest entry name kept and shown whole: `PATH_MAX` on Linux. No
+/// extractor can create a longer path in one piece.
+pub const MAX_NAME_BYTES: usize = 4096;
+
+/// [`display_name`], except that a name over [`MAX_NAME_BYTES`] becomes its
+/// first 100 bytes, its length and 128 bits of its SHA-256: two different
+/// long names stay different, and a finding never carries a megabyte name.
+pub fn shown_name(raw: &[u8]) -> String {
+    if raw.len() <= MAX_NAME_BYTES {
+        return display_name(raw);
+    }
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(raw);
+    format!(
+        "{}…[{} bytes, sha256:{}]",
+        display_name(&raw[..100]),
+        raw.len(),
+        hex::encode(&d[..16])
+    )
+}
+
+/// A keyed polynomial hash of a path that yields the hash of every prefix
+/// in one pass: two lanes modulo the Mersenne prime 2^61-1, with bases
+/// drawn at random per run so that crafted names cannot collide on
+/// purpose. Looking prefixes up as strings would cost time quadratic in the
+/// name's length (hours for a 1 MB name of half a million components).
+#[derive(Clone, Copy)]
+struct PrefixHash {
+    bases: [u64; 2],
+}
+
+const MERSENNE61: u64 = (1 << 61) - 1;
+
+fn mulmod61(a: u64, b: u64) -> u64 {
+    let r = a as u128 * b as u128;
+    let s = (r as u64 & MERSENNE61) + (r >> 61) as u64;
+    let s = (s & MERSENNE61) + (s >> 61);
+    if s >= MERSENNE61 {
+        s - MERSENNE61
+    } else {
+        s
+    }
+}
+
+impl Default for PrefixHash {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let lane = |salt: u64| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(salt);
+            2 + h.finish() % (MERSENNE61 - 3)
+        };
+        PrefixHash {
+            bases: [lane(1), lane(2)],
+        }
+    }
+}
+
+impl PrefixHash {
+    fn push(&self, h: (u64, u64), byte: u8) -> (u64, u64) {
+        let add = |acc: u64, base: u64| {
+            let v = mulmod61(acc, base) + byte as u64 + 1;
+            if v >= MERSENNE61 {
+                v - MERSENNE61
+            } else {
+                v
+            }
+        };
+        (add(h.0, self.bases[0]), add(h.1, self.bases[1]))
+    }
+
+    fn of(&self, s: &str) -> (u64, u64) {
+        s.bytes().fold((0, 0), |h, b| self.push(h, b))
+    }
+}
+
 /// Normalises an archive path: drops `./` prefixes, empty and `.`
 /// components and trailing slashes. Keeps `..` so rules can see it.
 pub fn normalise(name: &str) -> String {
@@ -93,7 +173,11 @@ pub struct SafetyRules {
     lower: HashMap<PathKey, PathKey>,
     /// Names of the first entries, to name the other side of a collision.
     recent_names: HashMap<PathKey, Box<str>>,
-    symlinks: HashSet<String>,
+    /// Rolling hashes of the paths earlier entries made symlinks.
+    symlinks: HashSet<(u64, u64)>,
+    /// Length of the longest of them: no longer prefix can be one.
+    longest_symlink: usize,
+    hasher: PrefixHash,
     case_collisions: usize,
     /// Prepended to entry names in findings (`outer.tar.gz!` when nested).
     prefix: String,
@@ -110,28 +194,47 @@ impl SafetyRules {
     }
 
     /// Checks one entry and returns its normalised path (empty for the root
-    /// entry `./`).
+    /// entry `./`; shortened by [`shown_name`] when over [`MAX_NAME_BYTES`]).
+    /// Identity (duplicates, case collisions) is judged on the shortened
+    /// form, which keeps 128 bits of the whole name's digest.
     pub fn check(&mut self, e: &EntryMeta<'_>, findings: &Sender<Finding>) -> String {
         self.entries += 1;
-        let shown = display_name(e.raw_path);
+        // `full` is judged, `shown` (shortened when too long) is printed.
+        let long = e.raw_path.len() > MAX_NAME_BYTES;
+        let full = display_name(e.raw_path);
+        let shown = if long {
+            shown_name(e.raw_path)
+        } else {
+            full.clone()
+        };
         let target = format!("{}{}", self.prefix, shown);
         let mut report = |code: Code, msg: String| {
             self.problems += 1;
             let _ = findings.send(Finding::new(code, target.clone(), msg));
         };
+        if long {
+            report(
+                Code::BundleNameTooLong,
+                format!(
+                    "entry name is {} bytes, longer than {MAX_NAME_BYTES} (PATH_MAX): no extractor can create it; shown shortened",
+                    e.raw_path.len()
+                ),
+            );
+        }
         if std::str::from_utf8(e.raw_path).is_err() {
             report(
                 Code::BundleNonUtf8Name,
                 format!("entry name is not valid UTF-8: {shown}"),
             );
         }
-        if shown.starts_with('/') {
+        if full.starts_with('/') {
             report(
                 Code::BundleAbsolutePath,
                 format!("absolute path {shown} would be written outside the destination"),
             );
         }
-        let path = normalise(&shown);
+        let path = normalise(&full);
+        drop(full);
         if path.split('/').any(|c| c == "..") {
             report(
                 Code::BundlePathTraversal,
@@ -139,21 +242,24 @@ impl SafetyRules {
             );
         }
         // A prefix of this path that an earlier entry made a symlink.
-        for (i, ch) in path.char_indices() {
-            if ch == '/' {
-                let prefix = &path[..i];
-                if self.symlinks.contains(prefix) {
+        if !self.symlinks.is_empty() {
+            let mut h = (0, 0);
+            for (i, b) in path.bytes().enumerate().take(self.longest_symlink + 1) {
+                if b == b'/' && self.symlinks.contains(&h) {
+                    let prefix = shown_name(&path.as_bytes()[..i]);
                     report(
                         Code::BundlePathThroughSymlink,
                         format!("{shown} is written through the symlink {prefix} created by an earlier entry"),
                     );
                     break;
                 }
+                h = self.hasher.push(h, b);
             }
         }
         match e.kind {
             EntryKind::Symlink | EntryKind::Hardlink => {
-                let target = display_name(e.link_target.unwrap_or_default());
+                let link = e.link_target.unwrap_or_default();
+                let target = display_name(link);
                 let base = if e.kind == EntryKind::Symlink {
                     parent(&path)
                 } else {
@@ -172,11 +278,15 @@ impl SafetyRules {
                     };
                     report(
                         Code::BundleLinkEscape,
-                        format!("{kind} {shown} -> {target} points outside the archive root"),
+                        format!(
+                            "{kind} {shown} -> {} points outside the archive root",
+                            shown_name(link)
+                        ),
                     );
                 }
                 if e.kind == EntryKind::Symlink {
-                    self.symlinks.insert(path.clone());
+                    self.symlinks.insert(self.hasher.of(&path));
+                    self.longest_symlink = self.longest_symlink.max(path.len());
                 }
             }
             EntryKind::CharDevice
@@ -237,6 +347,9 @@ impl SafetyRules {
                 format!("{shown} has the {bits} bit (mode {:o})", e.mode & 0o7777),
             );
         }
+        // From here on a long name is only ever seen shortened: it is what
+        // the caller records, so memory does not grow with name lengths.
+        let path = if long { shown.clone() } else { path };
         if !path.is_empty() {
             let k = key(&path);
             if let Some(prev) = self.seen.get(&k) {
@@ -322,6 +435,44 @@ mod tests {
         assert_eq!(normalise("./a//b/./c/"), "a/b/c");
         assert_eq!(normalise("./"), "");
         assert_eq!(normalise("a/../b"), "a/../b");
+    }
+
+    #[test]
+    fn long_names_are_shortened_but_stay_distinct() {
+        let a = vec![b'a'; MAX_NAME_BYTES + 1];
+        let mut b = a.clone();
+        b[MAX_NAME_BYTES] = b'b';
+        let (sa, sb) = (shown_name(&a), shown_name(&b));
+        assert!(
+            sa.len() < 200 && sa.contains("[4097 bytes, sha256:"),
+            "{sa}"
+        );
+        assert_ne!(sa, sb);
+        assert_eq!(shown_name(b"short"), "short");
+    }
+
+    #[test]
+    fn writes_through_any_symlinked_prefix() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut rules = SafetyRules::default();
+        let entry = |p: &'static [u8], kind| EntryMeta {
+            raw_path: p,
+            kind,
+            mode: 0o644,
+            link_target: Some(b"inside"),
+            size: Some(0),
+        };
+        rules.check(&entry(b"a/b", EntryKind::Symlink), &tx);
+        rules.check(&entry(b"a/bc/d", EntryKind::File), &tx);
+        rules.check(&entry(b"a/b", EntryKind::Dir), &tx);
+        rules.check(&entry(b"./a/b/c/d", EntryKind::File), &tx);
+        drop(tx);
+        let through: Vec<String> = rx
+            .iter()
+            .filter(|f| f.code == Code::BundlePathThroughSymlink)
+            .map(|f| f.target)
+            .collect();
+        assert_eq!(through, ["./a/b/c/d"]);
     }
 
     #[test]

@@ -388,7 +388,7 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
         let mode = header.mode().unwrap_or(0);
         let path_bytes = entry.path_bytes().into_owned();
         let link = entry.link_name_bytes().map(|l| l.into_owned());
-        let shown = super::safety::display_name(&path_bytes);
+        let shown = super::safety::shown_name(&path_bytes);
         // The PAX desync: a `size` record that disagrees with the header.
         // GNU tar writes 0 in the header for sizes the field cannot hold.
         let header_can_hold = size < 0o777_7777_7777;
