@@ -433,6 +433,36 @@ def _():
     return tar(entry(b"bad-\xff\xfe.txt", b"x"), entry("next.txt", b"still read"))
 
 
+def shown(name):
+    """How airgap-verify prints a name over 4096 bytes (PATH_MAX)."""
+    if len(name) <= 4096:
+        return name
+    raw = name.encode()
+    return "%s\u2026[%d bytes, sha256:%s]" % (name[:100], len(raw), hashlib.sha256(raw).hexdigest()[:32])
+
+
+LONG_PATH = "a/" * 500000 + "x"
+
+
+@case("long-path-after-symlink.tar", [("bundle:name-too-long", shown(LONG_PATH)),
+                                      ("bundle:absolute-path", "/abs")], big=True)
+def _():
+    # A symlink, then a 1 MB name of half a million components (just under
+    # the extension header limit): looking up each of its prefixes as a
+    # whole string costs time quadratic in the name's length.
+    return tar(entry("s", typ=b"2", mode=0o777, link="t"), entry(LONG_PATH, b"x"), entry("/abs", b"x"))
+
+
+LONG_NAMES = ["%03d/" % i + "n" * 1000000 for i in range(64)]
+
+
+@case("long-names.tar", [("bundle:name-too-long", shown(n)) for n in LONG_NAMES], big=True)
+def _():
+    # 64 entries with 1 MB names: kept whole, they would cost their 64 MB
+    # several times over (file table, names for case collisions, findings).
+    return tar(*[entry(n, b"x") for n in LONG_NAMES])
+
+
 # Tar framing.
 @case("bad-header-checksum.tar", [("bundle:tar-header-checksum", "-")])
 def _():
