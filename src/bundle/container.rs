@@ -8,6 +8,9 @@
 //! - when the stage below stops reading, decoding continues (discarding the
 //!   output) so that CRCs are still verified: the verdict stays complete;
 //! - every finding names the byte offset in the compressed file;
+//! - a zstd frame may use a window of up to 128 MiB (zstd's own default
+//!   limit, which the decoder holds in memory); a frame that asks for more
+//!   is refused as corrupt, never allocated;
 //! - a stream whose output outgrows its input by more than the expansion
 //!   ratio limit (past [`RATIO_FLOOR`] bytes of output) is stopped and
 //!   reported: a decompression bomb costs a few megabytes of work, not its
@@ -34,6 +37,11 @@ pub struct ContainerStats {
     /// Decoding stopped at a resource limit (the finding says which).
     pub limited: bool,
 }
+
+/// Largest zstd window accepted (2^27 = 128 MiB, zstd's own default limit,
+/// what `zstd --long` and `--ultra -22` use). The decoder holds a window of
+/// output in memory; a frame that declares a larger one is refused.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// Whether `out` bytes decoded from `consumed` compressed bytes exceed
 /// `max_ratio` (0: no limit). Small outputs are never judged.
@@ -431,6 +439,10 @@ pub fn unzstd(
             return st.stats;
         }
     };
+    // Pinned rather than left to the library's default: the window is memory.
+    let _ = dec.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(
+        ZSTD_WINDOW_LOG_MAX,
+    ));
     let pool = Pool::default();
     let mut out_buf: Vec<u8> = pool.take_full();
     let mut out_len = 0usize;

@@ -288,7 +288,10 @@ fn layer_digest(
                 target,
             ),
             Format::Zstd => match zstd::stream::read::Decoder::with_buffer(counted) {
-                Ok(d) => sha256_of(d, &consumed, limits, findings, target),
+                Ok(mut d) => {
+                    let _ = d.window_log_max(super::container::ZSTD_WINDOW_LOG_MAX);
+                    sha256_of(d, &consumed, limits, findings, target)
+                }
                 Err(_) => Err(false),
             },
             // Uncompressed: its digest is already the diff_id.

@@ -63,8 +63,12 @@ pub const DEFAULT_MAX_NESTED_ENTRIES: u64 = 100_000;
 /// best case is about 1032:1 and a zero-filled bomb reaches it.
 pub const DEFAULT_MAX_EXPANSION_RATIO: u64 = 200;
 /// The expansion ratio is judged only past this many decompressed bytes, so
-/// that a small, very compressible archive is never flagged.
-pub const RATIO_FLOOR: u64 = 64 << 20;
+/// that a small, very compressible archive is never flagged. It also bounds
+/// what a bomb costs in memory: a zstd decoder keeps up to a window (zstd's
+/// limit: 128 MiB) of output, and a frame of run-length blocks that
+/// declares a large window fills it as fast as it can decode; stopped at
+/// 16 MiB, it stays far below the 64 MiB the hostile corpus allows.
+pub const RATIO_FLOOR: u64 = 16 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
