@@ -597,6 +597,32 @@ def _():
     return zstd(SMALL_TAR) + b"NOTZSTD!"
 
 
+def zstd_rle(window_log, blocks):
+    """A zstd frame declaring a 2^window_log window, no content size: a raw
+    block with a tar header, then `blocks` run-length blocks of 128 KiB of
+    zeros (4 bytes each)."""
+    h = header("zeros.bin", size=blocks * 131072)
+    out = ZSTD_MAGIC + bytes([0x00, (window_log - 10) << 3])
+    out += struct.pack("<I", len(h) << 3)[:3] + h
+    for i in range(blocks):
+        last = 1 if i == blocks - 1 else 0
+        out += struct.pack("<I", last | (1 << 1) | (131072 << 3))[:3] + b"\0"
+    return out
+
+
+@case("bomb-zstd-window.tar.zst", [("bundle:expansion-ratio-exceeded", "-")])
+def _():
+    # A 128 MiB window (the most zstd allows by default) filled by 4-byte
+    # run-length blocks: the decoder's window grows with what it decodes.
+    return zstd_rle(27, 1024)
+
+
+@case("zstd-window-too-large.tar.zst", [("bundle:zstd-corrupt", "-")])
+def _():
+    # A 2 GiB window: refused before anything is allocated.
+    return zstd_rle(31, 16)
+
+
 # Decompression bombs: 10 GiB of zeros in about 10 MB.
 @case("bomb-release.tar.gz", [("bundle:expansion-ratio-exceeded", "-")], big=True)
 def _():
