@@ -154,13 +154,15 @@ impl HeaderGuard {
             b'K' => "GNU long link name",
             b'S' => {
                 // The crate reads the sparse map that follows a GNU sparse
-                // header whose `isextended` flag is set.
-                if h[482] == 0 {
-                    return Ok(None);
-                }
+                // header whose `isextended` flag is set. Either way the guard
+                // follows to the header after the entry's data: the crate's
+                // own offsets for a sparse entry do not say where that is.
                 let Some(size) = size_field(h) else {
                     return Ok(None);
                 };
+                if h[482] == 0 {
+                    return Ok(at.checked_add(512 + size.div_ceil(512) * 512));
+                }
                 self.sparse_blocks = Some(0);
                 self.sparse_size = size;
                 return Ok(Some(at + 512));
@@ -332,11 +334,18 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
         let header_pos = entry.raw_header_position();
         let data_pos = entry.raw_file_position();
         let size = entry.size();
-        let sparse = entry.header().entry_type().is_gnu_sparse();
-        next_header = data_pos + size.div_ceil(512) * 512;
-        if !sparse {
-            // Where the crate will look for the next header; for a sparse
-            // entry the guard has already followed its map to the data end.
+        if entry.header().entry_type().is_gnu_sparse() {
+            // `size` is the expanded size, and the data starts after the
+            // sparse map: the guard, which followed the map, knows where the
+            // next header is. The crate errs on anything it cannot frame.
+            let stored = entry.header().entry_size().unwrap_or(0);
+            next_header = guard
+                .borrow()
+                .expect
+                .unwrap_or(data_pos + stored.div_ceil(512) * 512);
+        } else {
+            next_header = data_pos + size.div_ceil(512) * 512;
+            // Where the crate will look for the next header.
             guard.borrow_mut().arm(next_header);
         }
         if nested && stats.entries > max_entries {
@@ -391,8 +400,11 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
         let shown = super::safety::shown_name(&path_bytes);
         // The PAX desync: a `size` record that disagrees with the header.
         // GNU tar writes 0 in the header for sizes the field cannot hold.
+        // A GNU sparse entry's size is its expanded size, which differs from
+        // the stored size by design.
         let header_can_hold = size < 0o777_7777_7777;
-        if size != header_size && (header_size != 0 || header_can_hold) {
+        let is_sparse = header.entry_type().is_gnu_sparse();
+        if !is_sparse && size != header_size && (header_size != 0 || header_can_hold) {
             stats.failed = true;
             let _ = ctx.findings.send(
                 Finding::new(
