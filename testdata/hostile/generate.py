@@ -463,6 +463,21 @@ def _():
     return tar(*[entry(n, b"x") for n in LONG_NAMES])
 
 
+@case("sparse-then-pax-huge.tar", [("bundle:tar-corrupt", "-")])
+def _():
+    # A GNU sparse entry (a 4 GiB file of one 512-byte segment), then a PAX
+    # header declaring 100 MB: the oversized header must still be caught
+    # after an entry whose data size is not its size.
+    h = bytearray(header("disk.img", typ=b"S", size=512, gnu=True))
+    h[386:398] = octal(0, 12)  # segment offset
+    h[398:410] = octal(512, 12)  # segment length
+    h[410:422] = octal(1 << 32, 12)  # an empty segment at the end
+    h[422:434] = octal(0, 12)
+    h[483:495] = octal(1 << 32, 12)  # real size
+    return (checksum(h) + b"D" * 512
+            + header("././@PaxHeader", b"x", size=100 * 1000 * 1000) + b"9 a=bcde\n" + b"\0" * 503)
+
+
 # Tar framing.
 @case("bad-header-checksum.tar", [("bundle:tar-header-checksum", "-")])
 def _():
@@ -511,7 +526,7 @@ def _():
     # crate keeps a record per segment.
     h = bytearray(header("sparse.img", typ=b"S", size=0, gnu=True))
     h[482] = 1  # isextended
-    h[483:495] = octal(1 << 40, 12)  # real size
+    h[483:495] = octal(1 << 32, 12)  # real size
     h = checksum(h)
     blocks = []
     offset = 0
