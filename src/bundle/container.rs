@@ -46,7 +46,7 @@ pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 /// Whether `out` bytes decoded from `consumed` compressed bytes exceed
 /// `max_ratio` (0: no limit). Small outputs are never judged.
 pub fn ratio_exceeded(out: u64, consumed: u64, max_ratio: u64) -> bool {
-    max_ratio > 0 && out > RATIO_FLOOR && out / consumed.max(1) >= max_ratio
+    max_ratio > 0 && out > RATIO_FLOOR && out > consumed.saturating_mul(max_ratio)
 }
 
 /// The finding for a stream stopped by [`ratio_exceeded`].
@@ -621,6 +621,10 @@ mod tests {
 
     /// The real stage: `data` arrives in chunks of `piece` bytes.
     fn run_gunzip(data: &[u8], piece: usize) -> Run {
+        run_gunzip_limited(data, piece, 0)
+    }
+
+    fn run_gunzip_limited(data: &[u8], piece: usize, max_ratio: u64) -> Run {
         let (in_tx, in_rx) = channel();
         let (out_tx, out_rx) = channel();
         let (f_tx, f_rx) = crossbeam_channel::unbounded();
@@ -648,7 +652,7 @@ mod tests {
             });
             let mut input = ChunkReader::new(in_rx);
             let mut fwd = ForwardingSender::new(out_tx);
-            let stats = gunzip(&mut input, &mut fwd, &f_tx, "t.tar.gz", 0);
+            let stats = gunzip(&mut input, &mut fwd, &f_tx, "t.tar.gz", max_ratio);
             drop(fwd);
             let _ = std::io::copy(&mut input, &mut std::io::sink());
             let (out, aborted) = collector.join().unwrap();
@@ -796,6 +800,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn expansion_ratio_stops_a_bomb_past_the_floor() {
+        let zeros = gzip(&vec![0u8; 24 << 20], 9);
+        let r = run_gunzip_limited(&zeros, CHUNK_SIZE, 200);
+        let f = r.only(Code::BundleExpansionRatioExceeded);
+        let out = f.evidence["decompressed_bytes"].as_u64().unwrap();
+        assert!(out > RATIO_FLOOR && out < RATIO_FLOOR + (1 << 20), "{out}");
+        assert!(r.aborted && r.stats.limited && r.stats.failed);
+        // Disabled, or under the limit: decoded to the end.
+        for ratio in [0, 2000] {
+            let r = run_gunzip_limited(&zeros, CHUNK_SIZE, ratio);
+            assert!(r.findings.is_empty(), "{:#?}", r.findings);
+            assert_eq!(r.out.len(), 24 << 20);
+        }
+        // Below the floor, any ratio passes.
+        let small = gzip(&vec![0u8; 8 << 20], 9);
+        assert!(run_gunzip_limited(&small, CHUNK_SIZE, 2)
+            .findings
+            .is_empty());
     }
 
     #[test]

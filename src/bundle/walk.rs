@@ -8,9 +8,15 @@
 //! - a nested archive is validated while its bytes stream past, on its own
 //!   thread, from a copy of each chunk: never extracted, never buffered whole;
 //! - memory grows only with the number of entries (one small record each),
-//!   never with their size: the only bytes kept are small files that rules
-//!   must parse (manifests, image configs, `latest`, `Chart.yaml`), each
-//!   under a size limit.
+//!   never with their size nor the length of their names (a name over
+//!   `PATH_MAX` is kept shortened): the only bytes kept are small files that
+//!   rules must parse (manifests, image configs, `latest`, `Chart.yaml`),
+//!   each under a size limit, and never buffered when the header already
+//!   declares more;
+//! - inside nested archives the number of entries is bounded too
+//!   ([`Limits::max_nested_entries`]), and nested archives past
+//!   [`Limits::max_depth`] are reported, not opened; every limit hit is a
+//!   failing finding, never a silent stop.
 
 use std::collections::HashMap;
 use std::io::Read;
