@@ -113,7 +113,8 @@ pub struct BundleArgs {
 /// finding that names the member and the flag; sizes take units (`64MiB`).
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
-    /// Largest manifest (manifest.json, SHA256SUMS) loaded into memory.
+    /// Largest manifest (manifest.json, SHA256SUMS) loaded into memory; all manifests
+    /// together may take twice this.
     #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_size)]
     pub max_manifest_size: u64,
     /// Deepest nesting of archives opened (1: archives in the release; 2: archives in those).

@@ -91,6 +91,17 @@ impl Default for Limits {
     }
 }
 
+/// What all captured files of one archive may take together: twice the
+/// manifest limit in the release (a few manifests, their signatures and
+/// `latest` files), four times the per-file limit in a nested archive (an
+/// image's index, manifests and configs are kilobytes each).
+fn capture_budget(limits: &Limits, scope: &Scope) -> u64 {
+    match scope {
+        Scope::Release => limits.max_manifest_size.saturating_mul(2),
+        Scope::Nested { .. } => limits.max_nested_capture.saturating_mul(4),
+    }
+}
+
 /// A small file's bytes, captured during the pass.
 pub struct Captured {
     pub path: String,
@@ -125,6 +136,10 @@ pub struct WalkContext {
     /// A manifest was found but rejected (too large), so "no manifest" would
     /// be misleading.
     manifest_seen: bool,
+    /// Bytes that captured files may still take. Each file has its own
+    /// limit, but an archive can hold any number of them (a hundred 16 MiB
+    /// manifests, an image of a thousand JSON blobs): this bounds their sum.
+    capture_budget: u64,
     buf: Vec<u8>,
 }
 
@@ -138,7 +153,9 @@ impl WalkContext {
     }
 
     pub fn scoped(findings: Sender<Finding>, limits: Limits, scope: Scope, prefix: String) -> Self {
+        let capture_budget = capture_budget(&limits, &scope);
         WalkContext {
+            capture_budget,
             findings,
             limits,
             scope,
@@ -155,7 +172,7 @@ impl WalkContext {
         }
     }
 
-    /// How many bytes of this file to keep, if any.
+    /// How many bytes of this file to keep, if any (before the budget).
     fn capture_limit(&self, path: &str) -> Option<u64> {
         match &self.scope {
             Scope::Release => {
@@ -219,7 +236,8 @@ impl WalkContext {
         if meta.kind != EntryKind::File {
             return Ok(());
         }
-        let limit = self.capture_limit(&path);
+        let file_limit = self.capture_limit(&path);
+        let limit = file_limit.map(|l| l.min(self.capture_budget));
         // A file whose header already says it is over the limit is never
         // buffered at all; one within it is buffered in one allocation.
         let declared_too_large = matches!((limit, meta.size), (Some(l), Some(s)) if s > l);
@@ -303,20 +321,31 @@ impl WalkContext {
         self.file_bytes += size;
         if too_large && matches!(self.scope, Scope::Release) && manifest::is_candidate(&path) {
             self.manifest_seen = true;
+            let max = self.limits.max_manifest_size;
+            let (why, limit) = if size > max {
+                (
+                    format!("over the {max} byte limit for manifests (--max-manifest-size)"),
+                    max,
+                )
+            } else {
+                let total = capture_budget(&self.limits, &self.scope);
+                (
+                    format!("more than the manifests before it left of the {total} bytes all manifests may take together (twice --max-manifest-size)"),
+                    total,
+                )
+            };
             let _ = self.findings.send(
                 Finding::new(
                     Code::BundleManifestTooLarge,
                     path.clone(),
-                    format!(
-                        "{path} is {size} bytes, over the {} byte limit for manifests (--max-manifest-size)",
-                        self.limits.max_manifest_size
-                    ),
+                    format!("{path} is {size} bytes, {why}"),
                 )
                 .evidence("size", size)
-                .evidence("limit", self.limits.max_manifest_size),
+                .evidence("limit", limit),
             );
         }
         if let Some(bytes) = captured {
+            self.capture_budget = self.capture_budget.saturating_sub(bytes.len() as u64);
             self.captured.push(Captured {
                 path: path.clone(),
                 bytes,
