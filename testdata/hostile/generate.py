@@ -742,6 +742,16 @@ def _():
     return header("rel/manifest.json", size=len(doc)) + pad(doc) + END
 
 
+@case("many-manifests.tar",
+      [("bundle:manifest-too-large", "d%02d/SHA256SUMS" % i) for i in range(2, 10)], big=True)
+def _():
+    # Ten manifests of 15 MiB, each under the 16 MiB limit: kept together
+    # they would take 150 MiB. The first two fit the 32 MiB budget.
+    sums = b"# " + b"c" * 1021 + b"\n"
+    sums = sums * (15 * 1024)
+    return tar(*[entry("d%02d/SHA256SUMS" % i, sums) for i in range(10)])
+
+
 # Container images.
 @case("image-manifest-escape.tar", [("image:path-escape", "images/app.tar")])
 def _():
@@ -770,6 +780,20 @@ def _():
                 entry("index.json", index),
                 entry("blobs/sha256/" + fake, inner))
     return tar(entry("images/app.tar", image))
+
+
+@case("image-json-blobs.tar", [("bundle:absolute-path", "/abs")], big=True)
+def _():
+    # An OCI layout of 80 JSON blobs of 1 MiB, each under the 4 MiB limit
+    # for small files of an image, 80 MiB together; then an entry to flag.
+    blobs = []
+    for i in range(80):
+        blob = jdump({"padding": "%02d" % i + "x" * (MIB - 20)})
+        blobs.append(entry("blobs/sha256/" + sha256(blob), blob))
+    index = jdump({"schemaVersion": 2, "manifests": []})
+    image = tar(entry("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+                entry("index.json", index), *blobs)
+    return tar(entry("images/app.tar", image), entry("/abs", b"x"))
 
 
 def main():
