@@ -127,7 +127,7 @@ pub struct LimitArgs {
     /// Most entries read from one nested archive.
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub max_nested_entries: u64,
-    /// Largest decompressed-to-compressed ratio of any gzip or zstd stream, judged past
+    /// Largest decompressed-to-compressed ratio of any gzip or zstd stream (or Git pack), judged past
     /// its first 16 MiB of output (stops decompression bombs). 0 disables the limit.
     #[arg(long, value_name = "RATIO", default_value_t = 200)]
     pub max_expansion_ratio: u64,

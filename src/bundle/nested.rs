@@ -206,7 +206,7 @@ fn run(
 ) -> Option<NestedOutcome> {
     let mut input = ChunkReader::new(rx);
     if kind == NestedKind::GitBundle {
-        return super::gitcheck::run(&mut input, &findings, target);
+        return super::gitcheck::run(&mut input, &findings, target, limits.max_expansion_ratio);
     }
     let head: Vec<u8> = match input.fill_buf() {
         Ok(b) => b[..b.len().min(512)].to_vec(),
