@@ -665,6 +665,32 @@ def _():
     return tar(entry("images/app.tar", oci_image(layer, ZERO_DIGEST)))
 
 
+def git_bundle_bomb(zeros_mib):
+    """A Git bundle whose pack holds one blob of zeros_mib MiB of zeros (a
+    valid zlib stream and pack checksum; the ref is made up)."""
+    n = zeros_mib * MIB
+    head = bytearray()
+    size, c = n >> 4, 0x30 | (n & 15)  # type 3: blob
+    while size:
+        head.append(c | 0x80)
+        c, size = size & 0x7F, size >> 7
+    head.append(c)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = c.compress(b"\0" * MIB) + c.flush(zlib.Z_FULL_FLUSH)
+    last = zlib.compressobj(9, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
+    adler = ((n % 65521) << 16) | 1  # Adler-32 of n zeros
+    stream = b"\x78\xda" + block * zeros_mib + last + struct.pack(">I", adler)
+    pack = b"PACK" + struct.pack(">II", 2, 1) + bytes(head) + stream
+    pack += hashlib.sha1(pack).digest()
+    return b"# v2 git bundle\n" + b"1" * 40 + b" refs/heads/main\n\n" + pack
+
+
+@case("bomb-git-bundle.tar", [("bundle:expansion-ratio-exceeded", "repos/app.bundle")], big=True)
+def _():
+    # libgit2 inflates each object in memory: 1 GiB of RSS per MB of this.
+    return tar(entry("repos/app.bundle", git_bundle_bomb(BOMB_MIB)))
+
+
 # Nested archives and their limits.
 @case("nested-traversal.tar", [("bundle:path-traversal", "data/inner.tar!../../evil")])
 def _():
@@ -794,6 +820,21 @@ def _():
     image = tar(entry("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
                 entry("index.json", index), *blobs)
     return tar(entry("images/app.tar", image), entry("/abs", b"x"))
+
+
+def alias_bomb_chart():
+    lines = ["apiVersion: v2", "name: x", 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 10):
+        lines.append("a%d: &a%d [%s]" % (i, i, ",".join(["*a%d" % (i - 1)] * 9)))
+    lines.append("version: *a9")
+    return ("\n".join(lines) + "\n").encode()
+
+
+@case("chart-yaml-alias-bomb.tar", [("chart:invalid-chart-yaml", "charts/x-1.0.0.tgz!x/Chart.yaml")])
+def _():
+    # "Billion laughs": nine levels of nine aliases, 9^10 strings once
+    # expanded, in the one field read as a free-form value.
+    return tar(entry("charts/x-1.0.0.tgz", gzip(tar(entry("x/Chart.yaml", alias_bomb_chart())))))
 
 
 def main():
