@@ -411,7 +411,7 @@ impl WalkContext {
             .filter(|c| c.path.ends_with(".minisig"))
             .map(|c| (c.path.clone(), c.bytes.clone()))
             .collect();
-        for c in captured {
+        for mut c in captured {
             if super::content::is_latest_file(&c.path) {
                 latest.push(c);
                 continue;
@@ -430,7 +430,9 @@ impl WalkContext {
             }
             let is_json = c.path.rsplit('/').next() == Some(manifest::JSON_NAME);
             let res = if is_json {
-                manifest::parse_json(&c.path, &c.bytes)
+                // Handed over: its bytes are freed once parsed, before the
+                // parsed form is converted.
+                manifest::parse_json(&c.path, std::mem::take(&mut c.bytes))
             } else {
                 manifest::parse_sums(&c.path, &c.bytes).map(Some)
             };
