@@ -11,7 +11,8 @@ peak RSS. `OUT_DIR/cases.txt` lists them, one line per case:
     NAME | small|big | ARGS or - | CODE TARGET ; CODE TARGET ...
 
 TARGET `-` stands for the archive itself (the path given on the command
-line). The small cases are committed in testdata/hostile/cases/ and the test
+line), `*` for any number of findings of that code (at least one), whatever
+their targets. The small cases are committed in testdata/hostile/cases/ and the test
 (tests/hostile.rs) checks that they are byte-for-byte what this script
 writes; the big ones (gzip bombs, a 100 MB manifest, 200,000 entries,
 100 MB extension headers) are only ever written at test time.
@@ -776,6 +777,26 @@ def _():
     sums = b"# " + b"c" * 1021 + b"\n"
     sums = sums * (15 * 1024)
     return tar(*[entry("d%02d/SHA256SUMS" % i, sums) for i in range(10)])
+
+
+@case("sums-200k-missing.tar", [("bundle:file-missing", "*")], big=True)
+def _():
+    # A 15 MB SHA256SUMS (under the 16 MiB limit) listing 200,000 files the
+    # archive does not hold: 200,000 findings, unless a report keeps a
+    # bounded number of them.
+    sums = b"".join(b"0" * 64 + b"  f/%06d\n" % i for i in range(200000))
+    return tar(entry("rel/SHA256SUMS", sums))
+
+
+@case("manifest-150k-missing.tar", [("bundle:file-missing", "*")], big=True)
+def _():
+    # A manifest.json just under 16 MiB listing 155,000 absent files: parsed
+    # and converted in about twice its size.
+    item = b'{"path":"f/%06d","size":1,"sha256":"' + b"0" * 64 + b'"}'
+    items = b",\n".join(item % i for i in range(155000))
+    doc = b'{"schema_version":1,"product":"p","version":"1","files":[\n' + items + b"]}\n"
+    assert len(doc) < 16 << 20
+    return tar(entry("rel/manifest.json", doc))
 
 
 # Container images.
