@@ -117,9 +117,9 @@ pub struct LimitArgs {
     /// together may take twice this.
     #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_size)]
     pub max_manifest_size: u64,
-    /// Deepest nesting of archives opened (1: archives in the release; 2: archives in those).
+    /// Deepest nesting of archives opened (1: archives in the release; 2: archives in those...).
     /// Deeper ones are hashed, not opened, and reported. --no-content opens none.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = crate::bundle::walk::DEFAULT_MAX_DEPTH)]
     pub max_depth: u32,
     /// Most tar bytes (after decompression) read from one nested archive.
     #[arg(long, value_name = "BYTES", default_value = "32GiB", value_parser = parse_size)]

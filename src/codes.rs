@@ -174,7 +174,7 @@ codes! {
         "A gzip or zstd stream (the archive itself, a nested archive, an image layer with `--deep`) or the objects of a Git bundle's pack decompressed to more than `--max-expansion-ratio` (default 200) times its compressed size, past the first 16 MiB of output. Real release content stays far below that; a decompression bomb (gigabytes of zeros in a few megabytes) does not. Decompression stopped there, so what follows was not verified.",
         "Do not use this archive; obtain the vendor's original. If the content is genuine (for example a large zero-filled disk image), raise `--max-expansion-ratio`.";
     BundleNestedTooDeep => "bundle:nested-too-deep", Fail,
-        "An archive is nested deeper than `--max-depth` (default 2: the release holds an archive that holds another). It was hashed but not opened, so its content was not verified. Archives nested without bound are a way to exhaust threads and memory.",
+        "An archive is nested deeper than `--max-depth` (default 3: the release holds a chart that holds a subchart that holds its own). It was hashed but not opened, so its content was not verified. Archives nested without bound are a way to exhaust threads and memory.",
         "Check why the release nests archives this deep; if it is genuine, raise `--max-depth`.";
     BundleNestedTooLarge => "bundle:nested-too-large", Fail,
         "A nested archive holds more than `--max-nested-bytes` (default 32 GiB) of tar data after decompression. Reading stopped there, so the rest of it was not verified.",

@@ -791,8 +791,8 @@ fn hostile(name: &str) -> std::path::PathBuf {
 fn limit_flags_change_the_verdict() {
     let sb = Sandbox::new("limit_flags_change_the_verdict");
     let deep = hostile("nested-too-deep.tar");
-    // Depth: a.tar!b.tar!c.tar is one level too deep by default.
-    bundle(&deep, &["--max-depth", "3"])
+    // Depth: a.tar!b.tar!c.tar!d.tar.gz is one level too deep by default.
+    bundle(&deep, &["--max-depth", "4"])
         .code(0)
         .lacks("bundle:nested-too-deep");
     bundle(&deep, &["--max-depth", "1"]).code(1).has(

@@ -59,6 +59,10 @@ pub struct Limits {
     pub perimeter: std::sync::Arc<super::refscan::Perimeter>,
 }
 
+/// Default of `--max-depth`: a Helm umbrella chart's subcharts' own
+/// subcharts (`charts/a.tgz!a/charts/b.tgz!b/charts/c.tgz`) are depth 3;
+/// each level costs a thread and its channels.
+pub const DEFAULT_MAX_DEPTH: u32 = 3;
 /// Default of `--max-nested-bytes`: 32 GiB, well above the largest image a
 /// release ships.
 pub const DEFAULT_MAX_NESTED_BYTES: u64 = 32 << 30;
@@ -81,7 +85,7 @@ impl Default for Limits {
         Limits {
             max_manifest_size: 16 << 20,
             max_nested_capture: 4 << 20,
-            max_depth: 2,
+            max_depth: DEFAULT_MAX_DEPTH,
             max_nested_bytes: DEFAULT_MAX_NESTED_BYTES,
             max_nested_entries: DEFAULT_MAX_NESTED_ENTRIES,
             max_expansion_ratio: DEFAULT_MAX_EXPANSION_RATIO,
