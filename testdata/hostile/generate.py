@@ -666,6 +666,15 @@ def _():
     return tar(entry("images/app.tar", oci_image(layer, ZERO_DIGEST)))
 
 
+@case("bomb-depth-3.tar", [("bundle:expansion-ratio-exceeded", "a.tar.gz!b.tar.gz!zeros.tar.gz")],
+      big=True)
+def _():
+    # The bomb three archives deep, each level a gzip stream of its own:
+    # every level's decoder and channels are alive at once.
+    b = gzip(tar(entry("zeros.tar.gz", gzip_bomb(BOMB_MIB))))
+    return tar(entry("a.tar.gz", gzip(tar(entry("b.tar.gz", b)))))
+
+
 def git_bundle_bomb(zeros_mib):
     """A Git bundle whose pack holds one blob of zeros_mib MiB of zeros (a
     valid zlib stream and pack checksum; the ref is made up)."""
@@ -698,9 +707,10 @@ def _():
     return tar(entry("data/inner.tar", tar(entry("../../evil", b"x"))))
 
 
-@case("nested-too-deep.tar", [("bundle:nested-too-deep", "a.tar!b.tar!c.tar")])
+@case("nested-too-deep.tar", [("bundle:nested-too-deep", "a.tar!b.tar!c.tar!d.tar.gz")])
 def _():
-    c = tar(entry("deepest.txt", b"x"))
+    d = gzip(tar(entry("deepest.txt", b"x")))
+    c = tar(entry("d.tar.gz", d))
     b = tar(entry("c.tar", c))
     return tar(entry("a.tar", tar(entry("b.tar", b))))
 
