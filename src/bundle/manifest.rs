@@ -250,41 +250,6 @@ fn strip_position(msg: &str) -> &str {
     msg.rfind(" at line ").map(|i| &msg[..i]).unwrap_or(msg)
 }
 
-/// The rules serde cannot express.
-pub fn validate_doc(path: &str, doc: &ManifestDoc) -> Result<(), Malformed> {
-    let bad = |message: String| Err(Malformed { message });
-    if doc.schema_version != 1 {
-        return bad(format!(
-            "{path}: schema_version {} is not supported (this tool reads version 1)",
-            doc.schema_version
-        ));
-    }
-    let mut seen: HashSet<[u8; 16]> = HashSet::with_capacity(doc.files.len());
-    for (i, f) in doc.files.iter().enumerate() {
-        if let Err(e) = confined(&f.path) {
-            return bad(format!("{path}: files[{i}]: {e}"));
-        }
-        if let Err(e) = parse_hex_digest(&f.sha256) {
-            return bad(format!("{path}: files[{i}] ({}): {e}", f.path));
-        }
-        if !seen.insert(path_key(&normalise(&f.path))) {
-            return bad(format!(
-                "{path}: files[{i}]: {} is listed more than once",
-                f.path
-            ));
-        }
-    }
-    for (i, img) in doc.images.iter().enumerate() {
-        if let Err(e) = confined(&img.path) {
-            return bad(format!("{path}: images[{i}]: {e}"));
-        }
-        if img.reference.trim().is_empty() {
-            return bad(format!("{path}: images[{i}]: empty ref"));
-        }
-    }
-    Ok(())
-}
-
 /// Parses a `SHA256SUMS` file: GNU (`hex  path`, `hex *path`) and BSD
 /// (`SHA256 (path) = hex`) lines; blank lines and `#` comments are skipped.
 pub fn parse_sums(path: &str, bytes: &[u8]) -> Result<ReleaseManifest, Malformed> {
