@@ -14,9 +14,10 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests call: tar (staged-folder tests extract with it).
 need_pkgs=()
-# minisign, openssl and git make the real signatures and bundles the tests verify.
+# minisign, openssl and git make the real signatures and bundles the tests verify;
+# python3 writes the hostile-archive corpus (testdata/hostile/generate.py).
 for cmd_pkg in tar:tar gzip:gzip cc:gcc pkg-config:pkg-config minisign:minisign openssl:openssl git:git \
-  strace:strace; do
+  strace:strace python3:python3; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done

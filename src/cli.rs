@@ -109,11 +109,45 @@ pub struct BundleArgs {
     /// External references (images, URLs outside the perimeter) fail instead of warn.
     #[arg(long)]
     pub deny_external: bool,
-    /// Largest manifest (manifest.json, SHA256SUMS) loaded into memory, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
-    pub max_manifest_size: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     #[command(flatten)]
     pub report: ReportArgs,
+}
+
+/// Resource limits of the archive pass. Each one that is hit is a failing
+/// finding that names the member and the flag; sizes take units (`64MiB`).
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Largest manifest (manifest.json, SHA256SUMS) loaded into memory; all manifests
+    /// together may take twice this.
+    #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_size)]
+    pub max_manifest_size: u64,
+    /// Deepest nesting of archives opened (1: archives in the release; 2: archives in those...).
+    /// Deeper ones are hashed, not opened, and reported. --no-content opens none.
+    #[arg(long, value_name = "N", default_value_t = crate::bundle::walk::DEFAULT_MAX_DEPTH)]
+    pub max_depth: u32,
+    /// Most tar bytes (after decompression) read from one nested archive.
+    #[arg(long, value_name = "BYTES", default_value = "32GiB", value_parser = parse_size)]
+    pub max_nested_bytes: u64,
+    /// Most entries read from one nested archive.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_nested_entries: u64,
+    /// Largest decompressed-to-compressed ratio of any gzip or zstd stream (or Git pack), judged past
+    /// its first 16 MiB of output (stops decompression bombs). 0 disables the limit.
+    #[arg(long, value_name = "RATIO", default_value_t = 200)]
+    pub max_expansion_ratio: u64,
+}
+
+impl LimitArgs {
+    /// The library's limits with these values; `no_content` opens no nested archive.
+    pub fn apply(&self, limits: &mut crate::bundle::Limits, no_content: bool) {
+        limits.max_manifest_size = self.max_manifest_size;
+        limits.max_depth = if no_content { 0 } else { self.max_depth };
+        limits.max_nested_bytes = self.max_nested_bytes;
+        limits.max_nested_entries = self.max_nested_entries;
+        limits.max_expansion_ratio = self.max_expansion_ratio;
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +281,8 @@ pub struct CheckArgs {
     /// Also try to reach the internet (public names, TCP 443, public NTP), as `egress --probe-internet` does.
     #[arg(long)]
     pub probe_internet: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     #[command(flatten)]
     pub services: ServicesArgs,
 }

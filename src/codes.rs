@@ -160,7 +160,7 @@ codes! {
         "A tar header's checksum field does not match the header bytes. Tar readers disagree on how to recover, so the rest of the archive cannot be trusted.",
         "The archive is damaged. Copy it again from the trusted source.";
     BundleTarCorrupt => "bundle:tar-corrupt", Fail,
-        "A tar header could not be parsed (invalid numeric field, malformed PAX or GNU long-name record).",
+        "A tar header could not be parsed (invalid numeric field, malformed PAX or GNU long-name record), or an extension header (PAX record, GNU long name or long link, GNU sparse map) is larger than 1 MiB. Tar readers hold extension headers in memory, so an oversized one is a memory attack, not a real archive.",
         "The archive is damaged or hand-crafted. Copy it again from the trusted source.";
     BundleDataAfterEnd => "bundle:data-after-end", Fail,
         "Non-zero data follows the tar end-of-archive marker. Some tools ignore it and others read it, so content could be smuggled there.",
@@ -169,9 +169,23 @@ codes! {
         "A PAX `size` record gives an entry a size that differs from its tar header. Readers that ignore PAX see different files than readers that honour it (the tar-rs PAX desync advisories).",
         "Do not use this archive; obtain the vendor's original.";
 
+    // ---- resource limits ------------------------------------------------
+    BundleExpansionRatioExceeded => "bundle:expansion-ratio-exceeded", Fail,
+        "A gzip or zstd stream (the archive itself, a nested archive, an image layer with `--deep`) or the objects of a Git bundle's pack decompressed to more than `--max-expansion-ratio` (default 200) times its compressed size, past the first 16 MiB of output. Real release content stays far below that; a decompression bomb (gigabytes of zeros in a few megabytes) does not. Decompression stopped there, so what follows was not verified.",
+        "Do not use this archive; obtain the vendor's original. If the content is genuine (for example a large zero-filled disk image), raise `--max-expansion-ratio`.";
+    BundleNestedTooDeep => "bundle:nested-too-deep", Fail,
+        "An archive is nested deeper than `--max-depth` (default 3: the release holds a chart that holds a subchart that holds its own). It was hashed but not opened, so its content was not verified. Archives nested without bound are a way to exhaust threads and memory.",
+        "Check why the release nests archives this deep; if it is genuine, raise `--max-depth`.";
+    BundleNestedTooLarge => "bundle:nested-too-large", Fail,
+        "A nested archive holds more than `--max-nested-bytes` (default 32 GiB) of tar data after decompression. Reading stopped there, so the rest of it was not verified.",
+        "Do not use this archive unless the size is expected; then raise `--max-nested-bytes`.";
+    BundleNestedTooManyEntries => "bundle:nested-too-many-entries", Fail,
+        "A nested archive has more than `--max-nested-entries` (default 100000) entries. Reading stopped there, so the rest of it was not verified: every entry costs a small record in memory, and hundreds of thousands of empty entries are a memory attack.",
+        "Do not use this archive unless so many entries are expected; then raise `--max-nested-entries`.";
+
     // ---- tar safety -----------------------------------------------------
     BundleEntriesSafe => "bundle:entries-safe", Pass,
-        "Every tar entry (PAX and GNU long names included) was checked for absolute paths, `..` components, escaping links, special files, setuid/setgid bits, duplicates and non-UTF-8 names, and none was found.",
+        "Every tar entry (PAX and GNU long names included) was checked for absolute paths, `..` components, escaping links, special files, setuid/setgid bits, duplicates, non-UTF-8 and overlong names, and none was found.",
         "Nothing to do.";
     BundleAbsolutePath => "bundle:absolute-path", Fail,
         "An entry's path is absolute. Extracting it would write outside the destination folder.",
@@ -197,6 +211,9 @@ codes! {
     BundleNonUtf8Name => "bundle:non-utf8-name", Fail,
         "An entry's name is not valid UTF-8. Tools display and compare such names differently. The name is shown with invalid bytes escaped.",
         "Obtain the vendor's original; release archives use UTF-8 names.";
+    BundleNameTooLong => "bundle:name-too-long", Fail,
+        "An entry's name is longer than 4096 bytes (PATH_MAX on Linux). No extractor can create it as given, and such names (the tar format allows megabytes through PAX and GNU records) are a way to exhaust memory. The name is shown shortened to its first 100 bytes, its length and part of its SHA-256.",
+        "Do not use this archive; obtain the vendor's original.";
     BundleCaseCollision => "bundle:case-collision", Warn,
         "Two paths differ only by letter case. On a case-insensitive file system one would overwrite the other.",
         "Extract on a case-sensitive file system, or ask the vendor to rename one of the files.";

@@ -169,6 +169,36 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn finding_cap_keeps_the_first_by_target_in_any_order() {
+        let n = MAX_FINDINGS_PER_CODE + 500;
+        let make = |i: usize| Finding::new(Code::BundleFileMissing, format!("f/{i:06}"), "m");
+        for reversed in [false, true] {
+            let mut cap = FindingCap::default();
+            let order: Vec<usize> = if reversed {
+                (0..n).rev().collect()
+            } else {
+                (0..n).collect()
+            };
+            for i in order {
+                cap.push(make(i));
+            }
+            cap.push(Finding::new(Code::BundleSetuid, "x", "m"));
+            let mut out = cap.finish("input.tar");
+            out.sort_by(|a, b| (a.code, &a.target).cmp(&(b.code, &b.target)));
+            assert_eq!(out.len(), MAX_FINDINGS_PER_CODE + 2);
+            let missing: Vec<&Finding> = out
+                .iter()
+                .filter(|f| f.code == Code::BundleFileMissing)
+                .collect();
+            assert_eq!(missing[0].target, "f/000000");
+            assert_eq!(missing[MAX_FINDINGS_PER_CODE - 1].target, "f/000999");
+            let summary = missing.last().unwrap();
+            assert_eq!(summary.target, "input.tar");
+            assert_eq!(summary.evidence["omitted"], 500);
+        }
+    }
+
     use super::*;
 
     #[test]
@@ -204,5 +234,84 @@ mod tests {
         .apply(&mut v);
         assert_eq!(v[0].status, Status::Fail);
         assert_eq!(v[1].status, Status::Pass);
+    }
+}
+
+/// Most findings of one code kept in a report; the rest are counted in one
+/// summary finding of the same code. A hostile archive can make a finding
+/// per entry (200,000 files listed in a manifest and missing, an absolute
+/// path on every entry): kept whole, they cost a gigabyte and a report no
+/// one can read, and the verdict is the same with a thousand.
+pub const MAX_FINDINGS_PER_CODE: usize = 1000;
+
+/// A finding ordered by what the report sorts on, for [`FindingCap`].
+struct ByTarget(Finding);
+
+impl ByTarget {
+    fn key(&self) -> (&str, &str) {
+        (&self.0.target, &self.0.message)
+    }
+}
+
+impl PartialEq for ByTarget {
+    fn eq(&self, o: &Self) -> bool {
+        self.key() == o.key()
+    }
+}
+impl Eq for ByTarget {}
+impl PartialOrd for ByTarget {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for ByTarget {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&o.key())
+    }
+}
+
+/// Collects findings keeping at most [`MAX_FINDINGS_PER_CODE`] of each code:
+/// the first by target and message, whatever order the producers' threads
+/// sent them in, so the report stays reproducible. Memory is bounded by the
+/// number of codes, not of findings.
+#[derive(Default)]
+pub struct FindingCap {
+    kept: std::collections::HashMap<Code, std::collections::BinaryHeap<ByTarget>>,
+    omitted: BTreeMap<Code, usize>,
+}
+
+impl FindingCap {
+    pub fn push(&mut self, f: Finding) {
+        let code = f.code;
+        let heap = self.kept.entry(code).or_default();
+        heap.push(ByTarget(f));
+        if heap.len() > MAX_FINDINGS_PER_CODE {
+            // Drop the greatest, so the smallest targets stay.
+            heap.pop();
+            *self.omitted.entry(code).or_default() += 1;
+        }
+    }
+
+    /// The kept findings, plus one per capped code naming `target` (the
+    /// input) and how many were left out.
+    pub fn finish(self, target: &str) -> Vec<Finding> {
+        let mut out: Vec<Finding> = self
+            .kept
+            .into_values()
+            .flat_map(|h| h.into_vec().into_iter().map(|b| b.0))
+            .collect();
+        for (code, n) in self.omitted {
+            out.push(
+                Finding::new(
+                    code,
+                    target,
+                    format!(
+                        "{n} more {code} findings not listed: a report keeps the first {MAX_FINDINGS_PER_CODE} of each code (by target)"
+                    ),
+                )
+                .evidence("omitted", n),
+            );
+        }
+        out
     }
 }

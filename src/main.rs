@@ -37,17 +37,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 (None, Some(h)) => ChecksumSource::Hex(h),
                 (None, None) => ChecksumSource::Auto,
             };
-            let opts = BundleOptions {
+            let mut opts = BundleOptions {
                 path: a.path,
                 checksum,
                 limits: Limits {
-                    max_manifest_size: a.max_manifest_size,
                     deep: a.deep,
-                    max_depth: if a.no_content {
-                        0
-                    } else {
-                        Limits::default().max_depth
-                    },
                     perimeter: std::sync::Arc::new(airgap_verify::bundle::refscan::Perimeter {
                         hosts: a.allow_host,
                         domains: a.allow_domain,
@@ -60,6 +54,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     cosign_key: a.cosign_key,
                 },
             };
+            a.limits.apply(&mut opts.limits, a.no_content);
             let policy = policy(&a.report);
             let bar = progress_for(&a.report);
             let report = run::bundle(&opts, &policy, bar.as_ref())?;
@@ -355,24 +350,28 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
         }
         None => None,
     };
-    let bundle_opts = a.bundle.map(|path| BundleOptions {
-        path,
-        checksum: match a.checksum {
-            Some(f) => ChecksumSource::File(f),
-            None => ChecksumSource::Auto,
-        },
-        limits: Limits {
+    let bundle_opts = a.bundle.map(|path| {
+        let mut limits = Limits {
             perimeter: std::sync::Arc::new(airgap_verify::bundle::refscan::Perimeter {
                 hosts: a.allow_host,
                 domains: Vec::new(),
                 deny_external: false,
             }),
             ..Limits::default()
-        },
-        signatures: airgap_verify::bundle::signing::SignatureOptions {
-            minisign_key: a.pubkey,
-            cosign_key: None,
-        },
+        };
+        a.limits.apply(&mut limits, false);
+        BundleOptions {
+            path,
+            checksum: match a.checksum {
+                Some(f) => ChecksumSource::File(f),
+                None => ChecksumSource::Auto,
+            },
+            limits,
+            signatures: airgap_verify::bundle::signing::SignatureOptions {
+                minisign_key: a.pubkey,
+                cosign_key: None,
+            },
+        }
     });
     let policy = policy(&s.report);
     let bar = progress_for(&s.report);

@@ -16,10 +16,7 @@ pub fn bundle(
     progress: &dyn Progress,
 ) -> Result<Report, InputError> {
     let started = Instant::now();
-    let (tx, rx) = crossbeam_channel::unbounded::<Finding>();
-    let verified = bundle::verify(opts, progress, &tx)?;
-    drop(tx);
-    let mut findings: Vec<Finding> = rx.into_iter().collect();
+    let (verified, mut findings) = bundle::verify_collected(opts, progress)?;
     // Producers run on several threads; sort so reports are reproducible.
     findings.sort_by(|a, b| (a.code, &a.target).cmp(&(b.code, &b.target)));
     policy.apply(&mut findings);
@@ -101,11 +98,9 @@ pub fn check(
     let mut inputs = Vec::new();
     let mut findings = Vec::new();
     if let Some(opts) = bundle_opts {
-        let (tx, rx) = crossbeam_channel::unbounded::<Finding>();
-        let verified = bundle::verify(opts, bundle_progress, &tx)?;
-        drop(tx);
+        let (verified, found) = bundle::verify_collected(opts, bundle_progress)?;
         inputs.push(verified.input);
-        findings.extend(rx);
+        findings.extend(found);
         if let Some(reg) = plan.registry.as_mut() {
             for image in release_images(&findings) {
                 if !reg

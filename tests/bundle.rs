@@ -775,3 +775,72 @@ fn manifest_create_baselines_a_trusted_copy() {
     r.code(1);
     assert!(r.stderr.contains("no manifest written"), "{}", r.stderr);
 }
+
+// ---- resource limits ------------------------------------------------------
+
+fn hostile(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/hostile")
+        .join(name)
+}
+
+/// Each limit of the archive pass is a flag on `bundle` and `check`; the
+/// corpus (tests/hostile.rs) runs them at their defaults or lower, this
+/// checks that raising, lowering and disabling them changes the verdict.
+#[test]
+fn limit_flags_change_the_verdict() {
+    let sb = Sandbox::new("limit_flags_change_the_verdict");
+    let deep = hostile("nested-too-deep.tar");
+    // Depth: a.tar!b.tar!c.tar!d.tar.gz is one level too deep by default.
+    bundle(&deep, &["--max-depth", "4"])
+        .code(0)
+        .lacks("bundle:nested-too-deep");
+    bundle(&deep, &["--max-depth", "1"]).code(1).has(
+        "bundle:nested-too-deep",
+        "fail",
+        "a.tar!b.tar",
+    );
+    // --no-content opens nothing, which is a choice, not a limit hit.
+    bundle(&deep, &["--no-content"])
+        .code(0)
+        .lacks("bundle:nested-too-deep");
+    // Ratio: 0 disables it; the run-length zstd frame then decodes to its
+    // end (a 128 MiB entry, no end marker).
+    let zbomb = hostile("bomb-zstd-window.tar.zst");
+    let r = bundle(&zbomb, &["--max-expansion-ratio", "0"]);
+    r.code(1).lacks("bundle:expansion-ratio-exceeded");
+    r.has("bundle:truncated", "fail", "bomb-zstd-window.tar.zst");
+    // Entries and bytes per nested archive, with units.
+    let many = hostile("nested-too-many-entries.tar");
+    bundle(&many, &["--max-nested-entries", "20"])
+        .code(0)
+        .lacks("bundle:nested-too-many-entries");
+    bundle(
+        &hostile("nested-too-large.tar"),
+        &["--max-nested-bytes", "1MiB"],
+    )
+    .code(0)
+    .lacks("bundle:nested-too-large");
+    // The same flags on `check`.
+    let cfg = sb.write("perimeter.yml", "allowed_networks: [10.0.0.0/8]\n");
+    let r = av([
+        "check".as_ref(),
+        "--config".as_ref(),
+        cfg.as_os_str(),
+        "--bundle".as_ref(),
+        deep.as_os_str(),
+        "--max-depth".as_ref(),
+        "1".as_ref(),
+        "--max-expansion-ratio".as_ref(),
+        "100".as_ref(),
+        "--max-nested-bytes".as_ref(),
+        "1GiB".as_ref(),
+        "--max-nested-entries".as_ref(),
+        "10".as_ref(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        "--no-progress".as_ref(),
+    ] as [&std::ffi::OsStr; 16]);
+    r.code(1)
+        .has("bundle:nested-too-deep", "fail", "a.tar!b.tar");
+}

@@ -9,6 +9,7 @@ mod docs;
 mod egress;
 mod flows;
 mod git;
+mod hostile;
 mod registry;
 mod s3;
 mod services;

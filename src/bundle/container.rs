@@ -7,7 +7,15 @@
 //!   (warn) or trailing data (fail), with the offset of the first such byte;
 //! - when the stage below stops reading, decoding continues (discarding the
 //!   output) so that CRCs are still verified: the verdict stays complete;
-//! - every finding names the byte offset in the compressed file.
+//! - every finding names the byte offset in the compressed file;
+//! - a zstd frame may use a window of up to 128 MiB (zstd's own default
+//!   limit, which the decoder holds in memory); a frame that asks for more
+//!   is refused as corrupt, never allocated;
+//! - a stream whose output outgrows its input by more than the expansion
+//!   ratio limit (past [`RATIO_FLOOR`] bytes of output) is stopped and
+//!   reported: a decompression bomb costs a few megabytes of work, not its
+//!   gigabytes of zeros. This holds even when nothing reads the output any
+//!   more, since decoding for the CRC alone would still take that long.
 
 use std::io::BufRead;
 
@@ -15,6 +23,7 @@ use crossbeam_channel::Sender;
 use flate2::{Crc, Decompress, FlushDecompress, Status as ZStatus};
 
 use super::stream::{is_upstream_abort, ChunkReader, ForwardingSender, Pool, CHUNK_SIZE};
+use super::walk::RATIO_FLOOR;
 use crate::finding::{Code, Finding};
 
 /// What a decoding stage saw, for the container's evidence.
@@ -25,6 +34,35 @@ pub struct ContainerStats {
     pub decompressed_bytes: u64,
     /// True when the stage reported a failing finding.
     pub failed: bool,
+    /// Decoding stopped at a resource limit (the finding says which).
+    pub limited: bool,
+}
+
+/// Largest zstd window accepted (2^27 = 128 MiB, zstd's own default limit,
+/// what `zstd --long` and `--ultra -22` use). The decoder holds a window of
+/// output in memory; a frame that declares a larger one is refused.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
+/// Whether `out` bytes decoded from `consumed` compressed bytes exceed
+/// `max_ratio` (0: no limit). Small outputs are never judged.
+pub fn ratio_exceeded(out: u64, consumed: u64, max_ratio: u64) -> bool {
+    max_ratio > 0 && out > RATIO_FLOOR && out > consumed.saturating_mul(max_ratio)
+}
+
+/// The finding for a stream stopped by [`ratio_exceeded`].
+pub fn ratio_finding(target: &str, out: u64, consumed: u64, max_ratio: u64) -> Finding {
+    let ratio = out / consumed.max(1);
+    Finding::new(
+        Code::BundleExpansionRatioExceeded,
+        target,
+        format!(
+            "{target}: {out} bytes decompressed from the first {consumed} compressed bytes (ratio {ratio}:1, limit {max_ratio}:1, --max-expansion-ratio); decompression stopped, the rest was not verified"
+        ),
+    )
+    .evidence("offset", consumed)
+    .evidence("decompressed_bytes", out)
+    .evidence("ratio", ratio)
+    .evidence("limit", max_ratio)
 }
 
 struct Stage<'a> {
@@ -33,6 +71,7 @@ struct Stage<'a> {
     findings: &'a Sender<Finding>,
     target: &'a str,
     stats: ContainerStats,
+    max_ratio: u64,
 }
 
 impl Stage<'_> {
@@ -42,6 +81,22 @@ impl Stage<'_> {
             .findings
             .send(Finding::new(code, self.target, message).evidence("offset", offset));
         self.out.abort();
+    }
+
+    /// Stops a decompression bomb: reports and returns false when `out`
+    /// bytes of output are too many for the input consumed so far.
+    fn ratio_ok(&mut self, out: u64) -> bool {
+        let consumed = self.input.offset();
+        if !ratio_exceeded(out, consumed, self.max_ratio) {
+            return true;
+        }
+        self.stats.failed = true;
+        self.stats.limited = true;
+        let _ = self
+            .findings
+            .send(ratio_finding(self.target, out, consumed, self.max_ratio));
+        self.out.abort();
+        false
     }
 
     /// Reads one byte, `Ok(None)` at end of stream.
@@ -115,12 +170,14 @@ impl Stage<'_> {
     }
 }
 
-/// Decodes a stream of gzip members from `input` into `out`.
+/// Decodes a stream of gzip members from `input` into `out`, stopping when
+/// the output exceeds `max_ratio` times the input (0: no limit).
 pub fn gunzip(
     input: &mut ChunkReader,
     out: &mut ForwardingSender,
     findings: &Sender<Finding>,
     target: &str,
+    max_ratio: u64,
 ) -> ContainerStats {
     let mut st = Stage {
         input,
@@ -128,6 +185,7 @@ pub fn gunzip(
         findings,
         target,
         stats: ContainerStats::default(),
+        max_ratio,
     };
     let pool = Pool::default();
     let mut out_buf: Vec<u8> = pool.take_empty();
@@ -174,6 +232,9 @@ pub fn gunzip(
             if out_buf.len() >= CHUNK_SIZE {
                 let full = std::mem::replace(&mut out_buf, pool.take_empty());
                 st.out.send(pool.chunk(full));
+                if !st.ratio_ok(st.stats.decompressed_bytes + produced) {
+                    return st.stats;
+                }
             }
             match res {
                 Ok(ZStatus::StreamEnd) => break,
@@ -353,12 +414,14 @@ fn gzip_header(st: &mut Stage<'_>, magic_consumed: bool) -> std::io::Result<bool
     Ok(true)
 }
 
-/// Decodes a stream of zstd frames from `input` into `out`.
+/// Decodes a stream of zstd frames from `input` into `out`, stopping when
+/// the output exceeds `max_ratio` times the input (0: no limit).
 pub fn unzstd(
     input: &mut ChunkReader,
     out: &mut ForwardingSender,
     findings: &Sender<Finding>,
     target: &str,
+    max_ratio: u64,
 ) -> ContainerStats {
     use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
     let mut st = Stage {
@@ -367,6 +430,7 @@ pub fn unzstd(
         findings,
         target,
         stats: ContainerStats::default(),
+        max_ratio,
     };
     let mut dec = match Decoder::new() {
         Ok(d) => d,
@@ -375,6 +439,10 @@ pub fn unzstd(
             return st.stats;
         }
     };
+    // Pinned rather than left to the library's default: the window is memory.
+    let _ = dec.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(
+        ZSTD_WINDOW_LOG_MAX,
+    ));
     let pool = Pool::default();
     let mut out_buf: Vec<u8> = pool.take_full();
     let mut out_len = 0usize;
@@ -432,6 +500,9 @@ pub fn unzstd(
             out_len = 0;
         }
         st.stats.decompressed_bytes += made as u64;
+        if !st.ratio_ok(st.stats.decompressed_bytes) {
+            return st.stats;
+        }
         match res {
             Ok(0) => {
                 st.stats.members += 1;
@@ -550,6 +621,10 @@ mod tests {
 
     /// The real stage: `data` arrives in chunks of `piece` bytes.
     fn run_gunzip(data: &[u8], piece: usize) -> Run {
+        run_gunzip_limited(data, piece, 0)
+    }
+
+    fn run_gunzip_limited(data: &[u8], piece: usize, max_ratio: u64) -> Run {
         let (in_tx, in_rx) = channel();
         let (out_tx, out_rx) = channel();
         let (f_tx, f_rx) = crossbeam_channel::unbounded();
@@ -577,7 +652,7 @@ mod tests {
             });
             let mut input = ChunkReader::new(in_rx);
             let mut fwd = ForwardingSender::new(out_tx);
-            let stats = gunzip(&mut input, &mut fwd, &f_tx, "t.tar.gz");
+            let stats = gunzip(&mut input, &mut fwd, &f_tx, "t.tar.gz", max_ratio);
             drop(fwd);
             let _ = std::io::copy(&mut input, &mut std::io::sink());
             let (out, aborted) = collector.join().unwrap();
@@ -725,6 +800,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn expansion_ratio_stops_a_bomb_past_the_floor() {
+        let zeros = gzip(&vec![0u8; 24 << 20], 9);
+        let r = run_gunzip_limited(&zeros, CHUNK_SIZE, 200);
+        let f = r.only(Code::BundleExpansionRatioExceeded);
+        let out = f.evidence["decompressed_bytes"].as_u64().unwrap();
+        assert!(out > RATIO_FLOOR && out < RATIO_FLOOR + (1 << 20), "{out}");
+        assert!(r.aborted && r.stats.limited && r.stats.failed);
+        // Disabled, or under the limit: decoded to the end.
+        for ratio in [0, 2000] {
+            let r = run_gunzip_limited(&zeros, CHUNK_SIZE, ratio);
+            assert!(r.findings.is_empty(), "{:#?}", r.findings);
+            assert_eq!(r.out.len(), 24 << 20);
+        }
+        // Below the floor, any ratio passes.
+        let small = gzip(&vec![0u8; 8 << 20], 9);
+        assert!(run_gunzip_limited(&small, CHUNK_SIZE, 2)
+            .findings
+            .is_empty());
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub fn verify_dir(
                 kind,
                 mode: md.permissions().mode(),
                 link_target: link.as_deref(),
+                size: Some(md.len()),
             };
             if kind == EntryKind::File {
                 match File::open(&child) {

@@ -20,6 +20,12 @@
 //!   folder inside `scratch_dir`, which is removed before [`validate`]
 //!   returns, on every path (a guard's `Drop` covers early returns, errors and
 //!   panics);
+//! - libgit2 inflates every object in memory, so a pack object of zeros that
+//!   deflate shrank a thousand times (a gigabyte from a megabyte) would cost
+//!   its inflated size in memory and seconds of time: the pack is parsed
+//!   and inflated here first, as it streams, and once its objects outgrow it
+//!   by more than the expansion ratio limit (past 16 MiB) nothing more is
+//!   handed to libgit2 ([`GitBundleProblem::ExpansionRatio`]);
 //! - everything about the content is a [`GitBundleProblem`] in the report;
 //!   `Err` only means that the input could not be read or that the scratch
 //!   folder could not be created or removed.
@@ -104,6 +110,14 @@ pub enum GitBundleProblem {
     /// An advertised ref names an object that is not in the pack.
     #[error("ref {name} points to {oid}, which is not in the pack")]
     RefMissing { name: String, oid: String },
+    /// The pack's objects inflate to more than the expansion ratio limit
+    /// allows: a decompression bomb. The pack was not indexed further.
+    #[error("the pack's objects inflate to {inflated} bytes from the first {consumed} bytes of pack (ratio {}:1, limit {limit}:1, --max-expansion-ratio); the pack was not checked further", .inflated / (.consumed).max(&1))]
+    ExpansionRatio {
+        inflated: u64,
+        consumed: u64,
+        limit: u64,
+    },
 }
 
 /// Reads a bundle from `reader` and checks it, using a fresh folder inside
@@ -114,6 +128,20 @@ pub enum GitBundleProblem {
 /// alternate-ODB call requires); every property of the content is reported
 /// in [`GitBundleReport::problems`].
 pub fn validate(reader: &mut dyn Read, scratch_dir: &Path) -> Result<GitBundleReport, io::Error> {
+    validate_with(
+        reader,
+        scratch_dir,
+        super::walk::DEFAULT_MAX_EXPANSION_RATIO,
+    )
+}
+
+/// [`validate`] with an expansion ratio limit for the pack's objects (0: no
+/// limit).
+pub fn validate_with(
+    reader: &mut dyn Read,
+    scratch_dir: &Path,
+    max_ratio: u64,
+) -> Result<GitBundleReport, io::Error> {
     let mut input = BufReader::with_capacity(CHUNK, reader);
     let mut report = GitBundleReport::default();
     let Some(header) = read_header(&mut input, &mut report)? else {
@@ -151,9 +179,14 @@ pub fn validate(reader: &mut dyn Read, scratch_dir: &Path) -> Result<GitBundleRe
     // history: a range bundle's oldest commits point at prerequisites, and a
     // filtered bundle's trees point at blobs the filter left out.
     let verify = report.prerequisites.is_empty() && header.filter.is_none();
-    let indexed = index_pack(&mut input, &scratch.pack_dir(), verify)?;
+    let indexed = index_pack(&mut input, &scratch.pack_dir(), verify, max_ratio)?;
     report.objects = indexed.objects;
     report.pack_bytes = indexed.pack_bytes;
+    if let Some(bomb) = indexed.bomb {
+        report.problems.push(bomb);
+        scratch.remove()?;
+        return Ok(report);
+    }
     match indexed.outcome {
         Ok(()) => match missing_refs(&scratch.objects_dir(), &report.refs) {
             Ok(missing) => report.problems.extend(missing),
@@ -417,14 +450,176 @@ struct Indexed {
     pack_bytes: u64,
     /// libgit2's message when the pack was rejected.
     outcome: Result<(), String>,
+    /// The pack guard stopped the indexer.
+    bomb: Option<GitBundleProblem>,
+}
+
+/// Follows a pack as it streams (header, then each object's header, delta
+/// base and zlib stream) and inflates every object into a scratch buffer,
+/// counting, so that a pack that inflates out of all proportion is stopped
+/// before libgit2 inflates it in memory. It only ever stops on the ratio:
+/// anything it cannot parse, it leaves to libgit2 to report.
+struct PackGuard {
+    state: PackState,
+    max_ratio: u64,
+    /// Pack bytes seen so far.
+    consumed: u64,
+    /// Bytes all objects so far inflated to.
+    inflated: u64,
+    objects_left: u32,
+    head: Vec<u8>,
+    inflate: flate2::Decompress,
+    scratch: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PackState {
+    /// The 12-byte pack header.
+    Header,
+    /// An object's type-and-size header; `first` is true before its first byte.
+    ObjectHeader {
+        first: bool,
+    },
+    /// An OFS_DELTA's base offset.
+    OfsBase,
+    /// A REF_DELTA's base id: bytes left.
+    RefBase(u8),
+    Zlib,
+    /// All objects read, or the guard stood aside.
+    Done,
+}
+
+impl PackGuard {
+    fn new(max_ratio: u64) -> PackGuard {
+        PackGuard {
+            state: PackState::Header,
+            max_ratio,
+            consumed: 0,
+            inflated: 0,
+            objects_left: 0,
+            head: Vec::new(),
+            inflate: flate2::Decompress::new(true),
+            scratch: vec![0u8; 64 << 10],
+        }
+    }
+
+    /// Follows `bytes`; `Some` when the pack must not be indexed further.
+    fn feed(&mut self, mut bytes: &[u8]) -> Option<GitBundleProblem> {
+        while !bytes.is_empty() {
+            match self.state {
+                PackState::Done => return None,
+                PackState::Header => {
+                    let take = (12 - self.head.len()).min(bytes.len());
+                    self.head.extend_from_slice(&bytes[..take]);
+                    self.advance(&mut bytes, take);
+                    if self.head.len() == 12 {
+                        if &self.head[..4] != b"PACK" {
+                            self.state = PackState::Done;
+                            continue;
+                        }
+                        self.objects_left =
+                            u32::from_be_bytes(self.head[8..12].try_into().unwrap());
+                        self.next_object();
+                    }
+                }
+                PackState::ObjectHeader { first } => {
+                    let c = bytes[0];
+                    self.advance(&mut bytes, 1);
+                    if first {
+                        self.head.clear();
+                        self.head.push((c >> 4) & 7);
+                    }
+                    if c & 0x80 == 0 {
+                        self.state = match self.head[0] {
+                            6 => PackState::OfsBase,
+                            7 => PackState::RefBase(20),
+                            _ => PackState::Zlib,
+                        };
+                        self.inflate.reset(true);
+                    } else {
+                        self.state = PackState::ObjectHeader { first: false };
+                    }
+                }
+                PackState::OfsBase => {
+                    let c = bytes[0];
+                    self.advance(&mut bytes, 1);
+                    if c & 0x80 == 0 {
+                        self.state = PackState::Zlib;
+                    }
+                }
+                PackState::RefBase(left) => {
+                    let take = (left as usize).min(bytes.len());
+                    self.advance(&mut bytes, take);
+                    let left = left - take as u8;
+                    self.state = if left == 0 {
+                        PackState::Zlib
+                    } else {
+                        PackState::RefBase(left)
+                    };
+                }
+                PackState::Zlib => {
+                    let (in0, out0) = (self.inflate.total_in(), self.inflate.total_out());
+                    let res = self.inflate.decompress(
+                        bytes,
+                        &mut self.scratch,
+                        flate2::FlushDecompress::None,
+                    );
+                    let used = (self.inflate.total_in() - in0) as usize;
+                    let made = self.inflate.total_out() - out0;
+                    self.advance(&mut bytes, used);
+                    self.inflated += made;
+                    if super::container::ratio_exceeded(
+                        self.inflated,
+                        self.consumed,
+                        self.max_ratio,
+                    ) {
+                        self.state = PackState::Done;
+                        return Some(GitBundleProblem::ExpansionRatio {
+                            inflated: self.inflated,
+                            consumed: self.consumed,
+                            limit: self.max_ratio,
+                        });
+                    }
+                    match res {
+                        Ok(flate2::Status::StreamEnd) => self.next_object(),
+                        Ok(_) if used > 0 || made > 0 => {}
+                        // No progress or broken data: libgit2 will say.
+                        _ => self.state = PackState::Done,
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn advance(&mut self, bytes: &mut &[u8], n: usize) {
+        *bytes = &bytes[n..];
+        self.consumed += n as u64;
+    }
+
+    fn next_object(&mut self) {
+        if self.objects_left == 0 {
+            self.state = PackState::Done;
+        } else {
+            self.objects_left -= 1;
+            self.state = PackState::ObjectHeader { first: true };
+        }
+    }
 }
 
 /// Streams the rest of `input` into a libgit2 indexer writing into `dir`.
 /// After the indexer fails, the input is still read to its end (and
 /// counted) but no longer fed to it.
-fn index_pack(input: &mut impl BufRead, dir: &Path, verify: bool) -> io::Result<Indexed> {
+fn index_pack(
+    input: &mut impl BufRead,
+    dir: &Path,
+    verify: bool,
+    max_ratio: u64,
+) -> io::Result<Indexed> {
     let received = Cell::new(0u64);
     let mut pack_bytes = 0u64;
+    let mut guard = PackGuard::new(max_ratio);
+    let mut bomb = None;
     // No object database: a bundle is checked on its own, so a delta whose
     // base is outside the pack must fail rather than be fixed from elsewhere.
     let mut indexer = match git2::Indexer::new(None, dir, 0, verify) {
@@ -435,6 +630,7 @@ fn index_pack(input: &mut impl BufRead, dir: &Path, verify: bool) -> io::Result<
                 objects: 0,
                 pack_bytes,
                 outcome: Err(e.message().to_string()),
+                bomb: None,
             });
         }
     };
@@ -451,6 +647,13 @@ fn index_pack(input: &mut impl BufRead, dir: &Path, verify: bool) -> io::Result<
             break;
         }
         let n = buf.len();
+        if indexer.is_some() && bomb.is_none() {
+            // The guard sees each chunk before libgit2 does.
+            bomb = guard.feed(buf);
+            if bomb.is_some() {
+                indexer = None;
+            }
+        }
         if let Some(ix) = indexer.as_mut() {
             if let Err(e) = ix.write_all(buf) {
                 failure = Some(libgit2_error(e));
@@ -463,12 +666,14 @@ fn index_pack(input: &mut impl BufRead, dir: &Path, verify: bool) -> io::Result<
     let outcome = match (indexer, failure) {
         (Some(ix), None) => ix.commit().map(drop).map_err(|e| e.message().to_string()),
         (_, Some(e)) => Err(e),
-        (None, None) => unreachable!("the indexer is only dropped on failure"),
+        // Stopped by the guard, whose problem is reported instead.
+        (None, None) => Err(String::new()),
     };
     Ok(Indexed {
         objects: received.get(),
         pack_bytes,
         outcome,
+        bomb,
     })
 }
 
@@ -849,6 +1054,52 @@ mod tests {
                 name: "refs/heads/dev".into(),
                 oid: forged.into()
             }]
+        );
+    }
+
+    /// A bundle whose pack holds one blob of `n` zeros (its ref is made up).
+    fn zero_blob_bundle(n: usize) -> Vec<u8> {
+        use sha1_smol::Sha1;
+        let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
+        let (mut size, mut c) = (n >> 4, 0x30 | (n & 15) as u8);
+        while size > 0 {
+            pack.push(c | 0x80);
+            c = (size & 0x7f) as u8;
+            size >>= 7;
+        }
+        pack.push(c);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&vec![0u8; n]).unwrap();
+        pack.extend(z.finish().unwrap());
+        let digest = Sha1::from(&pack).digest().bytes();
+        pack.extend_from_slice(&digest);
+        let mut bundle =
+            format!("# v2 git bundle\n{} refs/heads/main\n\n", "1".repeat(40)).into_bytes();
+        bundle.extend(pack);
+        bundle
+    }
+
+    #[test]
+    fn pack_that_inflates_out_of_proportion_is_stopped() {
+        let (_keep, scratch) = scratch_only();
+        let bomb = zero_blob_bundle(32 << 20);
+        let report = validate_with(&mut &bomb[..], &scratch, 200).unwrap();
+        assert!(
+            matches!(
+                report.problems[..],
+                [GitBundleProblem::ExpansionRatio { limit: 200, .. }]
+            ),
+            "{:?}",
+            report.problems
+        );
+        // Still read to its end.
+        assert_eq!(report.pack_bytes as usize, bomb.len() - pack_start(&bomb));
+        // Without the limit it is indexed: a blob, whose made-up ref is missing.
+        let report = validate_with(&mut &bomb[..], &scratch, 0).unwrap();
+        assert!(
+            matches!(report.problems[..], [GitBundleProblem::RefMissing { .. }]),
+            "{:?}",
+            report.problems
         );
     }
 

@@ -15,8 +15,9 @@ pub fn run(
     input: &mut ChunkReader,
     findings: &Sender<Finding>,
     target: &str,
+    max_ratio: u64,
 ) -> Option<NestedOutcome> {
-    let report = gitbundle::validate(input, &std::env::temp_dir());
+    let report = gitbundle::validate_with(input, &std::env::temp_dir(), max_ratio);
     // Keep the outer stream flowing whatever happened.
     let _ = std::io::copy(input, &mut std::io::sink());
     if input.aborted() {
@@ -51,6 +52,7 @@ pub fn run(
             GitBundleProblem::UnsupportedObjectFormat { .. } => Code::GitbundleUnsupported,
             GitBundleProblem::PackInvalid { .. } => Code::GitbundlePackInvalid,
             GitBundleProblem::RefMissing { .. } => Code::GitbundleRefMissing,
+            GitBundleProblem::ExpansionRatio { .. } => Code::BundleExpansionRatioExceeded,
         };
         failed |= code.default_status() == crate::finding::Status::Fail;
         send(code, p.to_string());

@@ -210,6 +210,12 @@ impl<'a> ImageCheck<'a> {
         if rec.sha256 == *want {
             return;
         }
+        if self.nested.get(path).is_some_and(|o| o.limited) {
+            // Decompression stopped at a limit and said so: the layer is
+            // unverified, not known to be wrong.
+            self.problems += 1;
+            return;
+        }
         let (actual, how) = match self.nested.get(path).and_then(|o| o.uncompressed_sha256) {
             Some(d) => (d, "decompressed"),
             None => (rec.sha256, "as stored"),

@@ -146,6 +146,32 @@ pub struct Verified {
     pub files: HashMap<String, FileRecord>,
 }
 
+/// [`verify`], collecting the findings as they come on a thread of their
+/// own, at most [`crate::finding::MAX_FINDINGS_PER_CODE`] of each code: the
+/// memory a report takes does not grow with what a hostile archive makes
+/// the pass find.
+pub fn verify_collected(
+    opts: &BundleOptions,
+    progress: &dyn Progress,
+) -> Result<(Verified, Vec<Finding>), InputError> {
+    // Bounded: producers wait for the collector rather than queue up a
+    // backlog (it only ever receives, so it cannot wait on them).
+    let (tx, rx) = crossbeam_channel::bounded::<Finding>(1024);
+    let collector = std::thread::spawn(move || {
+        let mut cap = crate::finding::FindingCap::default();
+        for f in rx {
+            cap.push(f);
+        }
+        cap
+    });
+    let verified = verify(opts, progress, &tx);
+    drop(tx);
+    let cap = collector.join().unwrap_or_default();
+    let verified = verified?;
+    let findings = cap.finish(&verified.input.path);
+    Ok((verified, findings))
+}
+
 /// Verifies one archive or folder, sending every finding to `findings`.
 pub fn verify(
     opts: &BundleOptions,
@@ -394,6 +420,9 @@ pub struct StreamStats {
     pub members: u64,
     pub tar_bytes: u64,
     pub entries: u64,
+    /// Reading stopped at a resource limit (a finding says which): what was
+    /// seen is a prefix of the archive, not grounds for judging its kind.
+    pub limited: bool,
 }
 
 /// Decompresses (on its own thread) and walks one tar stream into `ctx`.
@@ -406,12 +435,13 @@ pub fn stream_walk(
     target: &str,
 ) -> StreamStats {
     let findings = ctx.findings.clone();
-    let (container_failed, members, stats) = match format {
+    let max_ratio = ctx.limits.max_expansion_ratio;
+    let (container_failed, container_limited, members, stats) = match format {
         Format::Unknown => return StreamStats::default(),
         Format::Tar => {
             let stats = tarstream::walk(&mut input, ctx, target);
             let _ = std::io::copy(&mut input, &mut std::io::sink());
-            (false, 0, stats)
+            (false, false, 0, stats)
         }
         Format::Gzip | Format::Zstd => {
             let (tx, tar_rx) = stream::channel();
@@ -419,9 +449,9 @@ pub fn stream_walk(
                 let inflater = s.spawn(|| {
                     let mut out = ForwardingSender::new(tx);
                     let st = if format == Format::Gzip {
-                        container::gunzip(&mut input, &mut out, &findings, target)
+                        container::gunzip(&mut input, &mut out, &findings, target, max_ratio)
                     } else {
-                        container::unzstd(&mut input, &mut out, &findings, target)
+                        container::unzstd(&mut input, &mut out, &findings, target, max_ratio)
                     };
                     let _ = std::io::copy(&mut input, &mut std::io::sink());
                     (st, input.aborted())
@@ -432,11 +462,12 @@ pub fn stream_walk(
                 let (st, aborted) = inflater.join().unwrap_or_default();
                 let mut stats = stats;
                 stats.upstream_failed |= aborted;
-                (st.failed, st.members, stats)
+                (st.failed, st.limited, st.members, stats)
             })
         }
     };
     StreamStats {
+        limited: container_limited || stats.limited,
         intact: !container_failed && !stats.failed && !stats.upstream_failed,
         upstream_aborted: stats.upstream_failed && !container_failed && !stats.failed,
         members,

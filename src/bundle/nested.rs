@@ -9,7 +9,12 @@
 //!   release (codes are shared; targets read `outer!inner`), then the rules
 //!   of its kind (image, chart);
 //! - nesting depth is bounded (`Limits::max_depth`), so an archive of
-//!   archives cannot multiply threads or memory.
+//!   archives cannot multiply threads or memory; an archive past the limit
+//!   is reported (`bundle:nested-too-deep`), never silently skipped;
+//! - every decompression (nested archives and `--deep` layers) is held to
+//!   the expansion ratio limit, and a nested archive to the entry and byte
+//!   limits; a validator stopped by a limit judges nothing about the kind of
+//!   archive (a prefix of an image is not a broken image).
 
 use std::io::BufRead;
 use std::thread::JoinHandle;
@@ -50,6 +55,8 @@ pub struct NestedOutcome {
     pub uncompressed_sha256: Option<[u8; 32]>,
     /// External-reference scan totals inside this archive.
     pub scan: super::refscan::ScanStats,
+    /// Validation stopped at a resource limit, already reported.
+    pub limited: bool,
 }
 
 fn is_tarball(name: &str) -> bool {
@@ -89,6 +96,13 @@ pub fn classify_inner(outer: NestedKind, path: &str, deep: bool) -> Option<Neste
         NestedKind::Image if deep => {
             let is_layer = path.ends_with("/layer.tar") || path.starts_with("blobs/");
             is_layer.then_some(NestedKind::Layer)
+        }
+        // Tarballs inside other archives (a chart's subcharts, an archive of
+        // archives) get the container and safety rules too, up to the depth
+        // limit: content that is never opened is content never checked.
+        NestedKind::Archive | NestedKind::Chart | NestedKind::ContentBundle => {
+            let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+            is_tarball(&name).then_some(NestedKind::Archive)
         }
         _ => None,
     }
@@ -192,7 +206,7 @@ fn run(
 ) -> Option<NestedOutcome> {
     let mut input = ChunkReader::new(rx);
     if kind == NestedKind::GitBundle {
-        return super::gitcheck::run(&mut input, &findings, target);
+        return super::gitcheck::run(&mut input, &findings, target, limits.max_expansion_ratio);
     }
     let head: Vec<u8> = match input.fill_buf() {
         Ok(b) => b[..b.len().min(512)].to_vec(),
@@ -200,7 +214,7 @@ fn run(
     };
     let format = detect(&head);
     if kind == NestedKind::Layer {
-        return Some(layer_digest(format, input));
+        return Some(layer_digest(format, input, &limits, &findings, target));
     }
     if format == Format::Unknown {
         let _ = std::io::copy(&mut input, &mut std::io::sink());
@@ -234,8 +248,14 @@ fn run(
     let mut outcome = NestedOutcome {
         intact,
         scan: ctx.scan,
+        limited: stats.limited,
         ..Default::default()
     };
+    if stats.limited {
+        // Only a prefix was read: judging it as an image or a chart would
+        // report files "missing" that were simply not reached.
+        return Some(outcome);
+    }
     match kind {
         NestedKind::Image => super::image::check(target, &ctx, intact, &mut outcome),
         NestedKind::Chart => super::chart::check(target, &ctx, intact),
@@ -244,35 +264,115 @@ fn run(
     Some(outcome)
 }
 
-/// `--deep`: the SHA-256 of a layer's decompressed bytes.
-fn layer_digest(format: Format, mut input: ChunkReader) -> NestedOutcome {
-    let digest = match format {
-        Format::Gzip => sha256_of(flate2::bufread::MultiGzDecoder::new(&mut input)),
-        Format::Zstd => zstd::stream::read::Decoder::with_buffer(&mut input)
-            .ok()
-            .and_then(sha256_of),
-        // Uncompressed: its digest is already the diff_id.
-        _ => None,
+/// `--deep`: the SHA-256 of a layer's decompressed bytes, within the
+/// expansion ratio and nested byte limits.
+fn layer_digest(
+    format: Format,
+    mut input: ChunkReader,
+    limits: &Limits,
+    findings: &Sender<Finding>,
+    target: &str,
+) -> NestedOutcome {
+    let consumed = std::cell::Cell::new(0u64);
+    let digest = {
+        let counted = CountedBuf {
+            inner: &mut input,
+            consumed: &consumed,
+        };
+        match format {
+            Format::Gzip => sha256_of(
+                flate2::bufread::MultiGzDecoder::new(counted),
+                &consumed,
+                limits,
+                findings,
+                target,
+            ),
+            Format::Zstd => match zstd::stream::read::Decoder::with_buffer(counted) {
+                Ok(mut d) => {
+                    let _ = d.window_log_max(super::container::ZSTD_WINDOW_LOG_MAX);
+                    sha256_of(d, &consumed, limits, findings, target)
+                }
+                Err(_) => Err(false),
+            },
+            // Uncompressed: its digest is already the diff_id.
+            _ => Err(false),
+        }
     };
     let _ = std::io::copy(&mut input, &mut std::io::sink());
     NestedOutcome {
-        intact: digest.is_some(),
-        uncompressed_sha256: digest,
+        intact: digest.is_ok(),
+        limited: digest == Err(true),
+        uncompressed_sha256: digest.ok(),
         ..Default::default()
     }
 }
 
-/// SHA-256 of everything `r` yields; `None` if it fails part way.
-fn sha256_of(mut r: impl std::io::Read) -> Option<[u8; 32]> {
+/// Counts the compressed bytes a decoder consumes, for the ratio limit.
+struct CountedBuf<'a> {
+    inner: &'a mut ChunkReader,
+    consumed: &'a std::cell::Cell<u64>,
+}
+
+impl std::io::Read for CountedBuf<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed.set(self.consumed.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl BufRead for CountedBuf<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.consumed.set(self.consumed.get() + amt as u64);
+        self.inner.consume(amt)
+    }
+}
+
+/// SHA-256 of everything `r` yields. `Err(true)` when a limit stopped it
+/// (and was reported), `Err(false)` when the data is broken.
+fn sha256_of(
+    mut r: impl std::io::Read,
+    consumed: &std::cell::Cell<u64>,
+    limits: &Limits,
+    findings: &Sender<Finding>,
+    target: &str,
+) -> Result<[u8; 32], bool> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK_SIZE];
+    let mut out: u64 = 0;
     loop {
         match r.read(&mut buf) {
-            Ok(0) => return Some(h.finalize().into()),
-            Ok(n) => h.update(&buf[..n]),
+            Ok(0) => return Ok(h.finalize().into()),
+            Ok(n) => {
+                h.update(&buf[..n]);
+                out += n as u64;
+                let ratio = limits.max_expansion_ratio;
+                if super::container::ratio_exceeded(out, consumed.get(), ratio) {
+                    let f = super::container::ratio_finding(target, out, consumed.get(), ratio);
+                    let _ = findings.send(f);
+                    return Err(true);
+                }
+                if out > limits.max_nested_bytes {
+                    let _ = findings.send(
+                        Finding::new(
+                            Code::BundleNestedTooLarge,
+                            target,
+                            format!(
+                                "{target} decompresses to more than {} bytes (--max-nested-bytes); decompression stopped, the rest was not verified",
+                                limits.max_nested_bytes
+                            ),
+                        )
+                        .evidence("limit", limits.max_nested_bytes),
+                    );
+                    return Err(true);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
+            Err(_) => return Err(false),
         }
     }
 }

@@ -8,9 +8,15 @@
 //! - a nested archive is validated while its bytes stream past, on its own
 //!   thread, from a copy of each chunk: never extracted, never buffered whole;
 //! - memory grows only with the number of entries (one small record each),
-//!   never with their size: the only bytes kept are small files that rules
-//!   must parse (manifests, image configs, `latest`, `Chart.yaml`), each
-//!   under a size limit.
+//!   never with their size nor the length of their names (a name over
+//!   `PATH_MAX` is kept shortened): the only bytes kept are small files that
+//!   rules must parse (manifests, image configs, `latest`, `Chart.yaml`),
+//!   each under a size limit, and never buffered when the header already
+//!   declares more;
+//! - inside nested archives the number of entries is bounded too
+//!   ([`Limits::max_nested_entries`]), and nested archives past
+//!   [`Limits::max_depth`] are reported, not opened; every limit hit is a
+//!   failing finding, never a silent stop.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -23,7 +29,9 @@ use super::nested::{self, NestedJob, NestedKind, NestedOutcome};
 use super::safety::{EntryKind, EntryMeta, SafetyRules};
 use crate::finding::{Code, Finding};
 
-/// Limits that keep memory and time flat on hostile input.
+/// Limits that keep memory and time flat on hostile input. Each one that is
+/// hit is a failing finding naming the member and the flag that raises it:
+/// a limit never silently shortens the verification.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest release manifest loaded into memory.
@@ -31,23 +39,70 @@ pub struct Limits {
     /// Largest small file (image config, index, Chart.yaml) kept for parsing
     /// inside a nested archive.
     pub max_nested_capture: u64,
-    /// Deepest nesting of archives validated (the release is depth 0).
+    /// Deepest nesting of archives validated (the release is depth 0). 0
+    /// means nested archives are not opened at all (`--no-content`), which
+    /// is a choice, not a limit hit.
     pub max_depth: u32,
+    /// Most tar bytes (after decompression) read from one nested archive.
+    pub max_nested_bytes: u64,
+    /// Most entries read from one nested archive: memory grows by one small
+    /// record per entry, so this bounds it.
+    pub max_nested_entries: u64,
+    /// Largest ratio of decompressed to compressed bytes, at any level,
+    /// judged once more than [`RATIO_FLOOR`] bytes came out: a decompression
+    /// bomb is stopped after a few megabytes of input instead of gigabytes
+    /// of output.
+    pub max_expansion_ratio: u64,
     /// Decompress image layers and check them against the config's diff_ids.
     pub deep: bool,
     /// What counts as inside the perimeter for the external-reference scan.
     pub perimeter: std::sync::Arc<super::refscan::Perimeter>,
 }
 
+/// Default of `--max-depth`: a Helm umbrella chart's subcharts' own
+/// subcharts (`charts/a.tgz!a/charts/b.tgz!b/charts/c.tgz`) are depth 3;
+/// each level costs a thread and its channels.
+pub const DEFAULT_MAX_DEPTH: u32 = 3;
+/// Default of `--max-nested-bytes`: 32 GiB, well above the largest image a
+/// release ships.
+pub const DEFAULT_MAX_NESTED_BYTES: u64 = 32 << 30;
+/// Default of `--max-nested-entries`.
+pub const DEFAULT_MAX_NESTED_ENTRIES: u64 = 100_000;
+/// Default of `--max-expansion-ratio`. Release content (images are already
+/// compressed, text compresses 5 to 20 times) stays far below it; deflate's
+/// best case is about 1032:1 and a zero-filled bomb reaches it.
+pub const DEFAULT_MAX_EXPANSION_RATIO: u64 = 200;
+/// The expansion ratio is judged only past this many decompressed bytes, so
+/// that a small, very compressible archive is never flagged. It also bounds
+/// what a bomb costs in memory: a zstd decoder keeps up to a window (zstd's
+/// limit: 128 MiB) of output, and a frame of run-length blocks that
+/// declares a large window fills it as fast as it can decode; stopped at
+/// 16 MiB, it stays far below the 64 MiB the hostile corpus allows.
+pub const RATIO_FLOOR: u64 = 16 << 20;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_manifest_size: 16 << 20,
             max_nested_capture: 4 << 20,
-            max_depth: 2,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_nested_bytes: DEFAULT_MAX_NESTED_BYTES,
+            max_nested_entries: DEFAULT_MAX_NESTED_ENTRIES,
+            max_expansion_ratio: DEFAULT_MAX_EXPANSION_RATIO,
             deep: false,
             perimeter: Default::default(),
         }
+    }
+}
+
+/// What all captured files of one archive may take together: twice the
+/// manifest limit in the release (a few manifests, their signatures and
+/// `latest` files), four times the per-file limit in a nested archive (an
+/// image's index, manifests and configs are kilobytes each).
+fn capture_budget(limits: &Limits, scope: &Scope) -> u64 {
+    match scope {
+        Scope::Release => limits.max_manifest_size.saturating_mul(2),
+        Scope::Nested { .. } => limits.max_nested_capture.saturating_mul(4),
     }
 }
 
@@ -85,6 +140,10 @@ pub struct WalkContext {
     /// A manifest was found but rejected (too large), so "no manifest" would
     /// be misleading.
     manifest_seen: bool,
+    /// Bytes that captured files may still take. Each file has its own
+    /// limit, but an archive can hold any number of them (a hundred 16 MiB
+    /// manifests, an image of a thousand JSON blobs): this bounds their sum.
+    capture_budget: u64,
     buf: Vec<u8>,
 }
 
@@ -98,7 +157,9 @@ impl WalkContext {
     }
 
     pub fn scoped(findings: Sender<Finding>, limits: Limits, scope: Scope, prefix: String) -> Self {
+        let capture_budget = capture_budget(&limits, &scope);
         WalkContext {
+            capture_budget,
             findings,
             limits,
             scope,
@@ -115,7 +176,7 @@ impl WalkContext {
         }
     }
 
-    /// How many bytes of this file to keep, if any.
+    /// How many bytes of this file to keep, if any (before the budget).
     fn capture_limit(&self, path: &str) -> Option<u64> {
         match &self.scope {
             Scope::Release => {
@@ -138,21 +199,38 @@ impl WalkContext {
         }
     }
 
-    /// Which validator, if any, takes this member's bytes.
+    /// Which validator, if any, takes this member's bytes. An archive past
+    /// the depth limit is reported and only hashed.
     fn nested_kind(&self, path: &str) -> Option<(NestedKind, u32)> {
         let depth = match &self.scope {
             Scope::Release => 1,
             Scope::Nested { depth, .. } => depth + 1,
         };
-        if depth > self.limits.max_depth {
+        // `--no-content` (depth 0) is a choice, not a limit: say nothing.
+        if self.limits.max_depth == 0 {
             return None;
         }
-        match &self.scope {
-            Scope::Release => nested::classify(path).map(|k| (k, depth)),
-            Scope::Nested { kind, .. } => {
-                nested::classify_inner(*kind, path, self.limits.deep).map(|k| (k, depth))
-            }
+        let kind = match &self.scope {
+            Scope::Release => nested::classify(path),
+            Scope::Nested { kind, .. } => nested::classify_inner(*kind, path, self.limits.deep),
+        }?;
+        if depth > self.limits.max_depth {
+            let target = format!("{}{}", self.prefix, path);
+            let _ = self.findings.send(
+                Finding::new(
+                    Code::BundleNestedTooDeep,
+                    target.clone(),
+                    format!(
+                        "{target} is an archive at nesting depth {depth}, deeper than {} (--max-depth): it was hashed but not opened",
+                        self.limits.max_depth
+                    ),
+                )
+                .evidence("depth", depth)
+                .evidence("limit", self.limits.max_depth),
+            );
+            return None;
         }
+        Some((kind, depth))
     }
 
     /// Applies the safety rules to one member, then hashes its data when it
@@ -162,9 +240,18 @@ impl WalkContext {
         if meta.kind != EntryKind::File {
             return Ok(());
         }
-        let limit = self.capture_limit(&path);
-        let mut captured: Option<Vec<u8>> = limit.map(|_| Vec::new());
-        let mut too_large = false;
+        let file_limit = self.capture_limit(&path);
+        let limit = file_limit.map(|l| l.min(self.capture_budget));
+        // A file whose header already says it is over the limit is never
+        // buffered at all; one within it is buffered in one allocation.
+        let declared_too_large = matches!((limit, meta.size), (Some(l), Some(s)) if s > l);
+        let mut captured: Option<Vec<u8>> = match (limit, meta.size) {
+            (Some(_), _) if declared_too_large => None,
+            (Some(l), Some(s)) => Some(Vec::with_capacity(s.min(l) as usize)),
+            (Some(_), None) => Some(Vec::new()),
+            (None, _) => None,
+        };
+        let mut too_large = declared_too_large;
         let mut job: Option<NestedJob> = self.nested_kind(&path).map(|(kind, depth)| {
             NestedJob::spawn(
                 kind,
@@ -238,20 +325,31 @@ impl WalkContext {
         self.file_bytes += size;
         if too_large && matches!(self.scope, Scope::Release) && manifest::is_candidate(&path) {
             self.manifest_seen = true;
+            let max = self.limits.max_manifest_size;
+            let (why, limit) = if size > max {
+                (
+                    format!("over the {max} byte limit for manifests (--max-manifest-size)"),
+                    max,
+                )
+            } else {
+                let total = capture_budget(&self.limits, &self.scope);
+                (
+                    format!("more than the manifests before it left of the {total} bytes all manifests may take together (twice --max-manifest-size)"),
+                    total,
+                )
+            };
             let _ = self.findings.send(
                 Finding::new(
                     Code::BundleManifestTooLarge,
                     path.clone(),
-                    format!(
-                        "{path} is {size} bytes, over the {} byte limit for manifests (--max-manifest-size)",
-                        self.limits.max_manifest_size
-                    ),
+                    format!("{path} is {size} bytes, {why}"),
                 )
                 .evidence("size", size)
-                .evidence("limit", self.limits.max_manifest_size),
+                .evidence("limit", limit),
             );
         }
         if let Some(bytes) = captured {
+            self.capture_budget = self.capture_budget.saturating_sub(bytes.len() as u64);
             self.captured.push(Captured {
                 path: path.clone(),
                 bytes,
@@ -317,7 +415,7 @@ impl WalkContext {
             .filter(|c| c.path.ends_with(".minisig"))
             .map(|c| (c.path.clone(), c.bytes.clone()))
             .collect();
-        for c in captured {
+        for mut c in captured {
             if super::content::is_latest_file(&c.path) {
                 latest.push(c);
                 continue;
@@ -336,7 +434,9 @@ impl WalkContext {
             }
             let is_json = c.path.rsplit('/').next() == Some(manifest::JSON_NAME);
             let res = if is_json {
-                manifest::parse_json(&c.path, &c.bytes)
+                // Handed over: its bytes are freed once parsed, before the
+                // parsed form is converted.
+                manifest::parse_json(&c.path, std::mem::take(&mut c.bytes))
             } else {
                 manifest::parse_sums(&c.path, &c.bytes).map(Some)
             };
