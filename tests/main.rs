@@ -7,6 +7,7 @@ mod cli;
 mod content;
 mod docs;
 mod egress;
+mod faults;
 mod flows;
 mod git;
 mod registry;
