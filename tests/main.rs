@@ -12,6 +12,7 @@ mod flows;
 mod git;
 mod registry;
 mod s3;
+mod secrets;
 mod services;
 mod signing;
 mod smtp;
