@@ -54,7 +54,7 @@ cargo deny --log-level error check bans licenses sources
 # network here does not allow: checked only when a copy is already there.
 if compgen -G "$HOME/.cargo/advisory-db/*" >/dev/null; then
   log "cargo deny check advisories (local database, not fetched)"
-  cargo deny --log-level error check --disable-fetch advisories
+  cargo deny --offline --log-level error check advisories
 else
   echo "scripts/test.sh: advisories NOT checked: no RustSec database in ~/.cargo/advisory-db (it cannot be fetched here; see deny.toml)" >&2
 fi
