@@ -42,6 +42,24 @@ cargo fmt --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
+# Dependency hygiene (deny.toml): a single TLS crypto provider, a single tar,
+# licenses, sources. cargo-deny is installed once from crates.io (no prebuilt
+# binary can be fetched here) and kept in ~/.cargo/bin.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  log "installing cargo-deny (once; several minutes)"
+  cargo install cargo-deny --locked --quiet
+fi
+log "cargo deny check bans licenses sources"
+cargo deny --log-level error check bans licenses sources
+# Advisories need the RustSec database, which only a git fetch brings and the
+# network here does not allow: checked only when a copy is already there.
+if compgen -G "$HOME/.cargo/advisory-db/*" >/dev/null; then
+  log "cargo deny check advisories (local database, not fetched)"
+  cargo deny --offline --log-level error check advisories
+else
+  echo "scripts/test.sh: advisories NOT checked: no RustSec database in ~/.cargo/advisory-db (it cannot be fetched here; see deny.toml)" >&2
+fi
+
 # The lab-backed tests (DNS, NTP and SMTP probes) read $AIRGAP_LAB_DIR/lab.env
 # from scripts/lab.sh. It stays up after the tests; the next run restarts it.
 export AIRGAP_LAB_DIR=${AIRGAP_LAB_DIR:-/var/tmp/airgap-lab}

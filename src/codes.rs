@@ -374,6 +374,9 @@ codes! {
     ConfigNothingToCheck => "config:nothing-to-check", Warn,
         "The configuration names no service to probe: no DNS server, NTP server or SMTP relay could be derived from it.",
         "Add `dns`, `ntp` or `smtp` sections to perimeter.yml (`airgap-verify init` writes a commented template), or pass the vendor's config.yml with `--sekoia-config`.";
+    ConfigCredentialInUrl => "config:credential-in-url", Warn,
+        "A URL in the configuration (`git.url`, `registry.url`, `s3.endpoint`, a proxy URL, the vendor's `repo_url` or registry URL) or on the command line carries a password (`https://user:password@host/`) instead of a reference to one. The password is removed from the URL before anything is reported, and is never printed; for Git and the registry it is still used for this run when no `password_env`/`password_file` is set, for S3 and proxies it is ignored. A password written in a URL ends up in shell histories, process lists and copied configuration files.",
+        "Remove the password from the URL and give it by reference: `password_env`/`password_file` (Git, registry), `secret_key_env`/`secret_key_file` (S3), or the vendor's `${env.VAR}`.";
 
     // ---- shared networking ---------------------------------------------------
     NetUnresolved => "net:unresolved", Fail,
@@ -565,6 +568,9 @@ codes! {
     RegistryProtocolError => "registry:protocol-error", Fail,
         "The reply was not what an OCI Distribution registry sends (`/v2/` missing, an unexpected status, a bad token reply, an upload location on another host).",
         "Check that the URL points at the registry itself and not at a web page or a proxy.";
+    RegistryUnavailable => "registry:unavailable", Fail,
+        "The registry answered that it cannot serve now: a server error (HTTP 5xx) or a rate limit (HTTP 429). The probe does not retry: a `Retry-After` the server sent is reported (evidence `retry_after`), never waited on, so a throttling registry costs one request, not the run's deadline.",
+        "Check the registry's health and logs (storage backend, database, token service); for 429, raise the rate limit for the installer's address or re-run after the time the server asked for.";
 
     // ---- S3 storage ----------------------------------------------------------
     S3BucketOk => "s3:bucket-ok", Pass,
@@ -606,6 +612,9 @@ codes! {
     S3ProtocolError => "s3:protocol-error", Fail,
         "The storage's reply could not be understood as S3 (an unexpected status or body, the object read back differs from what was written).",
         "Check that the endpoint points at the S3 API itself (not a console or a proxy page).";
+    S3Unavailable => "s3:unavailable", Fail,
+        "The storage answered that it cannot serve now: `SlowDown` or `ServiceUnavailable` (HTTP 503), `InternalError` (HTTP 500), or another 5xx or 429. The probe does not retry (the S3 client's retries are disabled), so a throttling storage costs one request, not the run's deadline; the S3 error code and any `Retry-After` are in the evidence.",
+        "Check the storage's health and load (S3 gateways answer SlowDown when their backend is saturated or rebalancing); re-run once it has recovered, or give it more capacity before installing.";
 
     // ---- egress: the proof of the air gap -------------------------------------
     EgressInside => "egress:inside", Pass,

@@ -376,7 +376,13 @@ impl std::fmt::Display for ImageRef {
 /// `https://host[:port][/...]` or a bare `host[:port]` (meaning HTTPS) to a
 /// base URL without path.
 pub(crate) fn registry_url(u: &str) -> Result<String, String> {
-    let u = u.trim().trim_end_matches('/');
+    let u = u.trim();
+    // `https://` alone must stay a scheme with no host, not the host `https:`.
+    let u = if u.ends_with("://") {
+        u
+    } else {
+        u.trim_end_matches('/')
+    };
     let (scheme, rest) = match u.split_once("://") {
         Some((s @ ("https" | "http"), r)) => (s, r),
         Some((s, _)) => {
@@ -825,30 +831,56 @@ fn apply_file(
     if let Some(g) = f.git {
         let secret = secret_ref(path, "password", g.password_env, g.password_file)
             .map_err(|m| at("git", m))?;
-        let (url, user_in_url) = git_url(&g.url).map_err(|m| at("git.url", m))?;
-        let password = resolve_secret(&secret, &format!("{} git", path.display()), plan);
+        let parts = split_userinfo(&g.url);
+        let (url, _) = git_url(&parts.url).map_err(|m| at("git.url", m))?;
+        let mut password = resolve_secret(&secret, &format!("{} git", path.display()), plan);
+        if let Some(pw) = parts.password {
+            let used = secret.is_none();
+            plan.findings.push(credential_in_url(
+                format!("{} git.url", path.display()),
+                "git.url",
+                used,
+                "password_env or password_file",
+            ));
+            if used {
+                password = Some(pw);
+            }
+        }
         plan.git = Some(GitPlan {
             url,
             branch: g.branch.unwrap_or_else(|| "main".into()),
-            username: g.username.or(user_in_url),
+            username: g.username.or(parts.user),
             password,
         });
     }
     if let Some(r) = f.registry {
         let secret = secret_ref(path, "password", r.password_env, r.password_file)
             .map_err(|m| at("registry", m))?;
-        let url = registry_url(&r.url).map_err(|m| at("registry.url", m))?;
+        let parts = split_userinfo(&r.url);
+        let url = registry_url(&parts.url).map_err(|m| at("registry.url", m))?;
         let images = r
             .images
             .iter()
             .map(|i| ImageRef::parse(i).map_err(|m| at("registry.images", m)))
             .collect::<Result<_, _>>()?;
-        let password = resolve_secret(&secret, &format!("{} registry", path.display()), plan);
+        let mut password = resolve_secret(&secret, &format!("{} registry", path.display()), plan);
+        if let Some(pw) = parts.password {
+            let used = secret.is_none();
+            plan.findings.push(credential_in_url(
+                format!("{} registry.url", path.display()),
+                "registry.url",
+                used,
+                "password_env or password_file",
+            ));
+            if used {
+                password = Some(pw);
+            }
+        }
         plan.registry = Some(RegistryPlan {
             url,
             project: r.project.trim_matches('/').to_string(),
             check_repo: r.check_repo.unwrap_or_else(|| DEFAULT_CHECK_REPO.into()),
-            username: r.username,
+            username: r.username.or(parts.user),
             password,
             images,
         });
@@ -860,7 +892,18 @@ fn apply_file(
                 "set access_key or access_key_env, not both".into(),
             ));
         }
-        let endpoint = registry_url(&s3.endpoint).map_err(|m| at("s3.endpoint", m))?;
+        let parts = split_userinfo(&s3.endpoint);
+        if parts.password.is_some() {
+            // An S3 endpoint carries no credentials: the keys are signed,
+            // never sent, so whatever was written there is dropped.
+            plan.findings.push(credential_in_url(
+                format!("{} s3.endpoint", path.display()),
+                "s3.endpoint",
+                false,
+                "access_key and secret_key_env or secret_key_file",
+            ));
+        }
+        let endpoint = registry_url(&parts.url).map_err(|m| at("s3.endpoint", m))?;
         let secret = secret_ref(path, "secret_key", s3.secret_key_env, s3.secret_key_file)
             .map_err(|m| at("s3", m))?;
         let access_key = match s3.access_key_env {
@@ -986,8 +1029,90 @@ fn apply_file(
     Ok(())
 }
 
+/// A URL with its user part split off: the URL as it may be reported, the
+/// user, and the password as a [`Secret`] (never in the URL again).
+pub(crate) struct UrlUserinfo {
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// Splits `scheme://user:password@host/...` (or a bare `user:password@host`)
+/// before the URL goes anywhere a report, an error or a log line could show
+/// it. Why here and not later: every message that names a URL (errors
+/// included) is built from what this returns.
+pub(crate) fn split_userinfo(u: &str) -> UrlUserinfo {
+    let u = u.trim();
+    let (prefix, rest) = match u.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), u),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let (user, password) = match userinfo.split_once(':') {
+                Some((user, pw)) => (user, Some(pw)),
+                None => (userinfo, None),
+            };
+            UrlUserinfo {
+                url: format!("{prefix}{host}{path}"),
+                user: (!user.is_empty()).then(|| percent_decode(user)),
+                password: password
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Secret::from_config(percent_decode(p))),
+            }
+        }
+        None => UrlUserinfo {
+            url: u.to_string(),
+            user: None,
+            password: None,
+        },
+    }
+}
+
+/// `%XX` escapes of a URL's user part (`p%40ss` is `p@ss`).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The warning for a password written in a URL (`config:credential-in-url`).
+/// Names the setting, never the value.
+pub(crate) fn credential_in_url(target: String, field: &str, used: bool, by_ref: &str) -> Finding {
+    Finding::new(
+        Code::ConfigCredentialInUrl,
+        target,
+        format!(
+            "{field} holds a password; it was removed from the URL and is never printed, and {}: give it by reference ({by_ref}) instead",
+            if used {
+                "it is used for this run"
+            } else {
+                "it is ignored"
+            }
+        ),
+    )
+    .evidence("setting", field)
+}
+
 /// Checks a repository URL; returns it without any user part, and the user
-/// it named. A password in the URL is refused: it would end up in reports.
+/// it named. A password must have been split off first ([`split_userinfo`]).
 pub(crate) fn git_url(u: &str) -> Result<(String, Option<String>), String> {
     let u = u.trim();
     let (scheme, rest) = u

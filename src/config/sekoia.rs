@@ -272,16 +272,29 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
     // Git: utils.git.repo_url, with http.username / http.password when set.
     if let Some(url) = get_text(&root, "utils.git.repo_url") {
         if placeholder_reason(&url).is_none() {
-            let (url, user_in_url) = super::git_url(&url).map_err(|m| {
+            let parts = super::split_userinfo(&url);
+            let (url, _) = super::git_url(&parts.url).map_err(|m| {
                 InputError::Config(format!(
                     "{file}: utils.git.repo_url: {m}; see docs/config.md"
                 ))
             })?;
-            let password = vendor_secret(&root, "utils.git.http.password", &file, plan);
+            let mut password = vendor_secret(&root, "utils.git.http.password", &file, plan);
+            if let Some(pw) = parts.password {
+                let used = password.is_none();
+                plan.findings.push(super::credential_in_url(
+                    format!("{file} utils.git.repo_url"),
+                    "utils.git.repo_url",
+                    used,
+                    "utils.git.http.password: ${env.VAR}",
+                ));
+                if used {
+                    password = Some(pw);
+                }
+            }
             plan.git = Some(super::GitPlan {
                 url,
                 branch: get_text(&root, "utils.git.branch").unwrap_or_else(|| "main".into()),
-                username: get_text(&root, "utils.git.http.username").or(user_in_url),
+                username: get_text(&root, "utils.git.http.username").or(parts.user),
                 password,
             });
         }
@@ -291,6 +304,8 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
     let reg_url = get_text(&root, "utils.oci_registry.host")
         .or_else(|| get_text(&root, "utils.oci_registry.url"));
     if let Some(raw) = reg_url.filter(|u| placeholder_reason(u).is_none()) {
+        let parts = super::split_userinfo(&raw);
+        let raw = parts.url;
         let url = super::registry_url(&raw).map_err(|m| {
             InputError::Config(format!(
                 "{file}: utils.oci_registry: {m}; see docs/config.md"
@@ -307,13 +322,25 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         let project = get_text(&root, "utils.oci_registry.project")
             .or(path_project)
             .unwrap_or_default();
-        let password = vendor_secret(&root, "utils.oci_registry.password", &file, plan);
+        let mut password = vendor_secret(&root, "utils.oci_registry.password", &file, plan);
+        if let Some(pw) = parts.password {
+            let used = password.is_none();
+            plan.findings.push(super::credential_in_url(
+                format!("{file} utils.oci_registry"),
+                "utils.oci_registry",
+                used,
+                "utils.oci_registry.password: ${env.VAR}",
+            ));
+            if used {
+                password = Some(pw);
+            }
+        }
         plan.registry = Some(super::RegistryPlan {
             url,
             project,
             check_repo: get_text(&root, "utils.oci_registry.check_repo")
                 .unwrap_or_else(|| super::DEFAULT_CHECK_REPO.into()),
-            username: get_text(&root, "utils.oci_registry.username"),
+            username: get_text(&root, "utils.oci_registry.username").or(parts.user),
             password,
             images: Vec::new(),
         });
@@ -327,7 +354,16 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         if placeholder_reason(&ep).is_some() || plan.s3.is_some() {
             continue;
         }
-        let endpoint = super::registry_url(&ep).map_err(|m| {
+        let parts = super::split_userinfo(&ep);
+        if parts.password.is_some() {
+            plan.findings.push(super::credential_in_url(
+                format!("{file} {base}.endpoint"),
+                &format!("{base}.endpoint"),
+                false,
+                &format!("{base}.secret_key: ${{env.VAR}}"),
+            ));
+        }
+        let endpoint = super::registry_url(&parts.url).map_err(|m| {
             InputError::Config(format!("{file}: {base}.endpoint: {m}; see docs/config.md"))
         })?;
         let key = |name: &str, plan: &mut Perimeter| {

@@ -316,6 +316,31 @@ impl Registry {
     }
 }
 
+/// `registry:unavailable` for a 429 or 5xx answer to `what`.
+fn unavailable(target: &str, what: &str, status: u16, retry_after: Option<String>) -> Finding {
+    let why = if status == 429 {
+        "the registry is rate-limiting this client"
+    } else {
+        "the registry has a server error"
+    };
+    let mut f = Finding::new(
+        Code::RegistryUnavailable,
+        target,
+        format!(
+            "{what} answered {status}: {why}{}; not retried",
+            retry_after
+                .as_deref()
+                .map(|r| format!(" (Retry-After {r})"))
+                .unwrap_or_default()
+        ),
+    )
+    .evidence("http_status", status);
+    if let Some(r) = retry_after {
+        f = f.evidence("retry_after", r.chars().take(64).collect::<String>());
+    }
+    f
+}
+
 pub async fn probe(ctx: &Arc<ProbeContext>, plan: &RegistryPlan) -> Vec<Finding> {
     let target = plan.url.clone();
     let mut out = Vec::new();
@@ -355,8 +380,19 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &RegistryPlan) -> Vec<Finding>
         .get("www-authenticate")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     let challenge = match (status, &www) {
         (200, _) => Challenge::None,
+        // Overloaded or throttling: reported as it is, not retried, and a
+        // Retry-After is never slept on (it could exceed every deadline).
+        (429 | 500..=599, _) => {
+            out.push(unavailable(&target, "GET /v2/", status, retry_after));
+            return out;
+        }
         (401, Some(h)) => match parse_challenge(h) {
             Some(c) => c,
             None => {

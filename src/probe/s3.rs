@@ -89,6 +89,16 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                     Code::S3WrongRegion,
                     "the request was signed for another region",
                 ),
+                // Throttled or failing: one request reported, never
+                // retried (the client's retries are disabled).
+                ("SlowDown", _) => (
+                    Code::S3Unavailable,
+                    "the storage asks to slow down (throttling); not retried",
+                ),
+                ("ServiceUnavailable" | "InternalError", _) | (_, 429 | 500..=599) => (
+                    Code::S3Unavailable,
+                    "the storage cannot serve now; not retried",
+                ),
                 ("", 404) => (Code::S3BucketMissing, "not found (404)"),
                 ("", 403) => (Code::S3AccessDenied, "forbidden (403)"),
                 _ => (Code::S3ProtocolError, "unexpected reply"),
@@ -109,6 +119,9 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             .evidence("s3_code", code);
             if let Some(msg) = se.err().message() {
                 f = f.evidence("s3_message", msg.chars().take(200).collect::<String>());
+            }
+            if let Some(r) = se.raw().headers().get("retry-after") {
+                f = f.evidence("retry_after", r.chars().take(64).collect::<String>());
             }
             if let Some(r) = region_hint {
                 f = f.evidence("bucket_region", r);

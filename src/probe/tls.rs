@@ -168,7 +168,10 @@ impl TlsSettings {
                 .finding(target, "TLS handshake")
                 .evidence("step", "tls-handshake")]),
             Ok(Err(e)) => {
-                let (code, why) = classify(&e);
+                let (code, mut why) = classify(&e);
+                if code == Code::TlsUnknownIssuer {
+                    why.push_str(&missing_issuer(&chain_info));
+                }
                 Err(vec![with_chain(Finding::new(
                     code,
                     target,
@@ -208,6 +211,21 @@ impl TlsSettings {
                 Ok((stream, out))
             }
         }
+    }
+}
+
+/// For an unknown issuer: who issued the last certificate the server sent.
+/// When that one is not self-signed, the server most likely omits an
+/// intermediate (an incomplete chain), the commonest cause on internal PKIs;
+/// naming it tells the operator which certificate to add to the served chain.
+fn missing_issuer(chain: &[CertInfo]) -> String {
+    match chain.last() {
+        Some(last) if last.issuer != last.subject => format!(
+            "; the chain sent ends with `{}`, issued by `{}`, which the server did not send and the CA bundle does not hold (a missing intermediate?)",
+            last.subject, last.issuer
+        ),
+        Some(last) => format!("; the chain sent ends with the self-signed `{}`", last.subject),
+        None => String::new(),
     }
 }
 
