@@ -348,6 +348,29 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
             "nothing to check: pass --config perimeter.yml and/or --sekoia-config config.yml (`airgap-verify init` writes a template)".into(),
         ));
     }
+    let sekoia = match &opts.sekoia {
+        Some(path) => Some((path.as_path(), read_text(path, "Sekoia configuration")?)),
+        None => None,
+    };
+    let perimeter = match &opts.perimeter {
+        Some(path) => Some((path.as_path(), read_text(path, "perimeter configuration")?)),
+        None => None,
+    };
+    load_texts(
+        opts,
+        sekoia.as_ref().map(|(p, t)| (*p, t.as_str())),
+        perimeter.as_ref().map(|(p, t)| (*p, t.as_str())),
+    )
+}
+
+/// [`load`] once the files are read: the vendor's `config.yml` text and the
+/// `perimeter.yml` text, each with the path it came from (for messages and
+/// relative paths). Separate so the fuzzer can drive it without files.
+pub(crate) fn load_texts(
+    opts: &LoadOptions,
+    sekoia: Option<(&Path, &str)>,
+    perimeter: Option<(&Path, &str)>,
+) -> Result<Perimeter, InputError> {
     let mut plan = Perimeter {
         sources: Vec::new(),
         ca_bundle: None,
@@ -373,16 +396,14 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
     };
 
     // The vendor's file first: perimeter.yml then adds and overrides.
-    if let Some(path) = &opts.sekoia {
-        let text = read_text(path, "Sekoia configuration")?;
-        sekoia::apply(path, &text, &mut plan)?;
-        plan.sources.push(path.clone());
+    if let Some((path, text)) = sekoia {
+        sekoia::apply(path, text, &mut plan)?;
+        plan.sources.push(path.to_path_buf());
     }
-    if let Some(path) = &opts.perimeter {
-        let text = read_text(path, "perimeter configuration")?;
-        let parsed: file::PerimeterFile = parse_yaml(path, &text)?;
-        apply_file(path, &text, parsed, &mut plan)?;
-        plan.sources.push(path.clone());
+    if let Some((path, text)) = perimeter {
+        let parsed: file::PerimeterFile = parse_yaml(path, text)?;
+        apply_file(path, text, parsed, &mut plan)?;
+        plan.sources.push(path.to_path_buf());
     }
 
     if let Some(ca) = &opts.ca_bundle {
