@@ -6,6 +6,7 @@ mod bundle;
 mod cli;
 mod content;
 mod docs;
+mod fuzz_regressions;
 mod git;
 mod registry;
 mod s3;
