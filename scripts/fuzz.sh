@@ -72,7 +72,8 @@ for t in "${targets[@]}"; do
     nice -n 10 "$bin_dir/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -max_len="$max_len" -print_final_stats=1 -artifact_prefix="$artifacts/" \
     "$corpus" "${extra[@]}" >"$log" 2>&1 || rc=$?
-  cpu=$(awk '{printf "%.0f", $1 + $2}' "$logs/$t.time" 2>/dev/null || echo "?")
+  # The last line: /usr/bin/time puts "Command exited with non-zero status" first.
+  cpu=$(tail -n 1 "$logs/$t.time" 2>/dev/null | awk '{printf "%.0f", $1 + $2}')
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   files=$(find "$corpus" -maxdepth 1 -type f | wc -l)
   after=$(find "$artifacts" -maxdepth 1 -type f | wc -l)
