@@ -498,8 +498,14 @@ pub fn locate(text: &str, key: &str) -> Option<(usize, usize, usize)> {
     // key, column of its key)
     let mut at: Option<(usize, usize, usize, usize)> = None;
     for seg in key.split('.') {
-        let (name, idx) = match seg.find('[') {
-            Some(i) => (&seg[..i], seg[i + 1..seg.len() - 1].parse::<usize>().ok()),
+        // `name[3]` is item 3 of the sequence at `name`. A key that merely
+        // contains a bracket (`max_offs[:` in a mistyped file) is a name:
+        // slicing it as an index once panicked (found by fuzzing).
+        let (name, idx) = match seg.strip_suffix(']').and_then(|s| s.rsplit_once('[')) {
+            Some((name, n)) => match n.parse::<usize>() {
+                Ok(n) => (name, Some(n)),
+                Err(_) => (seg, None),
+            },
             None => (seg, None),
         };
         if !name.is_empty() {
@@ -967,6 +973,25 @@ mod tests {
             e.starts_with("p.yml:2:3: ntp.max_ofset: unknown field `max_ofset`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn locate_takes_a_key_with_a_stray_bracket_as_a_name() {
+        // Fuzzing crash: the unknown key `max_offs[` made locate slice
+        // `seg[9..8]`.
+        let text = "ntp:\n  servers: [a]\n  max_offs[: 250ms\n";
+        assert_eq!(locate(text, "ntp.max_offs["), Some((3, 14, 3)));
+        assert_eq!(locate(text, "ntp.x[y]"), None);
+        assert_eq!(locate(text, "ntp.servers[0]"), Some((2, 13, 13)));
+        let crash = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/fuzz-regressions/config/crash-6bd243390c2730081f582c6f9c4b77c343cc43ab"
+        ))
+        .expect("regression input");
+        let text = std::str::from_utf8(&crash[1..]).expect("utf-8");
+        let err =
+            parse_yaml::<file::PerimeterFile>(Path::new("p.yml"), text).expect_err("unknown key");
+        assert!(err.to_string().contains("max_offs["), "{err}");
     }
 
     #[test]
