@@ -17,3 +17,9 @@ pub mod profiles;
 pub mod report;
 pub mod run;
 pub mod sample;
+
+/// Entry points for the cargo-fuzz targets in `fuzz/` (issue #7). Thin
+/// wrappers over the real code paths, taking raw bytes; not part of the
+/// supported API.
+#[doc(hidden)]
+pub mod fuzzing;

@@ -9,6 +9,7 @@ mod docs;
 mod egress;
 mod faults;
 mod flows;
+mod fuzz_regressions;
 mod git;
 mod hostile;
 mod registry;

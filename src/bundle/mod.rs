@@ -357,18 +357,18 @@ fn checksum_finding(
 }
 
 #[derive(Debug, Default)]
-struct Decoded {
-    intact: bool,
-    members: u64,
-    tar_bytes: u64,
-    entries: u64,
-    files: HashMap<String, FileRecord>,
-    manifest_signatures: usize,
+pub(crate) struct Decoded {
+    pub(crate) intact: bool,
+    pub(crate) members: u64,
+    pub(crate) tar_bytes: u64,
+    pub(crate) entries: u64,
+    pub(crate) files: HashMap<String, FileRecord>,
+    pub(crate) manifest_signatures: usize,
 }
 
 /// The decoding side of the release pass: container, tar walk, then the
 /// release-level rules.
-fn decode(
+pub(crate) fn decode(
     format: Format,
     rx: crossbeam_channel::Receiver<Msg>,
     findings: Sender<Finding>,

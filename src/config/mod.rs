@@ -468,6 +468,29 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
             "nothing to check: pass --config perimeter.yml and/or --sekoia-config config.yml (`airgap-verify init` writes a template)".into(),
         ));
     }
+    let sekoia = match &opts.sekoia {
+        Some(path) => Some((path.as_path(), read_text(path, "Sekoia configuration")?)),
+        None => None,
+    };
+    let perimeter = match &opts.perimeter {
+        Some(path) => Some((path.as_path(), read_text(path, "perimeter configuration")?)),
+        None => None,
+    };
+    load_texts(
+        opts,
+        sekoia.as_ref().map(|(p, t)| (*p, t.as_str())),
+        perimeter.as_ref().map(|(p, t)| (*p, t.as_str())),
+    )
+}
+
+/// [`load`] once the files are read: the vendor's `config.yml` text and the
+/// `perimeter.yml` text, each with the path it came from (for messages and
+/// relative paths). Separate so the fuzzer can drive it without files.
+pub(crate) fn load_texts(
+    opts: &LoadOptions,
+    sekoia: Option<(&Path, &str)>,
+    perimeter: Option<(&Path, &str)>,
+) -> Result<Perimeter, InputError> {
     let mut plan = Perimeter {
         sources: Vec::new(),
         ca_bundle: None,
@@ -501,16 +524,14 @@ pub fn load(opts: &LoadOptions) -> Result<Perimeter, InputError> {
     };
 
     // The vendor's file first: perimeter.yml then adds and overrides.
-    if let Some(path) = &opts.sekoia {
-        let text = read_text(path, "Sekoia configuration")?;
-        sekoia::apply(path, &text, &mut plan)?;
-        plan.sources.push(path.clone());
+    if let Some((path, text)) = sekoia {
+        sekoia::apply(path, text, &mut plan)?;
+        plan.sources.push(path.to_path_buf());
     }
-    if let Some(path) = &opts.perimeter {
-        let text = read_text(path, "perimeter configuration")?;
-        let parsed: file::PerimeterFile = parse_yaml(path, &text)?;
-        apply_file(path, &text, parsed, &mut plan)?;
-        plan.sources.push(path.clone());
+    if let Some((path, text)) = perimeter {
+        let parsed: file::PerimeterFile = parse_yaml(path, text)?;
+        apply_file(path, text, parsed, &mut plan)?;
+        plan.sources.push(path.to_path_buf());
     }
 
     if let Some(ca) = &opts.ca_bundle {
@@ -618,8 +639,14 @@ pub fn locate(text: &str, key: &str) -> Option<(usize, usize, usize)> {
     // key, column of its key)
     let mut at: Option<(usize, usize, usize, usize)> = None;
     for seg in key.split('.') {
-        let (name, idx) = match seg.find('[') {
-            Some(i) => (&seg[..i], seg[i + 1..seg.len() - 1].parse::<usize>().ok()),
+        // `name[3]` is item 3 of the sequence at `name`. A key that merely
+        // contains a bracket (`max_offs[:` in a mistyped file) is a name:
+        // slicing it as an index once panicked (found by fuzzing).
+        let (name, idx) = match seg.strip_suffix(']').and_then(|s| s.rsplit_once('[')) {
+            Some((name, n)) => match n.parse::<usize>() {
+                Ok(n) => (name, Some(n)),
+                Err(_) => (seg, None),
+            },
             None => (seg, None),
         };
         if !name.is_empty() {
@@ -1333,6 +1360,25 @@ mod tests {
             e.starts_with("p.yml:2:3: ntp.max_ofset: unknown field `max_ofset`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn locate_takes_a_key_with_a_stray_bracket_as_a_name() {
+        // Fuzzing crash: the unknown key `max_offs[` made locate slice
+        // `seg[9..8]`.
+        let text = "ntp:\n  servers: [a]\n  max_offs[: 250ms\n";
+        assert_eq!(locate(text, "ntp.max_offs["), Some((3, 14, 3)));
+        assert_eq!(locate(text, "ntp.x[y]"), None);
+        assert_eq!(locate(text, "ntp.servers[0]"), Some((2, 13, 13)));
+        let crash = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/fuzz-regressions/config/crash-6bd243390c2730081f582c6f9c4b77c343cc43ab"
+        ))
+        .expect("regression input");
+        let text = std::str::from_utf8(&crash[1..]).expect("utf-8");
+        let err =
+            parse_yaml::<file::PerimeterFile>(Path::new("p.yml"), text).expect_err("unknown key");
+        assert!(err.to_string().contains("max_offs["), "{err}");
     }
 
     #[test]

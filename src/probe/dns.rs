@@ -118,7 +118,7 @@ pub fn rcode_name(r: ResponseCode) -> String {
     }
 }
 
-fn summarise(msg: &Message, latency: Duration, retried_over_tcp: bool) -> Reply {
+pub(crate) fn summarise(msg: &Message, latency: Duration, retried_over_tcp: bool) -> Reply {
     let mut flags = Vec::new();
     if msg.authoritative() {
         flags.push("aa");
