@@ -65,7 +65,7 @@ pub fn manifest(data: &[u8]) -> usize {
         return 0;
     };
     match sel % 4 {
-        0 => match bundle::manifest::parse_json("release/manifest.json", rest) {
+        0 => match bundle::manifest::parse_json("release/manifest.json", rest.to_vec()) {
             Ok(Some(m)) => m.files.len() + 1,
             Ok(None) => 1,
             Err(e) => e.message.len(),
