@@ -225,10 +225,9 @@ pub async fn run(ctx: &Arc<ProbeContext>, role: SourceRole, profile: &Profile) -
 
     let mut set = tokio::task::JoinSet::new();
     for c in checks {
-        let ctx = ctx.clone();
         set.spawn(async move {
             let started = Instant::now();
-            let state = attempt(&ctx, &c, deadline).await;
+            let state = attempt(&c, deadline).await;
             (c, state, started.elapsed())
         });
     }
@@ -297,38 +296,37 @@ pub fn clock_finding(host: &str, skew_ns: i128, err: Duration, max: Duration) ->
 }
 
 /// One attempt, bounded by `deadline` as a whole.
-async fn attempt(ctx: &ProbeContext, c: &Check, deadline: Duration) -> State {
+async fn attempt(c: &Check, deadline: Duration) -> State {
     let nonce = format!("{:016x}", super::net::random_u64());
+    let until = tokio::time::Instant::now() + deadline;
     let work = async {
         match (c.flow.proto, c.service) {
-            (Proto::Tcp, _) => tcp(c.addr, &nonce, c.service.is_none()).await,
+            (Proto::Tcp, _) => tcp(c.addr, &nonce, c.service.is_none(), until).await,
             (Proto::Udp, Some(ServiceKind::Dns)) => udp_dns(c.addr, deadline).await,
             (Proto::Udp, Some(ServiceKind::Ntp)) => udp_ntp(c.addr).await,
             (Proto::Udp, _) => udp(c.addr, &nonce).await,
             (Proto::Icmp, _) => icmp(c.addr.ip(), deadline).await,
         }
     };
-    let _ = ctx;
-    match tokio::time::timeout(deadline, work).await {
+    // TCP judges itself against `until`; the margin only catches the rest.
+    match tokio::time::timeout(deadline + Duration::from_millis(50), work).await {
         Ok(s) => s,
         Err(_) => State::Filtered,
     }
 }
 
-/// TCP: a refused connect is closed; a connect that hangs is filtered (the
-/// caller's deadline); once connected it is open, and the challenge tells
-/// whether our responder is what answered. The answer is awaited only as
-/// long as the caller's deadline allows.
-async fn tcp(addr: SocketAddr, nonce: &str, challenge: bool) -> State {
-    let mut s = match tokio::net::TcpStream::connect(addr).await {
-        Ok(s) => s,
-        Err(e) => return closed_or_filtered(&e),
+/// TCP: a refused connect is closed; a connect still pending at `until` is
+/// filtered; once connected the flow is open, and the challenge (awaited
+/// until `until`, no longer) tells whether our responder is what answered.
+async fn tcp(addr: SocketAddr, nonce: &str, challenge: bool, until: tokio::time::Instant) -> State {
+    let mut s = match tokio::time::timeout_at(until, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return closed_or_filtered(&e),
+        Err(_) => return State::Filtered,
     };
     if !challenge {
         return State::Open(None);
     }
-    // The reply is awaited for part of the deadline only; the connect
-    // already proved the flow open.
     let exchange = async {
         let sent = challenge::now_ns();
         s.write_all(challenge::challenge_line(nonce).as_bytes())
@@ -351,7 +349,9 @@ async fn tcp(addr: SocketAddr, nonce: &str, challenge: bool) -> State {
             (a, skew, err)
         })
     };
-    match tokio::time::timeout(Duration::from_millis(1500), exchange).await {
+    // A service that is not our responder (sshd, an HTTP server) stays
+    // silent or answers something else: open, without a responder.
+    match tokio::time::timeout_at(until, exchange).await {
         Ok(Some(a)) => State::Open(Some(a)),
         _ => State::Open(None),
     }
@@ -570,4 +570,41 @@ pub fn describe(
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service that accepts and stays silent (an HTTP server waiting for
+    /// its request) is open, even when the deadline is shorter than any
+    /// challenge wait: the connect already proved the flow.
+    #[tokio::test]
+    async fn a_silent_listener_is_open_within_the_deadline() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((c, _)) = l.accept().await {
+                held.push(c);
+            }
+        });
+        let started = Instant::now();
+        let until = tokio::time::Instant::now() + Duration::from_millis(300);
+        let state = tcp(addr, "n", true, until).await;
+        assert!(matches!(state, State::Open(None)), "{state:?}");
+        assert!(started.elapsed() < Duration::from_millis(600));
+        // Nothing listens: refused, at once.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone = closed.local_addr().unwrap();
+        drop(closed);
+        let state = tcp(
+            gone,
+            "n",
+            true,
+            tokio::time::Instant::now() + Duration::from_secs(1),
+        )
+        .await;
+        assert!(matches!(state, State::Closed(_)), "{state:?}");
+    }
 }
