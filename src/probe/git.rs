@@ -160,12 +160,6 @@ impl Repo {
             .await
             .map_err(|e| request_error(&e, &self.target, what, io))?;
         let status = resp.status().as_u16();
-        let ctype = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
         let body = resp
             .bytes()
             .await
@@ -173,7 +167,6 @@ impl Repo {
         if status == 200 {
             Ok(Reply::Ok(body.to_vec()))
         } else {
-            let _ = ctype;
             Ok(Reply::Status(
                 status,
                 String::from_utf8_lossy(&body[..body.len().min(200)])
