@@ -501,13 +501,7 @@ fn finding(c: &Check, state: &State, took: Duration) -> Finding {
         .evidence("flow", c.flow.id.clone())
         .evidence("host", c.host.clone())
         .evidence("state", state_name)
-        .evidence(
-            "expect",
-            match c.flow.expect {
-                Expect::Open => "open",
-                Expect::Blocked => "blocked",
-            },
-        )
+        .evidence("expect", c.flow.expect.name())
         .duration_ms(took.as_millis() as u64);
     if let State::Open(Some((a, skew, _))) = state {
         f = f
@@ -552,15 +546,7 @@ pub fn describe(
             "  {} {} {} -> {}{}",
             f.id,
             f.proto.name(),
-            if f.ports.is_empty() {
-                "-".to_string()
-            } else {
-                f.ports
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            },
+            f.ports_text(","),
             f.to.name(),
             if f.expect == Expect::Blocked {
                 " (must be blocked)"

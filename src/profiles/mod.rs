@@ -141,6 +141,15 @@ pub enum Expect {
     Blocked,
 }
 
+impl Expect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Expect::Open => "open",
+            Expect::Blocked => "blocked",
+        }
+    }
+}
+
 /// The PROXY protocol header the load balancer must (not) add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -194,6 +203,18 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// The ports joined by `sep`, or `-` for a flow without ports (ICMP).
+    pub fn ports_text(&self, sep: &str) -> String {
+        if self.ports.is_empty() {
+            return "-".into();
+        }
+        self.ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+
     /// Whether a host of `role` starts this flow.
     pub fn starts_at(&self, role: Role) -> bool {
         self.from.iter().any(|&r| role.is(r) || r.is(role))
@@ -284,19 +305,8 @@ pub fn markdown() -> String {
                     .join(", "),
                 f.to.name(),
                 f.proto.name(),
-                if f.ports.is_empty() {
-                    "-".to_string()
-                } else {
-                    f.ports
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-                match f.expect {
-                    Expect::Open => "open",
-                    Expect::Blocked => "blocked",
-                },
+                f.ports_text(", "),
+                f.expect.name(),
                 match f.proxy {
                     Some(ProxyExpect::V1) => "v1",
                     Some(ProxyExpect::V2) => "v2",
