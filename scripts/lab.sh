@@ -1351,13 +1351,16 @@ start_s3() {
     -s3 -s3.port=443 -s3.port.grpc="$S3_GRPC_PORT" -s3.localSocket="$dir/run/s3.sock" \
     -s3.cert.file="$LAB/pki/server.pem" -s3.key.file="$LAB/pki/server.key" -s3.config="$dir/s3.json" \
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false
+  # Every bucket is a collection that grows 7 volumes at its first write: -max=20
+  # ran out with the temporary buckets of parallel tests ("no free volumes left",
+  # a 500 to the client). Volumes are sparse, so 100 costs no disk up front.
   # The volume server is a process of its own, started once the master leads: a
   # volume server that heartbeats before the master's raft bootstrap (a random
   # 1.5-1.9 s) is refused and only retries 5 s later, and S3 writes wait for it.
   start_bg s3-volume unshare --mount --propagation private bash -c "$WEED_NS" weed "$dir/ns-hosts" "$tmp" \
     "$dir" "$S3_ADDR:$S3_MASTER_PORT" \
     "$WEED" -logtostderr volume -ip="$S3_ADDR" -ip.bind="$S3_ADDR" -master="$S3_ADDR:$S3_MASTER_PORT" \
-    -port="$S3_VOLUME_PORT" -port.grpc="$((S3_VOLUME_PORT + 10000))" -dir="$dir/volume" -max=20 \
+    -port="$S3_VOLUME_PORT" -port.grpc="$((S3_VOLUME_PORT + 10000))" -dir="$dir/volume" -max=100 \
     -preStopSeconds=0
 }
 

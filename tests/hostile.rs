@@ -2,7 +2,7 @@
 //! `airgap-verify bundle` as its own process, which must exit 1 without a
 //! panic, report exactly the failing findings the case lists (code and
 //! member), and stay within time and memory bounds measured on the child
-//! itself (wall clock, and peak RSS from `wait4`'s rusage).
+//! itself (wall clock, and the peak RSS of the child's own address space).
 //!
 //! `testdata/hostile/generate.py` writes the corpus; the small cases are
 //! committed and must be byte-for-byte what it writes, the big ones (bombs,
@@ -71,11 +71,22 @@ struct Measured {
     signal: Option<i32>,
 }
 
-/// Runs the binary and reaps it with `wait4`, which returns the child's own
-/// resource usage (`ru_maxrss`: peak RSS in KiB on Linux).
+/// Runs the binary, samples its peak RSS while it runs, and reaps it with
+/// `wait4` (to get the exit status without racing the sampler).
+///
+/// Why not `wait4`'s `ru_maxrss`: Linux carries the high-water mark of the
+/// address space a process had before `execve` into the new image's rusage,
+/// and `Command::spawn` uses `vfork`/`posix_spawn`, so before `execve` the
+/// child *is* the test process's address space. A test binary that has grown
+/// to 370 MB running other tests in parallel makes every child "use" 370 MB
+/// (seen in CI). `VmHWM` in `/proc/PID/status` is the high-water mark of the
+/// child's own, post-exec address space; it is monotonic, so sampling it every
+/// 2 ms misses only growth in the last 2 ms before exit. `ru_maxrss` is still
+/// an upper bound, and is used when the child exits before the first sample.
 fn run_measured(args: &[OsString]) -> Measured {
     let started = Instant::now();
-    // Reaped below with wait4, not Child::wait, to get its rusage.
+    // Reaped below with wait4, not Child::wait, so that the sampler can keep
+    // reading /proc/PID until the moment the child exits.
     #[allow(clippy::zombie_processes)]
     let mut child = Command::new(BIN)
         .args(args)
@@ -98,10 +109,21 @@ fn run_measured(args: &[OsString]) -> Measured {
         v
     });
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if done_rx.recv_timeout(WATCHDOG).is_err() {
-            // SAFETY: plain syscall on the child we spawned and have not reaped.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+    let sampler = std::thread::spawn(move || {
+        let status = format!("/proc/{pid}/status");
+        let mut peak: Option<u64> = None;
+        loop {
+            if let Some(kib) = own_hwm_kib(&status) {
+                peak = Some(peak.map_or(kib, |p| p.max(kib)));
+            }
+            match done_rx.recv_timeout(Duration::from_millis(2)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return peak,
+            }
+            if started.elapsed() > WATCHDOG {
+                // SAFETY: plain syscall on the child we spawned and have not reaped.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
         }
     });
     let mut status: libc::c_int = 0;
@@ -110,7 +132,7 @@ fn run_measured(args: &[OsString]) -> Measured {
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     let wall = started.elapsed();
     let _ = done_tx.send(());
-    watchdog.join().unwrap();
+    let sampled = sampler.join().unwrap();
     assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
     let stdout = String::from_utf8_lossy(&out_t.join().unwrap()).into_owned();
     let stderr = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
@@ -126,9 +148,28 @@ fn run_measured(args: &[OsString]) -> Measured {
             stderr,
         },
         wall,
-        rss_kib: ru.ru_maxrss as u64,
+        rss_kib: sampled.unwrap_or(ru.ru_maxrss as u64),
         signal,
     }
+}
+
+/// `VmHWM` of the process behind `status`, once it runs our binary: before
+/// its `execve` the child still shares the test process's memory (the name
+/// is the test's), and after its exit a zombie has no `Vm` lines.
+fn own_hwm_kib(status: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(status).ok()?;
+    let mut lines = text.lines();
+    let name = lines.next()?.strip_prefix("Name:")?.trim();
+    if name != "airgap-verify" {
+        return None;
+    }
+    lines
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn repo(rel: &str) -> PathBuf {
