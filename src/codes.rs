@@ -569,7 +569,7 @@ codes! {
         "The reply was not what an OCI Distribution registry sends (`/v2/` missing, an unexpected status, a bad token reply, an upload location on another host).",
         "Check that the URL points at the registry itself and not at a web page or a proxy.";
     RegistryUnavailable => "registry:unavailable", Fail,
-        "The registry answered that it cannot serve now: a server error (HTTP 5xx) or a rate limit (HTTP 429). The probe does not retry: a `Retry-After` the server sent is reported (evidence `retry_after`), never waited on, so a throttling registry costs one request, not the run's deadline.",
+        "The registry (or its token server) answered that it cannot serve now: a server error (HTTP 5xx) or a rate limit (HTTP 429), at the ping, the push check, the write probe or an image check; the message names the request. The probe does not retry: a `Retry-After` the server sent is reported (evidence `retry_after`), never waited on, so a throttling registry costs one request, not the run's deadline.",
         "Check the registry's health and logs (storage backend, database, token service); for 429, raise the rate limit for the installer's address or re-run after the time the server asked for.";
 
     // ---- S3 storage ----------------------------------------------------------

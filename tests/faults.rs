@@ -268,6 +268,82 @@ fn registry_429_reports_retry_after_without_waiting() {
     within(elapsed, ONE, &r);
 }
 
+/// A registry whose ping is healthy but which is overloaded for everything
+/// after it: the push check and the image check are `registry:unavailable`
+/// (with the step that failed), not a refused push or a missing image, and
+/// nothing waits for the Retry-After.
+#[test]
+fn registry_overloaded_after_the_ping_is_unavailable_at_each_step() {
+    let sb = Sandbox::new("faults::registry_overloaded_later");
+    let addr = tcp_fake(16, |mut s| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        loop {
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match s.read(&mut b) {
+                    Ok(1) => head.push(b[0]),
+                    _ => return,
+                }
+            }
+            let head = String::from_utf8_lossy(&head);
+            let line = head.lines().next().unwrap_or_default().to_string();
+            let resp = if line.starts_with("GET /v2/ ") {
+                "HTTP/1.1 200 OK\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Length: 2\r\n\r\n{}"
+            } else if line.starts_with("POST ") {
+                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 120\r\nContent-Length: 0\r\n\r\n"
+            } else {
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3600\r\nContent-Length: 0\r\n\r\n"
+            };
+            if s.write_all(resp.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let url = format!("http://{addr}");
+    let yaml = format!(
+        "allowed_networks: [127.0.0.0/8]\nregistry: {{url: '{url}', project: sekoia, images: ['sekoia/collector:1.0.0']}}\n"
+    );
+    let (r, elapsed) = services(&sb, &yaml, "1s", &[]);
+    r.code(1);
+    let all = r.findings();
+    let push: Vec<_> = all
+        .iter()
+        .filter(|f| f.code == "registry:unavailable" && f.target == url)
+        .collect();
+    assert_eq!(push.len(), 1, "{}", r.stdout);
+    assert_eq!(push[0].evidence["http_status"], 503, "{:?}", push[0]);
+    assert_eq!(push[0].evidence["retry_after"], "120", "{:?}", push[0]);
+    assert!(
+        push[0]
+            .message
+            .contains("POST /v2/sekoia/airgap-verify-check/blobs/uploads/"),
+        "{}",
+        push[0].message
+    );
+    let img = r.has(
+        "registry:unavailable",
+        "fail",
+        &format!("{url} sekoia/collector:1.0.0"),
+    );
+    assert_eq!(img.evidence["http_status"], 429, "{img:?}");
+    assert!(
+        img.message
+            .contains("HEAD /v2/sekoia/collector/manifests/1.0.0"),
+        "{}",
+        img.message
+    );
+    for f in &all {
+        assert!(
+            f.code != "registry:push-refused" && f.code != "registry:image-missing",
+            "an overloaded registry reported as {}: {}",
+            f.code,
+            f.message
+        );
+    }
+    within(elapsed, ONE, &r);
+}
+
 // ---- S3: 503 SlowDown --------------------------------------------------
 
 #[test]

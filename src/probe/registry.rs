@@ -181,6 +181,14 @@ impl Registry {
             .await
             .map_err(|e| request_error(&e, &self.target, "token server", self.io()))?;
         let status = resp.status().as_u16();
+        if status == 429 || (500..=599).contains(&status) {
+            return Err(unavailable(
+                &self.target,
+                &format!("the token server {realm}"),
+                status,
+                retry_after(&resp),
+            ));
+        }
         let body = resp
             .bytes()
             .await
@@ -237,14 +245,23 @@ impl Registry {
         } else {
             self.url(path_or_url)
         };
+        let what = format!("{method} {}", request_path(&url));
         let mut rb = self.ep.client.request(method, url);
         if let Some(a) = auth {
             rb = rb.header("Authorization", a);
         }
-        build(rb)
+        let resp = build(rb)
             .send()
             .await
-            .map_err(|e| request_error(&e, &self.target, "registry", self.io()))
+            .map_err(|e| request_error(&e, &self.target, "registry", self.io()))?;
+        // Overloaded or throttling, at any step (not only the ping): the
+        // registry's own state, reported as such rather than as a refused
+        // push or a missing image; never retried or slept on.
+        let status = resp.status().as_u16();
+        if status == 429 || (500..=599).contains(&status) {
+            return Err(unavailable(&self.target, &what, status, retry_after(&resp)));
+        }
+        Ok(resp)
     }
 
     /// Removes what `path` names (a manifest or blob by digest, or an upload
@@ -341,6 +358,22 @@ fn unavailable(target: &str, what: &str, status: u16, retry_after: Option<String
     f
 }
 
+/// A response's `Retry-After`, as sent (seconds or an HTTP date).
+fn retry_after(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}
+
+/// The path of a request URL for messages, without the query: an upload
+/// session's `_state` is long and says nothing to the reader.
+fn request_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    path.split('?').next().unwrap_or(path)
+}
+
 pub async fn probe(ctx: &Arc<ProbeContext>, plan: &RegistryPlan) -> Vec<Finding> {
     let target = plan.url.clone();
     let mut out = Vec::new();
@@ -380,11 +413,7 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &RegistryPlan) -> Vec<Finding>
         .get("www-authenticate")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
+    let retry_after = retry_after(&resp);
     let challenge = match (status, &www) {
         (200, _) => Challenge::None,
         // Overloaded or throttling: reported as it is, not retried, and a
@@ -737,6 +766,7 @@ async fn write_probe_steps(
     let mut problems: Vec<String> = Vec::new();
 
     // Blob: POST then PUT ?digest= (the two-step upload every registry supports).
+    let refused = |m: String| Finding::new(Code::RegistryPushRefused, target.clone(), m);
     let step = async {
         let r = reg
             .request(
@@ -745,15 +775,14 @@ async fn write_probe_steps(
                 scope,
                 |r| r.header("Content-Length", "0"),
             )
-            .await
-            .map_err(|f| f.message)?;
+            .await?;
         if r.status().as_u16() != 202 {
-            return Err(format!(
+            return Err(refused(format!(
                 "opening the blob upload answered {}",
                 r.status().as_u16()
-            ));
+            )));
         }
-        let loc = reg.location(&r).map_err(|f| f.message)?;
+        let loc = reg.location(&r)?;
         let sep = if loc.contains('?') { '&' } else { '?' };
         let put = format!("{loc}{sep}digest={config_digest}");
         let body = config.to_vec();
@@ -762,23 +791,34 @@ async fn write_probe_steps(
                 r.header("Content-Type", "application/octet-stream")
                     .body(body)
             })
-            .await
-            .map_err(|f| f.message)?;
+            .await?;
         if r.status().as_u16() != 201 {
-            return Err(format!("storing the blob answered {}", r.status().as_u16()));
+            return Err(refused(format!(
+                "storing the blob answered {}",
+                r.status().as_u16()
+            )));
         }
         Ok(())
     }
     .await;
-    if let Err(m) = step {
-        return vec![Finding::new(
-            Code::RegistryPushRefused,
-            target,
-            format!("write probe: {m}"),
-        )];
+    if let Err(f) = step {
+        // An unavailable or unreachable registry keeps its own code; any
+        // other failure to store is a refused push.
+        let code = if f.code == Code::RegistryUnavailable || f.code.family() == "net" {
+            f.code
+        } else {
+            Code::RegistryPushRefused
+        };
+        return vec![Finding {
+            code,
+            message: format!("write probe: {}", f.message),
+            ..f
+        }];
     }
     written.push(format!("blob {repo}@{config_digest}"));
 
+    // A 429 or 5xx on the way is the registry's state, not a refusal.
+    let mut unavailable = false;
     let body = manifest.to_vec();
     let put = reg
         .request(
@@ -812,14 +852,22 @@ async fn write_probe_steps(
                 "reading the manifest back answered {}",
                 r.status().as_u16()
             )),
-            Err(f) => problems.push(f.message),
+            Err(f) => {
+                unavailable |= f.code == Code::RegistryUnavailable;
+                problems.push(f.message)
+            }
         }
     } else {
-        let s = match &put {
-            Ok(r) => r.status().as_u16().to_string(),
-            Err(f) => f.message.clone(),
-        };
-        problems.push(format!("storing the manifest answered {s}"));
+        match &put {
+            Ok(r) => problems.push(format!(
+                "storing the manifest answered {}",
+                r.status().as_u16()
+            )),
+            Err(f) => {
+                unavailable |= f.code == Code::RegistryUnavailable;
+                problems.push(format!("storing the manifest: {}", f.message))
+            }
+        }
     }
 
     // Clean up, whatever happened above.
@@ -877,7 +925,11 @@ async fn write_probe_steps(
     } else {
         out.push(
             Finding::new(
-                Code::RegistryPushRefused,
+                if unavailable {
+                    Code::RegistryUnavailable
+                } else {
+                    Code::RegistryPushRefused
+                },
                 target.clone(),
                 format!("write probe: {}", problems.join("; ")),
             )
@@ -930,5 +982,15 @@ mod tests {
         );
         assert_eq!(parse_challenge("Bearer service=x"), None);
         assert_eq!(parse_challenge("Negotiate"), None);
+    }
+
+    #[test]
+    fn request_paths_drop_the_query() {
+        assert_eq!(
+            request_path("https://r.corp:5000/v2/a/b/blobs/uploads/u1?_state=xyz&digest=sha256:00"),
+            "/v2/a/b/blobs/uploads/u1"
+        );
+        assert_eq!(request_path("https://r.corp"), "/");
+        assert_eq!(request_path("/v2/"), "/v2/");
     }
 }
