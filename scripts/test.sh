@@ -36,29 +36,25 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 2
 fi
 
+# cargo-deny (dependency hygiene, checked before the tests) is built from
+# crates.io when missing: no prebuilt binary can be fetched here, and the
+# build takes 10 to 20 minutes on 2 cores. It runs in the background at low
+# priority from here on, so it fills the time the lab spends installing
+# packages and the tests spend waiting on deadlines, instead of adding to it.
+deny_pid=
+deny_log=$(mktemp /tmp/cargo-deny-install.XXXXXX)
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  log "installing cargo-deny in the background (log: $deny_log)"
+  nice -n 10 cargo install cargo-deny --locked --quiet >"$deny_log" 2>&1 &
+  deny_pid=$!
+fi
+trap '[ -n "$deny_pid" ] && kill "$deny_pid" 2>/dev/null; rm -f "$deny_log"' EXIT
+
 log "cargo fmt --check"
 cargo fmt --check
 
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
-
-# Dependency hygiene (deny.toml): a single TLS crypto provider, a single tar,
-# licenses, sources. cargo-deny is installed once from crates.io (no prebuilt
-# binary can be fetched here) and kept in ~/.cargo/bin.
-if ! command -v cargo-deny >/dev/null 2>&1; then
-  log "installing cargo-deny (once; several minutes)"
-  cargo install cargo-deny --locked --quiet
-fi
-log "cargo deny check bans licenses sources"
-cargo deny --log-level error check bans licenses sources
-# Advisories need the RustSec database, which only a git fetch brings and the
-# network here does not allow: checked only when a copy is already there.
-if compgen -G "$HOME/.cargo/advisory-db/*" >/dev/null; then
-  log "cargo deny check advisories (local database, not fetched)"
-  cargo deny --offline --log-level error check advisories
-else
-  echo "scripts/test.sh: advisories NOT checked: no RustSec database in ~/.cargo/advisory-db (it cannot be fetched here; see deny.toml)" >&2
-fi
 
 # The lab-backed tests (DNS, NTP and SMTP probes) read $AIRGAP_LAB_DIR/lab.env
 # from scripts/lab.sh. It stays up after the tests; the next run restarts it.
@@ -91,6 +87,29 @@ if [ "$(id -u)" -eq 0 ]; then
   fi
 else
   echo "scripts/test.sh: warning: not root, so the network lab (scripts/netlab.sh up) is not started" >&2
+fi
+
+# Dependency hygiene (deny.toml): a single TLS crypto provider, a single tar,
+# licenses, sources.
+if [ -n "$deny_pid" ]; then
+  log "waiting for the cargo-deny build"
+  if ! wait "$deny_pid"; then
+    deny_pid=
+    cat "$deny_log" >&2
+    echo "scripts/test.sh: cargo install cargo-deny failed" >&2
+    exit 1
+  fi
+  deny_pid=
+fi
+log "cargo deny check bans licenses sources"
+cargo deny --log-level error check bans licenses sources
+# Advisories need the RustSec database, which only a git fetch brings and the
+# network here does not allow: checked only when a copy is already there.
+if compgen -G "$HOME/.cargo/advisory-db/*" >/dev/null; then
+  log "cargo deny check advisories (local database, not fetched)"
+  cargo deny --offline --log-level error check advisories
+else
+  echo "scripts/test.sh: advisories NOT checked: no RustSec database in ~/.cargo/advisory-db (it cannot be fetched here; see deny.toml)" >&2
 fi
 
 log "cargo test"
