@@ -860,19 +860,18 @@ fn apply_file(
             .map_err(|m| at("git", m))?;
         let parts = split_userinfo(&g.url);
         let (url, _) = git_url(&parts.url).map_err(|m| at("git.url", m))?;
-        let mut password = resolve_secret(&secret, &format!("{} git", path.display()), plan);
-        if let Some(pw) = parts.password {
-            let used = secret.is_none();
-            plan.findings.push(credential_in_url(
+        let password = resolve_secret(&secret, &format!("{} git", path.display()), plan);
+        let password = password_or_url(
+            plan,
+            secret.is_some(),
+            password,
+            parts.password,
+            (
                 format!("{} git.url", path.display()),
                 "git.url",
-                used,
                 "password_env or password_file",
-            ));
-            if used {
-                password = Some(pw);
-            }
-        }
+            ),
+        );
         plan.git = Some(GitPlan {
             url,
             branch: g.branch.unwrap_or_else(|| "main".into()),
@@ -890,19 +889,18 @@ fn apply_file(
             .iter()
             .map(|i| ImageRef::parse(i).map_err(|m| at("registry.images", m)))
             .collect::<Result<_, _>>()?;
-        let mut password = resolve_secret(&secret, &format!("{} registry", path.display()), plan);
-        if let Some(pw) = parts.password {
-            let used = secret.is_none();
-            plan.findings.push(credential_in_url(
+        let password = resolve_secret(&secret, &format!("{} registry", path.display()), plan);
+        let password = password_or_url(
+            plan,
+            secret.is_some(),
+            password,
+            parts.password,
+            (
                 format!("{} registry.url", path.display()),
                 "registry.url",
-                used,
                 "password_env or password_file",
-            ));
-            if used {
-                password = Some(pw);
-            }
-        }
+            ),
+        );
         plan.registry = Some(RegistryPlan {
             url,
             project: r.project.trim_matches('/').to_string(),
@@ -1118,6 +1116,29 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The password to use when a URL may carry one: the configured password,
+/// or, only when none is configured (`configured` false), the URL's. A
+/// password in the URL is always a `config:credential-in-url` warning on
+/// `target`, naming `field` and how to give it by reference (`by_ref`).
+pub(crate) fn password_or_url(
+    plan: &mut Perimeter,
+    configured: bool,
+    password: Option<Secret>,
+    in_url: Option<Secret>,
+    (target, field, by_ref): (String, &str, &str),
+) -> Option<Secret> {
+    let Some(pw) = in_url else {
+        return password;
+    };
+    plan.findings
+        .push(credential_in_url(target, field, !configured, by_ref));
+    if configured {
+        password
+    } else {
+        Some(pw)
+    }
 }
 
 /// The warning for a password written in a URL (`config:credential-in-url`).

@@ -278,19 +278,18 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
                     "{file}: utils.git.repo_url: {m}; see docs/config.md"
                 ))
             })?;
-            let mut password = vendor_secret(&root, "utils.git.http.password", &file, plan);
-            if let Some(pw) = parts.password {
-                let used = password.is_none();
-                plan.findings.push(super::credential_in_url(
+            let password = vendor_secret(&root, "utils.git.http.password", &file, plan);
+            let password = super::password_or_url(
+                plan,
+                password.is_some(),
+                password,
+                parts.password,
+                (
                     format!("{file} utils.git.repo_url"),
                     "utils.git.repo_url",
-                    used,
                     "utils.git.http.password: ${env.VAR}",
-                ));
-                if used {
-                    password = Some(pw);
-                }
-            }
+                ),
+            );
             plan.git = Some(super::GitPlan {
                 url,
                 branch: get_text(&root, "utils.git.branch").unwrap_or_else(|| "main".into()),
@@ -322,19 +321,18 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         let project = get_text(&root, "utils.oci_registry.project")
             .or(path_project)
             .unwrap_or_default();
-        let mut password = vendor_secret(&root, "utils.oci_registry.password", &file, plan);
-        if let Some(pw) = parts.password {
-            let used = password.is_none();
-            plan.findings.push(super::credential_in_url(
+        let password = vendor_secret(&root, "utils.oci_registry.password", &file, plan);
+        let password = super::password_or_url(
+            plan,
+            password.is_some(),
+            password,
+            parts.password,
+            (
                 format!("{file} utils.oci_registry"),
                 "utils.oci_registry",
-                used,
                 "utils.oci_registry.password: ${env.VAR}",
-            ));
-            if used {
-                password = Some(pw);
-            }
-        }
+            ),
+        );
         plan.registry = Some(super::RegistryPlan {
             url,
             project,
@@ -649,6 +647,49 @@ mod tests {
             "http://g:***@gp.corp:1"
         );
         assert!(!format!("{:?}", plan.egress).contains("pw"));
+    }
+
+    /// A password in the vendor's Git or registry URL: a warning each time;
+    /// used only when the matching password setting is absent.
+    #[test]
+    fn passwords_in_vendor_urls() {
+        let text = "utils:\n  git: {repo_url: 'https://u:urlpw1@git.corp/s/stacks.git'}\n  oci_registry: {host: 'https://r:urlpw2@registry.corp', project: sekoia, username: r, password: setpw}\n";
+        let p =
+            std::env::temp_dir().join(format!("agv-vendor-url-secrets-{}.yml", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        let plan = crate::config::load(&crate::config::LoadOptions {
+            perimeter: None,
+            sekoia: Some(p.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let _ = std::fs::remove_file(&p);
+        let warned: Vec<_> = plan
+            .findings
+            .iter()
+            .filter(|f| f.code == Code::ConfigCredentialInUrl)
+            .map(|f| {
+                (
+                    f.target.rsplit(' ').next().unwrap().to_string(),
+                    f.message.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(warned.len(), 2, "{warned:?}");
+        assert!(warned
+            .iter()
+            .any(|(t, m)| t == "utils.git.repo_url" && m.contains("used for this run")));
+        assert!(warned
+            .iter()
+            .any(|(t, m)| t == "utils.oci_registry" && m.contains("ignored")));
+        let git = plan.git.as_ref().unwrap();
+        assert_eq!(git.password.as_ref().map(|s| s.expose()), Some("urlpw1"));
+        assert_eq!(git.url, "https://git.corp/s/stacks.git");
+        let reg = plan.registry.as_ref().unwrap();
+        assert_eq!(reg.password.as_ref().map(|s| s.expose()), Some("setpw"));
+        for f in &plan.findings {
+            assert!(!format!("{f:?}").contains("urlpw"), "{f:?}");
+        }
     }
 
     #[test]
