@@ -323,7 +323,7 @@ pub struct InitArgs {
     pub schema: bool,
 }
 
-/// `2s`, `500ms`, `1m`; a bare number is seconds.
+/// Which role this host plays for `flows` (and `check --role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FlowRole {
     /// The host that runs the installer.
@@ -415,6 +415,7 @@ pub fn parse_signed_duration(s: &str) -> Result<i128, String> {
     Ok(if neg { -d } else { d })
 }
 
+/// `2s`, `500ms`, `1m`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     crate::config::file::parse_duration(s)
 }
