@@ -13,13 +13,19 @@
 # repeats everything at twice the size to check that time is linear and
 # memory flat. It is a measurement: it exits 0 even when targets are missed.
 #
-# Usage: scripts/bench-bundle.sh [--size SIZE] [--runs N] [--workdir DIR] [--no-double]
+# Usage: scripts/bench-bundle.sh [--size SIZE] [--runs N] [--workdir DIR] [--no-double] [--floor]
 #   --size SIZE     release size, e.g. 512MiB, 1GiB (default 1GiB)
 #   --runs N        timed runs per command (default 3)
 #   --workdir DIR   where to write the archives; a fresh bench-bundle.XXXXXX
 #                   folder is made inside it and removed at the end
 #                   (default: a mktemp folder under /var/tmp)
 #   --no-double     skip the run at twice the size
+#   --floor         also time the fastest decompressors there are for the .tar.gz
+#                   (libdeflate-gunzip, one core; rapidgzip -P <cores>, parallel;
+#                   installed from Debian and PyPI) and openssl of the .tar.gz,
+#                   and print the lower bound they put on any verifier: the
+#                   CPU time of the best parallel inflate plus the two SHA-256
+#                   passes (the archive's and its members'), spread over the cores
 #
 # Honours CARGO_TARGET_DIR (otherwise the repository's target/).
 # Needs root (or the tools already installed) on Debian: installs `time`,
@@ -33,6 +39,7 @@ SIZE_ARG=1GiB
 RUNS=3
 WORKDIR_BASE=
 DOUBLE=1
+FLOOR=0
 MIN_FREE_BYTES=12000000000 # 12 GB
 
 usage() {
@@ -57,6 +64,7 @@ while (($#)); do
         --workdir) (($# >= 2)) || die "--workdir needs a value"; WORKDIR_BASE=$2; shift 2 ;;
         --workdir=*) WORKDIR_BASE=${1#*=}; shift ;;
         --no-double) DOUBLE=0; shift ;;
+        --floor) FLOOR=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -118,6 +126,21 @@ if ! command -v jq > /dev/null && ! command -v python3 > /dev/null; then
     apt_install jq
 fi
 command -v cargo > /dev/null || die "cargo is missing; install a Rust toolchain (rustup) first"
+RAPIDGZIP=
+if ((FLOOR)); then
+    command -v libdeflate-gunzip > /dev/null || apt_install libdeflate-tools
+    # rapidgzip (parallel speculative inflate) is on PyPI only: a venv of its own.
+    venv=/var/tmp/bench-bundle-venv
+    if [[ ! -x $venv/bin/rapidgzip ]]; then
+        command -v python3 > /dev/null || apt_install python3
+        python3 -m venv "$venv" > /dev/null 2>&1 || apt_install python3-venv
+        [[ -x $venv/bin/pip ]] || python3 -m venv "$venv" || die "cannot create a venv in $venv"
+        log "installing rapidgzip into $venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check rapidgzip > /dev/null ||
+            die "pip install rapidgzip failed"
+    fi
+    RAPIDGZIP=$venv/bin/rapidgzip
+fi
 
 # manifest.json on stdin -> "<sha256>  <path>" lines on stdout.
 manifest_to_sha256sum() {
@@ -220,7 +243,7 @@ ratio_line() {
 }
 
 # Per-pass state, set by prepare_pass.
-DIR='' TAR='' GZ='' TAR_NAME='' GZ_NAME='' SUMS='' EXTRACT='' RSS_FILE=''
+DIR='' TAR='' GZ='' TAR_NAME='' GZ_NAME='' SUMS='' EXTRACT='' RSS_FILE='' CPU_FILE=''
 
 # The operator's path today: check the archive's .sha256, extract it, check
 # every file listed in manifest.json. Removal is done afterwards, untimed.
@@ -250,6 +273,11 @@ c_av_tar() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$TAR" --no-conten
 c_av_gz() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$GZ" --no-content --no-progress --format json > /dev/null; }
 c_av_full() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$TAR" --no-progress --format json > /dev/null; }
 c_gzip_img() { gzip -dc "$IMGDIR"/platform/v1.0.0/images/*.tar.gz > /dev/null; }
+# --floor: CPU seconds (user + system) go to $CPU_FILE.
+c_libdeflate() { /usr/bin/time -f '%U %S' -o "$CPU_FILE" libdeflate-gunzip -c "$GZ" > /dev/null; }
+c_rapidgzip() { /usr/bin/time -f '%U %S' -o "$CPU_FILE" "$RAPIDGZIP" -d -c -P "$(nproc)" "$GZ" > /dev/null; }
+c_openssl_gz() { /usr/bin/time -f '%U %S' -o "$CPU_FILE" openssl dgst -sha256 "$GZ" > /dev/null; }
+c_openssl_tar() { /usr/bin/time -f '%U %S' -o "$CPU_FILE" openssl dgst -sha256 "$TAR" > /dev/null; }
 
 KEYS=(openssl sha256sum gzip op_tar op_gz av_tar av_gz gzip_img av_full)
 declare -A LABEL=(
@@ -262,7 +290,13 @@ declare -A LABEL=(
     [av_gz]="airgap-verify bundle --no-content X.tar.gz"
     [gzip_img]="gzip -dc images/*.tar.gz (nested)"
     [av_full]="airgap-verify bundle X.tar (full content)"
+    [libdeflate]="libdeflate-gunzip -c X.tar.gz (1 core)"
+    [rapidgzip]="rapidgzip -d -P <cores> X.tar.gz"
+    [openssl_gz]="openssl dgst -sha256 X.tar.gz"
+    [openssl_tar]="openssl dgst -sha256 X.tar (CPU)"
 )
+((FLOOR)) && KEYS+=(libdeflate rapidgzip openssl_gz openssl_tar)
+declare -A CPU=()
 
 # Results per pass (index 1 = base size, 2 = double size).
 declare -A MED=() RSS=() TAR_BYTES=() GZ_BYTES=() RUN_TIMES=()
@@ -272,6 +306,7 @@ prepare_pass() { # PASS SIZE_BYTES
     DIR=$WORK/sample-$(human_size "$bytes")
     EXTRACT=$WORK/extract
     RSS_FILE=$WORK/rss.txt
+    CPU_FILE=$WORK/cpu.txt
     log "pass $pass: generating a $(human_size "$bytes") sample in $DIR"
     t0=$(now)
     "$BIN" sample "$DIR" --size "$bytes" --gzip > /dev/null || die "airgap-verify sample failed"
@@ -306,8 +341,8 @@ prepare_pass() { # PASS SIZE_BYTES
 }
 
 run_pass() { # PASS
-    local pass=$1 round key t0 t1 dt rc rss
-    declare -A times=()
+    local pass=$1 round key t0 t1 dt rc rss cpu
+    declare -A times=() cpus=()
     local max_rss_tar=0 max_rss_gz=0 max_rss_full=0
     for ((round = 1; round <= RUNS; round++)); do
         for key in "${KEYS[@]}"; do
@@ -339,6 +374,11 @@ run_pass() { # PASS
                         ((rss > max_rss_full)) && max_rss_full=$rss
                     fi
                     ;;
+                libdeflate | rapidgzip | openssl_gz | openssl_tar)
+                    ((rc == 0)) || die "${LABEL[$key]} failed with exit code $rc"
+                    cpu=$(tail -n 1 "$CPU_FILE" | awk '{ printf "%.3f", $1 + $2 }')
+                    cpus[$key]="${cpus[$key]:-} $cpu"
+                    ;;
                 *)
                     ((rc == 0)) || die "${LABEL[$key]} failed with exit code $rc"
                     ;;
@@ -352,6 +392,8 @@ run_pass() { # PASS
     for key in "${KEYS[@]}"; do
         # shellcheck disable=SC2086 # word splitting of the run list is wanted
         MED[$pass,$key]=$(median ${times[$key]})
+        # shellcheck disable=SC2086 # word splitting of the run list is wanted
+        [[ -n ${cpus[$key]:-} ]] && CPU[$pass,$key]=$(median ${cpus[$key]})
     done
     RSS[$pass,av_tar]=$max_rss_tar
     RSS[$pass,av_gz]=$max_rss_gz
@@ -390,6 +432,29 @@ print_pass() { # PASS
     ratio_line "airgap-verify(.tar.gz) peak RSS" "$(to_mib "${RSS[$pass,av_gz]}")" "<=" 64 " MiB"
     ratio_line "airgap-verify full content / gzip -dc of nested images" "$(ratio "${MED[$pass,av_full]}" "${MED[$pass,gzip_img]}")" "<=" 1.3
     ratio_line "airgap-verify full content peak RSS" "$(to_mib "${RSS[$pass,av_full]}")" "<=" 64 " MiB"
+    ((FLOOR)) && print_floor "$pass"
+    return 0
+}
+
+# What the fastest decompressors there are put under any .tar.gz verifier
+# on this machine: a reference, not an acceptance line.
+print_floor() { # PASS
+    local pass=$1 n g floor
+    n=$(nproc)
+    g=${MED[$pass,gzip]}
+    # Inflate in parallel (rapidgzip's CPU time) plus the two SHA-256 passes
+    # a verifier cannot skip, spread over every core without any loss.
+    floor=$(awk -v a="${CPU[$pass,rapidgzip]}" -v b="${CPU[$pass,openssl_gz]}" -v c="${CPU[$pass,openssl_tar]}" -v n="$n" \
+        'BEGIN { printf "%.3f", (a + b + c) / n }')
+    echo
+    echo "  floor (.tar.gz), $n cores: CPU seconds, median of $RUNS runs"
+    printf '  %-52s %8.3f s CPU  %5.2f x gzip -dc (wall %.3f s)\n' "libdeflate-gunzip, 1 core" "${CPU[$pass,libdeflate]}" \
+        "$(ratio "${MED[$pass,libdeflate]}" "$g")" "${MED[$pass,libdeflate]}"
+    printf '  %-52s %8.3f s CPU  %5.2f x gzip -dc (wall %.3f s)\n' "rapidgzip -P $n, inflate alone" "${CPU[$pass,rapidgzip]}" \
+        "$(ratio "${MED[$pass,rapidgzip]}" "$g")" "${MED[$pass,rapidgzip]}"
+    printf '  %-52s %8.3f s CPU\n' "SHA-256 of the .tar.gz (the archive's checksum)" "${CPU[$pass,openssl_gz]}"
+    printf '  %-52s %8.3f s CPU\n' "SHA-256 of the .tar (every member's digest)" "${CPU[$pass,openssl_tar]}"
+    printf '  %-52s %8.3f s      %5.2f x gzip -dc\n' "lower bound: (rapidgzip + both SHA-256) / $n cores" "$floor" "$(ratio "$floor" "$g")"
 }
 
 print_scaling() {
