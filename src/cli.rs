@@ -131,8 +131,11 @@ pub struct LimitArgs {
     #[arg(long, value_name = "BYTES", default_value = "32GiB", value_parser = parse_size)]
     pub max_nested_bytes: u64,
     /// Most entries read from one nested archive.
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    #[arg(long, value_name = "N", default_value_t = crate::bundle::walk::DEFAULT_MAX_NESTED_ENTRIES)]
     pub max_nested_entries: u64,
+    /// Most entries read from the release archive itself (each costs a small record in memory).
+    #[arg(long, value_name = "N", default_value_t = crate::bundle::walk::DEFAULT_MAX_ENTRIES)]
+    pub max_entries: u64,
     /// Largest decompressed-to-compressed ratio of any gzip or zstd stream (or Git pack), judged past
     /// its first 16 MiB of output (stops decompression bombs). 0 disables the limit.
     #[arg(long, value_name = "RATIO", default_value_t = 200)]
@@ -146,6 +149,7 @@ impl LimitArgs {
         limits.max_depth = if no_content { 0 } else { self.max_depth };
         limits.max_nested_bytes = self.max_nested_bytes;
         limits.max_nested_entries = self.max_nested_entries;
+        limits.max_entries = self.max_entries;
         limits.max_expansion_ratio = self.max_expansion_ratio;
     }
 }

@@ -179,6 +179,9 @@ codes! {
     BundleNestedTooLarge => "bundle:nested-too-large", Fail,
         "A nested archive holds more than `--max-nested-bytes` (default 32 GiB) of tar data after decompression. Reading stopped there, so the rest of it was not verified.",
         "Do not use this archive unless the size is expected; then raise `--max-nested-bytes`.";
+    BundleTooManyEntries => "bundle:too-many-entries", Fail,
+        "The release archive has more than `--max-entries` (default 1000000) entries. Reading stopped there, so the rest of it was not verified (its outer checksum was still computed over every byte). Every entry costs a small record in memory (about 200 bytes, for the duplicate, link and manifest checks), and a few tens of megabytes of compressed tar headers make millions of entries: the limit bounds what such a flood can cost.",
+        "Do not use this archive unless so many entries are expected (images, charts and content bundles are one entry each, so releases hold thousands); then raise `--max-entries`.";
     BundleNestedTooManyEntries => "bundle:nested-too-many-entries", Fail,
         "A nested archive has more than `--max-nested-entries` (default 100000) entries. Reading stopped there, so the rest of it was not verified: every entry costs a small record in memory, and hundreds of thousands of empty entries are a memory attack.",
         "Do not use this archive unless so many entries are expected; then raise `--max-nested-entries`.";

@@ -48,6 +48,10 @@ pub struct Limits {
     /// Most entries read from one nested archive: memory grows by one small
     /// record per entry, so this bounds it.
     pub max_nested_entries: u64,
+    /// Most entries read from the release archive itself, for the same
+    /// reason: a few tens of megabytes of compressed tar headers are
+    /// millions of entries.
+    pub max_entries: u64,
     /// Largest ratio of decompressed to compressed bytes, at any level,
     /// judged once more than [`RATIO_FLOOR`] bytes came out: a decompression
     /// bomb is stopped after a few megabytes of input instead of gigabytes
@@ -68,6 +72,10 @@ pub const DEFAULT_MAX_DEPTH: u32 = 3;
 pub const DEFAULT_MAX_NESTED_BYTES: u64 = 32 << 30;
 /// Default of `--max-nested-entries`.
 pub const DEFAULT_MAX_NESTED_ENTRIES: u64 = 100_000;
+/// Default of `--max-entries`: releases hold thousands of entries (images,
+/// charts and content bundles are one entry each); a million records take
+/// about 200 MiB, the most a hostile header flood can make the pass use.
+pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
 /// Default of `--max-expansion-ratio`. Release content (images are already
 /// compressed, text compresses 5 to 20 times) stays far below it; deflate's
 /// best case is about 1032:1 and a zero-filled bomb reaches it.
@@ -88,6 +96,7 @@ impl Default for Limits {
             max_depth: DEFAULT_MAX_DEPTH,
             max_nested_bytes: DEFAULT_MAX_NESTED_BYTES,
             max_nested_entries: DEFAULT_MAX_NESTED_ENTRIES,
+            max_entries: DEFAULT_MAX_ENTRIES,
             max_expansion_ratio: DEFAULT_MAX_EXPANSION_RATIO,
             deep: false,
             perimeter: Default::default(),

@@ -740,9 +740,15 @@ def _():
 
 @case("release-200k-entries.tar", [("bundle:duplicate-entry", "f/000000")], big=True)
 def _():
-    # 200,000 empty entries in the release itself (no limit applies there:
-    # memory must stay flat anyway), the last one a duplicate.
+    # 200,000 empty entries in the release itself (under --max-entries:
+    # memory must stay within bounds anyway), the last one a duplicate.
     return many_entries(200000) + header("f/000000") + END
+
+
+@case("release-too-many-entries.tar", [("bundle:too-many-entries", "-")],
+      args="--max-entries 10")
+def _():
+    return many_entries(20) + END
 
 
 # Release manifests.
