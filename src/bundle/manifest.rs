@@ -160,7 +160,10 @@ impl<'de> Deserialize<'de> for ListedFiles {
                 mut seq: A,
             ) -> Result<ListedFiles, A::Error> {
                 use serde::de::Error;
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                // JSON gives no length: parse_json counts the entries first,
+                // so the vector is allocated once, without doubling slack.
+                let hint = seq.size_hint().unwrap_or_else(|| FILES_HINT.get());
+                let mut out = Vec::with_capacity(hint);
                 let mut seen: HashSet<[u8; 16]> = HashSet::new();
                 let mut i = 0usize;
                 while let Some(f) = seq.next_element::<ManifestFile>()? {
@@ -199,7 +202,13 @@ pub fn parse_json(path: &str, bytes: Vec<u8>) -> Result<Option<ReleaseManifest>,
     if first == Some(&b'[') {
         return Ok(None);
     }
+    // Every file entry has one "sha256" key and takes at least 96 bytes
+    // (the 64-digit digest and the key names): a count in one pass over
+    // bytes that are in cache, bounded by the size, instead of a vector
+    // that doubles as it grows. Extra "sha256" strings only make it larger.
+    FILES_HINT.set(count_occurrences(&bytes, b"\"sha256\"").min(bytes.len() / 96 + 1));
     let doc: Result<ManifestIn, _> = serde_json::from_slice(&bytes);
+    FILES_HINT.set(0);
     drop(bytes);
     let doc = doc.map_err(|e| Malformed {
         message: format!(
@@ -243,6 +252,16 @@ pub fn parse_json(path: &str, bytes: Vec<u8>) -> Result<Option<ReleaseManifest>,
         files,
         images: doc.images,
     }))
+}
+
+thread_local! {
+    /// How many file entries the manifest being parsed holds, at most (see
+    /// [`parse_json`]); 0 outside a parse.
+    static FILES_HINT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn count_occurrences(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
 }
 
 /// serde_json appends " at line L column C"; we print our own position.
@@ -501,6 +520,32 @@ mod tests {
         );
         let e = parse_json("manifest.json", doc.into_bytes()).unwrap_err();
         assert!(e.message.contains("escapes"), "{}", e.message);
+    }
+
+    #[test]
+    fn listed_files_are_allocated_once() {
+        let n = 5000;
+        let files: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"path":"f/{i}","size":1,"sha256":"{}"}}"#,
+                    "ab".repeat(32)
+                )
+            })
+            .collect();
+        let doc = format!(
+            r#"{{"schema_version":1,"product":"p","version":"1","files":[{}]}}"#,
+            files.join(",")
+        );
+        let m = parse_json("rel/manifest.json", doc.into_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.files.len(), n);
+        // Counted up front: no doubling slack (8192 slots for 5000 files).
+        assert_eq!(m.files.capacity(), n);
+        assert_eq!(m.files[4999].path, "rel/f/4999");
+        // The hint does not outlive the parse.
+        assert_eq!(FILES_HINT.get(), 0);
     }
 
     #[test]

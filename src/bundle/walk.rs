@@ -417,6 +417,10 @@ impl WalkContext {
                 .evidence("entries", rules.entries),
             );
         }
+        // The safety rules' per-entry maps are done with: freed before the
+        // manifests are parsed, the peak of the pass for a release of many
+        // files (both scale with the number of entries).
+        drop(rules);
         let mut parsed = Vec::new();
         let mut latest = Vec::new();
         let sigs: HashMap<String, Vec<u8>> = captured
