@@ -279,9 +279,24 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
         guard: guard.clone(),
     };
     let nested = matches!(ctx.scope, Scope::Nested { .. });
-    let (max_nested_entries, max_bytes) =
-        (ctx.limits.max_nested_entries, ctx.limits.max_nested_bytes);
-    let max_entries = ctx.limits.max_entries;
+    let max_bytes = ctx.limits.max_nested_bytes;
+    // Every entry costs a record in memory: nested archives and the release
+    // have their own bound (and code, and flag to raise it).
+    let (max_entries, too_many, flag, what) = if nested {
+        (
+            ctx.limits.max_nested_entries,
+            Code::BundleNestedTooManyEntries,
+            "--max-nested-entries",
+            target.to_string(),
+        )
+    } else {
+        (
+            ctx.limits.max_entries,
+            Code::BundleTooManyEntries,
+            "--max-entries",
+            "the archive".to_string(),
+        )
+    };
     let mut archive = tar::Archive::new(counting);
     let mut stats = TarStats::default();
     // Where the next header is expected: after the last entry's padded data.
@@ -350,28 +365,14 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
             // Where the crate will look for the next header.
             guard.borrow_mut().arm(next_header);
         }
-        if nested && stats.entries > max_nested_entries {
+        if stats.entries > max_entries {
             stats.failed = true;
             stats.limited = true;
             let _ = ctx.findings.send(
                 Finding::new(
-                    Code::BundleNestedTooManyEntries,
+                    too_many,
                     target,
-                    format!("{target} has more than {max_nested_entries} entries (--max-nested-entries); reading stopped at the entry at byte {header_pos}, the rest was not verified"),
-                )
-                .evidence("offset", header_pos)
-                .evidence("limit", max_nested_entries),
-            );
-            return stats;
-        }
-        if !nested && stats.entries > max_entries {
-            stats.failed = true;
-            stats.limited = true;
-            let _ = ctx.findings.send(
-                Finding::new(
-                    Code::BundleTooManyEntries,
-                    target,
-                    format!("the archive has more than {max_entries} entries (--max-entries); reading stopped at the entry at byte {header_pos}, the rest was not verified (the archive's checksum still covers every byte)"),
+                    format!("{what} has more than {max_entries} entries ({flag}); reading stopped at the entry at byte {header_pos}, the rest was not verified"),
                 )
                 .evidence("offset", header_pos)
                 .evidence("limit", max_entries),
