@@ -138,7 +138,7 @@ pub struct LimitArgs {
     pub max_entries: u64,
     /// Largest decompressed-to-compressed ratio of any gzip or zstd stream (or Git pack), judged past
     /// its first 16 MiB of output (stops decompression bombs). 0 disables the limit.
-    #[arg(long, value_name = "RATIO", default_value_t = 200)]
+    #[arg(long, value_name = "RATIO", default_value_t = crate::bundle::walk::DEFAULT_MAX_EXPANSION_RATIO)]
     pub max_expansion_ratio: u64,
 }
 

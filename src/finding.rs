@@ -169,6 +169,8 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn finding_cap_keeps_the_first_by_target_in_any_order() {
         let n = MAX_FINDINGS_PER_CODE + 500;
@@ -198,8 +200,6 @@ mod tests {
             assert_eq!(summary.evidence["omitted"], 500);
         }
     }
-
-    use super::*;
 
     #[test]
     fn fail_on_warn_turns_warnings_into_failures() {

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
-use super::safety::normalise;
+use super::safety::{key as path_key, normalise, PathKey};
 use crate::finding::{Code, Finding};
 
 /// File names recognised as release manifests.
@@ -164,7 +164,7 @@ impl<'de> Deserialize<'de> for ListedFiles {
                 // so the vector is allocated once, without doubling slack.
                 let hint = seq.size_hint().unwrap_or_else(|| FILES_HINT.get());
                 let mut out = Vec::with_capacity(hint);
-                let mut seen: HashSet<[u8; 16]> = HashSet::new();
+                let mut seen: HashSet<PathKey> = HashSet::new();
                 let mut i = 0usize;
                 while let Some(f) = seq.next_element::<ManifestFile>()? {
                     confined(&f.path).map_err(|e| A::Error::custom(format!("files[{i}]: {e}")))?;
@@ -279,7 +279,7 @@ pub fn parse_sums(path: &str, bytes: &[u8]) -> Result<ReleaseManifest, Malformed
     // One allocation, no doubling slack: a 16 MiB file lists 200,000 paths.
     let mut files = Vec::with_capacity(bytecount_lines(bytes));
     // Digests, not strings: the listed paths are already kept once.
-    let mut seen: HashSet<[u8; 16]> = HashSet::with_capacity(files.capacity());
+    let mut seen: HashSet<PathKey> = HashSet::with_capacity(files.capacity());
     for (n, line) in text.lines().enumerate() {
         let line_no = n + 1;
         let bad = |m: String| Malformed {
@@ -314,15 +314,6 @@ pub fn parse_sums(path: &str, bytes: &[u8]) -> Result<ReleaseManifest, Malformed
 
 fn bytecount_lines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| b == b'\n').count() + 1
-}
-
-/// 128 bits of a path's SHA-256, to detect a path listed twice.
-fn path_key(path: &str) -> [u8; 16] {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(path.as_bytes());
-    let mut k = [0u8; 16];
-    k.copy_from_slice(&d[..16]);
-    k
 }
 
 /// Splits one checksum line into (hex, path). Shared with the outer

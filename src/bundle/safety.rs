@@ -151,9 +151,9 @@ pub fn normalise(name: &str) -> String {
 /// the string keeps memory per entry small and fixed (hostile archives have
 /// hundreds of thousands of entries), and a cryptographic digest cannot be
 /// steered into collisions by crafted names.
-type PathKey = [u8; 16];
+pub(crate) type PathKey = [u8; 16];
 
-fn key(path: &str) -> PathKey {
+pub(crate) fn key(path: &str) -> PathKey {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(path.as_bytes());
     let mut k = [0u8; 16];

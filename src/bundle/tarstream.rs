@@ -14,9 +14,10 @@
 //!   a record per GNU sparse segment, so every extension header is inspected
 //!   (by [`HeaderGuard`], as its bytes stream past) before the crate reads
 //!   it, and one over [`MAX_EXTENSION_BYTES`] stops the walk with a finding;
-//! - inside a nested archive, the entry and byte limits
-//!   (`--max-nested-entries`, `--max-nested-bytes`) stop the walk with a
-//!   finding naming the nested archive.
+//! - the entry limit (`--max-entries` for the release,
+//!   `--max-nested-entries` inside a nested archive) and, inside a nested
+//!   archive, the byte limit (`--max-nested-bytes`) stop the walk with a
+//!   finding naming the archive.
 
 use std::cell::Cell;
 use std::io::{self, Read};
@@ -181,6 +182,13 @@ impl HeaderGuard {
         }
         Ok(at.checked_add(512 + size.div_ceil(512) * 512))
     }
+}
+
+/// Records a limit hit: the walk fails, stops there, and says why.
+fn stop_at_limit(stats: &mut TarStats, findings: &crossbeam_channel::Sender<Finding>, f: Finding) {
+    stats.failed = true;
+    stats.limited = true;
+    let _ = findings.send(f);
 }
 
 /// Counts bytes handed to the tar reader, remembers an upstream abort and
@@ -366,9 +374,9 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
             guard.borrow_mut().arm(next_header);
         }
         if stats.entries > max_entries {
-            stats.failed = true;
-            stats.limited = true;
-            let _ = ctx.findings.send(
+            stop_at_limit(
+                &mut stats,
+                &ctx.findings,
                 Finding::new(
                     too_many,
                     target,
@@ -380,9 +388,9 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
             return stats;
         }
         if nested && next_header > max_bytes {
-            stats.failed = true;
-            stats.limited = true;
-            let _ = ctx.findings.send(
+            stop_at_limit(
+                &mut stats,
+                &ctx.findings,
                 Finding::new(
                     Code::BundleNestedTooLarge,
                     target,

@@ -13,7 +13,8 @@
 //!   rules must parse (manifests, image configs, `latest`, `Chart.yaml`),
 //!   each under a size limit, and never buffered when the header already
 //!   declares more;
-//! - inside nested archives the number of entries is bounded too
+//! - the number of entries is bounded too, in the release
+//!   ([`Limits::max_entries`]) and in each nested archive
 //!   ([`Limits::max_nested_entries`]), and nested archives past
 //!   [`Limits::max_depth`] are reported, not opened; every limit hit is a
 //!   failing finding, never a silent stop.
