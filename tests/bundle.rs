@@ -653,6 +653,93 @@ fn manifest_before_its_files_and_malformed() {
     r.lacks("bundle:no-manifest");
 }
 
+/// A manifest is read when its member ends (its text then freed), but
+/// judged on the archive as a whole: files before it, files after it, a
+/// listed file replaced by a later duplicate entry, and one never seen.
+#[test]
+fn manifest_is_judged_on_the_final_contents() {
+    let sb = Sandbox::new("manifest_is_judged_on_the_final_contents");
+    let entry = |p: &str, d: &[u8]| {
+        format!(
+            r#"{{"path":"{p}","size":{},"sha256":"{}"}}"#,
+            d.len(),
+            sha256_hex(d)
+        )
+    };
+    let doc = |entries: &[String]| {
+        format!(
+            r#"{{"schema_version":1,"product":"p","version":"1","files":[{}]}}"#,
+            entries.join(",")
+        )
+    };
+    let listed = doc(&[
+        entry("before.txt", b"before"),
+        entry("after.txt", b"after"),
+        entry("swapped.txt", b"reviewed"),
+        entry("never.txt", b"never"),
+    ]);
+    let t = RawTar::new()
+        .file("rel/before.txt", b"before")
+        .file("rel/swapped.txt", b"reviewed")
+        .file("rel/manifest.json", listed.as_bytes())
+        .file("rel/after.txt", b"after")
+        .file("rel/swapped.txt", b"tampered")
+        .file("rel/extra.txt", b"extra")
+        .finish();
+    let r = bundle(&sb.write("mixed.tar", &t), &[]);
+    r.code(1);
+    r.has("bundle:duplicate-entry", "fail", "rel/swapped.txt");
+    let f = r.has("bundle:digest-mismatch", "fail", "rel/swapped.txt");
+    assert_eq!(f.evidence["actual_sha256"], sha256_hex(b"tampered"));
+    r.has("bundle:file-missing", "fail", "rel/never.txt");
+    r.has("bundle:unlisted-file", "fail", "rel/extra.txt");
+    let mismatched: Vec<_> = r
+        .findings()
+        .iter()
+        .filter(|f| f.code == "bundle:digest-mismatch" || f.code == "bundle:file-missing")
+        .map(|f| f.target.clone())
+        .collect();
+    assert_eq!(mismatched.len(), 2, "{mismatched:?}");
+    r.lacks("bundle:manifest-verified");
+
+    // All present and intact, in any order around the manifest: verified.
+    let good = doc(&[entry("before.txt", b"before"), entry("after.txt", b"after")]);
+    let t = RawTar::new()
+        .file("rel/before.txt", b"before")
+        .file("rel/manifest.json", good.as_bytes())
+        .file("rel/after.txt", b"after")
+        .finish();
+    let r = bundle(&sb.write("good.tar", &t), &[]);
+    r.code(0);
+    let f = r.has("bundle:manifest-verified", "pass", "rel/manifest.json");
+    assert_eq!(f.evidence["files"], 2);
+
+    // Listed twice, once before and once after the files: malformed, and
+    // nothing else is reported from it, not even the mismatch before the
+    // error.
+    let twice = doc(&[
+        entry("before.txt", b"tampered"),
+        entry("after.txt", b"after"),
+        entry("after.txt", b"after"),
+    ]);
+    let t = RawTar::new()
+        .file("rel/before.txt", b"before")
+        .file("rel/manifest.json", twice.as_bytes())
+        .file("rel/after.txt", b"after")
+        .finish();
+    let r = bundle(&sb.write("twice.tar", &t), &[]);
+    r.code(1);
+    let f = r.has("bundle:manifest-invalid", "fail", "rel/manifest.json");
+    assert!(
+        f.message
+            .contains("files[2]: after.txt is listed more than once"),
+        "{}",
+        f.message
+    );
+    r.lacks("bundle:digest-mismatch")
+        .lacks("bundle:unlisted-file");
+}
+
 #[test]
 fn manifest_limits_and_escaping_paths() {
     let sb = Sandbox::new("manifest_limits_and_escaping_paths");

@@ -89,11 +89,8 @@ pub fn check(target: &str, ctx: &WalkContext, intact: bool) {
 
 /// `.prov` files beside charts are reported (verifying them needs the
 /// vendor's PGP keyring and `helm verify`).
-pub fn provenance(
-    files: &std::collections::HashMap<String, super::manifest::FileRecord>,
-    findings: &crossbeam_channel::Sender<Finding>,
-) {
-    let mut provs: Vec<&String> = files
+pub fn provenance(files: &super::table::FileTable, findings: &crossbeam_channel::Sender<Finding>) {
+    let mut provs: Vec<&str> = files
         .keys()
         .filter(|p| p.ends_with(".tgz.prov") && files.contains_key(p.trim_end_matches(".prov")))
         .collect();
@@ -101,7 +98,7 @@ pub fn provenance(
     for p in provs {
         let _ = findings.send(Finding::new(
             Code::ChartProvenance,
-            p.clone(),
+            p,
             format!(
                 "{p}: Helm provenance file beside {} (not verified here)",
                 p.trim_end_matches(".prov")

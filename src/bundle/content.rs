@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use crossbeam_channel::Sender;
 
-use super::manifest::FileRecord;
 use super::nested::NestedOutcome;
+use super::table::FileTable;
 use super::walk::Captured;
 use crate::finding::{Code, Finding};
 
@@ -29,7 +29,7 @@ pub fn is_bundle_path(path: &str) -> bool {
 }
 
 pub fn check(
-    files: &HashMap<String, FileRecord>,
+    files: &FileTable,
     latest: &[Captured],
     nested: &HashMap<String, NestedOutcome>,
     opened: bool,
@@ -42,7 +42,7 @@ pub fn check(
         if parts.len() == 3 && parts[0] == "data" {
             let entry = folders.entry(parts[1].to_string()).or_default();
             if is_bundle_path(p) {
-                entry.push(p.clone());
+                entry.push(p.to_string());
             }
         }
     }
@@ -70,7 +70,7 @@ pub fn check(
             format!("{folder}/{named}"),
             format!("{folder}/{kind}-{named}.tar.gz"),
         ];
-        let Some(chosen) = candidates.iter().find(|c| files.contains_key(*c)).cloned() else {
+        let Some(chosen) = candidates.iter().find(|c| files.contains_key(c)).cloned() else {
             send(
                 Finding::new(
                     Code::ContentLatestDangling,

@@ -5,20 +5,14 @@
 //! (baselining a damaged copy would bless it); paths are sorted, so the same
 //! input always gives the same bytes.
 
-use std::collections::HashMap;
-
-use super::manifest::{self, FileRecord, ManifestDoc, ManifestFile};
+use super::manifest::{self, ManifestDoc, ManifestFile};
 use super::safety::normalise;
+use super::table::FileTable;
 
 /// Builds the manifest for the files under `root` (a folder inside the
 /// input, "" for all of it). Existing manifests of that folder and their
 /// signatures are left out: they cannot list themselves.
-pub fn build(
-    files: &HashMap<String, FileRecord>,
-    root: &str,
-    product: &str,
-    version: &str,
-) -> ManifestDoc {
+pub fn build(files: &FileTable, root: &str, product: &str, version: &str) -> ManifestDoc {
     let root = normalise(root);
     let prefix = if root.is_empty() {
         String::new()
@@ -30,7 +24,7 @@ pub fn build(
         .iter()
         .filter_map(|(p, rec)| {
             let rel = p.strip_prefix(&prefix)?;
-            if p == &own || p.strip_prefix(&own).is_some_and(|ext| ext.starts_with('.')) {
+            if p == own || p.strip_prefix(&own).is_some_and(|ext| ext.starts_with('.')) {
                 return None;
             }
             Some(ManifestFile {
@@ -53,6 +47,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::table::FileRecord;
 
     #[test]
     fn lists_only_the_folder_and_skips_itself() {
@@ -60,7 +55,7 @@ mod tests {
             size: 1,
             sha256: [0; 32],
         };
-        let mut files = HashMap::new();
+        let mut files = FileTable::new();
         for p in [
             "p/v1/a",
             "p/v1/b/c",
@@ -68,7 +63,7 @@ mod tests {
             "p/v1/manifest.json.minisig",
             "other",
         ] {
-            files.insert(p.to_string(), rec);
+            files.insert(p, rec);
         }
         let doc = build(&files, "./p/v1/", "x", "1");
         let paths: Vec<_> = doc.files.iter().map(|f| f.path.as_str()).collect();

@@ -17,8 +17,9 @@ use std::collections::{HashMap, HashSet};
 use crossbeam_channel::Sender;
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
-use super::manifest::{FileRecord, ReleaseManifest};
+use super::manifest::{FileRecord, Listing};
 use super::nested::NestedOutcome;
+use super::table::FileTable;
 use super::walk::WalkContext;
 use crate::finding::{Code, Finding};
 
@@ -35,7 +36,7 @@ struct DockerEntry {
 
 struct ImageCheck<'a> {
     target: &'a str,
-    files: &'a HashMap<String, FileRecord>,
+    files: &'a FileTable,
     captured: HashMap<&'a str, &'a [u8]>,
     nested: &'a HashMap<String, NestedOutcome>,
     findings: &'a Sender<Finding>,
@@ -242,7 +243,7 @@ impl<'a> ImageCheck<'a> {
 
     fn oci(&mut self, index_bytes: &[u8]) {
         // Every blob must hash to the digest it is stored under.
-        let mut blobs: Vec<(&String, &FileRecord)> = self
+        let mut blobs: Vec<(&str, &FileRecord)> = self
             .files
             .iter()
             .filter(|(p, _)| p.starts_with("blobs/sha256/"))
@@ -257,7 +258,7 @@ impl<'a> ImageCheck<'a> {
                             None,
                             format!("blob {p} has {}", short(&rec.sha256)),
                         )
-                        .evidence("blob", p.as_str())
+                        .evidence("blob", p)
                         .evidence("actual_sha256", hex::encode(rec.sha256));
                     self.send(f);
                 }
@@ -379,8 +380,9 @@ impl<'a> ImageCheck<'a> {
             let digest = layer.digest().as_ref().to_string();
             if self.blob_present(&digest, layer.size(), r, at) {
                 if let Some(Ok(ids)) = &diff_ids {
-                    if let (Some(want), Some(path)) = (ids.get(i), blob_path(&digest)) {
-                        let rec = self.files[&path];
+                    let found = blob_path(&digest)
+                        .and_then(|p| self.files.get(&p).copied().map(|rec| (p, rec)));
+                    if let (Some(want), Some((path, rec))) = (ids.get(i), found) {
                         let uncompressed = matches!(layer.media_type(), MediaType::ImageLayer)
                             || matches!(layer.media_type(), MediaType::Other(t) if t.ends_with(".tar"));
                         if uncompressed || self.nested.contains_key(&path) {
@@ -571,7 +573,7 @@ pub fn check(target: &str, ctx: &WalkContext, intact: bool, outcome: &mut Nested
 /// The release manifest's `images: [{ref, path}]`: each reference must be in
 /// the named image file.
 pub fn check_manifest_images(
-    m: &ReleaseManifest,
+    m: &Listing,
     nested: &HashMap<String, NestedOutcome>,
     findings: &Sender<Finding>,
 ) {

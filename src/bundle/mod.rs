@@ -29,10 +29,10 @@ pub mod safety;
 pub mod signature;
 pub mod signing;
 pub mod stream;
+pub mod table;
 pub mod tarstream;
 pub mod walk;
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
@@ -44,8 +44,8 @@ use sha2::{Digest, Sha256};
 use crate::error::InputError;
 use crate::finding::{Code, Finding};
 use checksum::{ChecksumSource, Expected};
-pub use manifest::FileRecord;
 use stream::{ChunkReader, ForwardingSender, Msg};
+pub use table::{FileRecord, FileTable};
 pub use walk::Limits;
 
 /// What to verify and how.
@@ -143,7 +143,7 @@ fn tar_header_checksum_ok(h: &[u8]) -> bool {
 pub struct Verified {
     pub input: InputSummary,
     /// Every regular file hashed, by normalised member path.
-    pub files: HashMap<String, FileRecord>,
+    pub files: FileTable,
 }
 
 /// [`verify`], collecting the findings as they come on a thread of their
@@ -362,7 +362,7 @@ pub(crate) struct Decoded {
     pub(crate) members: u64,
     pub(crate) tar_bytes: u64,
     pub(crate) entries: u64,
-    pub(crate) files: HashMap<String, FileRecord>,
+    pub(crate) files: FileTable,
     pub(crate) manifest_signatures: usize,
 }
 

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use super::manifest::{self, FileRecord};
 use super::nested::{self, NestedJob, NestedKind, NestedOutcome};
 use super::safety::{EntryKind, EntryMeta, SafetyRules};
+use super::table::FileTable;
 use crate::finding::{Code, Finding};
 
 /// Limits that keep memory and time flat on hostile input. Each one that is
@@ -122,6 +123,15 @@ pub struct Captured {
     pub bytes: Vec<u8>,
 }
 
+/// A release manifest read during the pass, judged at its end.
+struct PendingManifest {
+    path: String,
+    listing: Result<Option<manifest::Listing>, manifest::Malformed>,
+    /// The text, kept only when a `--pubkey` must still check its
+    /// signature (which may come later in the archive).
+    signed_text: Option<Vec<u8>>,
+}
+
 /// Where the walk is: the release itself, or inside a nested archive.
 #[derive(Debug, Clone)]
 pub enum Scope {
@@ -138,8 +148,10 @@ pub struct WalkContext {
     /// release itself.
     pub prefix: String,
     pub rules: SafetyRules,
-    pub files: HashMap<String, FileRecord>,
+    pub files: FileTable,
     pub captured: Vec<Captured>,
+    /// Release manifests, read as their members ended.
+    manifests: Vec<PendingManifest>,
     /// What each nested validator reported, by member path.
     pub nested: HashMap<String, NestedOutcome>,
     /// External-reference scan totals (this archive and its nested ones).
@@ -175,8 +187,9 @@ impl WalkContext {
             scope,
             rules: SafetyRules::with_prefix(prefix.clone()),
             prefix,
-            files: HashMap::new(),
+            files: FileTable::new(),
             captured: Vec::new(),
+            manifests: Vec::new(),
             nested: HashMap::new(),
             scan: Default::default(),
             file_bytes: 0,
@@ -360,14 +373,27 @@ impl WalkContext {
         }
         if let Some(bytes) = captured {
             self.capture_budget = self.capture_budget.saturating_sub(bytes.len() as u64);
-            self.captured.push(Captured {
-                path: path.clone(),
-                bytes,
-            });
+            if matches!(self.scope, Scope::Release) && manifest::is_candidate(&path) {
+                // Read now, against the files hashed so far, so that its
+                // text can go (see manifest::Listing); judged in `finish`.
+                let listing = manifest::compile(&path, &bytes, &self.files);
+                let is_json = path.rsplit('/').next() == Some(manifest::JSON_NAME);
+                let signed_text = (is_json && self.manifest_key.is_some()).then_some(bytes);
+                self.manifests.push(PendingManifest {
+                    path: path.clone(),
+                    listing,
+                    signed_text,
+                });
+            } else {
+                self.captured.push(Captured {
+                    path: path.clone(),
+                    bytes,
+                });
+            }
         }
         // A later duplicate replaces the earlier one, as on extraction.
         self.files.insert(
-            path,
+            &path,
             FileRecord {
                 size,
                 sha256: hasher.finalize().into(),
@@ -379,12 +405,13 @@ impl WalkContext {
     /// After the pass over the release: safety summary, manifests and
     /// content bundles. Returns the table of hashed files and the number of
     /// manifest signatures found.
-    pub fn finish(self, target: &str, complete: bool) -> (HashMap<String, FileRecord>, usize) {
+    pub fn finish(self, target: &str, complete: bool) -> (FileTable, usize) {
         let WalkContext {
             findings,
             rules,
             files,
             captured,
+            manifests,
             nested,
             manifest_seen,
             limits,
@@ -429,39 +456,34 @@ impl WalkContext {
             .filter(|c| c.path.ends_with(".minisig"))
             .map(|c| (c.path.clone(), c.bytes.clone()))
             .collect();
-        for mut c in captured {
+        for c in captured {
             if super::content::is_latest_file(&c.path) {
                 latest.push(c);
-                continue;
             }
-            if c.path.ends_with(".minisig") {
-                continue;
-            }
-            if c.path.rsplit('/').next() == Some(manifest::JSON_NAME) {
+        }
+        for m in manifests {
+            if m.path.rsplit('/').next() == Some(manifest::JSON_NAME) {
+                // Without a key the text is not needed (and not kept): the
+                // signature is only reported.
                 super::signing::manifest_findings(
                     manifest_key.as_deref(),
-                    &c.path,
-                    &c.bytes,
-                    sigs.get(&format!("{}.minisig", c.path)).map(Vec::as_slice),
+                    &m.path,
+                    m.signed_text.as_deref().unwrap_or_default(),
+                    sigs.get(&format!("{}.minisig", m.path)).map(Vec::as_slice),
                     &findings,
                 );
             }
-            let is_json = c.path.rsplit('/').next() == Some(manifest::JSON_NAME);
-            let res = if is_json {
-                // Handed over: its bytes are freed once parsed, before the
-                // parsed form is converted.
-                manifest::parse_json(&c.path, std::mem::take(&mut c.bytes))
-            } else {
-                manifest::parse_sums(&c.path, &c.bytes).map(Some)
-            };
-            match res {
-                Ok(Some(m)) => parsed.push(m),
+            match m.listing {
+                Ok(Some(l)) => {
+                    manifest::verify(&l, &files, &findings);
+                    parsed.push(l);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     manifest_seen = true;
                     let _ = findings.send(Finding::new(
                         Code::BundleManifestInvalid,
-                        c.path.clone(),
+                        m.path.clone(),
                         e.message,
                     ));
                 }
@@ -475,7 +497,6 @@ impl WalkContext {
             ));
         }
         for m in &parsed {
-            manifest::verify(m, &files, &findings);
             super::image::check_manifest_images(m, &nested, &findings);
         }
         super::content::check(&files, &latest, &nested, limits.max_depth > 0, &findings);
