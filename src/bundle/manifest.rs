@@ -176,12 +176,14 @@ struct DocSeed<'s, S>(&'s mut S);
 struct DocHead {
     schema_version: u32,
     images: Vec<ManifestImage>,
+    /// The document is a top-level array: a docker-archive `manifest.json`.
+    docker: bool,
 }
 
 impl<'de, S: ListedSink> serde::de::DeserializeSeed<'de> for DocSeed<'_, S> {
     type Value = DocHead;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<DocHead, D::Error> {
-        d.deserialize_map(self)
+        d.deserialize_any(self)
     }
 }
 
@@ -189,6 +191,14 @@ impl<'de, S: ListedSink> serde::de::Visitor<'de> for DocSeed<'_, S> {
     type Value = DocHead;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a manifest object")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<DocHead, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(DocHead {
+            schema_version: 0,
+            images: Vec::new(),
+            docker: true,
+        })
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<DocHead, A::Error> {
         use serde::de::Error;
@@ -237,6 +247,7 @@ impl<'de, S: ListedSink> serde::de::Visitor<'de> for DocSeed<'_, S> {
         Ok(DocHead {
             schema_version,
             images: images.unwrap_or_default(),
+            docker: false,
         })
     }
 }
@@ -284,14 +295,14 @@ fn is_docker_manifest(bytes: &[u8]) -> bool {
     bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
 }
 
-/// Reads `manifest.json` into `sink`; returns its images.
-fn read_json<S: ListedSink>(
+/// Reads `manifest.json` into `sink`; returns its images, or `None` for a
+/// docker-archive `manifest.json` (a top-level array).
+fn read_json<'de, R: serde_json::de::Read<'de>, S: ListedSink>(
     path: &str,
-    bytes: &[u8],
+    mut de: serde_json::Deserializer<R>,
     sink: &mut S,
-) -> Result<Vec<ManifestImage>, Malformed> {
+) -> Result<Option<Vec<ManifestImage>>, Malformed> {
     use serde::de::DeserializeSeed;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
     let head = DocSeed(sink)
         .deserialize(&mut de)
         .and_then(|h| de.end().map(|()| h))
@@ -303,6 +314,9 @@ fn read_json<S: ListedSink>(
                 strip_position(&e.to_string())
             ),
         })?;
+    if head.docker {
+        return Ok(None);
+    }
     if head.schema_version != 1 {
         return Err(Malformed {
             message: format!(
@@ -323,7 +337,7 @@ fn read_json<S: ListedSink>(
             });
         }
     }
-    Ok(head.images)
+    Ok(Some(head.images))
 }
 
 /// Parses `manifest.json` into a list. `Ok(None)` when the JSON is a
@@ -341,7 +355,10 @@ pub fn parse_json(path: &str, bytes: Vec<u8>) -> Result<Option<ReleaseManifest>,
     let hint = count_occurrences(&bytes, b"\"sha256\"").min(bytes.len() / 96 + 1);
     let folder = folder_of(path);
     let mut sink = Collect::new(&folder, hint);
-    let images = read_json(path, &bytes, &mut sink)?;
+    let de = serde_json::Deserializer::from_slice(&bytes);
+    let Some(images) = read_json(path, de, &mut sink)? else {
+        return Ok(None);
+    };
     Ok(Some(ReleaseManifest {
         path: path.to_string(),
         folder,
@@ -510,39 +527,83 @@ impl ListedSink for Compile<'_> {
 /// hashed so far; [`verify`] judges it after the pass. `Ok(None)` for a
 /// docker-archive `manifest.json`, which is not a release manifest.
 pub fn compile(path: &str, bytes: &[u8], table: &FileTable) -> Result<Option<Listing>, Malformed> {
-    let is_json = path.rsplit('/').next() == Some(JSON_NAME);
-    if is_json && is_docker_manifest(bytes) {
-        return Ok(None);
+    if path.rsplit('/').next() == Some(JSON_NAME) {
+        let hint = count_occurrences(bytes, b"\"sha256\"").min(bytes.len() / 96 + 1);
+        return compile_json_with(
+            path,
+            serde_json::Deserializer::from_slice(bytes),
+            hint,
+            table,
+        );
     }
     let folder = folder_of(path);
-    let capacity = if is_json {
-        count_occurrences(bytes, b"\"sha256\"").min(bytes.len() / 96 + 1)
-    } else {
-        bytecount_lines(bytes)
-    };
-    let mut sink = Compile {
+    let mut sink = Compile::new(&folder, bytecount_lines(bytes), table);
+    read_sums(path, bytes, &mut sink)?;
+    Ok(Some(sink.into_listing(path, &folder, false, Vec::new())))
+}
+
+/// [`compile`] for a `manifest.json` read as it streams, so that its text
+/// is never held whole: the pass feeds it the member's data. `size` is the
+/// member's size, when known, to allocate the entries once (an upper
+/// bound: capacity that is never written is never resident).
+pub fn compile_json(
+    path: &str,
+    reader: impl std::io::Read,
+    size: Option<u64>,
+    table: &FileTable,
+) -> Result<Option<Listing>, Malformed> {
+    let hint = size.map_or(0, |s| (s / 96 + 1) as usize);
+    let reader = std::io::BufReader::with_capacity(64 << 10, reader);
+    compile_json_with(
+        path,
+        serde_json::Deserializer::from_reader(reader),
+        hint,
         table,
-        folder: &folder,
-        entries: Vec::with_capacity(capacity),
-        absent: Vec::new(),
-        slots: vec![0; table.len().div_ceil(64)],
-        absent_keys: HashSet::new(),
+    )
+}
+
+fn compile_json_with<'de, R: serde_json::de::Read<'de>>(
+    path: &str,
+    de: serde_json::Deserializer<R>,
+    capacity: usize,
+    table: &FileTable,
+) -> Result<Option<Listing>, Malformed> {
+    let folder = folder_of(path);
+    let mut sink = Compile::new(&folder, capacity, table);
+    let Some(images) = read_json(path, de, &mut sink)? else {
+        return Ok(None);
     };
-    let images = if is_json {
-        read_json(path, bytes, &mut sink)?
-    } else {
-        read_sums(path, bytes, &mut sink)?;
-        Vec::new()
-    };
-    let (entries, absent) = (sink.entries, sink.absent);
-    Ok(Some(Listing {
-        path: path.to_string(),
-        folder,
-        exhaustive: is_json,
-        images,
-        entries,
-        absent,
-    }))
+    Ok(Some(sink.into_listing(path, &folder, true, images)))
+}
+
+impl<'a> Compile<'a> {
+    fn new(folder: &'a str, capacity: usize, table: &'a FileTable) -> Self {
+        Compile {
+            table,
+            folder,
+            entries: Vec::with_capacity(capacity),
+            absent: Vec::new(),
+            slots: vec![0; table.len().div_ceil(64)],
+            absent_keys: HashSet::new(),
+        }
+    }
+
+    fn into_listing(
+        self,
+        path: &str,
+        folder: &str,
+        exhaustive: bool,
+        images: Vec<ManifestImage>,
+    ) -> Listing {
+        Listing {
+            path: path.to_string(),
+            folder: folder.to_string(),
+            exhaustive,
+            images,
+            entries: self.entries,
+            absent: self.absent,
+        }
+    }
 }
 
 /// Checks a manifest against the files hashed during the whole pass: every

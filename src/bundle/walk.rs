@@ -169,6 +169,55 @@ pub struct WalkContext {
     buf: Vec<u8>,
 }
 
+/// The data of a streamed manifest on its way to the parser: hashed,
+/// scanned, counted, and kept only when asked to.
+struct Tee<'a> {
+    data: &'a mut dyn Read,
+    hasher: &'a mut Sha256,
+    scanner: Option<&'a mut super::refscan::LineScanner>,
+    size: u64,
+    /// Past this many bytes the parser is stopped (`over`).
+    limit: u64,
+    text: Option<Vec<u8>>,
+    /// The member's read error, kept whole for the caller (the parser only
+    /// sees a stand-in).
+    error: Option<std::io::Error>,
+    over: bool,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.error.is_some() {
+            return Err(std::io::Error::other("the member could not be read"));
+        }
+        let n = loop {
+            match self.data.read(out) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.error = Some(e);
+                    return Err(std::io::Error::other("the member could not be read"));
+                }
+            }
+        };
+        let chunk = &out[..n];
+        self.hasher.update(chunk);
+        self.size += n as u64;
+        if let Some(s) = self.scanner.as_mut() {
+            s.feed(chunk);
+        }
+        if let Some(t) = self.text.as_mut() {
+            t.extend_from_slice(chunk);
+        }
+        if self.size > self.limit {
+            self.over = true;
+            self.text = None;
+            return Err(std::io::Error::other("over the manifest size limit"));
+        }
+        Ok(n)
+    }
+}
+
 /// Reading a member's data failed; the caller knows whether the archive
 /// ended or the device failed.
 pub struct DataError(pub std::io::Error);
@@ -300,31 +349,71 @@ impl WalkContext {
         let json_only = matches!(self.scope, Scope::Nested { .. }) && path.starts_with("blobs/");
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
-        let result = loop {
-            let n = match data.read(&mut self.buf) {
-                Ok(0) => break Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(DataError(e)),
+        // A release's manifest.json is parsed as its data streams by
+        // (manifest::Listing): its text, the largest per-file cost of the
+        // pass, is never held whole unless a signature needs it.
+        let streamed = matches!(self.scope, Scope::Release)
+            && captured.is_some()
+            && path.rsplit('/').next() == Some(manifest::JSON_NAME);
+        let mut streamed_listing = None;
+        let result = if streamed {
+            let text = captured.take().filter(|_| self.manifest_key.is_some());
+            let mut tee = Tee {
+                data: &mut *data,
+                hasher: &mut hasher,
+                scanner: scanner.as_mut(),
+                size: 0,
+                limit: limit.unwrap_or(0),
+                text,
+                error: None,
+                over: false,
             };
-            let chunk = &self.buf[..n];
-            if size == 0 && json_only && chunk.first() != Some(&b'{') {
-                captured = None;
+            let listing = manifest::compile_json(&path, &mut tee, meta.size, &self.files);
+            // The parser may stop early (an error, trailing bytes): the rest
+            // is still hashed and scanned.
+            tee.limit = u64::MAX;
+            while let Ok(n) = tee.read(&mut self.buf) {
+                if n == 0 {
+                    break;
+                }
             }
-            hasher.update(chunk);
-            size += n as u64;
-            if let Some(j) = job.as_mut() {
-                j.feed(chunk);
+            size = tee.size;
+            too_large = tee.over;
+            if !too_large {
+                captured = Some(tee.text.take().unwrap_or_default());
+                streamed_listing = Some(listing);
             }
-            if let Some(s) = scanner.as_mut() {
-                s.feed(chunk);
+            match tee.error.take() {
+                Some(e) => Err(DataError(e)),
+                None => Ok(()),
             }
-            if let Some(c) = captured.as_mut() {
-                if size > limit.unwrap_or(0) {
-                    too_large = true;
+        } else {
+            loop {
+                let n = match data.read(&mut self.buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(DataError(e)),
+                };
+                let chunk = &self.buf[..n];
+                if size == 0 && json_only && chunk.first() != Some(&b'{') {
                     captured = None;
-                } else {
-                    c.extend_from_slice(chunk);
+                }
+                hasher.update(chunk);
+                size += n as u64;
+                if let Some(j) = job.as_mut() {
+                    j.feed(chunk);
+                }
+                if let Some(s) = scanner.as_mut() {
+                    s.feed(chunk);
+                }
+                if let Some(c) = captured.as_mut() {
+                    if size > limit.unwrap_or(0) {
+                        too_large = true;
+                        captured = None;
+                    } else {
+                        c.extend_from_slice(chunk);
+                    }
                 }
             }
         };
@@ -376,7 +465,13 @@ impl WalkContext {
             if matches!(self.scope, Scope::Release) && manifest::is_candidate(&path) {
                 // Read now, against the files hashed so far, so that its
                 // text can go (see manifest::Listing); judged in `finish`.
-                let listing = manifest::compile(&path, &bytes, &self.files);
+                let listing = match streamed_listing {
+                    Some(l) => {
+                        self.capture_budget = self.capture_budget.saturating_sub(size);
+                        l
+                    }
+                    None => manifest::compile(&path, &bytes, &self.files),
+                };
                 let is_json = path.rsplit('/').next() == Some(manifest::JSON_NAME);
                 let signed_text = (is_json && self.manifest_key.is_some()).then_some(bytes);
                 self.manifests.push(PendingManifest {
