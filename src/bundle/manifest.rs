@@ -793,6 +793,89 @@ mod tests {
         assert_eq!(m.files[4999].path, "rel/f/4999");
     }
 
+    /// One byte per read: what a member split across tar blocks and
+    /// chunks looks like to the streaming parser.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), out.first_mut()) {
+                (Some((b, rest)), Some(o)) => {
+                    *o = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn streamed_and_whole_manifests_read_alike() {
+        let table: FileTable = [(
+            "rel/a",
+            FileRecord {
+                size: 1,
+                sha256: [0xab; 32],
+            },
+        )]
+        .into_iter()
+        .collect();
+        let doc = format!(
+            r#"{{"schema_version":1,"product":"p","version":"1","images":[{{"ref":"r:1","path":"i.tar"}}],
+              "files":[{{"path":"a","size":1,"sha256":"{}"}},{{"path":"./b","size":2,"sha256":"{}"}}]}}"#,
+            "ab".repeat(32),
+            "cd".repeat(32)
+        );
+        let whole = compile("rel/manifest.json", doc.as_bytes(), &table)
+            .unwrap()
+            .unwrap();
+        let streamed = compile_json(
+            "rel/manifest.json",
+            Trickle(doc.as_bytes()),
+            Some(doc.len() as u64),
+            &table,
+        )
+        .unwrap()
+        .unwrap();
+        for l in [&whole, &streamed] {
+            assert_eq!(l.entries.len(), 2);
+            assert!(matches!(l.entries[0].at, At::Slot(0)));
+            assert!(matches!(l.entries[1].at, At::Absent(0)));
+            assert_eq!(l.absent, ["rel/b"]);
+            assert_eq!(l.images[0].reference, "r:1");
+            assert!(l.exhaustive);
+        }
+        // A docker-archive manifest.json is not a release manifest, streamed
+        // or not; broken JSON is malformed at its line and column.
+        let docker = br#" [{"Config":"c.json","Layers":[]}]"#;
+        assert!(compile_json("manifest.json", Trickle(docker), None, &table)
+            .unwrap()
+            .is_none());
+        let e = compile_json(
+            "m/manifest.json",
+            Trickle(b"{\n  \"files\": [,\n"),
+            None,
+            &table,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.starts_with("m/manifest.json: line 2, column 13"),
+            "{}",
+            e.message
+        );
+        // A listed path given twice is refused, present or not.
+        for dup in ["a", "b"] {
+            let doc = format!(
+                r#"{{"schema_version":1,"product":"p","version":"1","files":[{{"path":"{dup}","size":1,"sha256":"{h}"}},{{"path":"{dup}","size":1,"sha256":"{h}"}}]}}"#,
+                h = "ab".repeat(32)
+            );
+            let e = compile_json("rel/manifest.json", Trickle(doc.as_bytes()), None, &table)
+                .unwrap_err();
+            assert!(e.message.contains("listed more than once"), "{}", e.message);
+        }
+    }
+
     #[test]
     fn docker_manifest_is_ignored() {
         assert!(
