@@ -22,10 +22,11 @@
 #   --no-double     skip the run at twice the size
 #   --floor         also time the fastest decompressors there are for the .tar.gz
 #                   (libdeflate-gunzip, one core; rapidgzip -P <cores>, parallel;
-#                   installed from Debian and PyPI) and openssl of the .tar.gz,
-#                   and print the lower bound they put on any verifier: the
-#                   CPU time of the best parallel inflate plus the two SHA-256
-#                   passes (the archive's and its members'), spread over the cores
+#                   installed from Debian and PyPI) and openssl of the .tar.gz
+#                   and the .tar, and print the lower bound on any verifier
+#                   (the two SHA-256 passes, the archive's and its members',
+#                   spread over the cores) and an estimate that adds the
+#                   cheaper inflater's CPU time
 #
 # Honours CARGO_TARGET_DIR (otherwise the repository's target/).
 # Needs root (or the tools already installed) on Debian: installs `time`,
@@ -439,13 +440,19 @@ print_pass() { # PASS
 # What the fastest decompressors there are put under any .tar.gz verifier
 # on this machine: a reference, not an acceptance line.
 print_floor() { # PASS
-    local pass=$1 n g floor
+    local pass=$1 n g floor estimate
     n=$(nproc)
     g=${MED[$pass,gzip]}
-    # Inflate in parallel (rapidgzip's CPU time) plus the two SHA-256 passes
-    # a verifier cannot skip, spread over every core without any loss.
-    floor=$(awk -v a="${CPU[$pass,rapidgzip]}" -v b="${CPU[$pass,openssl_gz]}" -v c="${CPU[$pass,openssl_tar]}" -v n="$n" \
-        'BEGIN { printf "%.3f", (a + b + c) / n }')
+    # The two SHA-256 passes a verifier cannot skip, spread over every core
+    # without any loss: a true lower bound (inflating costs more than zero).
+    floor=$(awk -v b="${CPU[$pass,openssl_gz]}" -v c="${CPU[$pass,openssl_tar]}" -v n="$n" \
+        'BEGIN { printf "%.3f", (b + c) / n }')
+    # Plus the cheaper of the two inflaters' CPU time: an estimate only.
+    # Each pays for its own output handling (libdeflate-gunzip allocates the
+    # whole output, rapidgzip its parallel machinery), so on a stream of
+    # stored blocks a plain streaming inflater can beat it.
+    estimate=$(awk -v a="${CPU[$pass,rapidgzip]}" -v d="${CPU[$pass,libdeflate]}" -v b="${CPU[$pass,openssl_gz]}" \
+        -v c="${CPU[$pass,openssl_tar]}" -v n="$n" 'BEGIN { m = a < d ? a : d; printf "%.3f", (m + b + c) / n }')
     echo
     echo "  floor (.tar.gz), $n cores: CPU seconds, median of $RUNS runs"
     printf '  %-52s %8.3f s CPU  %5.2f x gzip -dc (wall %.3f s)\n' "libdeflate-gunzip, 1 core" "${CPU[$pass,libdeflate]}" \
@@ -454,7 +461,9 @@ print_floor() { # PASS
         "$(ratio "${MED[$pass,rapidgzip]}" "$g")" "${MED[$pass,rapidgzip]}"
     printf '  %-52s %8.3f s CPU\n' "SHA-256 of the .tar.gz (the archive's checksum)" "${CPU[$pass,openssl_gz]}"
     printf '  %-52s %8.3f s CPU\n' "SHA-256 of the .tar (every member's digest)" "${CPU[$pass,openssl_tar]}"
-    printf '  %-52s %8.3f s      %5.2f x gzip -dc\n' "lower bound: (rapidgzip + both SHA-256) / $n cores" "$floor" "$(ratio "$floor" "$g")"
+    printf '  %-52s %8.3f s      %5.2f x gzip -dc\n' "lower bound: both SHA-256 / $n cores" "$floor" "$(ratio "$floor" "$g")"
+    printf '  %-52s %8.3f s      %5.2f x gzip -dc\n' "estimate: (cheaper inflate + both SHA-256) / $n cores" "$estimate" "$(ratio "$estimate" "$g")"
+    printf '  %-52s %8.3f s      %5.2f x gzip -dc\n' "airgap-verify bundle --no-content X.tar.gz" "${MED[$pass,av_gz]}" "$(ratio "${MED[$pass,av_gz]}" "$g")"
 }
 
 print_scaling() {
