@@ -385,6 +385,169 @@ fn s3_503_slowdown_is_unavailable_without_retries() {
     within(elapsed, ONE, &r);
 }
 
+// ---- S3: a write that lands after its deadline ----------------------------
+
+/// Buckets and their objects, as the fake S3 below holds them.
+type Store = Arc<std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>>;
+
+/// Reads one HTTP request: method, path (with query) and body.
+fn read_request(s: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).ok()? != 1 || head.len() > 64 << 10 {
+            return None;
+        }
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next()?.to_string(), words.next()?.to_string());
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).ok()?;
+    Some((method, path, body))
+}
+
+/// A path-style S3 over plain HTTP, just enough for the write probe in a
+/// temporary bucket, whose PutObject answers after `put_delay` and only
+/// then stores the object, recreating its bucket if it was removed
+/// meanwhile (as SeaweedFS does when a write waits on volume growth).
+fn late_put_s3(store: Store, put_delay: Duration) -> SocketAddr {
+    tcp_fake(64, move |mut s| {
+        while let Some((method, path, _body)) = read_request(&mut s) {
+            let (path, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
+            let mut parts = path.trim_start_matches('/').splitn(2, '/');
+            let bucket = parts.next().unwrap_or("").to_string();
+            let key = parts.next().unwrap_or("").to_string();
+            let (status, body) = match (method.as_str(), bucket.is_empty(), key.is_empty()) {
+                ("GET", true, _) => (
+                    "200 OK",
+                    "<ListAllMyBucketsResult><Buckets></Buckets></ListAllMyBucketsResult>"
+                        .to_string(),
+                ),
+                ("PUT", false, true) => {
+                    store.lock().unwrap().entry(bucket).or_default();
+                    ("200 OK", String::new())
+                }
+                ("PUT", false, false) => {
+                    thread::sleep(put_delay);
+                    store.lock().unwrap().entry(bucket).or_default().push(key);
+                    ("200 OK", String::new())
+                }
+                ("HEAD", false, false) => {
+                    let st = store.lock().unwrap();
+                    match st.get(&bucket).is_some_and(|o| o.contains(&key)) {
+                        true => ("200 OK", String::new()),
+                        false => ("404 Not Found", String::new()),
+                    }
+                }
+                ("DELETE", false, false) => {
+                    if let Some(o) = store.lock().unwrap().get_mut(&bucket) {
+                        o.retain(|k| *k != key);
+                    }
+                    ("204 No Content", String::new())
+                }
+                ("DELETE", false, true) => {
+                    let mut st = store.lock().unwrap();
+                    match st.get(&bucket).map(|o| o.is_empty()) {
+                        Some(true) => {
+                            st.remove(&bucket);
+                            ("204 No Content", String::new())
+                        }
+                        Some(false) => (
+                            "409 Conflict",
+                            "<Error><Code>BucketNotEmpty</Code></Error>".to_string(),
+                        ),
+                        None => (
+                            "404 Not Found",
+                            "<Error><Code>NoSuchBucket</Code></Error>".to_string(),
+                        ),
+                    }
+                }
+                ("GET", false, true) if query.contains("list-type=2") => {
+                    let st = store.lock().unwrap();
+                    let prefix = query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("prefix="))
+                        .unwrap_or("")
+                        .replace("%2F", "/");
+                    match st.get(&bucket) {
+                        None => (
+                            "404 Not Found",
+                            "<Error><Code>NoSuchBucket</Code></Error>".to_string(),
+                        ),
+                        Some(o) => {
+                            let keys: Vec<&String> =
+                                o.iter().filter(|k| k.starts_with(&prefix)).collect();
+                            let contents: String = keys
+                                .iter()
+                                .map(|k| {
+                                    format!("<Contents><Key>{k}</Key><Size>1</Size></Contents>")
+                                })
+                                .collect();
+                            ("200 OK", format!(
+                                "<ListBucketResult><Name>{bucket}</Name><KeyCount>{}</KeyCount><IsTruncated>false</IsTruncated>{contents}</ListBucketResult>",
+                                keys.len()
+                            ))
+                        }
+                    }
+                }
+                _ => (
+                    "400 Bad Request",
+                    "<Error><Code>NotImplemented</Code></Error>".to_string(),
+                ),
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{}",
+                if method == "HEAD" { 0 } else { body.len() },
+                if method == "HEAD" { "" } else { &body }
+            );
+            if s.write_all(resp.as_bytes()).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// The probe's put times out, the temporary bucket is removed, then the
+/// put lands and brings the bucket back: the probe watches the key after a
+/// timed-out put, deletes the late object, and leaves nothing behind.
+#[test]
+fn s3_put_landing_after_its_deadline_is_cleaned_up() {
+    let sb = Sandbox::new("faults::s3_late_put");
+    let store: Store = Default::default();
+    let addr = late_put_s3(store.clone(), Duration::from_millis(1500));
+    let url = format!("http://{addr}");
+    let yaml = format!(
+        "allowed_networks: [127.0.0.0/8]\ns3: {{endpoint: '{url}', access_key: AKFAKEFAKEFAKEFAKE01, secret_key_env: FAULTS_S3_SECRET}}\n"
+    );
+    let (r, elapsed) = services(
+        &sb,
+        &yaml,
+        "1s",
+        &[("FAULTS_S3_SECRET", "not-a-real-secret")],
+    );
+    r.code(1);
+    let f = r.has("net:no-reply", "fail", "airgap-verify-probe-");
+    assert!(f.message.contains("write probe refused"), "{}", f.message);
+    r.lacks("s3:leftover");
+    // The late put has landed by now (1.5 s after it was sent).
+    thread::sleep(Duration::from_millis(700));
+    let left: Vec<_> = store.lock().unwrap().keys().cloned().collect();
+    assert!(left.is_empty(), "buckets left on the storage: {left:?}");
+    // Put deadline, then at most two more while the key is watched.
+    within(elapsed, 3 * ONE, &r);
+}
+
 // ---- DNS: truncated UDP answers ----------------------------------------
 
 /// A reply to `query`: truncated and empty, or with `addr` as the answer to

@@ -19,7 +19,11 @@
 //!   the bytes, deletes it and lists the prefix to prove it is gone; with no
 //!   bucket configured it lists the buckets and works in a temporary bucket
 //!   `airgap-verify-probe-<id>` that it creates and removes. Anything left
-//!   is named in `s3:leftover`.
+//!   is named in `s3:leftover`;
+//! - a put that gets no answer by its deadline may still land later (and,
+//!   on some servers, bring a removed temporary bucket back): its key is
+//!   watched for two more deadlines and deleted if it appears, before the
+//!   bucket is removed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -445,7 +449,11 @@ async fn write_probe_steps(
     {
         let mut f = classify(&e, target, &format!("writing {key}"), io);
         f.message = format!("write probe refused: {}", f.message);
-        return vec![f.evidence("key", key)];
+        let mut out = vec![f.evidence("key", key.clone())];
+        if unanswered(&e) {
+            out.extend(settle(s3, bucket, &key, target, io).await);
+        }
+        return out;
     }
     let mut problems = Vec::new();
     match s3.get_object().bucket(bucket).key(&key).send().await {
@@ -503,6 +511,55 @@ async fn write_probe_steps(
     }
     out
 }
+
+/// Whether a request went out and its answer never came: the storage may
+/// still carry it out.
+fn unanswered<E>(e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) => true,
+        SdkError::DispatchFailure(d) => d.is_timeout() || d.is_io(),
+        SdkError::ResponseError(_) => true,
+        _ => false,
+    }
+}
+
+/// A put cut off by its deadline can still land afterwards (a storage
+/// growing a volume answers seconds late), and then leave the object, or
+/// recreate a temporary bucket just removed. So the key is watched for
+/// [`SETTLE_DEADLINES`] more deadlines and deleted if it appears; if it
+/// cannot be deleted, it is reported as left behind.
+async fn settle(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    target: &str,
+    io: Duration,
+) -> Option<Finding> {
+    let until = tokio::time::Instant::now() + io * SETTLE_DEADLINES;
+    loop {
+        if let Ok(_found) = s3.head_object().bucket(bucket).key(key).send().await {
+            return match remove_object(s3, bucket, key).await {
+                Ok(()) => None,
+                Err(why) => Some(
+                    Finding::new(
+                        Code::S3Leftover,
+                        target,
+                        format!("the probe object {bucket}/{key} landed after its deadline and could not be removed: {why}"),
+                    )
+                    .evidence("left_behind", vec![format!("{bucket}/{key}")]),
+                ),
+            };
+        }
+        if tokio::time::Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(SETTLE_POLL.min(io)).await;
+    }
+}
+
+/// How many more I/O deadlines a timed-out probe write is watched for.
+const SETTLE_DEADLINES: u32 = 2;
+const SETTLE_POLL: Duration = Duration::from_millis(100);
 
 /// With no bucket configured: create a temporary bucket, probe, remove it.
 async fn temporary_bucket_probe(
