@@ -354,6 +354,7 @@ impl WalkContext {
         // pass, is never held whole unless a signature needs it.
         let streamed = matches!(self.scope, Scope::Release)
             && captured.is_some()
+            && job.is_none()
             && path.rsplit('/').next() == Some(manifest::JSON_NAME);
         let mut streamed_listing = None;
         let result = if streamed {
@@ -461,15 +462,19 @@ impl WalkContext {
             );
         }
         if let Some(bytes) = captured {
-            self.capture_budget = self.capture_budget.saturating_sub(bytes.len() as u64);
+            // A manifest is charged its whole size, streamed or not: the
+            // budget keeps its meaning ("all manifests together").
+            let charged = if streamed_listing.is_some() {
+                size
+            } else {
+                bytes.len() as u64
+            };
+            self.capture_budget = self.capture_budget.saturating_sub(charged);
             if matches!(self.scope, Scope::Release) && manifest::is_candidate(&path) {
                 // Read now, against the files hashed so far, so that its
                 // text can go (see manifest::Listing); judged in `finish`.
                 let listing = match streamed_listing {
-                    Some(l) => {
-                        self.capture_budget = self.capture_budget.saturating_sub(size);
-                        l
-                    }
+                    Some(l) => l,
                     None => manifest::compile(&path, &bytes, &self.files),
                 };
                 let is_json = path.rsplit('/').next() == Some(manifest::JSON_NAME);
