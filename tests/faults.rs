@@ -65,27 +65,37 @@ where
     addr
 }
 
-/// Reads one HTTP request head (up to the blank line); false on EOF.
-fn read_head(s: &mut TcpStream) -> bool {
+/// Reads one HTTP request: method, path (with query) and body.
+fn read_request(s: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut b) {
-            Ok(1) => head.push(b[0]),
-            _ => return false,
+        if s.read(&mut b).ok()? != 1 || head.len() > 64 << 10 {
+            return None;
         }
-        if head.len() > 64 << 10 {
-            return false;
-        }
+        head.push(b[0]);
     }
-    true
+    let head = String::from_utf8_lossy(&head).to_string();
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next()?.to_string(), words.next()?.to_string());
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).ok()?;
+    Some((method, path, body))
 }
 
 /// Answers every request on the connection with `response` (keep-alive).
 fn http_fake(response: &'static str) -> SocketAddr {
     tcp_fake(16, move |mut s| {
-        while read_head(&mut s) {
+        while read_request(&mut s).is_some() {
             if s.write_all(response.as_bytes()).is_err() {
                 break;
             }
@@ -135,7 +145,7 @@ fn slowloris_smtp_greeting_is_no_reply_at_the_io_deadline() {
 fn slowloris_registry_is_no_reply_at_the_request_deadline() {
     let sb = Sandbox::new("faults::slowloris_registry");
     let addr = tcp_fake(4, |mut s| {
-        if !read_head(&mut s) {
+        if read_request(&mut s).is_none() {
             return;
         }
         // Faster than the 1 s I/O deadline, so no single read times out.
@@ -346,6 +356,23 @@ fn registry_overloaded_after_the_ping_is_unavailable_at_each_step() {
 
 // ---- S3: 503 SlowDown --------------------------------------------------
 
+/// `services --timeout 1s` against a fake S3 at `addr` (plain HTTP, fake
+/// credentials); `extra` is YAML inside the `s3` map. Returns the run, its
+/// time and the endpoint URL.
+fn s3_services(sb: &Sandbox, addr: SocketAddr, extra: &str) -> (Run, Duration, String) {
+    let url = format!("http://{addr}");
+    let yaml = format!(
+        "allowed_networks: [127.0.0.0/8]\ns3: {{endpoint: '{url}', {extra}access_key: AKFAKEFAKEFAKEFAKE01, secret_key_env: FAULTS_S3_SECRET}}\n"
+    );
+    let (r, elapsed) = services(
+        sb,
+        &yaml,
+        "1s",
+        &[("FAULTS_S3_SECRET", "not-a-real-secret")],
+    );
+    (r, elapsed, url)
+}
+
 #[test]
 fn s3_503_slowdown_is_unavailable_without_retries() {
     let sb = Sandbox::new("faults::s3_slowdown");
@@ -353,7 +380,7 @@ fn s3_503_slowdown_is_unavailable_without_retries() {
     let h = hits.clone();
     let addr = tcp_fake(16, move |mut s| {
         const BODY: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>fake</RequestId></Error>";
-        while read_head(&mut s) {
+        while read_request(&mut s).is_some() {
             h.fetch_add(1, Ordering::SeqCst);
             let resp = format!(
                 "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nRetry-After: 5\r\nContent-Length: {}\r\n\r\n{BODY}",
@@ -364,16 +391,7 @@ fn s3_503_slowdown_is_unavailable_without_retries() {
             }
         }
     });
-    let url = format!("http://{addr}");
-    let yaml = format!(
-        "allowed_networks: [127.0.0.0/8]\ns3: {{endpoint: '{url}', buckets: [sekoia], access_key: AKFAKEFAKEFAKEFAKE01, secret_key_env: FAULTS_S3_SECRET}}\n"
-    );
-    let (r, elapsed) = services(
-        &sb,
-        &yaml,
-        "1s",
-        &[("FAULTS_S3_SECRET", "not-a-real-secret")],
-    );
+    let (r, elapsed, url) = s3_services(&sb, addr, "buckets: [sekoia], ");
     r.code(1);
     let f = r.has("s3:unavailable", "fail", &format!("{url} sekoia"));
     assert_eq!(f.evidence["http_status"], 503, "{f:?}");
@@ -389,33 +407,6 @@ fn s3_503_slowdown_is_unavailable_without_retries() {
 
 /// Buckets and their objects, as the fake S3 below holds them.
 type Store = Arc<std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>>;
-
-/// Reads one HTTP request: method, path (with query) and body.
-fn read_request(s: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b).ok()? != 1 || head.len() > 64 << 10 {
-            return None;
-        }
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
-    let mut words = head.split_whitespace();
-    let (method, path) = (words.next()?.to_string(), words.next()?.to_string());
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).ok()?;
-    Some((method, path, body))
-}
 
 /// A path-style S3 over plain HTTP, just enough for the write probe in a
 /// temporary bucket, whose PutObject answers after `put_delay` and only
@@ -526,16 +517,7 @@ fn s3_put_landing_after_its_deadline_is_cleaned_up() {
     let sb = Sandbox::new("faults::s3_late_put");
     let store: Store = Default::default();
     let addr = late_put_s3(store.clone(), Duration::from_millis(1500));
-    let url = format!("http://{addr}");
-    let yaml = format!(
-        "allowed_networks: [127.0.0.0/8]\ns3: {{endpoint: '{url}', access_key: AKFAKEFAKEFAKEFAKE01, secret_key_env: FAULTS_S3_SECRET}}\n"
-    );
-    let (r, elapsed) = services(
-        &sb,
-        &yaml,
-        "1s",
-        &[("FAULTS_S3_SECRET", "not-a-real-secret")],
-    );
+    let (r, elapsed, _) = s3_services(&sb, addr, "");
     r.code(1);
     let f = r.has("net:no-reply", "fail", "airgap-verify-probe-");
     assert!(f.message.contains("write probe refused"), "{}", f.message);

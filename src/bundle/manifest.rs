@@ -23,6 +23,12 @@ pub const SUMS_NAMES: &[&str] = &["SHA256SUMS", "SHA256SUMS.txt", "sha256sums.tx
 /// Deepest folder a manifest may sit in (`a/b/c/manifest.json` is depth 3).
 pub const MAX_DEPTH: usize = 3;
 
+/// Whether a member path names a `manifest.json` (rather than a
+/// `SHA256SUMS` file).
+pub fn is_json(path: &str) -> bool {
+    path.rsplit('/').next() == Some(JSON_NAME)
+}
+
 /// Whether a normalised member path names a manifest we should capture.
 pub fn is_candidate(path: &str) -> bool {
     let (depth, name) = match path.rsplit_once('/') {
@@ -527,7 +533,7 @@ impl ListedSink for Compile<'_> {
 /// hashed so far; [`verify`] judges it after the pass. `Ok(None)` for a
 /// docker-archive `manifest.json`, which is not a release manifest.
 pub fn compile(path: &str, bytes: &[u8], table: &FileTable) -> Result<Option<Listing>, Malformed> {
-    if path.rsplit('/').next() == Some(JSON_NAME) {
+    if is_json(path) {
         let hint = count_occurrences(bytes, b"\"sha256\"").min(bytes.len() / 96 + 1);
         return compile_json_with(
             path,

@@ -169,26 +169,34 @@ pub struct WalkContext {
     buf: Vec<u8>,
 }
 
-/// The data of a streamed manifest on its way to the parser: hashed,
-/// scanned, counted, and kept only when asked to.
+/// A member's data on its way through the walk, read once: hashed,
+/// counted, fed to the nested job and the reference scanner, and captured
+/// up to a limit. A streamed manifest's parser reads through it too.
 struct Tee<'a> {
     data: &'a mut dyn Read,
     hasher: &'a mut Sha256,
     scanner: Option<&'a mut super::refscan::LineScanner>,
+    job: Option<&'a mut NestedJob>,
     size: u64,
-    /// Past this many bytes the parser is stopped (`over`).
-    limit: u64,
-    text: Option<Vec<u8>>,
-    /// The member's read error, kept whole for the caller (the parser only
-    /// sees a stand-in).
+    /// Past this many bytes the member is too large: the capture is
+    /// dropped (`over`). `None`: nothing to judge.
+    limit: Option<u64>,
+    capture: Option<Vec<u8>>,
+    /// Keep the capture only if the data starts like a JSON object.
+    json_only: bool,
+    /// Once over the limit, fail the read, so that a parser stops.
+    stop_when_over: bool,
+    /// The member's read error, kept whole for the caller (a reader of the
+    /// tee only sees a stand-in).
     error: Option<std::io::Error>,
     over: bool,
 }
 
 impl Read for Tee<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let stand_in = || std::io::Error::other("the member could not be read");
         if self.error.is_some() {
-            return Err(std::io::Error::other("the member could not be read"));
+            return Err(stand_in());
         }
         let n = loop {
             match self.data.read(out) {
@@ -196,22 +204,32 @@ impl Read for Tee<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.error = Some(e);
-                    return Err(std::io::Error::other("the member could not be read"));
+                    return Err(stand_in());
                 }
             }
         };
         let chunk = &out[..n];
+        if self.size == 0 && self.json_only && chunk.first() != Some(&b'{') {
+            self.capture = None;
+            self.limit = None;
+        }
         self.hasher.update(chunk);
         self.size += n as u64;
+        if let Some(j) = self.job.as_mut() {
+            j.feed(chunk);
+        }
         if let Some(s) = self.scanner.as_mut() {
             s.feed(chunk);
         }
-        if let Some(t) = self.text.as_mut() {
-            t.extend_from_slice(chunk);
-        }
-        if self.size > self.limit {
+        if self.limit.is_some_and(|l| self.size > l) {
             self.over = true;
-            self.text = None;
+            self.capture = None;
+            self.limit = None;
+        }
+        if let Some(c) = self.capture.as_mut() {
+            c.extend_from_slice(chunk);
+        }
+        if self.over && self.stop_when_over {
             return Err(std::io::Error::other("over the manifest size limit"));
         }
         Ok(n)
@@ -348,75 +366,50 @@ impl WalkContext {
         // (manifests, configs); layers are never buffered.
         let json_only = matches!(self.scope, Scope::Nested { .. }) && path.starts_with("blobs/");
         let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
         // A release's manifest.json is parsed as its data streams by
         // (manifest::Listing): its text, the largest per-file cost of the
         // pass, is never held whole unless a signature needs it.
         let streamed = matches!(self.scope, Scope::Release)
             && captured.is_some()
             && job.is_none()
-            && path.rsplit('/').next() == Some(manifest::JSON_NAME);
+            && manifest::is_json(&path);
+        if streamed && self.manifest_key.is_none() {
+            captured = None;
+        }
+        let mut tee = Tee {
+            data: &mut *data,
+            hasher: &mut hasher,
+            scanner: scanner.as_mut(),
+            job: job.as_mut(),
+            size: 0,
+            limit: (streamed || captured.is_some()).then(|| limit.unwrap_or(0)),
+            capture: captured,
+            json_only,
+            stop_when_over: streamed,
+            error: None,
+            over: false,
+        };
+        let listing =
+            streamed.then(|| manifest::compile_json(&path, &mut tee, meta.size, &self.files));
+        // Everything (or what the parser left: after an error, trailing
+        // bytes) is read, hashed and scanned to the member's end.
+        tee.stop_when_over = false;
+        while let Ok(n) = tee.read(&mut self.buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        let (size, over, error) = (tee.size, tee.over, tee.error.take());
+        let mut captured = tee.capture.take();
+        too_large |= over;
         let mut streamed_listing = None;
-        let result = if streamed {
-            let text = captured.take().filter(|_| self.manifest_key.is_some());
-            let mut tee = Tee {
-                data: &mut *data,
-                hasher: &mut hasher,
-                scanner: scanner.as_mut(),
-                size: 0,
-                limit: limit.unwrap_or(0),
-                text,
-                error: None,
-                over: false,
-            };
-            let listing = manifest::compile_json(&path, &mut tee, meta.size, &self.files);
-            // The parser may stop early (an error, trailing bytes): the rest
-            // is still hashed and scanned.
-            tee.limit = u64::MAX;
-            while let Ok(n) = tee.read(&mut self.buf) {
-                if n == 0 {
-                    break;
-                }
-            }
-            size = tee.size;
-            too_large = tee.over;
-            if !too_large {
-                captured = Some(tee.text.take().unwrap_or_default());
-                streamed_listing = Some(listing);
-            }
-            match tee.error.take() {
-                Some(e) => Err(DataError(e)),
-                None => Ok(()),
-            }
-        } else {
-            loop {
-                let n = match data.read(&mut self.buf) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => break Err(DataError(e)),
-                };
-                let chunk = &self.buf[..n];
-                if size == 0 && json_only && chunk.first() != Some(&b'{') {
-                    captured = None;
-                }
-                hasher.update(chunk);
-                size += n as u64;
-                if let Some(j) = job.as_mut() {
-                    j.feed(chunk);
-                }
-                if let Some(s) = scanner.as_mut() {
-                    s.feed(chunk);
-                }
-                if let Some(c) = captured.as_mut() {
-                    if size > limit.unwrap_or(0) {
-                        too_large = true;
-                        captured = None;
-                    } else {
-                        c.extend_from_slice(chunk);
-                    }
-                }
-            }
+        if streamed && !over {
+            captured = Some(captured.unwrap_or_default());
+            streamed_listing = listing;
+        }
+        let result = match error {
+            Some(e) => Err(DataError(e)),
+            None => Ok(()),
         };
         if let Some(j) = job {
             // A member cut short must not be judged as a broken image: the
@@ -477,8 +470,8 @@ impl WalkContext {
                     Some(l) => l,
                     None => manifest::compile(&path, &bytes, &self.files),
                 };
-                let is_json = path.rsplit('/').next() == Some(manifest::JSON_NAME);
-                let signed_text = (is_json && self.manifest_key.is_some()).then_some(bytes);
+                let signed_text =
+                    (manifest::is_json(&path) && self.manifest_key.is_some()).then_some(bytes);
                 self.manifests.push(PendingManifest {
                     path: path.clone(),
                     listing,
@@ -562,7 +555,7 @@ impl WalkContext {
             }
         }
         for m in manifests {
-            if m.path.rsplit('/').next() == Some(manifest::JSON_NAME) {
+            if manifest::is_json(&m.path) {
                 // Without a key the text is not needed (and not kept): the
                 // signature is only reported.
                 super::signing::manifest_findings(
