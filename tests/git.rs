@@ -44,6 +44,21 @@ fn probe_refs(lab: &Lab, repo: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts no probe ref is left in `repo`. Other tests push their probe ref
+/// to the same repository at the same time and delete it within
+/// milliseconds: a ref a probe left behind is still there 2 s later.
+fn assert_no_probe_refs(lab: &Lab, repo: &str) {
+    let mut refs = String::new();
+    for _ in 0..40 {
+        refs = probe_refs(lab, repo);
+        if refs.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("probe refs left behind in {repo}:\n{refs}");
+}
+
 #[test]
 fn git_pass_reads_pushes_and_cleans_up() {
     let sb = Sandbox::new("git::pass");
@@ -60,11 +75,7 @@ fn git_pass_reads_pushes_and_cleans_up() {
     let f = r.has("git:write-probe", "pass", url);
     let name = f.evidence["ref"].as_str().unwrap().to_string();
     assert!(name.starts_with("refs/airgap-verify/probe-"), "{name}");
-    assert_eq!(
-        probe_refs(&lab, lab.var("GIT_REPO")),
-        "",
-        "the probe ref was left behind"
-    );
+    assert_no_probe_refs(&lab, lab.var("GIT_REPO"));
     // Without --write-probe nothing is written at all.
     let r = run(&sb, &yaml, lab.var("GIT_PASSWORD"), &[]);
     r.run.code(0).lacks("git:write-probe");
@@ -87,6 +98,7 @@ fn git_faults_each_have_their_code() {
     let f = r.within(ONE).code(1).has("git:auth-failed", "fail", url);
     assert_eq!(f.evidence["http_status"], 401);
     r.run.lacks("git:push-allowed").lacks("git:write-probe");
+    assert_no_probe_refs(&lab, lab.var("GIT_REPO"));
 
     // Missing repository, missing branch.
     let missing = format!("{}/sekoia/nope.git", lab.var("GIT_URL"));
@@ -94,13 +106,19 @@ fn git_faults_each_have_their_code() {
     r.within(ONE)
         .code(1)
         .has("git:repo-missing", "fail", &missing);
-    let r = run(&sb, &git_yaml(&lab, url, "no-such-branch", false), "", &[]);
+    let r = run(
+        &sb,
+        &git_yaml(&lab, url, "no-such-branch", true),
+        lab.var("GIT_PASSWORD"),
+        &["--write-probe"],
+    );
     let f = r.within(ONE).code(1).has("git:branch-missing", "fail", url);
     assert!(f.evidence["branches"]
         .as_array()
         .unwrap()
         .iter()
         .any(|b| b == "main"));
+    assert_no_probe_refs(&lab, lab.var("GIT_REPO"));
 
     // Push refused for everyone on the read-only repository.
     let ro = lab.var("GIT_READONLY_REPO_URL");
@@ -111,14 +129,14 @@ fn git_faults_each_have_their_code() {
         &["--write-probe"],
     );
     r.within(ONE).code(1).has("git:push-refused", "fail", ro);
-    assert_eq!(probe_refs(&lab, lab.var("GIT_READONLY_REPO")), "");
+    assert_no_probe_refs(&lab, lab.var("GIT_READONLY_REPO"));
 
     // Wrong CA: the TLS check fails and no request (no credential) is sent.
     let r = run(
         &sb,
         &yaml,
         lab.var("GIT_PASSWORD"),
-        &["--ca-bundle", lab.var("ROGUE_CA_PEM")],
+        &["--ca-bundle", lab.var("ROGUE_CA_PEM"), "--write-probe"],
     );
     let f = r.within(ONE).code(1).has("tls:unknown-issuer", "fail", url);
     assert!(
@@ -130,6 +148,7 @@ fn git_faults_each_have_their_code() {
         f.evidence
     );
     r.run.lacks("git:refs-listed").lacks("git:auth-failed");
+    assert_no_probe_refs(&lab, lab.var("GIT_REPO"));
 }
 
 #[test]
@@ -137,11 +156,17 @@ fn git_over_plain_http_is_reported() {
     let sb = Sandbox::new("git::plain_http");
     let lab = Lab::get();
     let url = format!("{}/{}", lab.var("GIT_HTTP_URL"), lab.var("GIT_REPO"));
-    let r = run(&sb, &git_yaml(&lab, &url, "main", false), "", &[]);
+    let r = run(
+        &sb,
+        &git_yaml(&lab, &url, "main", false),
+        "",
+        &["--write-probe"],
+    );
     let r = r.within(ONE);
     r.code(1).has("git:plain-http", "fail", &url);
     // It still answers, and the refs are still checked.
     r.has("git:refs-listed", "pass", &url);
+    assert_no_probe_refs(&lab, lab.var("GIT_REPO"));
 }
 
 /// SIGTERM while the probe ref exists on the server and the probe waits for

@@ -2,6 +2,7 @@
 //! auth with deletes enabled, Bearer tokens with deletes refused, and plain
 //! HTTP.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,20 +36,66 @@ fn run(sb: &Sandbox, yaml: &str, password: &str, extra: &[&str]) -> Timed {
     )
 }
 
-/// Tags of the check repository, read from the registry's storage.
-fn probe_tags(data_dir: &str) -> Vec<String> {
-    let dir = PathBuf::from(data_dir)
-        .join("docker/registry/v2/repositories/sekoia/airgap-verify-check/_manifests/tags");
-    let mut tags: Vec<String> = std::fs::read_dir(&dir)
-        .map(|it| {
-            it.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    tags.retain(|t| t.starts_with("airgap-verify-probe-"));
-    tags.sort();
-    tags
+/// What a probe could leave in the project's repositories of a registry's
+/// storage, one line each: probe tags, manifest revisions, blob links, and
+/// upload sessions still open. A session's folder holds `startedat` until
+/// the upload is completed or cancelled; after a cancel Distribution 2.8
+/// writes its 108-byte hash state back into the emptied folder
+/// (distribution/distribution#4524), which is no session: a GET on it
+/// answers 404, and the registry's upload purger removes it.
+fn residue(data_dir: &str) -> BTreeSet<String> {
+    let project = PathBuf::from(data_dir).join("docker/registry/v2/repositories/sekoia");
+    let names = |dir: PathBuf| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|it| {
+                it.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = BTreeSet::new();
+    for repo in names(project.clone()) {
+        let r = project.join(&repo);
+        for tag in names(r.join("_manifests/tags")) {
+            if tag.starts_with("airgap-verify-probe-") {
+                out.insert(format!("{repo} tag {tag}"));
+            }
+        }
+        for (what, dir) in [
+            ("manifest", "_manifests/revisions/sha256"),
+            ("blob", "_layers/sha256"),
+        ] {
+            for hex in names(r.join(dir)) {
+                if r.join(dir).join(&hex).join("link").exists() {
+                    out.insert(format!("{repo} {what} {hex}"));
+                }
+            }
+        }
+        for id in names(r.join("_uploads")) {
+            let u = r.join("_uploads").join(&id);
+            if u.join("startedat").exists() || u.join("data").exists() {
+                out.insert(format!("{repo} upload {id}"));
+            }
+        }
+    }
+    out
+}
+
+/// Asserts the registry's storage holds nothing that `before` did not.
+/// Other tests probe the same registries at the same time, and their
+/// sessions are open for a few milliseconds: what a probe left behind is
+/// still there 2 s later.
+fn assert_nothing_left(data_dir: &str, before: &BTreeSet<String>) {
+    let mut left = Vec::new();
+    for _ in 0..40 {
+        left = residue(data_dir).difference(before).cloned().collect();
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("left behind in {data_dir}: {left:?}");
 }
 
 #[test]
@@ -67,7 +114,7 @@ fn registry_basic_auth_push_write_probe_images_and_cleanup() {
         "0".repeat(64)
     );
     let missing = format!("{}:9.9.9", lab.var("REGISTRY_SEEDED_REPO"));
-    let before = probe_tags(lab.var("REGISTRY_DATA_DIR"));
+    let before = residue(lab.var("REGISTRY_DATA_DIR"));
     let y = yaml(
         &lab,
         url,
@@ -98,8 +145,8 @@ fn registry_basic_auth_push_write_probe_images_and_cleanup() {
     );
     assert_eq!(f.evidence["digest"], lab.var("REGISTRY_SEEDED_DIGEST"));
     r.has("registry:image-missing", "fail", &missing);
-    // Nothing was left behind.
-    assert_eq!(probe_tags(lab.var("REGISTRY_DATA_DIR")), before);
+    // Nothing was left behind: no tag, manifest, blob or upload session.
+    assert_nothing_left(lab.var("REGISTRY_DATA_DIR"), &before);
 }
 
 #[test]
@@ -107,6 +154,8 @@ fn registry_basic_faults_wrong_password_and_rogue_ca() {
     let sb = Sandbox::new("registry::basic_faults");
     let lab = Lab::get();
     let url = lab.var("REGISTRY_URL");
+    let data = lab.var("REGISTRY_DATA_DIR");
+    let before = residue(data);
     let y = yaml(&lab, url, Some(lab.var("REGISTRY_USER")), &[]);
     let r = run(&sb, &y, "wrong-password", &["--write-probe"]);
     let f = r
@@ -117,22 +166,25 @@ fn registry_basic_faults_wrong_password_and_rogue_ca() {
     r.run
         .lacks("registry:push-allowed")
         .lacks("registry:write-probe");
+    assert_nothing_left(data, &before);
     // No credentials at all: the registry asks for them.
-    let r = run(&sb, &yaml(&lab, url, None, &[]), "", &[]);
+    let r = run(&sb, &yaml(&lab, url, None, &[]), "", &["--write-probe"]);
     let f = r
         .within(ONE)
         .code(1)
         .has("registry:auth-failed", "fail", url);
     assert!(f.message.contains("none are configured"), "{}", f.message);
+    assert_nothing_left(data, &before);
     // A CA that did not issue the certificate: stop before any request.
     let r = run(
         &sb,
         &y,
         lab.var("REGISTRY_PASSWORD"),
-        &["--ca-bundle", lab.var("ROGUE_CA_PEM")],
+        &["--ca-bundle", lab.var("ROGUE_CA_PEM"), "--write-probe"],
     );
     r.within(ONE).code(1).has("tls:unknown-issuer", "fail", url);
     r.run.lacks("registry:reachable");
+    assert_nothing_left(data, &before);
 }
 
 #[test]
@@ -141,7 +193,7 @@ fn registry_bearer_tokens_scopes_and_refused_deletes() {
     let lab = Lab::get();
     let url = lab.var("REGISTRY_TOKEN_URL");
     let data = lab.var("REGISTRY_TOKEN_DATA_DIR");
-    let before = probe_tags(data);
+    let before = residue(data);
     let seeded = lab.var("REGISTRY_SEEDED_IMAGE").to_string();
 
     // The pusher gets a push token; the registry refuses deletes, and the
@@ -164,20 +216,35 @@ fn registry_bearer_tokens_scopes_and_refused_deletes() {
     r.has("registry:image-present", "pass", &seeded);
     let f = r.has("registry:leftover", "warn", url);
     assert_eq!(f.evidence["deletes_refused"], true);
-    let after = probe_tags(data);
-    let new: Vec<_> = after.iter().filter(|t| !before.contains(t)).collect();
-    assert_eq!(new.len(), 1, "exactly one probe tag left: {new:?}");
+    // What is left is exactly what the finding names: the tag, the manifest
+    // and the config blob (the upload sessions are gone).
+    let mut new = BTreeSet::new();
+    for _ in 0..40 {
+        new = residue(data).difference(&before).cloned().collect();
+        if new.iter().all(|l| !l.contains(" upload ")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kinds: Vec<_> = new.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(kinds, ["blob", "manifest", "tag"], "left: {new:?}");
     let named = f.evidence["left_behind"].to_string();
-    assert!(
-        named.contains(new[0].as_str()),
-        "the leftover names the tag {}: {named}",
-        new[0]
-    );
-    // Remove it so the lab does not accumulate probe tags.
-    let tag_dir = PathBuf::from(data)
-        .join("docker/registry/v2/repositories/sekoia/airgap-verify-check/_manifests/tags")
-        .join(new[0]);
-    std::fs::remove_dir_all(tag_dir).unwrap();
+    for l in &new {
+        let id = l.rsplit(' ').next().unwrap();
+        assert!(named.contains(id), "the leftover names {l}: {named}");
+    }
+    // Remove them so the lab does not accumulate probe leftovers.
+    let repo = PathBuf::from(data).join("docker/registry/v2/repositories");
+    for l in &new {
+        let mut it = l.split(' ');
+        let (name, kind, id) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+        let dir = match kind {
+            "tag" => "_manifests/tags",
+            "manifest" => "_manifests/revisions/sha256",
+            _ => "_layers/sha256",
+        };
+        std::fs::remove_dir_all(repo.join("sekoia").join(name).join(dir).join(id)).unwrap();
+    }
 
     // The reader's token carries pull only: the push is refused.
     let y = yaml(&lab, url, Some(lab.var("REGISTRY_READER_USER")), &[seeded]);
@@ -190,6 +257,7 @@ fn registry_bearer_tokens_scopes_and_refused_deletes() {
         lab.var("REGISTRY_SEEDED_IMAGE"),
     );
     r2.lacks("registry:write-probe");
+    assert_nothing_left(data, &before);
 
     // A wrong password is refused by the token server.
     let y = yaml(&lab, url, Some(lab.var("REGISTRY_USER")), &[]);
@@ -199,6 +267,7 @@ fn registry_bearer_tokens_scopes_and_refused_deletes() {
         .code(1)
         .has("registry:auth-failed", "fail", url);
     assert_eq!(f.evidence["realm"], lab.var("REGISTRY_TOKEN_REALM"));
+    assert_nothing_left(data, &before);
 }
 
 #[test]
@@ -206,10 +275,16 @@ fn registry_over_plain_http_is_reported() {
     let sb = Sandbox::new("registry::plain_http");
     let lab = Lab::get();
     let url = lab.var("REGISTRY_HTTP_URL");
+    let data = lab.var("REGISTRY_HTTP_DATA_DIR");
+    let before = residue(data);
+    // The push check still runs (its upload session is cancelled); the
+    // write probe is not asked for, as this registry refuses deletes.
     let r = run(&sb, &yaml(&lab, url, None, &[]), "", &[]);
     let r = r.within(ONE);
     r.code(1).has("registry:plain-http", "fail", url);
+    r.has("registry:push-allowed", "pass", url);
     r.has("registry:reachable", "pass", url);
+    assert_nothing_left(data, &before);
 }
 
 /// `check`: the archive pass and the probes in one report; the release's

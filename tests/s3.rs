@@ -135,6 +135,7 @@ fn s3_faults_each_have_their_code_and_leave_nothing() {
         .code(1)
         .has("s3:invalid-access-key", "fail", ep);
     assert_eq!(f.evidence["s3_code"], "InvalidAccessKeyId");
+    assert_clean(&lab);
 
     let r = run(
         &sb,
@@ -146,6 +147,7 @@ fn s3_faults_each_have_their_code_and_leave_nothing() {
         .code(1)
         .has("s3:signature-mismatch", "fail", ep);
     assert_eq!(f.evidence["s3_code"], "SignatureDoesNotMatch");
+    assert_clean(&lab);
 
     let r = run(
         &sb,
@@ -159,6 +161,7 @@ fn s3_faults_each_have_their_code_and_leave_nothing() {
     r.within(ONE)
         .code(1)
         .has("s3:bucket-missing", "fail", "no-such-bucket");
+    assert_clean(&lab);
 
     // The read-only user reads and lists, but its writes are denied.
     let r = run(
@@ -170,6 +173,7 @@ fn s3_faults_each_have_their_code_and_leave_nothing() {
     r2.code(1).has("s3:bucket-ok", "pass", bucket);
     let f = r2.has("s3:access-denied", "fail", bucket);
     assert!(f.message.contains("write probe refused"), "{}", f.message);
+    assert_clean(&lab);
 
     // Virtual-host addressing against a path-style server.
     let r = run(
