@@ -651,6 +651,46 @@ fn truncated_udp_answer_without_tcp_is_a_bad_reply() {
     within(elapsed, ONE, &r);
 }
 
+/// A DNS server that never answers the first datagram of a query, only the
+/// same query sent again (a lost datagram, or a swallowed ICMP): the probe
+/// resends and passes, well within the deadline.
+#[test]
+fn a_lost_udp_query_is_sent_again() {
+    let sb = Sandbox::new("faults::dns_lost_datagram");
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = udp.local_addr().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = dropped.clone();
+    thread::spawn(move || {
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = [0u8; 1500];
+        for _ in 0..64 {
+            let Ok((n, from)) = udp.recv_from(&mut buf) else {
+                return;
+            };
+            let id = u16::from_be_bytes([buf[0], buf[1]]);
+            if seen.insert(id) {
+                d.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            let reply = dns_reply(&buf[..n], false, Ipv4Addr::new(127, 0, 0, 99));
+            let _ = udp.send_to(&reply, from);
+        }
+    });
+    let yaml = format!(
+        "allowed_networks: [127.0.0.0/8]\ndns:\n  servers: ['{server}']\n  transports: [udp]\n  public_names: []\n  expect:\n    - {{name: app.faults.test, addresses: [127.0.0.99]}}\n"
+    );
+    let (r, elapsed) = services(&sb, &yaml, "2s", &[]);
+    r.code(0).has(
+        "dns:answer",
+        "pass",
+        &format!("{server}/udp app.faults.test"),
+    );
+    assert!(dropped.load(Ordering::SeqCst) >= 1, "no query was dropped");
+    // The first resend goes out after 250 ms, not at the deadline.
+    within(elapsed, ONE, &r);
+}
+
 // ---- NTP: kiss-o'-death RATE -------------------------------------------
 
 #[test]

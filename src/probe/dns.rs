@@ -152,21 +152,37 @@ pub(crate) fn summarise(msg: &Message, latency: Duration, retried_over_tcp: bool
     }
 }
 
+/// First wait for a UDP reply before the query is sent again; each later
+/// wait doubles. A datagram lost on the way, or an ICMP port unreachable
+/// the destination's rate limit swallowed (Linux sends about one a second
+/// per peer once its burst is spent), must not read as a dead server, as
+/// stub resolvers know: they resend too.
+const UDP_RESEND_FIRST: Duration = Duration::from_millis(250);
+
+/// Sends `query` over UDP, resending the same bytes (same id) with a
+/// doubling wait, and returns the first datagram that comes back within
+/// `timeout` in all.
 async fn udp_exchange(
     server: SocketAddr,
     query: &[u8],
     timeout: Duration,
 ) -> Result<Vec<u8>, NetError> {
     let sock = super::net::udp_connected(server).await?;
-    sock.send(query).await.map_err(|e| NetError::from_io(&e))?;
+    let until = Instant::now() + timeout;
+    let mut wait = UDP_RESEND_FIRST;
     let mut buf = vec![0u8; 4096];
-    match tokio::time::timeout(timeout, sock.recv(&mut buf)).await {
-        Ok(Ok(n)) => {
-            buf.truncate(n);
-            Ok(buf)
+    loop {
+        sock.send(query).await.map_err(|e| NetError::from_io(&e))?;
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait.min(left), sock.recv(&mut buf)).await {
+            Ok(Ok(n)) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Ok(Err(e)) => return Err(NetError::from_io(&e)),
+            Err(_) if Instant::now() >= until => return Err(NetError::Timeout(timeout)),
+            Err(_) => wait *= 2,
         }
-        Ok(Err(e)) => Err(NetError::from_io(&e)),
-        Err(_) => Err(NetError::Timeout(timeout)),
     }
 }
 
