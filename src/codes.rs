@@ -676,7 +676,7 @@ codes! {
         "The destination refused the flow (a TCP reset or an ICMP unreachable): the packets get through to the host, but nothing listens on the port, or a firewall rejects them. Before installation nothing listens on most of the platform's ports.",
         "Start `airgap-verify listen --role node` (or `lb-backend`) on the destination and test again; if it still is refused, open the port in the host's firewall (nftables, firewalld).";
     FlowFiltered => "flow:filtered", Fail,
-        "Nothing came back by the deadline: a firewall on the way drops the packets, or the host is down. For UDP, a flow is open only when an answer comes back (a send that merely succeeds proves nothing), so run the responder on the destination.",
+        "Nothing came back by the deadline: a firewall on the way drops the packets, or the host is down. For UDP, a flow is open only when an answer comes back (a send that merely succeeds proves nothing), so run the responder on the destination. A closed UDP port is told by the ICMP port unreachable it sends back, and Linux sends about one ICMP error a second to the same peer once a burst of 6 is spent: many closed UDP ports on one host, or runs back to back, can make a closed port look filtered.",
         "Open the flow in every firewall between the two hosts (the perimeter firewall, security groups, the destination's own rules), as the profile's table says (docs/flows.md).";
     FlowBlocked => "flow:blocked", Pass,
         "A flow the profile says must stay closed from outside (Thanos on 10901, the NodePort range) got no answer or was refused.",

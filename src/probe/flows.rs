@@ -477,7 +477,14 @@ fn finding(c: &Check, state: &State, took: Duration) -> Finding {
         ),
         (Expect::Open, State::Filtered) => (
             Code::FlowFiltered,
-            format!("{what}: filtered, nothing came back"),
+            match c.flow.proto {
+                Proto::Tcp => format!("{what}: filtered, the connection got no answer by the deadline: a firewall drops it, or the host is down"),
+                // Linux sends about one ICMP error a second to a peer once
+                // a burst of 6 is spent: many closed UDP ports on one host,
+                // or runs back to back, can swallow the "closed" answer.
+                Proto::Udp => format!("{what}: filtered, neither an answer nor an ICMP unreachable came back by the deadline: a firewall drops it, or nothing answers there and the host rate-limits its ICMP errors; run `airgap-verify listen` there, or raise --timeout"),
+                Proto::Icmp => format!("{what}: filtered, no echo reply by the deadline"),
+            },
         ),
         (Expect::Blocked, State::Open(_)) => (
             Code::FlowNotBlocked,

@@ -83,25 +83,111 @@ pub fn echo(ip: IpAddr, deadline: Duration) -> Result<bool, String> {
         } else {
             data
         };
-        if icmp.len() < 8 {
-            continue;
-        }
-        match icmp[0] {
-            // Echo reply; a ping socket rewrites the identifier itself.
-            0 if !raw
-                || (u16::from_be_bytes([icmp[4], icmp[5]]) == id
-                    && u16::from_be_bytes([icmp[6], icmp[7]]) == seq) =>
-            {
-                return Ok(true)
+        match judge(icmp, raw, id, seq) {
+            Some(Reply::Echo) => return Ok(true),
+            Some(Reply::Unreachable(code)) => {
+                return Err(format!(
+                    "destination unreachable ({})",
+                    unreachable_name(code)
+                ))
             }
-            3 if raw => return Err("destination unreachable".into()),
-            _ => continue,
+            None => continue,
         }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Reply {
+    Echo,
+    Unreachable(u8),
+}
+
+/// What one ICMP message from the destination says about our echo request
+/// `id`/`seq`, or `None` when it is about something else. A raw socket sees
+/// every ICMP message from the host, among them the port unreachables that
+/// the flows' own UDP probes draw at the same time: a destination
+/// unreachable counts only when the datagram it quotes is our echo request.
+fn judge(icmp: &[u8], raw: bool, id: u16, seq: u16) -> Option<Reply> {
+    if icmp.len() < 8 {
+        return None;
+    }
+    let ours = |m: &[u8]| {
+        m.len() >= 8
+            && u16::from_be_bytes([m[4], m[5]]) == id
+            && u16::from_be_bytes([m[6], m[7]]) == seq
+    };
+    match icmp[0] {
+        // Echo reply; a ping socket rewrites the identifier itself.
+        0 if !raw || ours(icmp) => Some(Reply::Echo),
+        3 if raw => {
+            // The quoted datagram: its IP header, then its first 8 bytes.
+            let quoted = &icmp[8..];
+            let ihl = ((quoted.first().copied().unwrap_or(0) & 0x0f) as usize) * 4;
+            let is_icmp = quoted.get(9) == Some(&1);
+            let inner = quoted.get(ihl..).unwrap_or(&[]);
+            (ihl >= 20 && is_icmp && inner.first() == Some(&8) && ours(inner))
+                .then_some(Reply::Unreachable(icmp[1]))
+        }
+        _ => None,
+    }
+}
+
+fn unreachable_name(code: u8) -> String {
+    match code {
+        0 => "network unreachable".into(),
+        1 => "host unreachable".into(),
+        2 => "protocol unreachable".into(),
+        9 | 10 | 13 => "administratively prohibited, a firewall rejects it".into(),
+        c => format!("code {c}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{judge, Reply};
+
+    /// An ICMP destination unreachable (code `code`) quoting an IPv4
+    /// datagram of `proto` whose first bytes are `inner`.
+    fn unreachable(code: u8, proto: u8, inner: &[u8]) -> Vec<u8> {
+        let mut m = vec![3u8, code, 0, 0, 0, 0, 0, 0];
+        let mut ip = vec![0x45u8, 0, 0, 28, 0, 0, 0, 0, 64, proto, 0, 0];
+        ip.extend_from_slice(&[10, 0, 255, 20, 10, 0, 255, 21]);
+        m.extend(ip);
+        m.extend_from_slice(inner);
+        m
+    }
+
+    #[test]
+    fn only_our_own_echo_or_its_error_counts() {
+        let (id, seq) = (0x1234, 1);
+        let echo_req = [8u8, 0, 0, 0, 0x12, 0x34, 0, 1];
+        assert_eq!(
+            judge(&[0, 0, 0, 0, 0x12, 0x34, 0, 1], true, id, seq),
+            Some(Reply::Echo)
+        );
+        // Another ping's reply, on a raw socket.
+        assert_eq!(judge(&[0, 0, 0, 0, 0x99, 0x99, 0, 1], true, id, seq), None);
+        // A ping socket rewrites the identifier: any echo reply is ours.
+        assert_eq!(
+            judge(&[0, 0, 0, 0, 0x99, 0x99, 0, 1], false, id, seq),
+            Some(Reply::Echo)
+        );
+        // A firewall rejecting our echo request.
+        assert_eq!(
+            judge(&unreachable(13, 1, &echo_req), true, id, seq),
+            Some(Reply::Unreachable(13))
+        );
+        // The port unreachable a concurrent UDP probe drew: not about us.
+        let udp = [0x9c, 0x40, 0x21, 0x1c, 0, 8, 0, 0];
+        assert_eq!(judge(&unreachable(3, 17, &udp), true, id, seq), None);
+        // An error quoting someone else's echo request.
+        let other = [8u8, 0, 0, 0, 0x55, 0x55, 0, 1];
+        assert_eq!(judge(&unreachable(1, 1, &other), true, id, seq), None);
+        // Truncated messages are ignored, never read past their end.
+        assert_eq!(judge(&[3, 1, 0, 0, 0, 0, 0, 0, 0x45], true, id, seq), None);
+        assert_eq!(judge(&[0, 0, 0], true, id, seq), None);
+    }
+
     #[test]
     fn checksum_of_a_known_packet() {
         // Echo request id 0x1234 seq 1, no payload: checksum 0xe5ca.
