@@ -136,6 +136,47 @@ fn a_matrix_of_three_nodes_finishes_within_the_deadline_whatever_the_mix() {
     );
 }
 
+/// `check` runs the flows of its `--role` with everything else when the
+/// configuration names the cluster's hosts, and none without them.
+#[test]
+fn check_runs_the_flows_of_its_role_when_the_hosts_are_configured() {
+    let n = NetLab::get();
+    let _x = n.exclusive();
+    let sb = Sandbox::new("flows::check");
+    let _r2 = n.responder("node2", "node", &[]);
+    let _r3 = n.responder("node3", "node", &[]);
+    n.fw("node3", "tcp dport 9100 drop");
+    let (a2, a3) = (n.addr("node2"), n.addr("node3"));
+    let r = n.check(
+        &sb,
+        "node1",
+        "node",
+        &yaml(&n, "sekoia-1.0.0", "1s", ""),
+        &[],
+    );
+    r.code(1);
+    let all = r.findings();
+    let f = at(&all, "flow:open", &format!("tcp {a2}:10250"));
+    assert_eq!(f.evidence["responder"], "node2");
+    at(&all, "flow:open", &format!("udp {a3}:8472"));
+    at(&all, "flow:filtered", &format!("tcp {a3}:9100"));
+    at(&all, "flow:clock-ok", "node2");
+    // The static egress proof runs in the same report.
+    assert!(
+        all.iter().any(|f| f.code.starts_with("egress:")),
+        "no egress findings"
+    );
+    // Without a `flows:` section, `check` tests no flow.
+    let bare = yaml(&n, "sekoia-1.0.0", "1s", "");
+    let bare = &bare[..bare.find("flows:").unwrap()];
+    let r = n.check(&sb, "node1", "node", bare, &[]);
+    assert!(
+        !r.findings().iter().any(|f| f.code.starts_with("flow:")),
+        "{}",
+        r.stdout
+    );
+}
+
 #[test]
 fn proxy_headers_are_detected_against_both_profiles() {
     let n = NetLab::get();

@@ -165,6 +165,23 @@ impl NetLab {
     }
 }
 
+impl NetLab {
+    /// Runs `check --role ROLE` in `host`'s namespace with `yaml` and
+    /// `extra`, as `flows` above.
+    pub fn check(&self, sb: &Sandbox, host: &str, role: &str, yaml: &str, extra: &[&str]) -> Run {
+        let cfg = sb.write(&format!("check-{host}.yml"), yaml);
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.ns(host), BIN, "check", "--role", role])
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--format", "json", "--no-progress"])
+            .args(extra)
+            .output()
+            .unwrap();
+        Run::from(out)
+    }
+}
+
 pub struct Exclusive {
     _g: std::sync::MutexGuard<'static, ()>,
 }
