@@ -177,6 +177,62 @@ fn check_runs_the_flows_of_its_role_when_the_hosts_are_configured() {
     );
 }
 
+/// With no `flows:` section, the hosts come from the vendor's inventory
+/// (`utils.ansible.inventory`, `global.kube_manager_host`, `global.host`)
+/// and the profile from its `version`.
+#[test]
+fn hosts_and_profile_come_from_the_vendor_inventory() {
+    let n = NetLab::get();
+    let _x = n.exclusive();
+    let sb = Sandbox::new("flows::inventory");
+    let _r2 = n.responder("node2", "node", &["--profile", "sekoia-0.0.1"]);
+    let _r3 = n.responder("node3", "node", &["--profile", "sekoia-0.0.1"]);
+    let (a1, a2, a3) = (n.addr("node1"), n.addr("node2"), n.addr("node3"));
+    let vendor = sb.write(
+        "config.yml",
+        format!(
+            "version: 0.0.1\nglobal:\n  host: {}\n  kube_manager_host: {a1}\nutils:\n  ansible:\n    inventory:\n      managers: [{a1}]\n      workers: [{a2}, {a3}]\n",
+            n.addr("lb")
+        ),
+    );
+    let vendor = vendor.to_str().unwrap();
+    let perimeter = format!(
+        "allowed_networks: [10.0.255.0/24]\nca_bundle: {}\n",
+        n.var("CA_PEM")
+    );
+    let (d, _) = n.flows(
+        &sb,
+        "node1",
+        "node",
+        &perimeter,
+        &["--sekoia-config", vendor, "--dry-run"],
+    );
+    assert!(
+        d.stdout.contains("profile sekoia-0.0.1") && d.stdout.contains("version 0.0.1"),
+        "{}",
+        d.stdout
+    );
+    let (r, _) = n.flows(
+        &sb,
+        "node1",
+        "node",
+        &perimeter,
+        &["--sekoia-config", vendor],
+    );
+    let all = r.findings();
+    // The overlay between all nodes, answered by the workers' responders.
+    let f = at(&all, "flow:open", &format!("udp {a2}:8472"));
+    assert_eq!(f.evidence["responder"], "node2");
+    at(&all, "flow:open", &format!("udp {a3}:8472"));
+    // Nothing of the 1.0.0 table (the kubelet, Cilium health).
+    assert!(
+        !all.iter()
+            .any(|f| f.target.ends_with(":10250") || f.target.ends_with(":4240")),
+        "{}",
+        r.stdout
+    );
+}
+
 #[test]
 fn proxy_headers_are_detected_against_both_profiles() {
     let n = NetLab::get();

@@ -44,19 +44,18 @@ fn probe_refs(lab: &Lab, repo: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Asserts no probe ref is left in `repo`. Other tests push their probe ref
-/// to the same repository at the same time and delete it within
-/// milliseconds: a ref a probe left behind is still there 2 s later.
+/// Asserts no probe ref is left in `repo` (see `harness::settled`).
 fn assert_no_probe_refs(lab: &Lab, repo: &str) {
-    let mut refs = String::new();
-    for _ in 0..40 {
-        refs = probe_refs(lab, repo);
-        if refs.is_empty() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("probe refs left behind in {repo}:\n{refs}");
+    let left = crate::harness::settled(|| {
+        probe_refs(lab, repo)
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    });
+    assert!(
+        left.is_empty(),
+        "probe refs left behind in {repo}: {left:?}"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::harness::lab::{services_env, Lab, Timed};
-use crate::harness::Sandbox;
+use crate::harness::{settled, Sandbox};
 
 const ONE: Duration = Duration::from_secs(1);
 
@@ -82,20 +82,11 @@ fn residue(data_dir: &str) -> BTreeSet<String> {
     out
 }
 
-/// Asserts the registry's storage holds nothing that `before` did not.
-/// Other tests probe the same registries at the same time, and their
-/// sessions are open for a few milliseconds: what a probe left behind is
-/// still there 2 s later.
+/// Asserts the registry's storage holds nothing that `before` did not (see
+/// `harness::settled`).
 fn assert_nothing_left(data_dir: &str, before: &BTreeSet<String>) {
-    let mut left = Vec::new();
-    for _ in 0..40 {
-        left = residue(data_dir).difference(before).cloned().collect();
-        if left.is_empty() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("left behind in {data_dir}: {left:?}");
+    let left = settled(|| residue(data_dir).difference(before).cloned().collect());
+    assert!(left.is_empty(), "left behind in {data_dir}: {left:?}");
 }
 
 #[test]
@@ -218,14 +209,14 @@ fn registry_bearer_tokens_scopes_and_refused_deletes() {
     assert_eq!(f.evidence["deletes_refused"], true);
     // What is left is exactly what the finding names: the tag, the manifest
     // and the config blob (the upload sessions are gone).
-    let mut new = BTreeSet::new();
-    for _ in 0..40 {
-        new = residue(data).difference(&before).cloned().collect();
-        if new.iter().all(|l| !l.contains(" upload ")) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    settled(|| {
+        residue(data)
+            .difference(&before)
+            .filter(|l| l.contains(" upload "))
+            .cloned()
+            .collect()
+    });
+    let new: BTreeSet<String> = residue(data).difference(&before).cloned().collect();
     let kinds: Vec<_> = new.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
     assert_eq!(kinds, ["blob", "manifest", "tag"], "left: {new:?}");
     let named = f.evidence["left_behind"].to_string();

@@ -66,6 +66,22 @@ impl Drop for Sandbox {
 }
 
 /// Runs the binary with `args`.
+/// Polls `left` every 50 ms for up to 2 s until it returns nothing, and
+/// returns its last answer (empty when it settled). Tests that check a
+/// server for leftovers use it: other tests probe the same lab servers at
+/// the same time, and their own writes live for a few milliseconds, while
+/// a leftover is still there 2 s later.
+pub fn settled<T>(mut left: impl FnMut() -> Vec<T>) -> Vec<T> {
+    let started = std::time::Instant::now();
+    loop {
+        let now = left();
+        if now.is_empty() || started.elapsed() > std::time::Duration::from_secs(2) {
+            return now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub fn av<I, S>(args: I) -> Run
 where
     I: IntoIterator<Item = S>,
