@@ -58,6 +58,11 @@ fn filer_entries(lab: &Lab, path: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Asserts the bucket holds no probe object, and no folder entry either
+/// (SeaweedFS's filer keeps `airgap-verify-probe/` after its last object is
+/// deleted, and an S3 listing shows it), and that no temporary bucket is
+/// left. The folder is polled (`harness::settled`): tests outside this file
+/// write probe objects to the same bucket without the lock.
 fn assert_clean(lab: &Lab) {
     let bucket = lab.var("S3_BUCKET");
     assert_eq!(
@@ -65,6 +70,13 @@ fn assert_clean(lab: &Lab) {
         Vec::<String>::new(),
         "probe objects left"
     );
+    let folder = crate::harness::settled(|| {
+        filer_entries(lab, &format!("/buckets/{bucket}/"))
+            .into_iter()
+            .filter(|e| e.ends_with("/airgap-verify-probe"))
+            .collect()
+    });
+    assert!(folder.is_empty(), "probe folder left: {folder:?}");
     let temp: Vec<_> = filer_entries(lab, "/buckets/")
         .into_iter()
         .filter(|b| b.contains("airgap-verify-probe-"))
@@ -294,6 +306,12 @@ fn s3_interrupt_mid_write_probe_removes_the_object() {
 fn bench_leftovers(lab: &Lab) -> Vec<String> {
     let bucket = lab.var("S3_BUCKET");
     let mut left = filer_entries(lab, &format!("/buckets/{bucket}/airgap-verify-bench/"));
+    // The folder entry itself, which SeaweedFS keeps once it is empty.
+    left.extend(
+        filer_entries(lab, &format!("/buckets/{bucket}/"))
+            .into_iter()
+            .filter(|e| e.ends_with("/airgap-verify-bench")),
+    );
     left.extend(
         filer_entries(lab, "/buckets/")
             .into_iter()

@@ -19,7 +19,9 @@
 //!   the bytes, deletes it and lists the prefix to prove it is gone; with no
 //!   bucket configured it lists the buckets and works in a temporary bucket
 //!   `airgap-verify-probe-<id>` that it creates and removes. Anything left
-//!   is named in `s3:leftover`;
+//!   is named in `s3:leftover`. A storage that keeps folders (SeaweedFS)
+//!   also loses the empty `airgap-verify-probe/` entry it would otherwise
+//!   show in every listing;
 //! - a put that gets no answer by its deadline may still land later (and,
 //!   on some servers, bring a removed temporary bucket back): its key is
 //!   watched for two more deadlines and deleted if it appears, before the
@@ -360,7 +362,7 @@ async fn write_probe(
     io: Duration,
 ) -> Vec<Finding> {
     let id = super::net::probe_id();
-    let key = format!("airgap-verify-probe/{id}");
+    let key = format!("{PROBE_FOLDER}{id}");
     let body = format!("airgap-verify write probe {id}\n").into_bytes();
     // Recorded before the put is sent: a put cut off in flight may land.
     let ticket = ctx.ledger.record(
@@ -368,13 +370,20 @@ async fn write_probe(
         format!("the probe object {bucket}/{key}"),
         Box::pin({
             let (s3, bucket, key) = (s3.clone(), bucket.to_string(), key.clone());
-            async move { remove_object(&s3, &bucket, &key).await }
+            async move {
+                remove_object(&s3, &bucket, &key).await?;
+                remove_folder(&s3, &bucket, PROBE_FOLDER).await;
+                Ok(())
+            }
         }),
     );
     let out = write_probe_steps(s3, bucket, &key, &body, target, io).await;
     ctx.ledger.done(ticket);
     out
 }
+
+/// Where the write probe puts its object.
+const PROBE_FOLDER: &str = "airgap-verify-probe/";
 
 /// Deletes one object; idempotent (S3 answers a delete of a missing key
 /// with success, and a missing bucket means nothing is left).
@@ -383,6 +392,28 @@ async fn remove_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Resu
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
         Err(e) => Err(e.code().unwrap_or("no answer").to_string()),
+    }
+}
+
+/// Removes the folder entry `folder` (ending in `/`) that a storage keeping
+/// folders (SeaweedFS's filer) leaves once the objects under it are gone,
+/// and that an S3 listing then shows as a common prefix. The delete is sent
+/// only when the entry answers a HEAD, so AWS and MinIO, which keep no
+/// folders, see no request at all and a versioned bucket gets no delete
+/// marker. A folder still holding another run's objects is kept by the
+/// storage (its folder delete is not recursive). Best effort: the objects
+/// under it were just deleted with the same credentials, and an empty
+/// folder entry holds no data.
+pub(super) async fn remove_folder(s3: &aws_sdk_s3::Client, bucket: &str, folder: &str) {
+    if s3
+        .head_object()
+        .bucket(bucket)
+        .key(folder)
+        .send()
+        .await
+        .is_ok()
+    {
+        let _ = remove_object(s3, bucket, folder).await;
     }
 }
 
@@ -485,6 +516,7 @@ async fn write_probe_steps(
     };
     let mut out = problems;
     if deleted.is_ok() && gone {
+        remove_folder(s3, bucket, PROBE_FOLDER).await;
         if out.is_empty() {
             out.push(
                 Finding::new(
@@ -539,7 +571,10 @@ async fn settle(
     loop {
         if let Ok(_found) = s3.head_object().bucket(bucket).key(key).send().await {
             return match remove_object(s3, bucket, key).await {
-                Ok(()) => None,
+                Ok(()) => {
+                    remove_folder(s3, bucket, PROBE_FOLDER).await;
+                    None
+                }
                 Err(why) => Some(
                     Finding::new(
                         Code::S3Leftover,

@@ -22,7 +22,9 @@
 //! Guarantees: the prefix (and the temporary bucket) is recorded in the
 //! clean-up ledger before the first write, so every object is removed on
 //! success, failure, timeout and interrupt; a listing proves the prefix is
-//! empty at the end; anything left is named in `s3:leftover`. The whole
+//! empty at the end, and the empty `airgap-verify-bench/` folder entry a
+//! storage that keeps folders would show is removed too; anything left is
+//! named in `s3:leftover`. The whole
 //! benchmark is bounded by [`DEADLINE`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,9 +32,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::net::ProbeContext;
-use super::s3::{classify, client, remove_bucket, remove_prefix};
+use super::s3::{classify, client, remove_bucket, remove_folder, remove_prefix};
 use crate::config::S3Plan;
 use crate::finding::{Code, Finding};
+
+/// Where the benchmark's objects go in a configured bucket.
+const BENCH_FOLDER: &str = "airgap-verify-bench/";
 
 pub const LARGE_SIZE: usize = 4 << 20;
 pub const LARGE_COUNT: usize = 16;
@@ -205,8 +210,8 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &S3Plan) -> Vec<Finding> {
         None => (format!("airgap-verify-bench-{id}"), true),
     };
     // Flat keys: a storage that keeps folders (SeaweedFS's filer) is left
-    // without an empty folder per run.
-    let prefix = format!("airgap-verify-bench/{id}-");
+    // one folder to remove, not one per run.
+    let prefix = format!("{BENCH_FOLDER}{id}-");
     let btarget = format!("{target} {bucket}");
     let ticket = ctx.ledger.record(
         &btarget,
@@ -221,7 +226,9 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &S3Plan) -> Vec<Finding> {
                 if temporary {
                     remove_bucket(&s3, &bucket).await
                 } else {
-                    remove_prefix(&s3, &bucket, &prefix).await
+                    remove_prefix(&s3, &bucket, &prefix).await?;
+                    remove_folder(&s3, &bucket, BENCH_FOLDER).await;
+                    Ok(())
                 }
             }
         }),
@@ -245,7 +252,11 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &S3Plan) -> Vec<Finding> {
     let removed = if temporary {
         remove_bucket(&s3, &bucket).await
     } else {
-        remove_prefix(&s3, &bucket, &prefix).await
+        let r = remove_prefix(&s3, &bucket, &prefix).await;
+        if r.is_ok() {
+            remove_folder(&s3, &bucket, BENCH_FOLDER).await;
+        }
+        r
     };
     ctx.ledger.done(ticket);
     let mut out = vec![match measured {
