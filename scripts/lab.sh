@@ -22,7 +22,8 @@
 #   .40 git            nginx + fcgiwrap + git-http-backend: 443 HTTPS, 80 plain HTTP;
 #                      anonymous fetch, push needs Basic auth (pusher), readonly.git refuses push
 #   .41 registry       Distribution 2.8 on 443: htpasswd Basic auth, deletes enabled, seeded image
-#   .42 s3             SeaweedFS S3 on 443 (SigV4, IAM identities admin/readonly), bucket sekoia-data
+#   .42 s3             SeaweedFS S3 on 443 (SigV4, IAM identities admin/readonly), buckets sekoia-data
+#                      and sekoia-versioned (versioning enabled)
 #   .43 registry-token Distribution 2.8 on 443, Bearer tokens from token_server.py on 5001,
 #                      deletes disabled (405)
 #   .44 registry-http  Distribution 2.8 on 80: plain HTTP, no auth
@@ -91,6 +92,7 @@ REGISTRY_TOKEN_ISSUER=airgap-lab-token-issuer
 SEEDED_REPO=sekoia/collector
 SEEDED_TAG=1.0.0
 S3_BUCKET=sekoia-data
+S3_VERSIONED_BUCKET=sekoia-versioned # versioning enabled: a plain delete only hides an object
 S3_REGION=us-east-1             # SeaweedFS does not check the region of a signature
 # SeaweedFS ports on $S3_ADDR besides S3 on 443 (gRPC ports are the HTTP port + 10000)
 S3_MASTER_PORT=9333
@@ -593,6 +595,7 @@ S3_PORT=443
 S3_ENDPOINT=https://s3.$ZONE
 S3_REGION=$S3_REGION
 S3_BUCKET=$S3_BUCKET
+S3_VERSIONED_BUCKET=$S3_VERSIONED_BUCKET
 S3_ACCESS_KEY=$S3_ACCESS_KEY
 S3_SECRET_KEY=$S3_SECRET_KEY
 S3_RO_ACCESS_KEY=$S3_RO_ACCESS_KEY

@@ -206,6 +206,38 @@ fn s3_faults_each_have_their_code_and_leave_nothing() {
     assert_clean(&lab);
 }
 
+/// A bucket that keeps versions, where a plain delete only hides an object
+/// behind a delete marker and its data stays: the write probe deletes the
+/// version it made, the benchmark every version under its prefix, and the
+/// bucket holds nothing afterwards, not even a delete marker.
+#[test]
+fn s3_versioned_bucket_keeps_no_version_of_what_the_probes_wrote() {
+    let _one = exclusive();
+    let sb = Sandbox::new("s3::versioned");
+    let lab = Lab::get();
+    let bucket = lab.var("S3_VERSIONED_BUCKET");
+    let y = yaml(
+        &lab,
+        &format!("  buckets: [{bucket}]\n"),
+        lab.var("S3_ACCESS_KEY"),
+    );
+    let r = services_env(
+        &sb,
+        &y,
+        "5s",
+        &["--s3-benchmark"],
+        &[("LAB_S3_SECRET", lab.var("S3_SECRET_KEY"))],
+    )
+    .run;
+    let f = r.has("s3:write-probe", "pass", bucket);
+    assert!(f.evidence["version_id"].is_string(), "{f:?}");
+    r.lacks("s3:leftover");
+    // SeaweedFS keeps a key's versions and delete markers in a folder
+    // `KEY.versions/` of its filer: nothing at all may remain.
+    let left = filer_entries(&lab, &format!("/buckets/{bucket}/"));
+    assert!(left.is_empty(), "left in the versioned bucket: {left:?}");
+}
+
 /// The probe connects to the configured endpoint and the perimeter's DNS
 /// server, and to nothing else (no instance metadata, no public endpoint):
 /// every connect(2) of the process is recorded with strace.

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Put the lab's initial data into freshly started servers (scripts/lab.sh up).
 
-  s3        once the S3 gateway answers, create bucket S3_BUCKET (admin keys)
+  s3        once the S3 gateway answers, create bucket S3_BUCKET and the bucket
+            S3_VERSIONED_BUCKET with versioning enabled (admin keys)
   registry  once registry A answers, push REGISTRY_SEEDED_LAYOUT with skopeo as
             REGISTRY_SEEDED_IMAGE, check the pushed digest, then copy A's storage
             to the token (B) and plain-HTTP (C) registries' storage folders
@@ -60,14 +61,33 @@ def seed_s3(env, deadline):
 
     retry(deadline, "S3 gateway not ready", list_buckets)
 
-    def create():
-        r = labhttp.s3_request(addr, host, port, "PUT", f"/{bucket}", *keys, tls=tls)
+    def create(name):
+        r = labhttp.s3_request(addr, host, port, "PUT", f"/{name}", *keys, tls=tls)
         if r.status == 200 or labhttp.s3_error_code(r) in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             return r
-        raise RuntimeError(f"CreateBucket answered {r.status} {labhttp.s3_error_code(r)}")
+        raise RuntimeError(f"CreateBucket {name} answered {r.status} {labhttp.s3_error_code(r)}")
 
-    retry(deadline, f"create bucket {bucket}", create)
-    return f"bucket {bucket} created"
+    retry(deadline, f"create bucket {bucket}", lambda: create(bucket))
+    versioned = env.get("S3_VERSIONED_BUCKET")
+    if not versioned:
+        return f"bucket {bucket} created"
+    retry(deadline, f"create bucket {versioned}", lambda: create(versioned))
+    body = (b'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b"<Status>Enabled</Status></VersioningConfiguration>")
+
+    def enable():
+        r = labhttp.s3_request(addr, host, port, "PUT", f"/{versioned}", *keys,
+                               query={"versioning": ""}, body=body, tls=tls)
+        if r.status != 200:
+            raise RuntimeError(f"PutBucketVersioning answered {r.status} {labhttp.s3_error_code(r)}")
+        r = labhttp.s3_request(addr, host, port, "GET", f"/{versioned}", *keys,
+                               query={"versioning": ""}, tls=tls)
+        if "<Status>Enabled</Status>" not in r.text():
+            raise RuntimeError(f"versioning of {versioned} reads back as {r.text()[:200]!r}")
+        return r
+
+    retry(deadline, f"enable versioning on {versioned}", enable)
+    return f"buckets {bucket} and {versioned} (versioned) created"
 
 
 def seed_registry(env, deadline):

@@ -21,7 +21,9 @@
 //!   `airgap-verify-probe-<id>` that it creates and removes. Anything left
 //!   is named in `s3:leftover`. A storage that keeps folders (SeaweedFS)
 //!   also loses the empty `airgap-verify-probe/` entry it would otherwise
-//!   show in every listing;
+//!   show in every listing. In a bucket that keeps versions (the put
+//!   answers with a version id) the probe deletes that version, since a
+//!   plain delete there leaves the data behind a delete marker;
 //! - a put that gets no answer by its deadline may still land later (and,
 //!   on some servers, bring a removed temporary bucket back): its key is
 //!   watched for two more deadlines and deleted if it appears, before the
@@ -364,20 +366,25 @@ async fn write_probe(
     let id = super::net::probe_id();
     let key = format!("{PROBE_FOLDER}{id}");
     let body = format!("airgap-verify write probe {id}\n").into_bytes();
+    // The version the put created, once its answer names one: the undo
+    // below then deletes that version, not just the key.
+    let version: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     // Recorded before the put is sent: a put cut off in flight may land.
     let ticket = ctx.ledger.record(
         target,
         format!("the probe object {bucket}/{key}"),
         Box::pin({
             let (s3, bucket, key) = (s3.clone(), bucket.to_string(), key.clone());
+            let version = version.clone();
             async move {
-                remove_object(&s3, &bucket, &key).await?;
+                let v = version.lock().map(|v| v.clone()).unwrap_or_default();
+                remove_version(&s3, &bucket, &key, v.as_deref()).await?;
                 remove_folder(&s3, &bucket, PROBE_FOLDER).await;
                 Ok(())
             }
         }),
     );
-    let out = write_probe_steps(s3, bucket, &key, &body, target, io).await;
+    let out = write_probe_steps(s3, bucket, &key, &body, &version, target, io).await;
     ctx.ledger.done(ticket);
     out
 }
@@ -392,6 +399,36 @@ async fn remove_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Resu
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
         Err(e) => Err(e.code().unwrap_or("no answer").to_string()),
+    }
+}
+
+/// Deletes the object the put made: on a bucket that keeps versions (the
+/// put answered with a version id) that exact version, since a plain delete
+/// there only hides the object behind a delete marker and its data stays;
+/// a plain delete otherwise.
+async fn remove_version(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<(), String> {
+    let Some(v) = version.filter(|v| *v != "null") else {
+        return remove_object(s3, bucket, key).await;
+    };
+    match s3
+        .delete_object()
+        .bucket(bucket)
+        .key(key)
+        .version_id(v)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
+        Err(e) => Err(format!(
+            "{} deleting its version {v} (the bucket keeps versions: deleting one needs s3:DeleteObjectVersion)",
+            e.code().unwrap_or("no answer")
+        )),
     }
 }
 
@@ -451,6 +488,55 @@ pub(super) async fn remove_prefix(
     ))
 }
 
+/// Deletes every version and delete marker under `prefix`, for a bucket
+/// known to keep versions: there a plain delete only hides an object behind
+/// a delete marker, and its data stays. Re-lists until nothing is left.
+pub(super) async fn purge_versions(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<(), String> {
+    for _ in 0..1000 {
+        let listed = match s3
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "{} listing the versions (the bucket keeps versions)",
+                    e.code().unwrap_or("no answer")
+                ))
+            }
+        };
+        let found: Vec<(String, Option<String>)> = listed
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(
+                listed
+                    .delete_markers()
+                    .iter()
+                    .map(|m| (m.key(), m.version_id())),
+            )
+            .filter_map(|(k, v)| Some((k?.to_string(), v.map(String::from))))
+            .collect();
+        if found.is_empty() {
+            return Ok(());
+        }
+        for (key, v) in found {
+            remove_version(s3, bucket, &key, v.as_deref()).await?;
+        }
+    }
+    Err(format!(
+        "versions under {bucket}/{prefix} remain after 1000 listings"
+    ))
+}
+
 /// Deletes the temporary bucket and anything the probe left in it.
 pub(super) async fn remove_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
     remove_prefix(s3, bucket, "").await?;
@@ -466,26 +552,35 @@ async fn write_probe_steps(
     bucket: &str,
     key: &str,
     body: &[u8],
+    version: &std::sync::Mutex<Option<String>>,
     target: &str,
     io: Duration,
 ) -> Vec<Finding> {
     let key = key.to_string();
-    if let Err(e) = s3
+    let put = s3
         .put_object()
         .bucket(bucket)
         .key(&key)
         .body(body.to_vec().into())
         .send()
-        .await
-    {
-        let mut f = classify(&e, target, &format!("writing {key}"), io);
-        f.message = format!("write probe refused: {}", f.message);
-        let mut out = vec![f.evidence("key", key.clone())];
-        if unanswered(&e) {
-            out.extend(settle(s3, bucket, &key, target, io).await);
+        .await;
+    let made = match put {
+        Ok(o) => o.version_id().map(String::from),
+        Err(e) => {
+            let mut f = classify(&e, target, &format!("writing {key}"), io);
+            f.message = format!("write probe refused: {}", f.message);
+            let mut out = vec![f.evidence("key", key.clone())];
+            if unanswered(&e) {
+                out.extend(settle(s3, bucket, &key, target, io).await);
+            }
+            return out;
         }
-        return out;
+    };
+    if let Ok(mut v) = version.lock() {
+        v.clone_from(&made);
     }
+    // A version id other than "null" means the bucket keeps versions.
+    let versioned = made.as_deref().filter(|v| *v != "null");
     let mut problems = Vec::new();
     match s3.get_object().bucket(bucket).key(&key).send().await {
         Ok(o) => match o.body.collect().await.map(|b| b.to_vec()) {
@@ -503,7 +598,17 @@ async fn write_probe_steps(
         },
         Err(e) => problems.push(classify(&e, target, &format!("reading {key} back"), io)),
     }
-    let deleted = s3.delete_object().bucket(bucket).key(&key).send().await;
+    let mut delete = s3.delete_object().bucket(bucket).key(&key);
+    if let Some(v) = versioned {
+        delete = delete.version_id(v);
+    }
+    let deleted = delete.send().await.map_err(|e| {
+        let why = classify(&e, target, "deleting", io).message;
+        match versioned {
+            Some(v) => format!("{why} (the bucket keeps versions: deleting version {v} needs s3:DeleteObjectVersion)"),
+            None => why,
+        }
+    });
     let gone = match s3
         .list_objects_v2()
         .bucket(bucket)
@@ -518,18 +623,23 @@ async fn write_probe_steps(
     if deleted.is_ok() && gone {
         remove_folder(s3, bucket, PROBE_FOLDER).await;
         if out.is_empty() {
-            out.push(
-                Finding::new(
-                    Code::S3WriteProbe,
-                    target,
-                    format!("wrote {key} to {bucket}, read it back identical, deleted it"),
-                )
-                .evidence("key", key),
-            );
+            let mut f = Finding::new(
+                Code::S3WriteProbe,
+                target,
+                match versioned {
+                    Some(v) => format!("wrote {key} to {bucket}, read it back identical, deleted its version {v} (the bucket keeps versions)"),
+                    None => format!("wrote {key} to {bucket}, read it back identical, deleted it"),
+                },
+            )
+            .evidence("key", key);
+            if let Some(v) = versioned {
+                f = f.evidence("version_id", v.to_string());
+            }
+            out.push(f);
         }
     } else {
         let why = match &deleted {
-            Err(e) => classify(e, target, "deleting", io).message,
+            Err(m) => m.clone(),
             Ok(_) => "the object is still listed after its delete".into(),
         };
         out.push(

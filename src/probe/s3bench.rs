@@ -23,16 +23,18 @@
 //! clean-up ledger before the first write, so every object is removed on
 //! success, failure, timeout and interrupt; a listing proves the prefix is
 //! empty at the end, and the empty `airgap-verify-bench/` folder entry a
-//! storage that keeps folders would show is removed too; anything left is
+//! storage that keeps folders would show is removed too. When a put
+//! answers with a version id (the bucket keeps versions), every version and
+//! delete marker under the prefix is deleted as well. Anything left is
 //! named in `s3:leftover`. The whole
 //! benchmark is bounded by [`DEADLINE`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::net::ProbeContext;
-use super::s3::{classify, client, remove_bucket, remove_folder, remove_prefix};
+use super::s3::{classify, client, purge_versions, remove_bucket, remove_folder, remove_prefix};
 use crate::config::S3Plan;
 use crate::finding::{Code, Finding};
 
@@ -213,6 +215,9 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &S3Plan) -> Vec<Finding> {
     // one folder to remove, not one per run.
     let prefix = format!("{BENCH_FOLDER}{id}-");
     let btarget = format!("{target} {bucket}");
+    // Set when a put answers with a version id: the bucket keeps versions,
+    // and the clean-up must delete them, not only hide them.
+    let versioned = Arc::new(AtomicBool::new(false));
     let ticket = ctx.ledger.record(
         &btarget,
         if temporary {
@@ -222,11 +227,15 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &S3Plan) -> Vec<Finding> {
         },
         Box::pin({
             let (s3, bucket, prefix) = (s3.clone(), bucket.clone(), prefix.clone());
+            let versioned = versioned.clone();
             async move {
                 if temporary {
                     remove_bucket(&s3, &bucket).await
                 } else {
                     remove_prefix(&s3, &bucket, &prefix).await?;
+                    if versioned.load(Ordering::Relaxed) {
+                        purge_versions(&s3, &bucket, &prefix).await?;
+                    }
                     remove_folder(&s3, &bucket, BENCH_FOLDER).await;
                     Ok(())
                 }
@@ -235,7 +244,7 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &S3Plan) -> Vec<Finding> {
     );
     let measured = tokio::time::timeout(
         DEADLINE,
-        measure(&s3, &bucket, &prefix, temporary, &btarget, io),
+        measure(&s3, &bucket, &prefix, temporary, &versioned, &btarget, io),
     )
     .await
     .unwrap_or_else(|_| {
@@ -252,7 +261,10 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &S3Plan) -> Vec<Finding> {
     let removed = if temporary {
         remove_bucket(&s3, &bucket).await
     } else {
-        let r = remove_prefix(&s3, &bucket, &prefix).await;
+        let mut r = remove_prefix(&s3, &bucket, &prefix).await;
+        if r.is_ok() && versioned.load(Ordering::Relaxed) {
+            r = purge_versions(&s3, &bucket, &prefix).await;
+        }
         if r.is_ok() {
             remove_folder(&s3, &bucket, BENCH_FOLDER).await;
         }
@@ -281,6 +293,7 @@ async fn measure(
     bucket: &str,
     prefix: &str,
     temporary: bool,
+    versioned: &Arc<AtomicBool>,
     target: &str,
     io: Duration,
 ) -> Result<Finding, Finding> {
@@ -309,19 +322,23 @@ async fn measure(
 
     // PUT throughput.
     let (_, put_took) = phase(LARGE_COUNT, {
-        let (ctx, large) = (ctx.clone(), large.clone());
+        let (ctx, large, versioned) = (ctx.clone(), large.clone(), versioned.clone());
         move |i| {
-            let (ctx, body) = (ctx.clone(), large[i].clone());
+            let (ctx, body, versioned) = (ctx.clone(), large[i].clone(), versioned.clone());
             async move {
                 let (s3, bucket, key, target, io) = &*ctx;
                 let t = Instant::now();
-                s3.put_object()
+                let put = s3
+                    .put_object()
                     .bucket(bucket)
                     .key(key("large", i))
                     .body(body.into())
                     .send()
                     .await
                     .map_err(|e| classify(&e, target, "PUT", *io))?;
+                if put.version_id().is_some_and(|v| v != "null") {
+                    versioned.store(true, Ordering::Relaxed);
+                }
                 Ok(Sample {
                     latency: t.elapsed(),
                     ttfb: None,
