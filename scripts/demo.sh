@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job on a built-in demo, for a fresh Debian 12 machine (as root):
 # builds airgap-verify and a Sekoia-shaped sample release, verifies it, then
-# verifies a tampered copy to show what a failure looks like. As root, and if
-# this build has the `services` subcommand, then checks the perimeter services
-# against the loopback lab (scripts/lab.sh up, left running).
+# verifies a tampered copy to show what a failure looks like. As root, then
+# checks the perimeter services against the loopback lab (scripts/lab.sh up,
+# left running), pushes the release's images into the lab registry with
+# skopeo as the installer would, runs the main job (`check`) on the release
+# and the whole lab, and deletes the pushed images again.
 #
 #   scripts/demo.sh [WORKDIR]
 set -euo pipefail
@@ -93,16 +95,52 @@ else
       echo "registry: {url: $(labvar REGISTRY_URL), project: sekoia, username: $(labvar REGISTRY_USER), password_env: REGISTRY_PASSWORD}"
       echo "s3: {endpoint: $(labvar S3_ENDPOINT), buckets: [$(labvar S3_BUCKET)], access_key: $(labvar S3_ACCESS_KEY), secret_key_env: S3_SECRET_KEY}"
     } >"$work/perimeter.yml"
+    # The installer's push, done here with skopeo (which the lab installs):
+    # the release's images land in the lab registry, so that the main job
+    # finds each of them; they are deleted again at the end.
+    pushed=()
+    unpush() {
+      local ref
+      for ref in "${pushed[@]}"; do
+        skopeo delete --cert-dir "$work/certs" --creds "$(labvar REGISTRY_USER):$REGISTRY_PASSWORD" \
+          "docker://$ref" >/dev/null 2>&1 || echo "==> could not delete $ref from the lab registry" >&2
+      done
+      pushed=()
+    }
+    if command -v skopeo >/dev/null 2>&1; then
+      echo
+      echo "==> pushing the release's images into the lab registry (skopeo), as the installer would"
+      mkdir -p "$work/images" "$work/certs"
+      cp "$(labvar CA_PEM)" "$work/certs/ca.crt"
+      tar -xf "$archive" -C "$work/images" --wildcards 'platform/*/images/*.tar.gz'
+      trap unpush EXIT
+      for image in "$work"/images/platform/*/images/*.tar.gz; do
+        name=$(basename "$image" .tar.gz)
+        version=$(basename "$(dirname "$(dirname "$image")")")
+        gunzip -c "$image" >"$work/images/$name.tar"
+        transport=docker-archive
+        tar -tf "$work/images/$name.tar" | grep -qx oci-layout && transport=oci-archive
+        ref="$(labvar REGISTRY_HOST)/sekoia/$name:$version"
+        skopeo copy -q --dest-cert-dir "$work/certs" \
+          --dest-creds "$(labvar REGISTRY_USER):$REGISTRY_PASSWORD" \
+          "$transport:$work/images/$name.tar" "docker://$ref"
+        pushed+=("$ref")
+      done
+      echo "    ${#pushed[@]} images pushed"
+    fi
     echo
-    echo "==> airgap-verify check --bundle $archive --config $work/perimeter.yml --write-probe"
-    echo "    (the sample's images were never pushed to the lab registry: each is reported missing)"
+    echo "==> airgap-verify check --bundle $archive --pubkey vendor.pub --config $work/perimeter.yml --write-probe"
+    if ((${#pushed[@]} == 0)); then
+      echo "    (skopeo is missing, so the release's images are not in the lab registry: each is reported missing)"
+    fi
     if "$bin" check --help >/dev/null 2>&1; then
       set +e
-      "$bin" check --bundle "$archive" --config "$work/perimeter.yml" --write-probe \
-        --allow-host registry.sekoia.io --no-progress
+      "$bin" check --bundle "$archive" --pubkey "$work/vendor.pub" --config "$work/perimeter.yml" \
+        --write-probe --allow-host registry.sekoia.io --no-progress
       checked=$?
       set -e
-      echo "==> check exit code $checked ('scripts/lab.sh down' stops the lab)"
+      unpush
+      echo "==> check exit code $checked; the pushed images were deleted again ('scripts/lab.sh down' stops the lab)"
     fi
   else
     tail -n 30 "$work/lab-up.log" >&2
