@@ -122,6 +122,35 @@ pub fn p90(samples: &mut [Duration]) -> Duration {
     samples[rank.max(1) - 1]
 }
 
+/// Compares a body that arrives in chunks with what was written, without
+/// holding a copy of it.
+struct SameAs<'a> {
+    want: &'a [u8],
+    at: usize,
+    same: bool,
+}
+
+impl<'a> SameAs<'a> {
+    fn new(want: &'a [u8]) -> Self {
+        SameAs {
+            want,
+            at: 0,
+            same: true,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        let end = self.at.saturating_add(chunk.len());
+        self.same &= self.want.get(self.at..end) == Some(chunk);
+        self.at = end;
+    }
+
+    /// Every byte came, equal, and no more.
+    fn matches(&self) -> bool {
+        self.same && self.at == self.want.len()
+    }
+}
+
 /// Bytes no compressor or deduplicator can shrink (xorshift), distinct per
 /// object: the first 16 bytes carry the object's number.
 fn payload(len: usize, n: usize) -> Vec<u8> {
@@ -367,8 +396,7 @@ async fn measure(
                     .send()
                     .await
                     .map_err(|e| classify(&e, target, "GET", *io))?;
-                let want = &large[i];
-                let (mut at, mut same) = (0, true);
+                let mut same = SameAs::new(&large[i]);
                 let mut ttfb = None;
                 while let Some(chunk) = o.body.next().await {
                     let chunk = chunk.map_err(|e| {
@@ -379,10 +407,9 @@ async fn measure(
                         )
                     })?;
                     ttfb.get_or_insert_with(|| t.elapsed());
-                    same &= want.get(at..at + chunk.len()) == Some(&chunk[..]);
-                    at += chunk.len();
+                    same.feed(&chunk);
                 }
-                if !same || at != want.len() {
+                if !same.matches() {
                     return Err(Finding::new(
                         Code::S3ProtocolError,
                         target.as_str(),
@@ -551,6 +578,26 @@ mod tests {
         assert_eq!(m.len(), 6, "{m:?}");
         assert!(m[0].starts_with("PUT 49.9"));
         assert!(m[5].starts_with("TTFB p90 101 ms"));
+    }
+
+    #[test]
+    fn a_body_in_chunks_is_compared_with_what_was_written() {
+        let want = payload(10_000, 3);
+        let feed = |chunks: &[&[u8]]| {
+            let mut s = SameAs::new(&want);
+            for c in chunks {
+                s.feed(c);
+            }
+            s.matches()
+        };
+        assert!(feed(&[&want[..1], &want[1..4097], &want[4097..]]));
+        assert!(feed(&[&want[..]]));
+        let mut flipped = want.clone();
+        flipped[7_000] ^= 1;
+        assert!(!feed(&[&flipped[..5_000], &flipped[5_000..]]));
+        assert!(!feed(&[&want[..9_999]]), "a short body");
+        assert!(!feed(&[&want[..], b"x"]), "a longer body");
+        assert!(!feed(&[]), "no body");
     }
 
     #[test]
