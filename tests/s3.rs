@@ -206,6 +206,24 @@ fn s3_faults_each_have_their_code_and_leave_nothing() {
     assert_clean(&lab);
 }
 
+/// `services --s3-benchmark` on `bucket` with the admin identity (the
+/// write probe runs too), with a 5 s deadline per step.
+fn benchmark(sb: &Sandbox, lab: &Lab, bucket: &str) -> crate::harness::Run {
+    let y = yaml(
+        lab,
+        &format!("  buckets: [{bucket}]\n"),
+        lab.var("S3_ACCESS_KEY"),
+    );
+    services_env(
+        sb,
+        &y,
+        "5s",
+        &["--s3-benchmark"],
+        &[("LAB_S3_SECRET", lab.var("S3_SECRET_KEY"))],
+    )
+    .run
+}
+
 /// A bucket that keeps versions, where a plain delete only hides an object
 /// behind a delete marker and its data stays: the write probe deletes the
 /// version it made, the benchmark every version under its prefix, and the
@@ -216,19 +234,7 @@ fn s3_versioned_bucket_keeps_no_version_of_what_the_probes_wrote() {
     let sb = Sandbox::new("s3::versioned");
     let lab = Lab::get();
     let bucket = lab.var("S3_VERSIONED_BUCKET");
-    let y = yaml(
-        &lab,
-        &format!("  buckets: [{bucket}]\n"),
-        lab.var("S3_ACCESS_KEY"),
-    );
-    let r = services_env(
-        &sb,
-        &y,
-        "5s",
-        &["--s3-benchmark"],
-        &[("LAB_S3_SECRET", lab.var("S3_SECRET_KEY"))],
-    )
-    .run;
+    let r = benchmark(&sb, &lab, bucket);
     let f = r.has("s3:write-probe", "pass", bucket);
     assert!(f.evidence["version_id"].is_string(), "{f:?}");
     r.lacks("s3:leftover");
@@ -359,19 +365,7 @@ fn s3_benchmark_measures_each_requirement_and_removes_everything() {
     let lab = Lab::get();
     let ep = lab.var("S3_ENDPOINT");
     let bucket = lab.var("S3_BUCKET");
-    let y = yaml(
-        &lab,
-        &format!("  buckets: [{bucket}]\n"),
-        lab.var("S3_ACCESS_KEY"),
-    );
-    let r = services_env(
-        &sb,
-        &y,
-        "5s",
-        &["--s3-benchmark"],
-        &[("LAB_S3_SECRET", lab.var("S3_SECRET_KEY"))],
-    )
-    .run;
+    let r = benchmark(&sb, &lab, bucket);
     // Whether this loaded test machine meets the vendor's figures is not
     // the point; that every figure is measured, and nothing is left, is.
     let f = r

@@ -461,70 +461,77 @@ pub(super) async fn remove_prefix(
     bucket: &str,
     prefix: &str,
 ) -> Result<(), String> {
-    // Deleting shrinks the listing, so the first page is re-read until empty;
-    // the bound stops a storage that never forgets an object.
-    for _ in 0..1000 {
-        let listed = match s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(()),
-            Err(e) => return Err(e.code().unwrap_or("no answer").to_string()),
-        };
-        let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
-        if keys.is_empty() {
-            return Ok(());
-        }
-        for k in keys {
-            remove_object(s3, bucket, k).await?;
-        }
-    }
-    Err(format!(
-        "objects under {bucket}/{prefix} remain after 1000 listings"
-    ))
+    drain(s3, bucket, prefix, false).await
 }
 
 /// Deletes every version and delete marker under `prefix`, for a bucket
 /// known to keep versions: there a plain delete only hides an object behind
-/// a delete marker, and its data stays. Re-lists until nothing is left.
+/// a delete marker, and its data stays.
 pub(super) async fn purge_versions(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
 ) -> Result<(), String> {
+    drain(s3, bucket, prefix, true).await
+}
+
+/// Lists what is under `prefix` (the objects, or with `versions` every
+/// version and delete marker) and deletes it, until the listing is empty.
+/// Deleting shrinks the listing, so the first page is re-read; the bound
+/// stops a storage that never forgets an object.
+async fn drain(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    versions: bool,
+) -> Result<(), String> {
     for _ in 0..1000 {
-        let listed = match s3
-            .list_object_versions()
-            .bucket(bucket)
-            .prefix(prefix)
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(()),
-            Err(e) => {
-                return Err(format!(
-                    "{} listing the versions (the bucket keeps versions)",
-                    e.code().unwrap_or("no answer")
-                ))
+        let found: Vec<(String, Option<String>)> = if versions {
+            let listed = match s3
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(prefix)
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(()),
+                Err(e) => {
+                    return Err(format!(
+                        "{} listing the versions (the bucket keeps versions)",
+                        e.code().unwrap_or("no answer")
+                    ))
+                }
+            };
+            listed
+                .versions()
+                .iter()
+                .map(|v| (v.key(), v.version_id()))
+                .chain(
+                    listed
+                        .delete_markers()
+                        .iter()
+                        .map(|m| (m.key(), m.version_id())),
+                )
+                .filter_map(|(k, v)| Some((k?.to_string(), v.map(String::from))))
+                .collect()
+        } else {
+            match s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .send()
+                .await
+            {
+                Ok(r) => r
+                    .contents()
+                    .iter()
+                    .filter_map(|o| Some((o.key()?.to_string(), None)))
+                    .collect(),
+                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(()),
+                Err(e) => return Err(e.code().unwrap_or("no answer").to_string()),
             }
         };
-        let found: Vec<(String, Option<String>)> = listed
-            .versions()
-            .iter()
-            .map(|v| (v.key(), v.version_id()))
-            .chain(
-                listed
-                    .delete_markers()
-                    .iter()
-                    .map(|m| (m.key(), m.version_id())),
-            )
-            .filter_map(|(k, v)| Some((k?.to_string(), v.map(String::from))))
-            .collect();
         if found.is_empty() {
             return Ok(());
         }
@@ -533,7 +540,8 @@ pub(super) async fn purge_versions(
         }
     }
     Err(format!(
-        "versions under {bucket}/{prefix} remain after 1000 listings"
+        "{} under {bucket}/{prefix} remain after 1000 listings",
+        if versions { "versions" } else { "objects" }
     ))
 }
 
