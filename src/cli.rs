@@ -109,6 +109,10 @@ pub struct BundleArgs {
     /// External references (images, URLs outside the perimeter) fail instead of warn.
     #[arg(long)]
     pub deny_external: bool,
+    /// Check the keys and the checksum and list what the pass would verify, without
+    /// opening the archive or writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -258,7 +262,8 @@ pub struct ServicesArgs {
     /// Measure the S3 storage against the vendor's requirements (64 MiB each way, 200 small objects; everything written is removed).
     #[arg(long)]
     pub s3_benchmark: bool,
-    /// Validate the configuration and list the probes it implies, without contacting anything.
+    /// Validate the configuration and list the probes it implies (with `check`, also the
+    /// archive's checks), without contacting anything, opening the archive or writing anything.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]

@@ -55,6 +55,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 },
             };
             a.limits.apply(&mut opts.limits, a.no_content);
+            if a.dry_run {
+                print_plan(&airgap_verify::bundle::describe(&opts)?);
+                return Ok(0);
+            }
             let policy = policy(&a.report);
             let bar = progress_for(&a.report);
             let report = run::bundle(&opts, &policy, bar.as_ref())?;
@@ -75,6 +79,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 println!("{}", p.display());
             }
             Ok(0)
+        }
+    }
+}
+
+/// A dry run's plan, one line per check, on standard output.
+fn print_plan(lines: &[String]) {
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            break; // a closed pipe ends the listing
         }
     }
 }
@@ -148,12 +162,7 @@ fn egress(a: airgap_verify::cli::EgressArgs) -> anyhow::Result<u8> {
         ..Default::default()
     })?;
     if a.dry_run {
-        let mut out = std::io::stdout().lock();
-        for line in airgap_verify::probe::describe(&plan) {
-            if writeln!(out, "{line}").is_err() {
-                break; // a closed pipe ends the listing
-            }
-        }
+        print_plan(&airgap_verify::probe::describe(&plan));
         return Ok(0);
     }
     let policy = policy(&a.report);
@@ -165,12 +174,7 @@ fn egress(a: airgap_verify::cli::EgressArgs) -> anyhow::Result<u8> {
 fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
     let plan = airgap_verify::config::load(&load_options(&a))?;
     if a.dry_run {
-        let mut out = std::io::stdout().lock();
-        for line in airgap_verify::probe::describe(&plan) {
-            if writeln!(out, "{line}").is_err() {
-                break; // a closed pipe ends the listing
-            }
-        }
+        print_plan(&airgap_verify::probe::describe(&plan));
         return Ok(0);
     }
     let policy = policy(&a.report);
@@ -239,12 +243,9 @@ fn flows(a: airgap_verify::cli::FlowsArgs) -> anyhow::Result<u8> {
     }
     let role = source_role(a.role.unwrap_or(FlowRole::Orchestration));
     if a.dry_run {
-        let mut out = std::io::stdout().lock();
-        for line in airgap_verify::probe::flows::describe(&plan, role, &profile) {
-            if writeln!(out, "{line}").is_err() {
-                break;
-            }
-        }
+        print_plan(&airgap_verify::probe::flows::describe(
+            &plan, role, &profile,
+        ));
         return Ok(0);
     }
     let policy = policy(&a.report);
@@ -344,10 +345,7 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
     })?;
     // Flows join the run when the configuration names the cluster's hosts.
     let flows_as = match plan.flows {
-        Some(_) => {
-            choose_profile(&mut plan, None)?;
-            Some(source_role(a.role))
-        }
+        Some(_) => Some((source_role(a.role), choose_profile(&mut plan, None)?)),
         None => None,
     };
     let bundle_opts = a.bundle.map(|path| {
@@ -373,6 +371,27 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
             },
         }
     });
+    if s.dry_run {
+        // The plan only: no connection, no read of the archive, no write.
+        let mut lines = match &bundle_opts {
+            Some(o) => airgap_verify::bundle::describe(o)?,
+            None => vec!["bundle: none (no --bundle): no archive is verified".into()],
+        };
+        if let (Some(o), Some(r)) = (&bundle_opts, &plan.registry) {
+            if o.limits.max_depth > 0 {
+                lines.push(format!(
+                    "bundle images: each image the archive holds is looked up in {}",
+                    r.url
+                ));
+            }
+        }
+        lines.extend(airgap_verify::probe::describe(&plan));
+        if let Some((role, profile)) = &flows_as {
+            lines.extend(airgap_verify::probe::flows::describe(&plan, *role, profile));
+        }
+        print_plan(&lines);
+        return Ok(0);
+    }
     let policy = policy(&s.report);
     let bar = progress_for(&s.report);
     let report = run::check(
@@ -380,7 +399,7 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
         plan,
         airgap_verify::probe::Selection {
             services: true,
-            flows_as,
+            flows_as: flows_as.map(|(role, _)| role),
         },
         &policy,
         bar.as_ref(),

@@ -6,6 +6,7 @@ mod bundle;
 mod cli;
 mod content;
 mod docs;
+mod dryrun;
 mod egress;
 mod faults;
 mod flows;

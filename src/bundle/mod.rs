@@ -172,6 +172,82 @@ pub fn verify_collected(
     Ok((verified, findings))
 }
 
+/// What a pass over `opts` would do, for `--dry-run`: the keys and the
+/// checksum are loaded and checked (their errors are the pass's), but the
+/// archive is only looked up (`stat`), never opened or read.
+pub fn describe(opts: &BundleOptions) -> Result<Vec<String>, InputError> {
+    let path = &opts.path;
+    let meta = std::fs::metadata(path).map_err(|e| InputError::unreadable(path, "input", e))?;
+    let mut out = Vec::new();
+    let sig_plan = if meta.is_dir() {
+        out.push(format!(
+            "bundle {}: staged folder, every file under it read once",
+            path.display()
+        ));
+        signing::plan(&opts.signatures, None)?
+    } else {
+        out.push(format!(
+            "bundle {}: archive of {} bytes, read once from start to end (format detected from its first bytes)",
+            path.display(),
+            meta.len()
+        ));
+        out.push(match checksum::resolve(&opts.checksum, path)? {
+            Expected::None => format!(
+                "bundle checksum: none ({}.sha256 does not exist): the archive's SHA-256 is computed but compared with nothing",
+                path.display()
+            ),
+            Expected::Digest { hex, origin } => {
+                format!("bundle checksum: sha256:{hex} from {origin}")
+            }
+            Expected::Invalid { origin, reason } => {
+                format!("bundle checksum: {origin} is unusable ({reason}): the pass will fail on it")
+            }
+        });
+        signing::plan(&opts.signatures, Some(path))?
+    };
+    let sig = |present: bool| if present { "present" } else { "absent" };
+    out.push(format!(
+        "bundle signatures: minisign {}, cosign {}{}",
+        if sig_plan.minisign_key.is_some() {
+            "key loaded"
+        } else {
+            "no key (--pubkey)"
+        },
+        if sig_plan.cosign_key.is_some() {
+            "key loaded"
+        } else {
+            "no key (--cosign-key)"
+        },
+        if meta.is_dir() {
+            String::new()
+        } else {
+            format!(
+                "; {} {}, {} {}",
+                sig_plan.archive_minisig_path,
+                sig(sig_plan.archive_minisig.is_some()),
+                sig_plan.archive_cosig_path,
+                sig(sig_plan.archive_cosig.is_some())
+            )
+        }
+    ));
+    let l = &opts.limits;
+    out.push(if l.max_depth == 0 {
+        "bundle content: not checked (--no-content): nested archives (images, charts, content bundles) are not opened".into()
+    } else {
+        format!(
+            "bundle content: nested archives opened to depth {}{}; limits: {} entries, {} bytes and {} entries per nested archive, expansion ratio {}, manifests {} bytes",
+            l.max_depth,
+            if l.deep { ", image layers decompressed (--deep)" } else { "" },
+            l.max_entries,
+            l.max_nested_bytes,
+            l.max_nested_entries,
+            l.max_expansion_ratio,
+            l.max_manifest_size
+        )
+    });
+    Ok(out)
+}
+
 /// Verifies one archive or folder, sending every finding to `findings`.
 pub fn verify(
     opts: &BundleOptions,

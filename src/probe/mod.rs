@@ -422,7 +422,7 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
     }
     for s in &plan.smtp {
         out.push(format!(
-            "smtp {}: {}{}",
+            "smtp {}: {}{}{}",
             s.target,
             if s.tls {
                 "implicit TLS"
@@ -431,7 +431,14 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
             } else {
                 "STARTTLS optional"
             },
-            if s.username.is_some() { ", AUTH" } else { "" }
+            if s.username.is_some() { ", AUTH" } else { "" },
+            match (plan.send_test_mail, &s.mail_from, &s.rcpt_to) {
+                (true, Some(from), Some(to)) =>
+                    format!(", sends one test message from {from} to {to} (--send-test-mail)"),
+                (true, _, _) =>
+                    ", no test message (--send-test-mail needs mail_from and rcpt_to)".into(),
+                (false, _, _) => String::new(),
+            }
         ));
     }
     if let Some(g) = &plan.git {
@@ -480,9 +487,12 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
                 "virtual-host"
             },
             if s.buckets.is_empty() {
-                "list buckets, temporary bucket for the write probe".to_string()
+                "list buckets, write probe in a temporary bucket (created and removed)".to_string()
             } else {
-                format!("bucket(s) {}", s.buckets.join(", "))
+                format!(
+                    "bucket(s) {}, write probe (one object written and removed)",
+                    s.buckets.join(", ")
+                )
             }
         ));
         if plan.s3_benchmark {
