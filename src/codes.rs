@@ -381,6 +381,25 @@ codes! {
         "A URL in the configuration (`git.url`, `registry.url`, `s3.endpoint`, a proxy URL, the vendor's `repo_url` or registry URL) or on the command line carries a password (`https://user:password@host/`) instead of a reference to one. The password is removed from the URL before anything is reported, and is never printed; for Git and the registry it is still used for this run when no `password_env`/`password_file` is set, for S3 and proxies it is ignored. A password written in a URL ends up in shell histories, process lists and copied configuration files.",
         "Remove the password from the URL and give it by reference: `password_env`/`password_file` (Git, registry), `secret_key_env`/`secret_key_file` (S3), or the vendor's `${env.VAR}`.";
 
+    ConfigRemovedKey => "config:removed-key", Fail,
+        "The vendor's config.yml sets a key that Sekoia Self-Hosted 1.0.0 removed (`utils.port_forward.keep_alive_interval`, `utils.prometheus.query_window`, `utils.prometheus.default_label_filters`). The vendor's own check (`CheckLocalConfig`) rejects any key it does not document, so the installation does not start. The evidence gives the line.",
+        "Delete the key from config.yml.";
+    ConfigUnknownKey => "config:unknown-key", Warn,
+        "A key of a 1.0.0 config.yml is not among the settings the vendor's 1.0.0 documentation names (its \"Configure the deployment\" page and release notes). The vendor's check rejects unsupported keys; a sizing override may still be supported, which only the vendor's `config help` can tell. The evidence gives the line.",
+        "Check the key with the vendor's `config help KEY` (a misspelt key is silently a different one), and remove it if it is not supported.";
+    ConfigPlaceholderDefault => "config:placeholder-default", Warn,
+        "A setting the vendor's check does not require is left out of the 1.0.0 config.yml, and its default is a placeholder (`global.alternative_hosts` `api.sekoia.local`, Grafana's `root_url` on `admin.sekoia.local`, the email sender `noreply@sekoia.local`, the SMTP relay `mail.server.local` with `smtp-user`/`smtp-password`): the platform will send its mail there, or build links and accept a name nobody owns.",
+        "Set the key to the perimeter's value (the vendor's page \"Settings with placeholder defaults\" lists them).";
+    ConfigDefaultPerimeter => "config:default-perimeter", Warn,
+        "perimeter.yml sets no `allowed_networks` (or only the vendor's config.yml was given), so the perimeter is taken to be the private and local ranges: 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 (RFC 1918), 100.64.0.0/10 (RFC 6598), 127.0.0.0/8, 169.254.0.0/16, ::1/128, fe80::/10 and fc00::/7. A name the perimeter's DNS resolves to a public address then fails (`dns:outside-perimeter`), and no probe connects to one. The evidence lists the ranges used.",
+        "List the perimeter's networks in `allowed_networks` of perimeter.yml to judge against them instead (`[]` lifts every restriction, which is not recommended).";
+    ConfigUnresolvedVariable => "config:unresolved-variable", Fail,
+        "A value of the vendor's config.yml that is not a secret (a region, an endpoint, a host, a user name) is written as a `${env.VAR}` reference, and the variable is not set or is empty. The vendor's installer reads such references from its environment when it loads the file, so it would fail or use an empty value; nothing that needs the value is probed.",
+        "Export the named variable with its real value (and pass it to the installer's container too, as the vendor's deployment guide shows), then re-run.";
+    ConfigLegacyEnvSyntax => "config:legacy-env-syntax", Fail,
+        "A value of a 1.0.0 config.yml is written `env.VAR`, the syntax of earlier releases. Sekoia Self-Hosted 1.0.0 no longer supports it and takes the text literally, so the installer would use the words `env.VAR` as the value (a password, a user name). The value is not used by any probe.",
+        "Write the reference as `${env.VAR}`.";
+
     // ---- shared networking ---------------------------------------------------
     NetUnresolved => "net:unresolved", Fail,
         "The target's name did not resolve through the DNS servers configured for the perimeter (the machine's own resolver is never asked: it may point outside). Nodes inside the perimeter will not find the service either.",
@@ -630,7 +649,7 @@ codes! {
         "An endpoint's name did not resolve through the configured DNS, so nothing can reach it and it cannot lead outside. Its own probe (`net:unresolved`, `dns:no-answer`) says why.",
         "Add the record to the perimeter's DNS; re-run `airgap-verify egress` to judge its address.";
     EgressNoPerimeter => "egress:no-perimeter", Warn,
-        "`allowed_networks` is empty: no address can be judged inside or outside, so the air gap cannot be proven (every probe is then allowed to connect anywhere the configuration says).",
+        "`allowed_networks` is written as an empty list (`[]`): no address can be judged inside or outside, so the air gap cannot be proven (every probe is then allowed to connect anywhere the configuration says). Without the key, the default perimeter applies (`config:default-perimeter`).",
         "List the perimeter's networks in `allowed_networks` of perimeter.yml.";
     EgressProxyNone => "egress:proxy-none", Pass,
         "No proxy is set: neither `HTTP_PROXY`/`HTTPS_PROXY` (or their lower-case forms) in the environment, nor a proxy in the vendor's config.yml (`modules.platform_configuration.config.proxy.*`, `modules.k3s_install.k3s_*_proxy`, `utils.git.http.proxy`). HTTP clients connect directly, inside the perimeter.",

@@ -19,3 +19,4 @@ mod secrets;
 mod services;
 mod signing;
 mod smtp;
+mod vendor;

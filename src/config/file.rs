@@ -27,10 +27,10 @@ pub struct PerimeterFile {
     pub ca_bundle: Option<PathBuf>,
     /// CIDRs inside the perimeter. Every target and every DNS answer must
     /// fall inside one of them; a target outside is reported and never
-    /// contacted. Empty means: no restriction (not recommended).
-    #[serde(default)]
-    #[schemars(with = "Vec<String>")]
-    pub allowed_networks: Vec<Cidr>,
+    /// contacted. Absent: the private and local ranges (RFC 1918, RFC 6598,
+    /// loopback, link-local, ULA). `[]`: no restriction (not recommended).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allowed_networks: Option<Vec<Cidr>>,
     /// Default deadlines of every probe step. `--timeout` overrides all three.
     #[serde(default)]
     pub timeouts: TimeoutsFile,

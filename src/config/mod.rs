@@ -17,6 +17,8 @@ pub mod file;
 pub mod proxy;
 pub mod secret;
 pub mod sekoia;
+pub mod vendor_env;
+pub mod vendor_keys;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -43,6 +45,20 @@ pub const DEFAULT_INTERNET_ADDRESSES: &[&str] = &["1.1.1.1", "8.8.8.8", "9.9.9.9
 /// time.cloudflare.com and time.google.com.
 pub const DEFAULT_NTP_POOL: &[&str] = &["162.159.200.1", "216.239.35.0"];
 pub const DEFAULT_EGRESS_DEADLINE: Duration = Duration::from_secs(2);
+/// The perimeter when perimeter.yml has no `allowed_networks`: RFC 1918,
+/// RFC 6598 (carrier-grade NAT), loopback, link-local, and IPv6 loopback,
+/// link-local and unique local addresses.
+pub const DEFAULT_PERIMETER: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "::1/128",
+    "fe80::/10",
+    "fc00::/7",
+];
 
 /// What the user asked for on the command line.
 #[derive(Debug, Default, Clone)]
@@ -79,6 +95,9 @@ pub struct Perimeter {
     pub ca_bundle: Option<PathBuf>,
     pub system_roots: bool,
     pub allowed_networks: Vec<ipnet::IpNet>,
+    /// `allowed_networks` was written in perimeter.yml (`[]` included);
+    /// otherwise [`DEFAULT_PERIMETER`] applies.
+    pub allowed_networks_set: bool,
     pub deadlines: Deadlines,
     pub expiry_warning_days: u32,
     pub strict_airgap: bool,
@@ -496,6 +515,7 @@ pub(crate) fn load_texts(
         ca_bundle: None,
         system_roots: opts.system_roots,
         allowed_networks: Vec::new(),
+        allowed_networks_set: false,
         deadlines: Deadlines::default(),
         expiry_warning_days: DEFAULT_EXPIRY_WARNING_DAYS,
         strict_airgap: opts.strict_airgap,
@@ -549,6 +569,9 @@ pub(crate) fn load_texts(
     let env = proxy::from_env(|k| std::env::var(k).ok());
     if !env.proxies.is_empty() || env.no_proxy_source.is_some() {
         plan.egress.proxies.insert(0, env);
+    }
+    if !plan.allowed_networks_set {
+        default_perimeter(&mut plan);
     }
     plan.egress.endpoints = endpoints(&plan);
     if let Some(ca) = &plan.ca_bundle {
@@ -777,8 +800,9 @@ fn apply_file(
     if let Some(ca) = f.ca_bundle {
         plan.ca_bundle = Some(relative_to(path, &ca));
     }
-    if !f.allowed_networks.is_empty() {
-        plan.allowed_networks = f.allowed_networks.iter().map(|c| c.0).collect();
+    if let Some(nets) = f.allowed_networks {
+        plan.allowed_networks = nets.iter().map(|c| c.0).collect();
+        plan.allowed_networks_set = true;
     }
     if let Some(e) = f.egress {
         if let Some(names) = e.internet_names {
@@ -1302,6 +1326,28 @@ fn endpoints(plan: &Perimeter) -> Vec<Endpoint> {
     out
 }
 
+/// Sets the default perimeter, and says so in the report: an answer or a
+/// target outside the private and local ranges is outside an air-gapped
+/// network whatever else it is (the archive's reference scan judges
+/// addresses the same way).
+fn default_perimeter(plan: &mut Perimeter) {
+    plan.allowed_networks = DEFAULT_PERIMETER
+        .iter()
+        .map(|n| n.parse().expect("built-in CIDR"))
+        .collect();
+    plan.findings.push(
+        Finding::new(
+            Code::ConfigDefaultPerimeter,
+            "allowed_networks",
+            format!(
+                "allowed_networks is not set: the perimeter is taken to be the private and local ranges ({}); an address outside them fails",
+                DEFAULT_PERIMETER.join(", ")
+            ),
+        )
+        .evidence("networks", DEFAULT_PERIMETER.to_vec()),
+    );
+}
+
 /// Drops literal-address targets outside `allowed_networks`, with a finding.
 fn drop_targets_outside(plan: &mut Perimeter) {
     let nets = plan.allowed_networks.clone();
@@ -1419,7 +1465,7 @@ mod tests {
     #[test]
     fn template_parses() {
         let f: file::PerimeterFile = parse_yaml(Path::new("t.yml"), file::TEMPLATE).unwrap();
-        assert_eq!(f.allowed_networks.len(), 2);
+        assert_eq!(f.allowed_networks.map(|n| n.len()), Some(2));
         assert_eq!(f.smtp.into_vec().len(), 1);
     }
 }

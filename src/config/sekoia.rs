@@ -40,14 +40,14 @@ impl Generation {
 }
 
 /// Looks up `a.b.c`.
-fn get<'a>(root: &'a Value, dotted: &str) -> Option<&'a Value> {
+pub(crate) fn get<'a>(root: &'a Value, dotted: &str) -> Option<&'a Value> {
     dotted
         .split('.')
         .try_fold(root, |v, k| v.as_mapping()?.get(k))
 }
 
 /// A scalar as text (`port: 587` and `port: "587"` are the same).
-fn text(v: &Value) -> Option<String> {
+pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
@@ -113,7 +113,7 @@ fn vendor_secret(
 
 /// Applies the vendor's file to the plan.
 pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), InputError> {
-    let root: Value = super::parse_yaml(path, text_in)?;
+    let mut root: Value = super::parse_yaml(path, text_in)?;
     if !root.is_mapping() {
         return Err(InputError::Config(format!(
             "{}: not a Sekoia config.yml (expected a mapping with `global`, `utils` or `modules`); see docs/config.md",
@@ -131,7 +131,30 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         )));
     };
     let file = path.display().to_string();
+    // The release the file declares: `version` (0.0.1), or
+    // `global.version.platform.version` (1.0.0, `v1.0.0`).
+    let version =
+        get_text(&root, "version").or_else(|| get_text(&root, "global.version.platform.version"));
+    // The bare `env.VAR` syntax is refused by 1.0.0; a `global` file that
+    // declares an older release keeps it.
+    let refuse_bare = generation == Generation::V1_0_0
+        && version
+            .as_deref()
+            .is_none_or(|v| crate::profiles::parse_version(v) >= (1, 0, 0));
+    super::vendor_env::resolve(
+        &mut root,
+        &super::vendor_env::Resolve {
+            file: &file,
+            refuse_bare,
+            lookup: &|var| std::env::var(var).ok(),
+        },
+        plan,
+    );
+    let root = root;
     scan_placeholders(&root, &file, "", plan);
+    if refuse_bare {
+        super::vendor_keys::check(&root, text_in, &file, plan);
+    }
 
     // DNS: the forwarders the platform is told to use.
     let fwd_key = match generation {
@@ -176,6 +199,7 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
     for key in [
         "global.host",
         "global.delivery_host",
+        "global.alternative_hosts",
         "global.kube_manager_host",
         "utils.oci_registry.host",
     ] {
@@ -218,7 +242,6 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
     let workers = list("utils.ansible.inventory.workers");
     let kube_api = get_text(&root, "global.kube_manager_host").filter(usable);
     let lb = get_text(&root, "global.host").filter(usable);
-    let version = get_text(&root, "version");
     if !managers.is_empty() || !workers.is_empty() || version.is_some() {
         let flows = plan.flows_mut();
         flows.managers = managers;
@@ -412,8 +435,9 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
 /// key holding `no_proxy` is the bypass list, any other is a proxy URL.
 fn vendor_proxies(root: &Value, file: &str, plan: &mut Perimeter) {
     use super::proxy::{schemes_of, ProxyGroup, ProxyScope};
-    // A `${env.VAR}` value is read from the environment (the installer does
-    // the same); the reference is kept when the variable is unset.
+    // `${env.VAR}` values were resolved when the file was loaded; a 0.0.1
+    // file's bare `env.VAR` is read here (the reference is kept when the
+    // variable is unset).
     let value = |v: &Value| -> Option<String> {
         let t = match v {
             Value::Sequence(items) => items.iter().filter_map(text).collect::<Vec<_>>().join(","),
@@ -506,12 +530,23 @@ pub(crate) fn url_host(u: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
-/// Keys whose values are never quoted in a finding.
-fn is_secret_key(key: &str) -> bool {
+/// Keys whose values are secrets: read only into a [`super::Secret`] and
+/// never quoted in a finding. (`utils.ansible.ssh-key` is the nodes' SSH
+/// private key.)
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "access_key", "private"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "password",
+        "secret",
+        "token",
+        "access_key",
+        "private",
+        "privkey",
+        "ssh-key",
+        "ssh_key",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 /// The template defaults the vendor's own check lets through.

@@ -75,7 +75,7 @@ pub async fn static_checks(ctx: Arc<ProbeContext>) -> Vec<Finding> {
         out.push(Finding::new(
             Code::EgressNoPerimeter,
             "allowed_networks",
-            "allowed_networks is empty: no address can be judged inside or outside the perimeter, so the air gap cannot be proven",
+            "allowed_networks is `[]`: no address can be judged inside or outside the perimeter, so the air gap cannot be proven",
         ));
     }
 

@@ -264,7 +264,7 @@ pub fn for_sekoia_version(version: &str) -> &'static str {
     best
 }
 
-fn parse_version(v: &str) -> (u32, u32, u32) {
+pub(crate) fn parse_version(v: &str) -> (u32, u32, u32) {
     let mut it = v
         .trim_start_matches('v')
         .split(['.', '-'])

@@ -1,0 +1,352 @@
+//! The vendor's `config.yml` as its 1.0.0 documentation writes it
+//! (`testdata/sekoia/config-vendor-1.0.0.yml`), against the lab's real
+//! servers: `${env.VAR}` in any value, unset variables, the old `env.VAR`
+//! syntax.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::harness::lab::Lab;
+use crate::harness::{Run, Sandbox, BIN};
+
+/// Every variable the fixture references.
+const VARS: &[&str] = &[
+    "STORAGE_S3_REGION",
+    "STORAGE_S3_ENDPOINT",
+    "STORAGE_S3_ACCESS_KEY",
+    "STORAGE_S3_SECRET_KEY",
+    "SERVERS_SSH_KEY",
+    "REGISTRY_USERNAME",
+    "REGISTRY_PASSWORD",
+    "SEKOIA_INSTANCE_PUBLIC_KEY",
+    "GIT_USERNAME",
+    "GIT_PASSWORD",
+    "SMTP_PASSWORD",
+];
+
+pub fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/sekoia/config-vendor-1.0.0.yml")
+}
+
+/// The variables the vendor's page lists, with the lab's values.
+pub fn lab_vars(lab: &Lab) -> Vec<(&'static str, String)> {
+    vec![
+        ("STORAGE_S3_REGION", lab.var("S3_REGION").into()),
+        ("STORAGE_S3_ENDPOINT", lab.var("S3_ENDPOINT").into()),
+        ("STORAGE_S3_ACCESS_KEY", lab.var("S3_ACCESS_KEY").into()),
+        ("STORAGE_S3_SECRET_KEY", lab.var("S3_SECRET_KEY").into()),
+        // Read by the installer only; no probe uses them.
+        ("SERVERS_SSH_KEY", "lab-no-ssh-key".into()),
+        (
+            "SEKOIA_INSTANCE_PUBLIC_KEY",
+            "bGFiLWluc3RhbmNlLWtleQ==".into(),
+        ),
+        ("REGISTRY_USERNAME", lab.var("REGISTRY_USER").into()),
+        ("REGISTRY_PASSWORD", lab.var("REGISTRY_PASSWORD").into()),
+        ("GIT_USERNAME", lab.var("GIT_USER").into()),
+        ("GIT_PASSWORD", lab.var("GIT_PASSWORD").into()),
+        ("SMTP_PASSWORD", lab.var("SMTP_PASSWORD").into()),
+    ]
+}
+
+/// `services --sekoia-config CFG --config <lab perimeter> --format json`
+/// with exactly `vars` set among the fixture's variables.
+pub fn run_vendor(
+    sb: &Sandbox,
+    cfg: &std::path::Path,
+    vars: &[(&str, String)],
+    extra: &[&str],
+) -> Run {
+    let lab = Lab::get();
+    let p = sb.write("perimeter.yml", lab.config("dns:\n  public_names: []\n"));
+    let mut cmd = Command::new(BIN);
+    cmd.arg("services")
+        .arg("--config")
+        .arg(&p)
+        .arg("--sekoia-config")
+        .arg(cfg)
+        .args(["--format", "json", "--no-progress", "--timeout", "3s"])
+        .args(extra)
+        .env("NO_COLOR", "1");
+    for v in VARS {
+        cmd.env_remove(v);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    Run::from(cmd.output().expect("run airgap-verify"))
+}
+
+/// The acceptance test of issue 15: the vendor's own example, with the
+/// variables set, passes `services --write-probe` against the lab. Before
+/// the fix, the S3 endpoint was the name `${env.STORAGE_S3_ENDPOINT}`
+/// (`net:unresolved`) and the registry user the literal reference.
+#[test]
+fn the_vendors_example_passes_services_with_write_probe() {
+    let sb = Sandbox::new("vendor::example_passes");
+    let lab = Lab::get();
+    let r = run_vendor(&sb, &fixture(), &lab_vars(&lab), &["--write-probe"]);
+    let fails: Vec<_> = r
+        .findings()
+        .into_iter()
+        .filter(|f| f.status == "fail")
+        .map(|f| format!("{} {} {}", f.code, f.target, f.message))
+        .collect();
+    assert!(fails.is_empty(), "{fails:#?}");
+    r.code(0);
+    let dns = lab.var("DNS_AUTH_ADDR");
+    for name in [
+        lab.var("GIT_HOST"),
+        lab.var("REGISTRY_HOST"),
+        lab.var("S3_HOST"),
+        lab.var("SMTP_HOST"),
+    ] {
+        r.has("dns:answer", "pass", &format!("{dns}:53/udp {name}"));
+    }
+    r.has("s3:write-probe", "pass", lab.var("S3_HOST"));
+    r.has("registry:write-probe", "pass", lab.var("REGISTRY_HOST"));
+    r.has("git:write-probe", "pass", lab.var("GIT_HOST"));
+    r.has(
+        "smtp:auth-ok",
+        "pass",
+        &format!("{}:587", lab.var("SMTP_HOST")),
+    );
+    assert!(!r.stdout.contains("${env."), "{}", r.stdout);
+}
+
+/// An unset variable in a plain field is named with its key; in a secret
+/// field it is `config:unresolved-secret`. Neither reaches a probe as text.
+#[test]
+fn an_unset_variable_names_the_key_and_the_variable() {
+    let sb = Sandbox::new("vendor::unset_variable");
+    let lab = Lab::get();
+    let vars: Vec<_> = lab_vars(&lab)
+        .into_iter()
+        .filter(|(k, _)| {
+            ![
+                "STORAGE_S3_ENDPOINT",
+                "REGISTRY_USERNAME",
+                "REGISTRY_PASSWORD",
+            ]
+            .contains(k)
+        })
+        .collect();
+    let r = run_vendor(&sb, &fixture(), &vars, &[]);
+    r.code(1);
+    for (key, var) in [
+        ("global.platform_storage.endpoint", "STORAGE_S3_ENDPOINT"),
+        ("utils.oci_registry.username", "REGISTRY_USERNAME"),
+    ] {
+        let f = r.has("config:unresolved-variable", "fail", key);
+        assert_eq!(f.evidence["key"], key);
+        assert_eq!(f.evidence["variable"], var);
+        assert!(f.message.contains(var), "{}", f.message);
+    }
+    let f = r.has(
+        "config:unresolved-secret",
+        "fail",
+        "utils.oci_registry.password",
+    );
+    assert_eq!(
+        f.evidence["reference"],
+        "environment variable REGISTRY_PASSWORD"
+    );
+    // Nothing was probed with the literal reference.
+    r.lacks("net:unresolved");
+    assert!(!r.stdout.contains("${env."), "{}", r.stdout);
+}
+
+/// The bare `env.VAR` of earlier releases: refused in a 1.0.0 file, read as
+/// before in a 0.0.1 file.
+#[test]
+fn the_old_env_syntax_fails_in_a_1_0_0_file_only() {
+    let sb = Sandbox::new("vendor::old_env_syntax");
+    let lab = Lab::get();
+    let text = std::fs::read_to_string(fixture())
+        .unwrap()
+        .replace("\"${env.SMTP_PASSWORD}\"", "env.SMTP_PASSWORD")
+        .replace("\"${env.REGISTRY_USERNAME}\"", "env.REGISTRY_USERNAME");
+    let cfg = sb.write("config.yml", text);
+    let r = run_vendor(&sb, &cfg, &lab_vars(&lab), &[]);
+    r.code(1);
+    for key in [
+        "modules.platform_configuration.config.email.smtp.password",
+        "utils.oci_registry.username",
+    ] {
+        let f = r.has("config:legacy-env-syntax", "fail", key);
+        assert!(f.message.contains("1.0.0"), "{}", f.message);
+    }
+    // The 0.0.1 template writes env.VAR for its secrets: no such finding.
+    let old = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/sekoia/config-0.0.1.yml");
+    let r = run_vendor(&sb, &old, &[], &[]);
+    r.lacks("config:legacy-env-syntax");
+    // ...and its secrets are still read as references.
+    r.has(
+        "config:unresolved-secret",
+        "fail",
+        "modules.platform_configuration.config.email.smtp.password",
+    );
+}
+
+/// With no `allowed_networks` (here: no perimeter.yml at all), the
+/// perimeter is the private and local ranges: a platform name the
+/// perimeter's DNS resolves to a public address fails, and the report says
+/// which default was used. (Before: any answer was accepted.)
+#[test]
+fn without_allowed_networks_a_public_answer_fails() {
+    let sb = Sandbox::new("vendor::default_perimeter");
+    let lab = Lab::get();
+    let cfg = sb.write(
+        "config.yml",
+        format!(
+            "global:\n  host: {leak}\n  delivery_host: {git}\n  forward_dns: \"{dns}\"\n  version:\n    platform:\n      version: \"v1.0.0\"\n",
+            leak = lab.var("DNS_LEAK_NAME"),
+            git = lab.var("GIT_HOST"),
+            dns = lab.var("DNS_AUTH_ADDR"),
+        ),
+    );
+    let out = Command::new(BIN)
+        .args(["services", "--sekoia-config"])
+        .arg(&cfg)
+        .args(["--ca-bundle", &lab.ca()])
+        .args(["--format", "json", "--no-progress", "--timeout", "2s"])
+        .output()
+        .unwrap();
+    let r = Run::from(out);
+    r.code(1);
+    let dns = lab.var("DNS_AUTH_ADDR");
+    let f = r.has(
+        "dns:outside-perimeter",
+        "fail",
+        &format!("{dns}:53/udp {}", lab.var("DNS_LEAK_NAME")),
+    );
+    assert!(
+        f.message.contains(lab.var("DNS_LEAK_ADDR")),
+        "{}",
+        f.message
+    );
+    // The lab's own names are inside the default (loopback).
+    r.has(
+        "dns:answer",
+        "pass",
+        &format!("{dns}:53/udp {}", lab.var("GIT_HOST")),
+    );
+    let f = r.has("config:default-perimeter", "warn", "allowed_networks");
+    let nets: Vec<_> = f.evidence["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    for n in [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "fc00::/7",
+    ] {
+        assert!(nets.iter().any(|x| x == n), "{nets:?}");
+    }
+    assert!(f.message.contains("10.0.0.0/8"), "{}", f.message);
+}
+
+/// Keys the 1.0.0 release removed fail with their line; keys the 1.0.0
+/// pages do not name are warnings with their line. Nothing is contacted:
+/// the file names no service, only an address.
+#[test]
+fn removed_and_unknown_keys_are_reported_with_their_line() {
+    let sb = Sandbox::new("vendor::keys");
+    let cfg = sb.write(
+        "config.yml",
+        "global:\n  host: 127.0.0.1\n  version:\n    platform:\n      version: \"v1.0.0\"\n  platfrom_storage:\n    region: eu\nutils:\n  port_forward:\n    keep_alive_interval: 30\n  prometheus:\n    query_window: 5m\n    default_label_filters: []\n  git:\n    http:\n      username: u\n",
+    );
+    let r = crate::harness::av([
+        "services",
+        "--sekoia-config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    for (key, line) in [
+        ("utils.port_forward.keep_alive_interval", 10),
+        ("utils.prometheus.query_window", 12),
+        ("utils.prometheus.default_label_filters", 13),
+    ] {
+        let f = r.has("config:removed-key", "fail", key);
+        assert_eq!(f.evidence["line"], line, "{key}");
+        assert!(f.message.contains(&format!("line {line}")), "{}", f.message);
+    }
+    let f = r.has("config:unknown-key", "warn", "global.platfrom_storage");
+    assert_eq!(f.evidence["line"], 6);
+    // Git's authentication keys are left to the vendor's `config help`.
+    assert!(
+        !r.findings()
+            .iter()
+            .any(|f| f.code == "config:unknown-key" && f.target.contains("utils.git")),
+        "{}",
+        r.stdout
+    );
+    // Only the misspelt key is unknown: the removed ones are not reported twice.
+    let unknown = r
+        .findings()
+        .into_iter()
+        .filter(|f| f.code == "config:unknown-key")
+        .count();
+    assert_eq!(unknown, 1, "{}", r.stdout);
+}
+
+/// The placeholder defaults of the vendor's page: written in the file they
+/// fail like every placeholder; left out, the default that applies is a
+/// warning naming it.
+#[test]
+fn the_new_placeholders_are_reported() {
+    let sb = Sandbox::new("vendor::placeholders");
+    let keys = [
+        ("global.alternative_hosts", "api.sekoia.local"),
+        (
+            "modules.platform_configuration.config.grafana.root_url",
+            "https://admin.sekoia.local/grafana",
+        ),
+        (
+            "modules.platform_configuration.config.email.email_sender",
+            "noreply@sekoia.local",
+        ),
+    ];
+    let written = sb.write(
+        "written.yml",
+        "global:\n  host: 127.0.0.1\n  alternative_hosts: api.sekoia.local\nmodules:\n  platform_configuration:\n    config:\n      grafana:\n        root_url: https://admin.sekoia.local/grafana\n      email:\n        email_sender: noreply@sekoia.local\n",
+    );
+    let left_out = sb.write("left-out.yml", "global:\n  host: 127.0.0.1\n");
+    let run = |p: &std::path::Path| {
+        crate::harness::av([
+            "services",
+            "--sekoia-config",
+            p.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+    };
+    let r = run(&written);
+    for (key, value) in keys {
+        let f = r.has("config:placeholder", "fail", &format!("written.yml {key}"));
+        assert_eq!(f.evidence["value"], value);
+        assert!(
+            !r.findings()
+                .iter()
+                .any(|f| f.code == "config:placeholder-default" && f.target.ends_with(key)),
+            "{key} is set"
+        );
+    }
+    let r = run(&left_out);
+    for (key, value) in keys {
+        let f = r.has(
+            "config:placeholder-default",
+            "warn",
+            &format!("left-out.yml {key}"),
+        );
+        assert_eq!(f.evidence["default"], value);
+        assert!(f.message.contains(value), "{}", f.message);
+    }
+    r.lacks("config:placeholder");
+}
