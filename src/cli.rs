@@ -48,9 +48,12 @@ pub struct ReportArgs {
     /// Report format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
-    /// Write the report to FILE instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    /// Write the report to FILE instead of standard output. `FORMAT=FILE` writes one more
+    /// report in that format and leaves standard output to --format; repeatable, e.g.
+    /// `--output json=r.json --output junit=r.xml`. A file is never an input of the run, is
+    /// created before the run starts, and is replaced only by a complete report.
+    #[arg(long, value_name = "[FORMAT=]FILE", value_parser = parse_output)]
+    pub output: Vec<OutputSpec>,
     /// Lowest status that makes the run fail (exit 1). `warn` turns warnings into failures.
     #[arg(long, value_enum, default_value = "fail")]
     pub fail_on: FailOn,
@@ -60,6 +63,37 @@ pub struct ReportArgs {
     /// When to colour the human report. `auto` colours a terminal unless NO_COLOR is set.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: ColorChoice,
+}
+
+/// One `--output`: a file, and the format written to it (`None`: `--format`,
+/// and standard output then carries no report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub format: Option<Format>,
+    pub path: PathBuf,
+}
+
+/// `FILE` or `FORMAT=FILE`; a prefix that names no format is part of the
+/// file name (`a=b.json`).
+pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
+    if let Some((name, path)) = s.split_once('=') {
+        if let Ok(format) = Format::from_str(name, true) {
+            if path.is_empty() {
+                return Err(format!("`{s}`: no file after `{name}=`"));
+            }
+            return Ok(OutputSpec {
+                format: Some(format),
+                path: PathBuf::from(path),
+            });
+        }
+    }
+    if s.is_empty() {
+        return Err("an empty file name".into());
+    }
+    Ok(OutputSpec {
+        format: None,
+        path: PathBuf::from(s),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

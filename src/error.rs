@@ -14,6 +14,12 @@ pub enum InputError {
         what: &'static str,
         err: std::io::Error,
     },
+    #[error("cannot write {what} {}: {err}", path.display())]
+    Unwritable {
+        path: PathBuf,
+        what: &'static str,
+        err: std::io::Error,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -23,6 +29,14 @@ pub enum InputError {
 impl InputError {
     pub fn unreadable(path: impl Into<PathBuf>, what: &'static str, err: std::io::Error) -> Self {
         InputError::Unreadable {
+            path: path.into(),
+            what,
+            err,
+        }
+    }
+
+    pub fn unwritable(path: impl Into<PathBuf>, what: &'static str, err: std::io::Error) -> Self {
+        InputError::Unwritable {
             path: path.into(),
             what,
             err,

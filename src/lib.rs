@@ -12,11 +12,13 @@ pub mod codes;
 pub mod config;
 pub mod error;
 pub mod finding;
+pub mod output;
 pub mod probe;
 pub mod profiles;
 pub mod report;
 pub mod run;
 pub mod sample;
+pub mod scratch;
 
 /// Entry points for the cargo-fuzz targets in `fuzz/` (issue #7). Thin
 /// wrappers over the real code paths, taking raw bytes; not part of the

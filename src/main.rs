@@ -14,6 +14,7 @@ use airgap_verify::cli::{
 };
 use airgap_verify::error::InputError;
 use airgap_verify::finding::{Finding, Policy, Status};
+use airgap_verify::output::{Input, OutputFile};
 use airgap_verify::report::{self, Format, Report};
 use airgap_verify::{codes, run, sample};
 
@@ -30,6 +31,20 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    // Temporary report files and scratch folders go on SIGINT and SIGTERM
+    // too; `listen` handles both its own way for its whole length, and the
+    // other commands write no temporary file.
+    if matches!(
+        cli.command,
+        Command::Bundle(_)
+            | Command::Services(_)
+            | Command::Egress(_)
+            | Command::Check(_)
+            | Command::Flows(_)
+            | Command::Manifest(_)
+    ) {
+        airgap_verify::scratch::watch_signals();
+    }
     match cli.command {
         Command::Bundle(a) => {
             let checksum = match (a.checksum, a.sha256) {
@@ -55,14 +70,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 },
             };
             a.limits.apply(&mut opts.limits, a.no_content);
+            let inputs = bundle_inputs(&opts);
             if a.dry_run {
+                check_outputs(&a.report, &inputs)?;
                 print_plan(&airgap_verify::bundle::describe(&opts)?);
                 return Ok(0);
             }
+            let sinks = open_sinks(&a.report, &inputs)?;
             let policy = policy(&a.report);
             let bar = progress_for(&a.report);
             let report = run::bundle(&opts, &policy, bar.as_ref())?;
-            emit(&report, &a.report)
+            emit(&report, sinks)
         }
         Command::Services(a) => services(a),
         Command::Egress(a) => egress(a),
@@ -100,36 +118,117 @@ fn policy(r: &ReportArgs) -> Policy {
     }
 }
 
+/// Where the reports go, all opened before the run: standard output (in
+/// `--format`, unless a plain `--output FILE` took it) and each file.
+struct Sinks {
+    stdout: Option<Format>,
+    files: Vec<(Format, OutputFile)>,
+    color: ColorChoice,
+}
+
+/// The `--output` files, checked against the run's inputs (a usage error
+/// when one names an input, or two name the same file); nothing is created.
+fn check_outputs(r: &ReportArgs, inputs: &[Input]) -> anyhow::Result<()> {
+    if r.output.iter().filter(|o| o.format.is_none()).count() > 1 {
+        return Err(InputError::Usage(
+            "--output: several plain FILEs; write the others as FORMAT=FILE (json=r.json)".into(),
+        )
+        .into());
+    }
+    let paths: Vec<&std::path::Path> = r.output.iter().map(|o| o.path.as_path()).collect();
+    airgap_verify::output::refuse_inputs(&paths, inputs)?;
+    Ok(())
+}
+
+/// [`check_outputs`], then every output file created (as a temporary file
+/// beside it), so an unwritable one fails now rather than after the pass.
+fn open_sinks(r: &ReportArgs, inputs: &[Input]) -> anyhow::Result<Sinks> {
+    check_outputs(r, inputs)?;
+    let mut files = Vec::new();
+    for o in &r.output {
+        files.push((o.format.unwrap_or(r.format), OutputFile::create(&o.path)?));
+    }
+    Ok(Sinks {
+        stdout: if r.output.iter().any(|o| o.format.is_none()) {
+            None
+        } else {
+            Some(r.format)
+        },
+        files,
+        color: r.color,
+    })
+}
+
 /// Renders the report where asked; the exit code comes from findings alone.
-fn emit(report: &Report, r: &ReportArgs) -> anyhow::Result<u8> {
+fn emit(report: &Report, sinks: Sinks) -> anyhow::Result<u8> {
     let code = report.exit_code() as u8;
-    let result = match &r.output {
-        Some(path) => {
-            let mut f = std::fs::File::create(path)
-                .map_err(|e| InputError::unreadable(path, "output file", e))?;
-            report::render(report, r.format, false, &mut f)
-                .and_then(|_| f.flush())
-                .with_context(|| format!("writing {}", path.display()))
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let color = match r.color {
-                ColorChoice::Always => true,
-                ColorChoice::Never => false,
-                ColorChoice::Auto => {
-                    stdout.is_terminal()
-                        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                }
-            };
-            let mut lock = stdout.lock();
-            match report::render(report, r.format, color, &mut lock).and_then(|_| lock.flush()) {
-                // A closed pipe (`| head`) is the reader's choice, not an error.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                other => other.context("writing the report"),
+    if let Some(format) = sinks.stdout {
+        let stdout = std::io::stdout();
+        let color = match sinks.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
             }
+        };
+        let mut lock = stdout.lock();
+        match report::render(report, format, color, &mut lock).and_then(|_| lock.flush()) {
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.context("writing the report")?,
         }
+    }
+    for (format, file) in sinks.files {
+        file.commit(|out| report::render(report, format, false, out))?;
+    }
+    Ok(code)
+}
+
+/// What `--output` must never name, for an archive pass: the archive or
+/// folder, its checksum, signatures and keys.
+fn bundle_inputs(o: &BundleOptions) -> Vec<Input> {
+    let beside = |ext: &str| {
+        let mut p = o.path.as_os_str().to_owned();
+        p.push(ext);
+        std::path::PathBuf::from(p)
     };
-    result.map(|_| code)
+    let mut v = vec![Input::new(
+        if o.path.is_dir() {
+            "folder being verified"
+        } else {
+            "archive"
+        },
+        &o.path,
+    )];
+    match &o.checksum {
+        ChecksumSource::File(f) => v.push(Input::new("checksum file", f)),
+        ChecksumSource::Auto => v.push(Input::new("checksum file", beside(".sha256"))),
+        ChecksumSource::Hex(_) => {}
+    }
+    v.push(Input::new("signature", beside(".minisig")));
+    v.push(Input::new("signature", beside(".sig")));
+    if let Some(k) = &o.signatures.minisign_key {
+        if std::path::Path::new(k).exists() {
+            v.push(Input::new("--pubkey file", k));
+        }
+    }
+    if let Some(k) = &o.signatures.cosign_key {
+        v.push(Input::new("--cosign-key file", k));
+    }
+    v
+}
+
+/// The configuration files a plan was read from, and its CA bundle.
+fn config_inputs(plan: &airgap_verify::config::Perimeter) -> Vec<Input> {
+    let mut v: Vec<Input> = plan
+        .sources
+        .iter()
+        .map(|p| Input::new("configuration", p))
+        .collect();
+    if let Some(ca) = &plan.ca_bundle {
+        v.push(Input::new("CA bundle", ca));
+    }
+    v
 }
 
 /// The flags `services` and `check` share, as configuration-loading options.
@@ -161,22 +260,28 @@ fn egress(a: airgap_verify::cli::EgressArgs) -> anyhow::Result<u8> {
         no_services: true,
         ..Default::default()
     })?;
+    let inputs = config_inputs(&plan);
     if a.dry_run {
+        check_outputs(&a.report, &inputs)?;
         print_plan(&airgap_verify::probe::describe(&plan));
         return Ok(0);
     }
+    let sinks = open_sinks(&a.report, &inputs)?;
     let policy = policy(&a.report);
     let progress = probe_progress_for(&a.report);
     let report = run::egress(plan, &policy, progress)?;
-    emit(&report, &a.report)
+    emit(&report, sinks)
 }
 
 fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
     let plan = airgap_verify::config::load(&load_options(&a))?;
+    let inputs = config_inputs(&plan);
     if a.dry_run {
+        check_outputs(&a.report, &inputs)?;
         print_plan(&airgap_verify::probe::describe(&plan));
         return Ok(0);
     }
+    let sinks = open_sinks(&a.report, &inputs)?;
     let policy = policy(&a.report);
     let progress = probe_progress_for(&a.report);
     let report = run::services(
@@ -186,7 +291,7 @@ fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
         &policy,
         progress,
     )?;
-    emit(&report, &a.report)
+    emit(&report, sinks)
 }
 
 fn source_role(r: FlowRole) -> airgap_verify::probe::flows::SourceRole {
@@ -242,12 +347,15 @@ fn flows(a: airgap_verify::cli::FlowsArgs) -> anyhow::Result<u8> {
         .into());
     }
     let role = source_role(a.role.unwrap_or(FlowRole::Orchestration));
+    let inputs = config_inputs(&plan);
     if a.dry_run {
+        check_outputs(&a.report, &inputs)?;
         print_plan(&airgap_verify::probe::flows::describe(
             &plan, role, &profile,
         ));
         return Ok(0);
     }
+    let sinks = open_sinks(&a.report, &inputs)?;
     let policy = policy(&a.report);
     let report = run::services(
         "flows",
@@ -259,20 +367,25 @@ fn flows(a: airgap_verify::cli::FlowsArgs) -> anyhow::Result<u8> {
         &policy,
         probe_progress_for(&a.report),
     )?;
-    emit(&report, &a.report)
+    emit(&report, sinks)
 }
 
 fn listen(a: airgap_verify::cli::ListenArgs) -> anyhow::Result<u8> {
     use airgap_verify::probe::listen::{ListenOptions, ListenRole as LR};
     // The configuration is optional here: it only names the profile.
-    let (profile, io) = if a.config.is_some() || a.sekoia_config.is_some() {
+    let (profile, io, inputs) = if a.config.is_some() || a.sekoia_config.is_some() {
         let opts = airgap_verify::config::LoadOptions {
             perimeter: a.config,
             sekoia: a.sekoia_config,
             ..Default::default()
         };
         let mut plan = airgap_verify::config::load(&opts)?;
-        (choose_profile(&mut plan, a.profile)?, plan.deadlines.io)
+        let inputs = config_inputs(&plan);
+        (
+            choose_profile(&mut plan, a.profile)?,
+            plan.deadlines.io,
+            inputs,
+        )
     } else {
         let name = a
             .profile
@@ -281,6 +394,7 @@ fn listen(a: airgap_verify::cli::ListenArgs) -> anyhow::Result<u8> {
             airgap_verify::profiles::get(&name)
                 .map_err(|m| InputError::Usage(format!("--profile: {m}")))?,
             std::time::Duration::from_secs(3),
+            Vec::new(),
         )
     };
     let host = a.name.unwrap_or_else(|| {
@@ -303,7 +417,7 @@ fn listen(a: airgap_verify::cli::ListenArgs) -> anyhow::Result<u8> {
         io,
     };
     let started = std::time::Instant::now();
-    let report_args = a.report;
+    let mut sinks = Some(open_sinks(&a.report, &inputs)?);
     let mut code = 0u8;
     let mut emitted: anyhow::Result<()> = Ok(());
     let (answered, stopped) = airgap_verify::probe::listen::run(&profile, options, |findings| {
@@ -314,9 +428,11 @@ fn listen(a: airgap_verify::cli::ListenArgs) -> anyhow::Result<u8> {
             duration_ms: started.elapsed().as_millis() as u64,
             interrupted: None,
         };
-        match emit(&report, &report_args) {
-            Ok(c) => code = c,
-            Err(e) => emitted = Err(e),
+        if let Some(sinks) = sinks.take() {
+            match emit(&report, sinks) {
+                Ok(c) => code = c,
+                Err(e) => emitted = Err(e),
+            }
         }
         // Tests and scripts wait for this line before they test.
         eprintln!(
@@ -371,7 +487,10 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
             },
         }
     });
+    let mut inputs = bundle_opts.as_ref().map(bundle_inputs).unwrap_or_default();
+    inputs.extend(config_inputs(&plan));
     if s.dry_run {
+        check_outputs(&s.report, &inputs)?;
         // The plan only: no connection, no read of the archive, no write.
         let mut lines = match &bundle_opts {
             Some(o) => airgap_verify::bundle::describe(o)?,
@@ -392,6 +511,7 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
         print_plan(&lines);
         return Ok(0);
     }
+    let sinks = open_sinks(&s.report, &inputs)?;
     let policy = policy(&s.report);
     let bar = progress_for(&s.report);
     let report = run::check(
@@ -405,7 +525,7 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
         bar.as_ref(),
         probe_progress_for(&s.report),
     )?;
-    emit(&report, &s.report)
+    emit(&report, sinks)
 }
 
 fn init(a: airgap_verify::cli::InitArgs) -> anyhow::Result<u8> {
@@ -526,6 +646,15 @@ fn manifest_create(a: airgap_verify::cli::ManifestCreateArgs) -> anyhow::Result<
         limits: Limits::default(),
         signatures: Default::default(),
     };
+    // Checked and created before the pass: the manifest never replaces
+    // the input, and an unwritable spot fails now.
+    let output = match &a.output {
+        Some(p) => {
+            airgap_verify::output::refuse_inputs(&[p.as_path()], &bundle_inputs(&opts))?;
+            Some(OutputFile::create(p)?)
+        }
+        None => None,
+    };
     let (tx, rx) = crossbeam_channel::unbounded::<Finding>();
     let verified = airgap_verify::bundle::verify(&opts, &NoProgress, &tx)?;
     drop(tx);
@@ -566,10 +695,8 @@ fn manifest_create(a: airgap_verify::cli::ManifestCreateArgs) -> anyhow::Result<
         .into());
     }
     let text = serde_json::to_string_pretty(&doc)? + "\n";
-    match a.output {
-        Some(p) => {
-            std::fs::write(&p, text).map_err(|e| InputError::unreadable(&p, "output file", e))?
-        }
+    match output {
+        Some(file) => file.commit(|out| out.write_all(text.as_bytes()))?,
         None => {
             let mut out = std::io::stdout().lock();
             if let Err(e) = out.write_all(text.as_bytes()) {

@@ -13,6 +13,7 @@ mod flows;
 mod fuzz_regressions;
 mod git;
 mod hostile;
+mod outputs;
 mod registry;
 mod s3;
 mod secrets;

@@ -121,6 +121,8 @@ pub struct Outcome {
 /// interrupt removes what the write probes wrote instead of killing the
 /// process mid-write.
 struct Signals {
+    /// Tells [`crate::scratch`]'s watcher that these signals are handled here.
+    _handled: crate::scratch::ProbesHandleSignals,
     #[cfg(unix)]
     int: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
@@ -136,12 +138,15 @@ impl Signals {
             // If a handler cannot be installed the default action stays:
             // the process dies, as it would without this code.
             Signals {
+                _handled: crate::scratch::ProbesHandleSignals::claim(),
                 int: signal(SignalKind::interrupt()).ok(),
                 term: signal(SignalKind::terminate()).ok(),
             }
         }
         #[cfg(not(unix))]
-        Signals {}
+        Signals {
+            _handled: crate::scratch::ProbesHandleSignals::claim(),
+        }
     }
 
     /// The next signal; pending forever when none can arrive.
