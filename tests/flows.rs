@@ -427,3 +427,96 @@ fn flows_without_hosts_or_with_a_bad_profile_are_clear_errors() {
         r.stderr
     );
 }
+
+/// The 1.0.0 page: "Block TCP and UDP 30000-32767 at the perimeter", and
+/// keep Traefik's 10901 blocked. The nodes' responder answers on the named
+/// NodePorts (Loki 30011, ClickHouse 30176 and 30177) and a spread of the
+/// range, so from a client an open port is an answer, and the firewall
+/// turns it into "blocked".
+#[test]
+fn a_nodeport_answering_from_outside_fails_until_the_firewall_blocks_it() {
+    let n = NetLab::get();
+    let _x = n.exclusive();
+    let sb = Sandbox::new("flows::nodeports");
+    let _r2 = n.responder("node2", "node", &[]);
+    let a2 = n.addr("node2");
+    let y = yaml(&n, "sekoia-1.0.0", "1s", "");
+    let (r, _) = n.flows(&sb, "client", "client", &y, &[]);
+    r.code(1);
+    let all = r.findings();
+    for target in [
+        format!("tcp {a2}:30011"),
+        format!("tcp {a2}:30176"),
+        format!("tcp {a2}:30177"),
+        format!("tcp {a2}:32767"),
+        format!("udp {a2}:30011"),
+        format!("udp {a2}:31000"),
+        format!("tcp {a2}:10901"),
+    ] {
+        at(&all, "flow:not-blocked", &target);
+    }
+    // The perimeter firewall in front of node2 drops the range from the
+    // client (and only from it: the nodes still reach each other).
+    let client = n.addr("client");
+    n.fw(
+        "node2",
+        &format!("ip saddr {client} tcp dport 30000-32767 drop"),
+    );
+    n.fw(
+        "node2",
+        &format!("ip saddr {client} udp dport 30000-32767 drop"),
+    );
+    n.fw("node2", &format!("ip saddr {client} tcp dport 10901 drop"));
+    let (r, _) = n.flows(&sb, "client", "client", &y, &[]);
+    let all = r.findings();
+    for target in [
+        format!("tcp {a2}:30011"),
+        format!("tcp {a2}:30176"),
+        format!("tcp {a2}:30177"),
+        format!("udp {a2}:30011"),
+        format!("udp {a2}:32767"),
+        format!("tcp {a2}:10901"),
+    ] {
+        at(&all, "flow:blocked", &target);
+    }
+    assert!(
+        !all.iter()
+            .any(|f| f.code == "flow:not-blocked" && f.target.contains(&format!("{a2}:"))),
+        "{}",
+        r.stdout
+    );
+}
+
+/// The 1.0.0 page: the cluster ports are open "between all manager and
+/// worker nodes, in both directions" (the vendor's preflight probes them
+/// from every node to every other, whatever its role). etcd between two
+/// workers was not tested by the old profile (managers only).
+#[test]
+fn an_all_to_all_flow_blocked_between_two_workers_fails() {
+    let n = NetLab::get();
+    let _x = n.exclusive();
+    let sb = Sandbox::new("flows::all_to_all");
+    let _r3 = n.responder("node3", "node", &[]);
+    let (a2, a3) = (n.addr("node2"), n.addr("node3"));
+    n.fw("node3", &format!("ip saddr {a2} tcp dport 2379 drop"));
+    n.fw(
+        "node3",
+        &format!("ip saddr {a2} tcp dport 6443 reject with tcp reset"),
+    );
+    let (r, _) = n.flows(
+        &sb,
+        "node2",
+        "node",
+        &yaml(&n, "sekoia-1.0.0", "1s", ""),
+        &[],
+    );
+    r.code(1);
+    let all = r.findings();
+    at(&all, "flow:filtered", &format!("tcp {a3}:2379"));
+    at(&all, "flow:closed", &format!("tcp {a3}:6443"));
+    // The rest of the all-to-all rows reach the worker's responder.
+    for port in [2380, 10250, 4240, 4250, 10514, 11514, 9100, 9962] {
+        let f = at(&all, "flow:open", &format!("tcp {a3}:{port}"));
+        assert_eq!(f.evidence["responder"], "node3", "{f:?}");
+    }
+}

@@ -87,12 +87,20 @@ fn hosts_of(ctx: &ProbeContext, fp: &FlowsPlan, role: Role, flow: &Flow) -> Vec<
             v
         }
         Role::Worker => fp.workers.iter().filter_map(t).collect(),
-        Role::Node => fp
-            .managers
-            .iter()
-            .chain(&fp.workers)
-            .filter_map(t)
-            .collect(),
+        Role::Node => {
+            let mut v: Vec<Target> = fp
+                .managers
+                .iter()
+                .chain(&fp.workers)
+                .filter_map(t)
+                .collect();
+            // 1.0.0: the Kubernetes API from every node goes to
+            // `global.kube_manager_host` too.
+            if flow.ports.contains(&6443) {
+                v.extend(fp.kube_api.iter().filter_map(t));
+            }
+            v
+        }
         Role::Client => Vec::new(),
         Role::Service(k) => match k {
             ServiceKind::Dns => plan

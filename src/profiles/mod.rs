@@ -199,7 +199,10 @@ pub struct Flow {
     pub expect: Expect,
     pub proxy: Option<ProxyExpect>,
     pub check: Option<ServiceCheck>,
+    /// The vendor's wording: "Flow: Usage".
     pub purpose: String,
+    /// The vendor's table the flow comes from (a heading of docs/flows.md).
+    pub section: Option<String>,
 }
 
 impl Flow {
@@ -287,17 +290,33 @@ pub fn markdown() -> String {
          (the host that runs the installer), `node` (every Kubernetes node), `manager` and `worker`\n\
          (the inventory's groups), `service:KIND` (the perimeter's services from perimeter.yml, tested\n\
          on their configured ports). `expect: blocked` flows must get no answer. `proxy` is the PROXY\n\
-         protocol header the load balancer adds on its way to the workers (`any`: either is accepted).\n",
+         protocol header the load balancer adds on its way to the workers (`any`: either is accepted).\n\n\
+         The `sekoia-1.0.0` profile follows the vendor's page \"Network requirements\" of 1.0.0 row by\n\
+         row, under the page's table headings, with the page's words (\"Flow: Usage\") in the first\n\
+         column. Its rows that no host here can test (the Kubernetes API load balancer, release storage\n\
+         on the internet, the Debian mirror, the conditional flows) are listed in the profile's YAML.\n\
+         A blocked flow is answered by the nodes' responder (`airgap-verify listen`), so an answer seen\n\
+         from a client proves the firewall lets it through.\n",
     );
     for (name, _) in BUILTIN {
         let p = get(name).expect("built-in profiles parse (unit test)");
-        out.push_str(&format!("\n## `{}`: {}\n\n", p.name, p.title));
-        out.push_str("| id | from | to | proto | ports | expect | proxy | check | purpose |\n");
-        out.push_str("|---|---|---|---|---|---|---|---|---|\n");
-        for f in &p.flows {
+        out.push_str(&format!("\n## `{}`: {}\n", p.name, p.title));
+        let mut section = None;
+        for (i, f) in p.flows.iter().enumerate() {
+            // A new table at each of the vendor's tables.
+            if i == 0 || f.section != section {
+                section = f.section.clone();
+                if let Some(s) = &section {
+                    out.push_str(&format!("\n### {s}\n"));
+                }
+                out.push_str(
+                    "\n| flow: usage | from | to | proto | ports | expect | proxy | check | id |\n",
+                );
+                out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+            }
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                f.id,
+                f.purpose.replace('|', "\\|"),
                 f.from
                     .iter()
                     .map(|r| r.name())
@@ -315,7 +334,7 @@ pub fn markdown() -> String {
                     None => "-",
                 },
                 f.check.map(|c| c.name()).unwrap_or("-"),
-                f.purpose.replace('|', "\\|"),
+                f.id,
             ));
         }
     }
@@ -359,6 +378,46 @@ mod tests {
             .iter()
             .any(|f| f.ports.contains(&10901) && f.expect == Expect::Blocked));
         assert!(!old.flows.iter().any(|f| f.ports.contains(&10250)));
+    }
+
+    /// The 1.0.0 page: the cluster ports between all nodes, whatever their
+    /// role, and the perimeter's blocked ports, TCP and UDP.
+    #[test]
+    fn the_1_0_0_profile_follows_the_vendors_table() {
+        let p = get("sekoia-1.0.0").unwrap();
+        let all_to_all = |port: u16| {
+            p.flows.iter().any(|f| {
+                f.from == [Role::Node]
+                    && f.to == Role::Node
+                    && f.proto == Proto::Tcp
+                    && f.ports.contains(&port)
+            })
+        };
+        for port in [
+            6443, 2379, 2380, 10250, 4240, 4250, 10514, 11514, 9100, 9962, 9963, 9965,
+        ] {
+            assert!(all_to_all(port), "{port} between all nodes");
+        }
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let blocked: Vec<u16> = p
+                .flows
+                .iter()
+                .filter(|f| f.proto == proto && f.expect == Expect::Blocked)
+                .flat_map(|f| f.ports.clone())
+                .collect();
+            for port in [30011, 30176, 30177, 30000, 31000, 32767] {
+                assert!(blocked.contains(&port), "{port}/{} blocked", proto.name());
+            }
+            assert!(blocked
+                .iter()
+                .all(|p| (30000..=32767).contains(p) || *p == 10901));
+        }
+        assert!(p.flows.iter().all(|f| f.section.is_some()));
+        // SMTP and S3 are used by the nodes only.
+        for id in ["out-smtp", "out-s3"] {
+            let f = p.flows.iter().find(|f| f.id == id).unwrap();
+            assert_eq!(f.from, [Role::Node], "{id}");
+        }
     }
 
     #[test]
