@@ -15,7 +15,7 @@ if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "scripts/demo.sh: cargo not found; install a Rust toolchain >= 1.85 (rustup) and re-run" >&2
+  echo "scripts/demo.sh: cargo not found; install a Rust toolchain >= 1.86 (rustup) and re-run" >&2
   exit 2
 fi
 need=()

@@ -41,6 +41,9 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Write the Sekoia-shaped sample release used by the demo, the tests and the benchmark.
     Sample(SampleArgs),
+    /// Sigstore bundles, verified offline.
+    #[command(subcommand)]
+    Sigstore(SigstoreCommand),
 }
 
 #[derive(Debug, Args)]
@@ -461,4 +464,48 @@ pub fn parse_signed_duration(s: &str) -> Result<i128, String> {
 /// `2s`, `500ms`, `1m`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     crate::config::file::parse_duration(s)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigstoreCommand {
+    /// Verify a Sigstore bundle over a file or a sha256:DIGEST, fully offline (Sigstore
+    /// conformance CLI protocol). Exit 0 verified, 1 rejected (one reason line), 2 bad input.
+    VerifyBundle(VerifyBundleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyBundleArgs {
+    /// The Sigstore bundle (`*.sigstore.json`, v0.1, v0.2 or v0.3).
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    /// The signing certificate's expected identity (its SAN: email or URI), exactly.
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "certificate_oidc_issuer",
+        required_unless_present = "key",
+        conflicts_with = "key"
+    )]
+    pub certificate_identity: Option<String>,
+    /// The signing certificate's expected OIDC issuer, exactly.
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "certificate_identity",
+        conflicts_with = "key"
+    )]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Verify with this PEM public key (a managed-key bundle) instead of a certificate identity.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The trusted_root.json to verify against (Fulcio CAs, log keys, CT logs, timestamp
+    /// authorities). Default: the Sigstore public-good trusted root embedded in this build.
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// Use the Sigstore staging trusted root embedded in this build (no --trusted-root).
+    #[arg(long, conflicts_with = "trusted_root")]
+    pub staging: bool,
+    /// The signed file, or its digest as `sha256:HEX`.
+    #[arg(value_name = "FILE_OR_DIGEST")]
+    pub artifact: String,
 }

@@ -19,5 +19,6 @@ mod s3;
 mod secrets;
 mod services;
 mod signing;
+mod sigstore;
 mod smtp;
 mod vendor;
