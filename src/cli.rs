@@ -137,6 +137,8 @@ pub struct BundleArgs {
     /// transparency log is consulted.
     #[arg(long, value_name = "FILE")]
     pub cosign_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub sigstore: SigstoreArgs,
     /// A host inside the perimeter, for the external-reference scan (repeatable).
     #[arg(long, value_name = "HOST")]
     pub allow_host: Vec<String>,
@@ -508,4 +510,51 @@ pub struct VerifyBundleArgs {
     /// The signed file, or its digest as `sha256:HEX`.
     #[arg(value_name = "FILE_OR_DIGEST")]
     pub artifact: String,
+}
+
+/// Who must have signed the Sigstore bundle beside the archive
+/// (`PATH.sigstore.json`), and against which trusted root.
+#[derive(Debug, Clone, Args)]
+pub struct SigstoreArgs {
+    /// Sigstore: the signing certificate's expected identity (SAN), exactly; checks
+    /// PATH.sigstore.json offline. Needs --certificate-oidc-issuer.
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "certificate_oidc_issuer",
+        conflicts_with = "sigstore_key"
+    )]
+    pub certificate_identity: Option<String>,
+    /// Sigstore: the signing certificate's expected OIDC issuer, exactly.
+    #[arg(long, value_name = "URL", requires = "certificate_identity")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Sigstore: verify PATH.sigstore.json with this PEM public key (a managed-key bundle).
+    #[arg(long, value_name = "FILE")]
+    pub sigstore_key: Option<PathBuf>,
+    /// Sigstore: the trusted_root.json to verify against (default: the public-good root
+    /// embedded in this build).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+}
+
+impl SigstoreArgs {
+    pub fn options(&self) -> crate::bundle::signing::SigstoreOptions {
+        use crate::sigstore::SignerPolicy;
+        let signer = match (
+            &self.sigstore_key,
+            &self.certificate_identity,
+            &self.certificate_oidc_issuer,
+        ) {
+            (Some(k), _, _) => Some(SignerPolicy::Key(k.clone())),
+            (None, Some(identity), Some(issuer)) => Some(SignerPolicy::Identity {
+                identity: identity.clone(),
+                issuer: issuer.clone(),
+            }),
+            _ => None,
+        };
+        crate::bundle::signing::SigstoreOptions {
+            signer,
+            trusted_root: self.trusted_root.clone(),
+        }
+    }
 }

@@ -67,6 +67,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 signatures: airgap_verify::bundle::signing::SignatureOptions {
                     minisign_key: a.pubkey,
                     cosign_key: a.cosign_key,
+                    sigstore: a.sigstore.options(),
                 },
             };
             a.limits.apply(&mut opts.limits, a.no_content);
@@ -215,6 +216,13 @@ fn bundle_inputs(o: &BundleOptions) -> Vec<Input> {
     }
     if let Some(k) = &o.signatures.cosign_key {
         v.push(Input::new("--cosign-key file", k));
+    }
+    v.push(Input::new("Sigstore bundle", beside(".sigstore.json")));
+    if let Some(airgap_verify::sigstore::SignerPolicy::Key(k)) = &o.signatures.sigstore.signer {
+        v.push(Input::new("--sigstore-key file", k));
+    }
+    if let Some(r) = &o.signatures.sigstore.trusted_root {
+        v.push(Input::new("--trusted-root file", r));
     }
     v
 }
@@ -485,6 +493,7 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
             signatures: airgap_verify::bundle::signing::SignatureOptions {
                 minisign_key: a.pubkey,
                 cosign_key: None,
+                sigstore: Default::default(),
             },
         }
     });

@@ -316,4 +316,134 @@ fn verification_makes_no_connection() {
         n += 1;
     }
     assert!(n >= 47, "{n} cases");
+    // And `bundle` with PATH.sigstore.json beside the archive.
+    let archive = sb.write("release.bin", std::fs::read(suite().join("a.txt")).unwrap());
+    std::fs::copy(
+        happy("happy-path-v0.3").join("bundle.sigstore.json"),
+        sb.path("release.bin.sigstore.json"),
+    )
+    .unwrap();
+    let args: Vec<String> = vec![
+        "bundle".into(),
+        archive.display().to_string(),
+        "--format".into(),
+        "json".into(),
+        "--no-progress".into(),
+        "--certificate-identity".into(),
+        DEFAULT_IDENTITY.into(),
+        "--certificate-oidc-issuer".into(),
+        DEFAULT_ISSUER.into(),
+    ];
+    let (r, calls) = connects(&sb, "bundle", crate::harness::BIN, &args);
+    r.has("sigstore:verified", "pass", "release.bin");
+    assert!(calls.is_empty(), "bundle connected: {calls:?}");
+}
+
+/// `bundle PATH` verifies `PATH.sigstore.json` over the archive's SHA-256
+/// from its single pass. The signed file here is the suite's `a.txt` (no
+/// tar, so the run fails on the format; the Sigstore finding is what counts).
+#[test]
+fn bundle_verifies_sigstore_json_beside_the_archive() {
+    use crate::harness::bundle;
+    let sb = Sandbox::new("sigstore_beside_archive");
+    let data = std::fs::read(suite().join("a.txt")).unwrap();
+    let archive = sb.write("release.bin", &data);
+    let a = archive.to_str().unwrap();
+    let root = suite().join("public-good-trusted_root.json");
+    let root_s = root.to_str().unwrap().to_string();
+    let root_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&root).unwrap()))
+    };
+    let put = |case: &str| {
+        std::fs::copy(
+            happy(case).join("bundle.sigstore.json"),
+            sb.path("release.bin.sigstore.json"),
+        )
+        .unwrap();
+    };
+    let keyless = |identity: &str| -> Vec<String> {
+        vec![
+            "--certificate-identity".into(),
+            identity.into(),
+            "--certificate-oidc-issuer".into(),
+            DEFAULT_ISSUER.into(),
+            "--trusted-root".into(),
+            root_s.clone(),
+        ]
+    };
+    let run = |extra: &[String]| {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        bundle(&archive, &extra)
+    };
+
+    // A message signature and a DSSE statement over the file both verify,
+    // with the signer and the trust material's digest in the evidence.
+    for case in ["happy-path-v0.3", "happy-path-intoto-in-dsse-v3"] {
+        put(case);
+        let r = run(&keyless(DEFAULT_IDENTITY));
+        r.code(1);
+        let f = r.has("sigstore:verified", "pass", a);
+        assert_eq!(f.evidence["identity"], DEFAULT_IDENTITY, "{case}");
+        assert_eq!(f.evidence["issuer"], DEFAULT_ISSUER, "{case}");
+        assert_eq!(
+            f.evidence["trusted_root_sha256"],
+            root_sha.as_str(),
+            "{case}"
+        );
+        r.lacks("sigstore:rejected");
+    }
+
+    // A managed key.
+    put("managed-key-happy-path");
+    let key = happy("managed-key-happy-path").join("key.pub");
+    let r = run(&[
+        "--sigstore-key".into(),
+        key.display().to_string(),
+        "--trusted-root".into(),
+        root_s.clone(),
+    ]);
+    let f = r.has("sigstore:verified", "pass", a);
+    assert!(f.evidence["key_sha256"].is_string(), "{:?}", f.evidence);
+
+    // Another signer.
+    put("happy-path-v0.3");
+    let r = run(&keyless(
+        "https://github.com/someone-else/x/.github/workflows/x.yml@refs/heads/main",
+    ));
+    let f = r.has("sigstore:rejected", "fail", a);
+    assert!(f.message.contains("identity"), "{}", f.message);
+    r.lacks("sigstore:verified");
+
+    // No signer given: found, not verified.
+    let r = run(&[]);
+    r.has("sigstore:unverified", "warn", a);
+    r.lacks("sigstore:verified");
+
+    // The archive changed after signing.
+    let mut changed = data.clone();
+    changed.push(b'\n');
+    std::fs::write(&archive, &changed).unwrap();
+    let r = run(&keyless(DEFAULT_IDENTITY));
+    let f = r.has("sigstore:rejected", "fail", a);
+    assert!(f.message.contains("mismatch"), "{}", f.message);
+    std::fs::write(&archive, &data).unwrap();
+
+    // A signer given but no bundle.
+    std::fs::remove_file(sb.path("release.bin.sigstore.json")).unwrap();
+    let r = run(&keyless(DEFAULT_IDENTITY));
+    r.has("sigstore:missing", "fail", a);
+
+    // A malformed trusted root stops the run before the pass (exit 2).
+    let bad = sb.write("root.json", b"[]");
+    let r = run(&[
+        "--certificate-identity".into(),
+        DEFAULT_IDENTITY.into(),
+        "--certificate-oidc-issuer".into(),
+        DEFAULT_ISSUER.into(),
+        "--trusted-root".into(),
+        bad.display().to_string(),
+    ]);
+    r.code(2);
+    assert!(r.stderr.contains("root.json"), "{}", r.stderr);
 }

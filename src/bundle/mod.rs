@@ -361,6 +361,9 @@ pub fn verify(
     if let (true, Some(v)) = (read_ok, verdicts) {
         signing::archive_findings(&sig_plan, v, decoded.manifest_signatures, &target, findings);
     }
+    if let (true, Some(d)) = (read_ok, digest) {
+        signing::sigstore_findings(&sig_plan, d.into(), &target, findings);
+    }
 
     if read_ok && decoded.intact {
         let _ = findings.send(

@@ -7,8 +7,12 @@
 //!   checksum (the verifiers ride on the outer hash thread);
 //! - a signature inside the archive (`manifest.json.minisig`) is verified
 //!   against the manifest's captured bytes after the pass;
+//! - a Sigstore bundle beside the archive (`PATH.sigstore.json`) is verified
+//!   over the archive's SHA-256 from that same read, after the pass: the
+//!   archive is not read again;
 //! - nothing here touches the network: cosign's transparency log is never
-//!   consulted.
+//!   consulted, and a Sigstore bundle is checked against its own inclusion
+//!   proof and the trusted root file only.
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +32,31 @@ pub struct SignatureOptions {
     pub minisign_key: Option<String>,
     /// `--cosign-key`: a PEM public key.
     pub cosign_key: Option<PathBuf>,
+    /// Who must have signed `PATH.sigstore.json`, against which trusted root.
+    pub sigstore: SigstoreOptions,
 }
+
+/// `--certificate-identity`/`--certificate-oidc-issuer` or `--sigstore-key`,
+/// and `--trusted-root`.
+#[derive(Debug, Clone, Default)]
+pub struct SigstoreOptions {
+    pub signer: Option<crate::sigstore::SignerPolicy>,
+    pub trusted_root: Option<PathBuf>,
+}
+
+/// The Sigstore part of a plan: the prepared trust and the bundle found.
+pub struct SigstorePlan {
+    pub signer: Option<crate::sigstore::SignerPolicy>,
+    pub trust: Option<crate::sigstore::Trust>,
+    /// `PATH.sigstore.json`, and its text when present (a read error is kept
+    /// for the report).
+    pub bundle_path: String,
+    pub bundle: Option<Result<String, String>>,
+}
+
+/// Largest Sigstore bundle read: real ones are a few KiB (a certificate
+/// chain, a log entry, a timestamp); this only stops a runaway file.
+const MAX_SIGSTORE_BUNDLE: u64 = 16 << 20;
 
 /// Loaded keys and the archive's detached signatures.
 #[derive(Default)]
@@ -41,6 +69,8 @@ pub struct SignaturePlan {
     pub archive_cosig: Option<Result<CosignSignature, SigError>>,
     pub archive_minisig_path: String,
     pub archive_cosig_path: String,
+    /// Sigstore: set when an archive is verified.
+    pub sigstore: Option<SigstorePlan>,
 }
 
 fn beside(archive: &Path, ext: &str) -> PathBuf {
@@ -78,8 +108,134 @@ pub fn plan(opts: &SignatureOptions, archive: Option<&Path>) -> Result<Signature
         if c.exists() {
             p.archive_cosig = Some(CosignSignature::load(&c));
         }
+        p.sigstore = Some(sigstore_plan(&opts.sigstore, a)?);
     }
     Ok(p)
+}
+
+/// Loads the trusted root and checks the key before the pass (bad ones are
+/// exit 2), and reads `PATH.sigstore.json` when it exists.
+fn sigstore_plan(opts: &SigstoreOptions, archive: &Path) -> Result<SigstorePlan, InputError> {
+    let trust = match &opts.signer {
+        None => None,
+        Some(signer) => {
+            signer.check()?;
+            Some(crate::sigstore::Trust::load(match &opts.trusted_root {
+                Some(p) => crate::sigstore::RootChoice::File(p),
+                None => crate::sigstore::RootChoice::PublicGood,
+            })?)
+        }
+    };
+    let path = beside(archive, ".sigstore.json");
+    let bundle = if path.exists() {
+        Some(read_capped(&path, MAX_SIGSTORE_BUNDLE))
+    } else {
+        None
+    };
+    Ok(SigstorePlan {
+        signer: opts.signer.clone(),
+        trust,
+        bundle_path: path.display().to_string(),
+        bundle,
+    })
+}
+
+fn read_capped(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > max {
+        return Err(format!(
+            "{} is larger than {} MiB: not a Sigstore bundle",
+            path.display(),
+            max >> 20
+        ));
+    }
+    Ok(text)
+}
+
+/// The verdict on `PATH.sigstore.json`, over the archive's SHA-256 from the
+/// pass.
+pub fn sigstore_findings(
+    plan: &SignaturePlan,
+    archive_sha256: [u8; 32],
+    target: &str,
+    findings: &Sender<Finding>,
+) {
+    use crate::sigstore::{Outcome, SignerPolicy, Subject};
+    let Some(p) = &plan.sigstore else { return };
+    let f = match (&p.signer, &p.trust, &p.bundle) {
+        (None, _, None) => return,
+        (Some(_), _, None) => Finding::new(
+            Code::SigstoreMissing,
+            target,
+            format!(
+                "a Sigstore signer was given but there is no {} beside the archive",
+                p.bundle_path
+            ),
+        ),
+        (None, _, Some(_)) => Finding::new(
+            Code::SigstoreUnverified,
+            target,
+            format!(
+                "{} not verified: no --certificate-identity/--certificate-oidc-issuer or --sigstore-key given",
+                p.bundle_path
+            ),
+        ),
+        (Some(_), _, Some(Err(e))) => Finding::new(Code::SigstoreRejected, target, e.clone()),
+        (Some(signer), Some(trust), Some(Ok(json))) => {
+            let outcome =
+                crate::sigstore::verify(json, &Subject::Sha256(archive_sha256), signer, trust);
+            let f = match outcome {
+                Ok(v) => {
+                    let mut f = Finding::new(
+                        Code::SigstoreVerified,
+                        target,
+                        format!("{}: {}", p.bundle_path, v.summary()),
+                    )
+                    .evidence("media_type", v.media_type.clone())
+                    .evidence("signed_at", v.signed_at.clone());
+                    if let Some(i) = &v.identity {
+                        f = f.evidence("identity", i.clone());
+                    }
+                    if let Some(i) = &v.issuer {
+                        f = f.evidence("issuer", i.clone());
+                    }
+                    if let Some(k) = &v.key_sha256 {
+                        f = f.evidence("key_sha256", k.clone());
+                    }
+                    f
+                }
+                Err(Outcome::Rejected(reason)) => Finding::new(
+                    Code::SigstoreRejected,
+                    target,
+                    format!("{}: {reason}", p.bundle_path),
+                ),
+                // The key was checked before the pass; should it have
+                // changed since, the finding says so.
+                Err(Outcome::Input(e)) => Finding::new(
+                    Code::SigstoreRejected,
+                    target,
+                    format!("{}: {e}", p.bundle_path),
+                ),
+            };
+            let f = match signer {
+                SignerPolicy::Identity { identity, issuer } => f
+                    .evidence("expected_identity", identity.clone())
+                    .evidence("expected_issuer", issuer.clone()),
+                SignerPolicy::Key(k) => f.evidence("key", k.display().to_string()),
+            };
+            f.evidence("trusted_root", trust.source.clone())
+                .evidence("trusted_root_sha256", trust.sha256.clone())
+        }
+        (Some(_), None, Some(Ok(_))) => return,
+    };
+    let _ = findings.send(
+        f.evidence("scheme", "sigstore")
+            .evidence("bundle", p.bundle_path.clone()),
+    );
 }
 
 /// Streaming verifiers for the archive, fed by the outer hash thread.

@@ -65,6 +65,17 @@ pub enum SignerPolicy {
     Key(PathBuf),
 }
 
+impl SignerPolicy {
+    /// Checks the operator's part of the policy before any verification: a
+    /// key file that cannot be read or parsed is an input error (exit 2).
+    pub fn check(&self) -> Result<(), InputError> {
+        match self {
+            SignerPolicy::Key(p) => load_key(p).map(|_| ()),
+            SignerPolicy::Identity { .. } => Ok(()),
+        }
+    }
+}
+
 /// What was signed.
 #[derive(Debug, Clone)]
 pub enum Subject {
