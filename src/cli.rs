@@ -485,17 +485,20 @@ pub struct VerifyBundleArgs {
         long,
         value_name = "ID",
         requires = "certificate_oidc_issuer",
-        required_unless_present = "key",
-        conflicts_with = "key"
+        required_unless_present_any = ["key", "certificate_identity_regexp"],
+        conflicts_with_all = ["key", "certificate_identity_regexp"]
     )]
     pub certificate_identity: Option<String>,
-    /// The signing certificate's expected OIDC issuer, exactly.
+    /// The signing certificate's identity as a regular expression over the whole SAN.
     #[arg(
         long,
-        value_name = "URL",
-        requires = "certificate_identity",
+        value_name = "REGEX",
+        requires = "certificate_oidc_issuer",
         conflicts_with = "key"
     )]
+    pub certificate_identity_regexp: Option<String>,
+    /// The signing certificate's expected OIDC issuer, exactly.
+    #[arg(long, value_name = "URL", conflicts_with = "key")]
     pub certificate_oidc_issuer: Option<String>,
     /// Verify with this PEM public key (a managed-key bundle) instead of a certificate identity.
     #[arg(long, value_name = "FILE")]
@@ -522,11 +525,19 @@ pub struct SigstoreArgs {
         long,
         value_name = "ID",
         requires = "certificate_oidc_issuer",
-        conflicts_with = "sigstore_key"
+        conflicts_with_all = ["sigstore_key", "certificate_identity_regexp"]
     )]
     pub certificate_identity: Option<String>,
+    /// Sigstore: the signing certificate's identity as a regular expression over the whole SAN.
+    #[arg(
+        long,
+        value_name = "REGEX",
+        requires = "certificate_oidc_issuer",
+        conflicts_with = "sigstore_key"
+    )]
+    pub certificate_identity_regexp: Option<String>,
     /// Sigstore: the signing certificate's expected OIDC issuer, exactly.
-    #[arg(long, value_name = "URL", requires = "certificate_identity")]
+    #[arg(long, value_name = "URL", conflicts_with = "sigstore_key")]
     pub certificate_oidc_issuer: Option<String>,
     /// Sigstore: verify PATH.sigstore.json with this PEM public key (a managed-key bundle).
     #[arg(long, value_name = "FILE")]
@@ -538,23 +549,46 @@ pub struct SigstoreArgs {
 }
 
 impl SigstoreArgs {
-    pub fn options(&self) -> crate::bundle::signing::SigstoreOptions {
-        use crate::sigstore::SignerPolicy;
-        let signer = match (
-            &self.sigstore_key,
-            &self.certificate_identity,
-            &self.certificate_oidc_issuer,
-        ) {
-            (Some(k), _, _) => Some(SignerPolicy::Key(k.clone())),
-            (None, Some(identity), Some(issuer)) => Some(SignerPolicy::Identity {
-                identity: identity.clone(),
-                issuer: issuer.clone(),
-            }),
-            _ => None,
-        };
-        crate::bundle::signing::SigstoreOptions {
+    pub fn options(
+        &self,
+    ) -> Result<crate::bundle::signing::SigstoreOptions, crate::error::InputError> {
+        let signer = signer_policy(
+            self.sigstore_key.as_ref(),
+            self.certificate_identity.as_ref(),
+            self.certificate_identity_regexp.as_ref(),
+            self.certificate_oidc_issuer.as_ref(),
+        )?;
+        Ok(crate::bundle::signing::SigstoreOptions {
             signer,
             trusted_root: self.trusted_root.clone(),
-        }
+        })
     }
+}
+
+/// The signer from the Sigstore flags; clap enforces the pairs and
+/// exclusions, this names what is still missing.
+pub fn signer_policy(
+    key: Option<&PathBuf>,
+    identity: Option<&String>,
+    identity_regexp: Option<&String>,
+    issuer: Option<&String>,
+) -> Result<Option<crate::sigstore::SignerPolicy>, crate::error::InputError> {
+    use crate::sigstore::SignerPolicy;
+    Ok(match (key, identity, identity_regexp, issuer) {
+        (Some(k), _, _, _) => Some(SignerPolicy::Key(k.clone())),
+        (None, Some(identity), _, Some(issuer)) => Some(SignerPolicy::Identity {
+            identity: identity.clone(),
+            issuer: issuer.clone(),
+        }),
+        (None, None, Some(pattern), Some(issuer)) => Some(SignerPolicy::IdentityRegexp {
+            pattern: pattern.clone(),
+            issuer: issuer.clone(),
+        }),
+        (None, None, None, Some(_)) => {
+            return Err(crate::error::InputError::Usage(
+                "--certificate-oidc-issuer needs --certificate-identity or --certificate-identity-regexp".into(),
+            ))
+        }
+        _ => None,
+    })
 }

@@ -67,7 +67,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 signatures: airgap_verify::bundle::signing::SignatureOptions {
                     minisign_key: a.pubkey,
                     cosign_key: a.cosign_key,
-                    sigstore: a.sigstore.options(),
+                    sigstore: a.sigstore.options()?,
                 },
             };
             a.limits.apply(&mut opts.limits, a.no_content);
@@ -747,14 +747,17 @@ fn explain(a: airgap_verify::cli::ExplainArgs) -> anyhow::Result<u8> {
 fn sigstore_verify_bundle(a: airgap_verify::cli::VerifyBundleArgs) -> anyhow::Result<u8> {
     use airgap_verify::sigstore::{self, Outcome, RootChoice, SignerPolicy, Subject};
     let subject = Subject::parse(&a.artifact)?;
-    let policy = match (a.key, a.certificate_identity, a.certificate_oidc_issuer) {
-        (Some(k), _, _) => SignerPolicy::Key(k),
-        (None, Some(identity), Some(issuer)) => SignerPolicy::Identity { identity, issuer },
-        // clap requires the pair or --key; this is the message if that changes.
-        _ => Err(InputError::Usage(
-            "give --certificate-identity with --certificate-oidc-issuer, or --key".into(),
-        ))?,
-    };
+    let policy: SignerPolicy = airgap_verify::cli::signer_policy(
+        a.key.as_ref(),
+        a.certificate_identity.as_ref(),
+        a.certificate_identity_regexp.as_ref(),
+        a.certificate_oidc_issuer.as_ref(),
+    )?
+    .ok_or_else(|| {
+        InputError::Usage(
+            "give --certificate-identity (or --certificate-identity-regexp) with --certificate-oidc-issuer, or --key".into(),
+        )
+    })?;
     let root = match (&a.trusted_root, a.staging) {
         (Some(p), _) => RootChoice::File(p),
         (None, true) => RootChoice::Staging,

@@ -447,3 +447,83 @@ fn bundle_verifies_sigstore_json_beside_the_archive() {
     r.code(2);
     assert!(r.stderr.contains("root.json"), "{}", r.stderr);
 }
+
+/// --certificate-identity-regexp matches the whole verified SAN: a pattern
+/// for the workflow verifies, a pattern matching only part of it (or
+/// another repository) is rejected, an invalid pattern is exit 2.
+#[test]
+fn identity_regexp_matches_the_whole_san() {
+    let with_regexp = |pattern: &str| {
+        av(args_with("happy-path-v0.3", |a| {
+            let i = a
+                .iter()
+                .position(|x| x == "--certificate-identity")
+                .unwrap();
+            a[i] = "--certificate-identity-regexp".into();
+            a[i + 1] = pattern.into();
+        }))
+    };
+    let r = with_regexp(
+        r"https://github\.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/\.github/workflows/.*@refs/heads/main",
+    );
+    r.code(0);
+    assert!(r.stdout.contains(DEFAULT_IDENTITY), "{}", r.stdout);
+    // Unanchored, this would match: the pattern is a part of the SAN.
+    let r = with_regexp("extremely-dangerous-public-oidc-beacon");
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("does not match the regular expression"),
+        "{}",
+        r.stderr
+    );
+    let r = with_regexp(r"https://github\.com/someone-else/.*");
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let r = with_regexp("(unclosed");
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("--certificate-identity-regexp"),
+        "{}",
+        r.stderr
+    );
+    // The issuer is still matched exactly.
+    let r = av(args_with("happy-path-v0.3", |a| {
+        let i = a
+            .iter()
+            .position(|x| x == "--certificate-identity")
+            .unwrap();
+        a[i] = "--certificate-identity-regexp".into();
+        a[i + 1] = ".*".into();
+        let j = a
+            .iter()
+            .position(|x| x == "--certificate-oidc-issuer")
+            .unwrap();
+        a[j + 1] = "https://accounts.google.com".into();
+    }));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("issuer"), "{}", r.stderr);
+    // And in `bundle`, beside the archive.
+    let sb = Sandbox::new("sigstore_identity_regexp_bundle");
+    let archive = sb.write("release.bin", std::fs::read(suite().join("a.txt")).unwrap());
+    std::fs::copy(
+        happy("happy-path-v0.3").join("bundle.sigstore.json"),
+        sb.path("release.bin.sigstore.json"),
+    )
+    .unwrap();
+    let root = suite().join("public-good-trusted_root.json");
+    let r = crate::harness::bundle(
+        &archive,
+        &[
+            "--certificate-identity-regexp",
+            r"https://github\.com/sigstore-conformance/.*",
+            "--certificate-oidc-issuer",
+            DEFAULT_ISSUER,
+            "--trusted-root",
+            root.to_str().unwrap(),
+        ],
+    );
+    let f = r.has("sigstore:verified", "pass", "release.bin");
+    assert_eq!(
+        f.evidence["expected_identity_regexp"],
+        r"https://github\.com/sigstore-conformance/.*"
+    );
+}

@@ -226,6 +226,9 @@ pub fn sigstore_findings(
                     .evidence("expected_identity", identity.clone())
                     .evidence("expected_issuer", issuer.clone()),
                 SignerPolicy::Key(k) => f.evidence("key", k.display().to_string()),
+                SignerPolicy::IdentityRegexp { pattern, issuer } => f
+                    .evidence("expected_identity_regexp", pattern.clone())
+                    .evidence("expected_issuer", issuer.clone()),
             };
             f.evidence("trusted_root", trust.source.clone())
                 .evidence("trusted_root_sha256", trust.sha256.clone())

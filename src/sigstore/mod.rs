@@ -15,8 +15,9 @@
 //! entry timestamps; Rekor v2 checkpoints (any signature line by the log's
 //! key; unknown witness cosignatures are ignored); RFC 3161 timestamps
 //! against the root's timestamp authorities; that the log entry records this
-//! artifact, this signature and this certificate; the identity and issuer
-//! policy; or, for a managed key, the signature under that key.
+//! artifact, this signature and this certificate; the identity (exact, or a
+//! regular expression anchored at both ends) and issuer (exact) policy; or,
+//! for a managed key, the signature under that key.
 //!
 //! Guarantees:
 //! - no network: nothing here opens a socket; the trust material is the
@@ -61,6 +62,10 @@ pub enum SignerPolicy {
     /// A Fulcio certificate whose SAN equals `identity` and whose OIDC issuer
     /// extension equals `issuer`.
     Identity { identity: String, issuer: String },
+    /// A Fulcio certificate whose whole SAN matches the regular expression
+    /// `pattern` (anchored at both ends) and whose OIDC issuer equals
+    /// `issuer`.
+    IdentityRegexp { pattern: String, issuer: String },
     /// A managed key (PEM public key file); no certificate is involved.
     Key(PathBuf),
 }
@@ -72,8 +77,20 @@ impl SignerPolicy {
         match self {
             SignerPolicy::Key(p) => load_key(p).map(|_| ()),
             SignerPolicy::Identity { .. } => Ok(()),
+            SignerPolicy::IdentityRegexp { pattern, .. } => identity_regex(pattern).map(|_| ()),
         }
     }
+}
+
+/// The identity pattern, anchored: `.*@example.com` must match the whole
+/// SAN, not a part of it (an unanchored pattern would accept
+/// `https://evil.test/?x@example.com`-style identities).
+fn identity_regex(pattern: &str) -> Result<regex::Regex, InputError> {
+    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+        InputError::Usage(format!(
+            "--certificate-identity-regexp {pattern:?} is not a valid regular expression: {e}"
+        ))
+    })
 }
 
 /// What was signed.
@@ -245,32 +262,39 @@ pub fn verify(
     // The key is the operator's input: load it before judging the bundle.
     let key = match policy {
         SignerPolicy::Key(p) => Some(load_key(p)?),
-        SignerPolicy::Identity { .. } => None,
+        SignerPolicy::Identity { .. } | SignerPolicy::IdentityRegexp { .. } => None,
+    };
+    // A pattern is matched after verification, on the verified certificate's
+    // SAN; the issuer is matched exactly by the verifier.
+    let (cert_policy, pattern) = match policy {
+        SignerPolicy::Identity { identity, issuer } => (
+            Some(VerificationPolicy::new(identity.as_str(), issuer.as_str())),
+            None,
+        ),
+        SignerPolicy::IdentityRegexp { pattern, issuer } => (
+            Some(VerificationPolicy::any_identity().require_issuer(issuer.as_str())),
+            Some((pattern.as_str(), identity_regex(pattern)?)),
+        ),
+        SignerPolicy::Key(_) => (None, None),
     };
     let bundle = parse_bundle(bundle_json).map_err(Outcome::Rejected)?;
     let run = |v: &Verifier| -> sigstore_verify::Result<sigstore_verify::VerificationResult> {
-        match (policy, &key, subject) {
-            (SignerPolicy::Key(_), Some(k), Subject::Sha256(d)) => v.verify(
+        let reader =
+            |p: &Path| open(p).map_err(|e| sigstore_verify::Error::InvalidBundle(e.to_string()));
+        match (&key, &cert_policy, subject) {
+            (Some(k), _, Subject::Sha256(d)) => v.verify(
                 Sha256Hash::new(*d),
                 &bundle,
                 &PublicKeyVerificationPolicy::new(k.key.clone()),
             ),
-            (SignerPolicy::Identity { identity, issuer }, _, Subject::Sha256(d)) => v.verify(
-                Sha256Hash::new(*d),
-                &bundle,
-                &VerificationPolicy::new(identity.as_str(), issuer.as_str()),
-            ),
-            (SignerPolicy::Key(_), Some(k), Subject::File(p)) => v.verify_reader(
-                open(p).map_err(|e| sigstore_verify::Error::InvalidBundle(e.to_string()))?,
+            (Some(k), _, Subject::File(p)) => v.verify_reader(
+                reader(p)?,
                 &bundle,
                 &PublicKeyVerificationPolicy::new(k.key.clone()),
             ),
-            (SignerPolicy::Identity { identity, issuer }, _, Subject::File(p)) => v.verify_reader(
-                open(p).map_err(|e| sigstore_verify::Error::InvalidBundle(e.to_string()))?,
-                &bundle,
-                &VerificationPolicy::new(identity.as_str(), issuer.as_str()),
-            ),
-            (SignerPolicy::Key(_), None, _) => unreachable!("the key is loaded above"),
+            (None, Some(c), Subject::Sha256(d)) => v.verify(Sha256Hash::new(*d), &bundle, c),
+            (None, Some(c), Subject::File(p)) => v.verify_reader(reader(p)?, &bundle, c),
+            (None, None, _) => unreachable!("a policy is a key or a certificate policy"),
         }
     };
     // An unreadable artifact is the operator's problem, not the bundle's:
@@ -279,6 +303,14 @@ pub fn verify(
         open(p)?;
     }
     let result = run(&trust.verifier).map_err(|e| Outcome::Rejected(e.to_string()))?;
+    if let Some((pattern, re)) = pattern {
+        let identity = result.identity().map(|i| i.as_str()).unwrap_or("");
+        if !re.is_match(identity) {
+            return Err(Outcome::Rejected(format!(
+                "identity mismatch: {identity:?} does not match the regular expression {pattern:?}"
+            )));
+        }
+    }
     let mut signed_at: Vec<String> = result
         .integrated_time()
         .into_iter()
