@@ -338,16 +338,16 @@ codes! {
 
     // ---- Sigstore bundles -------------------------------------------------
     SigstoreVerified => "sigstore:verified", Pass,
-        "The Sigstore bundle beside the archive (`PATH.sigstore.json`, v0.1 to v0.3, a message signature or a DSSE in-toto statement whose subject is the archive) verifies over the archive's SHA-256, fully offline, against the trusted root (`--trusted-root`, else the public-good root embedded in the build): certificate chain to a Fulcio CA valid at signing time, SCTs, transparency-log inclusion proof, checkpoint and signed entry timestamp, RFC 3161 timestamps, the log entry matching the archive, signature and certificate, and the signer's identity and OIDC issuer (or the `--sigstore-key`). The evidence names the signer and the trusted root's SHA-256.",
+        "A Sigstore bundle (v0.1 to v0.3, a message signature or a DSSE in-toto statement whose subject is the signed file) verifies, fully offline: `PATH.sigstore.json` beside the archive over the archive's SHA-256, or `X.sigstore.json` inside it over member `X`'s SHA-256 (both from the single pass), against the trusted root (`--trusted-root`, else the public-good root embedded in the build): certificate chain to a Fulcio CA valid at signing time, SCTs, transparency-log inclusion proof, checkpoint and signed entry timestamp, RFC 3161 timestamps, the log entry matching the archive, signature and certificate, and the signer's identity and OIDC issuer (or the `--sigstore-key`). The evidence names the signer and the trusted root's SHA-256.",
         "Nothing to do.";
     SigstoreRejected => "sigstore:rejected", Fail,
-        "The Sigstore bundle beside the archive does not verify; the message gives the first check that failed (signature, certificate chain or validity, SCT, inclusion proof, checkpoint, timestamp, log entry mismatch, identity or issuer, or a bundle that does not parse).",
+        "A Sigstore bundle (beside the archive, or `X.sigstore.json` beside member `X` inside it) does not verify; the message gives the first check that failed (signature, certificate chain or validity, SCT, inclusion proof, checkpoint, timestamp, log entry mismatch, identity or issuer, a bundle that does not parse, or a member bundle whose `X` is not in the archive).",
         "Do not install this release. Check `--certificate-identity` and `--certificate-oidc-issuer` (or `--sigstore-key`) and `--trusted-root` against the vendor's published values; otherwise obtain the archive and its bundle again.";
     SigstoreUnverified => "sigstore:unverified", Warn,
-        "A Sigstore bundle (`PATH.sigstore.json`) was found beside the archive but no signer was given (`--certificate-identity` with `--certificate-oidc-issuer`, or `--sigstore-key`), so it was not verified: a bundle proves nothing until its signer is pinned.",
+        "A Sigstore bundle (`PATH.sigstore.json` beside the archive, or `X.sigstore.json` inside it) was found but no signer was given (`--certificate-identity` with `--certificate-oidc-issuer`, or `--sigstore-key`), so it was not verified: a bundle proves nothing until its signer is pinned.",
         "Pass the vendor's signing identity and issuer (or its key) and, in a closed network, its `--trusted-root`.";
     SigstoreMissing => "sigstore:missing", Fail,
-        "A Sigstore signer was given (`--certificate-identity`/`--certificate-oidc-issuer` or `--sigstore-key`) but there is no `PATH.sigstore.json` beside the archive.",
+        "A Sigstore signer was given (`--certificate-identity`/`--certificate-oidc-issuer` or `--sigstore-key`) but there is no `PATH.sigstore.json` beside the archive and no `*.sigstore.json` inside it.",
         "Place the vendor's Sigstore bundle beside the archive (`cosign sign-blob --bundle PATH.sigstore.json`), or drop the Sigstore options if the release is not signed that way.";
 
     // ---- Git bundles ------------------------------------------------------

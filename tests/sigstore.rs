@@ -527,3 +527,67 @@ fn identity_regexp_matches_the_whole_san() {
         r"https://github\.com/sigstore-conformance/.*"
     );
 }
+
+/// `X.sigstore.json` inside the archive signs member `X`: verified over
+/// `X`'s SHA-256 from the walk (the member is not read again).
+#[test]
+fn bundle_verifies_sigstore_json_beside_a_member() {
+    use crate::harness::tarkit::{write_members, Member};
+    let sb = Sandbox::new("sigstore_beside_member");
+    let signed = std::fs::read(suite().join("a.txt")).unwrap();
+    let sig = std::fs::read(happy("happy-path-v0.3").join("bundle.sigstore.json")).unwrap();
+    let root = suite().join("public-good-trusted_root.json");
+    let policy = [
+        "--certificate-identity",
+        DEFAULT_IDENTITY,
+        "--certificate-oidc-issuer",
+        DEFAULT_ISSUER,
+        "--trusted-root",
+        root.to_str().unwrap(),
+    ];
+    let tar = |members: &[Member]| {
+        let p = sb.path("release.tar");
+        std::fs::write(&p, write_members(members)).unwrap();
+        p
+    };
+
+    let good = tar(&[
+        Member::file("tools/a.txt", &signed),
+        Member::file("tools/a.txt.sigstore.json", &sig),
+    ]);
+    let r = crate::harness::bundle(&good, &policy);
+    let f = r.has("sigstore:verified", "pass", "tools/a.txt");
+    assert_eq!(f.evidence["bundle"], "tools/a.txt.sigstore.json");
+    assert_eq!(f.evidence["identity"], DEFAULT_IDENTITY);
+    // Signed members are enough: no bundle beside the archive is required.
+    r.lacks("sigstore:missing").lacks("sigstore:rejected");
+
+    // Without a signer: found, not verified.
+    let r = crate::harness::bundle(&good, &[]);
+    r.has("sigstore:unverified", "warn", "tools/a.txt");
+
+    // The member changed after signing.
+    let mut changed = signed.clone();
+    changed.extend_from_slice(b"tampered\n");
+    let bad = tar(&[
+        Member::file("tools/a.txt", &changed),
+        Member::file("tools/a.txt.sigstore.json", &sig),
+    ]);
+    let r = crate::harness::bundle(&bad, &policy);
+    let f = r.has("sigstore:rejected", "fail", "tools/a.txt");
+    assert!(f.message.contains("mismatch"), "{}", f.message);
+    r.code(1);
+
+    // A bundle for a file the archive does not hold.
+    let orphan = tar(&[
+        Member::file("tools/b.txt", &signed),
+        Member::file("tools/a.txt.sigstore.json", &sig),
+    ]);
+    let r = crate::harness::bundle(&orphan, &policy);
+    let f = r.has("sigstore:rejected", "fail", "tools/a.txt");
+    assert!(
+        f.message.contains("not a file in the archive"),
+        "{}",
+        f.message
+    );
+}

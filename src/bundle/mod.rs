@@ -362,7 +362,14 @@ pub fn verify(
         signing::archive_findings(&sig_plan, v, decoded.manifest_signatures, &target, findings);
     }
     if let (true, Some(d)) = (read_ok, digest) {
-        signing::sigstore_findings(&sig_plan, d.into(), &target, findings);
+        signing::sigstore_findings(
+            &sig_plan,
+            d.into(),
+            &decoded.files,
+            &decoded.sigstore_members,
+            &target,
+            findings,
+        );
     }
 
     if read_ok && decoded.intact {
@@ -443,6 +450,8 @@ pub(crate) struct Decoded {
     pub(crate) entries: u64,
     pub(crate) files: FileTable,
     pub(crate) manifest_signatures: usize,
+    /// `X.sigstore.json` members of the release: path and bytes.
+    pub(crate) sigstore_members: Vec<(String, Vec<u8>)>,
 }
 
 /// The decoding side of the release pass: container, tar walk, then the
@@ -478,8 +487,15 @@ pub(crate) fn decode(
         return Decoded::default();
     }
     let stats = stream_walk(format, input, &mut ctx, target);
+    let sigstore_members = ctx
+        .captured
+        .iter()
+        .filter(|c| c.path.ends_with(signing::SIGSTORE_SUFFIX))
+        .map(|c| (c.path.clone(), c.bytes.clone()))
+        .collect();
     let (files, manifest_signatures) = ctx.finish(target, stats.intact);
     Decoded {
+        sigstore_members,
         manifest_signatures,
         intact: stats.intact,
         members: stats.members,

@@ -8,8 +8,9 @@
 //! - a signature inside the archive (`manifest.json.minisig`) is verified
 //!   against the manifest's captured bytes after the pass;
 //! - a Sigstore bundle beside the archive (`PATH.sigstore.json`) is verified
-//!   over the archive's SHA-256 from that same read, after the pass: the
-//!   archive is not read again;
+//!   over the archive's SHA-256 from that same read, and one beside a member
+//!   (`X.sigstore.json` inside the archive) over `X`'s SHA-256 from the walk,
+//!   after the pass: nothing is read again;
 //! - nothing here touches the network: cosign's transparency log is never
 //!   consulted, and a Sigstore bundle is checked against its own inclusion
 //!   proof and the trusted root file only.
@@ -156,89 +157,142 @@ fn read_capped(path: &Path, max: u64) -> Result<String, String> {
     Ok(text)
 }
 
-/// The verdict on `PATH.sigstore.json`, over the archive's SHA-256 from the
-/// pass.
+/// Suffix of a Sigstore bundle; `X.sigstore.json` signs `X`.
+pub const SIGSTORE_SUFFIX: &str = ".sigstore.json";
+
+/// Verdicts on `PATH.sigstore.json` (over the archive's SHA-256 from the
+/// pass) and on every `X.sigstore.json` member (over member `X`'s SHA-256
+/// from the same pass). `members` holds the bundles' captured bytes.
 pub fn sigstore_findings(
     plan: &SignaturePlan,
     archive_sha256: [u8; 32],
+    files: &super::table::FileTable,
+    members: &[(String, Vec<u8>)],
     target: &str,
     findings: &Sender<Finding>,
 ) {
-    use crate::sigstore::{Outcome, SignerPolicy, Subject};
     let Some(p) = &plan.sigstore else { return };
-    let f = match (&p.signer, &p.trust, &p.bundle) {
-        (None, _, None) => return,
-        (Some(_), _, None) => Finding::new(
+    let send = |f: Finding| {
+        let _ = findings.send(f);
+    };
+    match (&p.signer, &p.bundle) {
+        (None, None) => {}
+        // Like minisign: signed members are enough, the archive need not be.
+        (Some(_), None) if members.is_empty() => send(Finding::new(
             Code::SigstoreMissing,
             target,
             format!(
-                "a Sigstore signer was given but there is no {} beside the archive",
+                "a Sigstore signer was given but there is no {} beside the archive and no *{SIGSTORE_SUFFIX} inside it",
                 p.bundle_path
             ),
+        )),
+        (Some(_), None) => {}
+        (_, Some(Err(e))) => send(
+            Finding::new(Code::SigstoreRejected, target, e.clone())
+                .evidence("scheme", "sigstore")
+                .evidence("bundle", p.bundle_path.clone()),
         ),
-        (None, _, Some(_)) => Finding::new(
-            Code::SigstoreUnverified,
+        (_, Some(Ok(json))) => send(sigstore_verdict(
+            p,
+            json,
+            archive_sha256,
+            &p.bundle_path,
             target,
-            format!(
-                "{} not verified: no --certificate-identity/--certificate-oidc-issuer or --sigstore-key given",
-                p.bundle_path
-            ),
-        ),
-        (Some(_), _, Some(Err(e))) => Finding::new(Code::SigstoreRejected, target, e.clone()),
-        (Some(signer), Some(trust), Some(Ok(json))) => {
-            let outcome =
-                crate::sigstore::verify(json, &Subject::Sha256(archive_sha256), signer, trust);
-            let f = match outcome {
-                Ok(v) => {
-                    let mut f = Finding::new(
-                        Code::SigstoreVerified,
-                        target,
-                        format!("{}: {}", p.bundle_path, v.summary()),
-                    )
-                    .evidence("media_type", v.media_type.clone())
-                    .evidence("signed_at", v.signed_at.clone());
-                    if let Some(i) = &v.identity {
-                        f = f.evidence("identity", i.clone());
-                    }
-                    if let Some(i) = &v.issuer {
-                        f = f.evidence("issuer", i.clone());
-                    }
-                    if let Some(k) = &v.key_sha256 {
-                        f = f.evidence("key_sha256", k.clone());
-                    }
-                    f
-                }
-                Err(Outcome::Rejected(reason)) => Finding::new(
-                    Code::SigstoreRejected,
-                    target,
-                    format!("{}: {reason}", p.bundle_path),
+        )),
+    }
+    for (path, bytes) in members {
+        let signed = &path[..path.len() - SIGSTORE_SUFFIX.len()];
+        let f = match (std::str::from_utf8(bytes), files.get(signed)) {
+            (Err(_), _) => Finding::new(
+                Code::SigstoreRejected,
+                signed,
+                format!("{path}: not a Sigstore bundle (not UTF-8 JSON)"),
+            )
+            .evidence("scheme", "sigstore")
+            .evidence("bundle", path.clone()),
+            (Ok(_), None) => Finding::new(
+                Code::SigstoreRejected,
+                signed,
+                format!("{path} signs {signed}, which is not a file in the archive"),
+            )
+            .evidence("scheme", "sigstore")
+            .evidence("bundle", path.clone()),
+            (Ok(json), Some(rec)) => sigstore_verdict(p, json, rec.sha256, path, signed),
+        };
+        send(f);
+    }
+}
+
+/// One bundle's finding: verified, rejected, or not verified for want of
+/// a signer.
+fn sigstore_verdict(
+    p: &SigstorePlan,
+    json: &str,
+    sha256: [u8; 32],
+    bundle_path: &str,
+    target: &str,
+) -> Finding {
+    use crate::sigstore::{Outcome, SignerPolicy, Subject};
+    let (signer, trust) = match (&p.signer, &p.trust) {
+        (Some(s), Some(t)) => (s, t),
+        _ => {
+            return Finding::new(
+                Code::SigstoreUnverified,
+                target,
+                format!(
+                    "{bundle_path} not verified: no --certificate-identity/--certificate-oidc-issuer or --sigstore-key given"
                 ),
-                // The key was checked before the pass; should it have
-                // changed since, the finding says so.
-                Err(Outcome::Input(e)) => Finding::new(
-                    Code::SigstoreRejected,
-                    target,
-                    format!("{}: {e}", p.bundle_path),
-                ),
-            };
-            let f = match signer {
-                SignerPolicy::Identity { identity, issuer } => f
-                    .evidence("expected_identity", identity.clone())
-                    .evidence("expected_issuer", issuer.clone()),
-                SignerPolicy::Key(k) => f.evidence("key", k.display().to_string()),
-                SignerPolicy::IdentityRegexp { pattern, issuer } => f
-                    .evidence("expected_identity_regexp", pattern.clone())
-                    .evidence("expected_issuer", issuer.clone()),
-            };
-            f.evidence("trusted_root", trust.source.clone())
-                .evidence("trusted_root_sha256", trust.sha256.clone())
+            )
+            .evidence("scheme", "sigstore")
+            .evidence("bundle", bundle_path)
         }
-        (Some(_), None, Some(Ok(_))) => return,
     };
-    let _ = findings.send(
-        f.evidence("scheme", "sigstore")
-            .evidence("bundle", p.bundle_path.clone()),
-    );
+    let f = match crate::sigstore::verify(json, &Subject::Sha256(sha256), signer, trust) {
+        Ok(v) => {
+            let mut f = Finding::new(
+                Code::SigstoreVerified,
+                target,
+                format!("{bundle_path}: {}", v.summary()),
+            )
+            .evidence("media_type", v.media_type.clone())
+            .evidence("signed_at", v.signed_at.clone());
+            if let Some(i) = &v.identity {
+                f = f.evidence("identity", i.clone());
+            }
+            if let Some(i) = &v.issuer {
+                f = f.evidence("issuer", i.clone());
+            }
+            if let Some(k) = &v.key_sha256 {
+                f = f.evidence("key_sha256", k.clone());
+            }
+            f
+        }
+        Err(Outcome::Rejected(reason)) => Finding::new(
+            Code::SigstoreRejected,
+            target,
+            format!("{bundle_path}: {reason}"),
+        ),
+        // The key was checked before the pass; should it have changed
+        // since, the finding says so.
+        Err(Outcome::Input(e)) => Finding::new(
+            Code::SigstoreRejected,
+            target,
+            format!("{bundle_path}: {e}"),
+        ),
+    };
+    let f = match signer {
+        SignerPolicy::Identity { identity, issuer } => f
+            .evidence("expected_identity", identity.clone())
+            .evidence("expected_issuer", issuer.clone()),
+        SignerPolicy::IdentityRegexp { pattern, issuer } => f
+            .evidence("expected_identity_regexp", pattern.clone())
+            .evidence("expected_issuer", issuer.clone()),
+        SignerPolicy::Key(k) => f.evidence("key", k.display().to_string()),
+    };
+    f.evidence("trusted_root", trust.source.clone())
+        .evidence("trusted_root_sha256", trust.sha256.clone())
+        .evidence("scheme", "sigstore")
+        .evidence("bundle", bundle_path)
 }
 
 /// Streaming verifiers for the archive, fed by the outer hash thread.

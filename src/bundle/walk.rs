@@ -279,6 +279,9 @@ impl WalkContext {
                     .is_some_and(manifest::is_candidate)
                 {
                     Some(64 << 10)
+                } else if path.ends_with(super::signing::SIGSTORE_SUFFIX) {
+                    // A Sigstore bundle is a few KiB; verified after the pass.
+                    Some(1 << 20)
                 } else {
                     None
                 }
