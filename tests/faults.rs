@@ -538,16 +538,13 @@ fn dns_reply(query: &[u8], truncated: bool, addr: Ipv4Addr) -> Vec<u8> {
     use hickory_proto::op::{Message, MessageType};
     use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
     let q = Message::from_vec(query).expect("a DNS query");
-    let mut m = Message::new();
-    m.set_id(q.id())
-        .set_message_type(MessageType::Response)
-        .set_op_code(q.op_code())
-        .set_recursion_desired(q.recursion_desired())
-        .set_authoritative(true)
-        .set_truncated(truncated);
-    m.add_queries(q.queries().to_vec());
+    let mut m = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+    m.metadata.recursion_desired = q.metadata.recursion_desired;
+    m.metadata.authoritative = true;
+    m.metadata.truncation = truncated;
+    m.add_queries(q.queries.clone());
     if !truncated {
-        if let Some(question) = q.queries().first() {
+        if let Some(question) = q.queries.first() {
             if question.query_type() == RecordType::A {
                 m.add_answer(Record::from_rdata(
                     question.name().clone(),

@@ -62,12 +62,9 @@ pub fn encode_query(name: &str, rtype: RecordType) -> Result<(u16, Vec<u8>), Str
     let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
         .map_err(|e| format!("`{name}` is not a DNS name: {e}"))?;
     let id = super::net::random_u64() as u16;
-    let mut msg = Message::new();
-    msg.set_id(id)
-        .set_message_type(MessageType::Query)
-        .set_op_code(OpCode::Query)
-        .set_recursion_desired(true)
-        .add_query(Query::query(fqdn, rtype));
+    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+    msg.metadata.recursion_desired = true;
+    msg.add_query(Query::query(fqdn, rtype));
     let bytes = msg.to_vec().map_err(|e| e.to_string())?;
     Ok((id, bytes))
 }
@@ -80,17 +77,17 @@ pub fn decode_reply(
     rtype: RecordType,
 ) -> Result<Message, String> {
     let msg = Message::from_vec(bytes).map_err(|e| format!("malformed reply: {e}"))?;
-    if msg.message_type() != MessageType::Response {
+    if msg.metadata.message_type != MessageType::Response {
         return Err("the reply is not a response (QR bit clear)".into());
     }
-    if msg.id() != id {
+    if msg.metadata.id != id {
         return Err(format!(
             "reply id {} does not match query id {id}",
-            msg.id()
+            msg.metadata.id
         ));
     }
     let want = name.trim_end_matches('.').to_ascii_lowercase();
-    let matches = msg.queries().iter().any(|q| {
+    let matches = msg.queries.iter().any(|q| {
         q.query_type() == rtype
             && q.name()
                 .to_ascii()
@@ -99,7 +96,7 @@ pub fn decode_reply(
     });
     // Servers may drop the question from an error reply (unbound does for
     // REFUSED); a question that is present must be ours.
-    if !matches && !msg.queries().is_empty() {
+    if !matches && !msg.queries.is_empty() {
         return Err("the reply answers a different question".into());
     }
     Ok(msg)
@@ -120,22 +117,23 @@ pub fn rcode_name(r: ResponseCode) -> String {
 
 pub(crate) fn summarise(msg: &Message, latency: Duration, retried_over_tcp: bool) -> Reply {
     let mut flags = Vec::new();
-    if msg.authoritative() {
+    let h = &msg.metadata;
+    if h.authoritative {
         flags.push("aa");
     }
-    if msg.truncated() {
+    if h.truncation {
         flags.push("tc");
     }
-    if msg.recursion_desired() {
+    if h.recursion_desired {
         flags.push("rd");
     }
-    if msg.recursion_available() {
+    if h.recursion_available {
         flags.push("ra");
     }
     let mut addrs = Vec::new();
     let mut cnames = Vec::new();
-    for r in msg.answers() {
-        match r.data() {
+    for r in &msg.answers {
+        match &r.data {
             RData::A(a) => addrs.push(IpAddr::V4(a.0)),
             RData::AAAA(a) => addrs.push(IpAddr::V6(a.0)),
             RData::CNAME(c) => cnames.push(c.0.to_ascii().trim_end_matches('.').to_string()),
@@ -143,7 +141,7 @@ pub(crate) fn summarise(msg: &Message, latency: Duration, retried_over_tcp: bool
         }
     }
     Reply {
-        rcode: msg.response_code(),
+        rcode: h.response_code,
         flags,
         addrs,
         cnames,
@@ -234,7 +232,7 @@ pub async fn query(
     }
     .map_err(QueryError::Net)?;
     let msg = decode_reply(&raw, id, name, rtype).map_err(QueryError::Bad)?;
-    if msg.truncated() {
+    if msg.metadata.truncation {
         if transport == Transport::Tcp {
             return Err(QueryError::Bad("the TCP reply is truncated".into()));
         }
@@ -484,7 +482,7 @@ mod tests {
     fn reply_must_match_query() {
         let (id, q) = encode_query("a.example", RecordType::A).unwrap();
         let mut m = Message::from_vec(&q).unwrap();
-        m.set_message_type(MessageType::Response);
+        m.metadata.message_type = MessageType::Response;
         let ok = m.to_vec().unwrap();
         assert!(decode_reply(&ok, id, "a.example", RecordType::A).is_ok());
         assert!(
