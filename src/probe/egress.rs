@@ -330,7 +330,8 @@ fn answered(ctx: &ProbeContext, f: Finding) -> Finding {
 }
 
 /// Public names through one configured DNS server (`None`: the system
-/// resolver, when no server is configured).
+/// resolver, `/etc/hosts` and `/etc/resolv.conf` read by us, when no server
+/// is configured).
 pub async fn probe_dns(ctx: &ProbeContext, server: Option<SocketAddr>) -> Vec<Finding> {
     let eg = &ctx.plan.egress;
     let d = eg.deadline;
@@ -360,13 +361,10 @@ pub async fn probe_dns(ctx: &ProbeContext, server: Option<SocketAddr>) -> Vec<Fi
                 }
                 Err(super::dns::QueryError::Bad(m)) => Err(m),
             },
-            None => {
-                match tokio::time::timeout(d, tokio::net::lookup_host((name.as_str(), 0))).await {
-                    Ok(Ok(it)) => Ok(it.map(|sa| sa.ip()).collect()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(NetError::Timeout(d).describe()),
-                }
-            }
+            None => match ctx.resolver.system_lookup(name, d).await {
+                Ok((addrs, _)) => Ok(addrs),
+                Err(e) => Err(e.describe()),
+            },
         };
         match r {
             Ok(addrs) if !addrs.is_empty() => out.push(answered(

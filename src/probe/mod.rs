@@ -27,6 +27,7 @@ pub mod registry;
 pub mod s3;
 pub mod s3bench;
 pub mod smtp;
+pub mod system_resolver;
 pub mod tls;
 
 use std::future::Future;

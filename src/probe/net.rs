@@ -5,9 +5,10 @@
 //! - every step has a deadline (connect, then each read/write); nothing here
 //!   waits longer than the deadline it was given;
 //! - a name is resolved through the configured DNS servers only (the
-//!   machine's resolver may point outside the perimeter); the system
-//!   resolver is used only when the configuration names no DNS server, and
-//!   the evidence says so;
+//!   machine's resolver may point outside the perimeter); the machine's own
+//!   configuration (`/etc/hosts`, `/etc/resolv.conf`, read by
+//!   `system_resolver`, never glibc's NSS) is used only when the
+//!   configuration names no DNS server, and the evidence says so;
 //! - no connection is ever opened to an address outside `allowed_networks`.
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+use super::system_resolver::SystemResolver;
 use crate::config::{Perimeter, Target, Transport};
 use crate::finding::{Code, Finding};
 
@@ -145,6 +147,9 @@ pub struct Resolver {
     servers: Vec<SocketAddr>,
     timeout: Duration,
     allowed: Vec<ipnet::IpNet>,
+    /// `/etc/hosts` and `/etc/resolv.conf`, read once: used when `servers`
+    /// is empty.
+    system: SystemResolver,
     cache: Mutex<HashMap<String, Result<Resolved, NetError>>>,
 }
 
@@ -152,7 +157,8 @@ pub struct Resolver {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub addrs: Vec<IpAddr>,
-    /// `literal`, `system`, or the DNS server's address.
+    /// `literal`, `/etc/hosts`, the configured DNS server's address, or
+    /// `ADDR (from /etc/resolv.conf)`.
     pub via: String,
 }
 
@@ -162,6 +168,11 @@ impl Resolver {
             servers: plan.dns.servers.clone(),
             timeout: plan.deadlines.connect,
             allowed: plan.allowed_networks.clone(),
+            system: if plan.dns.servers.is_empty() {
+                SystemResolver::load()
+            } else {
+                SystemResolver::default()
+            },
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -185,25 +196,10 @@ impl Resolver {
 
     async fn lookup(&self, host: &str) -> Result<Resolved, NetError> {
         if self.servers.is_empty() {
-            // No perimeter DNS configured: the machine's resolver is all we have.
-            let addrs: Vec<IpAddr> = deadline(
-                self.timeout,
-                async {
-                    tokio::net::lookup_host((host, 0))
-                        .await
-                        .map(|it| it.map(|sa| sa.ip()).collect())
-                        .map_err(|e| NetError::Unresolved(format!("system resolver: {e}")))
-                },
-                NetError::Unresolved(format!(
-                    "the system resolver gave no answer within {}",
-                    fmt_duration(self.timeout)
-                )),
-            )
-            .await?;
-            return Ok(Resolved {
-                addrs,
-                via: "system".into(),
-            });
+            // No perimeter DNS configured: the machine's configuration is all
+            // we have.
+            let (addrs, via) = self.system_lookup(host, self.timeout).await?;
+            return Ok(Resolved { addrs, via });
         }
         let mut errors = Vec::new();
         for server in &self.servers {
@@ -219,6 +215,16 @@ impl Resolver {
             }
         }
         Err(NetError::Unresolved(errors.join("; ")))
+    }
+
+    /// `host` through `/etc/hosts` and `/etc/resolv.conf`'s servers, each
+    /// query within `timeout`, and where the answer came from.
+    pub async fn system_lookup(
+        &self,
+        host: &str,
+        timeout: Duration,
+    ) -> Result<(Vec<IpAddr>, String), NetError> {
+        self.system.lookup(host, timeout).await
     }
 
     /// The addresses of `host` that are inside the perimeter; the first one
