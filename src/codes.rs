@@ -165,6 +165,12 @@ codes! {
     BundleDataAfterEnd => "bundle:data-after-end", Fail,
         "Non-zero data follows the tar end-of-archive marker. Some tools ignore it and others read it, so content could be smuggled there.",
         "Obtain a clean copy of the archive; if the vendor ships it this way, report it to the vendor.";
+    BundleTarMetadataMalformed => "bundle:tar-metadata-malformed", Fail,
+        "A tar extension header breaks its format: a PAX record with a wrong length, no key, a NUL in its key, a NUL or (without `hdrcharset=BINARY`) non-UTF-8 bytes in a name; a GNU long name or long link holding a NUL before more text; a sparse map that is contradictory or does not match the data; a global header that sets `size`; or a link, folder or device that declares data. Extractors disagree on such input: GNU tar and bsdtar refuse it or cut the name, Python's tarfile applies what it could parse, so no reading of the entry can be trusted. The message names the entry and the byte offset.",
+        "Do not use this archive; obtain the vendor's original. Real tar writers never produce this.";
+    BundleTarReadersDisagree => "bundle:tar-readers-disagree", Fail,
+        "GNU tar, bsdtar and Python's tarfile would give this entry different names or link targets (for example a GNU long name after a PAX header, or a PAX global `path`), so what is verified under one name is extracted under another. Each reading was also judged by the safety rules; the `readings` evidence says which extractor uses which name.",
+        "Do not use this archive; obtain the vendor's original. Real tar writers never produce entries that extractors read differently.";
     BundlePaxSizeMismatch => "bundle:pax-size-mismatch", Fail,
         "A PAX `size` record gives an entry a size that differs from its tar header. Readers that ignore PAX see different files than readers that honour it (the tar-rs PAX desync advisories).",
         "Do not use this archive; obtain the vendor's original.";

@@ -30,6 +30,7 @@ pub mod signature;
 pub mod signing;
 pub mod stream;
 pub mod table;
+pub mod tarheader;
 pub mod tarstream;
 pub mod walk;
 
@@ -102,7 +103,11 @@ pub fn detect(head: &[u8]) -> Format {
     if head.starts_with(&[0x1f, 0x8b]) {
         return Format::Gzip;
     }
-    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    // A zstd frame, or a skippable frame (magic 0x184D2A50 to 0x184D2A5F,
+    // little-endian), which pzstd writes first to record its frame sizes.
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || (head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18])
+    {
         return Format::Zstd;
     }
     if head.len() >= 512 {
@@ -111,31 +116,11 @@ pub fn detect(head: &[u8]) -> Format {
             // An empty tar is two zero blocks.
             return Format::Tar;
         }
-        if tar_header_checksum_ok(h) {
+        if tarheader::checksum_ok(h) {
             return Format::Tar;
         }
     }
     Format::Unknown
-}
-
-fn tar_header_checksum_ok(h: &[u8]) -> bool {
-    let field = &h[148..156];
-    let text: String = field
-        .iter()
-        .take_while(|&&b| b != 0 && b != b' ')
-        .map(|&b| b as char)
-        .collect();
-    let text = text.trim();
-    let Ok(stored) = u32::from_str_radix(text, 8) else {
-        return false;
-    };
-    let sum: u32 = h[..148]
-        .iter()
-        .chain(&h[156..])
-        .map(|&b| b as u32)
-        .sum::<u32>()
-        + 8 * 32;
-    sum == stored
 }
 
 /// The result of a pass besides its findings.

@@ -211,6 +211,8 @@ impl SafetyRules {
             full.clone()
         };
         let target = format!("{}{}", self.prefix, shown);
+        let path = normalise(&full);
+        let placement = self.placement(&full, &path, &shown, e);
         let mut report = |code: Code, msg: String| {
             self.problems += 1;
             let _ = findings.send(Finding::new(code, target.clone(), msg));
@@ -230,63 +232,12 @@ impl SafetyRules {
                 format!("entry name is not valid UTF-8: {shown}"),
             );
         }
-        if full.starts_with('/') {
-            report(
-                Code::BundleAbsolutePath,
-                format!("absolute path {shown} would be written outside the destination"),
-            );
+        for (code, msg) in placement {
+            report(code, msg);
         }
-        let path = normalise(&full);
         drop(full);
-        if path.split('/').any(|c| c == "..") {
-            report(
-                Code::BundlePathTraversal,
-                format!("path {shown} contains a `..` component"),
-            );
-        }
-        // A prefix of this path that an earlier entry made a symlink.
-        if !self.symlinks.is_empty() {
-            let mut h = (0, 0);
-            for (i, b) in path.bytes().enumerate().take(self.longest_symlink + 1) {
-                if b == b'/' && self.symlinks.contains(&h) {
-                    let prefix = shown_name(&path.as_bytes()[..i]);
-                    report(
-                        Code::BundlePathThroughSymlink,
-                        format!("{shown} is written through the symlink {prefix} created by an earlier entry"),
-                    );
-                    break;
-                }
-                h = self.hasher.push(h, b);
-            }
-        }
         match e.kind {
             EntryKind::Symlink | EntryKind::Hardlink => {
-                let link = e.link_target.unwrap_or_default();
-                let target = display_name(link);
-                let base = if e.kind == EntryKind::Symlink {
-                    parent(&path)
-                } else {
-                    ""
-                };
-                if target.is_empty() {
-                    report(
-                        Code::BundleLinkEscape,
-                        format!("link {shown} has an empty target"),
-                    );
-                } else if target.starts_with('/') || escapes(base, &target) {
-                    let kind = if e.kind == EntryKind::Symlink {
-                        "symlink"
-                    } else {
-                        "hard link"
-                    };
-                    report(
-                        Code::BundleLinkEscape,
-                        format!(
-                            "{kind} {shown} -> {} points outside the archive root",
-                            shown_name(link)
-                        ),
-                    );
-                }
                 if e.kind == EntryKind::Symlink {
                     self.symlinks.insert(self.hasher.of(&path));
                     self.longest_symlink = self.longest_symlink.max(path.len());
@@ -405,6 +356,104 @@ impl SafetyRules {
             }
         }
         path
+    }
+}
+
+impl SafetyRules {
+    /// The rules that decide where an entry lands: an absolute path, a
+    /// `..` component, a prefix an earlier entry made a symlink, a link
+    /// whose target leaves the root. `full` is the name as read, `path` its
+    /// normalised form, `shown` what messages print.
+    fn placement(
+        &self,
+        full: &str,
+        path: &str,
+        shown: &str,
+        e: &EntryMeta<'_>,
+    ) -> Vec<(Code, String)> {
+        let mut out = Vec::new();
+        if full.starts_with('/') {
+            out.push((
+                Code::BundleAbsolutePath,
+                format!("absolute path {shown} would be written outside the destination"),
+            ));
+        }
+        if path.split('/').any(|c| c == "..") {
+            out.push((
+                Code::BundlePathTraversal,
+                format!("path {shown} contains a `..` component"),
+            ));
+        }
+        // A prefix of this path that an earlier entry made a symlink.
+        if !self.symlinks.is_empty() {
+            let mut h = (0, 0);
+            for (i, b) in path.bytes().enumerate().take(self.longest_symlink + 1) {
+                if b == b'/' && self.symlinks.contains(&h) {
+                    let prefix = shown_name(&path.as_bytes()[..i]);
+                    out.push((
+                        Code::BundlePathThroughSymlink,
+                        format!("{shown} is written through the symlink {prefix} created by an earlier entry"),
+                    ));
+                    break;
+                }
+                h = self.hasher.push(h, b);
+            }
+        }
+        if matches!(e.kind, EntryKind::Symlink | EntryKind::Hardlink) {
+            let link = e.link_target.unwrap_or_default();
+            let target = display_name(link);
+            let base = if e.kind == EntryKind::Symlink {
+                parent(path)
+            } else {
+                ""
+            };
+            if target.is_empty() {
+                out.push((
+                    Code::BundleLinkEscape,
+                    format!("link {shown} has an empty target"),
+                ));
+            } else if target.starts_with('/') || escapes(base, &target) {
+                let kind = if e.kind == EntryKind::Symlink {
+                    "symlink"
+                } else {
+                    "hard link"
+                };
+                out.push((
+                    Code::BundleLinkEscape,
+                    format!(
+                        "{kind} {shown} -> {} points outside the archive root",
+                        shown_name(link)
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Judges another extractor's reading of an entry already checked
+    /// under its primary name (`primary`): where it would land (absolute
+    /// path, `..`, symlinked prefix, link escape). Identity rules
+    /// (duplicates, case) stay with the primary name, so nothing is
+    /// recorded. Findings name the entry by its primary name and say which
+    /// extractors (`readers`) read it this way.
+    pub fn check_reading(
+        &mut self,
+        primary: &str,
+        readers: &str,
+        e: &EntryMeta<'_>,
+        findings: &Sender<Finding>,
+    ) {
+        let full = display_name(e.raw_path);
+        let shown = shown_name(e.raw_path);
+        let path = normalise(&full);
+        let target = format!("{}{}", self.prefix, primary);
+        for (code, msg) in self.placement(&full, &path, &shown, e) {
+            self.problems += 1;
+            let _ = findings.send(
+                Finding::new(code, target.clone(), format!("as {readers} read it: {msg}"))
+                    .evidence("read_by", readers),
+            );
+        }
     }
 }
 
