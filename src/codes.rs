@@ -227,7 +227,7 @@ codes! {
         "Two paths differ only by letter case. On a case-insensitive file system one would overwrite the other.",
         "Extract on a case-sensitive file system, or ask the vendor to rename one of the files.";
     BundleUnsupportedEntry => "bundle:unsupported-entry", Warn,
-        "An entry has a type this tool does not verify (sparse file, multi-volume continuation, vendor extension). Its bytes were hashed but not interpreted.",
+        "An entry has a type this tool does not verify (multi-volume continuation, volume label, GNU dump folder, vendor extension). Its name was judged by the safety rules, but its bytes were neither hashed nor interpreted. (Sparse files are read as files: their holes are hashed as zeros.)",
         "Check that entry by hand, or ask the vendor for an archive without it.";
 
     // ---- release manifests ----------------------------------------------

@@ -24,9 +24,10 @@
 //!   `GNU.sparse.name` win over `path`;
 //! - **Python's tarfile** reads each extension header, then the rest of the
 //!   chain, then patches the entry that came back: the *first* extension
-//!   header in the stream has the last word. It applies global records only
-//!   together with a local PAX header, keeps a NUL inside a PAX value, and
-//!   reads the `prefix` field whatever the magic.
+//!   header in the stream has the last word. It merges every global header
+//!   into one table applied to every entry (GNU tar keeps only the last
+//!   global header), keeps a NUL inside a PAX value, and reads the `prefix`
+//!   field whatever the magic.
 //!
 //! Every reader cuts long names, long links and PAX values at a NUL byte
 //! except Python for PAX values; a cut name is reported as malformed.
@@ -181,6 +182,7 @@ fn numeric_value_ok(key: &[u8], value: &[u8]) -> bool {
 /// is an error too: readers cut or reject such names differently.
 pub fn parse_pax(data: &[u8]) -> Result<Vec<PaxRecord>, PaxError> {
     let mut out = Vec::new();
+    let mut soft: Option<(usize, String)> = None;
     let mut pos = 0;
     while pos < data.len() {
         let rest = &data[pos..];
@@ -232,25 +234,41 @@ pub fn parse_pax(data: &[u8]) -> Result<Vec<PaxRecord>, PaxError> {
                 String::from_utf8_lossy(nul_cut(key))
             )));
         }
-        if is_name_key(key) && value.contains(&0) {
-            return Err(err(format!(
-                "the {} value holds a NUL byte at position {}: GNU tar and bsdtar cut the name there, Python keeps it whole",
-                String::from_utf8_lossy(key),
-                value.iter().position(|&b| b == 0).unwrap_or(0)
-            )));
+        // A bad value breaks only its own record: the readers go on with
+        // the next ones (GNU tar and bsdtar cut a name at its NUL), so the
+        // walk keeps them all and reports the first such record.
+        if soft.is_none() && is_name_key(key) && value.contains(&0) {
+            soft = Some((
+                pos,
+                format!(
+                    "the {} value holds a NUL byte at position {}: GNU tar and bsdtar cut the name there, Python keeps it whole",
+                    String::from_utf8_lossy(key),
+                    value.iter().position(|&b| b == 0).unwrap_or(0)
+                ),
+            ));
         }
-        if !numeric_value_ok(key, value) {
-            return Err(err(format!(
-                "the {} value {:?} is not a number",
-                String::from_utf8_lossy(key),
-                String::from_utf8_lossy(value)
-            )));
+        if soft.is_none() && !numeric_value_ok(key, value) {
+            soft = Some((
+                pos,
+                format!(
+                    "the {} value {:?} is not a number",
+                    String::from_utf8_lossy(key),
+                    String::from_utf8_lossy(value)
+                ),
+            ));
         }
         out.push(PaxRecord {
             key: key.to_vec(),
             value: value.to_vec(),
         });
         pos += len;
+    }
+    if let Some((at, why)) = soft {
+        return Err(PaxError {
+            at,
+            why,
+            parsed: out,
+        });
     }
     let binary = out
         .iter()
@@ -318,6 +336,32 @@ pub fn pax_get<'a>(records: &'a [PaxRecord], key: &str) -> Option<&'a [u8]> {
         .rev()
         .find(|r| r.key == key.as_bytes())
         .map(|r| r.value.as_slice())
+}
+
+/// The PAX global records in force, as each reader keeps them: GNU tar
+/// keeps only the last global header, and of a key written twice in it the
+/// first value; Python merges every global header into one table, a later
+/// value replacing an earlier one; bsdtar ignores them.
+#[derive(Debug, Clone, Default)]
+pub struct Globals {
+    pub gnu: Vec<PaxRecord>,
+    pub python: Vec<PaxRecord>,
+}
+
+impl Globals {
+    /// Takes in the records of one more global header.
+    pub fn add(&mut self, records: &[PaxRecord]) {
+        self.gnu.clear();
+        for r in records {
+            if !self.gnu.iter().any(|g| g.key == r.key) {
+                self.gnu.push(r.clone());
+            }
+            match self.python.iter_mut().find(|g| g.key == r.key) {
+                Some(g) => g.value = r.value.clone(),
+                None => self.python.push(r.clone()),
+            }
+        }
+    }
 }
 
 /// An extension header that applies to the entry after it.
@@ -423,7 +467,7 @@ fn apply_pax_libarchive(r: &mut Reading, records: &[PaxRecord]) {
 
 /// The reading of one reader, from the entry's header, the extension
 /// headers before it (in stream order) and the global PAX records in force.
-pub fn read_as(reader: Reader, h: &Header, exts: &[Extension], globals: &[PaxRecord]) -> Reading {
+pub fn read_as(reader: Reader, h: &Header, exts: &[Extension], globals: &Globals) -> Reading {
     let t = h[156];
     let m = magic(h);
     let link = nul_cut(&h[157..257]).to_vec();
@@ -451,6 +495,7 @@ pub fn read_as(reader: Reader, h: &Header, exts: &[Extension], globals: &[PaxRec
                 }
             }
             if reader == Reader::GnuTar {
+                let globals = &globals.gnu[..];
                 apply_pax(&mut r, globals, true);
                 if let Some(recs) = last_pax {
                     apply_pax(&mut r, recs, true);
@@ -468,13 +513,15 @@ pub fn read_as(reader: Reader, h: &Header, exts: &[Extension], globals: &[PaxRec
         }
         // Python reads each extension header, then the rest of the chain,
         // then patches what came back: the first header in the stream has
-        // the last word. A local PAX header carries a copy of the global
-        // records, so those apply only together with one.
+        // the last word. Global records apply to every entry, under the
+        // chain; a local PAX header carries a copy of them too.
         Reader::Python => {
+            let globals = &globals.python[..];
             let mut r = Reading {
                 path: ustar_name(h, !is_gnu_type(t)),
                 link,
             };
+            apply_pax(&mut r, globals, false);
             for e in exts.iter().rev() {
                 match e {
                     Extension::LongName(n) => r.path = nul_cut(n).to_vec(),
@@ -505,7 +552,7 @@ pub struct Readings {
 }
 
 impl Readings {
-    pub fn of(h: &Header, exts: &[Extension], globals: &[PaxRecord]) -> Readings {
+    pub fn of(h: &Header, exts: &[Extension], globals: &Globals) -> Readings {
         Readings {
             by: Reader::ALL.map(|r| read_as(r, h, exts, globals)),
         }
@@ -876,10 +923,11 @@ mod tests {
             }])
         };
         // PAX path then a GNU long name: every reader takes the PAX path.
+        let none = Globals::default();
         let r = Readings::of(
             &h,
             &[pax(b"../x"), Extension::LongName(b"ln\0".to_vec())],
-            &[],
+            &none,
         );
         assert!(r.agree(), "{r:?}");
         assert_eq!(r.primary().path, b"../x");
@@ -887,34 +935,37 @@ mod tests {
         let r = Readings::of(
             &h,
             &[Extension::LongName(b"ln".to_vec()), pax(b"../x")],
-            &[],
+            &none,
         );
         assert_eq!(r.primary().path, b"../x");
         assert_eq!(r.by[1].path, b"../x");
         assert_eq!(r.by[2].path, b"ln");
         // Two PAX headers: GNU tar and bsdtar keep the last, Python the first.
-        let r = Readings::of(&h, &[pax(b"one"), pax(b"two")], &[]);
+        let r = Readings::of(&h, &[pax(b"one"), pax(b"two")], &none);
         let paths: Vec<&[u8]> = r.by.iter().map(|r| r.path.as_slice()).collect();
         assert_eq!(paths, [&b"two"[..], b"two", b"one"]);
-        // A global path: GNU tar applies it alone, Python only with a local
-        // header, bsdtar never.
-        let g = vec![PaxRecord {
+        // Global paths: GNU tar keeps the last global header and the first
+        // value of a key in it, Python merges them all, bsdtar ignores them.
+        let path = |v: &[u8]| PaxRecord {
             key: b"path".to_vec(),
-            value: b"/etc/x".to_vec(),
-        }];
+            value: v.to_vec(),
+        };
+        let mut g = Globals::default();
+        g.add(&[path(b"/etc/x"), path(b"/etc/y")]);
         let r = Readings::of(&h, &[], &g);
-        assert_eq!(r.primary().path, b"/etc/x");
-        assert_eq!(r.by[1].path, b"safe");
-        assert_eq!(r.by[2].path, b"safe");
-        let other = Extension::Pax(vec![PaxRecord {
-            key: b"mtime".to_vec(),
-            value: b"1".to_vec(),
+        let paths: Vec<&[u8]> = r.by.iter().map(|r| r.path.as_slice()).collect();
+        assert_eq!(paths, [&b"/etc/x"[..], b"safe", b"/etc/y"]);
+        g.add(&[PaxRecord {
+            key: b"comment".to_vec(),
+            value: b"c".to_vec(),
         }]);
-        assert_eq!(Readings::of(&h, &[other], &g).by[2].path, b"/etc/x");
+        let r = Readings::of(&h, &[], &g);
+        let paths: Vec<&[u8]> = r.by.iter().map(|r| r.path.as_slice()).collect();
+        assert_eq!(paths, [&b"safe"[..], b"safe", b"/etc/y"]);
         // The prefix field: GNU tar only under the POSIX magic, Python always.
         let mut gnu = header(b"n", b'0', b"ustar  \0");
         gnu[345..349].copy_from_slice(b"/etc");
-        let r = Readings::of(&gnu, &[], &[]);
+        let r = Readings::of(&gnu, &[], &none);
         assert_eq!(r.primary().path, b"n");
         assert_eq!(r.by[2].path, b"/etc/n");
     }

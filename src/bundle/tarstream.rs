@@ -258,7 +258,7 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
     // Extension headers since the last entry, in stream order; PAX global
     // records in force; problems to report on the next entry.
     let mut exts: Vec<Extension> = Vec::new();
-    let mut globals: Vec<PaxRecord> = Vec::new();
+    let mut globals = th::Globals::default();
     let mut pending: Vec<Pending> = Vec::new();
     // Names only a lenient parse of a malformed PAX header finds.
     let mut salvaged: Vec<PaxRecord> = Vec::new();
@@ -418,12 +418,7 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
                                 why: format!("the {what} at byte {header_pos} sets `size` for every entry after it: readers frame the entries differently"),
                             });
                         }
-                        for r in records {
-                            match globals.iter_mut().find(|g| g.key == r.key) {
-                                Some(g) => g.value = r.value,
-                                None => globals.push(r),
-                            }
-                        }
+                        globals.add(&records);
                     } else {
                         exts.push(Extension::Pax(records));
                     }

@@ -464,11 +464,13 @@ def _():
     return tar(*[entry(n, b"x") for n in LONG_NAMES])
 
 
-@case("sparse-then-pax-huge.tar", [("bundle:tar-corrupt", "-")])
+@case("sparse-then-pax-huge.tar", [("bundle:expansion-ratio-exceeded", "disk.img"),
+                                   ("bundle:tar-corrupt", "-")])
 def _():
-    # A GNU sparse entry (a 4 GiB file of one 512-byte segment), then a PAX
-    # header declaring 100 MB: the oversized header must still be caught
-    # after an entry whose data size is not its size.
+    # A GNU sparse entry (a 4 GiB file of one 512-byte segment: a bomb in
+    # its own right, reported and not expanded), then a PAX header declaring
+    # 100 MB: the oversized header must still be caught after an entry whose
+    # data size is not its size.
     h = bytearray(header("disk.img", typ=b"S", size=512, gnu=True))
     h[386:398] = octal(0, 12)  # segment offset
     h[398:410] = octal(512, 12)  # segment length
@@ -477,6 +479,103 @@ def _():
     h[483:495] = octal(1 << 32, 12)  # real size
     return (checksum(h) + b"D" * 512
             + header("././@PaxHeader", b"x", size=100 * 1000 * 1000) + b"9 a=bcde\n" + b"\0" * 503)
+
+
+# Parser differentials (issue #14): names the real extractors (GNU tar 1.34,
+# bsdtar 3.6, Python 3.11's tarfile) take from headers a naive reader skips.
+def ext_header(typ, body, name="././@PaxHeader"):
+    """An extension header of type `typ` with `body` as its data, raw."""
+    return header(name, typ, size=len(body)) + pad(body)
+
+
+def pax_body(records):
+    return pax(records)[512:].rstrip(b"\0")
+
+
+@case("pax-path-then-gnu-longname.tar", [("bundle:path-traversal", "../../../tmp/x")])
+def _():
+    # A PAX path, then a GNU long name: all three extractors take the PAX path.
+    return tar(pax([("path", "../../../tmp/x")]) + gnu_long("n" * 120 + "/safe") + header("safe", size=1) + pad(b"x"))
+
+
+@case("pax-sparse-01-name.tar", [("bundle:path-traversal", "../../etc/x")])
+def _():
+    # PAX sparse 0.1: the real name is GNU.sparse.name, the header's is a
+    # placeholder.
+    recs = [("GNU.sparse.size", "5"), ("GNU.sparse.numblocks", "1"), ("GNU.sparse.offset", "0"),
+            ("GNU.sparse.numbytes", "5"), ("GNU.sparse.name", "../../etc/x")]
+    return tar(pax(recs) + header("GNUSparseFile.1/x", size=5) + pad(b"hello"))
+
+
+@case("pax-sparse-10-name.tar", [("bundle:path-traversal", "../../etc/y")])
+def _():
+    # PAX sparse 1.0: the map is at the start of the data.
+    recs = [("GNU.sparse.major", "1"), ("GNU.sparse.minor", "0"), ("GNU.sparse.name", "../../etc/y"),
+            ("GNU.sparse.realsize", "5")]
+    data = pad(b"1\n0\n5\n") + b"hello"
+    return tar(pax(recs) + header("GNUSparseFile.0/y", size=len(data)) + pad(data))
+
+
+@case("solaris-x-path.tar", [("bundle:absolute-path", "/etc/passwd")])
+def _():
+    # A Solaris/star extended header (type X) is applied like a PAX one.
+    return tar(ext_header(b"X", pax_body([("path", "/etc/passwd")])) + header("safe", size=1) + pad(b"x"))
+
+
+@case("solaris-x-linkpath.tar", [("bundle:link-escape", "l")])
+def _():
+    return tar(ext_header(b"X", pax_body([("linkpath", "../../../etc")])) + header("l", b"2", link="t"))
+
+
+@case("pax-global-path.tar", [("bundle:path-traversal", "../../x"), ("bundle:tar-readers-disagree", "../../x")])
+def _():
+    # A global header's path: GNU tar and Python apply it, bsdtar does not.
+    return tar(ext_header(b"g", pax_body([("path", "../../x")])) + header("a.txt", size=1) + pad(b"x"))
+
+
+@case("pax-global-linkpath.tar", [("bundle:link-escape", "l"), ("bundle:tar-readers-disagree", "l")])
+def _():
+    return tar(ext_header(b"g", pax_body([("linkpath", "../../../etc")])) + header("l", b"2", link="t"))
+
+
+@case("gnu-longlink-nul.tar", [("bundle:link-escape", "l"), ("bundle:tar-metadata-malformed", "l")])
+def _():
+    # `../..` NUL `xxx`: GNU tar and bsdtar cut at the NUL, a link that leaves
+    # the root; the whole string would look like a folder inside it.
+    data = b"../..\0xxx\0"
+    return tar(header("././@LongLink", b"K", size=len(data), gnu=True) + pad(data) + header("l", b"2", link="t"))
+
+
+@case("pax-linkpath-nul.tar", [("bundle:link-escape", "l"), ("bundle:tar-metadata-malformed", "l"),
+                               ("bundle:tar-readers-disagree", "l")])
+def _():
+    return tar(pax([("linkpath", "../..\0xxx")]) + header("l", b"2", link="t"))
+
+
+@case("pax-bad-length.tar", [("bundle:tar-metadata-malformed", "a.txt"), ("bundle:path-traversal", "a.txt")])
+def _():
+    # The record says 13 bytes where it has 18: GNU tar and bsdtar refuse
+    # it, Python takes `path=../.` from it.
+    return tar(ext_header(b"x", b"13 path=../../x\n") + header("a.txt", size=1) + pad(b"x"))
+
+
+@case("pax-no-key.tar", [("bundle:tar-metadata-malformed", "a.txt")])
+def _():
+    return tar(ext_header(b"x", b"7 =abc\n") + header("a.txt", size=1) + pad(b"x"))
+
+
+@case("pax-nul-in-key.tar", [("bundle:tar-metadata-malformed", "a.txt")])
+def _():
+    body = b"SCHILY.xattr.user.a\0b=1\n"
+    n = len(body) + 3
+    return tar(ext_header(b"x", str(n).encode() + b" " + body) + header("a.txt", size=1) + pad(b"x"))
+
+
+@case("symlink-with-data.tar", [("bundle:tar-metadata-malformed", "l"), ("bundle:path-traversal", "../../hidden")])
+def _():
+    # A symlink that declares 512 bytes: GNU tar skips them, bsdtar and
+    # Python read them as the next header, here an entry named ../../hidden.
+    return tar(header("l", b"2", size=512, link="t") + header("../../hidden", size=1) + pad(b"x"))
 
 
 # Tar framing.
