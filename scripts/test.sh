@@ -16,9 +16,14 @@ log() { printf '\n==> %s\n' "$*"; }
 need_pkgs=()
 # minisign, openssl and git make the real signatures and bundles the tests verify;
 # python3 writes the hostile-archive corpus (testdata/hostile/generate.py).
+# bsdtar, pzstd and the Go and CPython tar test corpora are the oracles of
+# the tar-reading tests (tests/tarread.rs, scripts/tardiff.py).
 for cmd_pkg in tar:tar gzip:gzip cc:gcc pkg-config:pkg-config minisign:minisign openssl:openssl git:git \
-  strace:strace python3:python3; do
+  strace:strace python3:python3 bsdtar:libarchive-tools pzstd:zstd \
+  /usr/share/go-1.19/src/archive/tar/reader_test.go:golang-1.19-src \
+  /usr/lib/python3.11/test/testtar.tar:libpython3.11-testsuite; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg##*:}
+  if [[ $cmd == /* ]]; then [ -e "$cmd" ] || need_pkgs+=("$pkg"); continue; fi
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then

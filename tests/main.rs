@@ -21,4 +21,5 @@ mod services;
 mod signing;
 mod sigstore;
 mod smtp;
+mod tarread;
 mod vendor;
