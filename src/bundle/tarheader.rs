@@ -514,7 +514,7 @@ pub fn read_as(reader: Reader, h: &Header, exts: &[Extension], globals: &Globals
         // Python reads each extension header, then the rest of the chain,
         // then patches what came back: the first header in the stream has
         // the last word. Global records apply to every entry, under the
-        // chain; a local PAX header carries a copy of them too.
+        // chain; a local header's records apply in their own order.
         Reader::Python => {
             let globals = &globals.python[..];
             let mut r = Reading {
@@ -526,17 +526,7 @@ pub fn read_as(reader: Reader, h: &Header, exts: &[Extension], globals: &Globals
                 match e {
                     Extension::LongName(n) => r.path = nul_cut(n).to_vec(),
                     Extension::LongLink(n) => r.link = nul_cut(n).to_vec(),
-                    Extension::Pax(recs) => {
-                        let mut merged: Vec<PaxRecord> = globals.to_vec();
-                        for rec in recs {
-                            if let Some(old) = merged.iter_mut().find(|o| o.key == rec.key) {
-                                old.value = rec.value.clone();
-                            } else {
-                                merged.push(rec.clone());
-                            }
-                        }
-                        apply_pax(&mut r, &merged, false);
-                    }
+                    Extension::Pax(recs) => apply_pax(&mut r, recs, false),
                 }
             }
             r
