@@ -17,7 +17,12 @@ libpython3.11-testsuite) through the same oracle, and checks the verdicts
 their own test suites give those files (see PEER_VERDICTS).
 
     scripts/tardiff.py --bin target/debug/airgap-verify [--count 2000] [--seed 1]
-                       [--keep DIR] [--jobs N]
+                       [--keep DIR] [--jobs N] [--corpus DIR]...
+
+--corpus adds the files of a folder, a fuzzer's corpus for example
+(fuzz/corpus/tar): the inputs coverage-guided fuzzing found are then judged
+against the same three extractors (differential fuzzing, run after the
+fuzzer rather than inside it, since each oracle is a separate process).
 
 Prints one summary line per source and a closing line
 `tardiff: N passed, M failed`. Writes archives only under a temporary folder
@@ -390,6 +395,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--corpus", action="append", default=[],
+                    help="also check every file of this folder (a fuzzer's corpus), as the generated ones")
     args = ap.parse_args()
     for tool in ("tar", "bsdtar"):
         if shutil.which(tool) is None:
@@ -404,6 +411,9 @@ def main():
         with open(p, "wb") as f:
             f.write(generate(r))
         jobs.append((p, "gen-%05d.tar" % i))
+    for folder in args.corpus:
+        for name in sorted(os.listdir(folder)):
+            jobs.append((os.path.join(folder, name), os.path.basename(folder) + "/" + name))
     peers = peer_files()
     passed = failed = 0
     stats = {"escape": 0, "disagree": 0, "rejected": 0, "false": 0}
@@ -424,10 +434,10 @@ def main():
                   % (res["label"], res["codes"]))
         else:
             passed += 1
-    print("tardiff: %d generated archives (seed %d): %d where an extractor escapes the root, "
+    print("tardiff: %d generated archives (seed %d) and %d corpus files: %d where an extractor escapes the root, "
           "%d where the extractors list different entries, %d not ready, %d failures, "
           "%d where ours reports a disagreement the extractors' listings do not show"
-          % (len(results), args.seed, stats["escape"], stats["disagree"], stats["rejected"], failed,
+          % (args.count, args.seed, len(results) - args.count, stats["escape"], stats["disagree"], stats["rejected"], failed,
              stats["false"]))
     peers_checked = 0
     verdicts = peer_verdicts()

@@ -233,13 +233,14 @@ fn zstd_streams_that_start_with_a_skippable_frame_are_read() {
 
 #[test]
 fn no_extractor_escapes_the_root_where_the_verdict_is_ready() {
-    // scripts/tardiff.py: 2,000 generated archives and the Go and CPython
-    // tar test corpora, each listed by GNU tar, bsdtar and Python's
-    // tarfile, and verified by this binary.
+    // scripts/tardiff.py: 2,000 generated archives, the inputs fuzzing found
+    // (fuzz/corpus/tar) and the Go and CPython tar test corpora, each listed
+    // by GNU tar, bsdtar and Python's tarfile, and verified by this binary.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tardiff.py");
     let out = Command::new("python3")
         .arg(script)
-        .args(["--bin", BIN, "--count", "2000", "--seed", "14"])
+        .args(["--bin", BIN, "--count", "2000", "--seed", "14", "--corpus"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/tar"))
         .output()
         .expect("python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
