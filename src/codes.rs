@@ -124,6 +124,21 @@ codes! {
     BundleChecksumInvalid => "bundle:checksum-invalid", Fail,
         "The checksum file could not be used: it holds no SHA-256 line in `sha256sum` or BSD format, or no line names this archive.",
         "Use the checksum file published with this exact archive, in `sha256sum` format (`<64 hex>  <file name>`).";
+    BundleSplitParts => "bundle:split-parts", Pass,
+        "The archive is split (`NAME.001`, `NAME.part1` or `NAME.aa`, then the parts after it) and its parts were read as one stream, in order; the evidence lists each part and its size. The whole-archive checksum is `NAME.sha256`.",
+        "Nothing to do.";
+    BundleSplitPartMissing => "bundle:split-part-missing", Fail,
+        "A part of a split archive is missing: a later part exists but this one does not. Reading stopped before the gap, so the archive also reads as truncated.",
+        "Copy the missing part from the vendor's media or download; all parts are needed.";
+    BundleSplitPartTruncated => "bundle:split-part-truncated", Fail,
+        "A part of a split archive that is not the last one differs in size from the first part (split tools write equal parts but the last): it was cut or padded in transfer.",
+        "Copy that part again and compare its size with the first part's.";
+    BundleSplitPartChecksumVerified => "bundle:split-part-checksum-verified", Pass,
+        "A part's own `PART.sha256` (beside it) matches the SHA-256 of that part, computed as it streamed past.",
+        "Nothing to do.";
+    BundleSplitPartChecksumMismatch => "bundle:split-part-checksum-mismatch", Fail,
+        "A part's SHA-256 differs from its own `PART.sha256` (or that file holds no usable line): this part is damaged.",
+        "Copy that part again from the vendor's media or download.";
 
     // ---- container ------------------------------------------------------
     BundleContainerIntact => "bundle:container-intact", Pass,

@@ -21,5 +21,6 @@ mod services;
 mod signing;
 mod sigstore;
 mod smtp;
+mod split;
 mod tarread;
 mod vendor;

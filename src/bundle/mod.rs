@@ -28,6 +28,7 @@ pub mod refscan;
 pub mod safety;
 pub mod signature;
 pub mod signing;
+pub mod split;
 pub mod stream;
 pub mod table;
 pub mod tarheader;
@@ -245,10 +246,25 @@ pub fn verify(
         let plan = signing::plan(&opts.signatures, None)?;
         return dirwalk::verify_dir(opts, plan.minisign_key.clone(), progress, findings);
     }
-    let expected = checksum::resolve(&opts.checksum, path)?;
+    // A split archive's whole checksum is NAME.sha256, without the part suffix.
+    let split = split::detect(path);
+    let checksum_of = split.as_ref().map_or(path.as_path(), |s| s.base.as_path());
+    let expected = checksum::resolve(&opts.checksum, checksum_of)?;
     let sig_plan = signing::plan(&opts.signatures, Some(path))?;
-    let mut file = File::open(path).map_err(|e| InputError::unreadable(path, "archive", e))?;
-    let size = meta.len();
+    let part_checksums = split
+        .as_ref()
+        .map(split::SplitSet::part_checksums)
+        .unwrap_or_default();
+    let mut file = match &split {
+        None => {
+            Source::File(File::open(path).map_err(|e| InputError::unreadable(path, "archive", e))?)
+        }
+        Some(set) => Source::Split(
+            split::SplitReader::open(set, !part_checksums.is_empty())
+                .map_err(|e| InputError::unreadable(path, "archive", e))?,
+        ),
+    };
+    let size = split.as_ref().map_or(meta.len(), split::SplitSet::total);
     let target = path.display().to_string();
     let started = Instant::now();
 
@@ -343,6 +359,13 @@ pub fn verify(
     } else {
         None
     };
+    if let Some(set) = &split {
+        let digests = match &file {
+            Source::Split(r) => r.digests.as_slice(),
+            Source::File(_) => &[],
+        };
+        split_findings(set, &part_checksums, digests, &target, findings);
+    }
     if let (true, Some(v)) = (read_ok, verdicts) {
         signing::archive_findings(&sig_plan, v, decoded.manifest_signatures, &target, findings);
     }
@@ -557,7 +580,124 @@ pub fn stream_walk(
 }
 
 /// Reads until `buf` is full or the file ends.
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+/// The archive as read: one file, or the parts of a split archive.
+enum Source {
+    File(File),
+    Split(split::SplitReader),
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Source::File(f) => f.read(buf),
+            Source::Split(r) => r.read(buf),
+        }
+    }
+}
+
+/// What the parts of a split archive say: the set, gaps, uneven parts, and
+/// each part's own checksum when it has one.
+fn split_findings(
+    set: &split::SplitSet,
+    part_checksums: &[(usize, PathBuf)],
+    digests: &[[u8; 32]],
+    target: &str,
+    findings: &Sender<Finding>,
+) {
+    let send = |f: Finding| {
+        let _ = findings.send(f);
+    };
+    let parts: Vec<serde_json::Value> = set
+        .parts
+        .iter()
+        .map(|p| serde_json::json!({"path": p.path.display().to_string(), "size": p.size}))
+        .collect();
+    send(
+        Finding::new(
+            Code::BundleSplitParts,
+            target,
+            format!(
+                "split archive: {} parts read as one stream ({} bytes), {} to {}",
+                set.parts.len(),
+                set.total(),
+                set.parts[0].path.display(),
+                set.parts[set.parts.len() - 1].path.display()
+            ),
+        )
+        .evidence("parts", parts)
+        .evidence("base", set.base.display().to_string()),
+    );
+    if let Some((missing, later)) = &set.gap {
+        send(
+            Finding::new(
+                Code::BundleSplitPartMissing,
+                missing.display().to_string(),
+                format!(
+                    "{} is missing but {} exists: the parts after the gap were not read",
+                    missing.display(),
+                    later.display()
+                ),
+            )
+            .evidence("later_part", later.display().to_string()),
+        );
+    }
+    let first = set.parts[0].size;
+    for p in set.uneven() {
+        send(
+            Finding::new(
+                Code::BundleSplitPartTruncated,
+                p.path.display().to_string(),
+                format!(
+                    "{} is {} bytes but the first part is {first}: only the last part may differ",
+                    p.path.display(),
+                    p.size
+                ),
+            )
+            .evidence("size", p.size)
+            .evidence("first_part_size", first),
+        );
+    }
+    for (i, sum_path) in part_checksums {
+        let part = &set.parts[*i];
+        let part_target = part.path.display().to_string();
+        let origin = sum_path.display().to_string();
+        let expected = match std::fs::read(sum_path) {
+            Ok(text) => checksum::from_text(&text, &part.path, &origin),
+            Err(e) => Expected::Invalid {
+                origin: origin.clone(),
+                reason: format!("cannot read it: {e}"),
+            },
+        };
+        let actual = digests.get(*i).map(hex::encode);
+        let f = match (expected, actual) {
+            // The part was not read to its end (a read error, or a gap
+            // stopped the pass): nothing to compare.
+            (_, None) => continue,
+            (Expected::Digest { hex, .. }, Some(a)) if hex == a => Finding::new(
+                Code::BundleSplitPartChecksumVerified,
+                part_target,
+                format!("sha256:{a} matches {origin}"),
+            )
+            .evidence("sha256", a),
+            (Expected::Digest { hex, .. }, Some(a)) => Finding::new(
+                Code::BundleSplitPartChecksumMismatch,
+                part_target,
+                format!("part is sha256:{a}, {origin} says sha256:{hex}"),
+            )
+            .evidence("expected_sha256", hex)
+            .evidence("actual_sha256", a),
+            (Expected::Invalid { reason, .. }, Some(_)) => Finding::new(
+                Code::BundleSplitPartChecksumMismatch,
+                part_target,
+                format!("{origin}: {reason}"),
+            ),
+            (Expected::None, Some(_)) => continue,
+        };
+        send(f.evidence("origin", origin));
+    }
+}
+
+fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..]) {
