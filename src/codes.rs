@@ -252,6 +252,15 @@ codes! {
     BundleNoManifest => "bundle:no-manifest", Warn,
         "No release manifest (`manifest.json` or `SHA256SUMS`, up to three folders deep) was found, so individual files could not be checked against the vendor's list.",
         "Ask the vendor for a signed manifest, or create a baseline of a trusted copy with `airgap-verify manifest create`.";
+    BundleEmpty => "bundle:empty", Fail,
+        "The archive or folder holds no file at all, so nothing was verified (reported when nothing else failed: a damaged archive whose pass stopped early says so in its own findings). An empty folder is often a staging mount that is not mounted, or a copy that has not run yet; an empty archive, a failed export.",
+        "Check that the release is where the path points (mount the staging volume, finish the copy) and run again on the real archive or folder.";
+    BundleContentNotChecked => "bundle:content-not-checked", Skip,
+        "The nested archives (container images, Helm charts, content bundles, Git bundles) were not opened (`--no-content`, or `--max-depth 0`): the container, the entries and the manifests were verified, the content of those archives was not.",
+        "Run without `--no-content` to validate every image, chart and bundle inside the release.";
+    BundleUnauthenticated => "bundle:unauthenticated", Warn,
+        "Nothing ties the release to what the vendor shipped: no published checksum matched it, no manifest inside it was verified and no signature was checked. The container and its entries were checked for damage and unsafe paths, but a modified release would read the same.",
+        "Place the vendor's `.sha256` beside the archive (or pass `--checksum`/`--sha256`), verify its signature with `--pubkey`/`--cosign-key`, or ask the vendor for a release with a manifest.";
     BundleManifestInvalid => "bundle:manifest-invalid", Fail,
         "A release manifest could not be parsed or breaks the format in docs/bundle-format.md (the message gives line and column).",
         "Obtain the vendor's original manifest; if you wrote it, fix the line named.";
@@ -684,7 +693,7 @@ codes! {
         "An endpoint's name did not resolve through the configured DNS, so nothing can reach it and it cannot lead outside. Its own probe (`net:unresolved`, `dns:no-answer`) says why.",
         "Add the record to the perimeter's DNS; re-run `airgap-verify egress` to judge its address.";
     EgressNoPerimeter => "egress:no-perimeter", Warn,
-        "`allowed_networks` is written as an empty list (`[]`): no address can be judged inside or outside, so the air gap cannot be proven (every probe is then allowed to connect anywhere the configuration says). Without the key, the default perimeter applies (`config:default-perimeter`).",
+        "`allowed_networks` is written as an empty list (`[]`): no address can be judged inside or outside, so the air gap cannot be proven (every probe is then allowed to connect anywhere the configuration says). Without the key, the default perimeter applies (`config:default-perimeter`). Fails with `--strict-airgap`, which asks for a proof.",
         "List the perimeter's networks in `allowed_networks` of perimeter.yml.";
     EgressProxyNone => "egress:proxy-none", Pass,
         "No proxy is set: neither `HTTP_PROXY`/`HTTPS_PROXY` (or their lower-case forms) in the environment, nor a proxy in the vendor's config.yml (`modules.platform_configuration.config.proxy.*`, `modules.k3s_install.k3s_*_proxy`, `utils.git.http.proxy`). HTTP clients connect directly, inside the perimeter.",
@@ -781,6 +790,12 @@ codes! {
     RunInterrupted => "run:interrupted", Fail,
         "The run was interrupted (SIGINT or SIGTERM) before this probe finished: its result is unknown. The report is partial, and the exit code is 130 (SIGINT) or 143 (SIGTERM).",
         "Run the command again to completion; if it was stopped because it hung, report the probe named here.";
+    RunArchiveNotChecked => "run:archive-not-checked", Skip,
+        "`check` ran without `--bundle`: the services, flows and egress were checked, the release archive was not.",
+        "Add `--bundle ARCHIVE` to verify the release archive in the same report.";
+    RunNothingVerified => "run:nothing-verified", Fail,
+        "The run verified nothing: no check ran, and every finding is about the configuration or a skipped part (for example a configuration that names no service, so no probe ran). A report that says nothing cannot say ready.",
+        "Give the run something to check: add the perimeter's services to perimeter.yml (`airgap-verify init` writes a template), pass `--sekoia-config`, or `--bundle`.";
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ use airgap_verify::output::{Input, OutputFile};
 use airgap_verify::report::{self, Format, Report};
 use airgap_verify::{codes, run, sample};
 
+/// Effective settings, by flag name, for a report's `policy.settings`.
+type Settings = std::collections::BTreeMap<String, serde_json::Value>;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
@@ -80,7 +83,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let sinks = open_sinks(&a.report, &inputs)?;
             let policy = policy(&a.report);
             let bar = progress_for(&a.report);
-            let report = run::bundle(&opts, &policy, bar.as_ref())?;
+            let mut report = run::bundle(&opts, &policy, bar.as_ref())?;
+            report.context.settings = bundle_settings(&opts);
             emit(&report, sinks)
         }
         Command::Services(a) => services(a),
@@ -278,7 +282,9 @@ fn egress(a: airgap_verify::cli::EgressArgs) -> anyhow::Result<u8> {
     let sinks = open_sinks(&a.report, &inputs)?;
     let policy = policy(&a.report);
     let progress = probe_progress_for(&a.report);
-    let report = run::egress(plan, &policy, progress)?;
+    let settings = probe_settings(&plan);
+    let mut report = run::egress(plan, &policy, progress)?;
+    report.context.settings = settings;
     emit(&report, sinks)
 }
 
@@ -293,13 +299,15 @@ fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
     let sinks = open_sinks(&a.report, &inputs)?;
     let policy = policy(&a.report);
     let progress = probe_progress_for(&a.report);
-    let report = run::services(
+    let settings = probe_settings(&plan);
+    let mut report = run::services(
         "services",
         plan,
         airgap_verify::probe::Selection::SERVICES,
         &policy,
         progress,
     )?;
+    report.context.settings = settings;
     emit(&report, sinks)
 }
 
@@ -366,7 +374,8 @@ fn flows(a: airgap_verify::cli::FlowsArgs) -> anyhow::Result<u8> {
     }
     let sinks = open_sinks(&a.report, &inputs)?;
     let policy = policy(&a.report);
-    let report = run::services(
+    let settings = probe_settings(&plan);
+    let mut report = run::services(
         "flows",
         plan,
         airgap_verify::probe::Selection {
@@ -376,6 +385,7 @@ fn flows(a: airgap_verify::cli::FlowsArgs) -> anyhow::Result<u8> {
         &policy,
         probe_progress_for(&a.report),
     )?;
+    report.context.settings = settings;
     emit(&report, sinks)
 }
 
@@ -406,11 +416,7 @@ fn listen(a: airgap_verify::cli::ListenArgs) -> anyhow::Result<u8> {
             Vec::new(),
         )
     };
-    let host = a.name.unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "responder".into())
-    });
+    let host = a.name.unwrap_or_else(airgap_verify::report::hostname);
     if host.is_empty() || host.contains(char::is_whitespace) {
         return Err(InputError::Usage(format!("--name: `{host}` must be one word")).into());
     }
@@ -426,6 +432,7 @@ fn listen(a: airgap_verify::cli::ListenArgs) -> anyhow::Result<u8> {
         io,
     };
     let started = std::time::Instant::now();
+    let context = airgap_verify::report::RunContext::begin(&policy(&a.report));
     let mut sinks = Some(open_sinks(&a.report, &inputs)?);
     let mut code = 0u8;
     let mut emitted: anyhow::Result<()> = Ok(());
@@ -436,6 +443,7 @@ fn listen(a: airgap_verify::cli::ListenArgs) -> anyhow::Result<u8> {
             findings: findings.to_vec(),
             duration_ms: started.elapsed().as_millis() as u64,
             interrupted: None,
+            context: context.clone(),
         };
         if let Some(sinks) = sinks.take() {
             match emit(&report, sinks) {
@@ -524,7 +532,11 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
     let sinks = open_sinks(&s.report, &inputs)?;
     let policy = policy(&s.report);
     let bar = progress_for(&s.report);
-    let report = run::check(
+    let mut settings = probe_settings(&plan);
+    if let Some(o) = &bundle_opts {
+        settings.extend(bundle_settings(o));
+    }
+    let mut report = run::check(
         bundle_opts.as_ref(),
         plan,
         airgap_verify::probe::Selection {
@@ -535,6 +547,7 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
         bar.as_ref(),
         probe_progress_for(&s.report),
     )?;
+    report.context.settings = settings;
     emit(&report, sinks)
 }
 
@@ -780,4 +793,64 @@ fn sigstore_verify_bundle(a: airgap_verify::cli::VerifyBundleArgs) -> anyhow::Re
         }
         Err(Outcome::Input(e)) => Err(e.into()),
     }
+}
+
+/// The settings an archive pass's verdict depends on, defaults included,
+/// for the report's `policy.settings`.
+fn bundle_settings(o: &BundleOptions) -> Settings {
+    let l = &o.limits;
+    let mut s = Settings::new();
+    let mut set = |k: &str, v: serde_json::Value| {
+        s.insert(k.to_string(), v);
+    };
+    set(
+        "checksum",
+        match &o.checksum {
+            ChecksumSource::File(f) => format!("--checksum {}", f.display()),
+            ChecksumSource::Hex(_) => "--sha256".into(),
+            ChecksumSource::Auto => "beside the archive (.sha256)".into(),
+        }
+        .into(),
+    );
+    set("content", (l.max_depth > 0).into());
+    set("deep", l.deep.into());
+    set("max_depth", l.max_depth.into());
+    set("max_entries", l.max_entries.into());
+    set("max_nested_bytes", l.max_nested_bytes.into());
+    set("max_nested_entries", l.max_nested_entries.into());
+    set("max_expansion_ratio", l.max_expansion_ratio.into());
+    set("max_manifest_size", l.max_manifest_size.into());
+    set("pubkey", o.signatures.minisign_key.is_some().into());
+    set("cosign_key", o.signatures.cosign_key.is_some().into());
+    set("allow_host", l.perimeter.hosts.clone().into());
+    set("allow_domain", l.perimeter.domains.clone().into());
+    set("deny_external", l.perimeter.deny_external.into());
+    s
+}
+
+/// The settings a probe run's verdict depends on, defaults included.
+fn probe_settings(plan: &airgap_verify::config::Perimeter) -> Settings {
+    let ms = |d: std::time::Duration| serde_json::Value::from(d.as_millis() as u64);
+    let mut s = Settings::new();
+    let mut set = |k: &str, v: serde_json::Value| {
+        s.insert(k.to_string(), v);
+    };
+    set(
+        "allowed_networks",
+        plan.allowed_networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .into(),
+    );
+    set("connect_timeout_ms", ms(plan.deadlines.connect));
+    set("handshake_timeout_ms", ms(plan.deadlines.handshake));
+    set("io_timeout_ms", ms(plan.deadlines.io));
+    set("system_roots", plan.system_roots.into());
+    set("strict_airgap", plan.strict_airgap.into());
+    set("send_test_mail", plan.send_test_mail.into());
+    set("write_probe", plan.write_probe.into());
+    set("s3_benchmark", plan.s3_benchmark.into());
+    set("probe_internet", plan.egress.probe_internet.into());
+    s
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::bundle::{self, BundleOptions, Progress};
 use crate::error::InputError;
-use crate::finding::{Finding, Policy};
+use crate::finding::{Code, Finding, Policy, Status};
 use crate::report::Report;
 
 /// `airgap-verify bundle`: verify one archive or folder.
@@ -16,7 +16,13 @@ pub fn bundle(
     progress: &dyn Progress,
 ) -> Result<Report, InputError> {
     let started = Instant::now();
+    let context = crate::report::RunContext::begin(policy);
     let (verified, mut findings) = bundle::verify_collected(opts, progress)?;
+    let unverified = what_the_pass_did_not_verify(opts, &verified, &findings);
+    findings.extend(unverified);
+    if let Some(f) = nothing_verified(&findings, "bundle") {
+        findings.push(f);
+    }
     // Producers run on several threads; sort so reports are reproducible.
     findings.sort_by(|a, b| (a.code, &a.target).cmp(&(b.code, &b.target)));
     policy.apply(&mut findings);
@@ -26,6 +32,7 @@ pub fn bundle(
         findings,
         duration_ms: started.elapsed().as_millis() as u64,
         interrupted: None,
+        context,
     })
 }
 
@@ -65,6 +72,7 @@ fn probes(
     progress: std::sync::Arc<dyn crate::probe::ProbeProgress>,
 ) -> Result<Report, InputError> {
     let started = Instant::now();
+    let context = crate::report::RunContext::begin(policy);
     let inputs = plan
         .sources
         .iter()
@@ -72,6 +80,11 @@ fn probes(
         .collect::<Result<Vec<_>, _>>()?;
     let outcome = crate::probe::run(plan, select, progress)?;
     let mut findings = outcome.findings;
+    if outcome.interrupted.is_none() {
+        if let Some(f) = nothing_verified(&findings, command) {
+            findings.push(f);
+        }
+    }
     findings.sort_by(|a, b| (a.code, &a.target).cmp(&(b.code, &b.target)));
     policy.apply(&mut findings);
     Ok(Report {
@@ -80,6 +93,7 @@ fn probes(
         findings,
         duration_ms: started.elapsed().as_millis() as u64,
         interrupted: outcome.interrupted,
+        context,
     })
 }
 
@@ -95,12 +109,15 @@ pub fn check(
     progress: std::sync::Arc<dyn crate::probe::ProbeProgress>,
 ) -> Result<Report, InputError> {
     let started = Instant::now();
+    let context = crate::report::RunContext::begin(policy);
     let mut inputs = Vec::new();
     let mut findings = Vec::new();
     if let Some(opts) = bundle_opts {
         let (verified, found) = bundle::verify_collected(opts, bundle_progress)?;
+        let unverified = what_the_pass_did_not_verify(opts, &verified, &found);
         inputs.push(verified.input);
         findings.extend(found);
+        findings.extend(unverified);
         if let Some(reg) = plan.registry.as_mut() {
             for image in release_images(&findings) {
                 if !reg
@@ -116,8 +133,20 @@ pub fn check(
     for p in &plan.sources {
         inputs.push(config_input(p)?);
     }
+    if bundle_opts.is_none() {
+        findings.push(Finding::new(
+            Code::RunArchiveNotChecked,
+            "check",
+            "no --bundle: the release archive was not verified",
+        ));
+    }
     let outcome = crate::probe::run(plan, select, progress)?;
     findings.extend(outcome.findings);
+    if outcome.interrupted.is_none() {
+        if let Some(f) = nothing_verified(&findings, "check") {
+            findings.push(f);
+        }
+    }
     findings.sort_by(|a, b| (a.code, &a.target).cmp(&(b.code, &b.target)));
     policy.apply(&mut findings);
     Ok(Report {
@@ -126,7 +155,75 @@ pub fn check(
         findings,
         duration_ms: started.elapsed().as_millis() as u64,
         interrupted: outcome.interrupted,
+        context,
     })
+}
+
+/// Findings for what an archive pass did not verify although a user would
+/// assume it did: an input with no file at all, content not opened, and
+/// nothing (checksum, manifest, signature) tying it to the vendor.
+fn what_the_pass_did_not_verify(
+    opts: &BundleOptions,
+    verified: &bundle::Verified,
+    found: &[Finding],
+) -> Vec<Finding> {
+    let target = &verified.input.path;
+    let mut out = Vec::new();
+    // Only when nothing else failed: a damaged or hostile archive whose
+    // pass stopped early has said what is wrong already.
+    let failed = found.iter().any(|f| f.status == Status::Fail);
+    if verified.files.is_empty() && !failed {
+        out.push(Finding::new(
+            Code::BundleEmpty,
+            target.clone(),
+            if verified.input.kind == "directory" {
+                "the folder holds no file: nothing was verified (is the staging volume mounted?)"
+            } else {
+                "the archive holds no file: nothing was verified"
+            },
+        ));
+    }
+    if opts.limits.max_depth == 0 {
+        out.push(Finding::new(
+            Code::BundleContentNotChecked,
+            target.clone(),
+            "nested archives (images, charts, content and Git bundles) were not opened (--no-content): their content was not verified",
+        ));
+    }
+    let vouched = found.iter().any(|f| {
+        matches!(
+            f.code,
+            Code::BundleChecksumVerified | Code::BundleManifestVerified | Code::SignatureValid
+        ) && f.status == Status::Pass
+    });
+    if !vouched && !verified.files.is_empty() {
+        out.push(Finding::new(
+            Code::BundleUnauthenticated,
+            target.clone(),
+            "no checksum matched, no manifest was verified and no signature was checked: nothing ties this release to what the vendor shipped",
+        ));
+    }
+    out
+}
+
+/// `run:nothing-verified` when no check ran: every finding (if any) is
+/// about the configuration or a skipped part. Such a report says nothing,
+/// and must not read as ready.
+fn nothing_verified(findings: &[Finding], command: &str) -> Option<Finding> {
+    if findings
+        .iter()
+        .any(|f| f.status != Status::Skip && !matches!(f.family(), "config" | "run"))
+    {
+        return None;
+    }
+    Some(Finding::new(
+        Code::RunNothingVerified,
+        command,
+        format!(
+            "{command} verified nothing: no check ran ({} finding(s), all about the configuration or skipped parts)",
+            findings.len()
+        ),
+    ))
 }
 
 /// The images a verified release carries (`image:valid` references), as

@@ -24,3 +24,4 @@ mod smtp;
 mod split;
 mod tarread;
 mod vendor;
+mod verdicts;

@@ -72,11 +72,17 @@ pub async fn static_checks(ctx: Arc<ProbeContext>) -> Vec<Finding> {
     let eg = &plan.egress;
     let mut out = Vec::new();
     if plan.allowed_networks.is_empty() {
-        out.push(Finding::new(
+        let f = Finding::new(
             Code::EgressNoPerimeter,
             "allowed_networks",
             "allowed_networks is `[]`: no address can be judged inside or outside the perimeter, so the air gap cannot be proven",
-        ));
+        );
+        // --strict-airgap asks for a proof: one that cannot be made fails.
+        out.push(if plan.strict_airgap {
+            f.with_status(crate::finding::Status::Fail)
+        } else {
+            f
+        });
     }
 
     // Every host to resolve once: endpoints and proxies.

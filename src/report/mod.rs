@@ -21,6 +21,53 @@ pub struct Report {
     pub duration_ms: u64,
     /// Set when SIGINT or SIGTERM cut the run short: the report is partial.
     pub interrupted: Option<crate::probe::Interrupt>,
+    /// When, where and how the run was made.
+    pub context: RunContext,
+}
+
+/// When, where and with which options and policy a run was made: what a
+/// report filed as evidence must carry so that a `--no-content` run cannot
+/// read like a full one.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub started_at: std::time::SystemTime,
+    /// This machine's name.
+    pub host: String,
+    /// The command line after the program name, as given (secrets are
+    /// only ever given by reference, so none is here).
+    pub arguments: Vec<String>,
+    /// `--fail-on warn` in force.
+    pub fail_on_warn: bool,
+    /// The settings the verdict depends on, defaults included (limits,
+    /// `--no-content`, `--strict-airgap`, deadlines...), by flag name.
+    pub settings: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl RunContext {
+    /// Now, on this host, with this process's arguments.
+    pub fn begin(policy: &crate::finding::Policy) -> RunContext {
+        RunContext {
+            started_at: std::time::SystemTime::now(),
+            host: hostname(),
+            arguments: std::env::args().skip(1).collect(),
+            fail_on_warn: policy.fail_on_warn,
+            settings: Default::default(),
+        }
+    }
+
+    /// `started_at` as RFC 3339 UTC, to the second.
+    pub fn started_rfc3339(&self) -> String {
+        humantime::format_rfc3339_seconds(self.started_at).to_string()
+    }
+}
+
+/// This machine's name (the kernel's), or `unknown`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 impl Report {
