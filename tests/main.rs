@@ -16,6 +16,7 @@ mod hostile;
 mod outputs;
 mod registry;
 mod s3;
+mod scratch;
 mod secrets;
 mod services;
 mod signing;

@@ -19,7 +19,7 @@
 //!   stream cannot be rewound) before writing the `.idx`; it gets a fresh
 //!   folder inside `scratch_dir`, which is removed before [`validate`]
 //!   returns, on every path (a guard's `Drop` covers early returns, errors and
-//!   panics);
+//!   panics; [`crate::scratch`] covers SIGINT and SIGTERM, which skip `Drop`);
 //! - libgit2 inflates every object in memory, so a pack object of zeros that
 //!   deflate shrank a thousand times (a gigabyte from a megabyte) would cost
 //!   its inflated size in memory and seconds of time: the pack is parsed
@@ -714,10 +714,12 @@ fn missing_refs(
     Ok(missing)
 }
 
-/// A fresh folder for libgit2's pack and index, removed when dropped.
+/// A fresh folder for libgit2's pack and index, removed when dropped, and
+/// on SIGINT or SIGTERM through [`crate::scratch`] (a signal skips `Drop`).
 struct ScratchDir {
     path: PathBuf,
     armed: bool,
+    _registered: crate::scratch::Registered,
 }
 
 impl ScratchDir {
@@ -744,7 +746,13 @@ impl ScratchDir {
             let path = parent.join(format!("gitbundle-{}-{n}", std::process::id()));
             match fs::create_dir(&path) {
                 Ok(()) => {
-                    let dir = ScratchDir { path, armed: true };
+                    // Registered once it is ours (a leftover of the same
+                    // name is never deleted).
+                    let dir = ScratchDir {
+                        _registered: crate::scratch::register(&path),
+                        path,
+                        armed: true,
+                    };
                     fs::create_dir_all(dir.pack_dir()).map_err(|e| context(e, &dir.pack_dir()))?;
                     return Ok(dir);
                 }
