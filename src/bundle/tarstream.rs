@@ -255,6 +255,32 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
             format!("tar stream {what} at byte {at}: {e}"),
         );
     };
+    // Reads `buf` whole; a stream that ends first, or fails, is reported
+    // (inside `what`) and the walk stops.
+    let need = |src: &mut Counting<R>, stats: &mut TarStats, buf: &mut [u8], what: &str| -> bool {
+        match fill(src, buf) {
+            Ok(n) if n == buf.len() => true,
+            Ok(_) => {
+                let at = pos.get();
+                fail(
+                    stats,
+                    Code::BundleTruncated,
+                    at,
+                    format!("tar stream ends inside {what} at byte {at}"),
+                );
+                false
+            }
+            Err(e) => {
+                read_fail(
+                    stats,
+                    &e,
+                    pos.get(),
+                    &format!("cannot be read inside {what}"),
+                );
+                false
+            }
+        }
+    };
     // Extension headers since the last entry, in stream order; PAX global
     // records in force; problems to report on the next entry.
     let mut exts: Vec<Extension> = Vec::new();
@@ -335,38 +361,13 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
                 );
                 return stats;
             }
-            let mut data = vec![0u8; hsize as usize];
-            let got = fill(&mut src, &mut data).and_then(|got| {
-                let pad = padding(hsize);
-                Ok(if got as u64 == hsize && skip(&mut src, pad)? == pad {
-                    got
-                } else {
-                    usize::MAX
-                })
-            });
-            match got {
-                Ok(usize::MAX) => {
-                    fail(
-                        &mut stats,
-                        Code::BundleTruncated,
-                        pos.get(),
-                        format!(
-                            "tar stream ends inside the {what} that starts at byte {header_pos}"
-                        ),
-                    );
-                    return stats;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    read_fail(
-                        &mut stats,
-                        &e,
-                        header_pos,
-                        &format!("cannot be read inside the {what}"),
-                    );
-                    return stats;
-                }
+            // The data and its padding, read whole.
+            let mut data = vec![0u8; (hsize + padding(hsize)) as usize];
+            let inside = format!("the {what} that starts at byte {header_pos}");
+            if !need(&mut src, &mut stats, &mut data, &inside) {
+                return stats;
             }
+            data.truncate(hsize as usize);
             let data_at = header_pos + BLOCK as u64;
             match t {
                 b'L' | b'K' => {
@@ -525,26 +526,9 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
                     );
                     return stats;
                 }
-                match fill(&mut src, &mut blk) {
-                    Ok(BLOCK) => {}
-                    Ok(_) => {
-                        fail(
-                            &mut stats,
-                            Code::BundleTruncated,
-                            pos.get(),
-                            format!("tar stream ends inside the GNU sparse map of the entry at byte {header_pos}"),
-                        );
-                        return stats;
-                    }
-                    Err(e) => {
-                        read_fail(
-                            &mut stats,
-                            &e,
-                            pos.get(),
-                            "cannot be read inside a GNU sparse map",
-                        );
-                        return stats;
-                    }
+                let inside = format!("the GNU sparse map of the entry at byte {header_pos}");
+                if !need(&mut src, &mut stats, &mut blk, &inside) {
+                    return stats;
                 }
                 if let Err(e) = th::gnu_sparse_entries(&blk[..504], &mut segments) {
                     bad.get_or_insert(e.to_string());
@@ -591,27 +575,11 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
                     }
                     let mut blk = [0u8; BLOCK];
                     let want = (size - head.len() as u64).min(BLOCK as u64) as usize;
-                    match fill(&mut src, &mut blk[..want]) {
-                        Ok(n) if n == want => head.extend_from_slice(&blk[..want]),
-                        Ok(_) => {
-                            fail(
-                                &mut stats,
-                                Code::BundleTruncated,
-                                pos.get(),
-                                format!("tar stream ends inside {shown} at byte {}: the entry starts at byte {header_pos} and declares {size} bytes", pos.get()),
-                            );
-                            return stats;
-                        }
-                        Err(e) => {
-                            read_fail(
-                                &mut stats,
-                                &e,
-                                pos.get(),
-                                &format!("cannot be read inside {shown}"),
-                            );
-                            return stats;
-                        }
+                    let inside = format!("{shown}, whose entry starts at byte {header_pos}");
+                    if !need(&mut src, &mut stats, &mut blk[..want], &inside) {
+                        return stats;
                     }
+                    head.extend_from_slice(&blk[..want]);
                     match th::sparse_10_map(&head, real.unwrap_or(0)) {
                         Ok(Some(m)) => break Ok(m),
                         Ok(None) => {}
