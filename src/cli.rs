@@ -22,10 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// Verify a release archive (.tar, .tar.gz, .tar.zst) or a staged folder in one streaming pass.
     Bundle(BundleArgs),
-    /// Create or inspect release manifests.
+    /// Create a release manifest (manifest.json) from a trusted archive or folder.
     #[command(subcommand)]
     Manifest(ManifestCommand),
-    /// Probe the perimeter's services (DNS, NTP, SMTP) from this machine, with no internet.
+    /// Probe the perimeter's services (DNS, NTP, SMTP, Git over HTTPS, OCI registry, S3) from this machine, with no internet.
     Services(ServicesArgs),
     /// Prove the air gap: every endpoint and DNS answer inside allowed_networks, the proxies and what they route; with --probe-internet, prove that nothing outside answers.
     Egress(EgressArgs),

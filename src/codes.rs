@@ -419,8 +419,8 @@ codes! {
         "A secret referenced by the configuration (`password_env`, `password_file`, `${env.VAR}` or `env.VAR`) could not be read, so the probe that needs it ran without credentials or was skipped. The value itself is never printed.",
         "Export the named environment variable or create the named file (readable by the user running airgap-verify), then re-run.";
     ConfigNothingToCheck => "config:nothing-to-check", Warn,
-        "The configuration names no service to probe: no DNS server, NTP server or SMTP relay could be derived from it.",
-        "Add `dns`, `ntp` or `smtp` sections to perimeter.yml (`airgap-verify init` writes a commented template), or pass the vendor's config.yml with `--sekoia-config`.";
+        "The configuration names no service to probe: no DNS server, NTP server, SMTP relay, Git repository, OCI registry or S3 endpoint could be derived from it.",
+        "Add `dns`, `ntp`, `smtp`, `git`, `registry` or `s3` sections to perimeter.yml (`airgap-verify init` writes a commented template), or pass the vendor's config.yml with `--sekoia-config`.";
     ConfigCredentialInUrl => "config:credential-in-url", Warn,
         "A URL in the configuration (`git.url`, `registry.url`, `s3.endpoint`, a proxy URL, the vendor's `repo_url` or registry URL) or on the command line carries a password (`https://user:password@host/`) instead of a reference to one. The password is removed from the URL before anything is reported, and is never printed; for Git and the registry it is still used for this run when no `password_env`/`password_file` is set, for S3 and proxies it is ignored. A password written in a URL ends up in shell histories, process lists and copied configuration files.",
         "Remove the password from the URL and give it by reference: `password_env`/`password_file` (Git, registry), `secret_key_env`/`secret_key_file` (S3), or the vendor's `${env.VAR}`.";

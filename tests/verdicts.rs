@@ -158,3 +158,29 @@ fn the_json_report_says_when_where_and_how_it_was_made() {
     assert_eq!(s["max_entries"], 1_000_000);
     assert_eq!(s["checksum"], "beside the archive (.sha256)");
 }
+
+/// First contact names every service: the help texts and the message of a
+/// configuration with nothing to probe; no nonexistent subcommand is announced.
+#[test]
+fn help_and_messages_name_every_service() {
+    let services = ["DNS", "NTP", "SMTP", "Git", "registry", "S3"];
+    for args in [vec!["--help"], vec!["services", "--help"]] {
+        let r = av(&args);
+        r.code(0);
+        for s in services {
+            assert!(
+                r.stdout.contains(s),
+                "{args:?} does not name {s}:\n{}",
+                r.stdout
+            );
+        }
+    }
+    let r = av(["manifest", "--help"]);
+    r.code(0);
+    assert!(!r.stdout.contains("inspect"), "{}", r.stdout);
+    let r = av(["services", "--config", "/dev/null", "--format", "json"]);
+    let f = r.has("config:nothing-to-check", "warn", "/dev/null");
+    for s in ["Git", "registry", "S3"] {
+        assert!(f.message.contains(s), "{}", f.message);
+    }
+}

@@ -594,7 +594,7 @@ pub(crate) fn load_texts(
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            "the configuration names no DNS server, NTP server or SMTP relay to probe",
+            "the configuration names no DNS server, NTP server, SMTP relay, Git repository, OCI registry or S3 endpoint to probe",
         ));
     }
     Ok(plan)
