@@ -443,6 +443,9 @@ codes! {
     ConfigLegacyEnvSyntax => "config:legacy-env-syntax", Fail,
         "A value of a 1.0.0 config.yml is written `env.VAR`, the syntax of earlier releases. Sekoia Self-Hosted 1.0.0 no longer supports it and takes the text literally, so the installer would use the words `env.VAR` as the value (a password, a user name). The value is not used by any probe.",
         "Write the reference as `${env.VAR}`.";
+    ConfigClusterNetworkOverlap => "config:cluster-network-overlap", Fail,
+        "An address the configuration names (a service, the vendor's hosts or nodes, a flow's host), or a network of `allowed_networks`, lies in the cluster's pod network 10.42.0.0/16 or service network 10.43.0.0/16. The vendor's 1.0.0 network page says these fixed ranges must not overlap any network the nodes or the platform must reach: traffic from a node to such an address goes into the cluster, never to the service. The finding names the address and the range.",
+        "Move the service (or the network) out of 10.42.0.0/16 and 10.43.0.0/16; the cluster ranges are fixed by the vendor.";
 
     // ---- shared networking ---------------------------------------------------
     NetUnresolved => "net:unresolved", Fail,
@@ -483,6 +486,15 @@ codes! {
     TlsHandshakeFailed => "tls:handshake-failed", Fail,
         "The TLS handshake failed for a reason other than the certificate: no common protocol version or cipher, a bad record, or the server closed the connection.",
         "Check the service's TLS configuration (TLS 1.2 or 1.3, a modern cipher suite) and its logs.";
+    TlsPlatformCertOk => "tls:platform-cert-ok", Pass,
+        "The platform's own certificate (`TRAEFIK_PUBKEY`, or `...traefik.custom_cert.crt`) matches its private key (`TRAEFIK_PRIVKEY`), chains to the configured CA bundle, is valid now and names every host the platform serves: `global.host`, `global.delivery_host` and `global.alternative_hosts`. Traefik serves it on HTTPS and on the syslog and RELP intake ports.",
+        "Nothing to do.";
+    TlsPlatformCertInvalid => "tls:platform-cert-invalid", Fail,
+        "The certificate the platform would serve is set but would be rejected: its key is not the certificate's, it does not chain to the perimeter's CA bundle, it is expired, or it does not name one of `global.host`, `global.delivery_host`, `global.alternative_hosts` (the evidence lists the problems and the names missing). Browsers, API clients and event forwarders would refuse the platform. The private key is never printed.",
+        "Issue a certificate from the perimeter's CA that names all three hosts, and export it and its own key as `TRAEFIK_PUBKEY` and `TRAEFIK_PRIVKEY` (PEM) for the installer.";
+    TlsPlatformCertMissing => "tls:platform-cert-missing", Warn,
+        "Neither `TRAEFIK_PUBKEY` nor `TRAEFIK_PRIVKEY` is set (nor `...traefik.custom_cert`): the vendor's installer leaves Traefik's certificate secret empty and Traefik serves its own self-signed default certificate, which browsers, API clients and every event forwarder reject.",
+        "Export the platform certificate and its key, in PEM, as `TRAEFIK_PUBKEY` and `TRAEFIK_PRIVKEY` before running airgap-verify and the installer.";
 
     // ---- DNS -----------------------------------------------------------------
     DnsAnswer => "dns:answer", Pass,
@@ -500,6 +512,9 @@ codes! {
     DnsOutsidePerimeter => "dns:outside-perimeter", Fail,
         "An address in the answer lies outside `allowed_networks`: nodes would be sent out of the perimeter.",
         "Point the record at the service inside the perimeter.";
+    DnsClusterNetworkOverlap => "dns:cluster-network-overlap", Fail,
+        "An address in the answer lies in the cluster's pod network 10.42.0.0/16 or service network 10.43.0.0/16: from a node, traffic to it goes into the cluster, never to the service the name stands for.",
+        "Move the service out of 10.42.0.0/16 and 10.43.0.0/16, and point the record at its new address.";
     DnsBadReply => "dns:bad-reply", Fail,
         "The reply could not be used: malformed, a different transaction id or question, truncated on TCP, or a UDP reply truncated whose TCP retry failed.",
         "Check what answers on that address and port; a middlebox may be rewriting DNS.";

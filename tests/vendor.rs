@@ -350,3 +350,142 @@ fn the_new_placeholders_are_reported() {
     }
     r.lacks("config:placeholder");
 }
+
+/// The cluster's fixed ranges (pods 10.42.0.0/16, services 10.43.0.0/16)
+/// must not overlap anything the nodes must reach: each address the
+/// configuration names there fails, naming the address and the range, and
+/// so does a perimeter network inside them. Nothing is contacted: the
+/// addresses are outside the loopback perimeter.
+#[test]
+fn an_overlap_with_the_cluster_networks_fails_naming_both() {
+    let sb = Sandbox::new("vendor::cluster_overlap");
+    let cfg = sb.write(
+        "config.yml",
+        "global:\n  host: 127.0.0.1\n  kube_manager_host: \"10.43.0.1\"\n  forward_dns: \"10.43.0.10\"\n  version:\n    platform:\n      version: \"v1.0.0\"\nutils:\n  ansible:\n    inventory:\n      managers: [10.42.0.5]\n      workers: [127.0.1.10]\n",
+    );
+    let p = sb.write(
+        "perimeter.yml",
+        "allowed_networks: [127.0.0.0/8, 10.42.7.0/24]\n",
+    );
+    let r = crate::harness::av([
+        "services",
+        "--config",
+        p.to_str().unwrap(),
+        "--sekoia-config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "--timeout",
+        "1s",
+    ]);
+    r.code(1);
+    for (target, addr, net) in [
+        ("global.kube_manager_host", "10.43.0.1", "10.43.0.0/16"),
+        ("dns server 10.43.0.10:53", "10.43.0.10", "10.43.0.0/16"),
+        (
+            "utils.ansible.inventory.managers[0]",
+            "10.42.0.5",
+            "10.42.0.0/16",
+        ),
+    ] {
+        let f = r.has("config:cluster-network-overlap", "fail", target);
+        assert_eq!(f.evidence["address"], addr);
+        assert_eq!(f.evidence["cluster_network"], net);
+        assert!(
+            f.message.contains(addr) && f.message.contains(net),
+            "{}",
+            f.message
+        );
+    }
+    let f = r.has(
+        "config:cluster-network-overlap",
+        "fail",
+        "allowed_networks 10.42.7.0/24",
+    );
+    assert_eq!(f.evidence["cluster_network"], "10.42.0.0/16");
+    // Each address once, the lab's own addresses never.
+    let n = r
+        .findings()
+        .into_iter()
+        .filter(|f| f.code == "config:cluster-network-overlap")
+        .count();
+    assert_eq!(n, 4, "{}", r.stdout);
+}
+
+fn pem(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The platform certificate, from TRAEFIK_PUBKEY and TRAEFIK_PRIVKEY, is
+/// checked before the installation: it must match its key, chain to the
+/// perimeter's CA and name global.host, global.delivery_host and
+/// global.alternative_hosts. Unset, a warning says what forwarders will see.
+#[test]
+fn the_platform_certificate_must_name_every_host() {
+    let sb = Sandbox::new("vendor::platform_cert");
+    let lab = Lab::get();
+    let vars = lab_vars(&lab);
+    let with = |extra: &[(&'static str, String)]| {
+        let mut v = vars.clone();
+        v.extend(extra.iter().cloned());
+        v
+    };
+    let (cert, key) = (pem(lab.var("SERVER_CERT")), pem(lab.var("SERVER_KEY")));
+
+    // Unset: a warning, and the run still passes.
+    let r = run_vendor(&sb, &fixture(), &vars, &[]);
+    r.code(0);
+    let f = r.has("tls:platform-cert-missing", "warn", "TRAEFIK_PUBKEY");
+    assert!(f.message.contains("self-signed"), "{}", f.message);
+
+    // The lab's server certificate names the fixture's three hosts.
+    let good = with(&[
+        ("TRAEFIK_PUBKEY", cert.clone()),
+        ("TRAEFIK_PRIVKEY", key.clone()),
+    ]);
+    let r = run_vendor(&sb, &fixture(), &good, &[]);
+    let f = r.has("tls:platform-cert-ok", "pass", "TRAEFIK_PUBKEY");
+    assert_eq!(f.evidence["hosts"].as_array().unwrap().len(), 3, "{f:?}");
+    r.lacks("tls:platform-cert-missing");
+
+    // An alternative host the certificate does not name.
+    let text = std::fs::read_to_string(fixture()).unwrap().replace(
+        "alternative_hosts: \"mail.perimeter.test\"",
+        "alternative_hosts: \"mirror.perimeter.test\"",
+    );
+    let cfg = sb.write("config.yml", text);
+    let r = run_vendor(&sb, &cfg, &good, &[]);
+    r.code(1);
+    let f = r.has("tls:platform-cert-invalid", "fail", "TRAEFIK_PUBKEY");
+    assert_eq!(
+        f.evidence["missing_hosts"],
+        serde_json::json!(["mirror.perimeter.test"])
+    );
+    assert!(f.message.contains("mirror.perimeter.test"), "{}", f.message);
+
+    // Another certificate's key, and a certificate of another CA.
+    let r = run_vendor(
+        &sb,
+        &fixture(),
+        &with(&[
+            ("TRAEFIK_PUBKEY", cert.clone()),
+            ("TRAEFIK_PRIVKEY", pem(lab.var("EXPIRED_KEY"))),
+        ]),
+        &[],
+    );
+    let f = r.has("tls:platform-cert-invalid", "fail", "TRAEFIK_PUBKEY");
+    assert!(f.message.contains("not the certificate's"), "{}", f.message);
+    let r = run_vendor(
+        &sb,
+        &fixture(),
+        &with(&[
+            ("TRAEFIK_PUBKEY", pem(lab.var("ROGUE_CERT"))),
+            ("TRAEFIK_PRIVKEY", pem(lab.var("ROGUE_KEY"))),
+        ]),
+        &[],
+    );
+    let f = r.has("tls:platform-cert-invalid", "fail", "TRAEFIK_PUBKEY");
+    assert!(f.message.contains("CA bundle"), "{}", f.message);
+    // The private keys never appear.
+    assert!(!r.stdout.contains("PRIVATE KEY"), "{}", r.stdout);
+}

@@ -45,6 +45,26 @@ pub const DEFAULT_INTERNET_ADDRESSES: &[&str] = &["1.1.1.1", "8.8.8.8", "9.9.9.9
 /// time.cloudflare.com and time.google.com.
 pub const DEFAULT_NTP_POOL: &[&str] = &["162.159.200.1", "216.239.35.0"];
 pub const DEFAULT_EGRESS_DEADLINE: Duration = Duration::from_secs(2);
+/// The cluster's fixed internal networks (the vendor's 1.0.0 network
+/// page): no network the nodes or the platform must reach may overlap them.
+pub const CLUSTER_NETWORKS: &[(&str, &str)] = &[
+    ("10.42.0.0/16", "pod network"),
+    ("10.43.0.0/16", "service network"),
+];
+
+/// The cluster network `ip` lies in, with its name.
+pub fn cluster_network_of(ip: IpAddr) -> Option<(&'static str, &'static str)> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    CLUSTER_NETWORKS.iter().copied().find(|(net, _)| {
+        net.parse::<ipnet::IpNet>()
+            .expect("built-in CIDR")
+            .contains(&ip)
+    })
+}
+
 /// The perimeter when perimeter.yml has no `allowed_networks`: RFC 1918,
 /// RFC 6598 (carrier-grade NAT), loopback, link-local, and IPv6 loopback,
 /// link-local and unique local addresses.
@@ -123,6 +143,21 @@ pub struct Perimeter {
     /// Run the service probes (DNS, NTP, SMTP, Git, registry, S3).
     pub run_services: bool,
     pub egress: EgressPlan,
+    /// The platform's certificate (Traefik's), from a 1.0.0 vendor file.
+    pub platform_cert: Option<PlatformCertPlan>,
+}
+
+/// The certificate the platform will serve, as the vendor's installer
+/// reads it (`TRAEFIK_PUBKEY`, `TRAEFIK_PRIVKEY`), and the names it must
+/// cover.
+#[derive(Debug, Clone)]
+pub struct PlatformCertPlan {
+    /// `global.host`, `global.delivery_host`, `global.alternative_hosts`.
+    pub hosts: Vec<String>,
+    /// PEM certificate (and chain), when set.
+    pub cert_pem: Option<String>,
+    /// PEM private key, when set.
+    pub key_pem: Option<Secret>,
 }
 
 /// The proof of the air gap (`egress`, and part of `check`).
@@ -541,6 +576,7 @@ pub(crate) fn load_texts(
             probe_internet: opts.probe_internet,
             ..EgressPlan::default()
         },
+        platform_cert: None,
     };
 
     // The vendor's file first: perimeter.yml then adds and overrides.
@@ -574,6 +610,7 @@ pub(crate) fn load_texts(
         default_perimeter(&mut plan);
     }
     plan.egress.endpoints = endpoints(&plan);
+    cluster_overlaps(&mut plan);
     if let Some(ca) = &plan.ca_bundle {
         // Parse it now: a bad bundle is a configuration error, not a TLS
         // failure on every probe.
@@ -1348,6 +1385,76 @@ fn default_perimeter(plan: &mut Perimeter) {
     );
 }
 
+/// Every address the configuration names (services, the vendor's hosts and
+/// nodes, the flows' hosts) and every network of `allowed_networks` that
+/// lies inside the cluster's pod or service network fails: the nodes would
+/// send that traffic into the cluster. (A perimeter such as 10.0.0.0/8 that
+/// contains the cluster networks is fine: they are inside it.)
+fn cluster_overlaps(plan: &mut Perimeter) {
+    let mut named: Vec<(String, IpAddr)> = plan
+        .egress
+        .endpoints
+        .iter()
+        .filter_map(|e| Some((format!("{} {}", e.what, e.shown), e.host.parse().ok()?)))
+        .collect();
+    if let Some(fl) = &plan.flows {
+        let roles = [
+            (
+                "flows.load_balancer",
+                fl.load_balancer.iter().collect::<Vec<_>>(),
+            ),
+            ("flows.orchestration", fl.orchestration.iter().collect()),
+            ("flows.managers", fl.managers.iter().collect()),
+            ("flows.workers", fl.workers.iter().collect()),
+            ("flows.kube_api", fl.kube_api.iter().collect()),
+        ];
+        for (what, hosts) in roles {
+            for h in hosts {
+                if let Ok(ip) = h.parse::<IpAddr>() {
+                    named.push((format!("{what} {ip}"), ip));
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut findings = Vec::new();
+    for (what, ip) in named {
+        let Some((net, label)) = cluster_network_of(ip) else {
+            continue;
+        };
+        // The vendor's nodes are also the flows' hosts: name each address once.
+        if !seen.insert(ip) {
+            continue;
+        }
+        findings.push(
+            Finding::new(
+                Code::ConfigClusterNetworkOverlap,
+                what.clone(),
+                format!("{what}: {ip} lies in the cluster's {label} {net}; the nodes would route it into the cluster, never to it"),
+            )
+            .evidence("address", ip.to_string())
+            .evidence("cluster_network", net),
+        );
+    }
+    for n in &plan.allowed_networks {
+        for (net, label) in CLUSTER_NETWORKS {
+            let c: ipnet::IpNet = net.parse().expect("built-in CIDR");
+            if c.contains(n) {
+                findings.push(
+                    Finding::new(
+                        Code::ConfigClusterNetworkOverlap,
+                        format!("allowed_networks {n}"),
+                        format!("allowed_networks {n} lies in the cluster's {label} {net}: a network of the perimeter there is unreachable from the nodes"),
+                    )
+                    .evidence("network", n.to_string())
+                    .evidence("cluster_network", *net),
+                );
+            }
+        }
+    }
+    plan.findings.extend(findings);
+}
+
 /// Drops literal-address targets outside `allowed_networks`, with a finding.
 fn drop_targets_outside(plan: &mut Perimeter) {
     let nets = plan.allowed_networks.clone();
@@ -1402,6 +1509,17 @@ mod tests {
         assert_eq!(Target::parse("fd00::1", 123).unwrap().port, 123);
         assert!(Target::parse("bad host", 1).is_err());
         assert!(Target::parse("h:99999", 1).is_err());
+    }
+
+    #[test]
+    fn cluster_networks_are_the_vendors_pod_and_service_ranges() {
+        let of = |a: &str| cluster_network_of(a.parse().unwrap()).map(|(n, _)| n);
+        assert_eq!(of("10.42.0.1"), Some("10.42.0.0/16"));
+        assert_eq!(of("10.43.255.254"), Some("10.43.0.0/16"));
+        assert_eq!(of("::ffff:10.43.0.10"), Some("10.43.0.0/16"));
+        assert_eq!(of("10.41.255.255"), None);
+        assert_eq!(of("10.44.0.0"), None);
+        assert_eq!(of("fd00::1"), None);
     }
 
     #[test]

@@ -154,6 +154,7 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
     scan_placeholders(&root, &file, "", plan);
     if refuse_bare {
         super::vendor_keys::check(&root, text_in, &file, plan);
+        platform_cert(&root, &file, plan);
     }
 
     // DNS: the forwarders the platform is told to use.
@@ -428,6 +429,41 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
     Ok(())
 }
 
+/// The platform's certificate: `...traefik.custom_cert.{crt,key}` when the
+/// file sets them (often as `${env.TRAEFIK_PUBKEY}`), else the variables
+/// `TRAEFIK_PUBKEY` and `TRAEFIK_PRIVKEY` the installer reads; it must cover
+/// the names the platform serves.
+fn platform_cert(root: &Value, file: &str, plan: &mut Perimeter) {
+    let hosts: Vec<String> = [
+        "global.host",
+        "global.delivery_host",
+        "global.alternative_hosts",
+    ]
+    .iter()
+    .filter_map(|k| get_text(root, k))
+    .filter(|h| placeholder_reason(h).is_none())
+    .collect();
+    if hosts.is_empty() {
+        return;
+    }
+    let base = "modules.platform_configuration.config.traefik.custom_cert";
+    let cert_pem = get_text(root, &format!("{base}.crt"))
+        .or_else(|| std::env::var("TRAEFIK_PUBKEY").ok())
+        .filter(|v| !v.trim().is_empty());
+    let key_pem = match get_text(root, &format!("{base}.key")) {
+        Some(k) => match parse_secret(&k) {
+            VendorSecret::Ref(r) => resolve_secret(&Some(r), &format!("{file} {base}.key"), plan),
+            VendorSecret::Clear(v) => Some(super::Secret::from_config(v)),
+        },
+        None => SecretRef::Env("TRAEFIK_PRIVKEY".into()).resolve().ok(),
+    };
+    plan.platform_cert = Some(super::PlatformCertPlan {
+        hosts,
+        cert_pem,
+        key_pem,
+    });
+}
+
 /// The proxies the vendor's file sets: the platform's
 /// (`modules.platform_configuration.config.proxy.*`), k3s's
 /// (`modules.k3s_install.k3s_*_proxy`) and Git's (`utils.git.http.proxy`).
@@ -544,6 +580,7 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
         "privkey",
         "ssh-key",
         "ssh_key",
+        "custom_cert.key",
     ]
     .iter()
     .any(|s| k.contains(s))

@@ -434,6 +434,21 @@ async fn check_expected(
                     "outside",
                     outside.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 )
+            } else if let Some((ip, (net, label))) = r
+                .addrs
+                .iter()
+                .find_map(|a| crate::config::cluster_network_of(*a).map(|c| (*a, c)))
+            {
+                Finding::new(
+                    Code::DnsClusterNetworkOverlap,
+                    target,
+                    format!(
+                        "{} resolves to {ip}, in the cluster's {label} {net}: from a node it leads into the cluster",
+                        e.name
+                    ),
+                )
+                .evidence("address", ip.to_string())
+                .evidence("cluster_network", net)
             } else if !want.is_empty() && got != want {
                 Finding::new(
                     Code::DnsWrongAddress,

@@ -23,6 +23,7 @@ pub mod lb;
 pub mod listen;
 pub mod net;
 pub mod ntp;
+pub mod platform_cert;
 pub mod registry;
 pub mod s3;
 pub mod s3bench;
@@ -224,6 +225,10 @@ pub fn run(
         });
     }
     let mut findings = plan.findings.clone();
+    // The platform's certificate is checked where it is: nothing to contact.
+    if let (true, Some(pc)) = (select.services && plan.run_services, &plan.platform_cert) {
+        findings.extend(platform_cert::check(pc, &ctx.tls));
+    }
     let (found, interrupted) = rt.block_on(async move {
         let mut signals = Signals::install();
         let run_started = Instant::now();

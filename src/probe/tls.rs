@@ -97,6 +97,65 @@ impl TlsSettings {
         })
     }
 
+    /// How trust is configured (`ca_bundle PATH`, ...), for messages.
+    pub fn trust(&self) -> &str {
+        &self.trust
+    }
+
+    pub fn expiry_warning_days(&self) -> u32 {
+        self.expiry_warning_days
+    }
+
+    /// Verifies `chain` (leaf first) for `host` against the trust anchors,
+    /// as a client connecting now would; the error is the code and reason a
+    /// handshake would give.
+    pub fn verify_chain(
+        &self,
+        chain: &[CertificateDer<'static>],
+        host: &str,
+    ) -> Result<(), (Code, String)> {
+        let Some((leaf, rest)) = chain.split_first() else {
+            return Err((Code::TlsUnknownIssuer, "no certificate".into()));
+        };
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            self.roots.clone(),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| {
+            (
+                Code::TlsUnknownIssuer,
+                format!("no trust anchor to verify against ({e}); set ca_bundle"),
+            )
+        })?;
+        let name = ServerName::try_from(host.to_string()).map_err(|_| {
+            (
+                Code::TlsNameMismatch,
+                format!("`{host}` cannot be used as a TLS server name"),
+            )
+        })?;
+        verifier
+            .verify_server_cert(leaf, rest, &name, &[], UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| classify_rustls(&e))
+    }
+
+    /// Whether `key` is the private key of the leaf of `chain`.
+    pub fn keys_match(
+        &self,
+        chain: &[CertificateDer<'static>],
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<(), String> {
+        let signing = self
+            .provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| e.to_string())?;
+        rustls::sign::CertifiedKey::new(chain.to_vec(), signing)
+            .keys_match()
+            .map_err(|e| e.to_string())
+    }
+
     fn client_config(
         &self,
         seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
@@ -234,6 +293,12 @@ fn classify(e: &std::io::Error) -> (Code, String) {
     let Some(err) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
         return (Code::TlsHandshakeFailed, e.to_string());
     };
+    classify_rustls(err)
+}
+
+/// Maps a rustls error (of a handshake or a verification) to a code and a
+/// one-line reason.
+fn classify_rustls(err: &rustls::Error) -> (Code, String) {
     match err {
         rustls::Error::InvalidCertificate(c) => match c {
             CertificateError::UnknownIssuer
@@ -395,7 +460,7 @@ impl CertInfo {
     }
 }
 
-fn chain_json(chain: &[CertInfo]) -> serde_json::Value {
+pub(crate) fn chain_json(chain: &[CertInfo]) -> serde_json::Value {
     chain
         .iter()
         .map(|c| {
