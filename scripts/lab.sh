@@ -22,8 +22,10 @@
 #   .40 git            nginx + fcgiwrap + git-http-backend: 443 HTTPS, 80 plain HTTP;
 #                      anonymous fetch, push needs Basic auth (pusher), readonly.git refuses push
 #   .41 registry       Distribution 2.8 on 443: htpasswd Basic auth, deletes enabled, seeded image
-#   .42 s3             SeaweedFS S3 on 443 (SigV4, IAM identities admin/readonly), buckets sekoia-data
-#                      and sekoia-versioned (versioning enabled)
+#   .42 s3             SeaweedFS S3 on 443 (SigV4, IAM identities admin/readonly/nolist), buckets
+#                      sekoia-data, sekoia-versioned (versioning enabled), the 16 event buckets
+#                      exalog-self-hosted-events-0..f of a Sekoia 1.0.0 platform, and 15 of the 16
+#                      partial-self-hosted-events-* (partial-self-hosted-events-7 is missing)
 #   .43 registry-token Distribution 2.8 on 443, Bearer tokens from token_server.py on 5001,
 #                      deletes disabled (405)
 #   .44 registry-http  Distribution 2.8 on 80: plain HTTP, no auth
@@ -93,6 +95,9 @@ SEEDED_REPO=sekoia/collector
 SEEDED_TAG=1.0.0
 S3_BUCKET=sekoia-data
 S3_VERSIONED_BUCKET=sekoia-versioned # versioning enabled: a plain delete only hides an object
+S3_EVENT_PREFIX=exalog-         # the vendor's default storage-manager.s3_bucket_prefix
+S3_PARTIAL_PREFIX=partial-      # its 16 event buckets but one, S3_PARTIAL_MISSING
+S3_PARTIAL_MISSING=partial-self-hosted-events-7
 S3_REGION=us-east-1             # SeaweedFS does not check the region of a signature
 # SeaweedFS ports on $S3_ADDR besides S3 on 443 (gRPC ports are the HTTP port + 10000)
 S3_MASTER_PORT=9333
@@ -596,10 +601,15 @@ S3_ENDPOINT=https://s3.$ZONE
 S3_REGION=$S3_REGION
 S3_BUCKET=$S3_BUCKET
 S3_VERSIONED_BUCKET=$S3_VERSIONED_BUCKET
+S3_EVENT_PREFIX=$S3_EVENT_PREFIX
+S3_PARTIAL_PREFIX=$S3_PARTIAL_PREFIX
+S3_PARTIAL_MISSING=$S3_PARTIAL_MISSING
 S3_ACCESS_KEY=$S3_ACCESS_KEY
 S3_SECRET_KEY=$S3_SECRET_KEY
 S3_RO_ACCESS_KEY=$S3_RO_ACCESS_KEY
 S3_RO_SECRET_KEY=$S3_RO_SECRET_KEY
+S3_NOLIST_ACCESS_KEY=$S3_NOLIST_ACCESS_KEY
+S3_NOLIST_SECRET_KEY=$S3_NOLIST_SECRET_KEY
 S3_SERVER=SeaweedFS $WEED_VERSION
 BLACKHOLE_ADDR=$BLACKHOLE_ADDR
 BLACKHOLE_HOST=blackhole.$ZONE
@@ -1038,6 +1048,8 @@ make_secrets() {
   S3_SECRET_KEY=$(lab_secret s3-secret-key rand_secret_key)
   S3_RO_ACCESS_KEY=$(lab_secret s3-ro-access-key rand_access_key)
   S3_RO_SECRET_KEY=$(lab_secret s3-ro-secret-key rand_secret_key)
+  S3_NOLIST_ACCESS_KEY=$(lab_secret s3-nolist-access-key rand_access_key)
+  S3_NOLIST_SECRET_KEY=$(lab_secret s3-nolist-secret-key rand_secret_key)
 }
 
 # ---------------------------------------------------------------- Git --------
@@ -1317,6 +1329,11 @@ write_s3() {
       "name": "readonly",
       "credentials": [{"accessKey": "$S3_RO_ACCESS_KEY", "secretKey": "$S3_RO_SECRET_KEY"}],
       "actions": ["Read:$S3_BUCKET", "List:$S3_BUCKET"]
+    },
+    {
+      "name": "nolist",
+      "credentials": [{"accessKey": "$S3_NOLIST_ACCESS_KEY", "secretKey": "$S3_NOLIST_SECRET_KEY"}],
+      "actions": ["Read", "Write"]
     }
   ]
 }
@@ -1356,14 +1373,15 @@ start_s3() {
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false
   # Every bucket is a collection that grows 7 volumes at its first write: -max=20
   # ran out with the temporary buckets of parallel tests ("no free volumes left",
-  # a 500 to the client). Volumes are sparse, so 100 costs no disk up front.
+  # a 500 to the client), and a write probe in the 16 event buckets alone takes
+  # 112. Volumes are sparse, so 400 costs no disk up front.
   # The volume server is a process of its own, started once the master leads: a
   # volume server that heartbeats before the master's raft bootstrap (a random
   # 1.5-1.9 s) is refused and only retries 5 s later, and S3 writes wait for it.
   start_bg s3-volume unshare --mount --propagation private bash -c "$WEED_NS" weed "$dir/ns-hosts" "$tmp" \
     "$dir" "$S3_ADDR:$S3_MASTER_PORT" \
     "$WEED" -logtostderr volume -ip="$S3_ADDR" -ip.bind="$S3_ADDR" -master="$S3_ADDR:$S3_MASTER_PORT" \
-    -port="$S3_VOLUME_PORT" -port.grpc="$((S3_VOLUME_PORT + 10000))" -dir="$dir/volume" -max=100 \
+    -port="$S3_VOLUME_PORT" -port.grpc="$((S3_VOLUME_PORT + 10000))" -dir="$dir/volume" -max=400 \
     -preStopSeconds=0
 }
 

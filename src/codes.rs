@@ -655,7 +655,7 @@ codes! {
 
     // ---- S3 storage ----------------------------------------------------------
     S3BucketOk => "s3:bucket-ok", Pass,
-        "HeadBucket and a one-key listing of the bucket succeeded with the configured static credentials, endpoint, region and addressing style, over TLS with the perimeter's CA.",
+        "HeadBucket and a one-key listing of the bucket succeeded with the configured static credentials, endpoint, region and addressing style, over TLS with the perimeter's CA. For the 16 event buckets of a 1.0.0 vendor config.yml (`<prefix>self-hosted-events-0` to `-f`) there is one per bucket, and without `--write-probe` the message says that writing was not tried. Evidence: `bucket`, `keys_in_first_page`, `addressing`, `region`.",
         "Nothing to do.";
     S3BucketsListed => "s3:buckets-listed", Pass,
         "No bucket is configured (the vendor's config.yml names none): the credentials listed the account's buckets. Evidence: their names.",
@@ -670,7 +670,7 @@ codes! {
         "The bucket does not exist (`NoSuchBucket`).",
         "Create the bucket, or fix its name in the configuration.";
     S3AccessDenied => "s3:access-denied", Fail,
-        "The credentials are valid but the storage denies the operation (`AccessDenied`): reading, listing, or writing the probe object. The platform needs read, write and delete on its bucket.",
+        "The credentials are valid but the storage denies the operation (`AccessDenied`): reading, listing, or writing the probe object. The platform needs read, write, list and delete on its bucket(s); a key that may not list is denied at the first listing, and the message says so.",
         "Grant the platform's user read, list, write and delete on the bucket (a bucket policy or the user's IAM policy).";
     S3WrongRegion => "s3:wrong-region", Fail,
         "The storage answered that the request was signed for another region (`AuthorizationHeaderMalformed`, a 301 with `x-amz-bucket-region`).",

@@ -31,7 +31,7 @@ fn run(sb: &Sandbox, yaml: &str, secret: &str) -> Timed {
 /// Entries of a folder of SeaweedFS's filer (the storage behind the S3
 /// gateway), read over its own HTTP API: an independent view of what the
 /// probe left.
-fn filer_entries(lab: &Lab, path: &str) -> Vec<String> {
+pub(crate) fn filer_entries(lab: &Lab, path: &str) -> Vec<String> {
     let mut s = std::net::TcpStream::connect((lab.var("S3_ADDR"), 8888)).expect("filer");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(

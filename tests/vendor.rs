@@ -489,3 +489,286 @@ fn the_platform_certificate_must_name_every_host() {
     // The private keys never appear.
     assert!(!r.stdout.contains("PRIVATE KEY"), "{}", r.stdout);
 }
+
+/// The fixture with `edit` applied (a text replacement that must match).
+fn edited(sb: &Sandbox, old: &str, new: &str) -> PathBuf {
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    assert!(text.contains(old), "the fixture no longer contains {old:?}");
+    sb.write("config.yml", text.replacen(old, new, 1))
+}
+
+/// The 16 event buckets, named as the deployment prerequisites name them.
+fn event_buckets(prefix: &str) -> Vec<String> {
+    (0..16)
+        .map(|i| format!("{prefix}self-hosted-events-{i:x}"))
+        .collect()
+}
+
+fn findings_with(r: &Run, code: &str) -> Vec<crate::harness::F> {
+    r.findings()
+        .into_iter()
+        .filter(|f| f.code == code)
+        .collect()
+}
+
+/// A 1.0.0 file implies the 16 event buckets of the default prefix: with
+/// `--write-probe` each is listed, and written, read back and emptied, with
+/// path-style addressing (the vendor's default). Nothing is left in any.
+#[test]
+fn the_sixteen_event_buckets_are_each_checked_and_written() {
+    let sb = Sandbox::new("vendor::event_buckets");
+    let lab = Lab::get();
+    let r = run_vendor(&sb, &fixture(), &lab_vars(&lab), &["--write-probe"]);
+    r.code(0);
+    let ep = lab.var("S3_ENDPOINT");
+    for b in event_buckets(lab.var("S3_EVENT_PREFIX")) {
+        let f = r.has("s3:bucket-ok", "pass", &format!("{ep} {b}"));
+        assert_eq!(f.evidence["bucket"], b.as_str());
+        assert_eq!(f.evidence["addressing"], "path-style");
+        r.has("s3:write-probe", "pass", &format!("{ep} {b}"));
+    }
+    assert_eq!(findings_with(&r, "s3:bucket-ok").len(), 16, "{}", r.stdout);
+    assert_eq!(
+        findings_with(&r, "s3:write-probe").len(),
+        16,
+        "{}",
+        r.stdout
+    );
+    // The storage's own view: no probe object (nor its folder) anywhere.
+    let left = crate::harness::settled(|| {
+        event_buckets(lab.var("S3_EVENT_PREFIX"))
+            .iter()
+            .flat_map(|b| crate::s3::filer_entries(&lab, &format!("/buckets/{b}/")))
+            .filter(|e| e.contains("airgap-verify-probe"))
+            .collect()
+    });
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Without `--write-probe` the event buckets are only listed: nothing is
+/// written, and the report says so.
+#[test]
+fn without_write_probe_the_event_buckets_are_only_listed() {
+    let sb = Sandbox::new("vendor::event_buckets_read_only");
+    let lab = Lab::get();
+    let r = run_vendor(&sb, &fixture(), &lab_vars(&lab), &[]);
+    r.code(0);
+    r.lacks("s3:write-probe");
+    let ok = findings_with(&r, "s3:bucket-ok");
+    assert_eq!(ok.len(), 16, "{}", r.stdout);
+    assert!(
+        ok.iter().all(|f| f.message.contains("add --write-probe")),
+        "{ok:?}"
+    );
+}
+
+/// One bucket missing among the 16 (the lab's `partial-` set lacks
+/// `-7`): that one is named, the 15 others pass.
+#[test]
+fn a_missing_event_bucket_among_the_sixteen_is_named() {
+    let sb = Sandbox::new("vendor::event_bucket_missing");
+    let lab = Lab::get();
+    let cfg = edited(
+        &sb,
+        "    config:\n      global:\n",
+        &format!(
+            "    config:\n      storage-manager:\n        s3_bucket_prefix: \"{}\"\n      global:\n",
+            lab.var("S3_PARTIAL_PREFIX")
+        ),
+    );
+    let r = run_vendor(&sb, &cfg, &lab_vars(&lab), &[]);
+    r.code(1);
+    let missing = lab.var("S3_PARTIAL_MISSING");
+    let f = r.has("s3:bucket-missing", "fail", missing);
+    assert!(f.message.contains(missing), "{}", f.message);
+    assert_eq!(
+        findings_with(&r, "s3:bucket-missing").len(),
+        1,
+        "{}",
+        r.stdout
+    );
+    let ok = findings_with(&r, "s3:bucket-ok");
+    assert_eq!(ok.len(), 15, "{}", r.stdout);
+    assert!(ok.iter().all(|f| !f.target.contains(missing)));
+    assert!(ok
+        .iter()
+        .all(|f| f.target.contains(lab.var("S3_PARTIAL_PREFIX"))));
+}
+
+/// A key that may read and write but not list (SeaweedFS identity without
+/// `List`): every event bucket is denied at the listing, and the message
+/// says that listing is what the key lacks.
+#[test]
+fn a_key_without_list_permission_is_denied_on_every_bucket() {
+    let sb = Sandbox::new("vendor::event_bucket_nolist");
+    let lab = Lab::get();
+    let mut vars = lab_vars(&lab);
+    for (k, v) in vars.iter_mut() {
+        match *k {
+            "STORAGE_S3_ACCESS_KEY" => *v = lab.var("S3_NOLIST_ACCESS_KEY").into(),
+            "STORAGE_S3_SECRET_KEY" => *v = lab.var("S3_NOLIST_SECRET_KEY").into(),
+            _ => {}
+        }
+    }
+    let r = run_vendor(&sb, &fixture(), &vars, &["--write-probe"]);
+    r.code(1);
+    let denied = findings_with(&r, "s3:access-denied");
+    assert_eq!(denied.len(), 16, "{}", r.stdout);
+    for b in event_buckets(lab.var("S3_EVENT_PREFIX")) {
+        let f = r.has("s3:access-denied", "fail", &b);
+        assert!(
+            f.message.contains(&format!("listing bucket {b}")) && f.message.contains("list"),
+            "{}",
+            f.message
+        );
+    }
+    r.lacks("s3:write-probe").lacks("s3:bucket-ok");
+    assert!(!r.stdout.contains(lab.var("S3_NOLIST_SECRET_KEY")));
+}
+
+/// `force_path_style_access: false` asks for virtual-host addressing,
+/// which the lab's storage (no wildcard DNS) cannot serve: the mismatch
+/// names the vendor's key to change.
+#[test]
+fn virtual_host_addressing_follows_force_path_style_access() {
+    let sb = Sandbox::new("vendor::event_bucket_addressing");
+    let lab = Lab::get();
+    let cfg = edited(
+        &sb,
+        "    secret_key: \"${env.STORAGE_S3_SECRET_KEY}\"\n",
+        "    secret_key: \"${env.STORAGE_S3_SECRET_KEY}\"\n    force_path_style_access: false\n",
+    );
+    let r = run_vendor(&sb, &cfg, &lab_vars(&lab), &[]);
+    r.code(1);
+    let f = r.has(
+        "s3:addressing-mismatch",
+        "fail",
+        &format!("{}self-hosted-events-0", lab.var("S3_EVENT_PREFIX")),
+    );
+    assert_eq!(f.evidence["configured"], "virtual-host");
+    assert_eq!(f.evidence["works"], "path-style");
+    assert!(
+        f.message
+            .contains("global.platform_storage.force_path_style_access: true"),
+        "{}",
+        f.message
+    );
+    r.lacks("s3:bucket-ok");
+}
+
+/// `airgap-verify listen --role node` on each node of the fixture's
+/// inventory (loopback addresses 127.0.1.x), stopped when dropped.
+struct Nodes(Vec<std::process::Child>);
+
+impl Nodes {
+    const ADDRS: [&'static str; 6] = [
+        "127.0.1.1",
+        "127.0.1.2",
+        "127.0.1.3",
+        "127.0.1.10",
+        "127.0.1.11",
+        "127.0.1.12",
+    ];
+
+    fn start() -> Nodes {
+        use std::io::BufRead;
+        let mut nodes = Nodes(Vec::new());
+        for a in Self::ADDRS {
+            let mut child = Command::new(BIN)
+                .args([
+                    "listen",
+                    "--role",
+                    "node",
+                    "--bind",
+                    a,
+                    "--deadline",
+                    "120s",
+                ])
+                .arg("--sekoia-config")
+                .arg(fixture())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start listen");
+            let stderr = child.stderr.take().unwrap();
+            nodes.0.push(child);
+            // Ready once it says so (every port bound); a listener that
+            // exits first (a port taken) fails the test here.
+            let mut lines = std::io::BufReader::new(stderr).lines();
+            let ready = lines
+                .by_ref()
+                .map_while(Result::ok)
+                .any(|l| l.contains("listen: ready"));
+            assert!(ready, "listen on {a} exited before it was ready");
+            // Kept drained: a closed pipe would fail its later writes.
+            std::thread::spawn(move || lines.for_each(drop));
+        }
+        nodes
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The main job on the vendor's example: `check` derives the services, the
+/// event buckets and the orchestration node's flows to every node of the
+/// inventory from the file, and is ready once the nodes answer.
+#[test]
+fn check_passes_on_the_vendors_example_when_the_nodes_answer() {
+    let sb = Sandbox::new("vendor::check_example");
+    let lab = Lab::get();
+    let nodes = Nodes::start();
+    let p = sb.write("perimeter.yml", lab.config("dns:\n  public_names: []\n"));
+    let mut cmd = Command::new(BIN);
+    cmd.arg("check")
+        .arg("--config")
+        .arg(&p)
+        .arg("--sekoia-config")
+        .arg(fixture())
+        .args([
+            "--write-probe",
+            "--format",
+            "json",
+            "--no-progress",
+            "--timeout",
+            "3s",
+        ])
+        .env("NO_COLOR", "1");
+    for v in VARS {
+        cmd.env_remove(v);
+    }
+    for (k, v) in lab_vars(&lab) {
+        cmd.env(k, v);
+    }
+    let r = Run::from(cmd.output().expect("run airgap-verify"));
+    let fails: Vec<_> = r
+        .findings()
+        .into_iter()
+        .filter(|f| f.status == "fail")
+        .map(|f| format!("{} {} {}", f.code, f.target, f.message))
+        .collect();
+    assert!(fails.is_empty(), "{fails:#?}");
+    r.code(0);
+    for a in Nodes::ADDRS {
+        r.has("flow:open", "pass", &format!("tcp {a}:22"));
+    }
+    r.has("flow:open", "pass", "tcp 127.0.1.1:6443");
+    assert_eq!(
+        findings_with(&r, "s3:write-probe").len(),
+        16,
+        "{}",
+        r.stdout
+    );
+    r.has("run:archive-not-checked", "skip", "check");
+    // Without the nodes, the same run fails on the flows, naming them.
+    drop(nodes);
+    let r = Run::from(cmd.output().expect("run airgap-verify"));
+    r.code(1);
+    r.has("flow:closed", "fail", "tcp 127.0.1.10:22");
+}

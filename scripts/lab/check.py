@@ -680,8 +680,15 @@ def s3_checks(env):
     want(call("GET", f"/{bucket}", ("LABNOSUCHACCESSKEY00", admin[1])), 403, "InvalidAccessKeyId",
          "wrong access key")
     want(call("GET", "/airgap-lab-no-such-bucket", admin), 404, "NoSuchBucket", "missing bucket")
+    nolist = (env["S3_NOLIST_ACCESS_KEY"], env["S3_NOLIST_SECRET_KEY"])
+    event = f"{env['S3_EVENT_PREFIX']}self-hosted-events-f"
+    want(call("GET", f"/{event}", nolist, query={"list-type": "2"}), 403, "AccessDenied",
+         "nolist ListObjectsV2")
+    want(call("GET", f"/{env['S3_PARTIAL_MISSING']}", admin, query={"list-type": "2"}), 404,
+         "NoSuchBucket", "the missing partial event bucket")
     return ("admin put/get/delete ok, readonly read+list ok and put AccessDenied, wrong secret "
-            "SignatureDoesNotMatch, wrong key InvalidAccessKeyId, missing bucket NoSuchBucket")
+            "SignatureDoesNotMatch, wrong key InvalidAccessKeyId, missing bucket NoSuchBucket, "
+            "nolist list AccessDenied")
 
 
 # ---------------------------------------------------------------- blackhole/tarpit

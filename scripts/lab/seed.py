@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Put the lab's initial data into freshly started servers (scripts/lab.sh up).
 
-  s3        once the S3 gateway answers, create bucket S3_BUCKET and the bucket
-            S3_VERSIONED_BUCKET with versioning enabled (admin keys)
+  s3        once the S3 gateway answers, create bucket S3_BUCKET, the bucket
+            S3_VERSIONED_BUCKET with versioning enabled, the 16 event buckets
+            <S3_EVENT_PREFIX>self-hosted-events-0..f, and those of
+            S3_PARTIAL_PREFIX but S3_PARTIAL_MISSING (admin keys)
   registry  once registry A answers, push REGISTRY_SEEDED_LAYOUT with skopeo as
             REGISTRY_SEEDED_IMAGE, check the pushed digest, then copy A's storage
             to the token (B) and plain-HTTP (C) registries' storage folders
@@ -68,9 +70,16 @@ def seed_s3(env, deadline):
         raise RuntimeError(f"CreateBucket {name} answered {r.status} {labhttp.s3_error_code(r)}")
 
     retry(deadline, f"create bucket {bucket}", lambda: create(bucket))
+    events = []
+    for prefix in (env.get("S3_EVENT_PREFIX"), env.get("S3_PARTIAL_PREFIX")):
+        if prefix is not None:
+            events += [f"{prefix}self-hosted-events-{i:x}" for i in range(16)]
+    events = [b for b in events if b != env.get("S3_PARTIAL_MISSING")]
+    for name in events:
+        retry(deadline, f"create bucket {name}", lambda name=name: create(name))
     versioned = env.get("S3_VERSIONED_BUCKET")
     if not versioned:
-        return f"bucket {bucket} created"
+        return f"bucket {bucket} and {len(events)} event buckets created"
     retry(deadline, f"create bucket {versioned}", lambda: create(versioned))
     body = (b'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
             b"<Status>Enabled</Status></VersioningConfiguration>")
@@ -87,7 +96,7 @@ def seed_s3(env, deadline):
         return r
 
     retry(deadline, f"enable versioning on {versioned}", enable)
-    return f"buckets {bucket} and {versioned} (versioned) created"
+    return f"buckets {bucket}, {versioned} (versioned) and {len(events)} event buckets created"
 
 
 def seed_registry(env, deadline):

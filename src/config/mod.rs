@@ -373,6 +373,14 @@ pub struct S3Plan {
     pub buckets: Vec<String>,
     pub access_key: Option<String>,
     pub secret_key: Option<Secret>,
+    /// Whether the write probe runs without `--write-probe`. True for
+    /// perimeter.yml and the 0.0.1 file (write access to the one bucket is
+    /// the point of that check, as documented); false for the 16 event
+    /// buckets a 1.0.0 file implies, which are written only on request.
+    pub always_write: bool,
+    /// `Some(prefix)` when the buckets are the vendor's event buckets
+    /// `<prefix>self-hosted-events-0` to `-f`.
+    pub event_prefix: Option<String>,
 }
 
 /// An image the registry must hold.
@@ -1009,6 +1017,8 @@ fn apply_file(
             buckets: s3.buckets,
             access_key,
             secret_key,
+            always_write: true,
+            event_prefix: None,
         });
     }
     if let Some(fl) = f.flows {

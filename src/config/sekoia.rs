@@ -76,6 +76,34 @@ fn flag(root: &Value, dotted: &str, file: &Path) -> Result<Option<bool>, InputEr
     }
 }
 
+/// Where a 1.0.0 file sets the event buckets' prefix, and its default.
+pub const BUCKET_PREFIX_KEY: &str =
+    "modules.platform_configuration.config.storage-manager.s3_bucket_prefix";
+pub const DEFAULT_BUCKET_PREFIX: &str = "exalog-";
+
+/// The 16 event buckets of a 1.0.0 platform, `<prefix>self-hosted-events-0`
+/// to `-f` (deployment prerequisites, "Storage"). The names must be ones S3
+/// accepts (3 to 63 lowercase letters, digits, dots and hyphens, starting
+/// with a letter or digit), or no bucket could ever be created.
+pub fn event_buckets(prefix: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = (0..16)
+        .map(|i| format!("{prefix}self-hosted-events-{i:x}"))
+        .collect();
+    let first = &names[0];
+    let valid = first.len() <= 63
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && first.as_bytes()[0].is_ascii_alphanumeric()
+        && !first.contains("..");
+    if !valid {
+        return Err(format!(
+            "the prefix `{prefix}` gives bucket names such as `{first}`, which S3 refuses (lowercase letters, digits, dots and hyphens only, starting with a letter or digit, at most 63 characters)"
+        ));
+    }
+    Ok(names)
+}
+
 /// A secret as the vendor writes it: `${env.VAR}` (1.0.0), `env.VAR`
 /// (0.0.1), or the value in clear.
 pub enum VendorSecret {
@@ -393,16 +421,35 @@ pub fn apply(path: &Path, text_in: &str, plan: &mut Perimeter) -> Result<(), Inp
         };
         let access_key = key("access_key", plan).map(|s| s.expose().to_string());
         let secret_key = key("secret_key", plan);
+        // 1.0.0: the 16 event buckets the platform writes to, named from
+        // the storage manager's prefix, with the addressing the file sets
+        // (path style unless `force_path_style_access` says otherwise).
+        // 0.0.1: the one bucket the file names.
+        let (buckets, path_style, event_prefix) = if base == "global.platform_storage" {
+            let prefix =
+                get_text(&root, BUCKET_PREFIX_KEY).unwrap_or_else(|| DEFAULT_BUCKET_PREFIX.into());
+            let buckets = event_buckets(&prefix).map_err(|m| {
+                InputError::Config(format!(
+                    "{file}: {BUCKET_PREFIX_KEY}: {m}; see docs/config.md"
+                ))
+            })?;
+            let path_style =
+                flag(&root, &format!("{base}.force_path_style_access"), path)?.unwrap_or(true);
+            (buckets, path_style, Some(prefix))
+        } else {
+            let one = get_text(&root, &format!("{base}.bucket"));
+            (one.into_iter().collect(), true, None)
+        };
         plan.s3 = Some(super::S3Plan {
             endpoint,
             region: get_text(&root, &format!("{base}.region"))
                 .unwrap_or_else(|| super::DEFAULT_S3_REGION.into()),
-            path_style: true,
-            buckets: get_text(&root, &format!("{base}.bucket"))
-                .into_iter()
-                .collect(),
+            path_style,
+            buckets,
             access_key,
             secret_key,
+            always_write: event_prefix.is_none(),
+            event_prefix,
         });
     }
 
@@ -664,6 +711,24 @@ mod tests {
             VendorSecret::Clear(_)
         ));
         assert!(matches!(parse_secret("${env.}"), VendorSecret::Clear(_)));
+    }
+
+    #[test]
+    fn event_buckets_follow_the_prefix() {
+        let b = event_buckets(DEFAULT_BUCKET_PREFIX).unwrap();
+        assert_eq!(b.len(), 16);
+        assert_eq!(b[0], "exalog-self-hosted-events-0");
+        assert_eq!(b[10], "exalog-self-hosted-events-a");
+        assert_eq!(b[15], "exalog-self-hosted-events-f");
+        assert_eq!(
+            event_buckets("").unwrap().first().map(String::as_str),
+            Some("self-hosted-events-0")
+        );
+        for bad in ["Exalog-", "-x", "a_b-", "a..", &"x".repeat(44)] {
+            assert!(event_buckets(bad).is_err(), "{bad}");
+        }
+        // 63 characters in all is the longest name S3 accepts.
+        assert!(event_buckets(&"x".repeat(43)).is_ok());
     }
 
     #[test]

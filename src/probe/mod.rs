@@ -497,13 +497,33 @@ pub fn describe(plan: &Perimeter) -> Vec<String> {
             } else {
                 "virtual-host"
             },
-            if s.buckets.is_empty() {
-                "list buckets, write probe in a temporary bucket (created and removed)".to_string()
-            } else {
-                format!(
-                    "bucket(s) {}, write probe (one object written and removed)",
-                    s.buckets.join(", ")
-                )
+            {
+                let write = s.always_write || plan.write_probe;
+                match (&s.event_prefix, s.buckets.is_empty(), write) {
+                    (_, true, true) => {
+                        "list buckets, write probe in a temporary bucket (created and removed)"
+                            .to_string()
+                    }
+                    (_, true, false) => "list buckets".to_string(),
+                    (Some(p), false, w) => format!(
+                        "the {} event buckets {p}self-hosted-events-0 to -f{}",
+                        s.buckets.len(),
+                        if w {
+                            ", write probe in each (one object written and removed)"
+                        } else {
+                            " (exist and can be listed; add --write-probe to write)"
+                        }
+                    ),
+                    (None, false, w) => format!(
+                        "bucket(s) {}{}",
+                        s.buckets.join(", "),
+                        if w {
+                            ", write probe (one object written and removed)"
+                        } else {
+                            ""
+                        }
+                    ),
+                }
             }
         ));
         if plan.s3_benchmark {
@@ -600,7 +620,9 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
                 let s3 = c.plan.s3.as_ref().expect("checked above");
                 s3::probe(&c, s3).await
             }),
-            budget: None,
+            // Each round of buckets: a listing, HeadBucket, and up to six
+            // requests of the write probe.
+            budget: Some(budget(plan, 8 + 8 * s3::rounds(s3plan.buckets.len()))),
         });
         if plan.s3_benchmark {
             let c = ctx.clone();

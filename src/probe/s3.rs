@@ -276,73 +276,151 @@ pub async fn probe(ctx: &Arc<ProbeContext>, plan: &S3Plan) -> Vec<Finding> {
                 return out;
             }
         }
-        out.extend(temporary_bucket_probe(ctx, &s3, &target, io).await);
+        if plan.always_write || ctx.plan.write_probe {
+            out.extend(temporary_bucket_probe(ctx, &s3, &target, io).await);
+        }
         return out;
     }
 
-    for bucket in &plan.buckets {
-        let btarget = format!("{target} {bucket}");
-        // A listing first: unlike HEAD, its error body names the cause.
-        let listed = s3.list_objects_v2().bucket(bucket).max_keys(1).send().await;
-        if let Err(e) = &listed {
-            let mut f = classify(e, &btarget, &format!("listing bucket {bucket}"), io);
-            // The other addressing style may be what the server wants.
-            if matches!(
-                f.code,
-                Code::S3BucketMissing
-                    | Code::S3ProtocolError
-                    | Code::NetUnresolved
-                    | Code::NetNoReply
-                    | Code::NetRefused
-            ) {
-                if let Ok(other) = client(ctx, plan, !plan.path_style) {
-                    if other
-                        .list_objects_v2()
-                        .bucket(bucket)
-                        .max_keys(1)
-                        .send()
-                        .await
-                        .is_ok()
-                    {
-                        f = Finding::new(
-                            Code::S3AddressingMismatch,
-                            btarget.clone(),
-                            format!(
-                                "bucket {bucket} answers with {} addressing, not the configured {}: set path_style: {}",
-                                style(!plan.path_style),
-                                style(plan.path_style),
-                                !plan.path_style
-                            ),
-                        )
-                        .evidence("configured", style(plan.path_style))
-                        .evidence("works", style(!plan.path_style));
-                    }
+    // The buckets are checked a few at a time (16 event buckets one after
+    // the other would multiply every round trip by 16), and reported in
+    // the order the plan names them.
+    let write = plan.always_write || ctx.plan.write_probe;
+    let gate = Arc::new(tokio::sync::Semaphore::new(BUCKETS_IN_FLIGHT));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, bucket) in plan.buckets.iter().enumerate() {
+        let (ctx, s3, gate) = (ctx.clone(), s3.clone(), gate.clone());
+        let (bucket, target) = (bucket.clone(), target.clone());
+        set.spawn(async move {
+            let _turn = gate.acquire_owned().await;
+            let plan = ctx
+                .plan
+                .s3
+                .as_ref()
+                .expect("the probe runs only with an S3 plan");
+            (
+                i,
+                check_bucket(&ctx, &s3, plan, &bucket, &target, write, io).await,
+            )
+        });
+    }
+    let mut per_bucket = Vec::new();
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(r) => per_bucket.push(r),
+            Err(e) => out.push(Finding::new(
+                Code::S3ProtocolError,
+                target.clone(),
+                format!("a bucket check stopped: {e}"),
+            )),
+        }
+    }
+    per_bucket.sort_by_key(|(i, _)| *i);
+    out.extend(per_bucket.into_iter().flat_map(|(_, f)| f));
+    out
+}
+
+/// How many buckets are checked at once.
+const BUCKETS_IN_FLIGHT: usize = 4;
+
+/// How many buckets' checks may run one after the other within the probe's
+/// budget: the run gives the S3 probe time for this many rounds.
+pub fn rounds(buckets: usize) -> u32 {
+    buckets.div_ceil(BUCKETS_IN_FLIGHT).max(1) as u32
+}
+
+/// One bucket: a listing (existence and list permission), HeadBucket, and
+/// the write probe when `write`.
+async fn check_bucket(
+    ctx: &Arc<ProbeContext>,
+    s3: &aws_sdk_s3::Client,
+    plan: &S3Plan,
+    bucket: &str,
+    target: &str,
+    write: bool,
+    io: Duration,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let btarget = format!("{target} {bucket}");
+    // A listing first: unlike HEAD, its error body names the cause.
+    let listed = s3.list_objects_v2().bucket(bucket).max_keys(1).send().await;
+    if let Err(e) = &listed {
+        let mut f = classify(e, &btarget, &format!("listing bucket {bucket}"), io);
+        if f.code == Code::S3AccessDenied {
+            f.message.push_str(
+                ": the key may not list this bucket (the platform needs read, write, list and delete on it)",
+            );
+        }
+        // The other addressing style may be what the server wants.
+        if matches!(
+            f.code,
+            Code::S3BucketMissing
+                | Code::S3ProtocolError
+                | Code::NetUnresolved
+                | Code::NetNoReply
+                | Code::NetRefused
+        ) {
+            if let Ok(other) = client(ctx, plan, !plan.path_style) {
+                if other
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .max_keys(1)
+                    .send()
+                    .await
+                    .is_ok()
+                {
+                    f = Finding::new(
+                        Code::S3AddressingMismatch,
+                        btarget.clone(),
+                        format!(
+                            "bucket {bucket} answers with {} addressing, not the configured {}: set {}",
+                            style(!plan.path_style),
+                            style(plan.path_style),
+                            if plan.event_prefix.is_some() {
+                                format!(
+                                    "global.platform_storage.force_path_style_access: {}",
+                                    !plan.path_style
+                                )
+                            } else {
+                                format!("path_style: {}", !plan.path_style)
+                            }
+                        ),
+                    )
+                    .evidence("configured", style(plan.path_style))
+                    .evidence("works", style(!plan.path_style));
                 }
             }
-            out.push(f);
-            continue;
         }
-        if let Err(e) = s3.head_bucket().bucket(bucket).send().await {
-            out.push(classify(&e, &btarget, &format!("HeadBucket {bucket}"), io));
-            continue;
-        }
-        let keys = listed.ok().map(|r| r.key_count().unwrap_or(0)).unwrap_or(0);
-        out.push(
-            Finding::new(
-                Code::S3BucketOk,
-                btarget.clone(),
-                format!(
-                    "bucket {bucket} answers HeadBucket and a listing ({} addressing, region {})",
-                    style(plan.path_style),
-                    plan.region
-                ),
-            )
-            .evidence("bucket", bucket.clone())
-            .evidence("keys_in_first_page", keys)
-            .evidence("addressing", style(plan.path_style))
-            .evidence("region", plan.region.clone()),
-        );
-        out.extend(write_probe(ctx, &s3, bucket, &btarget, io).await);
+        out.push(f);
+        return out;
+    }
+    if let Err(e) = s3.head_bucket().bucket(bucket).send().await {
+        out.push(classify(&e, &btarget, &format!("HeadBucket {bucket}"), io));
+        return out;
+    }
+    let keys = listed.ok().map(|r| r.key_count().unwrap_or(0)).unwrap_or(0);
+    out.push(
+        Finding::new(
+            Code::S3BucketOk,
+            btarget.clone(),
+            format!(
+                "bucket {bucket} answers HeadBucket and a listing ({} addressing, region {}){}",
+                style(plan.path_style),
+                plan.region,
+                if write {
+                    ""
+                } else {
+                    "; writing was not tried (add --write-probe)"
+                }
+            ),
+        )
+        .evidence("bucket", bucket.to_string())
+        .evidence("keys_in_first_page", keys)
+        .evidence("addressing", style(plan.path_style))
+        .evidence("region", plan.region.clone()),
+    );
+    if write {
+        out.extend(write_probe(ctx, s3, bucket, &btarget, io).await);
     }
     out
 }
