@@ -1595,5 +1595,101 @@ mod tests {
         let f: file::PerimeterFile = parse_yaml(Path::new("t.yml"), file::TEMPLATE).unwrap();
         assert_eq!(f.allowed_networks.map(|n| n.len()), Some(2));
         assert_eq!(f.smtp.into_vec().len(), 1);
+        for (section, present) in [
+            ("git", f.git.is_some()),
+            ("registry", f.registry.is_some()),
+            ("s3", f.s3.is_some()),
+            ("flows", f.flows.is_some()),
+            ("egress", f.egress.is_some()),
+            ("dns", f.dns.is_some()),
+            ("ntp", f.ntp.is_some()),
+        ] {
+            assert!(present, "the template has no `{section}` section");
+        }
+    }
+
+    /// Every key of the JSON Schema (every key the tool reads) appears in
+    /// the template, set or commented out, under its section.
+    #[test]
+    fn template_shows_every_key_of_the_schema() {
+        fn keys(
+            node: &serde_json::Value,
+            defs: &serde_json::Value,
+            path: &str,
+            out: &mut Vec<String>,
+        ) {
+            let node = match node.get("$ref").and_then(|r| r.as_str()) {
+                Some(r) => &defs[r.rsplit('/').next().unwrap()],
+                None => node,
+            };
+            for k in ["anyOf", "oneOf", "allOf"] {
+                for n in node.get(k).and_then(|v| v.as_array()).into_iter().flatten() {
+                    keys(n, defs, path, out);
+                }
+            }
+            if let Some(items) = node.get("items").filter(|i| i.is_object()) {
+                keys(items, defs, path, out);
+            }
+            for (k, v) in node
+                .get("properties")
+                .and_then(|p| p.as_object())
+                .into_iter()
+                .flatten()
+            {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                out.push(p.clone());
+                keys(v, defs, &p, out);
+            }
+        }
+        let schema: serde_json::Value = serde_json::from_str(&file::json_schema()).unwrap();
+        let defs = schema
+            .get("$defs")
+            .or(schema.get("definitions"))
+            .cloned()
+            .unwrap_or_default();
+        let mut all = Vec::new();
+        keys(&schema, &defs, "", &mut all);
+        assert!(all.len() > 60, "{all:?}");
+        let t = file::TEMPLATE;
+        let mut missing = Vec::new();
+        for key in &all {
+            let (section, leaf) = key.split_once('.').unwrap_or(("", key));
+            let leaf = leaf.rsplit('.').next().unwrap();
+            // The section's block: from `section:` (set or commented) to the
+            // next top-level line.
+            // The section's block: from `section:` to the next top-level key.
+            let block: Vec<&str> = if section.is_empty() {
+                t.lines().collect()
+            } else {
+                t.lines()
+                    .skip_while(|l| !l.starts_with(&format!("{section}:")))
+                    .enumerate()
+                    .take_while(|(i, l)| {
+                        *i == 0 || !l.starts_with(|c: char| c.is_ascii_alphabetic())
+                    })
+                    .map(|(_, l)| l)
+                    .collect()
+            };
+            assert!(!block.is_empty(), "no `{section}:` in the template");
+            let shown = block.iter().any(|l| {
+                let l = l
+                    .trim_start()
+                    .trim_start_matches('#')
+                    .trim_start()
+                    .trim_start_matches("- ");
+                l.starts_with(&format!("{leaf}:"))
+            });
+            if !shown {
+                missing.push(key.clone());
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "keys missing from the template: {missing:?}"
+        );
     }
 }
