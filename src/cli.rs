@@ -60,9 +60,16 @@ pub struct ReportArgs {
     /// Lowest status that makes the run fail (exit 1). `warn` turns warnings into failures.
     #[arg(long, value_enum, default_value = "fail")]
     pub fail_on: FailOn,
-    /// Never draw a progress bar (it is drawn only on a terminal, for the human format).
+    /// Never draw a progress bar (it is drawn on standard error when that is a terminal,
+    /// whatever the formats).
     #[arg(long)]
     pub no_progress: bool,
+    /// Human format: only the failures and the verdict.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Human format: list every passing finding too (by default they are counted per family).
+    #[arg(short, long)]
+    pub verbose: bool,
     /// When to colour the human report. `auto` colours a terminal unless NO_COLOR is set.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: ColorChoice,

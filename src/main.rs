@@ -130,6 +130,26 @@ struct Sinks {
     stdout: Option<Format>,
     files: Vec<(Format, OutputFile)>,
     color: ColorChoice,
+    verbosity: report::human::Verbosity,
+}
+
+/// `-q`/`-v`, for the human format.
+fn verbosity(r: &ReportArgs) -> report::human::Verbosity {
+    use report::human::Verbosity;
+    match (r.quiet, r.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    }
+}
+
+/// Colour for a stream: `--color`, or a terminal without NO_COLOR.
+fn colored(choice: ColorChoice, terminal: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }
 }
 
 /// The `--output` files, checked against the run's inputs (a usage error
@@ -162,6 +182,7 @@ fn open_sinks(r: &ReportArgs, inputs: &[Input]) -> anyhow::Result<Sinks> {
         },
         files,
         color: r.color,
+        verbosity: verbosity(r),
     })
 }
 
@@ -170,22 +191,33 @@ fn emit(report: &Report, sinks: Sinks) -> anyhow::Result<u8> {
     let code = report.exit_code() as u8;
     if let Some(format) = sinks.stdout {
         let stdout = std::io::stdout();
-        let color = match sinks.color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            }
-        };
+        let color = colored(sinks.color, stdout.is_terminal());
         let mut lock = stdout.lock();
-        match report::render(report, format, color, &mut lock).and_then(|_| lock.flush()) {
+        match report::render(report, format, color, sinks.verbosity, &mut lock)
+            .and_then(|_| lock.flush())
+        {
             // A closed pipe (`| head`) is the reader's choice, not an error.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
             other => other.context("writing the report")?,
         }
     }
     for (format, file) in sinks.files {
-        file.commit(|out| report::render(report, format, false, out))?;
+        file.commit(|out| report::render(report, format, false, sinks.verbosity, out))?;
+    }
+    // Someone watches a terminal but the human report went elsewhere (a
+    // machine format on standard output, or only files): the failures and
+    // the verdict go to standard error, so the run does not end in silence.
+    let stderr = std::io::stderr();
+    if sinks.stdout != Some(Format::Human) && stderr.is_terminal() {
+        let color = colored(sinks.color, true);
+        let mut lock = stderr.lock();
+        let _ = report::render(
+            report,
+            Format::Human,
+            color,
+            report::human::Verbosity::Quiet,
+            &mut lock,
+        );
     }
     Ok(code)
 }
@@ -618,7 +650,7 @@ impl airgap_verify::probe::ProbeProgress for ProbeLines {
 }
 
 fn probe_progress_for(r: &ReportArgs) -> std::sync::Arc<dyn airgap_verify::probe::ProbeProgress> {
-    if r.no_progress || r.format != Format::Human || !std::io::stderr().is_terminal() {
+    if r.no_progress || !std::io::stderr().is_terminal() {
         return std::sync::Arc::new(airgap_verify::probe::Quiet);
     }
     std::sync::Arc::new(ProbeLines {
@@ -646,7 +678,7 @@ impl Progress for Bar {
 }
 
 fn progress_for(r: &ReportArgs) -> Box<dyn Progress> {
-    if r.no_progress || r.format != Format::Human || !std::io::stderr().is_terminal() {
+    if r.no_progress || !std::io::stderr().is_terminal() {
         return Box::new(NoProgress);
     }
     let bar = indicatif::ProgressBar::with_draw_target(

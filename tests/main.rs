@@ -24,5 +24,6 @@ mod sigstore;
 mod smtp;
 mod split;
 mod tarread;
+mod terminal;
 mod vendor;
 mod verdicts;

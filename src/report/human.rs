@@ -1,11 +1,38 @@
 //! The human report: findings grouped by check family, problems first, each
 //! problem followed by its remediation, and a one-line verdict at the end.
 //! Colour only when asked for (the caller decides from TTY and `NO_COLOR`).
+//!
+//! How much is shown ([`Verbosity`]): by default failures, warnings and
+//! skips in full and the passing findings counted per family (by code);
+//! `-v` lists every passing finding; `-q` shows the failures and the
+//! verdict only. The verdict line always counts every finding.
 
 use std::io::{self, Write};
 
 use super::Report;
 use crate::finding::Status;
+
+/// How much of the report the human format shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    /// Failures and the verdict.
+    Quiet,
+    /// Failures, warnings and skips in full; passes counted per family.
+    #[default]
+    Normal,
+    /// Every finding.
+    Verbose,
+}
+
+impl Verbosity {
+    fn shows(self, s: Status) -> bool {
+        match self {
+            Verbosity::Quiet => s == Status::Fail,
+            Verbosity::Normal => s != Status::Pass,
+            Verbosity::Verbose => true,
+        }
+    }
+}
 
 struct Paint {
     on: bool,
@@ -67,9 +94,21 @@ fn external_hosts(report: &Report, p: &Paint, out: &mut dyn Write) -> io::Result
     Ok(())
 }
 
-pub fn render(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<()> {
+pub fn render(
+    report: &Report,
+    color: bool,
+    verbosity: Verbosity,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let p = Paint { on: color };
-    for input in &report.inputs {
+    let inputs: &[_] = if verbosity == Verbosity::Quiet {
+        &[]
+    } else {
+        &report.inputs
+    };
+    // Whether anything precedes the verdict (a quiet, clean run is one line).
+    let mut printed = !inputs.is_empty();
+    for input in inputs {
         let digest = input
             .sha256
             .as_deref()
@@ -93,6 +132,21 @@ pub fn render(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<(
             .collect();
         // Problems first, worst first; stable within a status.
         items.sort_by_key(|f| std::cmp::Reverse(f.status));
+        // Passing findings not listed one by one, counted by code.
+        let mut collapsed: Vec<(crate::codes::Code, usize)> = Vec::new();
+        if !verbosity.shows(Status::Pass) {
+            for f in items.iter().filter(|f| f.status == Status::Pass) {
+                match collapsed.iter_mut().find(|(c, _)| *c == f.code) {
+                    Some((_, n)) => *n += 1,
+                    None => collapsed.push((f.code, 1)),
+                }
+            }
+        }
+        items.retain(|f| verbosity.shows(f.status));
+        if items.is_empty() && (verbosity == Verbosity::Quiet || collapsed.is_empty()) {
+            continue;
+        }
+        printed = true;
         writeln!(out)?;
         writeln!(out, "{}", p.bold(family))?;
         // A remediation is printed once per code: fifty identical fixes
@@ -126,7 +180,26 @@ pub fn render(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<(
                 }
             }
         }
-        if family == "refs" {
+        if verbosity != Verbosity::Quiet && !collapsed.is_empty() {
+            collapsed.sort_by_key(|c| std::cmp::Reverse(c.1));
+            let total: usize = collapsed.iter().map(|(_, n)| n).sum();
+            let by_code: Vec<String> = if collapsed.len() == 1 {
+                vec![collapsed[0].0.id().to_string()]
+            } else {
+                collapsed
+                    .iter()
+                    .map(|(c, n)| format!("{} {n}", c.id()))
+                    .collect()
+            };
+            writeln!(
+                out,
+                "  {}  {total} passed: {}  {}",
+                p.status(Status::Pass),
+                by_code.join(", "),
+                p.dim("(-v lists them)")
+            )?;
+        }
+        if family == "refs" && verbosity != Verbosity::Quiet {
             external_hosts(report, &p, out)?;
         }
     }
@@ -138,7 +211,9 @@ pub fn render(report: &Report, color: bool, out: &mut dyn Write) -> io::Result<(
     } else {
         p.status(Status::Pass) + " ready"
     };
-    writeln!(out)?;
+    if printed {
+        writeln!(out)?;
+    }
     writeln!(
         out,
         "{}: {} pass, {} warn, {} fail, {} skip in {:.1}s",

@@ -104,9 +104,17 @@ pub enum Format {
     Sarif,
 }
 
-pub fn render(report: &Report, format: Format, color: bool, out: &mut dyn Write) -> io::Result<()> {
+/// Renders `report` in `format`; `color` and `verbosity` apply to the human
+/// format only (the machine formats always carry every finding).
+pub fn render(
+    report: &Report,
+    format: Format,
+    color: bool,
+    verbosity: human::Verbosity,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     match format {
-        Format::Human => human::render(report, color, out),
+        Format::Human => human::render(report, color, verbosity, out),
         Format::Json => json::render(report, out),
         Format::Junit => junit::render(report, out),
         Format::Sarif => sarif::render(report, out),
