@@ -105,9 +105,21 @@ impl Finding {
     pub fn remediation(&self) -> &'static str {
         self.code.info().remediation
     }
+
+    /// For the one finding per capped code that [`FindingCap`] adds: how
+    /// many findings of that code it stands for (evidence `omitted`).
+    /// The key is the cap's alone: no check writes it.
+    pub fn omitted(&self) -> Option<usize> {
+        self.evidence
+            .get("omitted")
+            .and_then(|v| v.as_u64())
+            .map(|n| n as usize)
+    }
 }
 
-/// Counts per status.
+/// Counts per status. A cap marker counts as the findings it stands for,
+/// not as one more: 2,500 absolute paths are 2,500 failures whether 1,000
+/// of them are listed or all.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub pass: usize,
@@ -120,14 +132,20 @@ impl Summary {
     pub fn of(findings: &[Finding]) -> Summary {
         let mut s = Summary::default();
         for f in findings {
+            let n = f.omitted().unwrap_or(1);
             match f.status {
-                Status::Pass => s.pass += 1,
-                Status::Warn => s.warn += 1,
-                Status::Fail => s.fail += 1,
-                Status::Skip => s.skip += 1,
+                Status::Pass => s.pass += n,
+                Status::Warn => s.warn += n,
+                Status::Fail => s.fail += n,
+                Status::Skip => s.skip += n,
             }
         }
         s
+    }
+
+    /// Every finding counted, listed or not.
+    pub fn total(&self) -> usize {
+        self.pass + self.warn + self.fail + self.skip
     }
 
     /// The exit-code contract: 0 ready, 1 not ready. (2 is decided before any

@@ -15,6 +15,7 @@ mod git;
 mod hostile;
 mod outputs;
 mod registry;
+mod reports;
 mod s3;
 mod scratch;
 mod secrets;

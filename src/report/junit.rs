@@ -1,6 +1,14 @@
 //! JUnit XML: one test suite per check family, one test case per finding;
 //! `fail` is a `<failure>`, `skip` is `<skipped>`, `warn` passes with the
 //! warning in `<system-out>` (CI dashboards would otherwise hide it).
+//!
+//! Guarantees:
+//! - counts are the verdict's ([`Summary`]): a "N more not listed" case
+//!   stands for the N findings it replaces, never for one more failure;
+//! - times are consistent: the run's time is the wall time; a suite's is
+//!   the sum of its cases, at most the run's (checks of one family run side
+//!   by side, and a pass's findings share its one measured time), and no
+//!   case is longer than its suite.
 
 use std::io::{self, Write};
 
@@ -28,15 +36,16 @@ pub fn escape(s: &str) -> String {
 
 pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let s = report.summary();
+    let total_ms = report.duration_ms;
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         out,
         r#"<testsuites name="airgap-verify {}" tests="{}" failures="{}" skipped="{}" time="{:.3}">"#,
         escape(&report.command),
-        report.findings.len(),
+        s.total(),
         s.fail,
         s.skip,
-        report.duration_ms as f64 / 1000.0
+        total_ms as f64 / 1000.0
     )?;
     for family in report.families() {
         let cases: Vec<_> = report
@@ -45,12 +54,16 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             .filter(|f| f.family() == family)
             .collect();
         let fs = Summary::of(&cases.iter().map(|f| (*f).clone()).collect::<Vec<_>>());
-        let time: u64 = cases.iter().map(|f| f.duration_ms).sum();
+        let time: u64 = cases
+            .iter()
+            .map(|f| f.duration_ms)
+            .sum::<u64>()
+            .min(total_ms);
         writeln!(
             out,
             r#"  <testsuite name="{}" tests="{}" failures="{}" skipped="{}" time="{:.3}">"#,
             escape(family),
-            cases.len(),
+            fs.total(),
             fs.fail,
             fs.skip,
             time as f64 / 1000.0
@@ -62,7 +75,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                 r#"    <testcase classname="{}" name="{}" time="{:.3}">"#,
                 escape(family),
                 escape(&name),
-                f.duration_ms as f64 / 1000.0
+                f.duration_ms.min(time) as f64 / 1000.0
             )?;
             match f.status {
                 Status::Fail => write!(
