@@ -10,6 +10,7 @@ mod dryrun;
 mod egress;
 mod faults;
 mod flows;
+mod folder_images;
 mod fuzz_regressions;
 mod git;
 mod hostile;

@@ -1,8 +1,12 @@
 //! Container images, checked as `docker load` would check them, without a
 //! Docker engine: `docker save` archives and OCI image layouts (both may be
-//! in one file, as newer Docker writes them).
+//! in one file, as newer Docker writes them), packed in an image file or
+//! stored as a folder of the release.
 //!
 //! Guarantees:
+//! - a folder image (a folder holding `oci-layout`, or a `manifest.json`
+//!   that is a `docker save` array) gets exactly the rules of a packed one,
+//!   from the digests and small files the release walk collected;
 //! - judged from the digests and small JSON files collected while the image
 //!   streamed past: layers are hashed, never buffered;
 //! - every finding names the image file and, when known, the image
@@ -20,7 +24,7 @@ use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use super::manifest::{FileRecord, Listing};
 use super::nested::NestedOutcome;
 use super::table::FileTable;
-use super::walk::WalkContext;
+use super::walk::{Captured, WalkContext};
 use crate::finding::{Code, Finding};
 
 /// One `docker save` manifest entry.
@@ -36,6 +40,13 @@ struct DockerEntry {
 
 struct ImageCheck<'a> {
     target: &'a str,
+    /// Where the image's files are in `files` and `nested`: empty for an
+    /// image file, `folder/` for an image stored as a folder.
+    root: &'a str,
+    /// References the release manifest gives this image, to complete an
+    /// OCI ref name that is only a tag (`1.0.0`, as `skopeo copy
+    /// oci:DIR:1.0.0` writes it).
+    named: &'a [String],
     files: &'a FileTable,
     captured: HashMap<&'a str, &'a [u8]>,
     nested: &'a HashMap<String, NestedOutcome>,
@@ -50,6 +61,27 @@ fn short(d: &[u8; 32]) -> String {
 }
 
 impl<'a> ImageCheck<'a> {
+    fn file(&self, rel: &str) -> Option<FileRecord> {
+        self.files.get(&format!("{}{rel}", self.root)).copied()
+    }
+
+    fn nested_of(&self, rel: &str) -> Option<&'a NestedOutcome> {
+        self.nested.get(&format!("{}{rel}", self.root))
+    }
+
+    /// An OCI ref name that is only a tag, completed from the release
+    /// manifest when it names this image with that tag.
+    fn resolve(&self, name: String) -> String {
+        if name.contains(['/', ':', '@']) {
+            return name;
+        }
+        self.named
+            .iter()
+            .find(|r| r.rsplit_once(':').is_some_and(|(_, t)| t == name))
+            .cloned()
+            .unwrap_or(name)
+    }
+
     fn label(&self, reference: Option<&str>) -> String {
         match reference {
             Some(r) => format!("{} ({r})", self.target),
@@ -114,7 +146,7 @@ impl<'a> ImageCheck<'a> {
             let Some(config_path) = self.confined(&entry.config, r) else {
                 continue;
             };
-            let Some(config_rec) = self.files.get(&config_path).copied() else {
+            let Some(config_rec) = self.file(&config_path) else {
                 let f = self.report(
                     Code::ImageMissingBlob,
                     r,
@@ -179,7 +211,7 @@ impl<'a> ImageCheck<'a> {
                     continue;
                 };
                 self.layers += 1;
-                let Some(rec) = self.files.get(&layer_path).copied() else {
+                let Some(rec) = self.file(&layer_path) else {
                     let f = self.report(
                         Code::ImageMissingBlob,
                         r,
@@ -211,13 +243,13 @@ impl<'a> ImageCheck<'a> {
         if rec.sha256 == *want {
             return;
         }
-        if self.nested.get(path).is_some_and(|o| o.limited) {
+        if self.nested_of(path).is_some_and(|o| o.limited) {
             // Decompression stopped at a limit and said so: the layer is
             // unverified, not known to be wrong.
             self.problems += 1;
             return;
         }
-        let (actual, how) = match self.nested.get(path).and_then(|o| o.uncompressed_sha256) {
+        let (actual, how) = match self.nested_of(path).and_then(|o| o.uncompressed_sha256) {
             Some(d) => (d, "decompressed"),
             None => (rec.sha256, "as stored"),
         };
@@ -243,9 +275,11 @@ impl<'a> ImageCheck<'a> {
 
     fn oci(&mut self, index_bytes: &[u8]) {
         // Every blob must hash to the digest it is stored under.
+        let root = self.root;
         let mut blobs: Vec<(&str, &FileRecord)> = self
             .files
             .iter()
+            .filter_map(|(p, rec)| Some((p.strip_prefix(root)?, rec)))
             .filter(|(p, _)| p.starts_with("blobs/sha256/"))
             .collect();
         blobs.sort_by(|a, b| a.0.cmp(b.0));
@@ -291,6 +325,7 @@ impl<'a> ImageCheck<'a> {
                 .annotations()
                 .as_ref()
                 .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned())
+                .map(|n| self.resolve(n))
                 .or_else(|| inherited.clone());
             if let Some(r) = &reference {
                 if !self.refs.contains(r) {
@@ -380,12 +415,11 @@ impl<'a> ImageCheck<'a> {
             let digest = layer.digest().as_ref().to_string();
             if self.blob_present(&digest, layer.size(), r, at) {
                 if let Some(Ok(ids)) = &diff_ids {
-                    let found = blob_path(&digest)
-                        .and_then(|p| self.files.get(&p).copied().map(|rec| (p, rec)));
+                    let found = blob_path(&digest).and_then(|p| self.file(&p).map(|rec| (p, rec)));
                     if let (Some(want), Some((path, rec))) = (ids.get(i), found) {
                         let uncompressed = matches!(layer.media_type(), MediaType::ImageLayer)
                             || matches!(layer.media_type(), MediaType::Other(t) if t.ends_with(".tar"));
-                        if uncompressed || self.nested.contains_key(&path) {
+                        if uncompressed || self.nested_of(&path).is_some() {
                             self.diff_id(i, &path, &rec, want, r);
                         }
                     }
@@ -435,7 +469,7 @@ impl<'a> ImageCheck<'a> {
             self.send(f);
             return false;
         };
-        let Some(rec) = self.files.get(&path).copied() else {
+        let Some(rec) = self.file(&path) else {
             let f = self.report(
                 Code::ImageMissingBlob,
                 r,
@@ -508,38 +542,126 @@ fn diff_ids_of(config: &[u8]) -> Result<Vec<[u8; 32]>, String> {
 
 /// Judges one image file after its nested walk.
 pub fn check(target: &str, ctx: &WalkContext, intact: bool, outcome: &mut NestedOutcome) {
-    let mut c = ImageCheck {
-        target,
-        files: &ctx.files,
-        captured: ctx
-            .captured
+    let captured = ctx
+        .captured
+        .iter()
+        .map(|c| (c.path.as_str(), c.bytes.as_slice()))
+        .collect();
+    let found = judge(
+        ImageCheck {
+            target,
+            root: "",
+            named: &[],
+            files: &ctx.files,
+            captured,
+            nested: &ctx.nested,
+            findings: &ctx.findings,
+            problems: 0,
+            layers: 0,
+            refs: Vec::new(),
+        },
+        intact,
+        false,
+    );
+    outcome.refs = found.refs;
+    outcome.intact &= found.intact;
+}
+
+/// Images stored as folders of the release, judged after the pass: every
+/// folder holding `oci-layout`, or a `manifest.json` that is a `docker
+/// save` array (a JSON array, never a release manifest). Each one's outcome
+/// is recorded under the folder's path in `nested`, so the release
+/// manifest's `images[]` may name the folder. `intact`: the release was
+/// read to its end (a truncated release's folders are not judged: their
+/// missing files were simply not reached).
+pub fn check_folders(
+    files: &FileTable,
+    captured: &[Captured],
+    nested: &mut HashMap<String, NestedOutcome>,
+    manifests: &[Listing],
+    findings: &Sender<Finding>,
+) {
+    let mut roots: Vec<String> = Vec::new();
+    let mut add = |root: &str| {
+        if !roots.iter().any(|r| r == root) {
+            roots.push(root.to_string());
+        }
+    };
+    for p in files.keys() {
+        if p == "oci-layout" || p.ends_with("/oci-layout") {
+            add(&p[..p.len() - "oci-layout".len()]);
+        }
+    }
+    for c in captured {
+        if (c.path == "manifest.json" || c.path.ends_with("/manifest.json"))
+            && c.bytes.first() == Some(&b'[')
+        {
+            add(&c.path[..c.path.len() - "manifest.json".len()]);
+        }
+    }
+    roots.sort();
+    let mut outcomes = Vec::new();
+    for root in &roots {
+        let folder = root.trim_end_matches('/');
+        // What the release manifests say is in this folder.
+        let named: Vec<String> = manifests
             .iter()
-            .map(|c| (c.path.as_str(), c.bytes.as_slice()))
-            .collect(),
-        nested: &ctx.nested,
-        findings: &ctx.findings,
-        problems: 0,
-        layers: 0,
-        refs: Vec::new(),
+            .flat_map(|m| m.images.iter().map(move |i| (m, i)))
+            .filter(|(m, i)| manifest_image_path(m, &i.path) == folder)
+            .map(|(_, i)| i.reference.clone())
+            .collect();
+        let target = if folder.is_empty() { "." } else { folder };
+        let captured_here = captured
+            .iter()
+            .filter_map(|c| Some((c.path.strip_prefix(root.as_str())?, c.bytes.as_slice())))
+            .collect();
+        let found = judge(
+            ImageCheck {
+                target,
+                root,
+                named: &named,
+                files,
+                captured: captured_here,
+                nested: &*nested,
+                findings,
+                problems: 0,
+                layers: 0,
+                refs: Vec::new(),
+            },
+            true,
+            true,
+        );
+        outcomes.push((folder.to_string(), found));
+    }
+    for (folder, found) in outcomes {
+        nested.insert(folder, found);
+    }
+}
+
+/// The image rules, for an image file (`root` empty) or folder.
+fn judge(mut c: ImageCheck<'_>, intact: bool, folder: bool) -> NestedOutcome {
+    let mut outcome = NestedOutcome {
+        intact,
+        ..Default::default()
     };
     let docker = c.captured.get("manifest.json").copied();
     let oci = c
-        .files
-        .contains_key("oci-layout")
+        .file("oci-layout")
+        .is_some()
         .then(|| c.captured.get("index.json").copied())
         .flatten();
     if docker.is_none() && oci.is_none() {
         if intact {
-            let f = c.report(
-                Code::ImageNotAnImage,
-                None,
+            let what = if folder {
+                "oci-layout without an index.json small enough to read"
+            } else {
                 "neither a docker save manifest.json nor an OCI layout (oci-layout and index.json)"
-                    .into(),
-            );
+            };
+            let f = c.report(Code::ImageNotAnImage, None, what.into());
             c.send(f);
         }
         outcome.intact = false;
-        return;
+        return outcome;
     }
     if let Some(b) = docker {
         c.docker(b);
@@ -557,17 +679,32 @@ pub fn check(target: &str, ctx: &WalkContext, intact: bool, outcome: &mut Nested
             (true, false) => "docker save",
             _ => "OCI layout",
         };
+        let stored = if folder { " stored as a folder" } else { "" };
         c.send(
             Finding::new(
                 Code::ImageValid,
-                target,
-                format!("{target}: {layout}, {} layers verified ({refs})", c.layers),
+                c.target,
+                format!(
+                    "{}: {layout}{stored}, {} layers verified ({refs})",
+                    c.target, c.layers
+                ),
             )
             .evidence("layout", layout)
             .evidence("layers", c.layers)
             .evidence("refs", c.refs.clone()),
         );
     }
+    outcome
+}
+
+/// A path of a release manifest's `images[]`, from the release root.
+fn manifest_image_path(m: &Listing, path: &str) -> String {
+    let p = if m.folder.is_empty() {
+        super::safety::normalise(path)
+    } else {
+        super::safety::normalise(&format!("{}/{}", m.folder, path))
+    };
+    p.trim_end_matches('/').to_string()
 }
 
 /// The release manifest's `images: [{ref, path}]`: each reference must be in
@@ -578,11 +715,7 @@ pub fn check_manifest_images(
     findings: &Sender<Finding>,
 ) {
     for img in &m.images {
-        let path = if m.folder.is_empty() {
-            super::safety::normalise(&img.path)
-        } else {
-            super::safety::normalise(&format!("{}/{}", m.folder, img.path))
-        };
+        let path = manifest_image_path(m, &img.path);
         // Missing files are reported by the manifest check, broken images by
         // their own findings: a missing reference would only repeat them.
         let Some(o) = nested.get(&path).filter(|o| o.intact) else {
@@ -608,5 +741,23 @@ pub fn check_manifest_images(
                 .evidence("manifest", m.path.clone()),
             );
         }
+    }
+}
+
+/// Whether a file of the release may belong to an image stored as a
+/// folder and must be kept for [`check_folders`]: `Some(None)` keep it,
+/// `Some(Some(b))` keep it only if its first byte is `b` (a `docker save`
+/// `manifest.json` is an array; a blob is kept only when it is JSON, so
+/// layers are never buffered).
+pub fn folder_capture(path: &str) -> Option<Option<u8>> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    match name {
+        "oci-layout" | "index.json" | "repositories" => Some(None),
+        "manifest.json" => Some(Some(b'[')),
+        _ if super::nested::is_image_blob(path) => (!name.ends_with(".tar")).then_some(Some(b'{')),
+        _ => name
+            .strip_suffix(".json")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then_some(None),
     }
 }

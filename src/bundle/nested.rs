@@ -29,7 +29,8 @@ use crate::finding::{Code, Finding};
 /// What a nested archive is, from its place in the release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NestedKind {
-    /// `images/*.tar.gz|*.tgz|*.tar`: a `docker save` archive or OCI layout.
+    /// `images/*.tar.gz|*.tgz|*.tar` (directly in an `images` folder): a
+    /// `docker save` archive or OCI layout.
     Image,
     /// `charts/*.tgz`: a Helm chart.
     Chart,
@@ -65,8 +66,41 @@ fn is_tarball(name: &str) -> bool {
         .any(|ext| name.ends_with(ext))
 }
 
-/// Classifies a member of the release.
-pub fn classify(path: &str) -> Option<NestedKind> {
+/// A 64-digit lower-case hex name: what image tools name content by.
+fn is_digest_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A blob of an image stored as a folder, named by its digest as only image
+/// tools name files: `blobs/sha256/<hex>` (OCI layout, newer `docker
+/// save`), `<hex>/layer.tar` (older `docker save`), `<hex>.tar` (skopeo's
+/// docker-archive). Such a file is a layer or an image's JSON, judged by
+/// the image's rules ([`super::image::check_folders`]), never opened as an
+/// archive of its own: a layer holds what a root file system holds
+/// (absolute symlinks, setuid programs), which the release's safety rules
+/// would wrongly fail.
+pub fn is_image_blob(path: &str) -> bool {
+    let mut rev = path.rsplit('/');
+    let name = rev.next().unwrap_or(path);
+    let parent = rev.next();
+    if let Some(hex) = name.strip_suffix(".tar") {
+        return is_digest_name(hex);
+    }
+    if name == "layer.tar" {
+        return parent.is_some_and(is_digest_name);
+    }
+    is_digest_name(name) && parent == Some("sha256") && rev.next() == Some("blobs")
+}
+
+/// Classifies a member of the release. `deep`: image layers stored in a
+/// folder are decompressed to check their diff_ids (`--deep`).
+pub fn classify(path: &str, deep: bool) -> Option<NestedKind> {
+    if is_image_blob(path) {
+        // Only a compressed layer has a digest to compute; a `.tar` layer's
+        // digest as stored is its diff_id.
+        let compressed = !path.ends_with(".tar");
+        return (deep && compressed).then_some(NestedKind::Layer);
+    }
     let lower = path.to_ascii_lowercase();
     let name = lower.rsplit('/').next().unwrap_or(&lower);
     if name.ends_with(".bundle") {
@@ -76,7 +110,11 @@ pub fn classify(path: &str) -> Option<NestedKind> {
         return None;
     }
     let in_dir = |d: &str| lower.starts_with(&format!("{d}/")) || lower.contains(&format!("/{d}/"));
-    if in_dir("images") {
+    // An image file sits directly in an `images` folder (the documented
+    // place): a tarball deeper down is part of something else, such as an
+    // image stored as a folder (`images/api-0/<hex>/layer.tar`).
+    let parent = lower.rsplit('/').nth(1);
+    if parent == Some("images") {
         return Some(NestedKind::Image);
     }
     if in_dir("charts") && (name.ends_with(".tgz") || name.ends_with(".tar.gz")) {

@@ -166,6 +166,9 @@ pub struct WalkContext {
     /// limit, but an archive can hold any number of them (a hundred 16 MiB
     /// manifests, an image of a thousand JSON blobs): this bounds their sum.
     capture_budget: u64,
+    /// The same for the small files of images stored as folders (release
+    /// only), apart so that they never crowd out a release manifest.
+    image_budget: u64,
     buf: Vec<u8>,
 }
 
@@ -182,8 +185,9 @@ struct Tee<'a> {
     /// dropped (`over`). `None`: nothing to judge.
     limit: Option<u64>,
     capture: Option<Vec<u8>>,
-    /// Keep the capture only if the data starts like a JSON object.
-    json_only: bool,
+    /// Keep the capture only if the data starts with this byte (`{` for a
+    /// JSON object, `[` for a `docker save` manifest).
+    first_byte: Option<u8>,
     /// Once over the limit, fail the read, so that a parser stops.
     stop_when_over: bool,
     /// The member's read error, kept whole for the caller (a reader of the
@@ -209,9 +213,13 @@ impl Read for Tee<'_> {
             }
         };
         let chunk = &out[..n];
-        if self.size == 0 && self.json_only && chunk.first() != Some(&b'{') {
+        if self.size == 0 && self.first_byte.is_some() && chunk.first() != self.first_byte.as_ref()
+        {
             self.capture = None;
-            self.limit = None;
+            // A streamed manifest keeps its limit: its parser must stop there.
+            if !self.stop_when_over {
+                self.limit = None;
+            }
         }
         self.hasher.update(chunk);
         self.size += n as u64;
@@ -249,6 +257,7 @@ impl WalkContext {
         let capture_budget = capture_budget(&limits, &scope);
         WalkContext {
             capture_budget,
+            image_budget: limits.max_nested_capture.saturating_mul(4),
             findings,
             limits,
             scope,
@@ -304,7 +313,7 @@ impl WalkContext {
             return None;
         }
         let kind = match &self.scope {
-            Scope::Release => nested::classify(path),
+            Scope::Release => nested::classify(path, self.limits.deep),
             Scope::Nested { kind, .. } => nested::classify_inner(*kind, path, self.limits.deep),
         }?;
         if depth > self.limits.max_depth {
@@ -334,7 +343,22 @@ impl WalkContext {
             return Ok(());
         }
         let file_limit = self.capture_limit(&path);
-        let limit = file_limit.map(|l| l.min(self.capture_budget));
+        // A file that may be part of an image stored as a folder: kept for
+        // the image rules, from its own budget.
+        let image_file = match self.scope {
+            Scope::Release => super::image::folder_capture(&path),
+            Scope::Nested { .. } => None,
+        };
+        let (file_limit, image_budget) = match (file_limit, image_file) {
+            (None, Some(_)) => (Some(self.limits.max_nested_capture), true),
+            (l, _) => (l, false),
+        };
+        let budget = if image_budget {
+            self.image_budget
+        } else {
+            self.capture_budget
+        };
+        let limit = file_limit.map(|l| l.min(budget));
         // A file whose header already says it is over the limit is never
         // buffered at all; one within it is buffered in one allocation.
         let declared_too_large = matches!((limit, meta.size), (Some(l), Some(s)) if s > l);
@@ -362,12 +386,23 @@ impl WalkContext {
                 kind: NestedKind::Image | NestedKind::Layer | NestedKind::GitBundle,
                 ..
             }
-        ) && super::refscan::is_text_file(&path);
+        ) && super::refscan::is_text_file(&path)
+            // nor in an image stored as a folder: its JSON named by digest
+            // is image metadata, as inside an image file.
+            && !(matches!(self.scope, Scope::Release)
+                && matches!(super::image::folder_capture(&path), Some(None))
+                && path.ends_with(".json")
+                && !path.ends_with("index.json"));
         let mut scanner =
             scan_text.then(|| super::refscan::LineScanner::new(format!("{}{}", self.prefix, path)));
         // Blobs of an image are kept only when they look like JSON
         // (manifests, configs); layers are never buffered.
-        let json_only = matches!(self.scope, Scope::Nested { .. }) && path.starts_with("blobs/");
+        let mut first_byte = match self.scope {
+            Scope::Nested { .. } if path.starts_with("blobs/") => Some(b'{'),
+            Scope::Nested { .. } => None,
+            Scope::Release if image_budget => image_file.flatten(),
+            Scope::Release => None,
+        };
         let mut hasher = Sha256::new();
         // A release's manifest.json is parsed as its data streams by
         // (manifest::Listing): its text, the largest per-file cost of the
@@ -377,7 +412,13 @@ impl WalkContext {
             && job.is_none()
             && manifest::is_json(&path);
         if streamed && self.manifest_key.is_none() {
-            captured = None;
+            // Its text is kept only if it is a `docker save` manifest (an
+            // array): an image stored as a folder needs it.
+            if image_file == Some(Some(b'[')) {
+                first_byte = Some(b'[');
+            } else {
+                captured = None;
+            }
         }
         let mut tee = Tee {
             data: &mut *data,
@@ -387,7 +428,7 @@ impl WalkContext {
             size: 0,
             limit: (streamed || captured.is_some()).then(|| limit.unwrap_or(0)),
             capture: captured,
-            json_only,
+            first_byte,
             stop_when_over: streamed,
             error: None,
             over: false,
@@ -465,7 +506,11 @@ impl WalkContext {
             } else {
                 bytes.len() as u64
             };
-            self.capture_budget = self.capture_budget.saturating_sub(charged);
+            if image_budget {
+                self.image_budget = self.image_budget.saturating_sub(charged);
+            } else {
+                self.capture_budget = self.capture_budget.saturating_sub(charged);
+            }
             if matches!(self.scope, Scope::Release) && manifest::is_candidate(&path) {
                 // Read now, against the files hashed so far, so that its
                 // text can go (see manifest::Listing); judged in `finish`.
@@ -473,6 +518,15 @@ impl WalkContext {
                     Some(l) => l,
                     None => manifest::compile(&path, &bytes, &self.files),
                 };
+                // Not a release manifest but a `docker save` one: kept for
+                // the image rules of its folder.
+                if matches!(listing, Ok(None)) && bytes.first() == Some(&b'[') {
+                    self.image_budget = self.image_budget.saturating_sub(bytes.len() as u64);
+                    self.captured.push(Captured {
+                        path: path.clone(),
+                        bytes: bytes.clone(),
+                    });
+                }
                 let signed_text =
                     (manifest::is_json(&path) && self.manifest_key.is_some()).then_some(bytes);
                 self.manifests.push(PendingManifest {
@@ -552,9 +606,12 @@ impl WalkContext {
             .filter(|c| c.path.ends_with(".minisig"))
             .map(|c| (c.path.clone(), c.bytes.clone()))
             .collect();
+        let mut image_files = Vec::new();
         for c in captured {
             if super::content::is_latest_file(&c.path) {
                 latest.push(c);
+            } else if super::image::folder_capture(&c.path).is_some() {
+                image_files.push(c);
             }
         }
         for m in manifests {
@@ -592,6 +649,11 @@ impl WalkContext {
                 "no manifest.json or SHA256SUMS found up to three folders deep; files were hashed but not checked against a list",
             ));
         }
+        let mut nested = nested;
+        if complete {
+            super::image::check_folders(&files, &image_files, &mut nested, &parsed, &findings);
+        }
+        drop(image_files);
         for m in &parsed {
             super::image::check_manifest_images(m, &nested, &findings);
         }
