@@ -218,3 +218,40 @@ fn sarif_output_has_the_required_fields() {
         64
     );
 }
+
+/// 200,000 expected names load in linear time: the dry run prints its plan
+/// well within a minute (a linear search per name took minutes, with
+/// `--dry-run` too). A hang guard, not a benchmark: the margin is large.
+#[test]
+fn a_huge_dns_expect_list_loads_without_quadratic_time() {
+    let sb = crate::harness::Sandbox::new("cli::huge_expect");
+    let mut yaml = String::from("dns:\n  servers: [10.0.0.53]\n  expect:\n");
+    for i in 0..200_000 {
+        yaml.push_str(&format!("    - name: host{i}.corp.internal\n"));
+    }
+    // The same name twice keeps one entry (the last).
+    yaml.push_str("    - name: HOST7.corp.internal.\n      addresses: [10.0.0.7]\n");
+    let p = sb.write("perimeter.yml", yaml);
+    let started = std::time::Instant::now();
+    let mut child = std::process::Command::new(crate::harness::BIN)
+        .args(["services", "--dry-run", "--config"])
+        .arg(&p)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("loading 200,000 names took over {deadline:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("200000 expected name(s)"), "{text}");
+}

@@ -29,7 +29,7 @@ pub struct PerimeterFile {
     /// fall inside one of them; a target outside is reported and never
     /// contacted. Absent: the private and local ranges (RFC 1918, RFC 6598,
     /// loopback, link-local, ULA). `[]`: no restriction (not recommended).
-    #[schemars(with = "Option<Vec<String>>")]
+    #[schemars(with = "Option<Vec<CidrText>>")]
     pub allowed_networks: Option<Vec<Cidr>>,
     /// Default deadlines of every probe step. `--timeout` overrides all three.
     #[serde(default)]
@@ -282,6 +282,7 @@ pub struct NtpFile {
     #[schemars(with = "Option<String>")]
     pub max_offset: Option<Duration>,
     /// Largest acceptable stratum. Default 10.
+    #[schemars(range(min = 1, max = 15))]
     pub max_stratum: Option<u8>,
 }
 
@@ -378,6 +379,33 @@ impl<T> OneOrMany<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr(pub ipnet::IpNet);
 
+/// An IPv4 address with an optional prefix length 0 to 32.
+pub const IPV4_CIDR_PATTERN: &str = r"^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(/([0-9]|[12][0-9]|3[0-2]))?$";
+/// An IPv6 address (hex groups and colons, possibly an IPv4 tail) with an
+/// optional prefix length 0 to 128. Looser than the parser about the
+/// address itself, exact about the prefix.
+pub const IPV6_CIDR_PATTERN: &str = r"^[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){1,7}(:[0-9.]{7,15})?(/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))?$";
+
+/// How a [`Cidr`] is written, for the JSON Schema: an editor that validates
+/// with it rejects what the tool rejects (`10.0.0.0/33`, `300.1.1.1`).
+pub struct CidrText;
+
+impl JsonSchema for CidrText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cidr".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A CIDR (10.0.0.0/8, fd00::/8) or a single address.",
+            "anyOf": [
+                { "pattern": IPV4_CIDR_PATTERN },
+                { "pattern": IPV6_CIDR_PATTERN }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -452,3 +480,67 @@ pub fn json_schema() -> String {
 
 /// The commented template `airgap-verify init` writes.
 pub const TEMPLATE: &str = include_str!("template.yml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> serde_json::Value {
+        serde_json::from_str(&json_schema()).unwrap()
+    }
+
+    /// The schema's CIDR patterns and the tool's parser agree, both ways.
+    #[test]
+    fn the_schema_rejects_the_cidrs_the_tool_rejects() {
+        let s = schema();
+        let items = &s["properties"]["allowed_networks"]["items"];
+        let def = match items["$ref"].as_str() {
+            Some(r) => s["$defs"][r.rsplit('/').next().unwrap()].clone(),
+            None => items.clone(),
+        };
+        let patterns: Vec<regex::Regex> = def["anyOf"]
+            .as_array()
+            .expect("anyOf patterns")
+            .iter()
+            .map(|p| regex::Regex::new(p["pattern"].as_str().unwrap()).unwrap())
+            .collect();
+        let schema_ok = |v: &str| patterns.iter().any(|p| p.is_match(v));
+        for v in [
+            "10.0.0.0/8",
+            "10.0.0.0/32",
+            "192.168.1.10",
+            "0.0.0.0/0",
+            "255.255.255.255",
+            "fd00::/8",
+            "::1",
+            "::/0",
+            "2001:db8::/128",
+            "::ffff:10.0.0.1/128",
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "300.1.1.1",
+            "10.0.0",
+            "10.0.0.0/8/8",
+            "fd00::/129",
+            "corp.internal",
+            "",
+            "10.0.0.0/-1",
+        ] {
+            assert_eq!(
+                parse_cidr(v).is_ok(),
+                schema_ok(v),
+                "{v:?}: tool {} but schema {}",
+                parse_cidr(v).is_ok(),
+                schema_ok(v)
+            );
+        }
+    }
+
+    #[test]
+    fn the_schema_bounds_the_stratum_as_the_tool_does() {
+        let s = schema();
+        let st = &s["$defs"]["NtpFile"]["properties"]["max_stratum"];
+        assert_eq!(st["minimum"], 1, "{st}");
+        assert_eq!(st["maximum"], 15, "{st}");
+    }
+}

@@ -203,7 +203,7 @@ impl Default for EgressPlan {
 }
 
 /// A service the configuration names, for the static egress check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     /// `dns server`, `ntp server`, `smtp relay`, `git`, `registry`, `s3`,
     /// `name` (a name the platform needs) or the vendor key of an address.
@@ -682,6 +682,38 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
                 msg = rest.to_string();
             }
         }
+        // A tab in the indentation is what YAML's "cannot start any token"
+        // most often means; the parser points elsewhere and never says tab.
+        if let Some((line, col)) = indentation_tab(text) {
+            if msg.contains("cannot start any token") || msg.contains("mapping values") {
+                return InputError::Config(format!(
+                    "{}:{line}:{col}: a tab character indents this line; YAML indents with spaces only",
+                    path.display()
+                ));
+            }
+        }
+        // serde reports a repeated key at the start of the enclosing
+        // mapping; point at the repetition, and at the first one.
+        if let Some(dup) = msg
+            .strip_prefix("duplicate field `")
+            .and_then(|r| r.strip_suffix('`'))
+            .map(str::to_string)
+        {
+            let parent = key.rsplit_once('.').map(|(p, _)| p).unwrap_or("");
+            let parent = if key.ends_with(&dup) { parent } else { key.as_str() };
+            if let Some((first, second, col)) = repeated_key(text, parent, &dup) {
+                let at = if parent.is_empty() {
+                    String::new()
+                } else {
+                    format!("{parent}: ")
+                };
+                return InputError::Config(format!(
+                    "{}:{second}:{col}: {at}the key `{dup}` appears twice (first on line {first}); keep one",
+                    path.display()
+                ));
+            }
+        }
+        let msg = plain_types(&msg);
         let key = if key.is_empty() {
             String::new()
         } else {
@@ -692,6 +724,101 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
             path.display()
         ))
     })
+}
+
+/// Line and column (1-based) of the first tab in a line's indentation.
+fn indentation_tab(text: &str) -> Option<(usize, usize)> {
+    text.lines().enumerate().find_map(|(i, l)| {
+        let lead = l.len() - l.trim_start_matches([' ', '\t']).len();
+        l[..lead].find('\t').map(|c| (i + 1, c + 1))
+    })
+}
+
+/// The first and second lines of `dup:` directly under the mapping at
+/// `parent` (the top level when empty), and the second one's column.
+fn repeated_key(text: &str, parent: &str, dup: &str) -> Option<(usize, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let (start, depth) = if parent.is_empty() {
+        (0, 0)
+    } else {
+        let (line, _, key_col) = locate(text, parent)?;
+        // The children sit deeper than the parent's key, on the lines after.
+        let child = lines.get(line..)?.iter().find(|l| {
+            let t = l.trim_start();
+            !t.is_empty() && !t.starts_with('#')
+        })?;
+        if indent(child) < key_col {
+            return None;
+        }
+        (line, indent(child))
+    };
+    let mut hits = Vec::new();
+    for (i, l) in lines.iter().enumerate().skip(start) {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if i > start && indent(l) < depth {
+            break;
+        }
+        if indent(l) == depth
+            && (t.starts_with(&format!("{dup}:")) || t.starts_with(&format!("\"{dup}\":")))
+        {
+            hits.push((i + 1, depth + 1));
+        }
+    }
+    match hits.as_slice() {
+        [(first, _), (second, col), ..] => Some((*first, *second, *col)),
+        _ => None,
+    }
+}
+
+/// serde's messages name Rust types (`expected u16`, `expected struct
+/// PerimeterFile`); a user wrote YAML, so say what YAML would fit.
+fn plain_types(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for (rust, plain) in [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a mapping (key: value lines)"),
+        ("expected unit", "expected no value"),
+    ] {
+        if let Some(i) = out.find(rust) {
+            let end = i + rust.len();
+            // Whole words only (`u8` must not match `u80`).
+            if !out[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                out.replace_range(i..end, plain);
+            }
+        }
+    }
+    if let Some(i) = out.find("expected struct ") {
+        let rest = &out[i + "expected struct ".len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(rest.len());
+        let tail = rest[end..].to_string();
+        out.replace_range(i.., &format!("expected a mapping (key: value lines){tail}"));
+    }
+    if let Some(i) = out.find("expected enum ") {
+        let rest = &out[i + "expected enum ".len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(rest.len());
+        let tail = rest[end..].to_string();
+        out.replace_range(i.., &format!("expected one of the documented values{tail}"));
+    }
+    out
 }
 
 /// Line, value column and key column (1-based) of the value at `key`
@@ -879,14 +1006,31 @@ fn apply_file(
         if !dns.servers.is_empty() {
             plan.dns.servers = dns.servers.iter().map(|s| s.0).collect();
         }
+        // A name listed twice keeps its last entry, in the last entry's
+        // place; indexed by name, since a linear search per name made
+        // loading 200,000 names take minutes.
+        let mut index: std::collections::HashMap<String, usize> = plan
+            .dns
+            .expect
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
+        let mut entries: Vec<Option<ExpectedName>> = std::mem::take(&mut plan.dns.expect)
+            .into_iter()
+            .map(Some)
+            .collect();
         for e in dns.expect {
             let name = normalise_name(&e.name).map_err(|m| at("dns.expect.name", m))?;
-            plan.dns.expect.retain(|x| x.name != name);
-            plan.dns.expect.push(ExpectedName {
+            if let Some(old) = index.insert(name.clone(), entries.len()) {
+                entries[old] = None;
+            }
+            entries.push(Some(ExpectedName {
                 name,
                 addresses: e.addresses,
-            });
+            }));
         }
+        plan.dns.expect = entries.into_iter().flatten().collect();
         if let Some(p) = dns.public_names {
             plan.dns.public_names = p
                 .iter()
@@ -1320,6 +1464,9 @@ pub(crate) fn normalise_name(n: &str) -> Result<String, String> {
 /// dropped: the static egress check judges them all.
 fn endpoints(plan: &Perimeter) -> Vec<Endpoint> {
     let mut out = Vec::new();
+    // A set beside the list: `dns.expect` may hold hundreds of thousands of
+    // names, and a linear search per name made loading quadratic.
+    let mut seen = std::collections::HashSet::new();
     let mut add = |what: &str, host: String, shown: String, scheme: Option<&'static str>| {
         let e = Endpoint {
             what: what.to_string(),
@@ -1327,7 +1474,7 @@ fn endpoints(plan: &Perimeter) -> Vec<Endpoint> {
             shown,
             scheme,
         };
-        if !out.contains(&e) {
+        if seen.insert(e.clone()) {
             out.push(e);
         }
     };
@@ -1605,6 +1752,68 @@ mod tests {
             ("ntp", f.ntp.is_some()),
         ] {
             assert!(present, "the template has no `{section}` section");
+        }
+    }
+
+    fn yaml_error(text: &str) -> String {
+        match parse_yaml::<file::PerimeterFile>(Path::new("p.yml"), text) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{text:?} parsed"),
+        }
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_is_named_on_its_line() {
+        let e = yaml_error("dns:\n  servers: [10.0.0.53]\n\tpublic_names: [example.com]\n");
+        assert!(e.starts_with("p.yml:3:1: a tab character"), "{e}");
+        assert!(e.contains("spaces only"), "{e}");
+        let e = yaml_error("ntp:\n  \tservers: [a]\n");
+        assert!(e.starts_with("p.yml:2:3: a tab"), "{e}");
+    }
+
+    #[test]
+    fn a_repeated_key_is_named_where_it_repeats() {
+        let e = yaml_error(
+            "dns:\n  servers: [10.0.0.53]\nntp:\n  servers: [a]\ndns:\n  servers: [b]\n",
+        );
+        assert!(
+            e.starts_with("p.yml:5:1: the key `dns` appears twice (first on line 1)"),
+            "{e}"
+        );
+        let e = yaml_error("# c\nntp:\n  servers: [a]\n  max_offset: 1s\n  servers: [b]\n");
+        assert!(
+            e.starts_with("p.yml:5:3: ntp: the key `servers` appears twice (first on line 3)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn errors_name_no_rust_type() {
+        for text in [
+            "- a\n",
+            "smtp:\n  host: a\n  port: 99999\n",
+            "ntp:\n  servers: [a]\n  max_stratum: 300\n",
+            "tls_expiry_warning_days: -1\n",
+            "dns: 5\n",
+            "dns:\n  servers: 5\n",
+            "flows:\n  lb_ports: {80: 70000}\n",
+        ] {
+            let e = yaml_error(text);
+            for rust in [
+                "u8",
+                "u16",
+                "u32",
+                "u64",
+                "i64",
+                "usize",
+                "struct ",
+                "enum ",
+                "Perimeter",
+                "File`",
+            ] {
+                assert!(!e.contains(rust), "{text:?}: {e}");
+            }
+            assert!(e.starts_with("p.yml:"), "{e}");
         }
     }
 
