@@ -121,12 +121,14 @@ pub enum ColorChoice {
 
 #[derive(Debug, Args)]
 pub struct BundleArgs {
-    /// The archive or staged folder to verify. Its format is detected from its first bytes.
+    /// The archive or staged folder to verify (`-`: the archive on standard input). Its format
+    /// is detected from its first bytes.
     pub path: PathBuf,
-    /// Checksum file in sha256sum format (default: PATH.sha256 when it exists).
+    /// Checksum file in sha256sum format (default: PATH.sha256, else a SHA256SUMS beside PATH that
+    /// names it).
     #[arg(long, value_name = "FILE", conflicts_with = "sha256")]
     pub checksum: Option<PathBuf>,
-    /// Expected SHA-256 of the archive, as 64 hex digits.
+    /// Expected SHA-256 of the archive, as 64 hex digits (optionally `sha256:HEX`).
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
     /// Also decompress compressed image layers and check them against the config's diff_ids.
@@ -265,15 +267,23 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a size such as 4MiB or 1GiB"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "K" | "k" => 1 << 10,
-        "MiB" | "M" => 1 << 20,
-        "GiB" | "G" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    // Units in any case (`16mib`, `1gib`, `10MB`): sizes are typed by hand.
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" | "ki" => 1 << 10,
+        "mib" | "m" | "mi" => 1 << 20,
+        "gib" | "g" | "gi" => 1 << 30,
+        "tib" | "t" | "ti" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+            "unknown size unit {:?} (use KiB, MiB, GiB or TiB; KB, MB, GB, TB are powers of 1000)",
+            unit.trim()
+        ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{s:?} is too large"))
@@ -598,4 +608,45 @@ pub fn signer_policy(
         }
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_units_in_any_case() {
+        for (s, n) in [
+            ("512", 512),
+            ("4MiB", 4 << 20),
+            ("4mib", 4 << 20),
+            ("4MIB", 4 << 20),
+            ("4 MiB", 4 << 20),
+            ("1gib", 1 << 30),
+            ("1G", 1 << 30),
+            ("10MB", 10_000_000),
+            ("10mb", 10_000_000),
+            ("2kB", 2_000),
+            ("2KiB", 2048),
+            ("1TiB", 1 << 40),
+        ] {
+            assert_eq!(parse_size(s), Ok(n), "{s}");
+        }
+        for bad in ["", "MiB", "4 parsecs", "-1MiB", "99999999999TiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn outputs_with_and_without_a_format() {
+        assert_eq!(
+            parse_output("json=r.json").unwrap(),
+            OutputSpec {
+                format: Some(Format::Json),
+                path: "r.json".into()
+            }
+        );
+        assert_eq!(parse_output("a=b.json").unwrap().format, None);
+        assert!(parse_output("junit=").is_err());
+    }
 }

@@ -66,6 +66,46 @@ impl Code {
     }
 }
 
+/// Codes close to `id`, for a "did you mean": the codes whose name (after
+/// the family) is `id`, else those within a few edits of `id` (the whole
+/// code or its name), nearest first, at most three.
+pub fn suggest(id: &str) -> Vec<&'static str> {
+    let id = id.trim().to_ascii_lowercase();
+    let name_of = |c: &str| c.split_once(':').map(|(_, n)| n).unwrap_or(c).to_string();
+    let exact: Vec<&'static str> = ALL
+        .iter()
+        .filter(|c| name_of(c.id) == id || c.id.replace(':', "-") == id)
+        .map(|c| c.id)
+        .collect();
+    if !exact.is_empty() {
+        return exact;
+    }
+    let limit = (id.len() / 4).clamp(1, 4);
+    let mut near: Vec<(usize, &'static str)> = ALL
+        .iter()
+        .map(|c| (distance(&id, c.id).min(distance(&id, &name_of(c.id))), c.id))
+        .filter(|(d, _)| *d <= limit)
+        .collect();
+    near.sort();
+    near.into_iter().take(3).map(|(_, c)| c).collect()
+}
+
+/// Levenshtein distance, by characters.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// The text `airgap-verify explain CODE` prints.
 pub fn explain_text(code: Code) -> String {
     let c = code.info();
@@ -252,6 +292,9 @@ codes! {
     BundleNoManifest => "bundle:no-manifest", Warn,
         "No release manifest (`manifest.json` or `SHA256SUMS`, up to three folders deep) was found, so individual files could not be checked against the vendor's list.",
         "Ask the vendor for a signed manifest, or create a baseline of a trusted copy with `airgap-verify manifest create`.";
+    BundleFolderHoldsArchives => "bundle:folder-holds-archives", Warn,
+        "The folder given to `bundle` holds release archives at its top level with their published checksum beside them (`NAME.sha256`, or a `SHA256SUMS` that names them): a download folder, not a staged release. A folder pass reads the archives' content but does not compare them with those checksums. Evidence: `archives`, the archives' names.",
+        "Verify each archive itself, which compares it with its checksum: `airgap-verify bundle FOLDER/NAME.tar` (the finding names them).";
     BundleEmpty => "bundle:empty", Fail,
         "The archive or folder holds no file at all, so nothing was verified (reported when nothing else failed: a damaged archive whose pass stopped early says so in its own findings). An empty folder is often a staging mount that is not mounted, or a copy that has not run yet; an empty archive, a failed export.",
         "Check that the release is where the path points (mount the staging volume, finish the copy) and run again on the real archive or folder.";
@@ -816,6 +859,19 @@ codes! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggestions_for_mistyped_codes() {
+        assert_eq!(suggest("unlisted-file"), vec!["bundle:unlisted-file"]);
+        assert_eq!(
+            suggest("bundle:unlisted-flie"),
+            vec!["bundle:unlisted-file"]
+        );
+        assert_eq!(suggest("BUNDLE:UNLISTED-FILE")[0], "bundle:unlisted-file");
+        assert!(suggest("dns:answr").contains(&"dns:answer"));
+        assert!(suggest("completely-unrelated-words").is_empty());
+        assert!(suggest("x").len() <= 3);
+    }
 
     /// Renaming, removing or re-grading a code must be a visible diff here.
     #[test]

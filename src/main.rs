@@ -240,7 +240,11 @@ fn bundle_inputs(o: &BundleOptions) -> Vec<Input> {
     )];
     match &o.checksum {
         ChecksumSource::File(f) => v.push(Input::new("checksum file", f)),
-        ChecksumSource::Auto => v.push(Input::new("checksum file", beside(".sha256"))),
+        ChecksumSource::Auto => {
+            for f in airgap_verify::bundle::checksum::beside(&o.path) {
+                v.push(Input::new("checksum file", f));
+            }
+        }
         ChecksumSource::Hex(_) => {}
     }
     v.push(Input::new("signature", beside(".minisig")));
@@ -777,8 +781,20 @@ fn explain(a: airgap_verify::cli::ExplainArgs) -> anyhow::Result<u8> {
     }
     let id = a.code.unwrap_or_default();
     let Some(code) = codes::Code::from_id(&id) else {
+        let near = codes::suggest(&id);
+        let hint = match near.as_slice() {
+            [] => String::new(),
+            [one] => format!("; did you mean `{one}`?"),
+            many => format!(
+                "; did you mean one of {}?",
+                many.iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         return Err(InputError::Usage(format!(
-            "unknown code {id:?}; `airgap-verify explain --list` shows every code"
+            "unknown code {id:?}{hint} (`airgap-verify explain --list` shows every code)"
         ))
         .into());
     };
@@ -840,7 +856,9 @@ fn bundle_settings(o: &BundleOptions) -> Settings {
         match &o.checksum {
             ChecksumSource::File(f) => format!("--checksum {}", f.display()),
             ChecksumSource::Hex(_) => "--sha256".into(),
-            ChecksumSource::Auto => "beside the archive (.sha256)".into(),
+            ChecksumSource::Auto => {
+                "beside the archive (ARCHIVE.sha256, or a SHA256SUMS that names it)".into()
+            }
         }
         .into(),
     );

@@ -15,6 +15,7 @@ mod fuzz_regressions;
 mod git;
 mod hostile;
 mod outputs;
+mod promises;
 mod registry;
 mod reports;
 mod s3;

@@ -156,7 +156,10 @@ fn the_json_report_says_when_where_and_how_it_was_made() {
     let s = &v["policy"]["settings"];
     assert_eq!(s["max_depth"], 2);
     assert_eq!(s["max_entries"], 1_000_000);
-    assert_eq!(s["checksum"], "beside the archive (.sha256)");
+    assert_eq!(
+        s["checksum"],
+        "beside the archive (ARCHIVE.sha256, or a SHA256SUMS that names it)"
+    );
 }
 
 /// First contact names every service: the help texts and the message of a

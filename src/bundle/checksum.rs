@@ -31,9 +31,11 @@ pub fn resolve(source: &ChecksumSource, archive: &Path) -> Result<Expected, Inpu
     match source {
         ChecksumSource::Hex(h) => {
             let h = h.trim().to_ascii_lowercase();
+            // `sha256:<hex>` is how this tool (and OCI, cosign) print digests.
+            let h = h.strip_prefix("sha256:").unwrap_or(&h).to_string();
             if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(InputError::Usage(format!(
-                    "--sha256: expected 64 hexadecimal digits, got {} characters",
+                    "--sha256: expected 64 hexadecimal digits (optionally after `sha256:`), got {} characters",
                     h.len()
                 )));
             }
@@ -51,20 +53,62 @@ pub fn resolve(source: &ChecksumSource, archive: &Path) -> Result<Expected, Inpu
             Ok(from_text(&text, archive, &p.display().to_string()))
         }
         ChecksumSource::Auto => {
-            let mut side = archive.as_os_str().to_owned();
-            side.push(".sha256");
-            let side = PathBuf::from(side);
+            let [side, sums @ ..] = beside(archive);
             match std::fs::read(&side) {
-                Ok(text) => Ok(from_text(&text, archive, &side.display().to_string())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Expected::None),
-                Err(e) => Err(InputError::Unreadable {
-                    path: side,
-                    what: "checksum file",
-                    err: e,
-                }),
+                Ok(text) => return Ok(from_text(&text, archive, &side.display().to_string())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(InputError::Unreadable {
+                        path: side,
+                        what: "checksum file",
+                        err: e,
+                    })
+                }
             }
+            // A folder's SHA256SUMS counts only when it names the archive:
+            // a download folder's list may well be about other files.
+            if archive.is_dir() {
+                return Ok(Expected::None);
+            }
+            for sums in sums {
+                let Ok(text) = std::fs::read(&sums) else {
+                    continue;
+                };
+                if names(&text, archive) {
+                    return Ok(from_text(&text, archive, &sums.display().to_string()));
+                }
+            }
+            Ok(Expected::None)
         }
     }
+}
+
+/// Where a checksum for `archive` is looked for when none is given:
+/// `ARCHIVE.sha256` first, then the folder's list (`SHA256SUMS`, as
+/// `sha256sum` writes it for a whole release folder).
+pub fn beside(archive: &Path) -> [PathBuf; 4] {
+    let mut side = archive.as_os_str().to_owned();
+    side.push(".sha256");
+    let dir = archive
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    [
+        PathBuf::from(side),
+        dir.join("SHA256SUMS"),
+        dir.join("SHA256SUMS.txt"),
+        dir.join("sha256sums.txt"),
+    ]
+}
+
+/// Whether a checksum list has a line for `archive` by name.
+fn names(text: &[u8], archive: &Path) -> bool {
+    let Some(base) = archive.file_name().map(|n| n.to_string_lossy().to_string()) else {
+        return false;
+    };
+    String::from_utf8_lossy(text).lines().any(|l| {
+        parse_sums_line(l.trim()).is_some_and(|(_, n)| n.rsplit('/').next() == Some(base.as_str()))
+    })
 }
 
 /// Picks the line naming the archive (or the only line) from a checksum file.

@@ -133,6 +133,7 @@ pub fn verify_dir(
         stack.extend(subdirs.into_iter().rev());
     }
     progress.finish();
+    archives_with_checksums(root, &target, findings);
     let bytes = ctx.file_bytes;
     let elapsed = started.elapsed().as_millis() as u64;
     let _ = findings.send(
@@ -174,6 +175,54 @@ pub fn verify_dir(
         },
         files,
     })
+}
+
+/// A download folder (archives with their `.sha256` beside them) given
+/// where an archive was meant: say which archives to verify instead, since
+/// a folder pass does not compare an archive with its checksum.
+fn archives_with_checksums(root: &Path, target: &str, findings: &Sender<Finding>) {
+    let Ok(listing) = fs::read_dir(root) else {
+        return;
+    };
+    let mut names: Vec<String> = listing
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let archives: Vec<String> = names
+        .iter()
+        .filter(|n| {
+            [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd"]
+                .iter()
+                .any(|ext| n.ends_with(ext))
+        })
+        .filter(|n| {
+            let archive = root.join(n);
+            matches!(
+                super::checksum::resolve(&super::checksum::ChecksumSource::Auto, &archive),
+                Ok(super::checksum::Expected::Digest { .. })
+            )
+        })
+        .cloned()
+        .collect();
+    if archives.is_empty() {
+        return;
+    }
+    let first = root.join(&archives[0]);
+    let _ = findings.send(
+        Finding::new(
+            Code::BundleFolderHoldsArchives,
+            target,
+            format!(
+                "{target} holds {} release archive(s) with a checksum beside them ({}): this folder pass does not compare them with it; verify each archive, e.g. `airgap-verify bundle {}`",
+                archives.len(),
+                archives.join(", "),
+                first.display()
+            ),
+        )
+        .evidence("archives", archives),
+    );
 }
 
 struct Counted<'a, R> {

@@ -158,11 +158,21 @@ pub fn verify_collected(
     Ok((verified, findings))
 }
 
+/// `-`: the archive comes on standard input.
+pub fn is_stdin(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-"
+}
+
 /// What a pass over `opts` would do, for `--dry-run`: the keys and the
 /// checksum are loaded and checked (their errors are the pass's), but the
 /// archive is only looked up (`stat`), never opened or read.
 pub fn describe(opts: &BundleOptions) -> Result<Vec<String>, InputError> {
     let path = &opts.path;
+    if is_stdin(path) {
+        return Ok(vec![
+            "bundle -: the archive read once from standard input (format detected from its first bytes); no checksum unless --sha256 or --checksum".into(),
+        ]);
+    }
     let meta = std::fs::metadata(path).map_err(|e| InputError::unreadable(path, "input", e))?;
     let mut out = Vec::new();
     let sig_plan = if meta.is_dir() {
@@ -240,7 +250,20 @@ pub fn verify(
     progress: &dyn Progress,
     findings: &Sender<Finding>,
 ) -> Result<Verified, InputError> {
-    let path = &opts.path;
+    // `-` is standard input: an archive piped in (from a tape, a decryption
+    // tool, ssh). It is read as the file /dev/stdin, shown as `-`, and has
+    // no checksum or signature beside it.
+    let stdin = is_stdin(&opts.path);
+    if stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(InputError::Usage(
+            "bundle -: standard input is a terminal; pipe the archive in (`cat release.tar | airgap-verify bundle -`)".into(),
+        ));
+    }
+    let path = if stdin {
+        &PathBuf::from("/dev/stdin")
+    } else {
+        &opts.path
+    };
     let meta = std::fs::metadata(path).map_err(|e| InputError::unreadable(path, "input", e))?;
     if meta.is_dir() {
         let plan = signing::plan(&opts.signatures, None)?;
@@ -249,8 +272,11 @@ pub fn verify(
     // A split archive's whole checksum is NAME.sha256, without the part suffix.
     let split = split::detect(path);
     let checksum_of = split.as_ref().map_or(path.as_path(), |s| s.base.as_path());
-    let expected = checksum::resolve(&opts.checksum, checksum_of)?;
-    let sig_plan = signing::plan(&opts.signatures, Some(path))?;
+    let expected = match (&opts.checksum, stdin) {
+        (checksum::ChecksumSource::Auto, true) => Expected::None,
+        _ => checksum::resolve(&opts.checksum, checksum_of)?,
+    };
+    let sig_plan = signing::plan(&opts.signatures, (!stdin).then_some(path.as_path()))?;
     let part_checksums = split
         .as_ref()
         .map(split::SplitSet::part_checksums)
@@ -264,8 +290,14 @@ pub fn verify(
                 .map_err(|e| InputError::unreadable(path, "archive", e))?,
         ),
     };
+    // A pipe or a device has no length up front: its size is what was read.
+    let regular = meta.is_file();
     let size = split.as_ref().map_or(meta.len(), split::SplitSet::total);
-    let target = path.display().to_string();
+    let target = if stdin {
+        "-".to_string()
+    } else {
+        path.display().to_string()
+    };
     let started = Instant::now();
 
     let pool = stream::Pool::default();
@@ -405,7 +437,11 @@ pub fn verify(
         input: InputSummary {
             path: target,
             kind: format.name(),
-            size,
+            size: if regular || split.is_some() {
+                size
+            } else {
+                bytes_read
+            },
             sha256,
         },
         files: decoded.files,
@@ -483,10 +519,14 @@ pub(crate) fn decode(
             Finding::new(
                 Code::BundleUnrecognisedFormat,
                 target,
-                format!(
-                    "not a tar, tar.gz or tar.zst archive (first bytes: {})",
-                    hex::encode(&head)
-                ),
+                if head.is_empty() {
+                    "the archive is empty (0 bytes): an interrupted copy or download, or a file truncated on the way".to_string()
+                } else {
+                    format!(
+                        "not a tar, tar.gz or tar.zst archive (first bytes: {})",
+                        hex::encode(&head)
+                    )
+                },
             )
             .evidence("first_bytes", hex::encode(&head)),
         );

@@ -263,10 +263,14 @@ fn run(
             Finding::new(
                 Code::BundleUnrecognisedFormat,
                 target,
-                format!(
-                    "{target} is named like an archive but is not a tar, tar.gz or tar.zst (first bytes: {})",
-                    hex::encode(&head[..head.len().min(8)])
-                ),
+                if head.is_empty() {
+                    format!("{target} is named like an archive but is empty (0 bytes)")
+                } else {
+                    format!(
+                        "{target} is named like an archive but is not a tar, tar.gz or tar.zst (first bytes: {})",
+                        hex::encode(&head[..head.len().min(8)])
+                    )
+                },
             )
             .evidence("first_bytes", hex::encode(&head[..head.len().min(8)])),
         );
