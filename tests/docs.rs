@@ -121,3 +121,117 @@ fn flows_md_is_generated_from_the_profiles() {
         }
     }
 }
+
+/// Every evidence key the code writes: the string literal after
+/// `.evidence(` (or after `evidence.entry(`, for keys added to findings
+/// already made), in every source file up to its unit tests.
+fn evidence_keys_in_code() -> BTreeSet<String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    /// The string literal that opens `rest`, after whitespace.
+    fn literal(rest: &str) -> Option<&str> {
+        let rest = rest.trim_start().strip_prefix('"')?;
+        Some(&rest[..rest.find('"')?])
+    }
+    let mut files = Vec::new();
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut keys = BTreeSet::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let code = without_unit_tests(&text);
+        let code = code.as_str();
+        for (i, _) in code.match_indices(".evidence(") {
+            keys.extend(literal(&code[i + ".evidence(".len()..]).map(str::to_string));
+        }
+        for (i, _) in code.match_indices(".entry(") {
+            if code[..i].trim_end().ends_with("evidence") {
+                keys.extend(literal(&code[i + ".entry(".len()..]).map(str::to_string));
+            }
+        }
+    }
+    keys
+}
+
+/// `text` without its `#[cfg(test)]` items (a test module's braces are
+/// counted; its keys are test data, not what the tool writes).
+fn without_unit_tests(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        let Some(open) = after.find('{') else {
+            return out;
+        };
+        let mut depth = 0usize;
+        let mut end = after.len();
+        for (j, c) in after[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + j + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Keys listed in the first column of docs/json-report.md's "Evidence
+/// keys" table (comma-separated).
+fn evidence_keys_documented() -> BTreeSet<String> {
+    let doc = repo("docs/json-report.md");
+    let section = doc
+        .split("\n## Evidence keys\n")
+        .nth(1)
+        .expect("an Evidence keys section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter(|l| !l.starts_with("key ") && !l.starts_with("---"))
+        .filter_map(|l| l.split(" |").next())
+        .flat_map(|keys| keys.split(',').map(|k| k.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn every_evidence_key_is_documented_and_every_documented_key_is_written() {
+    let code = evidence_keys_in_code();
+    // The collector must see what it is meant to see.
+    for k in ["offset", "config_generation", "blob", "omitted"] {
+        assert!(code.contains(k), "{k} not collected from the code");
+    }
+    assert!(code.len() > 150, "only {} keys collected", code.len());
+    let documented = evidence_keys_documented();
+    let undocumented: Vec<_> = code.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "evidence keys written by the code but missing from docs/json-report.md: {undocumented:?}"
+    );
+    let unwritten: Vec<_> = documented.difference(&code).collect();
+    assert!(
+        unwritten.is_empty(),
+        "evidence keys in docs/json-report.md that the code never writes: {unwritten:?}"
+    );
+}
