@@ -325,16 +325,16 @@ codes! {
 
     // ---- container images -----------------------------------------------
     ImageValid => "image:valid", Pass,
-        "A container image file (`docker save` archive and/or OCI image layout) was validated without loading it: every manifest entry names a config whose SHA-256 matches its name, every layer is present and matches its diff_id (uncompressed layers always, compressed ones with `--deep`), every OCI blob matches its digest and size, and the image references were read.",
+        "A container image file (`docker save` archive and/or OCI image layout), or an image stored as a folder of the release (an OCI layout, an extracted `docker save`), was validated without loading it: every manifest entry names a config whose SHA-256 matches its name, every layer is present and matches its diff_id (uncompressed layers always, compressed ones with `--deep`), every OCI blob matches its digest and size, and the image references were read.",
         "Nothing to do.";
     ImageNotAnImage => "image:not-an-image", Fail,
-        "A file in an `images/` folder is an archive but holds neither a `docker save` `manifest.json` nor an OCI layout (`oci-layout` and `index.json`), so `docker load` would refuse it.",
+        "A file directly in an `images/` folder is an archive but holds neither a `docker save` `manifest.json` nor an OCI layout (`oci-layout` and `index.json`), or a folder holding `oci-layout` has no `index.json` small enough to read, so `docker load` would refuse it.",
         "Obtain the vendor's original image file; check it was not replaced by another archive.";
     ImageManifestInvalid => "image:manifest-invalid", Fail,
         "An image's `manifest.json`, `index.json`, OCI manifest or config could not be parsed, or its structure is inconsistent (for example more layers than diff_ids).",
         "Obtain the vendor's original image file.";
     ImageMissingBlob => "image:missing-blob", Fail,
-        "A config, layer, manifest or blob that the image's manifest or index references is not in the image file.",
+        "A config, layer, manifest or blob that the image's manifest or index references is not in the image file or image folder.",
         "The image file is incomplete. Obtain the vendor's original.";
     ImageConfigDigestMismatch => "image:config-digest-mismatch", Fail,
         "An image config's SHA-256 differs from the digest in its name. `docker load` would reject the image.",
@@ -358,7 +358,7 @@ codes! {
         "An OCI index references itself, directly or through other indexes. Tools that follow it would loop forever.",
         "Do not load this image; obtain the vendor's original.";
     ImageRefMissing => "image:ref-missing", Fail,
-        "The release manifest's `images` list names an image reference that the named image file does not contain (no matching `RepoTags` entry or `org.opencontainers.image.ref.name`).",
+        "The release manifest's `images` list names an image reference that the named image file or image folder does not contain (no matching `RepoTags` entry or `org.opencontainers.image.ref.name`).",
         "Check the image file and the manifest's `images` list against the vendor's release notes.";
 
     // ---- Helm charts ----------------------------------------------------

@@ -322,3 +322,70 @@ fn docker_save_folder_with_a_corrupted_layer_fails() {
         r.lacks("image:not-an-image");
     }
 }
+
+/// An OCI layout folder with one gzip layer whose config's diff_id is
+/// `diff_id_of`'s digest: every blob matches its name and size, so only
+/// decompressing the layer (`--deep`) tells a wrong diff_id.
+fn write_gzip_layout(dir: &Path, layer: &[u8], diff_id_of: &[u8]) {
+    use airgap_verify::sample::{gzip, sha256_hex};
+    let gz = gzip(layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{}", sha256_hex(diff_id_of))] },
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": format!("sha256:{}", sha256_hex(&config)), "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                     "digest": format!("sha256:{}", sha256_hex(&gz)), "size": gz.len() }],
+    }))
+    .unwrap();
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{ "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": format!("sha256:{}", sha256_hex(&manifest)), "size": manifest.len(),
+                        "annotations": { "org.opencontainers.image.ref.name": REFERENCE } }],
+    }))
+    .unwrap();
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for b in [&config, &manifest, &gz] {
+        std::fs::write(blobs.join(sha256_hex(b)), b).unwrap();
+    }
+    std::fs::write(dir.join("index.json"), index).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+#[test]
+fn deep_decompresses_the_layers_of_an_oci_layout_folder() {
+    let sb = Sandbox::new("deep_decompresses_the_layers_of_an_oci_layout_folder");
+    let layer = airgap_verify::sample::tar_of(&[("usr/bin/x", b"the layer")]);
+    let other = airgap_verify::sample::tar_of(&[("usr/bin/x", b"another layer")]);
+    let good = sb.path("good");
+    write_gzip_layout(&good.join("oci"), &layer, &layer);
+    let bad = sb.path("bad");
+    write_gzip_layout(&bad.join("oci"), &layer, &other);
+    // Without --deep a compressed layer's diff_id is not checked.
+    for root in [&good, &bad] {
+        let r = bundle(root, &[]);
+        r.code(0);
+        r.has("image:valid", "pass", "oci");
+    }
+    let r = bundle(&good, &["--deep"]);
+    r.code(0);
+    r.has("image:valid", "pass", "oci");
+    let r = bundle(&bad, &["--deep"]);
+    r.code(1);
+    let f = r.has("image:diff-id-mismatch", "fail", "oci");
+    assert!(f.message.contains("decompressed"), "{}", f.message);
+    assert_eq!(
+        f.evidence["layer"],
+        format!(
+            "blobs/sha256/{}",
+            airgap_verify::sample::sha256_hex(&airgap_verify::sample::gzip(&layer))
+        )
+    );
+}
