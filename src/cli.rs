@@ -64,6 +64,16 @@ pub struct ReportArgs {
     /// whatever the formats).
     #[arg(long)]
     pub no_progress: bool,
+    /// Re-grade the problems of finding CODE as warnings (repeatable; `explain --list` shows the
+    /// codes). Wins over perimeter.yml `severity:`.
+    #[arg(long = "warn", value_name = "CODE", value_parser = crate::finding::parse_code)]
+    pub warn_codes: Vec<crate::finding::Code>,
+    /// Re-grade the problems of finding CODE as failures (repeatable).
+    #[arg(long = "fail", value_name = "CODE", value_parser = crate::finding::parse_code)]
+    pub fail_codes: Vec<crate::finding::Code>,
+    /// Accept finding CODE: its problems pass (repeatable). The report keeps the original status.
+    #[arg(long = "allow", value_name = "CODE", value_parser = crate::finding::parse_code)]
+    pub allow_codes: Vec<crate::finding::Code>,
     /// Human format: only the failures and the verdict.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,

@@ -68,6 +68,9 @@ pub struct Finding {
     pub message: String,
     pub evidence: Evidence,
     pub duration_ms: u64,
+    /// The status the check gave, when the user's policy (a severity
+    /// override, `--fail-on warn`) changed it: the report shows both.
+    pub original_status: Option<Status>,
 }
 
 impl Finding {
@@ -80,6 +83,7 @@ impl Finding {
             message: message.into(),
             evidence: Evidence::new(),
             duration_ms: 0,
+            original_status: None,
         }
     }
 
@@ -164,16 +168,19 @@ impl Summary {
 pub struct Policy {
     /// `--fail-on warn`: warnings fail the run.
     pub fail_on_warn: bool,
-    /// Per-code overrides (from configuration), applied before `fail_on_warn`.
+    /// Per-code severity (perimeter.yml `severity:`, then `--warn`, `--fail`,
+    /// `--allow`), applied before `fail_on_warn`.
     pub overrides: BTreeMap<Code, Status>,
 }
 
 impl Policy {
+    /// Re-grades the findings; each changed one keeps its original status.
     pub fn apply(&self, findings: &mut [Finding]) {
         for f in findings.iter_mut() {
+            let before = f.status;
             if let Some(s) = self.overrides.get(&f.code) {
-                // An override never turns a pass into a problem: it re-grades
-                // problems only.
+                // An override never turns a pass into a problem, nor a skip
+                // into a verdict: it re-grades problems only.
                 if f.status != Status::Pass && f.status != Status::Skip {
                     f.status = *s;
                 }
@@ -181,8 +188,44 @@ impl Policy {
             if self.fail_on_warn && f.status == Status::Warn {
                 f.status = Status::Fail;
             }
+            if f.status != before && f.original_status.is_none() {
+                f.original_status = Some(before);
+            }
         }
     }
+}
+
+/// A severity as the user writes it (`fail`, `warn`, `pass`, or `allow` for
+/// pass, as cargo-deny says it).
+pub fn parse_severity(s: &str) -> Result<Status, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "fail" | "deny" | "error" => Ok(Status::Fail),
+        "warn" | "warning" => Ok(Status::Warn),
+        "pass" | "allow" => Ok(Status::Pass),
+        other => Err(format!(
+            "`{other}` is not a severity: write fail, warn or allow (pass)"
+        )),
+    }
+}
+
+/// A finding code as the user writes it; an unknown one names the nearest.
+pub fn parse_code(s: &str) -> Result<Code, String> {
+    Code::from_id(s.trim()).ok_or_else(|| {
+        let near = crate::codes::suggest(s);
+        match near.as_slice() {
+            [] => format!(
+                "unknown finding code `{s}` (`airgap-verify explain --list` shows every code)"
+            ),
+            [one] => format!("unknown finding code `{s}`; did you mean `{one}`?"),
+            many => format!(
+                "unknown finding code `{s}`; did you mean one of {}?",
+                many.iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    })
 }
 
 #[cfg(test)]

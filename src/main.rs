@@ -81,7 +81,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 return Ok(0);
             }
             let sinks = open_sinks(&a.report, &inputs)?;
-            let policy = policy(&a.report);
+            let policy = policy(&a.report, None)?;
             let bar = progress_for(&a.report);
             let mut report = run::bundle(&opts, &policy, bar.as_ref())?;
             report.context.settings = bundle_settings(&opts);
@@ -117,11 +117,35 @@ fn print_plan(lines: &[String]) {
     }
 }
 
-fn policy(r: &ReportArgs) -> Policy {
-    Policy {
-        fail_on_warn: r.fail_on == FailOn::Warn,
-        ..Default::default()
+/// The user's policy: perimeter.yml `severity:` first, then `--warn`,
+/// `--fail`, `--allow` (one code in two of them is a usage error), then
+/// `--fail-on`.
+fn policy(
+    r: &ReportArgs,
+    plan: Option<&airgap_verify::config::Perimeter>,
+) -> Result<Policy, InputError> {
+    let mut overrides = plan.map(|p| p.severity.clone()).unwrap_or_default();
+    let mut from_cli = std::collections::BTreeMap::new();
+    for (codes, status, flag) in [
+        (&r.warn_codes, Status::Warn, "--warn"),
+        (&r.fail_codes, Status::Fail, "--fail"),
+        (&r.allow_codes, Status::Pass, "--allow"),
+    ] {
+        for c in codes {
+            if let Some((_, other)) = from_cli.insert(*c, (status, flag)) {
+                if other != flag {
+                    return Err(InputError::Usage(format!(
+                        "{c} is given to both {other} and {flag}; keep one"
+                    )));
+                }
+            }
+        }
     }
+    overrides.extend(from_cli.into_iter().map(|(c, (s, _))| (c, s)));
+    Ok(Policy {
+        fail_on_warn: r.fail_on == FailOn::Warn,
+        overrides,
+    })
 }
 
 /// Where the reports go, all opened before the run: standard output (in
@@ -316,7 +340,7 @@ fn egress(a: airgap_verify::cli::EgressArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let sinks = open_sinks(&a.report, &inputs)?;
-    let policy = policy(&a.report);
+    let policy = policy(&a.report, Some(&plan))?;
     let progress = probe_progress_for(&a.report);
     let settings = probe_settings(&plan);
     let mut report = run::egress(plan, &policy, progress)?;
@@ -333,7 +357,7 @@ fn services(a: airgap_verify::cli::ServicesArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let sinks = open_sinks(&a.report, &inputs)?;
-    let policy = policy(&a.report);
+    let policy = policy(&a.report, Some(&plan))?;
     let progress = probe_progress_for(&a.report);
     let settings = probe_settings(&plan);
     let mut report = run::services(
@@ -409,7 +433,7 @@ fn flows(a: airgap_verify::cli::FlowsArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let sinks = open_sinks(&a.report, &inputs)?;
-    let policy = policy(&a.report);
+    let policy = policy(&a.report, Some(&plan))?;
     let settings = probe_settings(&plan);
     let mut report = run::services(
         "flows",
@@ -468,7 +492,7 @@ fn listen(a: airgap_verify::cli::ListenArgs) -> anyhow::Result<u8> {
         io,
     };
     let started = std::time::Instant::now();
-    let context = airgap_verify::report::RunContext::begin(&policy(&a.report));
+    let context = airgap_verify::report::RunContext::begin(&policy(&a.report, None)?);
     let mut sinks = Some(open_sinks(&a.report, &inputs)?);
     let mut code = 0u8;
     let mut emitted: anyhow::Result<()> = Ok(());
@@ -566,7 +590,7 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let sinks = open_sinks(&s.report, &inputs)?;
-    let policy = policy(&s.report);
+    let policy = policy(&s.report, Some(&plan))?;
     let bar = progress_for(&s.report);
     let mut settings = probe_settings(&plan);
     if let Some(o) = &bundle_opts {

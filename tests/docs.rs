@@ -63,7 +63,7 @@ fn collect(v: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
                 out.insert(p.clone());
                 // Evidence keys depend on the check, settings on the
                 // command; the spec documents each object.
-                if p.ends_with("evidence") || p == "policy.settings" {
+                if p.ends_with("evidence") || p == "policy.settings" || p == "policy.severity" {
                     continue;
                 }
                 collect(v, &p, out);
@@ -82,8 +82,12 @@ fn collect(v: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
 fn json_report_matches_its_specification() {
     let sb = Sandbox::new("json_report_matches_its_specification");
     let t = RawTar::new().file("/abs", b"x").finish();
-    // --no-content: a skipped part, so `skipped[]` is filled.
-    let r = bundle(&sb.write("a.tar", &t), &["--no-content"]);
+    // --no-content: a skipped part, so `skipped[]` is filled; a severity
+    // override, so a finding carries its `original_status`.
+    let r = bundle(
+        &sb.write("a.tar", &t),
+        &["--no-content", "--warn", "bundle:absolute-path"],
+    );
     let v = r.json();
     assert_eq!(v["schema_version"], 1);
     let mut seen = BTreeSet::new();

@@ -22,6 +22,7 @@ mod s3;
 mod scratch;
 mod secrets;
 mod services;
+mod severity;
 mod signing;
 mod sigstore;
 mod smtp;

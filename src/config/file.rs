@@ -55,6 +55,11 @@ pub struct PerimeterFile {
     /// The proof of the air gap (`airgap-verify egress`, and `check`): the
     /// public targets the active checks of `--probe-internet` try to reach.
     pub egress: Option<EgressFile>,
+    /// Per-code severity, as cargo-deny does it: `{refs:external: fail,
+    /// tls:expiring-soon: allow}`. Values: `fail`, `warn`, `allow` (pass).
+    /// Only problems are re-graded (a pass stays a pass); `--warn`,
+    /// `--fail` and `--allow` on the command line win over this map.
+    pub severity: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The cluster's hosts and the flow profile their firewall must follow.

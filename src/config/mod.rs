@@ -112,6 +112,9 @@ pub struct LoadOptions {
 pub struct Perimeter {
     /// The configuration files read, for the report's `inputs`.
     pub sources: Vec<PathBuf>,
+    /// perimeter.yml `severity:`: per-code re-grading, before the command
+    /// line's `--warn`/`--fail`/`--allow`.
+    pub severity: std::collections::BTreeMap<crate::finding::Code, crate::finding::Status>,
     pub ca_bundle: Option<PathBuf>,
     pub system_roots: bool,
     pub allowed_networks: Vec<ipnet::IpNet>,
@@ -554,6 +557,7 @@ pub(crate) fn load_texts(
     perimeter: Option<(&Path, &str)>,
 ) -> Result<Perimeter, InputError> {
     let mut plan = Perimeter {
+        severity: Default::default(),
         sources: Vec::new(),
         ca_bundle: None,
         system_roots: opts.system_roots,
@@ -1001,6 +1005,12 @@ fn apply_file(
     };
     if let Some(d) = f.tls_expiry_warning_days {
         plan.expiry_warning_days = d;
+    }
+    for (code, level) in f.severity.unwrap_or_default() {
+        let key = format!("severity.{code}");
+        let c = crate::finding::parse_code(&code).map_err(|m| at(&key, m))?;
+        let st = crate::finding::parse_severity(&level).map_err(|m| at(&key, m))?;
+        plan.severity.insert(c, st);
     }
     if let Some(dns) = f.dns {
         if !dns.servers.is_empty() {

@@ -163,9 +163,13 @@ pub fn render(
             } else {
                 String::new()
             };
+            let regraded = match f.original_status {
+                Some(o) => format!("  {}", p.dim(&format!("(re-graded from {})", o.as_str()))),
+                None => String::new(),
+            };
             writeln!(
                 out,
-                "  {}  {}  {}{suffix}",
+                "  {}  {}  {}{suffix}{regraded}",
                 p.status(f.status),
                 f.code.id(),
                 f.message

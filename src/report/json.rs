@@ -23,6 +23,7 @@ pub fn to_value(report: &Report) -> Value {
         "arguments": c.arguments,
         "policy": {
             "fail_on": if c.fail_on_warn { "warn" } else { "fail" },
+            "severity": c.severity,
             "settings": c.settings,
         },
         "inputs": report.inputs,
@@ -41,7 +42,7 @@ pub fn to_value(report: &Report) -> Value {
 }
 
 fn finding(f: &Finding) -> Value {
-    json!({
+    let mut v = json!({
         "code": f.code.id(),
         "family": f.family(),
         "status": f.status,
@@ -50,7 +51,12 @@ fn finding(f: &Finding) -> Value {
         "evidence": f.evidence,
         "remediation": f.remediation(),
         "duration_ms": f.duration_ms,
-    })
+    });
+    // Only on a finding the user's policy re-graded.
+    if let Some(o) = f.original_status {
+        v["original_status"] = json!(o);
+    }
+    v
 }
 
 pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {

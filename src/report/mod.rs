@@ -38,6 +38,9 @@ pub struct RunContext {
     pub arguments: Vec<String>,
     /// `--fail-on warn` in force.
     pub fail_on_warn: bool,
+    /// The per-code severity in force (perimeter.yml `severity:` and the
+    /// command line's `--warn`/`--fail`/`--allow`), by code.
+    pub severity: std::collections::BTreeMap<String, crate::finding::Status>,
     /// The settings the verdict depends on, defaults included (limits,
     /// `--no-content`, `--strict-airgap`, deadlines...), by flag name.
     pub settings: std::collections::BTreeMap<String, serde_json::Value>,
@@ -51,6 +54,11 @@ impl RunContext {
             host: hostname(),
             arguments: std::env::args().skip(1).collect(),
             fail_on_warn: policy.fail_on_warn,
+            severity: policy
+                .overrides
+                .iter()
+                .map(|(c, s)| (c.id().to_string(), *s))
+                .collect(),
             settings: Default::default(),
         }
     }
