@@ -115,20 +115,23 @@ pub fn check(
     if let Some(opts) = bundle_opts {
         let (verified, found) = bundle::verify_collected(opts, bundle_progress)?;
         let unverified = what_the_pass_did_not_verify(opts, &verified, &found);
-        inputs.push(verified.input);
         findings.extend(found);
         findings.extend(unverified);
         if let Some(reg) = plan.registry.as_mut() {
-            for image in release_images(&findings) {
-                if !reg
-                    .images
-                    .iter()
-                    .any(|i| i.repo == image.repo && i.tag == image.tag)
-                {
+            // From the pass's typed result, not from the findings: those are
+            // capped per code, and an image past the cap would go unchecked.
+            let mut known: std::collections::HashSet<(String, String)> = reg
+                .images
+                .iter()
+                .map(|i| (i.repo.clone(), i.tag.clone()))
+                .collect();
+            for image in release_images(&verified.images) {
+                if known.insert((image.repo.clone(), image.tag.clone())) {
                     reg.images.push(image);
                 }
             }
         }
+        inputs.push(verified.input);
     }
     for p in &plan.sources {
         inputs.push(config_input(p)?);
@@ -226,19 +229,15 @@ fn nothing_verified(findings: &[Finding], command: &str) -> Option<Finding> {
     ))
 }
 
-/// The images a verified release carries (`image:valid` references), as
-/// registry paths: the registry host of the reference is dropped, since the
-/// images are pushed to the perimeter's registry under the same path.
-fn release_images(findings: &[Finding]) -> Vec<crate::config::ImageRef> {
+/// The images a verified release carries (the references of its intact
+/// images), as registry paths: the registry host of the reference is
+/// dropped, since the images are pushed to the perimeter's registry under
+/// the same path.
+fn release_images(refs: &[String]) -> Vec<crate::config::ImageRef> {
     let mut out: Vec<crate::config::ImageRef> = Vec::new();
-    for f in findings
-        .iter()
-        .filter(|f| f.code == crate::finding::Code::ImageValid)
+    let mut seen = std::collections::HashSet::new();
     {
-        let Some(refs) = f.evidence.get("refs").and_then(|r| r.as_array()) else {
-            continue;
-        };
-        for r in refs.iter().filter_map(|r| r.as_str()) {
+        for r in refs {
             // `host[:port]/path:tag`: the first segment is a host when it has
             // a dot or a port, or is `localhost`.
             let path = match r.split_once('/') {
@@ -250,7 +249,7 @@ fn release_images(findings: &[Finding]) -> Vec<crate::config::ImageRef> {
                 _ => r,
             };
             if let Ok(img) = crate::config::ImageRef::parse(path) {
-                if !out.contains(&img) {
+                if seen.insert(img.clone()) {
                     out.push(img);
                 }
             }

@@ -346,3 +346,72 @@ fn check_runs_the_archive_and_the_probes_in_one_report() {
         .filter(|f| f.status == "fail")
         .all(|f| f.code == "registry:image-missing"));
 }
+
+/// More images than the finding cap (1000 per code): every one is still
+/// looked up, the last included. Before, the lookup list was read back from
+/// the `image:valid` findings, which the cap cuts.
+#[test]
+fn every_image_is_looked_up_even_past_the_finding_cap() {
+    let sb = Sandbox::new("registry::past_the_cap");
+    let lab = Lab::get();
+    let n = airgap_verify::finding::MAX_FINDINGS_PER_CODE + 5;
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    for i in 0..n {
+        let img = airgap_verify::sample::docker_image(
+            &format!("registry.perimeter.test/sekoia/absent-{i:04}:1.0.0"),
+            &[format!("layer {i}\n").into_bytes()],
+        );
+        add(&format!("release/images/img-{i:04}.tar"), &img);
+    }
+    // Last in member order: the one a cap would drop first.
+    let seeded = lab.var("REGISTRY_SEEDED_IMAGE").to_string();
+    let img = airgap_verify::sample::docker_image(
+        &format!("registry.perimeter.test/{seeded}"),
+        &[b"last\n".to_vec()],
+    );
+    add("release/images/zzz-seeded.tar", &img);
+    let tar = sb.write("many-images.tar", b.into_inner().unwrap());
+    let cfg = sb.write(
+        "perimeter.yml",
+        yaml(
+            &lab,
+            lab.var("REGISTRY_URL"),
+            Some(lab.var("REGISTRY_USER")),
+            &[],
+        ),
+    );
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["check", "--bundle"])
+        .arg(&tar)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--format", "json", "--timeout", "2s", "--no-progress"])
+        .env("LAB_REGISTRY_PASSWORD", lab.var("REGISTRY_PASSWORD"))
+        .output()
+        .unwrap();
+    let r = crate::harness::Run::from(out);
+    // The image:valid findings were capped...
+    let valid = r.json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "image:valid")
+        .count();
+    assert!(valid <= airgap_verify::finding::MAX_FINDINGS_PER_CODE + 1);
+    // ...the lookups were not: the seeded image, last of all, is present.
+    r.has("registry:image-present", "pass", &seeded);
+    let missing = r
+        .findings()
+        .into_iter()
+        .filter(|f| f.code == "registry:image-missing")
+        .count();
+    assert_eq!(missing, n, "{}", r.stderr);
+}

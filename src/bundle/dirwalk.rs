@@ -158,7 +158,7 @@ pub fn verify_dir(
         );
     }
     let key_given = ctx.manifest_key.is_some();
-    let (files, manifest_signatures) = ctx.finish(&target, !read_failed);
+    let (files, manifest_signatures, images) = ctx.finish(&target, !read_failed);
     if key_given && manifest_signatures == 0 {
         let _ = findings.send(Finding::new(
             Code::SignatureMissing,
@@ -174,6 +174,7 @@ pub fn verify_dir(
             sha256: None,
         },
         files,
+        images,
     })
 }
 

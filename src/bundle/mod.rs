@@ -130,6 +130,9 @@ pub struct Verified {
     pub input: InputSummary,
     /// Every regular file hashed, by normalised member path.
     pub files: FileTable,
+    /// The references (`RepoTags`, OCI ref names) of every intact image of
+    /// the release, in member order: what `check` looks up in the registry.
+    pub images: Vec<String>,
 }
 
 /// [`verify`], collecting the findings as they come on a thread of their
@@ -445,6 +448,7 @@ pub fn verify(
             sha256,
         },
         files: decoded.files,
+        images: decoded.images,
     })
 }
 
@@ -494,6 +498,7 @@ pub(crate) struct Decoded {
     pub(crate) entries: u64,
     pub(crate) files: FileTable,
     pub(crate) manifest_signatures: usize,
+    pub(crate) images: Vec<String>,
     /// `X.sigstore.json` members of the release: path and bytes.
     pub(crate) sigstore_members: Vec<(String, Vec<u8>)>,
 }
@@ -541,8 +546,9 @@ pub(crate) fn decode(
         .filter(|c| c.path.ends_with(signing::SIGSTORE_SUFFIX))
         .map(|c| (c.path.clone(), c.bytes.clone()))
         .collect();
-    let (files, manifest_signatures) = ctx.finish(target, stats.intact);
+    let (files, manifest_signatures, images) = ctx.finish(target, stats.intact);
     Decoded {
+        images,
         sigstore_members,
         manifest_signatures,
         intact: stats.intact,

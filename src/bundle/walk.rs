@@ -555,7 +555,11 @@ impl WalkContext {
     /// After the pass over the release: safety summary, manifests and
     /// content bundles. Returns the table of hashed files and the number of
     /// manifest signatures found.
-    pub fn finish(self, target: &str, complete: bool) -> (FileTable, usize) {
+    /// The release-level rules, once the walk is done: returns the file
+    /// table, how many manifest signatures were seen, and the references of
+    /// every intact image (as data: the findings that show them may be
+    /// capped, the registry check must see them all).
+    pub fn finish(self, target: &str, complete: bool) -> (FileTable, usize, Vec<String>) {
         let WalkContext {
             findings,
             rules,
@@ -659,6 +663,13 @@ impl WalkContext {
         }
         super::content::check(&files, &latest, &nested, limits.max_depth > 0, &findings);
         super::chart::provenance(&files, &findings);
-        (files, sigs.len())
+        let mut images: Vec<(&String, &NestedOutcome)> =
+            nested.iter().filter(|(_, o)| o.intact).collect();
+        images.sort_by(|a, b| a.0.cmp(b.0));
+        let images = images
+            .into_iter()
+            .flat_map(|(_, o)| o.refs.iter().cloned())
+            .collect();
+        (files, sigs.len(), images)
     }
 }

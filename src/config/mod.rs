@@ -387,7 +387,7 @@ pub struct S3Plan {
 }
 
 /// An image the registry must hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageRef {
     /// Repository path inside the registry (`sekoia/collector`).
     pub repo: String,

@@ -607,7 +607,13 @@ fn plan_probes(ctx: &Arc<ProbeContext>) -> Vec<Probe> {
                 let reg = ctx.plan.registry.as_ref().expect("checked above");
                 registry::probe(&ctx, reg).await
             }),
-            budget: None,
+            // One more request per image of the release, looked up one
+            // after the other: a release of thousands of images must not
+            // run out of the fixed budget of a handful of requests.
+            budget: plan
+                .registry
+                .as_ref()
+                .map(|r| budget(plan, 16u32.saturating_add(r.images.len() as u32))),
         });
     }
     if let Some(s3plan) = &plan.s3 {
