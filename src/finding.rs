@@ -228,6 +228,40 @@ pub fn parse_code(s: &str) -> Result<Code, String> {
     })
 }
 
+/// The signal that interrupted a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    Sigint,
+    Sigterm,
+}
+
+impl Interrupt {
+    pub fn name(self) -> &'static str {
+        match self {
+            Interrupt::Sigint => "SIGINT",
+            Interrupt::Sigterm => "SIGTERM",
+        }
+    }
+
+    /// The shell's convention: 128 + the signal number.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Interrupt::Sigint => 130,
+            Interrupt::Sigterm => 143,
+        }
+    }
+}
+
+/// The input as the report's `inputs` section describes it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct InputSummary {
+    pub path: String,
+    pub kind: &'static str,
+    pub size: u64,
+    /// SHA-256 of the whole file; `None` for a folder or an unreadable file.
+    pub sha256: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

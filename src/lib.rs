@@ -20,6 +20,7 @@ pub mod run;
 pub mod sample;
 pub mod scratch;
 pub mod sigstore;
+pub mod trust;
 
 /// Entry points for the cargo-fuzz targets in `fuzz/` (issue #7). Thin
 /// wrappers over the real code paths, taking raw bytes; not part of the

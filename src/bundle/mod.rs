@@ -69,15 +69,7 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
-/// The input as the report's `inputs` section describes it.
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
-pub struct InputSummary {
-    pub path: String,
-    pub kind: &'static str,
-    pub size: u64,
-    /// SHA-256 of the whole file; `None` for a folder or an unreadable file.
-    pub sha256: Option<String>,
-}
+pub use crate::finding::InputSummary;
 
 /// The container format, from the first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

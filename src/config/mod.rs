@@ -626,7 +626,7 @@ pub(crate) fn load_texts(
     if let Some(ca) = &plan.ca_bundle {
         // Parse it now: a bad bundle is a configuration error, not a TLS
         // failure on every probe.
-        crate::probe::tls::load_ca_bundle(ca)?;
+        crate::trust::load_ca_bundle(ca)?;
     }
     drop_targets_outside(&mut plan);
     if opts.no_services {

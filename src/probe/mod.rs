@@ -72,29 +72,7 @@ fn budget(plan: &Perimeter, io_steps: u32) -> Duration {
     d.connect + d.handshake * 2 + d.io * io_steps + Duration::from_millis(500)
 }
 
-/// The signal that interrupted a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interrupt {
-    Sigint,
-    Sigterm,
-}
-
-impl Interrupt {
-    pub fn name(self) -> &'static str {
-        match self {
-            Interrupt::Sigint => "SIGINT",
-            Interrupt::Sigterm => "SIGTERM",
-        }
-    }
-
-    /// The shell's convention: 128 + the signal number.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Interrupt::Sigint => 130,
-            Interrupt::Sigterm => 143,
-        }
-    }
-}
+pub use crate::finding::Interrupt;
 
 /// Which probes a run starts.
 #[derive(Debug, Clone, Copy)]

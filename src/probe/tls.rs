@@ -14,13 +14,12 @@
 //!   name mismatch); a valid certificate that expires within the warning
 //!   window adds `tls:expiring-soon`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,28 +32,7 @@ use crate::finding::{Code, Finding};
 /// Debian's bundle of the machine's trusted roots (`--system-roots`).
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// Reads a PEM bundle; an unreadable file or one with no certificate is a
-/// configuration error.
-pub fn load_ca_bundle(path: &Path) -> Result<Vec<CertificateDer<'static>>, InputError> {
-    let bytes = std::fs::read(path).map_err(|e| InputError::unreadable(path, "CA bundle", e))?;
-    let mut certs = Vec::new();
-    for c in CertificateDer::pem_slice_iter(&bytes) {
-        let c = c.map_err(|e| {
-            InputError::Config(format!(
-                "{}: not a valid PEM certificate bundle ({e}); point ca_bundle or --ca-bundle at the perimeter CA's PEM file",
-                path.display()
-            ))
-        })?;
-        certs.push(c);
-    }
-    if certs.is_empty() {
-        return Err(InputError::Config(format!(
-            "{}: holds no PEM certificate; point ca_bundle or --ca-bundle at the perimeter CA's PEM file",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
+pub use crate::trust::load_ca_bundle;
 
 /// Trust settings shared by every probe of a run.
 #[derive(Clone)]

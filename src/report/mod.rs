@@ -8,7 +8,7 @@ pub mod sarif;
 
 use std::io::{self, Write};
 
-use crate::bundle::InputSummary;
+use crate::finding::InputSummary;
 use crate::finding::{Finding, Summary};
 
 /// Everything a renderer may show.
@@ -20,7 +20,7 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub duration_ms: u64,
     /// Set when SIGINT or SIGTERM cut the run short: the report is partial.
-    pub interrupted: Option<crate::probe::Interrupt>,
+    pub interrupted: Option<crate::finding::Interrupt>,
     /// When, where and how the run was made.
     pub context: RunContext,
 }
