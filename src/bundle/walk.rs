@@ -4,7 +4,11 @@
 //!
 //! Guarantees:
 //! - every byte of every regular file is hashed exactly once, as it streams
-//!   past; nothing is written to disk;
+//!   past; the release's content is never extracted to disk. The one
+//!   exception is a Git bundle (`gitbundle.rs`): libgit2 indexes its pack in
+//!   a scratch folder `gitbundle-<pid>-<n>` under the temporary directory,
+//!   which is removed when the check ends, on every exit path and on
+//!   SIGINT/SIGTERM (`crate::scratch`; tests/scratch.rs interrupts one);
 //! - a nested archive is validated while its bytes stream past, on its own
 //!   thread, from a copy of each chunk: never extracted, never buffered whole;
 //! - memory grows only with the number of entries (one small record each),
