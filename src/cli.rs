@@ -134,6 +134,20 @@ pub struct BundleArgs {
     /// The archive or staged folder to verify (`-`: the archive on standard input). Its format
     /// is detected from its first bytes.
     pub path: PathBuf,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+    /// Check the keys and the checksum and list what the pass would verify, without
+    /// opening the archive or writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// How an archive is verified: shared by `bundle` and `check --bundle`, so
+/// the two take exactly the same flags.
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
     /// Checksum file in sha256sum format (default: PATH.sha256, else a SHA256SUMS beside PATH that
     /// names it).
     #[arg(long, value_name = "FILE", conflicts_with = "sha256")]
@@ -167,14 +181,43 @@ pub struct BundleArgs {
     /// External references (images, URLs outside the perimeter) fail instead of warn.
     #[arg(long)]
     pub deny_external: bool,
-    /// Check the keys and the checksum and list what the pass would verify, without
-    /// opening the archive or writing anything.
-    #[arg(long)]
-    pub dry_run: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
-    #[command(flatten)]
-    pub report: ReportArgs,
+}
+
+impl ArchiveArgs {
+    /// The library's options for verifying `path` with these flags.
+    pub fn options(
+        self,
+        path: PathBuf,
+    ) -> Result<crate::bundle::BundleOptions, crate::error::InputError> {
+        use crate::bundle::checksum::ChecksumSource;
+        let checksum = match (self.checksum, self.sha256) {
+            (Some(f), _) => ChecksumSource::File(f),
+            (None, Some(h)) => ChecksumSource::Hex(h),
+            (None, None) => ChecksumSource::Auto,
+        };
+        let mut limits = crate::bundle::Limits {
+            deep: self.deep,
+            perimeter: std::sync::Arc::new(crate::bundle::refscan::Perimeter {
+                hosts: self.allow_host,
+                domains: self.allow_domain,
+                deny_external: self.deny_external,
+            }),
+            ..crate::bundle::Limits::default()
+        };
+        self.limits.apply(&mut limits, self.no_content);
+        Ok(crate::bundle::BundleOptions {
+            path,
+            checksum,
+            limits,
+            signatures: crate::bundle::signing::SignatureOptions {
+                minisign_key: self.pubkey,
+                cosign_key: self.cosign_key,
+                sigstore: self.sigstore.options()?,
+            },
+        })
+    }
 }
 
 /// Resource limits of the archive pass. Each one that is hit is a failing
@@ -338,26 +381,18 @@ pub struct ServicesArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The release archive (or staged folder) to verify; its images are then looked up in the registry.
+    /// The release archive (or staged folder) to verify; its images are then looked up in the
+    /// registry. Every flag of `bundle` applies to it.
     #[arg(long, value_name = "ARCHIVE")]
     pub bundle: Option<PathBuf>,
-    /// Checksum file for --bundle (default: ARCHIVE.sha256 when it exists).
-    #[arg(long, value_name = "FILE")]
-    pub checksum: Option<PathBuf>,
-    /// Vendor's minisign public key (`RW...` or a .pub file) for ARCHIVE.minisig.
-    #[arg(long, value_name = "KEY")]
-    pub pubkey: Option<String>,
-    /// Hosts inside the perimeter for the archive's external-reference scan (repeatable).
-    #[arg(long, value_name = "HOST")]
-    pub allow_host: Vec<String>,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
     /// The role this host plays for the flows, when the configuration defines them.
     #[arg(long, value_enum, default_value = "orchestration")]
     pub role: FlowRole,
     /// Also try to reach the internet (public names, TCP 443, public NTP), as `egress --probe-internet` does.
     #[arg(long)]
     pub probe_internet: bool,
-    #[command(flatten)]
-    pub limits: LimitArgs,
     #[command(flatten)]
     pub services: ServicesArgs,
 }
@@ -644,6 +679,33 @@ mod tests {
         }
         for bad in ["", "MiB", "4 parsecs", "-1MiB", "99999999999TiB"] {
             assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// `check --bundle` takes exactly the archive flags of `bundle`.
+    #[test]
+    fn check_takes_every_flag_of_bundle() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let flags = |name: &str| -> std::collections::BTreeSet<String> {
+            cli.find_subcommand(name)
+                .unwrap()
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(String::from))
+                .collect()
+        };
+        let (bundle, check) = (flags("bundle"), flags("check"));
+        let missing: Vec<_> = bundle.difference(&check).collect();
+        assert!(missing.is_empty(), "check lacks {missing:?}");
+        for f in [
+            "sha256",
+            "no-content",
+            "deep",
+            "cosign-key",
+            "deny-external",
+            "max-depth",
+        ] {
+            assert!(check.contains(f), "{f}");
         }
     }
 

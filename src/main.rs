@@ -50,30 +50,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
     match cli.command {
         Command::Bundle(a) => {
-            let checksum = match (a.checksum, a.sha256) {
-                (Some(f), _) => ChecksumSource::File(f),
-                (None, Some(h)) => ChecksumSource::Hex(h),
-                (None, None) => ChecksumSource::Auto,
-            };
-            let mut opts = BundleOptions {
-                path: a.path,
-                checksum,
-                limits: Limits {
-                    deep: a.deep,
-                    perimeter: std::sync::Arc::new(airgap_verify::bundle::refscan::Perimeter {
-                        hosts: a.allow_host,
-                        domains: a.allow_domain,
-                        deny_external: a.deny_external,
-                    }),
-                    ..Limits::default()
-                },
-                signatures: airgap_verify::bundle::signing::SignatureOptions {
-                    minisign_key: a.pubkey,
-                    cosign_key: a.cosign_key,
-                    sigstore: a.sigstore.options()?,
-                },
-            };
-            a.limits.apply(&mut opts.limits, a.no_content);
+            let opts = a.archive.options(a.path)?;
             let inputs = bundle_inputs(&opts);
             if a.dry_run {
                 check_outputs(&a.report, &inputs)?;
@@ -541,30 +518,10 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
         Some(_) => Some((source_role(a.role), choose_profile(&mut plan, None)?)),
         None => None,
     };
-    let bundle_opts = a.bundle.map(|path| {
-        let mut limits = Limits {
-            perimeter: std::sync::Arc::new(airgap_verify::bundle::refscan::Perimeter {
-                hosts: a.allow_host,
-                domains: Vec::new(),
-                deny_external: false,
-            }),
-            ..Limits::default()
-        };
-        a.limits.apply(&mut limits, false);
-        BundleOptions {
-            path,
-            checksum: match a.checksum {
-                Some(f) => ChecksumSource::File(f),
-                None => ChecksumSource::Auto,
-            },
-            limits,
-            signatures: airgap_verify::bundle::signing::SignatureOptions {
-                minisign_key: a.pubkey,
-                cosign_key: None,
-                sigstore: Default::default(),
-            },
-        }
-    });
+    let bundle_opts = match a.bundle {
+        Some(path) => Some(a.archive.options(path)?),
+        None => None,
+    };
     let mut inputs = bundle_opts.as_ref().map(bundle_inputs).unwrap_or_default();
     inputs.extend(config_inputs(&plan));
     if s.dry_run {

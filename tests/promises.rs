@@ -211,3 +211,48 @@ fn explain_suggests_the_code_meant() {
     assert!(r.stderr.contains("`s3:bucket-missing`"), "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
 }
+
+/// `check --bundle` honours the archive flags of `bundle` (it took only
+/// three of them before).
+#[test]
+fn check_takes_the_archive_flags_of_bundle() {
+    let sb = Sandbox::new("promises::check_archive_flags");
+    let lab = crate::harness::lab::Lab::get();
+    let tar = sb.sample();
+    let p = sb.write(
+        "perimeter.yml",
+        format!(
+            "dns:\n  servers: [{}]\n  public_names: []\n",
+            lab.var("DNS_AUTH_ADDR")
+        ),
+    );
+    let wrong = "0".repeat(64);
+    let base = [
+        "check",
+        "--config",
+        p.to_str().unwrap(),
+        "--bundle",
+        tar.to_str().unwrap(),
+        "--format",
+        "json",
+        "--no-progress",
+        "--timeout",
+        "2s",
+    ];
+    let d = av(base
+        .iter()
+        .chain(&["--sha256", &wrong, "--no-content", "--dry-run"]));
+    d.code(0);
+    assert!(
+        d.stdout.contains(&format!("sha256:{wrong} from --sha256")),
+        "{}",
+        d.stdout
+    );
+    let r = av(base
+        .iter()
+        .chain(&["--sha256", &wrong, "--no-content", "--deny-external"]));
+    r.code(1);
+    r.has("bundle:checksum-mismatch", "fail", tar.to_str().unwrap());
+    r.has("bundle:content-not-checked", "skip", tar.to_str().unwrap());
+    assert_eq!(r.json()["policy"]["settings"]["content"], false);
+}
