@@ -165,3 +165,38 @@ fn several_reports_from_one_pass() {
     let cases = xml.matches("<testcase ").count();
     assert_eq!(cases, counts.iter().sum::<usize>(), "{xml}");
 }
+
+/// A hostile member name cannot drive the terminal: control characters in
+/// names are shown escaped in the human report (`\x1b`), kept as they are
+/// in JSON (where they are escaped by JSON itself).
+#[test]
+fn control_characters_in_names_never_reach_the_terminal_raw() {
+    let sb = Sandbox::new("terminal::control_chars");
+    let evil = "/etc/\u{1b}[2J\u{1b}[1;1Hall-good\u{7}";
+    let t = crate::harness::tarkit::RawTar::new()
+        .file(evil, b"x")
+        .finish();
+    let tar = sb.write("evil.tar", &t);
+    let r = av(["bundle", tar.to_str().unwrap(), "--no-progress", "-v"]);
+    r.code(1);
+    assert!(!r.stdout.contains('\u{1b}'), "{:?}", r.stdout);
+    assert!(!r.stdout.contains('\u{7}'), "{:?}", r.stdout);
+    assert!(r.stdout.contains(r"\x1b[2J"), "{}", r.stdout);
+    // Colour still works: only our own escapes reach the terminal.
+    let r = av([
+        "bundle",
+        tar.to_str().unwrap(),
+        "--no-progress",
+        "--color",
+        "always",
+    ]);
+    assert!(!r.stdout.contains("\u{1b}[2J"), "{:?}", r.stdout);
+    assert!(r.stdout.contains("\u{1b}[31;1mFAIL"), "{:?}", r.stdout);
+    // JSON carries the name exactly.
+    let j = crate::harness::bundle(&tar, &[]);
+    let found = j
+        .findings()
+        .into_iter()
+        .any(|f| f.target.contains("\u{1b}[2J"));
+    assert!(found, "{}", j.stdout);
+}

@@ -70,6 +70,28 @@ impl Paint {
     }
 }
 
+/// Text from the input (member names, server answers) as a terminal may
+/// show it: control characters written as `\xNN` / `\u{NNNN}`, so a
+/// hostile archive cannot clear the screen, move the cursor or hide a
+/// failure behind an escape sequence. The machine formats keep the text as
+/// it is (JSON escapes it itself).
+pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            c if (c as u32) < 0x100 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The table that ends the `refs` family: each distinct external host and
 /// how often it appears.
 fn external_hosts(report: &Report, p: &Paint, out: &mut dyn Write) -> io::Result<()> {
@@ -89,7 +111,7 @@ fn external_hosts(report: &Report, p: &Paint, out: &mut dyn Write) -> io::Result
     writeln!(out, "  {}", p.bold("external hosts"))?;
     let width = rows.iter().map(|(h, _)| h.len()).max().unwrap_or(4).max(4);
     for (h, n) in rows {
-        writeln!(out, "    {h:<width$}  {n:>5}")?;
+        writeln!(out, "    {:<width$}  {n:>5}", shown(h))?;
     }
     Ok(())
 }
@@ -118,7 +140,7 @@ pub fn render(
             out,
             "{} {} ({}, {} bytes{})",
             p.bold("input"),
-            input.path,
+            shown(&input.path),
             input.kind,
             input.size,
             digest
@@ -159,7 +181,7 @@ pub fn render(
                 && !matches!(f.status, Status::Fail | Status::Warn)
                 && !f.message.contains(&f.target)
             {
-                format!("  {}", p.dim(&format!("[{}]", f.target)))
+                format!("  {}", p.dim(&format!("[{}]", shown(&f.target))))
             } else {
                 String::new()
             };
@@ -172,11 +194,11 @@ pub fn render(
                 "  {}  {}  {}{suffix}{regraded}",
                 p.status(f.status),
                 f.code.id(),
-                f.message
+                shown(&f.message)
             )?;
             if matches!(f.status, Status::Fail | Status::Warn) {
                 if f.target != f.message && !f.message.contains(&f.target) {
-                    writeln!(out, "        {} {}", p.dim("at:"), f.target)?;
+                    writeln!(out, "        {} {}", p.dim("at:"), shown(&f.target))?;
                 }
                 if !fixed.contains(&f.code) {
                     fixed.push(f.code);
