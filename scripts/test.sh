@@ -19,7 +19,7 @@ need_pkgs=()
 # bsdtar, pzstd and the Go and CPython tar test corpora are the oracles of
 # the tar-reading tests (tests/tarread.rs, scripts/tardiff.py).
 for cmd_pkg in tar:tar gzip:gzip cc:gcc pkg-config:pkg-config minisign:minisign openssl:openssl git:git \
-  strace:strace python3:python3 bsdtar:libarchive-tools pzstd:zstd \
+  strace:strace python3:python3 bsdtar:libarchive-tools pzstd:zstd readelf:binutils objcopy:binutils chroot:coreutils \
   /usr/share/go-1.19/src/archive/tar/reader_test.go:golang-1.19-src \
   /usr/lib/python3.11/test/testtar.tar:libpython3.11-testsuite; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg##*:}
@@ -125,6 +125,15 @@ log "cargo deny check bans licenses sources"
 cargo deny --log-level error check bans licenses sources
 # Advisories against the RustSec snapshot (scripts/advisories.sh, see deny.toml).
 bash scripts/advisories.sh
+
+# The portable release binary (static, stripped), run by tests/static_binary.rs
+# inside an empty chroot. A release build: only when those tests run.
+if [ $# -eq 0 ] || [[ "$*" == *static* ]]; then
+  log "scripts/build-static.sh (the static release binary)"
+  AIRGAP_STATIC_BIN=$PWD/$(bash scripts/build-static.sh)
+  export AIRGAP_STATIC_BIN
+  ls -l "$AIRGAP_STATIC_BIN"
+fi
 
 log "cargo test"
 # --all-targets skips doctests (there are none), so the last line counts real tests.

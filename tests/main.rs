@@ -28,6 +28,7 @@ mod signing;
 mod sigstore;
 mod smtp;
 mod split;
+mod static_binary;
 mod tarread;
 mod terminal;
 mod vendor;
