@@ -47,8 +47,9 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 name=airgap-verify-$version-x86_64-linux
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 
+# AIRGAP_STATIC_BIN: a binary scripts/build-static.sh already made (scripts/test.sh).
 log "static binary (scripts/build-static.sh)"
-bin=$(bash scripts/build-static.sh)
+bin=${AIRGAP_STATIC_BIN:-$(bash scripts/build-static.sh)}
 
 log "man pages and completions from the clap definitions"
 assets=target/dist-assets
@@ -69,7 +70,7 @@ install -m 0644 "$assets/completions/_airgap-verify" "$stage/share/zsh/site-func
 install -m 0644 "$assets/completions/airgap-verify.fish" "$stage/share/fish/vendor_completions.d/airgap-verify.fish"
 install -m 0644 README.md "$stage/README.md"
 cp -r docs "$stage/docs"
-cp "target/static/airgap-verify.debug" "dist/$name.debug"
+cp "${bin%/*}/airgap-verify.debug" "dist/$name.debug"
 
 log "licences of every dependency"
 deny=$(command -v cargo-deny || echo "$HOME/.cargo/bin/cargo-deny")
@@ -118,7 +119,11 @@ for i in sorted(seen - {root}):
 log "SHA256SUMS and manifest.json"
 (cd "$stage" && find . -type f ! -name SHA256SUMS ! -name manifest.json -printf '%P\n' | LC_ALL=C sort \
   | xargs -d '\n' sha256sum) >"$stage/SHA256SUMS"
-"$bin" manifest create "$stage" --output "$stage/manifest.json" >&2
+# Written beside the folder, then moved in: the tool refuses to write inside
+# the folder it reads.
+"$bin" manifest create "$stage" --product airgap-verify --release-version "$version" \
+  --output "dist/$name.manifest.json" >&2
+mv "dist/$name.manifest.json" "$stage/manifest.json"
 find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 log "dist/$name.tar.gz"

@@ -49,7 +49,8 @@ fn empty_root(sb: &Sandbox) -> PathBuf {
 fn in_chroot(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new("chroot");
     cmd.arg(root).arg("/airgap-verify").args(args).env_clear();
-    cmd.env("NO_COLOR", "1");
+    // PATH for finding chroot itself; the chroot holds no other program.
+    cmd.env("NO_COLOR", "1").env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     for (k, v) in env {
         cmd.env(k, v);
     }
