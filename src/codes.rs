@@ -442,6 +442,9 @@ codes! {
     GitbundleUnsupported => "gitbundle:unsupported", Warn,
         "A Git bundle uses an object format this build cannot verify (SHA-256 repositories); its pack was read but not checked.",
         "Check the bundle with `git bundle verify` and `git index-pack --strict` on a trusted machine.";
+    GitbundleNotChecked => "gitbundle:not-checked", Fail,
+        "A Git bundle could not be checked: libgit2 needs a scratch folder for the pack and its index, and none could be created in `$TMPDIR`, `/tmp`, `/var/tmp` or the current directory (the message names each place and why), or it could not be removed afterwards.",
+        "Set `TMPDIR` to a writable folder (or run from one) and run again.";
 
     // ---- external references ----------------------------------------------
     RefsScanned => "refs:scanned", Pass,

@@ -10,8 +10,14 @@
 //! - while the probes run they own the signals (their interrupt removes
 //!   what they wrote remotely and still writes the partial report, see
 //!   `crate::probe`): the watcher then leaves the signal to them, and the
-//!   report files are completed by that normal exit.
+//!   report files are completed by that normal exit;
+//! - a scratch folder is placed in the first of [`parent_candidates`] where
+//!   it can be created: `$TMPDIR` when set, `/tmp`, `/var/tmp`, then the
+//!   current directory. A host (or an empty chroot) without `/tmp` still
+//!   gets one; when none is writable, the caller reports which places it
+//!   tried, never panics.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -134,9 +140,54 @@ pub fn watch_signals() {
     }
 }
 
+/// Where a scratch folder may be created, in the order to try: `$TMPDIR`
+/// when set and not empty, `/tmp`, `/var/tmp`, then the current directory
+/// (when it can be read). `std::env::temp_dir` alone would name `/tmp`
+/// even where there is none (an empty chroot, a minimal container).
+pub fn parent_candidates() -> Vec<PathBuf> {
+    candidates_from(std::env::var_os("TMPDIR"), std::env::current_dir().ok())
+}
+
+fn candidates_from(tmpdir: Option<OsString>, cwd: Option<PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let tmpdir = tmpdir.filter(|t| !t.is_empty()).map(PathBuf::from);
+    let fixed = [PathBuf::from("/tmp"), PathBuf::from("/var/tmp")];
+    for p in tmpdir.into_iter().chain(fixed).chain(cwd) {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candidates_are_tmpdir_tmp_var_tmp_then_the_current_directory() {
+        let cwd = Some(PathBuf::from("/srv/run"));
+        assert_eq!(
+            candidates_from(Some("/scratch".into()), cwd.clone()),
+            ["/scratch", "/tmp", "/var/tmp", "/srv/run"].map(PathBuf::from)
+        );
+        // Unset or empty TMPDIR: the fixed places, then the current directory.
+        for t in [None, Some(OsString::new())] {
+            assert_eq!(
+                candidates_from(t, cwd.clone()),
+                ["/tmp", "/var/tmp", "/srv/run"].map(PathBuf::from)
+            );
+        }
+        // No duplicates; an unreadable current directory is left out.
+        assert_eq!(
+            candidates_from(Some("/tmp".into()), Some("/var/tmp".into())),
+            ["/tmp", "/var/tmp"].map(PathBuf::from)
+        );
+        assert_eq!(
+            candidates_from(None, None),
+            ["/tmp", "/var/tmp"].map(PathBuf::from)
+        );
+    }
 
     #[test]
     fn remove_all_removes_registered_files_and_folders_only() {

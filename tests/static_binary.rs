@@ -47,10 +47,19 @@ fn empty_root(sb: &Sandbox) -> PathBuf {
 }
 
 fn in_chroot(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    in_chroot_as(None, root, args, env)
+}
+
+/// [`in_chroot`] as `user` (`UID:GID`, `chroot --userspec`) when given.
+fn in_chroot_as(user: Option<&str>, root: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new("chroot");
+    if let Some(user) = user {
+        cmd.arg(format!("--userspec={user}"));
+    }
     cmd.arg(root).arg("/airgap-verify").args(args).env_clear();
     // PATH for finding chroot itself; the chroot holds no other program.
-    cmd.env("NO_COLOR", "1").env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    cmd.env("NO_COLOR", "1")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -134,6 +143,49 @@ fn static_binary_has_no_needed_entry_and_runs_alone_in_a_chroot() {
         "pass",
         &format!("/release/{name}"),
     );
+    // The Git bundle inside was checked too, with no /tmp, /var/tmp or
+    // TMPDIR: its scratch folder went to the current directory (chroot's
+    // `/`), and was removed.
+    r.has("gitbundle:valid", "pass", "argo-stacks.bundle");
+    assert_no_scratch_left(&root);
+    let bundle_args = [
+        "bundle",
+        &format!("/release/{name}"),
+        "--format",
+        "json",
+        "--no-progress",
+    ];
+
+    // As nobody, nothing of the chroot is writable: the Git bundle is not
+    // checked, and one finding says why and what to do (no panic, and the
+    // run does not pass).
+    let nobody = Some("65534:65534");
+    let r = in_chroot_as(nobody, &root, &bundle_args, &[]);
+    r.code(1);
+    let f = r.has("gitbundle:not-checked", "fail", "argo-stacks.bundle");
+    for part in [
+        "/tmp: No such file or directory",
+        "/var/tmp: No such file or directory",
+        "/: Permission denied",
+        "set TMPDIR to a writable folder",
+    ] {
+        assert!(f.message.contains(part), "{part} not in: {}", f.message);
+    }
+    r.lacks("gitbundle:valid");
+    // TMPDIR names a writable folder: used first, and emptied.
+    let scratch = root.join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    std::fs::set_permissions(
+        &scratch,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let r = in_chroot_as(nobody, &root, &bundle_args, &[("TMPDIR", "/scratch")]);
+    r.code(0);
+    r.has("gitbundle:valid", "pass", "argo-stacks.bundle");
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+    std::fs::remove_dir(&scratch).unwrap();
+    assert_no_scratch_left(&root);
 
     // A tampered byte is still caught: the run above did check something.
     let mut bytes = std::fs::read(rel.join(&name)).unwrap();
@@ -157,6 +209,16 @@ fn static_binary_has_no_needed_entry_and_runs_alone_in_a_chroot() {
         "fail",
         &format!("/release/{name}"),
     );
+}
+
+/// No `gitbundle-*` scratch folder left in the chroot's root.
+fn assert_no_scratch_left(root: &Path) {
+    let left: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gitbundle-"))
+        .collect();
+    assert!(left.is_empty(), "scratch left in the chroot: {left:?}");
 }
 
 /// `services` from the chroot: NTP and SMTP by name, the registry by URL.

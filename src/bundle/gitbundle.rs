@@ -17,9 +17,10 @@
 //! - libgit2's indexer needs a folder because it writes the pack to disk as it
 //!   arrives and resolves deltas by reading their bases back from that file (a
 //!   stream cannot be rewound) before writing the `.idx`; it gets a fresh
-//!   folder inside `scratch_dir`, which is removed before [`validate`]
-//!   returns, on every path (a guard's `Drop` covers early returns, errors and
-//!   panics; [`crate::scratch`] covers SIGINT and SIGTERM, which skip `Drop`);
+//!   folder inside the first of the candidate parents where one can be
+//!   created ([`crate::scratch::parent_candidates`] for a release), which is
+//!   removed before [`validate`] returns, on every path (a guard's `Drop`
+//!   covers early returns, errors and panics; [`crate::scratch`] covers SIGINT and SIGTERM, which skip `Drop`);
 //! - libgit2 inflates every object in memory, so a pack object of zeros that
 //!   deflate shrank a thousand times (a gigabyte from a megabyte) would cost
 //!   its inflated size in memory and seconds of time: the pack is parsed
@@ -28,7 +29,7 @@
 //!   handed to libgit2 ([`GitBundleProblem::ExpansionRatio`]);
 //! - everything about the content is a [`GitBundleProblem`] in the report;
 //!   `Err` only means that the input could not be read or that the scratch
-//!   folder could not be created or removed.
+//!   folder could not be created or removed (then [`is_scratch_error`]).
 //!
 //! Why not `git bundle verify`: it reads the header only and checks that the
 //! prerequisites exist in the current repository. It never reads the pack, so
@@ -130,16 +131,19 @@ pub enum GitBundleProblem {
 pub fn validate(reader: &mut dyn Read, scratch_dir: &Path) -> Result<GitBundleReport, io::Error> {
     validate_with(
         reader,
-        scratch_dir,
+        std::slice::from_ref(&scratch_dir.to_path_buf()),
         super::walk::DEFAULT_MAX_EXPANSION_RATIO,
     )
 }
 
 /// [`validate`] with an expansion ratio limit for the pack's objects (0: no
-/// limit).
+/// limit), and the scratch folder in the first of `scratch_parents` where
+/// it can be created (the others are tried in turn when one is missing,
+/// not writable or not UTF-8; when none works, the error names each one
+/// and why, and [`is_scratch_error`] holds for it).
 pub fn validate_with(
     reader: &mut dyn Read,
-    scratch_dir: &Path,
+    scratch_parents: &[PathBuf],
     max_ratio: u64,
 ) -> Result<GitBundleReport, io::Error> {
     let mut input = BufReader::with_capacity(CHUNK, reader);
@@ -174,7 +178,7 @@ pub fn validate_with(
         return Ok(report);
     }
 
-    let scratch = ScratchDir::create(scratch_dir)?;
+    let scratch = ScratchDir::create(scratch_parents)?;
     // Connectivity is only demanded of a bundle that claims a complete
     // history: a range bundle's oldest commits point at prerequisites, and a
     // filtered bundle's trees point at blobs the filter left out.
@@ -714,6 +718,29 @@ fn missing_refs(
     Ok(missing)
 }
 
+/// Why the scratch folder could not be created or removed; carried inside
+/// the `io::Error` so a caller can tell it from a failing input.
+#[derive(Debug)]
+struct ScratchError(String);
+
+impl std::fmt::Display for ScratchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ScratchError {}
+
+fn scratch_error(kind: io::ErrorKind, message: String) -> io::Error {
+    io::Error::new(kind, ScratchError(message))
+}
+
+/// Whether an error of [`validate`] is about the scratch folder (none could
+/// be created, or it could not be removed), not about the input.
+pub fn is_scratch_error(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<ScratchError>())
+}
+
 /// A fresh folder for libgit2's pack and index, removed when dropped, and
 /// on SIGINT or SIGTERM through [`crate::scratch`] (a signal skips `Drop`).
 struct ScratchDir {
@@ -723,43 +750,62 @@ struct ScratchDir {
 }
 
 impl ScratchDir {
-    /// Creates `<parent>/gitbundle-<pid>-<n>/objects/pack`. The name is new
-    /// (`create_dir` fails on an existing folder), so a leftover from a
-    /// crashed run is never reused or deleted.
-    fn create(parent: &Path) -> io::Result<ScratchDir> {
+    /// Creates `<parent>/gitbundle-<pid>-<n>/objects/pack` in the first of
+    /// `parents` where that works. The name is new (`create_dir` fails on an
+    /// existing folder), so a leftover from a crashed run is never reused or
+    /// deleted.
+    fn create(parents: &[PathBuf]) -> io::Result<ScratchDir> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let context = |e: io::Error, what: &Path| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot create scratch folder {}: {e}", what.display()),
-            )
-        };
-        if parent.to_str().is_none() {
-            // libgit2's alternate-ODB call takes the path as a string.
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("scratch folder path {} is not UTF-8", parent.display()),
-            ));
-        }
-        loop {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = parent.join(format!("gitbundle-{}-{n}", std::process::id()));
-            match fs::create_dir(&path) {
-                Ok(()) => {
-                    // Registered once it is ours (a leftover of the same
-                    // name is never deleted).
-                    let dir = ScratchDir {
-                        _registered: crate::scratch::register(&path),
-                        path,
-                        armed: true,
-                    };
-                    fs::create_dir_all(dir.pack_dir()).map_err(|e| context(e, &dir.pack_dir()))?;
-                    return Ok(dir);
+        let mut tried = Vec::new();
+        let mut last_kind = io::ErrorKind::NotFound;
+        'parents: for parent in parents {
+            if parent.to_str().is_none() {
+                // libgit2's alternate-ODB call takes the path as a string.
+                tried.push(format!("{} (not UTF-8)", parent.display()));
+                last_kind = io::ErrorKind::InvalidInput;
+                continue;
+            }
+            loop {
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                let path = parent.join(format!("gitbundle-{}-{n}", std::process::id()));
+                match fs::create_dir(&path) {
+                    Ok(()) => {
+                        // Registered once it is ours (a leftover of the same
+                        // name is never deleted).
+                        let dir = ScratchDir {
+                            _registered: crate::scratch::register(&path),
+                            path,
+                            armed: true,
+                        };
+                        let pack = dir.pack_dir();
+                        fs::create_dir_all(&pack).map_err(|e| {
+                            scratch_error(
+                                e.kind(),
+                                format!("cannot create scratch folder {}: {e}", pack.display()),
+                            )
+                        })?;
+                        return Ok(dir);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => {
+                        tried.push(format!("{}: {e}", parent.display()));
+                        last_kind = e.kind();
+                        continue 'parents;
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(context(e, &path)),
             }
         }
+        Err(scratch_error(
+            last_kind,
+            format!(
+                "no folder to create the scratch folder in (tried {}); set TMPDIR to a writable folder",
+                if tried.is_empty() {
+                    "none".to_string()
+                } else {
+                    tried.join(", ")
+                }
+            ),
+        ))
     }
 
     fn objects_dir(&self) -> PathBuf {
@@ -774,7 +820,7 @@ impl ScratchDir {
     fn remove(mut self) -> io::Result<()> {
         self.armed = false;
         fs::remove_dir_all(&self.path).map_err(|e| {
-            io::Error::new(
+            scratch_error(
                 e.kind(),
                 format!("cannot remove scratch folder {}: {e}", self.path.display()),
             )
@@ -1091,7 +1137,7 @@ mod tests {
     fn pack_that_inflates_out_of_proportion_is_stopped() {
         let (_keep, scratch) = scratch_only();
         let bomb = zero_blob_bundle(32 << 20);
-        let report = validate_with(&mut &bomb[..], &scratch, 200).unwrap();
+        let report = validate_with(&mut &bomb[..], std::slice::from_ref(&scratch), 200).unwrap();
         assert!(
             matches!(
                 report.problems[..],
@@ -1103,7 +1149,7 @@ mod tests {
         // Still read to its end.
         assert_eq!(report.pack_bytes as usize, bomb.len() - pack_start(&bomb));
         // Without the limit it is indexed: a blob, whose made-up ref is missing.
-        let report = validate_with(&mut &bomb[..], &scratch, 0).unwrap();
+        let report = validate_with(&mut &bomb[..], std::slice::from_ref(&scratch), 0).unwrap();
         assert!(
             matches!(report.problems[..], [GitBundleProblem::RefMissing { .. }]),
             "{:?}",
@@ -1308,6 +1354,47 @@ mod tests {
         let err = validate(&mut FailingReader { data: half }, &f.scratch()).unwrap_err();
         assert_eq!(err.to_string(), "disk on fire");
         f.assert_scratch_empty();
+    }
+
+    #[test]
+    fn scratch_folder_goes_to_the_first_parent_where_it_can_be_created() {
+        let f = Fixture::new();
+        let bytes = f.bundle(&[], &["--all"]);
+        let root = f.root.path();
+        let file = root.join("a-file");
+        fs::write(&file, "x").unwrap();
+        // Missing, a file, then the usable one: the bundle is checked there,
+        // and nothing is left in any of them.
+        let parents = [root.join("missing"), file.clone(), f.scratch()];
+        let report = validate_with(&mut &bytes[..], &parents, 0).unwrap();
+        assert_eq!(report.problems, vec![]);
+        assert!(report.objects > 0);
+        f.assert_scratch_empty();
+        assert!(!root.join("missing").exists());
+    }
+
+    #[test]
+    fn no_usable_scratch_parent_is_a_scratch_error_naming_each_one() {
+        let f = Fixture::new();
+        let bytes = f.bundle(&[], &["--all"]);
+        let root = f.root.path();
+        let file = root.join("a-file");
+        fs::write(&file, "x").unwrap();
+        let missing = root.join("missing");
+        let err = validate_with(&mut &bytes[..], &[missing.clone(), file.clone()], 0).unwrap_err();
+        assert!(is_scratch_error(&err), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("{}: No such file or directory", missing.display()))
+                && msg.contains(&format!("{}: Not a directory", file.display()))
+                && msg.ends_with("set TMPDIR to a writable folder"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "{msg}");
+        // A failing input is not a scratch error.
+        let half = &bytes[..pack_start(&bytes) + 2000];
+        let err = validate(&mut FailingReader { data: half }, &f.scratch()).unwrap_err();
+        assert!(!is_scratch_error(&err), "{err:?}");
     }
 
     #[test]

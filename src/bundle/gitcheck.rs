@@ -1,8 +1,12 @@
 //! Git bundles inside the release, validated as they stream past.
 //!
 //! Why a scratch folder: libgit2's indexer writes the pack and its index to
-//! disk while verifying; `gitbundle::validate` creates it under the system
-//! temporary folder and always removes it. Nothing else is written.
+//! disk while verifying; `gitbundle::validate_with` creates it in the first
+//! of `$TMPDIR`, `/tmp`, `/var/tmp` and the current directory where it can
+//! (`crate::scratch::parent_candidates`: an empty chroot or a minimal
+//! container has no `/tmp`) and always removes it. Nothing else is written.
+//! When none of them is writable the bundle is not checked, and
+//! `gitbundle:not-checked` says so and which places were tried.
 
 use crossbeam_channel::Sender;
 
@@ -17,7 +21,7 @@ pub fn run(
     target: &str,
     max_ratio: u64,
 ) -> Option<NestedOutcome> {
-    let report = gitbundle::validate_with(input, &std::env::temp_dir(), max_ratio);
+    let report = gitbundle::validate_with(input, &crate::scratch::parent_candidates(), max_ratio);
     // Keep the outer stream flowing whatever happened.
     let _ = std::io::copy(input, &mut std::io::sink());
     if input.aborted() {
@@ -25,6 +29,14 @@ pub fn run(
     }
     let report = match report {
         Ok(r) => r,
+        Err(e) if gitbundle::is_scratch_error(&e) => {
+            let _ = findings.send(Finding::new(
+                Code::GitbundleNotChecked,
+                target,
+                format!("{target}: the Git bundle was not checked: {e}"),
+            ));
+            return Some(NestedOutcome::default());
+        }
         Err(e) => {
             let _ = findings.send(Finding::new(
                 Code::BundleReadError,
