@@ -32,16 +32,27 @@ print("%.2f" % statistics.median(times))
 EOF
 }
 
-row() { printf '%-34s %18s %18s\n' "$@"; }
-size() { stat -c %s "$1" | awk '{printf "%.1f MiB", $1 / 1048576}'; }
+row() { printf '%-30s %20s %20s %16s\n' "$@"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+ratio() { awk -v s="$1" -v d="$2" 'BEGIN { if (d > 0) printf "%.2f", s / d; else print "-" }'; }
 needed() { readelf -d "$1" | grep -c '(NEEDED)' || true; }
+sz() { stat -c %s "$1"; }
 
-echo "airgap-verify $("$static" --version | awk '{print $2}'), $(nproc) cores, $runs runs each, medians"
-row "" "static (crt-static)" "dynamic (glibc)"
-row "file size (stripped)" "$(size "$static")" "$(size "$dynamic")"
-row "debug info kept apart" "$(size "${static%/*}/airgap-verify.debug")" "$(size "${dynamic%/*}/airgap-verify.debug")"
-row "NEEDED entries" "$(needed "$static")" "$(needed "$dynamic")"
-row "--version (ms)" "$(median_ms "$static" --version)" "$(median_ms "$dynamic" --version)"
-row "bundle, 4 MiB sample (ms)" \
-  "$(median_ms "$static" bundle "$tar" --no-progress)" \
-  "$(median_ms "$dynamic" bundle "$tar" --no-progress)"
+# As cargo leaves them (debug line tables in, symbols in): the "before".
+target_dir=${CARGO_TARGET_DIR:-target}
+s_raw=$(sz "$target_dir/x86_64-unknown-linux-gnu/release/airgap-verify")
+d_raw=$(sz "$target_dir/release/airgap-verify")
+s_size=$(sz "$static") d_size=$(sz "$dynamic")
+s_dbg=$(sz "${static%/*}/airgap-verify.debug") d_dbg=$(sz "${dynamic%/*}/airgap-verify.debug")
+s_ver=$(median_ms "$static" --version) d_ver=$(median_ms "$dynamic" --version)
+s_bun=$(median_ms "$static" bundle "$tar" --no-progress)
+d_bun=$(median_ms "$dynamic" bundle "$tar" --no-progress)
+
+echo "airgap-verify $("$static" --version | awk '{print $2}'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $runs runs each, medians"
+row "" "static (crt-static)" "dynamic (glibc)" "static/dynamic"
+row "cargo's output (unstripped)" "$(mib "$s_raw")" "$(mib "$d_raw")" "$(ratio "$s_raw" "$d_raw")"
+row "file size (stripped)" "$(mib "$s_size")" "$(mib "$d_size")" "$(ratio "$s_size" "$d_size")"
+row "debug info kept apart" "$(mib "$s_dbg")" "$(mib "$d_dbg")" "$(ratio "$s_dbg" "$d_dbg")"
+row "NEEDED entries" "$(needed "$static")" "$(needed "$dynamic")" ""
+row "--version (ms)" "$s_ver" "$d_ver" "$(ratio "$s_ver" "$d_ver")"
+row "bundle, 4 MiB sample (ms)" "$s_bun" "$d_bun" "$(ratio "$s_bun" "$d_bun")"

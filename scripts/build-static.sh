@@ -5,6 +5,9 @@
 #   scripts/build-static.sh            # -> target/static/airgap-verify (+ .debug)
 #   scripts/build-static.sh --dynamic  # the ordinary dynamic build, same steps,
 #                                      #    -> target/dynamic/airgap-verify (for comparison)
+#   scripts/build-static.sh --profile ci-static
+#                                      # the same static link from a cheaper profile
+#                                      #    (no optimisation, no LTO: scripts/test.sh)
 #
 # Why glibc crt-static and not musl: the musl standard library is a rustup
 # component that cannot be downloaded on this network, and Debian's libc6-dev
@@ -18,10 +21,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mode=static
-[ "${1:-}" = "--dynamic" ] && mode=dynamic
+mode=static profile=release
+while [ $# -gt 0 ]; do
+  case $1 in
+    --dynamic) mode=dynamic ;;
+    --profile) profile=$2; shift ;;
+    *) echo "scripts/build-static.sh: unknown argument $1 (--dynamic, --profile NAME)" >&2; exit 2 ;;
+  esac
+  shift
+done
 triple=x86_64-unknown-linux-gnu
 target_dir=${CARGO_TARGET_DIR:-target}
+# target/static whatever the profile: the last static build is the one
+# scripts/dist.sh and the .deb ([package.metadata.deb]) pack.
 out=target/$mode
 mkdir -p "$out"
 
@@ -29,11 +41,11 @@ if [ "$mode" = static ]; then
   # --target keeps the flag off build scripts and proc-macros (they are
   # loaded by the compiler, which cannot load a static executable).
   RUSTFLAGS="-C target-feature=+crt-static" LIBZ_SYS_STATIC=1 \
-    cargo build --release --locked --target "$triple" --bin airgap-verify >&2
-  built=$target_dir/$triple/release/airgap-verify
+    cargo build --profile "$profile" --locked --target "$triple" --bin airgap-verify >&2
+  built=$target_dir/$triple/$profile/airgap-verify
 else
-  cargo build --release --locked --bin airgap-verify >&2
-  built=$target_dir/release/airgap-verify
+  cargo build --profile "$profile" --locked --bin airgap-verify >&2
+  built=$target_dir/$profile/airgap-verify
 fi
 
 # Debug info apart: the shipped file is stripped and names its companion

@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests call: tar (staged-folder tests extract with it).
+# binutils (readelf, objcopy), libc6-dev's libc.a and chroot: the static
+# binary and its chroot test; man-db: the .deb's man page is read back.
 need_pkgs=()
 # minisign, openssl and git make the real signatures and bundles the tests verify;
 # python3 writes the hostile-archive corpus (testdata/hostile/generate.py).
@@ -20,6 +22,7 @@ need_pkgs=()
 # the tar-reading tests (tests/tarread.rs, scripts/tardiff.py).
 for cmd_pkg in tar:tar gzip:gzip cc:gcc pkg-config:pkg-config minisign:minisign openssl:openssl git:git \
   strace:strace python3:python3 bsdtar:libarchive-tools pzstd:zstd readelf:binutils objcopy:binutils chroot:coreutils \
+  man:man-db /usr/lib/x86_64-linux-gnu/libc.a:libc6-dev \
   /usr/share/go-1.19/src/archive/tar/reader_test.go:golang-1.19-src \
   /usr/lib/python3.11/test/testtar.tar:libpython3.11-testsuite; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg##*:}
@@ -61,20 +64,44 @@ fi
 # build takes 10 to 20 minutes on 2 cores. It runs in the background at low
 # priority from here on, so it fills the time the lab spends installing
 # packages and the tests spend waiting on deadlines, instead of adding to it.
+# cargo-deb (the .deb of scripts/dist.sh, a minute or two) follows it in
+# the same background job.
 deny_pid=
 deny_log=$(mktemp /tmp/cargo-deny-install.XXXXXX)
-if ! command -v cargo-deny >/dev/null 2>&1; then
-  log "installing cargo-deny in the background (log: $deny_log)"
-  nice -n 10 cargo install cargo-deny --locked --quiet >"$deny_log" 2>&1 &
+static_pid=
+static_log=$(mktemp /tmp/build-static.XXXXXX)
+missing_tools=()
+for tool in cargo-deny cargo-deb; do
+  command -v "$tool" >/dev/null 2>&1 || missing_tools+=("$tool")
+done
+if ((${#missing_tools[@]})); then
+  log "installing ${missing_tools[*]} in the background (log: $deny_log)"
+  (for tool in "${missing_tools[@]}"; do
+    nice -n 10 cargo install "$tool" --locked --quiet || exit 1
+  done) >"$deny_log" 2>&1 &
   deny_pid=$!
 fi
-trap '[ -n "$deny_pid" ] && kill "$deny_pid" 2>/dev/null; rm -f "$deny_log"' EXIT
+trap '[ -n "$deny_pid" ] && kill "$deny_pid" 2>/dev/null; [ -n "$static_pid" ] && kill "$static_pid" 2>/dev/null; rm -f "$deny_log" "$static_log"' EXIT
 
 log "cargo fmt --check"
 cargo fmt --check
 
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+
+# The static binary that tests/static_binary.rs runs in an empty chroot and
+# scripts/dist.sh packs, built in the background while the labs come up and
+# cargo-deny checks (I/O and waiting, mostly). The ci-static profile links
+# it exactly as the release (crt-static, no NEEDED entry) without the
+# optimisation and LTO that make a release build cost ~13 CPU-minutes
+# (README, "Installing inside the perimeter", has the figures).
+with_static=0
+if [ $# -eq 0 ] || [[ "$*" == *static* ]]; then
+  with_static=1
+  log "scripts/build-static.sh --profile ci-static, in the background (log: $static_log)"
+  nice -n 5 bash scripts/build-static.sh --profile ci-static >"$static_log.out" 2>"$static_log" &
+  static_pid=$!
+fi
 
 # The lab-backed tests (DNS, NTP and SMTP probes) read $AIRGAP_LAB_DIR/lab.env
 # from scripts/lab.sh. It stays up after the tests; the next run restarts it.
@@ -112,11 +139,11 @@ fi
 # Dependency hygiene (deny.toml): a single TLS crypto provider, a single tar,
 # licenses, sources.
 if [ -n "$deny_pid" ]; then
-  log "waiting for the cargo-deny build"
+  log "waiting for the build of ${missing_tools[*]}"
   if ! wait "$deny_pid"; then
     deny_pid=
     cat "$deny_log" >&2
-    echo "scripts/test.sh: cargo install cargo-deny failed" >&2
+    echo "scripts/test.sh: cargo install ${missing_tools[*]} failed" >&2
     exit 1
   fi
   deny_pid=
@@ -126,13 +153,42 @@ cargo deny --log-level error check bans licenses sources
 # Advisories against the RustSec snapshot (scripts/advisories.sh, see deny.toml).
 bash scripts/advisories.sh
 
-# The portable release binary (static, stripped), run by tests/static_binary.rs
-# inside an empty chroot. A release build: only when those tests run.
-if [ $# -eq 0 ] || [[ "$*" == *static* ]]; then
-  log "scripts/build-static.sh (the static release binary)"
-  AIRGAP_STATIC_BIN=$PWD/$(bash scripts/build-static.sh)
+if [ "$with_static" = 1 ]; then
+  log "waiting for the static build"
+  if ! wait "$static_pid"; then
+    static_pid=
+    cat "$static_log" >&2
+    echo "scripts/test.sh: scripts/build-static.sh failed" >&2
+    exit 1
+  fi
+  static_pid=
+  AIRGAP_STATIC_BIN=$PWD/$(cat "$static_log.out")
+  rm -f "$static_log.out"
   export AIRGAP_STATIC_BIN
   ls -l "$AIRGAP_STATIC_BIN"
+
+  # The release, made and checked as an operator would receive it:
+  # scripts/dist.sh verifies the tarball with `airgap-verify bundle` and
+  # `sha256sum -c`; the .deb is installed, its man page read, and removed.
+  log "scripts/dist.sh (tarball and .deb of that binary, each checked)"
+  bash scripts/dist.sh >/dev/null
+  if [ "$(id -u)" -eq 0 ]; then
+    log "dpkg -i the .deb, man airgap-verify, dpkg -r"
+    deb=$(ls dist/airgap-verify_*_amd64.deb)
+    dpkg -i "$deb" >/dev/null
+    /usr/bin/airgap-verify --version
+    MANPAGER=cat man airgap-verify | grep -qF 'airgap-verify-bundle(1)' || {
+      echo "scripts/test.sh: man airgap-verify does not show the page" >&2
+      exit 1
+    }
+    MANPAGER=cat man airgap-verify-bundle | grep -q -- '--pubkey' || {
+      echo "scripts/test.sh: man airgap-verify-bundle does not show the page" >&2
+      exit 1
+    }
+    dpkg -r airgap-verify >/dev/null
+  else
+    echo "scripts/test.sh: warning: not root, so the .deb is built but not installed (dpkg -i)" >&2
+  fi
 fi
 
 log "cargo test"
