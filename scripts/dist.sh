@@ -64,7 +64,10 @@ cargo_tool() { # cargo_tool COMMAND CRATE
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 name=airgap-verify-$version-x86_64-linux
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+# Not exported to cargo: cc-based build scripts (ring, libgit2-sys, zstd-sys,
+# libz-sys) rerun when SOURCE_DATE_EPOCH changes, so a build under it and
+# one without (cargo test) would rebuild each other's C dependencies.
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 
 # AIRGAP_STATIC_BIN: a binary scripts/build-static.sh already made (scripts/test.sh).
 log "static binary (scripts/build-static.sh)"
@@ -144,11 +147,11 @@ log "SHA256SUMS and manifest.json"
 "$bin" manifest create "$stage" --product airgap-verify --release-version "$version" \
   --output "dist/$name.manifest.json" >&2
 mv "dist/$name.manifest.json" "$stage/manifest.json"
-find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+find "$stage" -exec touch -h -d "@$epoch" {} +
 
 log "dist/$name.tar.gz"
 tarball=dist/$name.tar.gz
-tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \
   -C dist -cf - "$name" | gzip -9n >"$tarball"
 (cd dist && sha256sum "$name.tar.gz" >"$name.tar.gz.sha256")
 verify_args=()
@@ -166,7 +169,7 @@ if [ "$with_deb" = 1 ]; then
   cargo_tool cargo-deb cargo-deb
   # The same files as the tarball: [package.metadata.deb] in Cargo.toml
   # names target/static/airgap-verify and target/dist-assets.
-  cargo deb --no-build --no-strip --locked --output "dist/" >&2
+  SOURCE_DATE_EPOCH=$epoch cargo deb --no-build --no-strip --locked --output "dist/" >&2
 fi
 (cd dist && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort \
   | xargs -d '\n' sha256sum) >dist/SHA256SUMS
