@@ -158,8 +158,9 @@ pub struct ArchiveArgs {
     /// Also decompress compressed image layers and check them against the config's diff_ids.
     #[arg(long, conflicts_with = "no_content")]
     pub deep: bool,
-    /// Do not open nested archives (images, charts, content bundles): verify only the
-    /// container, the entries and the manifests. Faster; for a quick integrity check.
+    /// Do not open nested archives (images, charts, content bundles) nor scan text files for
+    /// external references: verify only the container, the entries and the manifests.
+    /// Faster; for a quick integrity check.
     #[arg(long)]
     pub no_content: bool,
     /// Vendor's minisign public key (the key string `RW...` or a .pub file): checks

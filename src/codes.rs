@@ -299,8 +299,8 @@ codes! {
         "The archive or folder holds no file at all, so nothing was verified (reported when nothing else failed: a damaged archive whose pass stopped early says so in its own findings). An empty folder is often a staging mount that is not mounted, or a copy that has not run yet; an empty archive, a failed export.",
         "Check that the release is where the path points (mount the staging volume, finish the copy) and run again on the real archive or folder.";
     BundleContentNotChecked => "bundle:content-not-checked", Skip,
-        "The nested archives (container images, Helm charts, content bundles, Git bundles) were not opened (`--no-content`, or `--max-depth 0`): the container, the entries and the manifests were verified, the content of those archives was not.",
-        "Run without `--no-content` to validate every image, chart and bundle inside the release.";
+        "The nested archives (container images, Helm charts, content bundles, Git bundles) were not opened (`--no-content`, or `--max-depth 0`): the container, the entries and the manifests were verified, the content of those archives was not, and no text file was scanned for external references (no `refs:*` finding).",
+        "Run without `--no-content` to validate every image, chart and bundle inside the release and scan its text for external references.";
     BundleUnauthenticated => "bundle:unauthenticated", Warn,
         "Nothing ties the release to what the vendor shipped: no published checksum matched it, no manifest inside it was verified and no signature was checked. The container and its entries were checked for damage and unsafe paths, but a modified release would read the same.",
         "Place the vendor's `.sha256` beside the archive (or pass `--checksum`/`--sha256`), verify its signature with `--pubkey`/`--cosign-key`, or ask the vendor for a release with a manifest.";
@@ -448,7 +448,7 @@ codes! {
 
     // ---- external references ----------------------------------------------
     RefsScanned => "refs:scanned", Pass,
-        "Every text file of the release (YAML, JSON, Helm values and templates, ArgoCD stacks, scripts, `.env`), including those inside nested charts and content bundles, was scanned for container image references and URLs; the evidence counts files, references and external hosts.",
+        "Every text file of the release (YAML, JSON, Helm values and templates, ArgoCD stacks, scripts, `.env`), including those inside nested charts and content bundles, was scanned for container image references and URLs; the evidence counts files, references and external hosts. Not reported with `--no-content`, which scans nothing.",
         "Nothing to do.";
     RefsExternal => "refs:external", Warn,
         "A container image reference or URL points outside the perimeter: an implicit Docker Hub image (`nginx:1.25`), a public registry (`docker.io`, `ghcr.io`, `quay.io`, `gcr.io`, `registry.k8s.io`, a vendor registry) or any public host name or address. In an air-gapped installation it will fail, or it reveals a dependency on the internet. Hosts given with `--allow-host`/`--allow-domain`, private addresses and cluster-internal names are inside.",

@@ -190,7 +190,7 @@ fn what_the_pass_did_not_verify(
         out.push(Finding::new(
             Code::BundleContentNotChecked,
             target.clone(),
-            "nested archives (images, charts, content and Git bundles) were not opened (--no-content): their content was not verified",
+            "nested archives (images, charts, content and Git bundles) were not opened and text files not scanned for external references (--no-content): their content was not verified",
         ));
     }
     let vouched = found.iter().any(|f| {

@@ -512,6 +512,11 @@ fn external_references_in_nested_charts_and_stacks() {
     let s = r.has("refs:scanned", "pass", "refs.tar");
     assert_eq!(s.evidence["external"], 3);
     assert!(s.evidence["files"].as_u64().unwrap() >= 5);
+    // --no-content scans nothing, and says the content was not checked.
+    let r = bundle(&p, &["--allow-domain", "perimeter.corp", "--no-content"]);
+    r.code(0).lacks("refs:external").lacks("refs:scanned");
+    let f = r.has("bundle:content-not-checked", "skip", "refs.tar");
+    assert!(f.message.contains("not scanned"), "{}", f.message);
     // Without the allowed domain the internal registry is external too.
     let r = bundle(&p, &[]);
     assert_eq!(

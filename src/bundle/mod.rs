@@ -223,7 +223,7 @@ pub fn describe(opts: &BundleOptions) -> Result<Vec<String>, InputError> {
     ));
     let l = &opts.limits;
     out.push(if l.max_depth == 0 {
-        "bundle content: not checked (--no-content): nested archives (images, charts, content bundles) are not opened".into()
+        "bundle content: not checked (--no-content): nested archives (images, charts, content bundles) are not opened, text files are not scanned for external references".into()
     } else {
         format!(
             "bundle content: nested archives opened to depth {}{}; limits: {} entries, {} bytes and {} entries per nested archive, expansion ratio {}, manifests {} bytes",

@@ -2,17 +2,26 @@
 //! images and URLs in the release's text files point outside the perimeter.
 //!
 //! Guarantees:
-//! - text files are scanned line by line as they stream past (release
-//!   members and members of nested charts and content bundles); no file is
-//!   held whole, and a line is cut at `MAX_LINE` bytes;
+//! - text files are scanned as they stream past (release members and
+//!   members of nested charts and content bundles); no file is held whole,
+//!   and a line is cut at `MAX_LINE` bytes;
+//! - the scan runs over whole buffers as they come: a SIMD substring search
+//!   (memchr's `memmem`, built once) for each of `://`, `image` and
+//!   `repository`, and only the lines where one occurs are looked at line
+//!   by line (`scripts/bench-refscan.sh` measures it); the references found
+//!   are exactly those of [`scan_line`] applied to every line;
+//! - `--no-content` does not scan (see `walk`): the scan reads what the text
+//!   says, which is content, not integrity;
 //! - every reference is classified from data alone, never by resolving a
 //!   name: nothing here touches the network;
 //! - a reference inside a template expression (`{{ ... }}`) is skipped: it is
 //!   not a host until rendered.
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
 use crossbeam_channel::Sender;
+use memchr::memmem;
 
 use crate::finding::{Code, Finding, Status};
 
@@ -152,26 +161,86 @@ pub fn image_host(reference: &str) -> Option<String> {
     }
 }
 
+/// What a line must hold to carry a reference: a scheme's `://`, or an
+/// `image`/`repository` key. Each searcher is built once and runs over
+/// whole buffers (SIMD, several GB/s); YAML's `:` on every line would
+/// defeat a search keyed on single bytes.
+static TRIGGERS: LazyLock<[memmem::Finder<'static>; 3]> = LazyLock::new(|| {
+    [
+        memmem::Finder::new("://"),
+        memmem::Finder::new("image"),
+        memmem::Finder::new("repository"),
+    ]
+});
+
+/// URL schemes reported, in the order their references are listed.
+const SCHEMES: [&str; 7] = ["https", "http", "oci", "git", "ssh", "s3", "ftp"];
+
+/// Where a URL ends: at the first whitespace character or one of
+/// ``"'<>`),;]}``. Byte by byte, with a table for ASCII; a non-ASCII
+/// character is decoded and tested as `char::is_whitespace` does.
+fn url_end(after: &str) -> usize {
+    const fn table() -> [bool; 128] {
+        let mut t = [false; 128];
+        let stops = b"\"'<>`),;]} \t\n\x0b\x0c\r";
+        let mut i = 0;
+        while i < stops.len() {
+            t[stops[i] as usize] = true;
+            i += 1;
+        }
+        t
+    }
+    const STOP: [bool; 128] = table();
+    let bytes = after.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            if STOP[b as usize] {
+                return i;
+            }
+            i += 1;
+        } else {
+            // `i` is a character boundary: ASCII bytes precede it one by one.
+            let c = after[i..].chars().next().unwrap_or(' ');
+            if c.is_whitespace() {
+                return i;
+            }
+            i += c.len_utf8();
+        }
+    }
+    bytes.len()
+}
+
+/// Whether `b` holds `c` twice in a row (`{{`: a template expression).
+fn has_pair(b: &[u8], c: u8) -> bool {
+    b.windows(2).any(|w| w[0] == c && w[1] == c)
+}
+
 /// Finds references on one line.
 pub fn scan_line(line: &str) -> Vec<Reference> {
     let mut out = Vec::new();
-    // Most lines hold neither a URL nor an image key: one cheap test each
-    // keeps the scan off the critical path of the pass.
-    let has_url = line.contains("://");
-    let has_key = line.contains("image") || line.contains("repository");
-    if !has_url && !has_key {
-        return out;
-    }
-    // URLs with a scheme.
-    for scheme in [
-        "https://", "http://", "oci://", "git://", "ssh://", "s3://", "ftp://",
-    ] {
-        let mut rest = line;
-        while let Some(i) = rest.find(scheme) {
-            let after = &rest[i + scheme.len()..];
-            let end = after
-                .find(|c: char| c.is_whitespace() || "\"'<>`),;]}".contains(c))
-                .unwrap_or(after.len());
+    let bytes = line.as_bytes();
+    // Each `://` once; then, per scheme in order, its occurrences left to
+    // right, each search resuming after the URL before (as `str::find` of
+    // `scheme://` from there would).
+    let seps: Vec<usize> = if bytes.len() < 3 {
+        Vec::new()
+    } else {
+        TRIGGERS[0].find_iter(bytes).collect()
+    };
+    for scheme in SCHEMES {
+        let mut resume = 0;
+        for &p in &seps {
+            let Some(start) = p.checked_sub(scheme.len()) else {
+                continue;
+            };
+            if start < resume || !bytes[start..p].iter().eq(scheme.as_bytes()) {
+                continue;
+            }
+            // `p + 3` follows the ASCII `://`: a character boundary.
+            let after = &line[p + 3..];
+            let end = url_end(after);
             let url = &after[..end];
             let authority = url.split(['/', '?', '#']).next().unwrap_or("");
             let hostport = authority.rsplit('@').next().unwrap_or(authority);
@@ -185,22 +254,26 @@ pub fn scan_line(line: &str) -> Vec<Reference> {
             } else {
                 hostport.split(':').next().unwrap_or("").to_string()
             };
-            if !host.is_empty() && !url.contains("{{") && !host.contains('$') {
+            if !host.is_empty() && !has_pair(url.as_bytes(), b'{') && !host.contains('$') {
+                let mut text = String::with_capacity(scheme.len() + 3 + url.len());
+                text.push_str(scheme);
+                text.push_str("://");
+                text.push_str(url);
                 out.push(Reference {
                     kind: "url",
                     host: host.to_ascii_lowercase(),
-                    text: format!("{scheme}{url}"),
+                    text,
                 });
             }
-            rest = &after[end..];
+            resume = p + 3 + end;
         }
     }
     // `image: ref` and `repository: ref` (YAML, Helm values), also JSON.
-    let trimmed = line.trim_start().trim_start_matches("- ");
+    let mut trimmed = line.trim_start();
+    while let Some(rest) = trimmed.strip_prefix("- ") {
+        trimmed = rest;
+    }
     for (key, quoted) in [("image", "\"image\""), ("repository", "\"repository\"")] {
-        if !has_key {
-            break;
-        }
         let value = trimmed
             .strip_prefix(key)
             .or_else(|| trimmed.strip_prefix(quoted))
@@ -243,20 +316,66 @@ impl LineScanner {
         }
     }
 
-    pub fn feed(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            match bytes.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    self.push(&bytes[..i]);
-                    self.end_line();
-                    bytes = &bytes[i + 1..];
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let Some(first_nl) = memchr::memchr(b'\n', bytes) else {
+            self.push(bytes);
+            return;
+        };
+        // The line begun in an earlier buffer ends here; without one, the
+        // buffer starts on a line of its own.
+        let whole_from = if self.line.is_empty() {
+            0
+        } else {
+            self.push(&bytes[..first_nl]);
+            self.end_line();
+            first_nl + 1
+        };
+        let last_nl = memchr::memrchr(b'\n', bytes).unwrap_or(first_nl);
+        if whole_from <= last_nl {
+            self.scan_lines(&bytes[whole_from..=last_nl]);
+        }
+        self.push(&bytes[last_nl + 1..]);
+    }
+
+    /// Scans whole lines, each ending with `\n`: each trigger searched
+    /// over the buffer, then [`scan_line`] on each line holding one.
+    fn scan_lines(&mut self, region: &[u8]) {
+        let find = |i: usize, from: usize| {
+            TRIGGERS[i]
+                .find(&region[from..])
+                .map_or(usize::MAX, |k| from + k)
+        };
+        // The next occurrence of each trigger at or after `pos`.
+        let mut next = [find(0, 0), find(1, 0), find(2, 0)];
+        let mut pos = 0;
+        let mut counted = 0;
+        loop {
+            let at = next[0].min(next[1]).min(next[2]);
+            if at == usize::MAX {
+                break;
+            }
+            let start = memchr::memrchr(b'\n', &region[pos..at]).map_or(pos, |i| pos + i + 1);
+            let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
+            self.line_no += memchr::memchr_iter(b'\n', &region[counted..start]).count();
+            counted = start;
+            // Cut as a streamed line is (`push`).
+            let line = &region[start..end.min(start + MAX_LINE)];
+            if let Ok(text) = std::str::from_utf8(line) {
+                for r in scan_line(text) {
+                    self.references.push((self.line_no, r));
                 }
-                None => {
-                    self.push(bytes);
-                    bytes = &[];
+            }
+            pos = end + 1;
+            if pos >= region.len() {
+                break;
+            }
+            for (i, n) in next.iter_mut().enumerate() {
+                if *n < pos {
+                    *n = find(i, pos);
                 }
             }
         }
+        self.line_no += memchr::memchr_iter(b'\n', &region[counted..]).count();
     }
 
     fn push(&mut self, b: &[u8]) {
@@ -388,6 +507,145 @@ mod tests {
         assert!(!p.is_internal("docker.io"));
         assert!(!p.is_internal("8.8.8.8"));
         assert!(!p.is_internal("perimeter.corp.evil.com"));
+    }
+
+    /// The per-line scan as it was before the buffer-wide search: the
+    /// reference the fast one must agree with.
+    fn old_scan_line(line: &str) -> Vec<Reference> {
+        let mut out = Vec::new();
+        // Most lines hold neither a URL nor an image key: one cheap test each
+        // keeps the scan off the critical path of the pass.
+        let has_url = line.contains("://");
+        let has_key = line.contains("image") || line.contains("repository");
+        if !has_url && !has_key {
+            return out;
+        }
+        // URLs with a scheme.
+        for scheme in [
+            "https://", "http://", "oci://", "git://", "ssh://", "s3://", "ftp://",
+        ] {
+            let mut rest = line;
+            while let Some(i) = rest.find(scheme) {
+                let after = &rest[i + scheme.len()..];
+                let end = after
+                    .find(|c: char| c.is_whitespace() || "\"'<>`),;]}".contains(c))
+                    .unwrap_or(after.len());
+                let url = &after[..end];
+                let authority = url.split(['/', '?', '#']).next().unwrap_or("");
+                let hostport = authority.rsplit('@').next().unwrap_or(authority);
+                let host = if hostport.starts_with('[') {
+                    hostport
+                        .split(']')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start_matches('[')
+                        .to_string()
+                } else {
+                    hostport.split(':').next().unwrap_or("").to_string()
+                };
+                if !host.is_empty() && !url.contains("{{") && !host.contains('$') {
+                    out.push(Reference {
+                        kind: "url",
+                        host: host.to_ascii_lowercase(),
+                        text: format!("{scheme}{url}"),
+                    });
+                }
+                rest = &after[end..];
+            }
+        }
+        // `image: ref` and `repository: ref` (YAML, Helm values), also JSON.
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        for (key, quoted) in [("image", "\"image\""), ("repository", "\"repository\"")] {
+            if !has_key {
+                break;
+            }
+            let value = trimmed
+                .strip_prefix(key)
+                .or_else(|| trimmed.strip_prefix(quoted))
+                .and_then(|v| v.trim_start().strip_prefix(':'))
+                .map(|v| v.trim().trim_end_matches(',').trim());
+            if let Some(v) = value {
+                let v = v.split(" #").next().unwrap_or(v).trim();
+                if v.is_empty() || v.starts_with('{') || v.starts_with('[') || v.contains("://") {
+                    continue;
+                }
+                if let Some(host) = image_host(v) {
+                    out.push(Reference {
+                        kind: "image",
+                        host,
+                        text: v.trim_matches(|c| c == '"' || c == '\'').to_string(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    const TRICKY: &[&str] = &[
+        "  image: quay.io/prometheus/node-exporter:v1.8.0",
+        r#"  "image": "nginx:1.25","#,
+        "- repository: ghcr.io/acme/web # upstream",
+        "repoURL: https://github.com/org/repo.git # upstream",
+        "see https://a.example.com/x?u=http://b.com/y and https://c.io, sftp://d.net",
+        "git+ssh://git@github.com/x.git oci://registry.io/charts s3://bucket/key ftp://[fd00::1]:21/",
+        "https://https://x.io http://{{ .Values.host }}/ https://$HOST/",
+        "image: \"{{ .Values.image.repository }}:{{ .Values.image.tag }}\"",
+        "no reference here, only an imagery of repositories",
+        "ünïcödé https://ëxample.com/ä and \u{3000}https://wide.space.io/\u{3000}",
+        "::// :// https:// http://",
+        "\r",
+        "",
+    ];
+
+    #[test]
+    fn the_fast_line_scan_finds_what_the_old_one_did() {
+        for line in TRICKY {
+            assert_eq!(scan_line(line), old_scan_line(line), "{line:?}");
+        }
+    }
+
+    /// Every line of `text` through the old scan, as the streamed scanner
+    /// did: lines cut at `MAX_LINE`, invalid UTF-8 skipped.
+    fn per_line(text: &[u8]) -> Vec<(usize, Reference)> {
+        let mut out = Vec::new();
+        let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        if lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        for (i, l) in lines.into_iter().enumerate() {
+            if let Ok(t) = std::str::from_utf8(&l[..l.len().min(MAX_LINE)]) {
+                out.extend(old_scan_line(t).into_iter().map(|r| (i + 1, r)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn any_split_of_the_stream_finds_the_same_references() {
+        let mut text = Vec::new();
+        for (i, line) in TRICKY.iter().cycle().take(60).enumerate() {
+            text.extend_from_slice(line.as_bytes());
+            if i % 7 == 3 {
+                text.extend_from_slice(&[0xff, b' ']); // not UTF-8: line skipped
+            }
+            text.push(b'\n');
+        }
+        // A line longer than MAX_LINE with a URL before and after the cut.
+        text.extend_from_slice(b"x https://before.cut.io/ ");
+        text.extend(std::iter::repeat_n(b'a', MAX_LINE));
+        text.extend_from_slice(b" https://after.cut.io/\nimage: ghcr.io/x/y:1");
+        let want = per_line(&text);
+        assert!(want.len() > 40, "{}", want.len());
+        for step in [1, 2, 3, 7, 64, 1000, 4096, 65536, text.len()] {
+            let mut s = LineScanner::new("f".into());
+            for piece in text.chunks(step) {
+                s.feed(piece);
+            }
+            if !s.line.is_empty() {
+                s.end_line();
+            }
+            assert_eq!(s.references, want, "pieces of {step} bytes");
+        }
     }
 
     #[test]

@@ -121,6 +121,93 @@ fn capture_budget(limits: &Limits, scope: &Scope) -> u64 {
     }
 }
 
+/// How many bytes of this file to keep, if any (before the budget).
+fn capture_limit(limits: &Limits, scope: &Scope, path: &str) -> Option<u64> {
+    match scope {
+        Scope::Release => {
+            if manifest::is_candidate(path) {
+                Some(limits.max_manifest_size)
+            } else if super::content::is_latest_file(path) {
+                Some(4096)
+            } else if path
+                .strip_suffix(".minisig")
+                .is_some_and(manifest::is_candidate)
+            {
+                Some(64 << 10)
+            } else if path.ends_with(super::signing::SIGSTORE_SUFFIX) {
+                // A Sigstore bundle is a few KiB; verified after the pass.
+                Some(1 << 20)
+            } else {
+                None
+            }
+        }
+        Scope::Nested { kind, .. } => {
+            nested::wants_capture(*kind, path).then_some(limits.max_nested_capture)
+        }
+    }
+}
+
+/// Whether a file is scanned for external references as it streams: text
+/// files, except inside images (their layers are not opened) and with
+/// `--no-content` (depth 0): the scan reads what the text says, which is
+/// content; that pass checks integrity only.
+fn scans_text(limits: &Limits, scope: &Scope, path: &str) -> bool {
+    limits.max_depth > 0
+        && !matches!(
+            scope,
+            Scope::Nested {
+                kind: NestedKind::Image | NestedKind::Layer | NestedKind::GitBundle,
+                ..
+            }
+        )
+        && super::refscan::is_text_file(path)
+        // nor in an image stored as a folder: its JSON named by digest is
+        // image metadata, as inside an image file.
+        && !(matches!(scope, Scope::Release)
+            && matches!(super::image::folder_capture(path), Some(None))
+            && path.ends_with(".json")
+            && !path.ends_with("index.json"))
+}
+
+/// Whether a release file needs nothing but its digest and size, so that
+/// they may be computed elsewhere (a folder's files are hashed in parallel,
+/// see `dirwalk`): no capture, no nested validator, no scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashOnly {
+    No,
+    Yes,
+    /// An image blob, kept only when its data starts with this byte: a
+    /// digest suffices when it does not.
+    UnlessFirstByte(u8),
+}
+
+/// [`HashOnly`] for the release file at `path` (as [`super::safety::entry_path`]
+/// spells it): the decisions [`WalkContext::member`] takes, from the path
+/// and the limits alone.
+pub fn hash_only(limits: &Limits, path: &str) -> HashOnly {
+    let scope = Scope::Release;
+    // A `manifest.json` is parsed as it streams wherever it is.
+    let captured = capture_limit(limits, &scope, path).is_some() || manifest::is_json(path);
+    let nested = limits.max_depth > 0 && nested::classify(path, limits.deep).is_some();
+    if captured || nested || scans_text(limits, &scope, path) {
+        return HashOnly::No;
+    }
+    match super::image::folder_capture(path) {
+        None => HashOnly::Yes,
+        Some(Some(b)) => HashOnly::UnlessFirstByte(b),
+        Some(None) => HashOnly::No,
+    }
+}
+
+/// A file's digest and size, computed by whoever read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Hashed {
+    pub size: u64,
+    pub sha256: [u8; 32],
+    /// Its first byte (`None` when empty).
+    pub first: Option<u8>,
+}
+
 /// A small file's bytes, captured during the pass.
 pub struct Captured {
     pub path: String,
@@ -279,30 +366,8 @@ impl WalkContext {
         }
     }
 
-    /// How many bytes of this file to keep, if any (before the budget).
     fn capture_limit(&self, path: &str) -> Option<u64> {
-        match &self.scope {
-            Scope::Release => {
-                if manifest::is_candidate(path) {
-                    Some(self.limits.max_manifest_size)
-                } else if super::content::is_latest_file(path) {
-                    Some(4096)
-                } else if path
-                    .strip_suffix(".minisig")
-                    .is_some_and(manifest::is_candidate)
-                {
-                    Some(64 << 10)
-                } else if path.ends_with(super::signing::SIGSTORE_SUFFIX) {
-                    // A Sigstore bundle is a few KiB; verified after the pass.
-                    Some(1 << 20)
-                } else {
-                    None
-                }
-            }
-            Scope::Nested { kind, .. } => {
-                nested::wants_capture(*kind, path).then_some(self.limits.max_nested_capture)
-            }
-        }
+        capture_limit(&self.limits, &self.scope, path)
     }
 
     /// Which validator, if any, takes this member's bytes. An archive past
@@ -337,6 +402,31 @@ impl WalkContext {
             return None;
         }
         Some((kind, depth))
+    }
+
+    /// [`WalkContext::member`] for a release file whose data was already
+    /// read and hashed elsewhere, and for which [`hash_only`] said that is
+    /// all it needs (the caller checks [`Hashed::first`] against
+    /// [`HashOnly::UnlessFirstByte`]): the same rules, the same record.
+    pub fn member_hashed(
+        &mut self,
+        meta: &EntryMeta<'_>,
+        hashed: Result<Hashed, std::io::Error>,
+    ) -> Result<(), DataError> {
+        let path = self.rules.check(meta, &self.findings);
+        if meta.kind != EntryKind::File {
+            return Ok(());
+        }
+        let h = hashed.map_err(DataError)?;
+        self.file_bytes += h.size;
+        self.files.insert(
+            &path,
+            FileRecord {
+                size: h.size,
+                sha256: h.sha256,
+            },
+        );
+        Ok(())
     }
 
     /// Applies the safety rules to one member, then hashes its data when it
@@ -382,21 +472,7 @@ impl WalkContext {
                 self.limits.clone(),
             )
         });
-        // Text files are scanned for external references as they stream,
-        // except inside images (their layers are not opened).
-        let scan_text = !matches!(
-            self.scope,
-            Scope::Nested {
-                kind: NestedKind::Image | NestedKind::Layer | NestedKind::GitBundle,
-                ..
-            }
-        ) && super::refscan::is_text_file(&path)
-            // nor in an image stored as a folder: its JSON named by digest
-            // is image metadata, as inside an image file.
-            && !(matches!(self.scope, Scope::Release)
-                && matches!(super::image::folder_capture(&path), Some(None))
-                && path.ends_with(".json")
-                && !path.ends_with("index.json"));
+        let scan_text = scans_text(&self.limits, &self.scope, &path);
         let mut scanner =
             scan_text.then(|| super::refscan::LineScanner::new(format!("{}{}", self.prefix, path)));
         // Blobs of an image are kept only when they look like JSON
@@ -577,7 +653,8 @@ impl WalkContext {
             scan,
             ..
         } = self;
-        if complete || scan.files > 0 {
+        // `--no-content` scans nothing: no count of nothing scanned.
+        if limits.max_depth > 0 && (complete || scan.files > 0) {
             let _ = findings.send(
                 Finding::new(
                     Code::RefsScanned,
