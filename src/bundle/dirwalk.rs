@@ -4,20 +4,58 @@
 //! Guarantees: symbolic links are never followed (they are judged as entries,
 //! like in a tar); entries are visited in sorted order so reports are
 //! reproducible; an unreadable file is a finding naming it, not an abort.
+//! Files that need only their digest are hashed in parallel, one worker per
+//! core, at most `LOOKAHEAD` files ahead of the walk: the findings and the
+//! records are those of a sequential walk, and memory stays flat.
 
 use std::fs::{self, File};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
+use sha2::{Digest, Sha256};
 
-use super::safety::{EntryKind, EntryMeta};
-use super::walk::{DataError, WalkContext};
+use super::safety::{entry_path, EntryKind, EntryMeta};
+use super::walk::{hash_only, DataError, HashOnly, Hashed, WalkContext};
 use super::{BundleOptions, InputSummary, Progress, Verified};
 use crate::error::InputError;
 use crate::finding::{Code, Finding, Status};
+
+/// An entry of the folder, in the order of the walk.
+enum Item {
+    /// A folder that cannot be listed, or an entry that cannot be stat'ed
+    /// (`entry`: counted as an entry): a read error, reported in order.
+    Error {
+        target: String,
+        message: String,
+        entry: bool,
+    },
+    Entry {
+        path: PathBuf,
+        relpath: Vec<u8>,
+        kind: EntryKind,
+        mode: u32,
+        size: u64,
+        link: Option<Vec<u8>>,
+        /// A hashing worker's result, for a file that needs nothing else.
+        hashed: Option<Receiver<Result<Hashed, Failed>>>,
+    },
+}
+
+/// Why a worker could not hash a file.
+enum Failed {
+    Open(std::io::Error),
+    Read(std::io::Error),
+}
+
+/// Files hashed ahead of the walk, at most: memory stays flat (one small
+/// record and one result slot each), and the workers stay busy while the
+/// walk takes a large file or one that must stream (a manifest, a text file
+/// to scan, a nested archive).
+const LOOKAHEAD: usize = 64;
 
 pub fn verify_dir(
     opts: &BundleOptions,
@@ -33,105 +71,97 @@ pub fn verify_dir(
     progress.start(0);
     let mut ctx = WalkContext::new(findings.clone(), opts.limits.clone());
     ctx.manifest_key = manifest_key;
-    let mut stack: Vec<std::path::PathBuf> = vec![root.clone()];
     let mut read_failed = false;
     let mut entries = 0u64;
-    while let Some(dir) = stack.pop() {
-        let listing = match fs::read_dir(&dir) {
-            Ok(l) => l,
-            Err(e) => {
-                read_failed = true;
-                let _ = findings.send(Finding::new(
-                    Code::BundleReadError,
-                    rel(root, &dir),
-                    format!("cannot list {}: {e}", dir.display()),
-                ));
-                continue;
-            }
-        };
-        let mut children: Vec<_> = listing.filter_map(Result::ok).map(|e| e.path()).collect();
-        children.sort();
-        // Push in reverse so the stack pops in sorted order.
-        let mut subdirs = Vec::new();
-        for child in children {
-            entries += 1;
-            let relpath = rel_bytes(root, &child);
-            let md = match fs::symlink_metadata(&child) {
-                Ok(m) => m,
-                Err(e) => {
-                    read_failed = true;
-                    let _ = findings.send(Finding::new(
-                        Code::BundleReadError,
-                        rel(root, &child),
-                        format!("cannot stat {}: {e}", child.display()),
-                    ));
-                    continue;
+    // One thread lists the folder in order; workers (one per core) hash the
+    // files that need only their digest; this thread applies the rules to
+    // every entry in the listing's order, with the workers' digests or by
+    // streaming the file itself, so findings and records are those of a
+    // sequential walk.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+    let (item_tx, item_rx) = crossbeam_channel::bounded::<Item>(LOOKAHEAD);
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(LOOKAHEAD);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let job_rx = job_rx.clone();
+            s.spawn(move || {
+                let mut buf = vec![0u8; super::stream::CHUNK_SIZE];
+                for job in job_rx {
+                    let _ = job.done.send(hash_file(&job.path, &mut buf, progress));
                 }
-            };
-            let ft = md.file_type();
-            let kind = if ft.is_symlink() {
-                EntryKind::Symlink
-            } else if ft.is_dir() {
-                EntryKind::Dir
-            } else if ft.is_file() {
-                EntryKind::File
-            } else if ft.is_char_device() {
-                EntryKind::CharDevice
-            } else if ft.is_block_device() {
-                EntryKind::BlockDevice
-            } else if ft.is_fifo() {
-                EntryKind::Fifo
-            } else {
-                EntryKind::Socket
-            };
-            let link = if kind == EntryKind::Symlink {
-                fs::read_link(&child)
-                    .ok()
-                    .map(|t| t.as_os_str().as_bytes().to_vec())
-            } else {
-                None
-            };
-            let meta = EntryMeta {
-                raw_path: &relpath,
-                kind,
-                mode: md.permissions().mode(),
-                link_target: link.as_deref(),
-                size: Some(md.len()),
-            };
-            if kind == EntryKind::File {
-                match File::open(&child) {
-                    Ok(mut f) => {
-                        let mut counted = Counted {
-                            inner: &mut f,
-                            progress,
-                        };
-                        if let Err(DataError(e)) = ctx.member(&meta, &mut counted) {
-                            read_failed = true;
-                            let _ = findings.send(Finding::new(
-                                Code::BundleReadError,
-                                rel(root, &child),
-                                format!("read error in {}: {e}", child.display()),
-                            ));
-                        }
+            });
+        }
+        drop(job_rx);
+        let limits = &opts.limits;
+        s.spawn(move || list(root, limits, &item_tx, &job_tx));
+        for item in item_rx {
+            match item {
+                Item::Error {
+                    target,
+                    message,
+                    entry,
+                } => {
+                    read_failed = true;
+                    entries += u64::from(entry);
+                    let _ = findings.send(Finding::new(Code::BundleReadError, target, message));
+                }
+                Item::Entry {
+                    path,
+                    relpath,
+                    kind,
+                    mode,
+                    size,
+                    link,
+                    hashed,
+                } => {
+                    entries += 1;
+                    let meta = EntryMeta {
+                        raw_path: &relpath,
+                        kind,
+                        mode,
+                        link_target: link.as_deref(),
+                        size: Some(size),
+                    };
+                    if kind != EntryKind::File {
+                        let _ = ctx.member(&meta, &mut std::io::empty());
+                        continue;
                     }
-                    Err(e) => {
+                    let hashed = hashed.and_then(|rx| rx.recv().ok());
+                    // The walk's own decision, from the path the rules see.
+                    let plan = hash_only(&opts.limits, &entry_path(&relpath));
+                    let done = match hashed {
+                        Some(Err(Failed::Open(e))) => {
+                            Err(format!("cannot open {}: {e}", path.display()))
+                        }
+                        Some(Err(Failed::Read(e))) if plan != HashOnly::No => {
+                            ctx.member_hashed(&meta, Err(e)).map_err(|DataError(e)| {
+                                format!("read error in {}: {e}", path.display())
+                            })
+                        }
+                        Some(Ok(h))
+                            if plan == HashOnly::Yes
+                                || matches!(plan, HashOnly::UnlessFirstByte(b) if h.first != Some(b)) =>
+                        {
+                            ctx.member_hashed(&meta, Ok(h)).map_err(|DataError(e)| {
+                                format!("read error in {}: {e}", path.display())
+                            })
+                        }
+                        // Not hashed ahead, or it needs more than its digest
+                        // (an image blob that is JSON): read here.
+                        _ => stream_file(&mut ctx, &meta, &path, progress),
+                    };
+                    if let Err(message) = done {
                         read_failed = true;
                         let _ = findings.send(Finding::new(
                             Code::BundleReadError,
-                            rel(root, &child),
-                            format!("cannot open {}: {e}", child.display()),
+                            rel(root, &path),
+                            message,
                         ));
                     }
                 }
-            } else {
-                let _ = ctx.member(&meta, &mut std::io::empty());
-            }
-            if kind == EntryKind::Dir {
-                subdirs.push(child);
             }
         }
-        stack.extend(subdirs.into_iter().rev());
-    }
+    });
     progress.finish();
     archives_with_checksums(root, &target, findings);
     let bytes = ctx.file_bytes;
@@ -176,6 +206,148 @@ pub fn verify_dir(
         files,
         images,
     })
+}
+
+/// A file for a hashing worker, and where its result goes.
+struct Job {
+    path: PathBuf,
+    done: Sender<Result<Hashed, Failed>>,
+}
+
+/// Lists the folder depth-first in sorted order into `items`, sending the
+/// files that need only their digest to the workers first.
+fn list(root: &Path, limits: &super::walk::Limits, items: &Sender<Item>, jobs: &Sender<Job>) {
+    let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let listing = match fs::read_dir(&dir) {
+            Ok(l) => l,
+            Err(e) => {
+                let item = Item::Error {
+                    target: rel(root, &dir),
+                    message: format!("cannot list {}: {e}", dir.display()),
+                    entry: false,
+                };
+                if items.send(item).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut children: Vec<_> = listing.filter_map(Result::ok).map(|e| e.path()).collect();
+        children.sort();
+        // Push in reverse so the stack pops in sorted order.
+        let mut subdirs = Vec::new();
+        for child in children {
+            let relpath = rel_bytes(root, &child);
+            let md = match fs::symlink_metadata(&child) {
+                Ok(m) => m,
+                Err(e) => {
+                    let item = Item::Error {
+                        target: rel(root, &child),
+                        message: format!("cannot stat {}: {e}", child.display()),
+                        entry: true,
+                    };
+                    if items.send(item).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let ft = md.file_type();
+            let kind = if ft.is_symlink() {
+                EntryKind::Symlink
+            } else if ft.is_dir() {
+                EntryKind::Dir
+            } else if ft.is_file() {
+                EntryKind::File
+            } else if ft.is_char_device() {
+                EntryKind::CharDevice
+            } else if ft.is_block_device() {
+                EntryKind::BlockDevice
+            } else if ft.is_fifo() {
+                EntryKind::Fifo
+            } else {
+                EntryKind::Socket
+            };
+            let link = if kind == EntryKind::Symlink {
+                fs::read_link(&child)
+                    .ok()
+                    .map(|t| t.as_os_str().as_bytes().to_vec())
+            } else {
+                None
+            };
+            let hashed = (kind == EntryKind::File
+                && hash_only(limits, &entry_path(&relpath)) != HashOnly::No)
+                .then(|| {
+                    let (done, rx) = crossbeam_channel::bounded(1);
+                    let _ = jobs.send(Job {
+                        path: child.clone(),
+                        done,
+                    });
+                    rx
+                });
+            if kind == EntryKind::Dir {
+                subdirs.push(child.clone());
+            }
+            let item = Item::Entry {
+                path: child,
+                relpath,
+                kind,
+                mode: md.permissions().mode(),
+                size: md.len(),
+                link,
+                hashed,
+            };
+            if items.send(item).is_err() {
+                return;
+            }
+        }
+        stack.extend(subdirs.into_iter().rev());
+    }
+}
+
+/// A worker's part: the file's SHA-256, size and first byte, read once.
+fn hash_file(path: &Path, buf: &mut [u8], progress: &dyn Progress) -> Result<Hashed, Failed> {
+    let mut f = File::open(path).map_err(Failed::Open)?;
+    let mut h = Sha256::new();
+    let mut size = 0u64;
+    let mut first = None;
+    loop {
+        let n = match f.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failed::Read(e)),
+        };
+        if size == 0 {
+            first = Some(buf[0]);
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+        progress.advance(n as u64);
+    }
+    Ok(Hashed {
+        size,
+        sha256: h.finalize().into(),
+        first,
+    })
+}
+
+/// Reads a file through the walk (captured, scanned, validated as it
+/// streams); `Err` is the read error's message.
+fn stream_file(
+    ctx: &mut WalkContext,
+    meta: &EntryMeta<'_>,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<(), String> {
+    let mut f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut counted = Counted {
+        inner: &mut f,
+        progress,
+    };
+    ctx.member(meta, &mut counted)
+        .map_err(|DataError(e)| format!("read error in {}: {e}", path.display()))
 }
 
 /// A download folder (archives with their `.sha256` beside them) given

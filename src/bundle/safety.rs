@@ -138,6 +138,16 @@ impl PrefixHash {
     }
 }
 
+/// The path [`SafetyRules::check`] returns for an entry named `raw` (in a
+/// release, without prefix): normalised, or shown shortened when too long.
+pub fn entry_path(raw: &[u8]) -> String {
+    if raw.len() > MAX_NAME_BYTES {
+        shown_name(raw)
+    } else {
+        normalise(&display_name(raw))
+    }
+}
+
 /// Normalises an archive path: drops `./` prefixes, empty and `.`
 /// components and trailing slashes. Keeps `..` so rules can see it.
 pub fn normalise(name: &str) -> String {
