@@ -339,6 +339,23 @@ mod tests {
 /// one can read, and the verdict is the same with a thousand.
 pub const MAX_FINDINGS_PER_CODE: usize = 1000;
 
+/// Evidence key of [`Finding::omitted_upstream`].
+const OMITTED_UPSTREAM: &str = "omitted_upstream";
+
+impl Finding {
+    /// Stands for `n` findings of `code` that a producer did not build
+    /// because none of them could be among the [`MAX_FINDINGS_PER_CODE`]
+    /// a report keeps: it had already sent at least that many that sort
+    /// before each of them. [`FindingCap`] counts them as omitted; the
+    /// report is the same as if they had been sent. A skip, so that a
+    /// reader of the raw channel that looks for problems ignores it.
+    pub fn omitted_upstream(code: Code, n: usize) -> Finding {
+        Finding::new(code, "", "")
+            .with_status(Status::Skip)
+            .evidence(OMITTED_UPSTREAM, n)
+    }
+}
+
 /// A finding ordered by what the report sorts on, for [`FindingCap`].
 struct ByTarget(Finding);
 
@@ -378,6 +395,12 @@ pub struct FindingCap {
 impl FindingCap {
     pub fn push(&mut self, f: Finding) {
         let code = f.code;
+        if f.target.is_empty() && f.message.is_empty() {
+            if let Some(n) = f.evidence.get(OMITTED_UPSTREAM).and_then(|v| v.as_u64()) {
+                *self.omitted.entry(code).or_default() += n as usize;
+                return;
+            }
+        }
         let heap = self.kept.entry(code).or_default();
         heap.push(ByTarget(f));
         if heap.len() > MAX_FINDINGS_PER_CODE {

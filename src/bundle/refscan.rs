@@ -411,17 +411,36 @@ impl LineScanner {
             files: 1,
             ..Default::default()
         };
+        let mut external = Vec::new();
         for (line, r) in self.references {
             stats.references += 1;
-            if perimeter.is_internal(&r.host) {
-                continue;
+            if !perimeter.is_internal(&r.host) {
+                external.push((line, r));
             }
-            stats.external += 1;
-            let status = if perimeter.deny_external {
-                Status::Fail
-            } else {
-                Status::Warn
-            };
+        }
+        stats.external = external.len() as u64;
+        // A report keeps the first MAX_FINDINGS_PER_CODE findings by target
+        // (`file:line`, compared as text) and message: from a file with
+        // more external references than that, only those on the lines that
+        // sort first can be kept, and only they are built; the others are
+        // counted (a text full of URLs made the findings cost more than the
+        // scan).
+        let cap = crate::finding::MAX_FINDINGS_PER_CODE;
+        let mut omitted = 0;
+        if external.len() > cap {
+            let mut keys: Vec<[u8; 20]> = external.iter().map(|(l, _)| line_key(*l)).collect();
+            let (_, last, _) = keys.select_nth_unstable(cap - 1);
+            let last = *last;
+            let before = external.len();
+            external.retain(|(l, _)| line_key(*l) <= last);
+            omitted = before - external.len();
+        }
+        let status = if perimeter.deny_external {
+            Status::Fail
+        } else {
+            Status::Warn
+        };
+        for (line, r) in external {
             let at = format!("{}:{line}", self.location);
             let _ = findings.send(
                 Finding::new(
@@ -438,8 +457,31 @@ impl LineScanner {
                 .evidence("reference", r.text),
             );
         }
+        if omitted > 0 {
+            let _ = findings.send(Finding::omitted_upstream(Code::RefsExternal, omitted));
+        }
         stats
     }
+}
+
+/// A line number's decimal digits, left-aligned and padded with zeros: these
+/// arrays compare as the numbers' text does (`"10" < "9"`, `"1" < "10"`).
+fn line_key(mut line: usize) -> [u8; 20] {
+    let mut reversed = [0u8; 20];
+    let mut n = 0;
+    loop {
+        reversed[n] = b'0' + (line % 10) as u8;
+        n += 1;
+        line /= 10;
+        if line == 0 {
+            break;
+        }
+    }
+    let mut digits = [0u8; 20];
+    for i in 0..n {
+        digits[i] = reversed[n - 1 - i];
+    }
+    digits
 }
 
 /// Totals for the summary finding.
@@ -646,6 +688,58 @@ mod tests {
             }
             assert_eq!(s.references, want, "pieces of {step} bytes");
         }
+    }
+
+    #[test]
+    fn findings_past_the_cap_are_counted_not_built() {
+        use crate::finding::{FindingCap, MAX_FINDINGS_PER_CODE};
+        let mut text = String::new();
+        for i in 0..2500 {
+            text.push_str(&format!(
+                "url: https://h{}.example.org/x https://b.io\n",
+                i % 7
+            ));
+            if i % 3 == 0 {
+                text.push_str("  image: ghcr.io/a/b:1\n");
+            }
+        }
+        let mut s = LineScanner::new("f.yaml".into());
+        s.feed(text.as_bytes());
+        let all = s.references.clone();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stats = s.finish(&Perimeter::default(), &tx);
+        drop(tx);
+        let sent: Vec<Finding> = rx.iter().collect();
+        assert_eq!(stats.external as usize, all.len());
+        assert!(sent.len() < MAX_FINDINGS_PER_CODE + 10, "{}", sent.len());
+        // What the report keeps is what it kept when every one was sent.
+        let mut cap = FindingCap::default();
+        sent.into_iter().for_each(|f| cap.push(f));
+        let mut want = FindingCap::default();
+        for (line, r) in all {
+            let at = format!("f.yaml:{line}");
+            want.push(Finding::new(
+                Code::RefsExternal,
+                at.clone(),
+                format!(
+                    "{at}: {} {} points outside the perimeter ({})",
+                    r.kind, r.text, r.host
+                ),
+            ));
+        }
+        let key = |f: &Finding| {
+            (
+                f.target.clone(),
+                f.message.clone(),
+                f.evidence.get("omitted").and_then(|v| v.as_u64()),
+            )
+        };
+        let mut got: Vec<_> = cap.finish("in").iter().map(key).collect();
+        let mut want: Vec<_> = want.finish("in").iter().map(key).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got.len(), MAX_FINDINGS_PER_CODE + 1);
+        assert_eq!(got, want);
     }
 
     #[test]
