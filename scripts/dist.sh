@@ -86,6 +86,9 @@ cargo run --quiet --locked --example dist-assets -- "$assets" >&2
 gzip -9nf "$assets"/man/man1/*.1
 
 mkdir -p dist
+# What an earlier run made goes first (a stale .deb would otherwise be
+# listed in SHA256SUMS beside a new tarball).
+rm -rf dist/airgap-verify-* dist/airgap-verify_* dist/SHA256SUMS
 stage=dist/$name
 rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/share/man/man1" \
