@@ -2,7 +2,8 @@
 # Size and start-up budget of the release binary, static against dynamic,
 # side by side: file size (stripped, as shipped), NEEDED entries, and the
 # median wall time of `airgap-verify --version` and of `bundle` on the small
-# sample release (4 MiB, `airgap-verify sample --size 4MiB`), warm cache.
+# sample release (4 MiB, `airgap-verify sample --size 4MiB`), warm cache,
+# the two binaries alternated run by run.
 #
 #   scripts/bench-binary.sh [RUNS]      # default 21 runs each
 #
@@ -18,17 +19,20 @@ trap 'rm -rf "$work"' EXIT
 "$static" sample "$work/sample" --size 4MiB >/dev/null
 tar=$(ls "$work"/sample/*.tar | head -n1)
 
-# Median wall time in milliseconds of RUNS runs of "$@" (output discarded).
-median_ms() {
-  python3 - "$runs" "$@" <<'EOF'
+# Median wall times in milliseconds of RUNS runs of the static and the
+# dynamic binary with the same arguments, alternated run by run so that the
+# load of a shared machine weighs on both alike (output discarded).
+medians_ms() {
+  python3 - "$runs" "$static" "$dynamic" "$@" <<'EOF'
 import statistics, subprocess, sys, time
-runs, cmd = int(sys.argv[1]), sys.argv[2:]
-times = []
+runs, bins, args = int(sys.argv[1]), sys.argv[2:4], sys.argv[4:]
+times = {b: [] for b in bins}
 for _ in range(runs):
-    t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    times.append((time.perf_counter() - t) * 1000)
-print("%.2f" % statistics.median(times))
+    for b in bins:
+        t = time.perf_counter()
+        subprocess.run([b] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        times[b].append((time.perf_counter() - t) * 1000)
+print(" ".join("%.2f" % statistics.median(times[b]) for b in bins))
 EOF
 }
 
@@ -44,9 +48,8 @@ s_raw=$(sz "$target_dir/x86_64-unknown-linux-gnu/release/airgap-verify")
 d_raw=$(sz "$target_dir/release/airgap-verify")
 s_size=$(sz "$static") d_size=$(sz "$dynamic")
 s_dbg=$(sz "${static%/*}/airgap-verify.debug") d_dbg=$(sz "${dynamic%/*}/airgap-verify.debug")
-s_ver=$(median_ms "$static" --version) d_ver=$(median_ms "$dynamic" --version)
-s_bun=$(median_ms "$static" bundle "$tar" --no-progress)
-d_bun=$(median_ms "$dynamic" bundle "$tar" --no-progress)
+read -r s_ver d_ver < <(medians_ms --version)
+read -r s_bun d_bun < <(medians_ms bundle "$tar" --no-progress)
 
 echo "airgap-verify $("$static" --version | awk '{print $2}'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $runs runs each, medians"
 row "" "static (crt-static)" "dynamic (glibc)" "static/dynamic"
