@@ -2,13 +2,23 @@
 # shellcheck disable=SC2317 # cleanup and the c_* commands are called indirectly (trap, "c_$key")
 # Benchmark `airgap-verify bundle` against the tools an operator uses today.
 #
-# Generates a Sekoia-shaped sample release with `airgap-verify sample`, warms
-# the page cache, then times side by side (round-robin, N runs each) and
-# reports the median wall time of:
-#   openssl dgst -sha256 X.tar, sha256sum X.tar, gzip -dc X.tar.gz,
-#   the operator path on X.tar and on X.tar.gz (sha256sum -c of the archive,
-#   tar x, sha256sum -c of the files listed in platform/v1.0.0/manifest.json),
-#   airgap-verify bundle X.tar and X.tar.gz (with peak RSS).
+# Generates two release shapes, warms the page cache, then times side by
+# side (round-robin, N runs each) and reports the median wall time of:
+# - the Sekoia-shaped sample (`airgap-verify sample`: few text files, large
+#   image files): openssl dgst -sha256 X.tar, sha256sum X.tar, gzip -dc
+#   X.tar.gz, the operator path on X.tar and on X.tar.gz (sha256sum -c of
+#   the archive, tar x, sha256sum -c of the files listed in
+#   platform/v1.0.0/manifest.json), airgap-verify bundle --no-content X.tar
+#   and X.tar.gz, and the full-content pass of X.tar against gzip -dc of its
+#   nested images;
+# - the text-heavy shape (scripts/gen-text-release.py: OCI layouts, about
+#   3,300 small YAML/JSON files, ten 2-16 MiB SBOMs, about 10% text, a
+#   SHA256SUMS at the top): airgap-verify bundle X.tar, default and
+#   --no-content, against openssl dgst -sha256 X.tar;
+# - the folder form of each shape (the archive extracted, untimed):
+#   airgap-verify bundle FOLDER, default and --no-content, against
+#   `find FOLDER -type f | xargs -P<cores> openssl dgst -sha256`;
+# with the peak RSS of every airgap-verify run.
 # Then prints the acceptance ratios with PASS/FAIL and, unless --no-double,
 # repeats everything at twice the size to check that time is linear and
 # memory flat. It is a measurement: it exits 0 even when targets are missed.
@@ -30,7 +40,7 @@
 #
 # Honours CARGO_TARGET_DIR (otherwise the repository's target/).
 # Needs root (or the tools already installed) on Debian: installs `time`,
-# `openssl` and `jq` with apt-get when missing.
+# `openssl` and `jq` with apt-get when missing; python3 writes the text shape.
 
 set -euo pipefail
 
@@ -119,7 +129,8 @@ apt_install() {
 
 [[ -x /usr/bin/time ]] || apt_install time
 command -v openssl > /dev/null || apt_install openssl
-for tool in sha256sum gzip tar awk sort df mktemp; do
+command -v python3 > /dev/null || apt_install python3
+for tool in sha256sum gzip tar awk sort df mktemp find xargs; do
     command -v "$tool" > /dev/null || die "$tool is missing"
 done
 # jq (or python3) turns manifest.json into a sha256sum list.
@@ -183,7 +194,9 @@ free_bytes=$((free_kib * 1024))
 # 12 GB floor (1 GiB + 2 GiB runs); more for larger --size: the double run
 # holds a 2x .tar, its .gz and one extraction (about 6x), plus margin.
 need_bytes=$MIN_FREE_BYTES
-if ((DOUBLE)); then est=$((SIZE_BYTES * 10)); else est=$((SIZE_BYTES * 5)); fi
+# Each pass also holds the sample's folder form and the text shape's .tar
+# and folder (about 4x more).
+if ((DOUBLE)); then est=$((SIZE_BYTES * 18)); else est=$((SIZE_BYTES * 9)); fi
 ((est > need_bytes)) && need_bytes=$est
 if ((free_bytes < need_bytes)); then
     die "$(awk -v f="$free_bytes" -v n="$need_bytes" -v d="$WORKDIR_BASE" 'BEGIN {
@@ -226,7 +239,7 @@ SUMMARY_LINES=()
 # check LABEL VALUE TARGET VERDICT [DETAIL]: one acceptance line, counted.
 check() {
     local label=$1 value=$2 target=$3 v=$4 detail=${5:-} line
-    printf '  %-50s %10s  %-18s %s%s\n' "$label" "$value" "$target" "$v" "${detail:+  $detail}"
+    printf '  %-58s %10s  %-18s %s%s\n' "$label" "$value" "$target" "$v" "${detail:+  $detail}"
     line="${CUR_SIZE:+[$CUR_SIZE] }$label: $value (target $target) $v"
     SUMMARY_LINES+=("$line")
     if [[ $v == PASS ]]; then
@@ -245,6 +258,7 @@ ratio_line() {
 
 # Per-pass state, set by prepare_pass.
 DIR='' TAR='' GZ='' TAR_NAME='' GZ_NAME='' SUMS='' EXTRACT='' RSS_FILE='' CPU_FILE=''
+FOLDER='' TTAR='' TFOLDER=''
 
 # The operator's path today: check the archive's .sha256, extract it, check
 # every file listed in manifest.json. Removal is done afterwards, untimed.
@@ -274,13 +288,31 @@ c_av_tar() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$TAR" --no-conten
 c_av_gz() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$GZ" --no-content --no-progress --format json > /dev/null; }
 c_av_full() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$TAR" --no-progress --format json > /dev/null; }
 c_gzip_img() { gzip -dc "$IMGDIR"/platform/v1.0.0/images/*.tar.gz > /dev/null; }
+# Folders: every file hashed by openssl, <cores> processes at a time, 64
+# files each (fewer processes than -n 16, and as fast on 2 cores).
+hash_folder() { find "$1" -type f -print0 | xargs -0 -n 64 -P "$(nproc)" openssl dgst -sha256 > /dev/null; }
+av_rss() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$@" --no-progress --format json > /dev/null; }
+c_fold_ssl() { hash_folder "$FOLDER"; }
+c_av_fold_nc() { av_rss "$FOLDER" --no-content; }
+c_av_fold() { av_rss "$FOLDER"; }
+c_t_openssl() { openssl dgst -sha256 "$TTAR" > /dev/null; }
+c_t_av_nc() { av_rss "$TTAR" --no-content; }
+c_t_av() { av_rss "$TTAR"; }
+c_t_fold_ssl() { hash_folder "$TFOLDER"; }
+c_t_av_fold_nc() { av_rss "$TFOLDER" --no-content; }
+c_t_av_fold() { av_rss "$TFOLDER"; }
 # --floor: CPU seconds (user + system) go to $CPU_FILE.
 c_libdeflate() { /usr/bin/time -f '%U %S' -o "$CPU_FILE" libdeflate-gunzip -c "$GZ" > /dev/null; }
 c_rapidgzip() { /usr/bin/time -f '%U %S' -o "$CPU_FILE" "$RAPIDGZIP" -d -c -P "$(nproc)" "$GZ" > /dev/null; }
 c_openssl_gz() { /usr/bin/time -f '%U %S' -o "$CPU_FILE" openssl dgst -sha256 "$GZ" > /dev/null; }
 c_openssl_tar() { /usr/bin/time -f '%U %S' -o "$CPU_FILE" openssl dgst -sha256 "$TAR" > /dev/null; }
 
-KEYS=(openssl sha256sum gzip op_tar op_gz av_tar av_gz gzip_img av_full)
+KEYS=(openssl sha256sum gzip op_tar op_gz av_tar av_gz gzip_img av_full
+    fold_ssl av_fold_nc av_fold
+    t_openssl t_av_nc t_av t_fold_ssl t_av_fold_nc t_av_fold)
+# The airgap-verify runs, whose peak RSS is kept.
+AV_KEYS=(av_tar av_gz av_full av_fold_nc av_fold t_av_nc t_av t_av_fold_nc t_av_fold)
+is_av() { [[ " ${AV_KEYS[*]} " == *" $1 "* ]]; }
 declare -A LABEL=(
     [openssl]="openssl dgst -sha256 X.tar"
     [sha256sum]="sha256sum X.tar"
@@ -291,6 +323,15 @@ declare -A LABEL=(
     [av_gz]="airgap-verify bundle --no-content X.tar.gz"
     [gzip_img]="gzip -dc images/*.tar.gz (nested)"
     [av_full]="airgap-verify bundle X.tar (full content)"
+    [fold_ssl]="find F | xargs -P<cores> openssl dgst"
+    [av_fold_nc]="airgap-verify bundle --no-content F/"
+    [av_fold]="airgap-verify bundle F/ (default)"
+    [t_openssl]="text: openssl dgst -sha256 X.tar"
+    [t_av_nc]="text: airgap-verify --no-content X.tar"
+    [t_av]="text: airgap-verify X.tar (default)"
+    [t_fold_ssl]="text: find F | xargs -P<cores> openssl"
+    [t_av_fold_nc]="text: airgap-verify --no-content F/"
+    [t_av_fold]="text: airgap-verify F/ (default)"
     [libdeflate]="libdeflate-gunzip -c X.tar.gz (1 core)"
     [rapidgzip]="rapidgzip -d -P <cores> X.tar.gz"
     [openssl_gz]="openssl dgst -sha256 X.tar.gz"
@@ -300,7 +341,7 @@ declare -A LABEL=(
 declare -A CPU=()
 
 # Results per pass (index 1 = base size, 2 = double size).
-declare -A MED=() RSS=() TAR_BYTES=() GZ_BYTES=() RUN_TIMES=()
+declare -A MED=() RSS=() TAR_BYTES=() GZ_BYTES=() TTAR_BYTES=() RUN_TIMES=()
 
 prepare_pass() { # PASS SIZE_BYTES
     local pass=$1 bytes=$2 t0 t1
@@ -336,15 +377,32 @@ prepare_pass() { # PASS SIZE_BYTES
     mkdir -p "$IMGDIR"
     tar -xf "$TAR" -C "$IMGDIR" platform/v1.0.0/images || die "cannot extract the images from $TAR"
 
-    # Flush the freshly written archives, then warm the page cache once.
+    # The sample's folder form: the archive extracted once, untimed.
+    FOLDER=$DIR/folder
+    mkdir -p "$FOLDER"
+    tar -xf "$TAR" -C "$FOLDER" || die "cannot extract $TAR"
+
+    # The text-heavy shape, its .tar (reproducible: sorted, no owners or
+    # times) and its checksum; the folder it was made from is its folder form.
+    log "pass $pass: generating the $(human_size "$bytes") text-heavy shape"
+    python3 "$REPO/scripts/gen-text-release.py" "$DIR/text" "$bytes" >&2 || die "gen-text-release.py failed"
+    TFOLDER=$DIR/text/release
+    TTAR=$DIR/text-release.tar
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$TTAR" -C "$TFOLDER" . ||
+        die "cannot write $TTAR"
+    (cd "$DIR" && sha256sum "$(basename "$TTAR")" > "$TTAR.sha256")
+    TTAR_BYTES[$pass]=$(stat -c %s "$TTAR")
+
+    # Flush the freshly written files, then warm the page cache once.
     sync
-    cat "$TAR" "$TAR.sha256" "$GZ" "$GZ.sha256" "$SUMS" "$IMGDIR"/platform/v1.0.0/images/* > /dev/null
+    cat "$TAR" "$TAR.sha256" "$GZ" "$GZ.sha256" "$SUMS" "$IMGDIR"/platform/v1.0.0/images/* "$TTAR" > /dev/null
+    find "$FOLDER" "$TFOLDER" -type f -exec cat {} + > /dev/null
 }
 
 run_pass() { # PASS
     local pass=$1 round key t0 t1 dt rc rss cpu
     declare -A times=() cpus=()
-    local max_rss_tar=0 max_rss_gz=0 max_rss_full=0
+    declare -A max_rss=()
     for ((round = 1; round <= RUNS; round++)); do
         for key in "${KEYS[@]}"; do
             rm -f -- "$RSS_FILE"
@@ -357,23 +415,23 @@ run_pass() { # PASS
                     remove_extraction
                     ((rc == 0)) || die "operator path (${LABEL[$key]}) failed with exit code $rc; the sample or the tools are broken"
                     ;;
-                av_tar | av_gz | av_full)
+                av_* | t_av*)
                     if ((rc != 0)); then
-                        local target=$TAR
-                        [[ $key == av_gz ]] && target=$GZ
+                        local target
+                        case $key in
+                            av_gz) target=$GZ ;;
+                            av_fold*) target=$FOLDER ;;
+                            t_av_fold*) target=$TFOLDER ;;
+                            t_av*) target=$TTAR ;;
+                            *) target=$TAR ;;
+                        esac
                         echo "bench-bundle: error: airgap-verify bundle $target exited with $rc; its report:" >&2
                         "$BIN" bundle "$target" --no-progress --format human --color never >&2 || true
-                        die "airgap-verify bundle must exit 0 on the generated sample (exit code $rc)"
+                        die "airgap-verify bundle must exit 0 on the generated releases (exit code $rc)"
                     fi
                     rss=$(tail -n 1 "$RSS_FILE")
                     [[ $rss =~ ^[0-9]+$ ]] || die "cannot read peak RSS from /usr/bin/time: $(cat "$RSS_FILE")"
-                    if [[ $key == av_tar ]]; then
-                        ((rss > max_rss_tar)) && max_rss_tar=$rss
-                    elif [[ $key == av_gz ]]; then
-                        ((rss > max_rss_gz)) && max_rss_gz=$rss
-                    else
-                        ((rss > max_rss_full)) && max_rss_full=$rss
-                    fi
+                    ((rss > ${max_rss[$key]:-0})) && max_rss[$key]=$rss
                     ;;
                 libdeflate | rapidgzip | openssl_gz | openssl_tar)
                     ((rc == 0)) || die "${LABEL[$key]} failed with exit code $rc"
@@ -396,9 +454,9 @@ run_pass() { # PASS
         # shellcheck disable=SC2086 # word splitting of the run list is wanted
         [[ -n ${cpus[$key]:-} ]] && CPU[$pass,$key]=$(median ${cpus[$key]})
     done
-    RSS[$pass,av_tar]=$max_rss_tar
-    RSS[$pass,av_gz]=$max_rss_gz
-    RSS[$pass,av_full]=$max_rss_full
+    for key in "${AV_KEYS[@]}"; do
+        RSS[$pass,$key]=${max_rss[$key]}
+    done
 }
 
 mib_per_s() { # BYTES SECONDS
@@ -409,19 +467,19 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.4f", a / b; else
 to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 print_pass() { # PASS
-    local pass=$1 key rss tb=${TAR_BYTES[$1]} gb=${GZ_BYTES[$1]}
+    local pass=$1 key rss bytes tb=${TAR_BYTES[$1]} gb=${GZ_BYTES[$1]}
     CUR_SIZE=$(human_size "$tb")
     echo
     echo "== $CUR_SIZE sample: .tar $tb bytes, .tar.gz $gb bytes ($(human_size "$gb")), $(wc -l < "$SUMS") files in manifest.json"
-    echo "   median wall time of $RUNS runs, page cache warm, $(nproc) cores; MiB/s = uncompressed .tar MiB / median"
-    printf '  %-34s %9s %7s %10s  %s\n' "command" "median s" "MiB/s" "peak RSS" "runs (s)"
+    echo "   median wall time of $RUNS runs, page cache warm, $(nproc) cores; MiB/s = uncompressed .tar MiB / median (text: its own .tar)"
+    printf '  %-42s %9s %7s %10s  %s\n' "command" "median s" "MiB/s" "peak RSS" "runs (s)"
     for key in "${KEYS[@]}"; do
         rss=-
-        case $key in
-            av_tar | av_gz | av_full) rss="$(to_mib "${RSS[$pass,$key]}") MiB" ;;
-        esac
-        printf '  %-34s %9.3f %7s %10s  %s\n' "${LABEL[$key]}" "${MED[$pass,$key]}" \
-            "$(mib_per_s "$tb" "${MED[$pass,$key]}")" "$rss" "${RUN_TIMES[$pass,$key]# }"
+        is_av "$key" && rss="$(to_mib "${RSS[$pass,$key]}") MiB"
+        bytes=$tb
+        [[ $key == t_* ]] && bytes=${TTAR_BYTES[$pass]}
+        printf '  %-42s %9.3f %7s %10s  %s\n' "${LABEL[$key]}" "${MED[$pass,$key]}" \
+            "$(mib_per_s "$bytes" "${MED[$pass,$key]}")" "$rss" "${RUN_TIMES[$pass,$key]# }"
     done
     echo
     echo "  acceptance ($CUR_SIZE):"
@@ -433,6 +491,17 @@ print_pass() { # PASS
     ratio_line "airgap-verify(.tar.gz) peak RSS" "$(to_mib "${RSS[$pass,av_gz]}")" "<=" 64 " MiB"
     ratio_line "airgap-verify full content / gzip -dc of nested images" "$(ratio "${MED[$pass,av_full]}" "${MED[$pass,gzip_img]}")" "<=" 1.3
     ratio_line "airgap-verify full content peak RSS" "$(to_mib "${RSS[$pass,av_full]}")" "<=" 64 " MiB"
+    ratio_line "airgap-verify full content(.tar) / openssl" "$(ratio "${MED[$pass,av_full]}" "${MED[$pass,openssl]}")" "<=" 1.3
+    ratio_line "sample folder: default / find|xargs openssl" "$(ratio "${MED[$pass,av_fold]}" "${MED[$pass,fold_ssl]}")" "<=" 1.1
+    ratio_line "sample folder: --no-content / find|xargs openssl" "$(ratio "${MED[$pass,av_fold_nc]}" "${MED[$pass,fold_ssl]}")" "<=" 1.1
+    echo "  text-heavy shape: .tar ${TTAR_BYTES[$pass]} bytes"
+    ratio_line "text .tar: --no-content / openssl" "$(ratio "${MED[$pass,t_av_nc]}" "${MED[$pass,t_openssl]}")" "<=" 1.05
+    ratio_line "text .tar: default / openssl" "$(ratio "${MED[$pass,t_av]}" "${MED[$pass,t_openssl]}")" "<=" 1.15
+    ratio_line "text folder: default / find|xargs openssl" "$(ratio "${MED[$pass,t_av_fold]}" "${MED[$pass,t_fold_ssl]}")" "<=" 1.1
+    ratio_line "text folder: --no-content / find|xargs openssl" "$(ratio "${MED[$pass,t_av_fold_nc]}" "${MED[$pass,t_fold_ssl]}")" "<=" 1.1
+    for key in av_fold_nc av_fold t_av_nc t_av t_av_fold_nc t_av_fold; do
+        ratio_line "${LABEL[$key]} peak RSS" "$(to_mib "${RSS[$pass,$key]}")" "<=" 64 " MiB"
+    done
     ((FLOOR)) && print_floor "$pass"
     return 0
 }
@@ -467,27 +536,33 @@ print_floor() { # PASS
 }
 
 print_scaling() {
-    local size_ratio tr per_byte pct abs kind label v
+    local size_ratio tr per_byte pct abs kind key label v
     size_ratio=$(ratio "${TAR_BYTES[2]}" "${TAR_BYTES[1]}")
     CUR_SIZE="$(human_size "${TAR_BYTES[1]}") -> $(human_size "${TAR_BYTES[2]}")"
     echo
     echo "== scaling $CUR_SIZE (.tar bytes x$(printf '%.3f' "$size_ratio"))"
-    for kind in tar gz; do
-        label=.tar
-        [[ $kind == gz ]] && label=.tar.gz
-        tr=$(ratio "${MED[2,av_$kind]}" "${MED[1,av_$kind]}")
+    for kind in tar gz full fold_nc fold t_av_nc t_av t_av_fold_nc t_av_fold; do
+        case $kind in
+            tar | gz | full | fold_nc | fold) key=av_$kind ;;
+            *) key=$kind ;;
+        esac
+        label=${LABEL[$key]}
+        # The text shape's byte ratio is its own .tar's.
+        size_ratio=$(ratio "${TAR_BYTES[2]}" "${TAR_BYTES[1]}")
+        [[ $key == t_* ]] && size_ratio=$(ratio "${TTAR_BYTES[2]}" "${TTAR_BYTES[1]}")
+        tr=$(ratio "${MED[2,$key]}" "${MED[1,$key]}")
         # Linear when the time ratio follows the byte ratio (~2); 15% tolerance.
         per_byte=$(ratio "$tr" "$size_ratio")
         v=$(awk -v r="$per_byte" 'BEGIN { print (r >= 0.85 && r <= 1.15) ? "PASS" : "FAIL" }')
-        check "airgap-verify($label) time 2x / 1x" "$(printf '%.2f' "$tr")" \
+        check "$label: time 2x / 1x" "$(printf '%.2f' "$tr")" \
             "~$(printf '%.2f' "$size_ratio") +-15%" "$v" \
-            "$(printf '%.3fs -> %.3fs' "${MED[1,av_$kind]}" "${MED[2,av_$kind]}")"
-        pct=$(awk -v a="${RSS[1,av_$kind]}" -v b="${RSS[2,av_$kind]}" \
+            "$(printf '%.3fs -> %.3fs' "${MED[1,$key]}" "${MED[2,$key]}")"
+        pct=$(awk -v a="${RSS[1,$key]}" -v b="${RSS[2,$key]}" \
             'BEGIN { if (a > 0) printf "%.1f", (b - a) / a * 100; else print 0 }')
         abs=${pct#-}
-        check "airgap-verify($label) peak RSS change 2x vs 1x" "$(printf '%+.1f%%' "$pct")" \
+        check "$label: peak RSS 2x vs 1x" "$(printf '%+.1f%%' "$pct")" \
             "within +-10%" "$(verdict "$abs" "<=" 10)" \
-            "$(to_mib "${RSS[1,av_$kind]}") MiB -> $(to_mib "${RSS[2,av_$kind]}") MiB"
+            "$(to_mib "${RSS[1,$key]}") MiB -> $(to_mib "${RSS[2,$key]}") MiB"
     done
 }
 
