@@ -81,7 +81,7 @@ if ((${#missing_tools[@]})); then
   done) >"$deny_log" 2>&1 &
   deny_pid=$!
 fi
-trap '[ -n "$deny_pid" ] && kill "$deny_pid" 2>/dev/null; [ -n "$static_pid" ] && kill "$static_pid" 2>/dev/null; rm -f "$deny_log" "$static_log"' EXIT
+trap '[ -n "$deny_pid" ] && kill "$deny_pid" 2>/dev/null; [ -n "$static_pid" ] && kill "$static_pid" 2>/dev/null; rm -f "$deny_log" "$static_log" "$static_log.out"' EXIT
 
 log "cargo fmt --check"
 cargo fmt --check
@@ -177,11 +177,15 @@ if [ "$with_static" = 1 ]; then
     deb=$(ls dist/airgap-verify_*_amd64.deb)
     dpkg -i "$deb" >/dev/null
     /usr/bin/airgap-verify --version
-    MANPAGER=cat man airgap-verify | grep -qF 'airgap-verify-bundle(1)' || {
+    # Read whole first: grep -q stopping early would fail man's write under
+    # pipefail.
+    page=$(MANPAGER=cat man airgap-verify)
+    grep -qF 'airgap-verify-bundle(1)' <<<"$page" || {
       echo "scripts/test.sh: man airgap-verify does not show the page" >&2
       exit 1
     }
-    MANPAGER=cat man airgap-verify-bundle | grep -q -- '--pubkey' || {
+    page=$(MANPAGER=cat man airgap-verify-bundle)
+    grep -qF -- '--pubkey' <<<"$page" || {
       echo "scripts/test.sh: man airgap-verify-bundle does not show the page" >&2
       exit 1
     }
