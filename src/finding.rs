@@ -211,20 +211,20 @@ pub fn parse_severity(s: &str) -> Result<Status, String> {
 /// A finding code as the user writes it; an unknown one names the nearest.
 pub fn parse_code(s: &str) -> Result<Code, String> {
     Code::from_id(s.trim()).ok_or_else(|| {
-        let near = crate::codes::suggest(s);
-        match near.as_slice() {
-            [] => format!(
-                "unknown finding code `{s}` (`airgap-verify explain --list` shows every code)"
-            ),
-            [one] => format!("unknown finding code `{s}`; did you mean `{one}`?"),
+        let hint = match crate::codes::suggest(s).as_slice() {
+            [] => String::new(),
+            [one] => format!("; did you mean `{one}`?"),
             many => format!(
-                "unknown finding code `{s}`; did you mean one of {}?",
+                "; did you mean one of {}?",
                 many.iter()
                     .map(|c| format!("`{c}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        }
+        };
+        format!(
+            "unknown finding code `{s}`{hint} (`airgap-verify explain --list` shows every code)"
+        )
     })
 }
 

@@ -761,24 +761,7 @@ fn explain(a: airgap_verify::cli::ExplainArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let id = a.code.unwrap_or_default();
-    let Some(code) = codes::Code::from_id(&id) else {
-        let near = codes::suggest(&id);
-        let hint = match near.as_slice() {
-            [] => String::new(),
-            [one] => format!("; did you mean `{one}`?"),
-            many => format!(
-                "; did you mean one of {}?",
-                many.iter()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-        return Err(InputError::Usage(format!(
-            "unknown code {id:?}{hint} (`airgap-verify explain --list` shows every code)"
-        ))
-        .into());
-    };
+    let code = airgap_verify::finding::parse_code(&id).map_err(InputError::Usage)?;
     print!("{}", codes::explain_text(code));
     Ok(0)
 }

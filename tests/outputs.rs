@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::lab::Lab;
@@ -250,18 +250,9 @@ fn output_is_replaced_only_by_a_complete_report() {
             .collect()
     };
     for signal in ["INT", "TERM"] {
-        let child = Command::new(BIN)
-            .args([
-                "bundle",
-                fifo.to_str().unwrap(),
-                "--format",
-                "json",
-                "--no-progress",
-            ])
+        let child = crate::harness::bundle_command(&fifo)
             .arg("--output")
             .arg(&dest)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         // The pass blocks on the FIFO with half the archive fed.

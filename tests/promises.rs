@@ -9,8 +9,7 @@ use std::process::{Command, Stdio};
 use crate::harness::{av, bundle, Run, Sandbox, BIN};
 
 fn sha256_of(p: &std::path::Path) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
+    airgap_verify::sample::sha256_hex(&std::fs::read(p).unwrap())
 }
 
 /// `bundle ARGS` with `input` on standard input (a pipe).

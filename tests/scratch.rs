@@ -4,11 +4,11 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::tarkit::RawTar;
-use crate::harness::{Sandbox, BIN};
+use crate::harness::Sandbox;
 
 /// A Git bundle of one commit holding 768 KiB of random bytes (an
 /// incompressible pack, so the archive is fed in several chunks).
@@ -48,17 +48,8 @@ fn an_interrupted_git_bundle_check_leaves_no_scratch_folder() {
             .status()
             .unwrap()
             .success());
-        let child = Command::new(BIN)
-            .args([
-                "bundle",
-                fifo.to_str().unwrap(),
-                "--format",
-                "json",
-                "--no-progress",
-            ])
+        let child = crate::harness::bundle_command(&fifo)
             .env("TMPDIR", &tmp)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         // Half the archive: the pack is being indexed, the rest is awaited.

@@ -95,6 +95,18 @@ where
     Run::from(out)
 }
 
+/// `bundle PATH --format json --no-progress` with both outputs piped, to be
+/// started in the background (a pass fed through a FIFO and interrupted).
+pub fn bundle_command(path: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("bundle")
+        .arg(path)
+        .args(["--format", "json", "--no-progress"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
 /// `bundle PATH --format json` plus extra args.
 pub fn bundle(path: &Path, extra: &[&str]) -> Run {
     let mut args: Vec<std::ffi::OsString> = vec!["bundle".into(), path.into()];
