@@ -234,10 +234,8 @@ fn nothing_verified(findings: &[Finding], command: &str) -> Option<Finding> {
 /// dropped, since the images are pushed to the perimeter's registry under
 /// the same path.
 fn release_images(refs: &[String]) -> Vec<crate::config::ImageRef> {
-    let mut out: Vec<crate::config::ImageRef> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    {
-        for r in refs {
+    refs.iter()
+        .filter_map(|r| {
             // `host[:port]/path:tag`: the first segment is a host when it has
             // a dot or a port, or is `localhost`.
             let path = match r.split_once('/') {
@@ -248,14 +246,9 @@ fn release_images(refs: &[String]) -> Vec<crate::config::ImageRef> {
                 }
                 _ => r,
             };
-            if let Ok(img) = crate::config::ImageRef::parse(path) {
-                if seen.insert(img.clone()) {
-                    out.push(img);
-                }
-            }
-        }
-    }
-    out
+            crate::config::ImageRef::parse(path).ok()
+        })
+        .collect()
 }
 
 /// A configuration file as the report's `inputs` describes it.
