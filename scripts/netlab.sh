@@ -18,8 +18,12 @@
 #   agv-lb      10.0.255.10   haproxy: 80 443 10514 11514 (tcp, to node1/node2 on the same
 #                             port), 8080 (HTTP 301 to https), 8081 (HTTP 200, no redirect),
 #                             8443 (TLS for lb.netlab.test, then tcp to node1:443)
-#   agv-orch    10.0.255.20   orchestration node
+#   agv-orch    10.0.255.20   orchestration node (runs Ansible in the cluster tests)
 #   agv-node1..3  .21 .22 .23 nodes; nothing listens there until a test starts a responder
+#                             (AIRGAP_NETLAB_NODES=6: node1..6, .21-.26)
+#   orch, lb and every node run an OpenSSH server on :22 with their own hostname, machine
+#   id, /tmp and /root (see "sshd" below); $STATE/ansible/inventory.ini lists them for
+#   Ansible (groups orchestration, load_balancer, managers, workers), root with the lab's key
 #   agv-syslog  10.0.255.30   rsyslog: RELP on 11514, syslog over TLS on 10514
 #   agv-airgap  only lo: "airgap-lab" runs scripts/lab.sh there (not started by up)
 # Every host namespace has an empty nftables table inet agvfw (chains input and
@@ -29,7 +33,8 @@
 # The root namespace's networking is never changed: no address, route, link or
 # nft rule is added there (veth ends are created directly inside the
 # namespaces). State: ${AIRGAP_NETLAB_DIR:-/var/tmp/airgap-netlab}, with
-# netlab.env (KEY=value lines, parse, do not source), pki/, lb/, syslog/, log/.
+# netlab.env (KEY=value lines, parse, do not source), pki/, lb/, syslog/, log/,
+# ssh/ (keys, known_hosts), hosts/HOST/ (sshd config, /tmp, /root, machine id), ansible/.
 # The air-gapped service lab lives in ${AIRGAP_NETLAB_LAB_DIR:-/var/tmp/airgap-lab-netns}.
 # Needs root.
 set -euo pipefail
@@ -37,26 +42,61 @@ umask 022
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=${AIRGAP_NETLAB_DIR:-/var/tmp/airgap-netlab}
-AIRGAP_LAB=${AIRGAP_NETLAB_LAB_DIR:-/var/tmp/airgap-lab-netns}
 
 # ---------------------------------------------------------------- the plan ---
-SUBNET=10.0.255.0/24
+# A second copy of the lab can run beside the shared one (a development copy, a
+# benchmark): AIRGAP_NETLAB_DIR, AIRGAP_NETLAB_NS_PREFIX (default agv-) and
+# AIRGAP_NETLAB_NET (the /24's first three octets, default 10.0.255) apart.
+# AIRGAP_NETLAB_NODES (3-9, default 3) sets how many nodes there are.
+# Later commands (down, fw-reset, status) on a copy need only its AIRGAP_NETLAB_DIR:
+# the rest is read back from the netlab.env its "up" wrote.
+if [ -r "$STATE/netlab.env" ]; then
+  while IFS='=' read -r k v; do
+    case $k in
+      NETLAB_NS_PREFIX) : "${AIRGAP_NETLAB_NS_PREFIX:=$v}" ;;
+      NETLAB_NET) : "${AIRGAP_NETLAB_NET:=$v}" ;;
+      NETLAB_NODE_COUNT) : "${AIRGAP_NETLAB_NODES:=$v}" ;;
+      *) ;;
+    esac
+  done <"$STATE/netlab.env"
+fi
+NET=${AIRGAP_NETLAB_NET:-10.0.255}
+[[ $NET =~ ^10\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || { echo "netlab: error: AIRGAP_NETLAB_NET=$NET: give three octets under 10/8 (10.0.255)" >&2; exit 2; }
+SUBNET=$NET.0/24
 PREFIX=24
 DOMAIN=netlab.test
-NS_PREFIX=agv-
-SW_NS=agv-sw
+NS_PREFIX=${AIRGAP_NETLAB_NS_PREFIX:-agv-}
+[[ $NS_PREFIX =~ ^[a-z][a-z0-9]{0,5}-$ ]] || { echo "netlab: error: AIRGAP_NETLAB_NS_PREFIX=$NS_PREFIX: give a short prefix ending in - (agv-)" >&2; exit 2; }
+NODES=${AIRGAP_NETLAB_NODES:-3}
+[[ $NODES =~ ^[3-9]$ ]] || { echo "netlab: error: AIRGAP_NETLAB_NODES=$NODES: give 3 to 9" >&2; exit 2; }
+# A second copy of the lab must never touch the shared copy's service lab.
+if [ "$NS_PREFIX" = agv- ]; then
+  AIRGAP_LAB=${AIRGAP_NETLAB_LAB_DIR:-/var/tmp/airgap-lab-netns}
+else
+  AIRGAP_LAB=${AIRGAP_NETLAB_LAB_DIR:-$STATE/airgap-lab}
+fi
+SW_NS=${NS_PREFIX}sw
 BRIDGE=br0
-AIRGAP_NS=agv-airgap
-HOSTS=(client lb orch node1 node2 node3 syslog)
+AIRGAP_NS=${NS_PREFIX}airgap
+HOSTS=(client lb orch)
 declare -A ADDR=(
-  [client]=10.0.255.2
-  [lb]=10.0.255.10
-  [orch]=10.0.255.20
-  [node1]=10.0.255.21
-  [node2]=10.0.255.22
-  [node3]=10.0.255.23
-  [syslog]=10.0.255.30
+  [client]=$NET.2
+  [lb]=$NET.10
+  [orch]=$NET.20
+  [syslog]=$NET.30
 )
+NODE_NAMES=()
+for ((i = 1; i <= NODES; i++)); do
+  HOSTS+=("node$i")
+  NODE_NAMES+=("node$i")
+  ADDR[node$i]=$NET.$((20 + i))
+done
+HOSTS+=(syslog)
+# Hosts that run an OpenSSH server of their own (the cluster tests reach them
+# through Ansible): each with its own hostname (UTS namespace), machine id,
+# /tmp and /root (bind mounts in its mount namespace), so hosts that share
+# this machine's filesystem do not see each other's files.
+SSH_HOSTS=(orch lb "${NODE_NAMES[@]}")
 NFT_TABLE=agvfw
 LB_TCP_PORTS=(80 443 10514 11514) # forwarded to the same port on node1 and node2
 LB_BACKENDS=(node1 node2)
@@ -71,7 +111,10 @@ SYSLOG_RELP_PORT=11514
 SYSLOG_TLS_PORT=10514
 SYSLOG_CERT_NAME=syslog.$DOMAIN
 PKI_STAMP="airgap-netlab pki v1 $LB_CERT_NAME ${ADDR[lb]} $SYSLOG_CERT_NAME ${ADDR[syslog]}"
-PACKAGES=(iproute2 nftables haproxy rsyslog rsyslog-relp rsyslog-gnutls socat ncat openssl util-linux procps)
+# openssh-server and ansible-core: the cluster tests; python3, lvm2, gettext-base:
+# what the vendor requires on its nodes (the hosts share this machine's packages).
+PACKAGES=(iproute2 nftables haproxy rsyslog rsyslog-relp rsyslog-gnutls socat ncat openssl util-linux procps
+  openssh-server ansible-core python3 lvm2 gettext-base)
 POLICY_RC=/usr/sbin/policy-rc.d
 DAEMONS=(haproxy rsyslog)
 
@@ -247,7 +290,7 @@ check_tools() {
     [ -e "/usr/lib/x86_64-linux-gnu/rsyslog/$m.so" ] || [ -n "$(find /usr/lib -path "*/rsyslog/$m.so" -print -quit 2>/dev/null)" ] ||
       die "rsyslog module $m.so is missing (packages rsyslog, rsyslog-relp, rsyslog-gnutls)"
   done
-  for m in haproxy rsyslogd socat openssl nft; do
+  for m in haproxy rsyslogd socat openssl nft /usr/sbin/sshd ssh-keygen ansible-playbook; do
     command -v "$m" >/dev/null || die "$m is not installed"
   done
 }
@@ -343,13 +386,22 @@ write_netns_hosts() { # /etc/netns/NS/hosts: "ip netns exec" bind-mounts it over
       local o
       for o in "${HOSTS[@]}"; do printf '%s\t%s.%s %s\n' "${ADDR[$o]}" "$o" "$DOMAIN" "$o"; done
     } >"/etc/netns/$n/hosts"
+    # Its own name and machine id (cloned VMs share one; the cluster check
+    # must see distinct ones here). "ip netns exec" mounts both over /etc's.
+    printf '%s\n' "$h" >"/etc/netns/$n/hostname"
+    [ -s "$STATE/hosts/$h/machine-id" ] || {
+      mkdir -p "$STATE/hosts/$h"
+      od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$STATE/hosts/$h/machine-id"
+      echo >>"$STATE/hosts/$h/machine-id"
+    }
+    cp "$STATE/hosts/$h/machine-id" "/etc/netns/$n/machine-id"
   done
 }
 
 remove_netns_hosts() {
   local h f
   for h in "${HOSTS[@]}"; do
-    rm -f "/etc/netns/$(ns "$h")/hosts"
+    rm -f "/etc/netns/$(ns "$h")/hosts" "/etc/netns/$(ns "$h")/hostname" "/etc/netns/$(ns "$h")/machine-id"
     rmdir "/etc/netns/$(ns "$h")" 2>/dev/null || true
   done
   # the one lab.sh writes for agv-airgap, should its own down not have run
@@ -512,6 +564,109 @@ wait_syslog() {
   }
 }
 
+# ---------------------------------------------------------------- sshd -------
+# Each host in SSH_HOSTS runs Debian's OpenSSH server on ADDR:22, started as
+#   ip netns exec NS unshare --uts --mount sh hosts/HOST/boot.sh
+# so it has its own hostname, and its own /tmp, /root (with .ssh, for sshd's
+# strict modes) and /var/lib/dbus/machine-id (Ansible reads that one before
+# /etc/machine-id) bound from $STATE/hosts/HOST/; its sessions inherit all
+# of it. Root logs in with the lab's key only ($STATE/ssh/id_ed25519); the
+# hosts' keys are in $STATE/ssh/known_hosts. Keys survive "up"; "down"
+# removes them with the rest.
+make_ssh_keys() {
+  local dir="$STATE/ssh" h
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  [ -s "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "airgap-netlab operator" -f "$dir/id_ed25519"
+  : >"$dir/known_hosts.new"
+  for h in "${SSH_HOSTS[@]}"; do
+    [ -s "$dir/host-$h" ] || ssh-keygen -q -t ed25519 -N '' -C "airgap-netlab $h" -f "$dir/host-$h"
+    printf '%s,%s.%s,%s %s\n' "${ADDR[$h]}" "$h" "$DOMAIN" "$h" "$(cut -d' ' -f1,2 "$dir/host-$h.pub")" >>"$dir/known_hosts.new"
+  done
+  mv -f "$dir/known_hosts.new" "$dir/known_hosts"
+  chmod 644 "$dir/known_hosts"
+}
+
+write_ssh_hosts() {
+  local h d
+  for h in "${SSH_HOSTS[@]}"; do
+    d="$STATE/hosts/$h"
+    # a fresh /tmp and /root on every up: nothing a run left there survives
+    rm -rf "$d/tmp" "$d/root"
+    mkdir -p "$d/tmp" "$d/root/.ssh"
+    chmod 1777 "$d/tmp"
+    chmod 700 "$d/root" "$d/root/.ssh"
+    cp "$STATE/ssh/id_ed25519.pub" "$d/root/.ssh/authorized_keys"
+    chmod 600 "$d/root/.ssh/authorized_keys"
+    cat >"$d/sshd_config" <<EOF
+# airgap-verify netlab: sshd of host $h (scripts/netlab.sh)
+ListenAddress ${ADDR[$h]}:22
+HostKey $STATE/ssh/host-$h
+PidFile none
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+AuthorizedKeysFile .ssh/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+UseDNS no
+StrictModes yes
+MaxStartups 64:30:128
+MaxSessions 64
+Subsystem sftp /usr/lib/openssh/sftp-server
+EOF
+    cat >"$d/boot.sh" <<EOF
+# run by scripts/netlab.sh in namespace $(ns "$h") under unshare --uts --mount
+set -e
+hostname $h
+mount --bind $d/tmp /tmp
+mount --bind $d/root /root
+if [ -e /var/lib/dbus/machine-id ]; then mount --bind $d/machine-id /var/lib/dbus/machine-id; fi
+mkdir -p /run/sshd
+exec /usr/sbin/sshd -D -e -f $d/sshd_config
+EOF
+  done
+}
+
+ssh_ready() { # host
+  listening "$(ns "$1")" t "${ADDR[$1]}:22"
+}
+
+start_sshd() {
+  local h
+  mkdir -p /run/sshd # its privilege separation folder, which the test wants too
+  /usr/sbin/sshd -t -f "$STATE/hosts/${SSH_HOSTS[0]}/sshd_config" 2>"$STATE/log/sshd-test.log" || {
+    cat "$STATE/log/sshd-test.log" >&2
+    die "sshd: bad config $STATE/hosts/${SSH_HOSTS[0]}/sshd_config"
+  }
+  for h in "${SSH_HOSTS[@]}"; do
+    start_daemon "sshd-$h" "$(ns "$h")" unshare --uts --mount --propagation private sh "$STATE/hosts/$h/boot.sh"
+  done
+  for h in "${SSH_HOSTS[@]}"; do
+    wait_for 50 ssh_ready "$h" || {
+      tail -n 20 "$STATE/log/sshd-$h.log" >&2
+      die "sshd of $h did not listen on ${ADDR[$h]}:22 within 5 s"
+    }
+  done
+}
+
+# The lab's cluster as an Ansible inventory: orch runs Ansible (local
+# connection), lb is the load balancer, node1 the manager, the others workers.
+write_inventory() {
+  local h
+  mkdir -p "$STATE/ansible"
+  {
+    printf '# airgap-verify netlab inventory, written by scripts/netlab.sh up\n'
+    printf '[orchestration]\norch ansible_host=%s ansible_connection=local\n\n' "${ADDR[orch]}"
+    printf '[load_balancer]\nlb ansible_host=%s\n\n' "${ADDR[lb]}"
+    printf '[managers]\nnode1 ansible_host=%s\n\n[workers]\n' "${ADDR[node1]}"
+    for h in "${NODE_NAMES[@]:1}"; do printf '%s ansible_host=%s\n' "$h" "${ADDR[$h]}"; done
+    printf '\n[all:vars]\nansible_user=root\nansible_ssh_private_key_file=%s/ssh/id_ed25519\n' "$STATE"
+    printf 'ansible_ssh_common_args=-o UserKnownHostsFile=%s/ssh/known_hosts -o StrictHostKeyChecking=yes\n' "$STATE"
+    printf 'ansible_python_interpreter=/usr/bin/python3\n'
+  } >"$STATE/ansible/inventory.ini"
+}
+
 # ---------------------------------------------------------------- env --------
 write_env() {
   local h H tmp lb_mode airgap_up=no
@@ -529,6 +684,12 @@ write_env() {
     done
     printf 'HOST_IFACE=eth0\n'
     printf 'NS_AIRGAP=%s\n' "$AIRGAP_NS"
+    printf 'NETLAB_NODES=%s\nNETLAB_NODE_COUNT=%s\n' "$(IFS=,; echo "${NODE_NAMES[*]}")" "$NODES"
+    printf 'NETLAB_NS_PREFIX=%s\nNETLAB_NET=%s\n' "$NS_PREFIX" "$NET"
+    printf 'SSH_HOSTS=%s\nSSH_USER=root\nSSH_KEY=%s/ssh/id_ed25519\nSSH_KNOWN_HOSTS=%s/ssh/known_hosts\n' \
+      "$(IFS=,; echo "${SSH_HOSTS[*]}")" "$STATE" "$STATE"
+    printf 'ANSIBLE_INVENTORY=%s/ansible/inventory.ini\n' "$STATE"
+    for h in "${SSH_HOSTS[@]}"; do printf 'HOSTDIR_%s=%s/hosts/%s\n' "${h^^}" "$STATE" "$h"; done
     printf 'NFT_FAMILY=inet\nNFT_TABLE=%s\nNFT_CHAINS=input,output\n' "$NFT_TABLE"
     printf 'CA_PEM=%s/pki/ca.pem\nCA_KEY=%s/pki/ca.key\n' "$STATE" "$STATE"
     printf 'LB_MODE=%s\nLB_MODES=%s\n' "$lb_mode" "$(IFS=,; echo "${LB_MODES[*]}")"
@@ -753,6 +914,11 @@ teardown() {
   fi
   mkdir -p "$STATE/run"
   for n in "${DAEMONS[@]}"; do stop_daemon "$n"; done
+  for n in "$STATE"/run/sshd-*.id; do
+    [ -e "$n" ] || continue
+    n=${n##*/}
+    stop_daemon "${n%.id}"
+  done
   while read -r n; do
     ns_exists "$n" || continue
     kill_ns_processes "$n"
@@ -772,8 +938,12 @@ cmd_up() {
   check_tools
   teardown
   make_pki
+  make_ssh_keys
   build_topology
   write_netns_hosts
+  write_ssh_hosts
+  write_inventory
+  start_sshd
   write_rsyslog
   # rsyslog takes 0.5-1 s to open its TLS listener: haproxy starts meanwhile
   start_syslog
@@ -790,6 +960,7 @@ cmd_down() {
   lock_lab
   teardown
   rm -f "$STATE/netlab.env" "$STATE/lb/mode"
+  rm -rf "$STATE/hosts" "$STATE/ssh" "$STATE/ansible"
   say "down in $((($(date +%s%N) - t0) / 1000000)) ms"
 }
 
@@ -881,6 +1052,14 @@ cmd_status() {
     printf '%-12s DOWN\n' rsyslog
     bad=1
   fi
+  for h in "${SSH_HOSTS[@]}"; do
+    if pid=$(daemon_pid "sshd-$h") && ssh_ready "$h"; then
+      printf '%-12s up    pid %-7s %s:22, hostname %s\n' "sshd-$h" "$pid" "${ADDR[$h]}" "$h"
+    else
+      printf '%-12s DOWN\n' "sshd-$h"
+      bad=1
+    fi
+  done
   if [ -e "$STATE/run/airgap-lab" ]; then
     printf '%-12s started (scripts/netlab.sh airgap-lab status for details), %s\n' airgap-lab "$AIRGAP_LAB"
   else

@@ -35,6 +35,8 @@ pub enum Command {
     Flows(FlowsArgs),
     /// Answer flow tests on every port of a node or load-balancer backend, until a deadline or Ctrl-C.
     Listen(ListenArgs),
+    /// Check this host as a host of the cluster: the packages the vendor requires on nodes, the ports it must serve free or held by the expected service.
+    Host(HostArgs),
     /// Write a commented perimeter.yml template (or its JSON Schema with --schema).
     Init(InitArgs),
     /// Print what a finding code means and how to fix it.
@@ -509,6 +511,41 @@ pub struct ListenArgs {
     /// Shift the clock this responder reports, e.g. `5s` or `-2s` (to test skew detection).
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = parse_signed_duration, default_value = "0s")]
     pub clock_offset: i128,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// Which role a host plays for `host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HostRole {
+    /// A Kubernetes node (manager or worker): packages, and every port `listen --role node` binds.
+    Node,
+    /// The load balancer: the UI and intake ports.
+    Lb,
+    /// The host that runs the installer (nothing is checked yet beyond the report's context).
+    Orchestration,
+}
+
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// The role of this host in the cluster.
+    #[arg(long, value_enum)]
+    pub role: HostRole,
+    /// Flow profile, for the ports (default as for `flows`).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// The perimeter description (only its `flows.profile` is used).
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The vendor's Sekoia config.yml (only its version is used).
+    #[arg(long, value_name = "FILE")]
+    pub sekoia_config: Option<PathBuf>,
+    /// dpkg's database of installed packages.
+    #[arg(long, value_name = "FILE", default_value = "/var/lib/dpkg/status")]
+    pub dpkg_status: PathBuf,
+    /// List the checks without making them.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub report: ReportArgs,
 }

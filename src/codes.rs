@@ -824,6 +824,26 @@ codes! {
         "`airgap-verify listen` could not bind this port: another process holds it (named when /proc tells). Before installation, that process will collide with the platform; after, the flow is tested against it.",
         "Before installing, stop the process named in the finding (or move it to another port); after installing, nothing to do.";
 
+    // ---- host self-checks (host, on every host of the cluster) ----------------
+    HostPackagesPresent => "host:packages-present", Pass,
+        "`host --role node`: the Debian packages Sekoia Self-Hosted requires on air-gapped nodes (`python3`, `lvm2`, `gettext-base`) are installed, as dpkg's database (`/var/lib/dpkg/status`) records them.",
+        "Nothing to do.";
+    HostPackageMissing => "host:package-missing", Fail,
+        "`host --role node`: a package the installer needs on every node is not installed (or only its configuration files are left). Inside the air gap the installer cannot download it, so the installation stops on this node.",
+        "Install the package from the perimeter's Debian mirror or a carried `.deb` (`apt-get install python3 lvm2 gettext-base`), then check again.";
+    HostPackagesUnknown => "host:packages-unknown", Warn,
+        "`host --role node`: dpkg's database could not be read (not a Debian family system, or no permission), so the required packages (`python3`, `lvm2`, `gettext-base`) were not checked.",
+        "Check by hand that the packages are installed (`rpm -q python3 lvm2 gettext` on RHEL), or run the check as root.";
+    HostPortsFree => "host:ports-free", Pass,
+        "`host`: the ports this host must serve (a node's: every port `listen --role node` binds; the load balancer's: the UI and intake ports) are free. The evidence lists them.",
+        "Nothing to do.";
+    HostPortHeld => "host:port-held", Pass,
+        "`host`: a port this host must serve is held by an expected service (the responder, K3s and the Kubernetes daemons on a node; haproxy, nginx, envoy, keepalived or traefik on the load balancer): the flow tests reach that service instead of the responder.",
+        "Nothing to do.";
+    HostPortConflict => "host:port-conflict", Fail,
+        "`host`: a port this host must serve is held by a process that is none of the expected services (named, with its pid, when /proc tells). It will collide with the platform, and the flow tests would reach it instead of the responder.",
+        "Stop the process the finding names, or move it to another port, then check again.";
+
     // ---- load balancer behaviour -----------------------------------------------
     LbProxyOk => "lb:proxy-ok", Pass,
         "Through the load balancer, the backends' responders saw the PROXY protocol header the profile expects on this port (v1 on 80/443 in sekoia-0.0.1, none in sekoia-1.0.0; either on the intake ports). Evidence: each backend reached and what it saw.",

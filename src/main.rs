@@ -69,6 +69,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(a) => check(a),
         Command::Flows(a) => flows(a),
         Command::Listen(a) => listen(a),
+        Command::Host(a) => host(a),
         Command::Init(a) => init(a),
         Command::Manifest(ManifestCommand::Create(a)) => manifest_create(a),
         Command::Explain(a) => explain(a),
@@ -503,6 +504,53 @@ fn listen(a: airgap_verify::cli::ListenArgs) -> anyhow::Result<u8> {
             .unwrap_or_default()
     );
     Ok(code)
+}
+
+fn host(a: airgap_verify::cli::HostArgs) -> anyhow::Result<u8> {
+    use airgap_verify::probe::host::{self, HostRole as HR};
+    // The configuration is optional here, as for `listen`: it only names
+    // the profile (and the severity overrides).
+    let (plan, profile, inputs) = if a.config.is_some() || a.sekoia_config.is_some() {
+        let mut plan = airgap_verify::config::load(&airgap_verify::config::LoadOptions {
+            perimeter: a.config,
+            sekoia: a.sekoia_config,
+            ..Default::default()
+        })?;
+        let inputs = config_inputs(&plan);
+        let profile = choose_profile(&mut plan, a.profile)?;
+        (Some(plan), profile, inputs)
+    } else {
+        let name = a
+            .profile
+            .unwrap_or_else(|| airgap_verify::profiles::DEFAULT.to_string());
+        let profile = airgap_verify::profiles::get(&name)
+            .map_err(|m| InputError::Usage(format!("--profile: {m}")))?;
+        (None, profile, Vec::new())
+    };
+    let role = match a.role {
+        airgap_verify::cli::HostRole::Node => HR::Node,
+        airgap_verify::cli::HostRole::Lb => HR::Lb,
+        airgap_verify::cli::HostRole::Orchestration => HR::Orchestration,
+    };
+    if a.dry_run {
+        check_outputs(&a.report, &inputs)?;
+        print_plan(&host::describe(&profile, role, &a.dpkg_status));
+        return Ok(0);
+    }
+    let sinks = open_sinks(&a.report, &inputs)?;
+    let policy = policy(&a.report, plan.as_ref())?;
+    let started = std::time::Instant::now();
+    let mut findings = host::check(&profile, role, &a.dpkg_status);
+    policy.apply(&mut findings);
+    let report = Report {
+        command: "host".into(),
+        inputs: Vec::new(),
+        findings,
+        duration_ms: started.elapsed().as_millis() as u64,
+        interrupted: None,
+        context: airgap_verify::report::RunContext::begin(&policy),
+    };
+    emit(&report, sinks)
 }
 
 fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {

@@ -11,7 +11,8 @@ use crate::harness::{Sandbox, F};
 /// perimeter.yml for the netlab with `extra` lines appended to `flows:`.
 fn yaml(n: &NetLab, profile: &str, deadline: &str, extra: &str) -> String {
     format!(
-        "allowed_networks: [10.0.255.0/24]\nca_bundle: {}\nflows:\n  profile: {profile}\n  deadline: {deadline}\n  load_balancer: {}\n  orchestration: {}\n  managers: [{}]\n  workers: [{}, {}, {}]\n{extra}",
+        "allowed_networks: [{}]\nca_bundle: {}\nflows:\n  profile: {profile}\n  deadline: {deadline}\n  load_balancer: {}\n  orchestration: {}\n  managers: [{}]\n  workers: [{}, {}, {}]\n{extra}",
+        n.var("NETLAB_SUBNET"),
         n.var("CA_PEM"),
         n.addr("lb"),
         n.addr("orch"),
@@ -197,7 +198,8 @@ fn hosts_and_profile_come_from_the_vendor_inventory() {
     );
     let vendor = vendor.to_str().unwrap();
     let perimeter = format!(
-        "allowed_networks: [10.0.255.0/24]\nca_bundle: {}\n",
+        "allowed_networks: [{}]\nca_bundle: {}\n",
+        n.var("NETLAB_SUBNET"),
         n.var("CA_PEM")
     );
     let (d, _) = n.flows(

@@ -17,6 +17,7 @@ pub mod dns;
 pub mod egress;
 pub mod flows;
 pub mod git;
+pub mod host;
 pub mod http;
 pub mod icmp;
 pub mod lb;

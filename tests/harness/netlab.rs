@@ -21,7 +21,13 @@ static SHARED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl NetLab {
     pub fn get() -> NetLab {
-        let path = "/var/tmp/airgap-netlab/netlab.env";
+        // A development copy of the lab (scripts/netlab.sh's
+        // AIRGAP_NETLAB_DIR, with its own namespace prefix) is used as is.
+        let dir = std::env::var("AIRGAP_NETLAB_DIR")
+            .ok()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "/var/tmp/airgap-netlab".into());
+        let path = &format!("{dir}/netlab.env");
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
             panic!("the network lab is not up ({path}: {e}); run `sudo bash scripts/netlab.sh up` (scripts/test.sh does it)")
         });
