@@ -37,6 +37,10 @@ pub enum Command {
     Listen(ListenArgs),
     /// Check this host as a host of the cluster: the packages the vendor requires on nodes, the ports it must serve free or held by the expected service.
     Host(HostArgs),
+    /// Merge hosts' JSON reports (`flows`, `services`, ... run on each host) into one report of
+    /// the cluster: every finding with its host, the flow matrix, duplicate host identities and
+    /// every clock against the cluster's median.
+    Merge(MergeArgs),
     /// Write a commented perimeter.yml template (or its JSON Schema with --schema).
     Init(InitArgs),
     /// Print what a finding code means and how to fix it.
@@ -46,6 +50,17 @@ pub enum Command {
     /// Sigstore bundles, verified offline.
     #[command(subcommand)]
     Sigstore(SigstoreCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The JSON reports to merge, as written by `--format json`. `NAME=FILE` names the host the
+    /// report comes from (default: the host name the report recorded); several reports may name
+    /// one host.
+    #[arg(value_name = "[NAME=]REPORT.json", required = true, value_parser = crate::merge::parse_report_file)]
+    pub reports: Vec<crate::merge::ReportFile>,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 #[derive(Debug, Args)]

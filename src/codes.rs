@@ -867,6 +867,26 @@ codes! {
         "The log intake did not complete: no TLS or RELP answer, a refused command, or the connection closed early. Forwarders would fail the same way.",
         "Check that the load balancer forwards 10514 and 11514 to the workers, that the intake runs there, and (for 10514) that its certificate chains to the perimeter's CA.";
 
+    // ---- the whole cluster (merge) ------------------------------------------------
+    ClusterHostsDistinct => "cluster:hosts-distinct", Pass,
+        "`merge`: the merged hosts have distinct host names, machine ids and addresses, as their reports recorded them (the machine id is `/var/lib/dbus/machine-id`, else `/etc/machine-id`, as Ansible's `ansible_machine_id`).",
+        "Nothing to do.";
+    ClusterDuplicateHostname => "cluster:duplicate-hostname", Fail,
+        "`merge`: two hosts recorded the same host name. Kubernetes registers nodes by host name: the second node to join replaces the first, or fails to join.",
+        "Give every host its own name (`hostnamectl set-hostname NAME`) and make the inventory use it.";
+    ClusterDuplicateMachineId => "cluster:duplicate-machine-id", Fail,
+        "`merge`: two hosts have the same machine id: they are clones of one VM image. Kubernetes, systemd-networkd (DHCP client ids) and journald tell machines apart by this id.",
+        "On each clone, give it a new id: `rm -f /etc/machine-id /var/lib/dbus/machine-id && systemd-machine-id-setup && ln -sf /etc/machine-id /var/lib/dbus/machine-id`, then reboot.";
+    ClusterDuplicateAddress => "cluster:duplicate-address", Fail,
+        "`merge`: two hosts hold the same address (loopback and link-local ones are not compared). Packets for it reach either host, so flows between them test the wrong machine.",
+        "Give each host its own address (static configuration or DHCP reservation) and fix the inventory.";
+    ClusterClockOk => "cluster:clock-ok", Pass,
+        "`merge`: this host's clock is within `max_clock_skew` (1 s by default) of the median of the cluster's clocks. The offsets come from the responders' clocks measured by every host's `flows` run (`flow:clock-*`), chained from host to host.",
+        "Nothing to do.";
+    ClusterClockSkew => "cluster:clock-skew", Fail,
+        "`merge`: this host's clock is more than `max_clock_skew` (1 s by default) from the median of the cluster's clocks. Comparing with the median names the host that is off, where the pairwise `flow:clock-skew` findings blame every pair that includes it. With two hosts, both are off the median by half their gap.",
+        "Synchronise this host on the perimeter's NTP server (chrony or systemd-timesyncd), then test again.";
+
     // ---- the run itself ------------------------------------------------------
     RunInterrupted => "run:interrupted", Fail,
         "The run was interrupted (SIGINT or SIGTERM) before this probe finished: its result is unknown. The report is partial, and the exit code is 130 (SIGINT) or 143 (SIGTERM).",

@@ -71,6 +71,10 @@ pub struct Finding {
     /// The status the check gave, when the user's policy (a severity
     /// override, `--fail-on warn`) changed it: the report shows both.
     pub original_status: Option<Status>,
+    /// The host the finding was observed from, when it is not the host
+    /// of the report that holds it: set by `merge` on the findings of each
+    /// host's report. `None` is the report's own host.
+    pub host: Option<String>,
 }
 
 impl Finding {
@@ -84,6 +88,7 @@ impl Finding {
             evidence: Evidence::new(),
             duration_ms: 0,
             original_status: None,
+            host: None,
         }
     }
 

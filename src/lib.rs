@@ -12,6 +12,7 @@ pub mod codes;
 pub mod config;
 pub mod error;
 pub mod finding;
+pub mod merge;
 pub mod output;
 pub mod probe;
 pub mod profiles;

@@ -45,6 +45,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             | Command::Check(_)
             | Command::Flows(_)
             | Command::Manifest(_)
+            | Command::Merge(_)
     ) {
         airgap_verify::scratch::watch_signals();
     }
@@ -71,6 +72,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Listen(a) => listen(a),
         Command::Host(a) => host(a),
         Command::Init(a) => init(a),
+        Command::Merge(a) => merge(a),
         Command::Manifest(ManifestCommand::Create(a)) => manifest_create(a),
         Command::Explain(a) => explain(a),
         Command::Sigstore(SigstoreCommand::VerifyBundle(a)) => sigstore_verify_bundle(a),
@@ -613,6 +615,20 @@ fn check(a: airgap_verify::cli::CheckArgs) -> anyhow::Result<u8> {
         probe_progress_for(&s.report),
     )?;
     report.context.settings = settings;
+    emit(&report, sinks)
+}
+
+/// `merge`: the hosts' reports read back (exit 2 on one that is not a
+/// report), merged, rendered.
+fn merge(a: airgap_verify::cli::MergeArgs) -> anyhow::Result<u8> {
+    let inputs: Vec<Input> = a
+        .reports
+        .iter()
+        .map(|r| Input::new("report", &r.path))
+        .collect();
+    let sinks = open_sinks(&a.report, &inputs)?;
+    let policy = policy(&a.report, None)?;
+    let report = airgap_verify::merge::merge_files(&a.reports, &policy)?;
     emit(&report, sinks)
 }
 

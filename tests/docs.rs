@@ -92,6 +92,17 @@ fn json_report_matches_its_specification() {
     assert_eq!(v["schema_version"], 1);
     let mut seen = BTreeSet::new();
     collect(&v, "", &mut seen);
+    // A merged report of real flows runs (the fixtures tests/merge.rs
+    // regenerates) fills the host and matrix fields a bundle leaves empty.
+    let merged = crate::harness::av(
+        ["merge", "--format", "json"]
+            .into_iter()
+            .map(String::from)
+            .chain(crate::merge::fixture_args()),
+    );
+    let m = merged.json();
+    assert!(!m["matrix"]["problems"].as_array().unwrap().is_empty());
+    collect(&m, "", &mut seen);
     let documented = documented_fields();
     let undocumented: Vec<_> = seen.difference(&documented).collect();
     assert!(

@@ -15,6 +15,7 @@ mod fuzz_regressions;
 mod git;
 mod hostile;
 mod layers;
+mod merge;
 mod outputs;
 mod promises;
 mod registry;

@@ -53,6 +53,15 @@ impl Paint {
         }
     }
 
+    /// Text in the failure colour.
+    fn status_text(&self, s: &str) -> String {
+        if self.on {
+            format!("\x1b[31;1m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
     fn bold(&self, s: &str) -> String {
         if self.on {
             format!("\x1b[1m{s}\x1b[0m")
@@ -116,6 +125,79 @@ fn external_hosts(report: &Report, p: &Paint, out: &mut dyn Write) -> io::Result
     Ok(())
 }
 
+/// The flow matrix as a text grid: one row per source host, one column per
+/// destination, each cell the flows as expected out of those tested
+/// (`!` when one is not), then the problems, collapsed. False when the
+/// report has no flow.
+fn flow_grid(report: &Report, p: &Paint, out: &mut dyn Write) -> io::Result<bool> {
+    let m = report.matrix();
+    if m.cells.is_empty() {
+        return Ok(false);
+    }
+    let sources = m.sources();
+    let dests = m.destinations();
+    let text = |s: &str, d: &str| -> String {
+        let cells: Vec<_> = m.between(s, d).collect();
+        if cells.is_empty() {
+            return "-".into();
+        }
+        let ok = cells.iter().filter(|c| c.state.as_expected()).count();
+        if ok == cells.len() {
+            format!("{ok}/{}", cells.len())
+        } else {
+            format!("{ok}/{}!", cells.len())
+        }
+    };
+    let first = sources
+        .iter()
+        .map(|s| shown(s).len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let widths: Vec<usize> = dests
+        .iter()
+        .map(|d| {
+            sources
+                .iter()
+                .map(|s| text(s, d).len())
+                .chain([shown(d).len()])
+                .max()
+                .unwrap_or(1)
+        })
+        .collect();
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}",
+        p.bold(
+            "flow matrix (rows: from, columns: to; flows as expected / tested, ! when one is not)"
+        )
+    )?;
+    let mut line = format!("  {:<first$}", "");
+    for (d, w) in dests.iter().zip(&widths) {
+        line.push_str(&format!("  {:>w$}", shown(d)));
+    }
+    writeln!(out, "{}", line.trim_end())?;
+    for s in &sources {
+        let mut line = format!("  {:<first$}", shown(s));
+        for (d, w) in dests.iter().zip(&widths) {
+            let t = text(s, d);
+            let cell = format!("{t:>w$}");
+            line.push_str("  ");
+            line.push_str(&if t.ends_with('!') {
+                p.status_text(&cell)
+            } else {
+                cell
+            });
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    for pr in &m.problems {
+        writeln!(out, "  {}  {}", p.status(Status::Fail), shown(&pr.text))?;
+    }
+    Ok(true)
+}
+
 pub fn render(
     report: &Report,
     color: bool,
@@ -128,6 +210,7 @@ pub fn render(
     } else {
         &report.inputs
     };
+    let several_hosts = report.context.hosts.len() > 1;
     // Whether anything precedes the verdict (a quiet, clean run is one line).
     let mut printed = !inputs.is_empty();
     for input in inputs {
@@ -189,9 +272,15 @@ pub fn render(
                 Some(o) => format!("  {}", p.dim(&format!("(re-graded from {})", o.as_str()))),
                 None => String::new(),
             };
+            // A merged report says which host saw each finding.
+            let host = if several_hosts {
+                format!("{}: ", shown(report.host_of(f)))
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "  {}  {}  {}{suffix}{regraded}",
+                "  {}  {}  {host}{}{suffix}{regraded}",
                 p.status(f.status),
                 f.code.id(),
                 shown(&f.message)
@@ -228,6 +317,33 @@ pub fn render(
         if family == "refs" && verbosity != Verbosity::Quiet {
             external_hosts(report, &p, out)?;
         }
+    }
+    if verbosity != Verbosity::Quiet {
+        printed |= flow_grid(report, &p, out)?;
+    }
+    if several_hosts {
+        writeln!(out)?;
+        writeln!(out, "{}", p.bold("hosts"))?;
+        let hosts = report.hosts();
+        let width = hosts
+            .iter()
+            .map(|h| shown(&h.name).len())
+            .max()
+            .unwrap_or(4);
+        for h in &hosts {
+            let s = report.summary_of(&h.name);
+            writeln!(
+                out,
+                "  {:<width$}  {} pass, {} warn, {} fail, {} skip  {}",
+                shown(&h.name),
+                s.pass,
+                s.warn,
+                s.fail,
+                s.skip,
+                p.dim(&format!("({})", h.commands.join(", ")))
+            )?;
+        }
+        printed = true;
     }
     let s = report.summary();
     let verdict = if let Some(sig) = report.interrupted {

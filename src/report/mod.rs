@@ -4,6 +4,7 @@
 pub mod human;
 pub mod json;
 pub mod junit;
+pub mod matrix;
 pub mod sarif;
 
 use std::io::{self, Write};
@@ -33,6 +34,15 @@ pub struct RunContext {
     pub started_at: std::time::SystemTime,
     /// This machine's name.
     pub host: String,
+    /// This machine's id (`/var/lib/dbus/machine-id`, else
+    /// `/etc/machine-id`, as Ansible's `ansible_machine_id`): cloned VMs
+    /// share it, which `merge` reports.
+    pub machine_id: Option<String>,
+    /// This machine's addresses but loopback and link-local, sorted.
+    pub addresses: Vec<String>,
+    /// For a merged report, every host whose reports it holds; empty for
+    /// the report of one run (its one host is the fields above).
+    pub hosts: Vec<HostIdentity>,
     /// The command line after the program name, as given (secrets are
     /// only ever given by reference, so none is here).
     pub arguments: Vec<String>,
@@ -52,6 +62,9 @@ impl RunContext {
         RunContext {
             started_at: std::time::SystemTime::now(),
             host: hostname(),
+            machine_id: machine_id(),
+            addresses: addresses(),
+            hosts: Vec::new(),
             arguments: std::env::args().skip(1).collect(),
             fail_on_warn: policy.fail_on_warn,
             severity: policy
@@ -78,7 +91,105 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The machine id as Ansible's `ansible_machine_id` reads it: the D-Bus
+/// copy first, then systemd's.
+pub fn machine_id() -> Option<String> {
+    ["/var/lib/dbus/machine-id", "/etc/machine-id"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+}
+
+/// This machine's addresses (of its network namespace), without loopback
+/// and link-local ones: what other hosts reach it by. IPv4 from the kernel's
+/// local routing table (`/proc/net/fib_trie`, its `/32 host LOCAL` leaves),
+/// IPv6 from `/proc/net/if_inet6` (global scope only).
+pub fn addresses() -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    if let Ok(text) = std::fs::read_to_string("/proc/net/fib_trie") {
+        let mut last: Option<std::net::Ipv4Addr> = None;
+        for line in text.lines() {
+            let t = line.trim_start();
+            if let Some(ip) = t.strip_prefix("|-- ") {
+                last = ip.trim().parse().ok();
+            } else if t.starts_with("/32 host LOCAL") {
+                if let Some(ip) = last.take() {
+                    if !ip.is_loopback() && !ip.is_link_local() {
+                        out.insert(std::net::IpAddr::V4(ip));
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") {
+        for line in text.lines() {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // address, interface index, prefix length, scope, flags, name;
+            // scope 00 is global.
+            if cols.len() < 4 || cols[3] != "00" || cols[0].len() != 32 {
+                continue;
+            }
+            if let Ok(bits) = u128::from_str_radix(cols[0], 16) {
+                out.insert(std::net::IpAddr::V6(std::net::Ipv6Addr::from(bits)));
+            }
+        }
+    }
+    out.into_iter().map(|a| a.to_string()).collect()
+}
+
+/// One host of a merged report: the name it is known by and what
+/// identifies the machine.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HostIdentity {
+    /// The name given to `merge` (`NAME=FILE`), else the host name its
+    /// reports recorded.
+    pub name: String,
+    /// The kernel host names its reports recorded.
+    pub hostnames: Vec<String>,
+    pub machine_id: Option<String>,
+    pub addresses: Vec<String>,
+    /// The commands whose reports were merged for it (`flows`, `services`).
+    pub commands: Vec<String>,
+}
+
 impl Report {
+    /// The host a finding was observed from.
+    pub fn host_of<'a>(&'a self, f: &'a Finding) -> &'a str {
+        f.host.as_deref().unwrap_or(&self.context.host)
+    }
+
+    /// Every host of the report: the merged ones, or this run's own.
+    pub fn hosts(&self) -> Vec<HostIdentity> {
+        if !self.context.hosts.is_empty() {
+            return self.context.hosts.clone();
+        }
+        let c = &self.context;
+        vec![HostIdentity {
+            name: c.host.clone(),
+            hostnames: vec![c.host.clone()],
+            machine_id: c.machine_id.clone(),
+            addresses: c.addresses.clone(),
+            commands: vec![self.command.clone()],
+        }]
+    }
+
+    /// The summary of the findings observed from `host`.
+    pub fn summary_of(&self, host: &str) -> Summary {
+        let mine: Vec<Finding> = self
+            .findings
+            .iter()
+            .filter(|f| self.host_of(f) == host)
+            .cloned()
+            .collect();
+        Summary::of(&mine)
+    }
+
+    /// The flow matrix of the report's `flow:*` findings.
+    pub fn matrix(&self) -> matrix::Matrix {
+        matrix::Matrix::of(self)
+    }
+
     pub fn summary(&self) -> Summary {
         Summary::of(&self.findings)
     }
