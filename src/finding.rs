@@ -415,6 +415,22 @@ impl FindingCap {
         }
     }
 
+    /// Whether any finding kept so far matches `pred`. Every code that was
+    /// sent has kept findings, so a question about codes and statuses gets
+    /// the same answer as over everything sent.
+    pub fn any(&self, mut pred: impl FnMut(&Finding) -> bool) -> bool {
+        self.kept.values().flatten().any(|b| pred(&b.0))
+    }
+
+    /// How many findings are kept so far.
+    pub fn len(&self) -> usize {
+        self.kept.values().map(|h| h.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
     /// The kept findings, plus one per capped code naming `target` (the
     /// input) and how many were left out.
     pub fn finish(self, target: &str) -> Vec<Finding> {

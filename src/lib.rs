@@ -14,6 +14,7 @@ pub mod error;
 pub mod finding;
 pub mod merge;
 pub mod output;
+pub mod plan;
 pub mod probe;
 pub mod profiles;
 pub mod report;
@@ -21,6 +22,8 @@ pub mod run;
 pub mod sample;
 pub mod scratch;
 pub mod sigstore;
+pub mod sink;
+pub mod terminal;
 pub mod trust;
 
 /// Entry points for the cargo-fuzz targets in `fuzz/` (issue #7). Thin

@@ -127,32 +127,6 @@ pub struct Verified {
     pub images: Vec<String>,
 }
 
-/// [`verify`], collecting the findings as they come on a thread of their
-/// own, at most [`crate::finding::MAX_FINDINGS_PER_CODE`] of each code: the
-/// memory a report takes does not grow with what a hostile archive makes
-/// the pass find.
-pub fn verify_collected(
-    opts: &BundleOptions,
-    progress: &dyn Progress,
-) -> Result<(Verified, Vec<Finding>), InputError> {
-    // Bounded: producers wait for the collector rather than queue up a
-    // backlog (it only ever receives, so it cannot wait on them).
-    let (tx, rx) = crossbeam_channel::bounded::<Finding>(1024);
-    let collector = std::thread::spawn(move || {
-        let mut cap = crate::finding::FindingCap::default();
-        for f in rx {
-            cap.push(f);
-        }
-        cap
-    });
-    let verified = verify(opts, progress, &tx);
-    drop(tx);
-    let cap = collector.join().unwrap_or_default();
-    let verified = verified?;
-    let findings = cap.finish(&verified.input.path);
-    Ok((verified, findings))
-}
-
 /// `-`: the archive comes on standard input.
 pub fn is_stdin(path: &std::path::Path) -> bool {
     path.as_os_str() == "-"

@@ -483,10 +483,10 @@ pub async fn probe_ntp(ctx: &ProbeContext, addr: SocketAddr) -> Vec<Finding> {
     }]
 }
 
-/// The lines of `--dry-run` for the egress checks.
-pub fn describe(plan: &crate::config::Perimeter) -> Vec<String> {
+/// The static egress checks in words, for `--dry-run`.
+pub fn describe_static(plan: &crate::config::Perimeter) -> String {
     let eg = &plan.egress;
-    let mut out = vec![format!(
+    format!(
         "egress static: {} endpoint(s) against {} allowed network(s); {} proxy setting(s){}",
         eg.endpoints.len(),
         plan.allowed_networks.len(),
@@ -495,22 +495,22 @@ pub fn describe(plan: &crate::config::Perimeter) -> Vec<String> {
             .iter()
             .flat_map(|g| g.proxies.iter().map(|p| format!(" {}={}", p.source, p.url)))
             .collect::<String>()
-    )];
-    if eg.probe_internet {
-        let servers = if plan.dns.servers.is_empty() {
-            "the system resolver".to_string()
-        } else {
-            strs(&plan.dns.servers).join(", ")
-        };
-        out.push(format!(
+    )
+}
+
+/// `--probe-internet` in words, for `--dry-run`.
+pub fn describe_internet(plan: &crate::config::Perimeter) -> String {
+    let eg = &plan.egress;
+    let servers = if plan.dns.servers.is_empty() {
+        "the system resolver".to_string()
+    } else {
+        strs(&plan.dns.servers).join(", ")
+    };
+    format!(
             "egress --probe-internet (deadline {}): resolve {} through {servers}; TCP connect to {}; SNTP to {}",
             super::net::fmt_duration(eg.deadline),
             if eg.internet_names.is_empty() { "nothing".into() } else { eg.internet_names.join(", ") },
             if eg.internet_addresses.is_empty() { "nothing".into() } else { strs(&eg.internet_addresses).join(", ") },
-            if eg.ntp_pool.is_empty() { "nothing".into() } else { strs(&eg.ntp_pool).join(", ") },
-        ));
-    } else {
-        out.push("egress: no public target is contacted (--probe-internet is not set)".into());
-    }
-    out
+        if eg.ntp_pool.is_empty() { "nothing".into() } else { strs(&eg.ntp_pool).join(", ") },
+    )
 }
