@@ -7,7 +7,43 @@
 //!   generated from this table and a test fails when the two differ;
 //! - the default status of a code lives here and nowhere else.
 
-use crate::finding::Status;
+/// Outcome of one check. Ordered from least to most severe so that `max()`
+/// over a set of findings gives the worst one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Skip,
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "pass" => Some(Status::Pass),
+            "warn" => Some(Status::Warn),
+            "fail" => Some(Status::Fail),
+            "skip" => Some(Status::Skip),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Everything the tool knows about one code.
 #[derive(Debug, Clone, Copy)]

@@ -8,49 +8,10 @@
 //! - the exit code is derived from findings alone ([`Summary::exit_code`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::Serialize;
 
-pub use crate::codes::Code;
-
-/// Outcome of one check. Ordered from least to most severe so that `max()`
-/// over a set of findings gives the worst one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Skip,
-    Pass,
-    Warn,
-    Fail,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-            Status::Skip => "skip",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        match s {
-            "pass" => Some(Status::Pass),
-            "warn" => Some(Status::Warn),
-            "fail" => Some(Status::Fail),
-            "skip" => Some(Status::Skip),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::codes::{Code, Status};
 
 /// Structured evidence: what exactly was verified (sizes, digests, counts).
 /// A `BTreeMap` keeps keys sorted so reports are byte-for-byte reproducible.

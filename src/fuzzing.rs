@@ -133,10 +133,10 @@ pub fn dns(data: &[u8]) -> usize {
     } else {
         RecordType::AAAA
     };
-    match crate::probe::dns::decode_reply(reply, id, "example.com", rtype) {
+    match crate::probe::dnswire::decode_reply(reply, id, "example.com", rtype) {
         Ok(msg) => {
-            let r = crate::probe::dns::summarise(&msg, Duration::from_millis(1), false);
-            r.addrs.len() + r.cnames.len() + crate::probe::dns::rcode_name(r.rcode).len()
+            let r = crate::probe::dnswire::summarise(&msg, Duration::from_millis(1), false);
+            r.addrs.len() + r.cnames.len() + crate::probe::dnswire::rcode_name(r.rcode).len()
         }
         Err(e) => e.len(),
     }

@@ -24,6 +24,7 @@ pub mod scratch;
 pub mod sigstore;
 pub mod sink;
 pub mod terminal;
+pub mod timefmt;
 pub mod trust;
 
 /// Entry points for the cargo-fuzz targets in `fuzz/` (issue #7). Thin

@@ -12,13 +12,18 @@ fn root() -> PathBuf {
 
 /// module -> the modules it may use, from the table between the markers.
 fn table() -> BTreeMap<String, BTreeSet<String>> {
+    table_named("layers")
+}
+
+/// The table between `<!-- NAME -->` and `<!-- /NAME -->`.
+fn table_named(name: &str) -> BTreeMap<String, BTreeSet<String>> {
     let doc = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
     let start = doc
-        .find("<!-- layers -->")
-        .expect("the layers table's start marker");
+        .find(&format!("<!-- {name} -->"))
+        .unwrap_or_else(|| panic!("the {name} table's start marker"));
     let end = doc
-        .find("<!-- /layers -->")
-        .expect("the layers table's end marker");
+        .find(&format!("<!-- /{name} -->"))
+        .unwrap_or_else(|| panic!("the {name} table's end marker"));
     let ticked = |cell: &str| -> Vec<String> {
         cell.split('`')
             .skip(1)
@@ -131,4 +136,152 @@ fn the_layer_check_sees_a_back_edge() {
     assert!(!table["config"].contains("probe"));
     assert!(!table["report"].contains("bundle"));
     assert!(!table["bundle"].contains("probe"));
+}
+
+/// A table is a set of layers only if it has no cycle: each module can be
+/// placed after every module it may use.
+fn assert_acyclic(name: &str, table: &BTreeMap<String, BTreeSet<String>>) {
+    let mut placed: BTreeSet<&str> = BTreeSet::new();
+    while placed.len() < table.len() {
+        let ready: Vec<&str> = table
+            .iter()
+            .filter(|(m, may)| {
+                !placed.contains(m.as_str())
+                    && may.iter().all(|u| u == *m || placed.contains(u.as_str()))
+            })
+            .map(|(m, _)| m.as_str())
+            .collect();
+        assert!(
+            !ready.is_empty(),
+            "docs/architecture.md's {name} table has a cycle among {:?}",
+            table
+                .keys()
+                .filter(|m| !placed.contains(m.as_str()))
+                .collect::<Vec<_>>()
+        );
+        placed.extend(ready);
+    }
+}
+
+#[test]
+fn the_tables_are_layers_without_cycles() {
+    assert_acyclic("layers", &table());
+    assert_acyclic("layers probe", &table_named("layers probe"));
+    let mut cyclic = table_named("layers probe");
+    cyclic.get_mut("net").unwrap().insert("flows".into());
+    let caught = std::panic::catch_unwind(|| assert_acyclic("made-up", &cyclic));
+    assert!(caught.is_err(), "a cycle must be caught");
+}
+
+/// Sibling paths (`super::NAME`, `crate::PARENT::NAME`, and each member of
+/// `use super::{a, b::c}`, across lines) outside the file's test module and
+/// comments, with their line numbers.
+fn sibling_paths(text: &str, parent: &str) -> Vec<(usize, String)> {
+    let mut code = String::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("#[cfg(test)]") {
+            break;
+        }
+        code.push_str(match line.find("//") {
+            Some(c) => &line[..c],
+            None => line,
+        });
+        code.push('\n');
+    }
+    let line_of = |at: usize| code[..at].matches('\n').count() + 1;
+    let path =
+        regex::Regex::new(&format!(r"(?:super|crate::{parent})::([a-z_][a-z0-9_]*)")).unwrap();
+    let group = regex::Regex::new(&format!(r"(?:super|crate::{parent})::\{{([^}}]*)\}}")).unwrap();
+    let mut out = Vec::new();
+    for m in path.captures_iter(&code) {
+        out.push((line_of(m.get(1).unwrap().start()), m[1].to_string()));
+    }
+    let item = regex::Regex::new(r",\s*([a-z_][a-z0-9_]*)").unwrap();
+    // A nested `a::{x, y}` names `a` only: blank what follows `a::{`,
+    // keeping every offset (and newline) in place.
+    let nested = regex::Regex::new(r"::\{[^{}]*").unwrap();
+    for m in group.captures_iter(&code) {
+        let inner = m.get(1).unwrap();
+        let flat = nested.replace_all(inner.as_str(), |c: &regex::Captures| {
+            c[0].chars()
+                .map(|ch| if ch == '\n' { '\n' } else { ' ' })
+                .collect::<String>()
+        });
+        for i in item.captures_iter(&format!(",{flat}")) {
+            let name = i.get(1).unwrap();
+            if name.as_str() != "self" {
+                // The offset in the group, less the comma put in front.
+                out.push((
+                    line_of(inner.start() + name.start() - 1),
+                    name.as_str().to_string(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn no_probe_module_imports_one_above_it() {
+    let table = table_named("layers probe");
+    let dir = root().join("src/probe");
+    let mut violations = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    for p in files {
+        let rel = p.strip_prefix(&dir).unwrap();
+        // `net.rs` is module `net`; every file of `smtp/` is module `smtp`.
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let name = first.trim_end_matches(".rs").to_string();
+        if name == "mod" {
+            continue;
+        }
+        seen.insert(name.clone());
+        let Some(may) = table.get(&name) else {
+            violations.push(format!(
+                "src/probe/{} has no row in the probe table",
+                rel.display()
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(&p).unwrap();
+        // Inside `smtp/`, `super::` is `smtp` itself when the file is a
+        // submodule: only paths to the probe's other modules count.
+        let nested = rel.components().count() > 1;
+        for (line, used) in sibling_paths(&text, "probe") {
+            if nested && !text.contains(&format!("crate::probe::{used}")) {
+                continue;
+            }
+            if used != name && table.contains_key(&used) && !may.contains(&used) {
+                violations.push(format!(
+                    "src/probe/{}:{line}: `{name}` uses `{used}`, which its row does not allow",
+                    rel.display()
+                ));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    for m in table.keys() {
+        assert!(
+            seen.contains(m),
+            "the probe table names `{m}`, which is no file"
+        );
+    }
+    // The checker sees a back-edge in a made-up file.
+    let found = sibling_paths(
+        "use super::flows::run;\nlet x = crate::probe::lb::plan; // super::tls\nuse super::{net, s3::client,\n    smtp::{a, b}};\n#[cfg(test)]\nuse super::spec;\n",
+        "probe",
+    );
+    let names: Vec<(usize, &str)> = found.iter().map(|(l, n)| (*l, n.as_str())).collect();
+    assert_eq!(
+        names,
+        [(1, "flows"), (2, "lb"), (3, "net"), (3, "s3"), (4, "smtp")]
+    );
 }

@@ -114,7 +114,7 @@ impl Ledger {
                     Ok(r) => r,
                     Err(_) => Err(format!(
                         "no answer within {}",
-                        super::net::fmt_duration(deadline)
+                        crate::timefmt::fmt_duration(deadline)
                     )),
                 };
                 (e.target, e.what, r, started.elapsed())

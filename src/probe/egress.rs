@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use super::net::{NetError, ProbeContext};
+use super::context::ProbeContext;
+use super::net::NetError;
 use crate::config::proxy::{self, NoProxy};
 use crate::config::{Endpoint, Transport};
 use crate::finding::{Code, Finding, Status};
@@ -347,10 +348,11 @@ pub async fn probe_dns(ctx: &ProbeContext, server: Option<SocketAddr>) -> Vec<Fi
     for name in &eg.internet_names {
         let started = Instant::now();
         let r: Result<Vec<IpAddr>, String> = match server {
-            Some(s) => match super::dns::query(s, name, RecordType::A, Transport::Udp, d).await {
+            Some(s) => match super::dnswire::query(s, name, RecordType::A, Transport::Udp, d).await
+            {
                 Ok(r) if r.rcode == ResponseCode::NoError => Ok(r.addrs),
-                Ok(r) => Err(super::dns::rcode_name(r.rcode)),
-                Err(super::dns::QueryError::Net(e)) => {
+                Ok(r) => Err(super::dnswire::rcode_name(r.rcode)),
+                Err(super::dnswire::QueryError::Net(e)) => {
                     // The server does not answer at all: nothing will resolve.
                     let mut f = Finding::new(
                         Code::EgressBlocked,
@@ -365,7 +367,7 @@ pub async fn probe_dns(ctx: &ProbeContext, server: Option<SocketAddr>) -> Vec<Fi
                     out.push(f);
                     return out;
                 }
-                Err(super::dns::QueryError::Bad(m)) => Err(m),
+                Err(super::dnswire::QueryError::Bad(m)) => Err(m),
             },
             None => match ctx.resolver.system_lookup(name, d).await {
                 Ok((addrs, _)) => Ok(addrs),
@@ -508,7 +510,7 @@ pub fn describe_internet(plan: &crate::config::Perimeter) -> String {
     };
     format!(
             "egress --probe-internet (deadline {}): resolve {} through {servers}; TCP connect to {}; SNTP to {}",
-            super::net::fmt_duration(eg.deadline),
+            crate::timefmt::fmt_duration(eg.deadline),
             if eg.internet_names.is_empty() { "nothing".into() } else { eg.internet_names.join(", ") },
             if eg.internet_addresses.is_empty() { "nothing".into() } else { strs(&eg.internet_addresses).join(", ") },
         if eg.ntp_pool.is_empty() { "nothing".into() } else { strs(&eg.ntp_pool).join(", ") },

@@ -28,10 +28,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::challenge::{self, Answer};
-use super::net::{NetError, ProbeContext};
+use super::context::ProbeContext;
+use super::net::NetError;
 use crate::config::{FlowsPlan, Target};
 use crate::finding::{Code, Finding};
-use crate::profiles::{Expect, Flow, Profile, Proto, ProxyExpect, Role, ServiceKind};
+use crate::profiles::{Expect, Flow, Profile, Proto, Role, ServiceKind};
 
 /// The role `flows` runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,9 +413,9 @@ async fn udp(addr: SocketAddr, nonce: &str) -> State {
 }
 
 async fn udp_dns(addr: SocketAddr, deadline: Duration) -> State {
-    use super::dns::QueryError;
+    use super::dnswire::QueryError;
     // Any well-formed reply, whatever its rcode, proves the flow.
-    let q = super::dns::query(
+    let q = super::dnswire::query(
         addr,
         "airgap-verify-flow.invalid",
         hickory_proto::rr::RecordType::A,
@@ -526,15 +527,6 @@ fn finding(c: &Check, state: &State, took: Duration) -> Finding {
     f
 }
 
-/// The PROXY expectation of the load balancer's flows for `port`.
-pub fn proxy_expectation(profile: &Profile, port: u16) -> Option<ProxyExpect> {
-    profile
-        .flows
-        .iter()
-        .find(|f| f.from.contains(&Role::Lb) && f.ports.contains(&port))
-        .and_then(|f| f.proxy)
-}
-
 /// How `flows` would run, for `--dry-run`: one line per flow and host.
 pub fn describe(
     plan: &crate::config::Perimeter,
@@ -553,8 +545,8 @@ pub fn describe(
         } else {
             &fp.profile_source
         },
-        super::net::fmt_duration(fp.deadline.unwrap_or(plan.deadlines.connect)),
-        super::net::fmt_duration(fp.max_clock_skew)
+        crate::timefmt::fmt_duration(fp.deadline.unwrap_or(plan.deadlines.connect)),
+        crate::timefmt::fmt_duration(fp.max_clock_skew)
     )];
     for f in flows_from(profile, role) {
         out.push(format!(

@@ -19,8 +19,8 @@
 
 use base64::Engine;
 
+use super::context::ProbeContext;
 use super::http::{endpoint, request_error, Endpoint};
-use super::net::ProbeContext;
 use crate::config::GitPlan;
 use crate::finding::{Code, Finding};
 

@@ -14,7 +14,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::net::{connect_tcp, NetError, ProbeContext};
+use super::context::connect_tcp;
+use super::context::ProbeContext;
+use super::net::NetError;
 use crate::config::Target;
 use crate::finding::Finding;
 

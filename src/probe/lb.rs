@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::challenge::{self, Answer};
-use super::net::ProbeContext;
+use super::context::ProbeContext;
 use crate::config::FlowsPlan;
 use crate::finding::{Code, Finding};
 use crate::profiles::{Profile, ProxyExpect, Role, ServiceCheck};
@@ -85,7 +85,7 @@ pub async fn run(
     let mut set = tokio::task::JoinSet::new();
     for c in checks {
         let ctx = ctx.clone();
-        let expect = super::flows::proxy_expectation(profile, c.port);
+        let expect = profile.proxy_expectation(c.port);
         let profile_name = profile.name.clone();
         set.spawn(async move {
             tokio::time::timeout(deadline, examine(&ctx, &c, expect, &profile_name, deadline))
@@ -407,7 +407,7 @@ fn syslog_line(id: &str) -> String {
         .collect();
     format!(
         "<14>1 {} {host} airgap-verify - airgap-verify - airgap-verify flow test {id}",
-        super::smtp::rfc3339_now()
+        crate::timefmt::rfc3339_now()
     )
 }
 

@@ -13,7 +13,9 @@
 
 pub mod challenge;
 pub mod cleanup;
+pub mod context;
 pub mod dns;
+pub mod dnswire;
 pub mod egress;
 pub mod flows;
 pub mod git;
@@ -33,8 +35,6 @@ pub mod spec;
 pub mod system_resolver;
 pub mod tls;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,8 +42,9 @@ use crate::config::Perimeter;
 use crate::error::InputError;
 use crate::finding::{Code, Finding, Status};
 
-pub use net::ProbeContext;
-pub use spec::{describe, specs, ProbeSpec};
+pub use context::ProbeContext;
+use spec::Probe;
+pub use spec::{describe, specs, ProbeSpec, Selection};
 
 /// Told when each probe starts and ends (the binary draws progress lines).
 pub trait ProbeProgress: Send + Sync {
@@ -55,45 +56,7 @@ pub trait ProbeProgress: Send + Sync {
 pub struct Quiet;
 impl ProbeProgress for Quiet {}
 
-type ProbeFuture = Pin<Box<dyn Future<Output = Vec<Finding>> + Send>>;
-
-/// One unit of concurrent work: a name for progress, and its future.
-struct Probe {
-    name: String,
-    /// The target used if the probe overruns its budget.
-    target: String,
-    fut: ProbeFuture,
-    /// A budget of its own, for probes that measure rather than ask.
-    budget: Option<Duration>,
-}
-
-/// The hard budget of one probe: its steps' deadlines, plus slack. A probe
-/// that still runs then is cut off with `net:no-reply`; probes keep their
-/// own, finer deadlines, so this only fires on a bug.
-fn budget(plan: &Perimeter, io_steps: u32) -> Duration {
-    let d = plan.deadlines;
-    d.connect + d.handshake * 2 + d.io * io_steps + Duration::from_millis(500)
-}
-
 pub use crate::finding::Interrupt;
-
-/// Which probes a run starts.
-#[derive(Debug, Clone)]
-pub struct Selection {
-    /// The egress checks and DNS, NTP, SMTP, Git, registry, S3 as
-    /// configured.
-    pub services: bool,
-    /// The flows this host starts, as this role, from this profile
-    /// (resolved once, when the plan was made).
-    pub flows: Option<(flows::SourceRole, crate::profiles::Profile)>,
-}
-
-impl Selection {
-    pub const SERVICES: Selection = Selection {
-        services: true,
-        flows: None,
-    };
-}
 
 /// What a run of the probes produced.
 pub struct Outcome {
@@ -174,7 +137,7 @@ pub fn run(
         .build()
         .map_err(|e| InputError::Usage(format!("cannot start the probe runtime: {e}")))?;
     let ctx = Arc::new(ProbeContext {
-        resolver: net::Resolver::new(&plan),
+        resolver: context::Resolver::new(&plan),
         plan: plan.clone(),
         tls,
         ledger: cleanup::Ledger::default(),
@@ -191,7 +154,7 @@ pub fn run(
             let progress = progress.clone();
             // The longest conversation (STARTTLS, AUTH LOGIN, a test mail) takes
             // 13 I/O steps and a short QUIT.
-            let limit = p.budget.unwrap_or_else(|| budget(&ctx.plan, 16));
+            let limit = p.budget.unwrap_or_else(|| spec::budget(&ctx.plan, 16));
             let (name, target) = (p.name.clone(), p.target.clone());
             let handle = set.spawn(async move {
                 progress.started(&p.name);

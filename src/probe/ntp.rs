@@ -15,7 +15,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::net::{NetError, ProbeContext};
+use super::context::ProbeContext;
+use super::net::NetError;
 use crate::config::Target;
 use crate::finding::{Code, Finding};
 

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use super::context::ProbeContext;
 use super::http::{endpoint, request_error, Endpoint};
-use super::net::ProbeContext;
 use crate::config::{ImageRef, RegistryPlan};
 use crate::finding::{Code, Finding};
 

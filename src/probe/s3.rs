@@ -36,8 +36,9 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 
+use super::context::ProbeContext;
 use super::http::endpoint;
-use super::net::{NetError, ProbeContext};
+use super::net::NetError;
 use crate::config::S3Plan;
 use crate::finding::{Code, Finding};
 

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::net::ProbeContext;
+use super::context::ProbeContext;
 use super::s3::{classify, client, purge_versions, remove_bucket, remove_folder, remove_prefix};
 use crate::config::S3Plan;
 use crate::finding::{Code, Finding};

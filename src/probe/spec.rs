@@ -4,16 +4,55 @@
 //! [`ProbeSpec::start`]: the plan shown and the plan run are the same list,
 //! so they cannot drift apart.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{
-    budget, dns, egress, flows, git, net, ntp, platform_cert, registry, s3, s3bench, smtp,
-};
-use super::{Probe, ProbeContext, Selection};
+use super::context::ProbeContext;
+use super::{dns, egress, flows, git, net, ntp, platform_cert, registry, s3, s3bench, smtp};
 use crate::config::{Perimeter, Transport};
+use crate::finding::Finding;
 use crate::profiles::Profile;
+
+/// Which probes a run starts.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The egress checks and DNS, NTP, SMTP, Git, registry, S3 as
+    /// configured.
+    pub services: bool,
+    /// The flows this host starts, as this role, from this profile
+    /// (resolved once, when the plan was made).
+    pub flows: Option<(flows::SourceRole, crate::profiles::Profile)>,
+}
+
+impl Selection {
+    pub const SERVICES: Selection = Selection {
+        services: true,
+        flows: None,
+    };
+}
+
+type ProbeFuture = Pin<Box<dyn Future<Output = Vec<Finding>> + Send>>;
+
+/// One unit of concurrent work: a name for progress, and its future.
+pub(super) struct Probe {
+    pub(super) name: String,
+    /// The target used if the probe overruns its budget.
+    pub(super) target: String,
+    pub(super) fut: ProbeFuture,
+    /// A budget of its own, for probes that measure rather than ask.
+    pub(super) budget: Option<Duration>,
+}
+
+/// The hard budget of one probe: its steps' deadlines, plus slack. A probe
+/// that still runs then is cut off with `net:no-reply`; probes keep their
+/// own, finer deadlines, so this only fires on a bug.
+pub(super) fn budget(plan: &Perimeter, io_steps: u32) -> Duration {
+    let d = plan.deadlines;
+    d.connect + d.handshake * 2 + d.io * io_steps + Duration::from_millis(500)
+}
 
 /// One check of the live run.
 #[derive(Debug, Clone)]
@@ -95,9 +134,9 @@ pub fn describe(plan: &Perimeter, select: &Selection) -> Vec<String> {
     if select.services {
         out.push(format!(
             "deadlines: connect {}, handshake {}, io {}",
-            net::fmt_duration(plan.deadlines.connect),
-            net::fmt_duration(plan.deadlines.handshake),
-            net::fmt_duration(plan.deadlines.io)
+            crate::timefmt::fmt_duration(plan.deadlines.connect),
+            crate::timefmt::fmt_duration(plan.deadlines.handshake),
+            crate::timefmt::fmt_duration(plan.deadlines.io)
         ));
         out.push(format!(
             "trust: {}",
@@ -160,7 +199,7 @@ impl ProbeSpec {
             ProbeSpec::Ntp(i) => vec![format!(
                 "ntp {}: max offset {}, max stratum {}",
                 plan.ntp.servers[*i],
-                net::fmt_duration(plan.ntp.max_offset),
+                crate::timefmt::fmt_duration(plan.ntp.max_offset),
                 plan.ntp.max_stratum
             )],
             ProbeSpec::Smtp(i) => {

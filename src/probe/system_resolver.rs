@@ -1,6 +1,6 @@
 //! The machine's own name resolution, done by us: `/etc/hosts`, then the
 //! name servers of `/etc/resolv.conf` asked with the project's DNS client
-//! (`super::dns`). Used only when the configuration names no DNS server.
+//! (`super::dnswire`). Used only when the configuration names no DNS server.
 //!
 //! Why not getaddrinfo: the release binary is linked statically, and a
 //! static glibc cannot load its NSS modules at run time (on a host whose
@@ -131,7 +131,7 @@ impl SystemResolver {
         let mut errors = Vec::new();
         for candidate in self.candidates(name) {
             for server in &self.nameservers {
-                match super::dns::lookup_addresses(*server, &candidate, timeout).await {
+                match super::dnswire::lookup_addresses(*server, &candidate, timeout).await {
                     Ok(addrs) if !addrs.is_empty() => {
                         return Ok((addrs, format!("{server} (from {RESOLV_CONF})")))
                     }

@@ -416,9 +416,7 @@ impl CertInfo {
         let not_after_unix = cert.validity().not_after.timestamp();
         let not_after = u64::try_from(not_after_unix)
             .ok()
-            .map(|s| {
-                humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string()
-            })
+            .map(|s| crate::timefmt::rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)))
             .unwrap_or_else(|| not_after_unix.to_string());
         Some(CertInfo {
             subject: cert.subject().to_string(),

@@ -28,6 +28,16 @@ pub struct Profile {
     pub flows: Vec<Flow>,
 }
 
+impl Profile {
+    /// The PROXY expectation of the load balancer's flows for `port`.
+    pub fn proxy_expectation(&self, port: u16) -> Option<ProxyExpect> {
+        self.flows
+            .iter()
+            .find(|f| f.from.contains(&Role::Lb) && f.ports.contains(&port))
+            .and_then(|f| f.proxy)
+    }
+}
+
 /// Where a flow starts or ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {

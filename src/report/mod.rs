@@ -78,7 +78,7 @@ impl RunContext {
 
     /// `started_at` as RFC 3339 UTC, to the second.
     pub fn started_rfc3339(&self) -> String {
-        humantime::format_rfc3339_seconds(self.started_at).to_string()
+        crate::timefmt::rfc3339_seconds(self.started_at)
     }
 }
 

@@ -24,416 +24,31 @@
 //!   RCPT TO is followed by RSET; a conversation still in step ends with
 //!   QUIT (best effort, short deadline).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::Value;
-use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
-};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::net::{self, NetError, ProbeContext};
+use super::context::ProbeContext;
+use super::net::NetError;
 use crate::config::{SmtpPlan, DEFAULT_HELO};
 use crate::finding::{Code, Finding};
 
-/// Longest reply line accepted, without its CRLF (RFC 5321 asks for 512).
-pub const MAX_LINE: usize = 4096;
-/// Most lines accepted in one reply.
-pub const MAX_LINES: usize = 100;
-/// Subject of the message `--send-test-mail` sends.
-pub const TEST_SUBJECT: &str = "airgap-verify test message";
+mod message;
+mod reply;
+
+use message::test_message;
+pub use message::TEST_SUBJECT;
+pub use reply::{
+    auth_mechanisms, extensions, has_extension, parse_reply_line, queue_id, Reply, ReplyAssembler,
+    ReplyLine, MAX_LINE, MAX_LINES,
+};
+use reply::{path_arg, read_reply, wire_safe, ReadError};
+
 /// Longest wait for the goodbye (QUIT, its reply, the TLS close).
 const QUIT_DEADLINE: Duration = Duration::from_secs(1);
-/// Longest excerpt of server data quoted in a message.
-const EXCERPT: usize = 80;
-
-// ---- replies ---------------------------------------------------------------
-
-/// One line of a reply: `250-PIPELINING` is code 250, not last, text
-/// `PIPELINING`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplyLine {
-    pub code: u16,
-    /// `250 ...` (or a bare `250`) ends the reply, `250-...` does not.
-    pub last: bool,
-    pub text: String,
-}
-
-/// A complete reply: its code and the text of each line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
-    /// The lines as the server wrote them (`250-PIPELINING`, `250 OK`).
-    pub fn display_lines(&self) -> Vec<String> {
-        let n = self.lines.len();
-        self.lines
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let sep = if i + 1 == n { ' ' } else { '-' };
-                format!("{}{sep}{t}", self.code).trim_end().to_string()
-            })
-            .collect()
-    }
-
-    /// One line for a message: the code and the text, bounded.
-    pub fn summary(&self) -> String {
-        let text = self.lines.join(" ");
-        let mut s = format!("{} {}", self.code, text.trim())
-            .trim_end()
-            .to_string();
-        if s.chars().count() > 300 {
-            s = s.chars().take(300).collect::<String>() + "...";
-        }
-        s
-    }
-}
-
-/// Why no reply could be read.
-#[derive(Debug)]
-pub enum ReadError {
-    /// The connection ended before a complete reply (`partial`: some of the
-    /// reply had arrived).
-    Closed {
-        partial: bool,
-    },
-    /// Not a valid SMTP reply; the text says why.
-    Malformed(String),
-    Io(std::io::Error),
-}
-
-/// Server bytes quoted in a message: escaped, bounded.
-fn excerpt(b: &[u8]) -> String {
-    let shown = b[..b.len().min(EXCERPT)].escape_ascii().to_string();
-    if b.len() > EXCERPT {
-        format!("`{shown}...`")
-    } else {
-        format!("`{shown}`")
-    }
-}
-
-/// Parses one reply line, `raw` including its CRLF. Pure, for fuzzing.
-pub fn parse_reply_line(raw: &[u8]) -> Result<ReplyLine, String> {
-    let body = match raw {
-        [body @ .., b'\r', b'\n'] => body,
-        [.., b'\n'] => {
-            return Err(format!(
-                "a reply line ends with a bare LF instead of CRLF: {}",
-                excerpt(raw)
-            ))
-        }
-        _ => {
-            return Err(format!(
-                "a reply line is not terminated by CRLF: {}",
-                excerpt(raw)
-            ))
-        }
-    };
-    if body.len() > MAX_LINE {
-        return Err(format!(
-            "a reply line is longer than {MAX_LINE} bytes: {}",
-            excerpt(body)
-        ));
-    }
-    let code = match body {
-        [a @ b'2'..=b'5', b @ b'0'..=b'5', c @ b'0'..=b'9', ..] => {
-            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
-        }
-        _ => {
-            return Err(format!(
-                "not an SMTP reply (no reply code 200-559 at the start of the line): {}",
-                excerpt(body)
-            ))
-        }
-    };
-    let (last, text) = match body.get(3) {
-        None => (true, &body[3..]),
-        Some(b' ') => (true, &body[4..]),
-        Some(b'-') => (false, &body[4..]),
-        Some(_) => {
-            return Err(format!(
-                "not an SMTP reply (the code is not followed by a space or a hyphen): {}",
-                excerpt(body)
-            ))
-        }
-    };
-    let text = String::from_utf8_lossy(text);
-    if text.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(format!(
-            "a reply line holds control characters: {}",
-            excerpt(body)
-        ));
-    }
-    Ok(ReplyLine {
-        code,
-        last,
-        text: text.trim_end().to_string(),
-    })
-}
-
-/// Assembles reply lines into a reply: one code throughout, at most
-/// [`MAX_LINES`] lines. Pure, for fuzzing.
-#[derive(Debug, Default)]
-pub struct ReplyAssembler {
-    code: Option<u16>,
-    lines: Vec<String>,
-}
-
-impl ReplyAssembler {
-    /// True once a line of the reply has been pushed.
-    pub fn started(&self) -> bool {
-        self.code.is_some()
-    }
-
-    /// Adds a line; returns the reply once its last line has come.
-    pub fn push(&mut self, line: ReplyLine) -> Result<Option<Reply>, String> {
-        if let Some(code) = self.code {
-            if code != line.code {
-                return Err(format!(
-                    "a multi-line reply changes its code from {code} to {}",
-                    line.code
-                ));
-            }
-        }
-        self.code = Some(line.code);
-        self.lines.push(line.text);
-        if line.last {
-            self.code = None;
-            return Ok(Some(Reply {
-                code: line.code,
-                lines: std::mem::take(&mut self.lines),
-            }));
-        }
-        if self.lines.len() >= MAX_LINES {
-            return Err(format!("a reply runs past {MAX_LINES} lines"));
-        }
-        Ok(None)
-    }
-}
-
-/// Reads one complete reply. Never reads more than [`MAX_LINE`] + 2 bytes
-/// in search of a line end, nor more than [`MAX_LINES`] lines. No deadline
-/// here: the caller sets it.
-pub async fn read_reply<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Reply, ReadError> {
-    let limit = (MAX_LINE + 2) as u64;
-    let mut asm = ReplyAssembler::default();
-    let mut buf = Vec::with_capacity(256);
-    loop {
-        buf.clear();
-        (&mut *r)
-            .take(limit)
-            .read_until(b'\n', &mut buf)
-            .await
-            .map_err(ReadError::Io)?;
-        if buf.last() != Some(&b'\n') {
-            if buf.len() as u64 >= limit {
-                return Err(ReadError::Malformed(format!(
-                    "a reply line is longer than {MAX_LINE} bytes: {}",
-                    excerpt(&buf)
-                )));
-            }
-            return Err(ReadError::Closed {
-                partial: !buf.is_empty() || asm.started(),
-            });
-        }
-        let line = parse_reply_line(&buf).map_err(ReadError::Malformed)?;
-        if let Some(reply) = asm.push(line).map_err(ReadError::Malformed)? {
-            return Ok(reply);
-        }
-    }
-}
-
-// ---- EHLO extensions ---------------------------------------------------------
-
-/// The extensions of an EHLO reply (every line after the first).
-pub fn extensions(ehlo: &Reply) -> Vec<String> {
-    ehlo.lines
-        .iter()
-        .skip(1)
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
-fn keyword(ext: &str) -> &str {
-    ext.split([' ', '=']).next().unwrap_or("")
-}
-
-/// True when the extension `name` is advertised.
-pub fn has_extension(exts: &[String], name: &str) -> bool {
-    exts.iter().any(|e| keyword(e).eq_ignore_ascii_case(name))
-}
-
-/// The SASL mechanisms advertised (`AUTH PLAIN LOGIN`, also the old
-/// `AUTH=LOGIN`), upper-cased; `None` when AUTH is not advertised.
-pub fn auth_mechanisms(exts: &[String]) -> Option<Vec<String>> {
-    let mut found = false;
-    let mut mechs: Vec<String> = Vec::new();
-    for e in exts {
-        if !keyword(e).eq_ignore_ascii_case("AUTH") {
-            continue;
-        }
-        found = true;
-        for m in e[4..].split([' ', '=']).filter(|m| !m.is_empty()) {
-            let m = m.to_ascii_uppercase();
-            if !mechs.contains(&m) {
-                mechs.push(m);
-            }
-        }
-    }
-    found.then_some(mechs)
-}
-
-/// The queue id in the reply to the end of DATA (`250 2.0.0 Ok: queued as
-/// 4dHx2V1Xz9z9vCH`, exim's `250 OK id=1uX...`).
-pub fn queue_id(reply: &Reply) -> Option<String> {
-    let text = reply.lines.join(" ");
-    let lower = text.to_ascii_lowercase();
-    for marker in ["queued as ", "id="] {
-        if let Some(i) = lower.find(marker) {
-            let id: String = text[i + marker.len()..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-                .collect();
-            if !id.is_empty() {
-                return Some(id);
-            }
-        }
-    }
-    None
-}
-
-/// A value from the configuration that goes on the wire inside a command:
-/// no control character (CRLF would inject a command), no space, no angle
-/// bracket.
-fn wire_safe(s: &str) -> bool {
-    s.len() <= 320
-        && !s
-            .chars()
-            .any(|c| c.is_control() || matches!(c, ' ' | '<' | '>'))
-}
-
-/// `<addr>` from `addr` or `<addr>` as configured.
-fn path_arg(addr: &str) -> Option<String> {
-    let a = addr.trim();
-    let a = a
-        .strip_prefix('<')
-        .and_then(|a| a.strip_suffix('>'))
-        .unwrap_or(a);
-    wire_safe(a).then(|| format!("<{a}>"))
-}
-
-// ---- the test message --------------------------------------------------------
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// An RFC 5322 date in UTC: `Tue, 14 Nov 2023 22:13:20 +0000`.
-pub fn rfc5322_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {d} {} {y} {:02}:{:02}:{:02} +0000",
-        WEEKDAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// The current time as RFC 3339 in UTC (`2026-11-26T07:00:00Z`), for the
-/// syslog test line.
-pub fn rfc3339_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// The DATA payload of the test message, dot-stuffed, with its final `.`.
-fn test_message(from: &str, to: &str, helo: &str, target: &str) -> String {
-    let now = SystemTime::now();
-    let nanos = now
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let from = if from == "<>" {
-        format!("<postmaster@{helo}>")
-    } else {
-        from.to_string()
-    };
-    let text = format!(
-        "From: airgap-verify {from}\r\n\
-         To: {to}\r\n\
-         Subject: {TEST_SUBJECT}\r\n\
-         Date: {}\r\n\
-         Message-ID: <{nanos:x}.{:x}@{helo}>\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=us-ascii\r\n\
-         Auto-Submitted: auto-generated\r\n\
-         \r\n\
-         This message was sent by airgap-verify (--send-test-mail) through the\r\n\
-         relay {target} to check that the platform's notifications are delivered.\r\n\
-         No action is needed.\r\n",
-        rfc5322_date(now),
-        std::process::id()
-    );
-    dot_stuff(&text)
-}
-
-/// DATA content (CRLF lines) with leading dots doubled and the final `.`.
-fn dot_stuff(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for line in text.split_inclusive("\r\n") {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-    }
-    if !out.is_empty() && !out.ends_with("\r\n") {
-        out.push_str("\r\n");
-    }
-    out.push_str(".\r\n");
-    out
-}
 
 // ---- the connection ----------------------------------------------------------
 
@@ -1133,7 +748,9 @@ where
 
 pub async fn probe(ctx: &ProbeContext, relay: &SmtpPlan) -> Vec<Finding> {
     let target = relay.target.to_string();
-    match net::connect_tcp(&ctx.resolver, &relay.target, ctx.plan.deadlines.connect).await {
+    match super::context::connect_tcp(&ctx.resolver, &relay.target, ctx.plan.deadlines.connect)
+        .await
+    {
         Ok((tcp, addr)) => converse(ctx, relay, tcp, addr.to_string()).await,
         Err(e) => vec![e.finding(target, "SMTP relay").evidence("step", "connect")],
     }
@@ -1146,6 +763,9 @@ mod tests {
 
     use tokio::io::DuplexStream;
 
+    use tokio::io::AsyncBufReadExt;
+
+    use super::message::dot_stuff;
     use super::*;
     use crate::config::{self, LoadOptions, Secret};
     use crate::probe::tls::TlsSettings;
@@ -1315,12 +935,7 @@ mod tests {
     }
 
     #[test]
-    fn dates_and_message() {
-        assert_eq!(rfc5322_date(UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
-        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(rfc5322_date(t), "Tue, 14 Nov 2023 22:13:20 +0000");
-        let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // leap day
-        assert_eq!(rfc5322_date(t), "Tue, 29 Feb 2000 00:00:00 +0000");
+    fn test_message_is_one_dot_stuffed_payload() {
         let m = test_message("<a@b.test>", "<c@d.test>", "h.test", "relay:25");
         assert!(m.contains(&format!("\r\nSubject: {TEST_SUBJECT}\r\n")));
         assert!(m.ends_with("No action is needed.\r\n.\r\n"), "{m}");
@@ -1388,7 +1003,7 @@ mod tests {
         .unwrap();
         let relay = plan.smtp[0].clone();
         let ctx = ProbeContext {
-            resolver: net::Resolver::new(&plan),
+            resolver: crate::probe::context::Resolver::new(&plan),
             tls: TlsSettings::new(&plan).unwrap(),
             plan: Arc::new(plan),
             ledger: Default::default(),
