@@ -389,7 +389,11 @@ fn host(p: HostPlan) -> anyhow::Result<Done> {
     let started = Instant::now();
     let context = crate::report::RunContext::begin(&p.policy);
     let mut sink = Sink::new();
-    sink.extend(crate::probe::host::check(&p.profile, p.role, &p.dpkg_status));
+    sink.extend(crate::probe::host::check(
+        &p.profile,
+        p.role,
+        &p.dpkg_status,
+    ));
     let report = Report {
         command: "host".into(),
         inputs: Vec::new(),
