@@ -17,7 +17,7 @@
 # Prints median wall times over N runs; a measurement, it exits 0 even when a
 # target is missed. Needs the lab: brings it up with scripts/lab.sh when down.
 #
-# Usage: scripts/bench-services.sh [--runs N]
+# Usage: scripts/bench-services.sh [--runs N]   (AIRGAP_VERIFY_BIN=PATH: measure that build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,8 +42,14 @@ while IFS='=' read -r key value; do
 done <"$LAB/lab.env"
 command -v dig >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bind9-dnsutils >/dev/null; }
 
-cargo build --release --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release/airgap-verify
+# AIRGAP_VERIFY_BIN measures a given build (an older one, to compare a
+# change); by default the tree is built in release mode.
+if [ -n "${AIRGAP_VERIFY_BIN:-}" ]; then
+  BIN=$AIRGAP_VERIFY_BIN
+else
+  cargo build --release --quiet
+  BIN=${CARGO_TARGET_DIR:-target}/release/airgap-verify
+fi
 WORK=$(mktemp -d /tmp/bench-services.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
