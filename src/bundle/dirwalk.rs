@@ -342,11 +342,12 @@ fn stream_file(
     progress: &dyn Progress,
 ) -> Result<(), String> {
     let mut f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut counted = Counted {
+    let counted = Counted {
         inner: &mut f,
         progress,
     };
-    ctx.member(meta, &mut counted)
+    let mut buffered = std::io::BufReader::with_capacity(super::stream::CHUNK_SIZE, counted);
+    ctx.member(meta, &mut buffered)
         .map_err(|DataError(e)| format!("read error in {}: {e}", path.display()))
 }
 

@@ -28,7 +28,7 @@
 //!   finding naming the archive.
 
 use std::cell::Cell;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::rc::Rc;
 
 use super::safety::{EntryKind, EntryMeta};
@@ -73,6 +73,33 @@ impl<R: Read> Read for Counting<R> {
                 }
             }
         }
+    }
+}
+
+/// Members' data is taken from the source's own buffer (`fill_buf`), so a
+/// chunk is hashed where it arrived, not copied first.
+impl<R: BufRead> BufRead for Counting<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        // Retried without holding the buffer; the second call returns what
+        // the first one filled.
+        loop {
+            match self.inner.fill_buf() {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if is_upstream_abort(&e) {
+                        self.aborted.set(true);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos.set(self.pos.get() + amt as u64);
+        self.inner.consume(amt);
     }
 }
 
@@ -122,6 +149,29 @@ impl<R: Read> Read for Data<'_, R> {
         }
         self.remaining -= n as u64;
         Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Data<'_, R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let remaining = self.remaining;
+        if remaining == 0 {
+            return Ok(&[]);
+        }
+        let buf = self.inner.fill_buf()?;
+        if buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{remaining} bytes missing"),
+            ));
+        }
+        let n = buf.len().min(remaining.min(usize::MAX as u64) as usize);
+        Ok(&buf[..n])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.remaining -= amt as u64;
+        self.inner.consume(amt);
     }
 }
 
@@ -205,7 +255,7 @@ struct Pending {
 }
 
 /// Walks every entry of the tar stream `reader`.
-pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats {
+pub fn walk<R: BufRead>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats {
     let pos = Rc::new(Cell::new(0u64));
     let aborted = Rc::new(Cell::new(false));
     let mut src = Counting {
@@ -763,13 +813,13 @@ pub fn walk<R: Read>(reader: R, ctx: &mut WalkContext, target: &str) -> TarStats
         let outcome = if kind != EntryKind::File {
             ctx.member(&meta, &mut io::empty())
         } else if let Some(map) = &sparse {
-            let mut expanded = Expand {
+            let expanded = Expand {
                 stored: &mut data,
                 map,
                 next: 0,
                 pos: 0,
             };
-            ctx.member(&meta, &mut expanded)
+            ctx.member(&meta, &mut io::BufReader::new(expanded))
         } else {
             ctx.member(&meta, &mut data)
         };

@@ -24,7 +24,7 @@
 //!   failing finding, never a silent stop.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 
 use crossbeam_channel::Sender;
 use sha2::{Digest, Sha256};
@@ -260,14 +260,24 @@ pub struct WalkContext {
     /// The same for the small files of images stored as folders (release
     /// only), apart so that they never crowd out a release manifest.
     image_budget: u64,
-    buf: Vec<u8>,
 }
 
 /// A member's data on its way through the walk, read once: hashed,
 /// counted, fed to the nested job and the reference scanner, and captured
-/// up to a limit. A streamed manifest's parser reads through it too.
+/// up to a limit. A streamed manifest's parser reads through it too; the
+/// rest is taken straight from the source's buffer ([`Tee::drain`]), never
+/// copied into one of ours first.
 struct Tee<'a> {
-    data: &'a mut dyn Read,
+    data: &'a mut dyn BufRead,
+    sink: TeeSink<'a>,
+    /// The member's read error, kept whole for the caller (a reader of the
+    /// tee only sees a stand-in).
+    error: Option<std::io::Error>,
+}
+
+/// Where a member's bytes go, apart from their source so that a slice of
+/// the source's buffer can be handed over while the source is borrowed.
+struct TeeSink<'a> {
     hasher: &'a mut Sha256,
     scanner: Option<&'a mut super::refscan::LineScanner>,
     job: Option<&'a mut NestedJob>,
@@ -281,10 +291,60 @@ struct Tee<'a> {
     first_byte: Option<u8>,
     /// Once over the limit, fail the read, so that a parser stops.
     stop_when_over: bool,
-    /// The member's read error, kept whole for the caller (a reader of the
-    /// tee only sees a stand-in).
-    error: Option<std::io::Error>,
     over: bool,
+}
+
+impl TeeSink<'_> {
+    fn take(&mut self, chunk: &[u8]) {
+        if self.size == 0 && self.first_byte.is_some() && chunk.first() != self.first_byte.as_ref()
+        {
+            self.capture = None;
+            // A streamed manifest keeps its limit: its parser must stop there.
+            if !self.stop_when_over {
+                self.limit = None;
+            }
+        }
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        if let Some(j) = self.job.as_mut() {
+            j.feed(chunk);
+        }
+        if let Some(s) = self.scanner.as_mut() {
+            s.feed(chunk);
+        }
+        if self.limit.is_some_and(|l| self.size > l) {
+            self.over = true;
+            self.capture = None;
+            self.limit = None;
+        }
+        if let Some(c) = self.capture.as_mut() {
+            c.extend_from_slice(chunk);
+        }
+    }
+}
+
+impl Tee<'_> {
+    /// Takes everything left of the member, to its end or its first error.
+    fn drain(&mut self) {
+        if self.error.is_some() {
+            return;
+        }
+        loop {
+            match self.data.fill_buf() {
+                Ok([]) => return,
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    self.sink.take(chunk);
+                    self.data.consume(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.error = Some(e);
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl Read for Tee<'_> {
@@ -303,32 +363,8 @@ impl Read for Tee<'_> {
                 }
             }
         };
-        let chunk = &out[..n];
-        if self.size == 0 && self.first_byte.is_some() && chunk.first() != self.first_byte.as_ref()
-        {
-            self.capture = None;
-            // A streamed manifest keeps its limit: its parser must stop there.
-            if !self.stop_when_over {
-                self.limit = None;
-            }
-        }
-        self.hasher.update(chunk);
-        self.size += n as u64;
-        if let Some(j) = self.job.as_mut() {
-            j.feed(chunk);
-        }
-        if let Some(s) = self.scanner.as_mut() {
-            s.feed(chunk);
-        }
-        if self.limit.is_some_and(|l| self.size > l) {
-            self.over = true;
-            self.capture = None;
-            self.limit = None;
-        }
-        if let Some(c) = self.capture.as_mut() {
-            c.extend_from_slice(chunk);
-        }
-        if self.over && self.stop_when_over {
+        self.sink.take(&out[..n]);
+        if self.sink.over && self.sink.stop_when_over {
             return Err(std::io::Error::other("over the manifest size limit"));
         }
         Ok(n)
@@ -362,7 +398,6 @@ impl WalkContext {
             file_bytes: 0,
             manifest_key: None,
             manifest_seen: false,
-            buf: vec![0u8; super::stream::CHUNK_SIZE],
         }
     }
 
@@ -431,7 +466,11 @@ impl WalkContext {
 
     /// Applies the safety rules to one member, then hashes its data when it
     /// is a regular file. `data` must yield exactly the member's bytes.
-    pub fn member(&mut self, meta: &EntryMeta<'_>, data: &mut dyn Read) -> Result<(), DataError> {
+    pub fn member(
+        &mut self,
+        meta: &EntryMeta<'_>,
+        data: &mut dyn BufRead,
+    ) -> Result<(), DataError> {
         let path = self.rules.check(meta, &self.findings);
         if meta.kind != EntryKind::File {
             return Ok(());
@@ -502,29 +541,27 @@ impl WalkContext {
         }
         let mut tee = Tee {
             data: &mut *data,
-            hasher: &mut hasher,
-            scanner: scanner.as_mut(),
-            job: job.as_mut(),
-            size: 0,
-            limit: (streamed || captured.is_some()).then(|| limit.unwrap_or(0)),
-            capture: captured,
-            first_byte,
-            stop_when_over: streamed,
+            sink: TeeSink {
+                hasher: &mut hasher,
+                scanner: scanner.as_mut(),
+                job: job.as_mut(),
+                size: 0,
+                limit: (streamed || captured.is_some()).then(|| limit.unwrap_or(0)),
+                capture: captured,
+                first_byte,
+                stop_when_over: streamed,
+                over: false,
+            },
             error: None,
-            over: false,
         };
         let listing =
             streamed.then(|| manifest::compile_json(&path, &mut tee, meta.size, &self.files));
         // Everything (or what the parser left: after an error, trailing
         // bytes) is read, hashed and scanned to the member's end.
-        tee.stop_when_over = false;
-        while let Ok(n) = tee.read(&mut self.buf) {
-            if n == 0 {
-                break;
-            }
-        }
-        let (size, over, error) = (tee.size, tee.over, tee.error.take());
-        let mut captured = tee.capture.take();
+        tee.sink.stop_when_over = false;
+        tee.drain();
+        let (size, over, error) = (tee.sink.size, tee.sink.over, tee.error.take());
+        let mut captured = tee.sink.capture.take();
         too_large |= over;
         let mut streamed_listing = None;
         if streamed && !over {
