@@ -220,18 +220,24 @@ fn has_pair(b: &[u8], c: u8) -> bool {
 /// Finds references on one line.
 pub fn scan_line(line: &str) -> Vec<Reference> {
     let mut out = Vec::new();
+    scan_line_with(line, &mut Vec::new(), &mut |r| out.push(r));
+    out
+}
+
+/// [`scan_line`], handing each reference to `push`; `seps` is scratch
+/// space, kept by the caller so that a line costs no allocation of its own.
+fn scan_line_with(line: &str, seps: &mut Vec<usize>, push: &mut impl FnMut(Reference)) {
     let bytes = line.as_bytes();
     // Each `://` once; then, per scheme in order, its occurrences left to
     // right, each search resuming after the URL before (as `str::find` of
     // `scheme://` from there would).
-    let seps: Vec<usize> = if bytes.len() < 3 {
-        Vec::new()
-    } else {
-        TRIGGERS[0].find_iter(bytes).collect()
-    };
+    seps.clear();
+    if bytes.len() >= 3 {
+        seps.extend(TRIGGERS[0].find_iter(bytes));
+    }
     for scheme in SCHEMES {
         let mut resume = 0;
-        for &p in &seps {
+        for &p in seps.iter() {
             let Some(start) = p.checked_sub(scheme.len()) else {
                 continue;
             };
@@ -250,16 +256,15 @@ pub fn scan_line(line: &str) -> Vec<Reference> {
                     .next()
                     .unwrap_or("")
                     .trim_start_matches('[')
-                    .to_string()
             } else {
-                hostport.split(':').next().unwrap_or("").to_string()
+                hostport.split(':').next().unwrap_or("")
             };
             if !host.is_empty() && !has_pair(url.as_bytes(), b'{') && !host.contains('$') {
                 let mut text = String::with_capacity(scheme.len() + 3 + url.len());
                 text.push_str(scheme);
                 text.push_str("://");
                 text.push_str(url);
-                out.push(Reference {
+                push(Reference {
                     kind: "url",
                     host: host.to_ascii_lowercase(),
                     text,
@@ -285,7 +290,7 @@ pub fn scan_line(line: &str) -> Vec<Reference> {
                 continue;
             }
             if let Some(host) = image_host(v) {
-                out.push(Reference {
+                push(Reference {
                     kind: "image",
                     host,
                     text: v.trim_matches(|c| c == '"' || c == '\'').to_string(),
@@ -293,7 +298,11 @@ pub fn scan_line(line: &str) -> Vec<Reference> {
             }
         }
     }
-    out
+}
+
+/// The newlines in `b` (memchr counts without visiting each match).
+fn count_lines(b: &[u8]) -> usize {
+    memchr::memchr_iter(b'\n', b).count()
 }
 
 /// Scans one file's bytes as they stream past.
@@ -302,6 +311,8 @@ pub struct LineScanner {
     line: Vec<u8>,
     line_no: usize,
     skipping: bool,
+    /// Scratch for [`scan_line_with`].
+    seps: Vec<usize>,
     pub references: Vec<(usize, Reference)>,
 }
 
@@ -312,6 +323,7 @@ impl LineScanner {
             line: Vec::new(),
             line_no: 1,
             skipping: false,
+            seps: Vec::new(),
             references: Vec::new(),
         }
     }
@@ -356,14 +368,13 @@ impl LineScanner {
             }
             let start = memchr::memrchr(b'\n', &region[pos..at]).map_or(pos, |i| pos + i + 1);
             let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
-            self.line_no += memchr::memchr_iter(b'\n', &region[counted..start]).count();
+            self.line_no += count_lines(&region[counted..start]);
             counted = start;
             // Cut as a streamed line is (`push`).
             let line = &region[start..end.min(start + MAX_LINE)];
             if let Ok(text) = std::str::from_utf8(line) {
-                for r in scan_line(text) {
-                    self.references.push((self.line_no, r));
-                }
+                let (refs, line_no) = (&mut self.references, self.line_no);
+                scan_line_with(text, &mut self.seps, &mut |r| refs.push((line_no, r)));
             }
             pos = end + 1;
             if pos >= region.len() {
@@ -375,7 +386,7 @@ impl LineScanner {
                 }
             }
         }
-        self.line_no += memchr::memchr_iter(b'\n', &region[counted..]).count();
+        self.line_no += count_lines(&region[counted..]);
     }
 
     fn push(&mut self, b: &[u8]) {
@@ -393,9 +404,8 @@ impl LineScanner {
 
     fn end_line(&mut self) {
         if let Ok(text) = std::str::from_utf8(&self.line) {
-            for r in scan_line(text) {
-                self.references.push((self.line_no, r));
-            }
+            let (refs, line_no) = (&mut self.references, self.line_no);
+            scan_line_with(text, &mut self.seps, &mut |r| refs.push((line_no, r)));
         }
         self.line.clear();
         self.skipping = false;
