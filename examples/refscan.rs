@@ -58,6 +58,18 @@ fn per_line(text: &[u8]) -> usize {
     hits
 }
 
+/// CPU time of this thread, in seconds: on a machine others share, what
+/// the scan costs, whatever share of the core it got.
+fn thread_cpu() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -72,6 +84,7 @@ fn main() {
     let data = text(mib << 20);
     let chunk = airgap_verify::bundle::stream::CHUNK_SIZE;
     let mut times: [Vec<f64>; 3] = Default::default();
+    let mut scan_cpu = Vec::new();
     let mut refs = 0;
     let mut old_refs = 0;
     let mut lines = 0;
@@ -84,12 +97,14 @@ fn main() {
         times[0].push(t.elapsed().as_secs_f64());
 
         let t = Instant::now();
+        let cpu = thread_cpu();
         let mut s = LineScanner::new("bench.yaml".into());
         for c in data.chunks(chunk) {
             s.feed(c);
         }
-        refs = s.references.len();
+        refs = s.found();
         times[1].push(t.elapsed().as_secs_f64());
+        scan_cpu.push(thread_cpu() - cpu);
 
         if only_scan {
             old_refs = refs;
@@ -106,6 +121,7 @@ fn main() {
     );
     let mb = data.len() as f64 / 1e6;
     let [count, scan, old] = times.map(median);
+    let scan_cpu = median(scan_cpu);
     println!(
         "{mb:.0} MB of text, {lines} lines, {refs} references; median of {runs} runs, one core"
     );
@@ -123,6 +139,12 @@ fn main() {
     );
     println!(
         "  {:<44} {:>8.3} s {:>8.0} MB/s",
+        "  the same, CPU time of its thread",
+        scan_cpu,
+        mb / scan_cpu
+    );
+    println!(
+        "  {:<44} {:>8.3} s {:>8.0} MB/s",
         "per-line scan (the scan before)",
         old,
         mb / old
@@ -130,7 +152,8 @@ fn main() {
     println!("  LineScanner / per-line time: {:.2}", scan / old);
     let verdict = if mb / scan >= 1000.0 { "PASS" } else { "FAIL" };
     println!(
-        "  acceptance: LineScanner >= 1000 MB/s: {:.0} MB/s {verdict}",
-        mb / scan
+        "  acceptance: LineScanner >= 1000 MB/s: {:.0} MB/s {verdict} (wall time; CPU time: {:.0} MB/s)",
+        mb / scan,
+        mb / scan_cpu
     );
 }
