@@ -772,3 +772,49 @@ fn check_passes_on_the_vendors_example_when_the_nodes_answer() {
     r.code(1);
     r.has("flow:closed", "fail", "tcp 127.0.1.10:22");
 }
+
+/// The dry run lists every check the run makes: each finding of a real run
+/// of the vendor's example against the lab belongs to a line of its
+/// `--dry-run` (before the probes became one list, the platform
+/// certificate was checked but never announced).
+#[test]
+fn the_dry_run_announces_every_check_the_run_makes() {
+    let sb = Sandbox::new("vendor::dry_run_is_the_run");
+    let lab = Lab::get();
+    let run = run_vendor(&sb, &fixture(), &lab_vars(&lab), &[]);
+    let dry = run_vendor(&sb, &fixture(), &lab_vars(&lab), &["--dry-run"]);
+    assert!(dry.code == 0, "{}", dry.stderr);
+    let plan = dry.stdout.to_lowercase();
+    // Each family of the run, and the words its dry-run line starts with.
+    let words = |code: &str| -> &'static str {
+        match code.split(':').next().unwrap() {
+            "dns" => "dns ",
+            "ntp" => "ntp ",
+            "smtp" => "smtp ",
+            "git" => "git ",
+            "registry" => "registry ",
+            "s3" => "s3 ",
+            "egress" => "egress",
+            "config" => "config finding",
+            _ if code.starts_with("tls:platform") => "platform certificate",
+            _ => "",
+        }
+    };
+    let mut missing = Vec::new();
+    for f in run.findings() {
+        let w = words(&f.code);
+        if !w.is_empty() && !plan.contains(w) {
+            missing.push(format!("{} ({})", f.code, w));
+        }
+    }
+    assert!(
+        run.findings()
+            .iter()
+            .any(|f| f.code.starts_with("tls:platform")),
+        "the example has no platform certificate, so the run reports it"
+    );
+    assert!(
+        missing.is_empty(),
+        "checks the dry run did not announce: {missing:?}\n{plan}"
+    );
+}

@@ -180,12 +180,13 @@ impl ProbeSpec {
                 .iter()
                 .map(|pc| {
                     format!(
-                        "platform certificate of {}: {}",
+                        "platform certificate for {}: {}",
                         pc.hosts.join(", "),
-                        if pc.cert_pem.is_some() {
-                            "the certificate in the configuration, checked here (nothing contacted)"
-                        } else {
-                            "none in the configuration"
+                        match (&pc.cert_pem, &pc.key_pem) {
+                            (Some(_), Some(_)) =>
+                                "TRAEFIK_PUBKEY's chain, names and key checked here (nothing contacted)",
+                            _ =>
+                                "TRAEFIK_PUBKEY and TRAEFIK_PRIVKEY are not both set: reported as such (nothing contacted)",
                         }
                     )
                 })
