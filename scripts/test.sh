@@ -20,8 +20,10 @@ need_pkgs=()
 # python3 writes the hostile-archive corpus (testdata/hostile/generate.py).
 # bsdtar, pzstd and the Go and CPython tar test corpora are the oracles of
 # the tar-reading tests (tests/tarread.rs, scripts/tardiff.py).
+# chromium loads the HTML report headless (tests/html.rs, under strace in a
+# network namespace of its own).
 for cmd_pkg in tar:tar gzip:gzip cc:gcc pkg-config:pkg-config minisign:minisign openssl:openssl git:git \
-  strace:strace python3:python3 bsdtar:libarchive-tools pzstd:zstd readelf:binutils objcopy:binutils chroot:coreutils \
+  strace:strace chromium:chromium python3:python3 bsdtar:libarchive-tools pzstd:zstd readelf:binutils objcopy:binutils chroot:coreutils \
   man:man-db /usr/lib/x86_64-linux-gnu/libc.a:libc6-dev \
   /usr/share/go-1.19/src/archive/tar/reader_test.go:golang-1.19-src \
   /usr/lib/python3.11/test/testtar.tar:libpython3.11-testsuite; do

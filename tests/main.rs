@@ -14,6 +14,7 @@ mod folder_images;
 mod fuzz_regressions;
 mod git;
 mod hostile;
+mod html;
 mod layers;
 mod merge;
 mod outputs;

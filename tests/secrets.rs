@@ -125,7 +125,7 @@ fn sentinels_appear_in_no_command_and_no_format() {
         &["egress"][..],
         &["flows", "--role", "orchestration"][..],
     ] {
-        for format in ["human", "json", "junit", "sarif"] {
+        for format in ["human", "json", "junit", "sarif", "html"] {
             let mut args = cmd.to_vec();
             args.extend([
                 "--format",
@@ -157,7 +157,7 @@ fn sentinels_appear_in_no_command_and_no_format() {
             assert_clean(&format!("{cmd:?} --dry-run"), &r);
         }
     }
-    assert_eq!(runs, 16);
+    assert_eq!(runs, 20);
 
     // The warnings, by setting, from the JSON report of `services`.
     let r = run(&sb, &["services", "--format", "json", "--timeout", "500ms"]);

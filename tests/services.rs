@@ -628,7 +628,7 @@ fn sentinel_secrets_appear_in_no_output_format() {
         vec!["--config", p.to_str().unwrap()],
         vec!["--sekoia-config", vendor.to_str().unwrap()],
     ] {
-        for format in ["human", "json", "junit", "sarif"] {
+        for format in ["human", "json", "junit", "sarif", "html"] {
             let out = std::process::Command::new(crate::harness::BIN)
                 .arg("services")
                 .args(&cfg_args)
@@ -660,5 +660,5 @@ fn sentinel_secrets_appear_in_no_output_format() {
             reports += 1;
         }
     }
-    assert_eq!(reports, 8);
+    assert_eq!(reports, 10);
 }

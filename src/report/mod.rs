@@ -1,6 +1,7 @@
 //! Renderers: one file per output format. A renderer formats findings and
 //! never inspects the world; the same [`Report`] feeds every format.
 
+pub mod html;
 pub mod human;
 pub mod json;
 pub mod junit;
@@ -221,6 +222,8 @@ pub enum Format {
     Json,
     Junit,
     Sarif,
+    /// One self-contained HTML page (inline style and script, fetches nothing).
+    Html,
 }
 
 /// Renders `report` in `format`; `color` and `verbosity` apply to the human
@@ -237,5 +240,6 @@ pub fn render(
         Format::Json => json::render(report, out),
         Format::Junit => junit::render(report, out),
         Format::Sarif => sarif::render(report, out),
+        Format::Html => html::render(report, out),
     }
 }
