@@ -375,3 +375,66 @@ fn merge_refuses_what_is_not_a_report_naming_the_file() {
         .all(|f| f["host"] == "h"));
     assert_eq!(v["inputs"][0]["kind"], "report");
 }
+
+/// A port one node drops for every source is one statement, not one line
+/// per source: "UDP 8472 on node2 answers none of the 2 hosts that tested it".
+#[test]
+fn a_port_dropped_for_every_source_is_one_statement() {
+    let n = NetLab::get();
+    let _x = n.exclusive();
+    let sb = Sandbox::new("merge::collapsed");
+    let _r: Vec<_> = ["node1", "node2", "node3"]
+        .iter()
+        .map(|h| n.responder(h, "node", &[]))
+        .collect();
+    n.fw("node2", "udp dport 8472 drop");
+    let cfg = sb.write("perimeter.yml", yaml(&n));
+    let mut args = vec!["merge".to_string(), "--format".into(), "json".into()];
+    for (host, role, id) in &HOSTS[1..] {
+        let r = as_host(
+            &n,
+            &sb,
+            host,
+            id,
+            &[
+                "flows",
+                "--role",
+                role,
+                "--config",
+                cfg.to_str().unwrap(),
+                "--format",
+                "json",
+                "--no-progress",
+            ],
+        );
+        let path = sb.write(&format!("{host}.json"), &r.stdout);
+        args.push(format!("{host}={}", path.display()));
+    }
+    let v = av(args).json();
+    let m = cells(&v);
+    let wrong: Vec<_> = m
+        .iter()
+        .filter(|(_, s)| !["open", "blocked"].contains(&s.as_str()))
+        .map(|((s, d, p), st)| format!("{s} {d} {p} {st}"))
+        .collect();
+    assert_eq!(
+        wrong,
+        vec![
+            "node1 node2 udp 8472 filtered",
+            "node3 node2 udp 8472 filtered"
+        ]
+    );
+    let problems: Vec<&str> = v["matrix"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        problems,
+        vec![
+            "UDP 8472 on node2 answers none of the 2 hosts that tested it (filtered: node1, node3)"
+        ]
+    );
+    assert_eq!(v["matrix"]["problems"][0]["cells"], 2);
+}
