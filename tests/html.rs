@@ -72,11 +72,16 @@ fn load(sb: &Sandbox, page: &Path, tag: &str, extra: &[&str]) -> (String, BTreeS
             &format!("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {CANARY}"),
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .args(if extra.iter().any(|a| a.starts_with("--screenshot")) {
-            &[][..]
-        } else {
-            &["--dump-dom"][..]
-        })
+        .args(
+            if extra
+                .iter()
+                .any(|a| a.starts_with("--screenshot") || a.starts_with("--print-to-pdf"))
+            {
+                &[][..]
+            } else {
+                &["--dump-dom"][..]
+            },
+        )
         .args(extra)
         .arg(format!("file://{}", page.display()))
         .stdin(std::process::Stdio::null())
@@ -283,6 +288,33 @@ fn the_html_report_in_chromium_shows_the_matrix_and_fetches_nothing() {
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 50_000, "{} bytes", png.len());
+    // Printed, it is A4 (594.96 x 841.92 points, as Chromium rounds it).
+    let pdf = sb.path("cluster.pdf");
+    let (_, seen) = load(
+        &sb,
+        &page,
+        "pdf",
+        &[
+            &format!("--print-to-pdf={}", pdf.display()),
+            "--no-pdf-header-footer",
+        ],
+    );
+    assert!(seen.difference(&baseline).next().is_none());
+    let bytes = std::fs::read(&pdf).unwrap();
+    assert!(bytes.starts_with(b"%PDF-"));
+    let text = String::from_utf8_lossy(&bytes);
+    let boxes: Vec<(f64, f64)> = regex::Regex::new(r"/MediaBox \[0 0 ([0-9.]+) ([0-9.]+)\]")
+        .unwrap()
+        .captures_iter(&text)
+        .map(|c| (c[1].parse().unwrap(), c[2].parse().unwrap()))
+        .collect();
+    assert!(boxes.len() >= 2, "{} pages", boxes.len());
+    for (w, h) in boxes {
+        assert!(
+            (w - 595.0).abs() < 2.0 && (h - 842.0).abs() < 2.0,
+            "a page of {w} x {h} points, not A4"
+        );
+    }
     if std::env::var_os("UPDATE_DOCS").is_some() {
         std::fs::write(
             concat!(env!("CARGO_MANIFEST_DIR"), "/docs/html-report.png"),
