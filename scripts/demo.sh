@@ -147,4 +147,30 @@ else
     echo "==> scripts/lab.sh up failed (log: $work/lab-up.log); skipping the services demo" >&2
   fi
 fi
+
+# The whole cluster: the network lab's hosts (namespaces with their own sshd),
+# reached by the real Ansible from the orchestration host, one merged report.
+if [ "$(id -u)" -eq 0 ] && "$bin" cluster --help >/dev/null 2>&1; then
+  netlab="${AIRGAP_NETLAB_DIR:-/var/tmp/airgap-netlab}"
+  echo
+  echo "==> scripts/netlab.sh up (load balancer, 3 nodes, orchestration host, each with its own sshd; left running)"
+  if AIRGAP_NETLAB_DIR="$netlab" bash scripts/netlab.sh up >"$work/netlab-up.log" 2>&1; then
+    nl() { sed -n "s/^$1=//p" "$netlab/netlab.env"; }
+    printf 'allowed_networks: [%s]\nflows:\n  profile: sekoia-1.0.0\n  deadline: 1s\n  orchestration: %s\n' \
+      "$(nl NETLAB_SUBNET)" "$(nl ADDR_ORCH)" >"$work/cluster-perimeter.yml"
+    # The HTML report when this build has it, else JSON.
+    out="json=$work/cluster.json"
+    if "$bin" cluster --help | grep -q html; then out="html=$work/cluster.html"; fi
+    echo "==> airgap-verify cluster --inventory $(nl ANSIBLE_INVENTORY) --config cluster-perimeter.yml --output $out"
+    set +e
+    ip netns exec "$(nl NS_ORCH)" "$bin" cluster --inventory "$(nl ANSIBLE_INVENTORY)" \
+      --config "$work/cluster-perimeter.yml" --output "$out" --no-progress
+    clustered=$?
+    set -e
+    echo "==> cluster exit code $clustered; report: ${out#*=} ('scripts/netlab.sh down' stops the network lab)"
+  else
+    tail -n 30 "$work/netlab-up.log" >&2
+    echo "==> scripts/netlab.sh up failed (log: $work/netlab-up.log); skipping the cluster demo" >&2
+  fi
+fi
 exit "$good"

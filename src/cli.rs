@@ -41,6 +41,8 @@ pub enum Command {
     /// the cluster: every finding with its host, the flow matrix, duplicate host identities and
     /// every clock against the cluster's median.
     Merge(MergeArgs),
+    /// Check every host of the cluster through Ansible (copy, host, listen, flows, services) and merge their reports into one.
+    Cluster(ClusterArgs),
     /// Write a commented perimeter.yml template (or its JSON Schema with --schema).
     Init(InitArgs),
     /// Print what a finding code means and how to fix it.
@@ -559,6 +561,35 @@ pub struct HostArgs {
     #[arg(long, value_name = "FILE", default_value = "/var/lib/dpkg/status")]
     pub dpkg_status: PathBuf,
     /// List the checks without making them.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The vendor's Sekoia config.yml: the hosts (utils.ansible.inventory, global.host), the SSH user and key (utils.ansible.user, utils.ansible.ssh-key), the release version.
+    #[arg(long, value_name = "FILE")]
+    pub sekoia_config: Option<PathBuf>,
+    /// The perimeter description: copied to every host (its `flows:` names the hosts; its services are probed from every node).
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// An Ansible inventory (INI or YAML, groups managers, workers, load_balancer, optionally orchestration): the hosts, and how to reach them.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Flow profile (default as for `flows`).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// The release archive to verify on this machine, in the same report.
+    #[arg(long, value_name = "ARCHIVE")]
+    pub bundle: Option<PathBuf>,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+    /// The responders stop at the latest after this long, even if Ansible dies.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+    pub listen_deadline: std::time::Duration,
+    /// Print the hosts, their roles and what runs where, without connecting to anything.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]

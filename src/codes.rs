@@ -922,6 +922,19 @@ codes! {
     ClusterClockSkew => "cluster:clock-skew", Fail,
         "`merge`: this host's clock is more than `max_clock_skew` (1 s by default) from the median of the cluster's clocks. Comparing with the median names the host that is off, where the pairwise `flow:clock-skew` findings blame every pair that includes it. With two hosts, both are off the median by half their gap.",
         "Synchronise this host on the perimeter's NTP server (chrony or systemd-timesyncd), then test again.";
+    // ---- the cluster run (cluster, through Ansible) ------------------------------
+    ClusterHostChecked => "cluster:host-checked", Pass,
+        "`cluster`: every step of the playbook ran on this host (copy with its SHA-256 checked, `host`, `listen` on a node, `flows`, `services` when configured) and its reports were fetched and merged.",
+        "Nothing to do.";
+    ClusterHostUnreachable => "cluster:host-unreachable", Fail,
+        "`cluster`: Ansible could not reach this host over SSH (no route, refused, timed out, the host key or the login refused); nothing was checked there. Ansible's reason is in the message. The other hosts were still checked and merged.",
+        "Check that the host is up, that SSH answers from the orchestration host, and the user and key (`utils.ansible.user`, `utils.ansible.ssh-key`, or the inventory's `ansible_user` and `ansible_ssh_private_key_file`); then run cluster again.";
+    ClusterCopyFailed => "cluster:copy-failed", Fail,
+        "`cluster`: the binary could not be put on this host: its private folder could not be made, the copy failed (a full or read-only `/tmp`, no `become`), or the copy's SHA-256 differs from the controller's. Nothing ran there.",
+        "Free space in `/tmp` (or set `airgap_verify_tmp_root`), check that the SSH user may become root, then run cluster again.";
+    ClusterRunFailed => "cluster:run-failed", Fail,
+        "`cluster`: a step failed on this host after the copy: a command exited with an error (2: bad input, named in the message), the responder did not answer within its start-up time, or no report could be fetched. The host's other reports, if any, are merged.",
+        "Read the message (the failing task and its error), run that command by hand on the host with the same flags, fix the cause, then run cluster again.";
 
     // ---- the run itself ------------------------------------------------------
     RunInterrupted => "run:interrupted", Fail,

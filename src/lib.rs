@@ -8,6 +8,7 @@
 
 pub mod bundle;
 pub mod cli;
+pub mod cluster;
 pub mod codes;
 pub mod config;
 pub mod error;

@@ -41,6 +41,8 @@ pub enum Plan {
     Host(Box<HostPlan>),
     /// `merge`: hosts' JSON reports into one report of the cluster.
     Merge(Box<MergePlan>),
+    /// `cluster`: every host through Ansible, one merged report.
+    Cluster(Box<ClusterPlan>),
     /// `manifest create`.
     Manifest(ManifestPlan),
     /// `sigstore verify-bundle` (the Sigstore conformance CLI protocol).
@@ -112,6 +114,16 @@ pub struct MergePlan {
     pub reports: Vec<crate::merge::ReportFile>,
     pub policy: Policy,
     pub output: OutputPlan,
+}
+
+/// `cluster`.
+pub struct ClusterPlan {
+    pub cluster: crate::cluster::Plan,
+    /// The release archive, verified on this machine into the same report.
+    pub bundle: Option<BundleOptions>,
+    pub policy: Policy,
+    pub output: OutputPlan,
+    pub dry_run: bool,
 }
 
 /// `manifest create`.
@@ -280,6 +292,36 @@ impl Plan {
                     reports: a.reports,
                 })))
             }
+            Command::Cluster(a) => {
+                let opts = crate::cluster::ClusterOptions {
+                    perimeter: a.config,
+                    sekoia: a.sekoia_config,
+                    inventory: a.inventory,
+                    profile: a.profile,
+                    binary: std::env::current_exe().map_err(|e| {
+                        InputError::Usage(format!("cannot find this program's own file: {e}"))
+                    })?,
+                    listen_deadline: a.listen_deadline,
+                };
+                let cluster = crate::cluster::plan(&opts)?;
+                let bundle = match a.bundle {
+                    Some(path) => Some(a.archive.options(path)?),
+                    None => None,
+                };
+                let mut inputs = cluster
+                    .config
+                    .as_ref()
+                    .map(config_inputs)
+                    .unwrap_or_default();
+                inputs.extend(bundle.as_ref().map(bundle_inputs).unwrap_or_default());
+                Ok(Plan::Cluster(Box::new(ClusterPlan {
+                    output: OutputPlan::new(&a.report, &inputs)?,
+                    policy: policy(&a.report, cluster.config.as_ref())?,
+                    cluster,
+                    bundle,
+                    dry_run: a.dry_run,
+                })))
+            }
             Command::Init(a) => {
                 let text = if a.schema {
                     crate::config::file::json_schema()
@@ -338,7 +380,10 @@ impl Plan {
     /// Whether SIGINT and SIGTERM must remove temporary report files and
     /// scratch folders (`listen` handles both its own way).
     pub fn writes_temporary_files(&self) -> bool {
-        matches!(self, Plan::Run(_) | Plan::Manifest(_) | Plan::Merge(_))
+        matches!(
+            self,
+            Plan::Run(_) | Plan::Manifest(_) | Plan::Merge(_) | Plan::Cluster(_)
+        )
     }
 }
 

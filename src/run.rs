@@ -230,6 +230,7 @@ pub fn execute(plan: Plan) -> anyhow::Result<Done> {
             let report = crate::merge::merge_files(&p.reports, &p.policy)?;
             Ok(Done::Report(Box::new(report), outputs))
         }
+        Plan::Cluster(p) => cluster(*p),
         Plan::Manifest(p) => manifest_create(p).map(Done::Exit),
         Plan::VerifyBundle(a) => sigstore_verify_bundle(a).map(Done::Exit),
         Plan::Print(text) => {
@@ -402,6 +403,30 @@ fn host(p: HostPlan) -> anyhow::Result<Done> {
         interrupted: None,
         context,
     };
+    Ok(Done::Report(Box::new(report), outputs))
+}
+
+/// `cluster`: the playbook on every host, the release archive (if any)
+/// verified here, one merged report.
+fn cluster(p: crate::plan::ClusterPlan) -> anyhow::Result<Done> {
+    if p.dry_run {
+        let mut lines = crate::cluster::describe(&p.cluster);
+        if let Some(o) = &p.bundle {
+            lines.extend(crate::bundle::describe(o)?);
+        }
+        print_text(&lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+        return Ok(Done::Exit(0));
+    }
+    let outputs = Outputs::open(&p.output)?;
+    let mut local = Vec::new();
+    if let Some(o) = &p.bundle {
+        let bar = crate::terminal::bundle_progress(p.output.progress);
+        local.push((
+            crate::report::hostname(),
+            bundle(o, &p.policy, bar.as_ref())?,
+        ));
+    }
+    let report = crate::cluster::run(&p.cluster, &p.policy, local)?;
     Ok(Done::Report(Box::new(report), outputs))
 }
 

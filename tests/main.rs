@@ -4,6 +4,7 @@ mod harness;
 
 mod bundle;
 mod cli;
+mod cluster;
 mod content;
 mod docs;
 mod dryrun;

@@ -231,3 +231,120 @@ impl Drop for Responder {
         }
     }
 }
+
+/// The binary as `cluster` copies it to every host: without its debug
+/// information (400 MB in a debug build), once per test process.
+fn cluster_binary() -> &'static std::path::Path {
+    static BIN_COPY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN_COPY.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("airgap-verify-cluster-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("airgap-verify");
+        let out = Command::new("strip")
+            .args(["--strip-debug", "-o"])
+            .arg(&p)
+            .arg(BIN)
+            .output()
+            .expect("strip (binutils)");
+        assert!(
+            out.status.success(),
+            "strip: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        p
+    })
+}
+
+impl NetLab {
+    /// The hosts that run sshd (orch, lb, the nodes).
+    pub fn ssh_hosts(&self) -> Vec<String> {
+        self.var("SSH_HOSTS")
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn nodes(&self) -> Vec<String> {
+        self.var("NETLAB_NODES")
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Starts `cluster ARGS` on the orchestration host (its namespace), with
+    /// `env` added; stdout and stderr piped.
+    pub fn cluster_command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", self.ns("orch")])
+            .arg(cluster_binary())
+            .arg("cluster")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    pub fn cluster(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        Run::from(self.cluster_command(args, env).output().unwrap())
+    }
+
+    /// What a run may have left on the hosts: files in each host's /tmp
+    /// and Ansible's remote temporary folder, the orchestration host's
+    /// folders of a run (/tmp/airgap-verify.*, a local connection uses this
+    /// machine's /tmp), and airgap-verify processes in the hosts'
+    /// namespaces.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for h in self.ssh_hosts() {
+            let dir = self
+                .var(&format!("HOSTDIR_{}", h.to_uppercase()))
+                .to_string();
+            for sub in ["tmp", "root/.ansible/tmp", "root/.ansible_async"] {
+                for e in std::fs::read_dir(format!("{dir}/{sub}"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    out.push(format!("{h}: {sub}/{}", e.file_name().to_string_lossy()));
+                }
+            }
+            let pids = Command::new("ip")
+                .args(["netns", "pids", self.ns(&h)])
+                .output()
+                .unwrap();
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if cmd.contains("airgap-verify") && !cmd.contains(" cluster") {
+                    out.push(format!("{h}: process {pid}: {cmd}"));
+                }
+            }
+        }
+        for e in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("airgap-verify.") || n.starts_with("airgap-verify-cluster.") {
+                out.push(format!("this machine: /tmp/{n}"));
+            }
+        }
+        out
+    }
+
+    /// The pids of the responders running in `host`'s namespace.
+    pub fn responders(&self, host: &str) -> Vec<String> {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", self.ns(host)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&pids.stdout)
+            .split_whitespace()
+            .filter(|pid| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                cmd.contains("airgap-verify") && cmd.contains(" listen ")
+            })
+            .map(str::to_string)
+            .collect()
+    }
+}

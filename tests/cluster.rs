@@ -1,0 +1,384 @@
+//! `cluster` end to end in the network lab: the orchestration host runs
+//! the real `ansible-playbook`, which reaches the load balancer and the
+//! nodes through their own OpenSSH servers (scripts/netlab.sh), copies the
+//! binary, runs `host`, `listen`, `flows`, fetches the reports; `cluster`
+//! merges them. Each run takes tens of seconds (Ansible's own cost).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::harness::netlab::NetLab;
+use crate::harness::Sandbox;
+
+/// The lab's inventory, with `extra` lines appended to `[workers]` and
+/// `vars` added to some hosts' lines.
+fn inventory(n: &NetLab, sb: &Sandbox, extra_workers: &str, vars: &[(&str, &str)]) -> String {
+    let text = std::fs::read_to_string(n.var("ANSIBLE_INVENTORY")).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut l = line.to_string();
+        for (host, v) in vars {
+            if l.starts_with(&format!("{host} ansible_host=")) {
+                l = format!("{l} {v}");
+            }
+        }
+        out.push_str(&l);
+        out.push('\n');
+        if line == "[workers]" && !extra_workers.is_empty() {
+            out.push_str(extra_workers);
+            out.push('\n');
+        }
+    }
+    sb.write("inventory.ini", out).display().to_string()
+}
+
+/// perimeter.yml: the lab's network only; the hosts come from the
+/// inventory (cluster writes `flows:` for them), the orchestration
+/// host's address from here.
+fn perimeter(n: &NetLab, sb: &Sandbox) -> String {
+    sb.write(
+        "perimeter.yml",
+        format!(
+            "allowed_networks: [{}]\nflows:\n  profile: sekoia-1.0.0\n  deadline: 1s\n  orchestration: {}\n",
+            n.var("NETLAB_SUBNET"),
+            n.addr("orch")
+        ),
+    )
+    .display()
+    .to_string()
+}
+
+fn cells(report: &serde_json::Value) -> Vec<serde_json::Value> {
+    report["matrix"]["cells"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no matrix in the report: {report}"))
+        .clone()
+}
+
+fn key(c: &serde_json::Value) -> (String, String, String, String, String) {
+    (
+        c["source"].as_str().unwrap_or("").into(),
+        c["destination"].as_str().unwrap_or("").into(),
+        c["flow"].as_str().unwrap_or("").into(),
+        c["protocol"].as_str().unwrap_or("").into(),
+        c["port"].to_string(),
+    )
+}
+
+/// Three nodes, a load balancer and this host: every node-to-node flow of
+/// the profile is one cell; a drop rule and a reject rule show as exactly
+/// their two cells; a shifted clock is flagged against the median; nothing
+/// is left on any host.
+#[test]
+fn the_whole_cluster_in_one_run_with_its_matrix() {
+    let n = NetLab::get();
+    let _x = n.exclusive();
+    let sb = Sandbox::new("cluster::matrix");
+    let (a1, a2) = (n.addr("node1").to_string(), n.addr("node2").to_string());
+    // node3 drops the overlay from node1; node1 rejects the kubelet from node2.
+    n.fw("node3", &format!("ip saddr {a1} udp dport 8472 drop"));
+    n.fw(
+        "node1",
+        &format!("ip saddr {a2} tcp dport 10250 reject with tcp reset"),
+    );
+    let inv = inventory(
+        &n,
+        &sb,
+        "",
+        &[(
+            "node2",
+            r#"airgap_verify_listen_extra='["--clock-offset", "5s"]'"#,
+        )],
+    );
+    let cfg = perimeter(&n, &sb);
+    let r = n.cluster(
+        &["--inventory", &inv, "--config", &cfg, "--format", "json"],
+        &[],
+    );
+    r.code(1);
+    let report = r.json();
+    let all = r.findings();
+    for h in ["orch", "lb", "node1", "node2", "node3"] {
+        r.has("cluster:host-checked", "pass", &format!("host {h}"));
+    }
+
+    // Every flow between nodes, once, from its source to its destination.
+    let cells = cells(&report);
+    let mut seen = BTreeMap::new();
+    for c in &cells {
+        *seen.entry(key(c)).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "cells listed twice: {twice:?}");
+    let profile = airgap_verify::profiles::get("sekoia-1.0.0").unwrap();
+    use airgap_verify::profiles::Role;
+    let nodes = [
+        ("node1", Role::Manager),
+        ("node2", Role::Worker),
+        ("node3", Role::Worker),
+    ];
+    let mut expected = 0;
+    for f in &profile.flows {
+        if !f.to.is(Role::Node) || !f.from.iter().any(|r| r.is(Role::Node)) {
+            continue;
+        }
+        for (src, src_role) in nodes {
+            if !f.from.iter().any(|r| *r == Role::Node || *r == src_role) {
+                continue;
+            }
+            for (dst, dst_role) in nodes {
+                if src == dst || !(f.to == Role::Node || f.to == dst_role) {
+                    continue;
+                }
+                let ports: Vec<serde_json::Value> = if f.ports.is_empty() {
+                    vec![serde_json::Value::Null]
+                } else {
+                    f.ports.iter().map(|p| serde_json::json!(p)).collect()
+                };
+                for port in ports {
+                    expected += 1;
+                    assert!(
+                        cells.iter().any(|c| c["source"] == src
+                            && c["destination"] == dst
+                            && c["flow"] == f.id.as_str()
+                            && c["port"] == port),
+                        "no cell {src} -> {dst} {} port {port}",
+                        f.id
+                    );
+                }
+            }
+        }
+    }
+    assert!(expected > 50, "only {expected} node-to-node cells expected");
+
+    // The two rules, and nothing else between the nodes.
+    let mut bad: Vec<_> = cells
+        .iter()
+        .filter(|c| ["closed", "filtered", "not-blocked"].contains(&c["state"].as_str().unwrap()))
+        .map(|c| {
+            format!(
+                "{} -> {} {} {} {}",
+                c["source"].as_str().unwrap(),
+                c["destination"].as_str().unwrap(),
+                c["protocol"].as_str().unwrap(),
+                c["port"],
+                c["state"].as_str().unwrap()
+            )
+        })
+        .collect();
+    bad.sort();
+    assert_eq!(
+        bad,
+        vec![
+            "node1 -> node3 udp 8472 filtered".to_string(),
+            "node2 -> node1 tcp 10250 closed".to_string()
+        ],
+        "cells not as expected"
+    );
+
+    // node2's responder is 5 s ahead: it, and only it, is off the median.
+    let skew: Vec<_> = all
+        .iter()
+        .filter(|f| f.code == "cluster:clock-skew")
+        .collect();
+    assert_eq!(skew.len(), 1, "{skew:?}");
+    assert!(skew[0].target.contains("node2"), "{skew:?}");
+
+    // The host self-checks ran on every node.
+    let host_checks = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "host:packages-present")
+        .count();
+    assert_eq!(host_checks, 3, "one package check per node");
+
+    let left = n.leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The hosts from the vendor's config.yml, the SSH key from the variable
+/// it names (the key's content): the dry run lists them without the key;
+/// a worker that does not exist is reported unreachable, the others are
+/// still checked and merged; the key is never printed.
+#[test]
+fn hosts_and_key_from_the_vendor_config_and_an_unreachable_host() {
+    let n = NetLab::get();
+    let _x = n.exclusive();
+    let sb = Sandbox::new("cluster::vendor");
+    let ghost = format!("{}.29", n.var("NETLAB_NET"));
+    let vendor = sb.write(
+        "config.yml",
+        format!(
+            "version: 1.0.0\nglobal:\n  host: {}\n  kube_manager_host: {}\nutils:\n  ansible:\n    user: root\n    ssh-key: ${{env.SERVERS_SSH_KEY}}\n    inventory:\n      managers: [{}]\n      workers: [{}, {}, {ghost}]\n",
+            n.addr("lb"),
+            n.addr("node1"),
+            n.addr("node1"),
+            n.addr("node2"),
+            n.addr("node3"),
+        ),
+    );
+    let vendor = vendor.display().to_string();
+    let key = std::fs::read_to_string(n.var("SSH_KEY")).unwrap();
+    let key_line = key.lines().nth(1).unwrap().to_string();
+    let known = format!(
+        "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o ConnectTimeout=3",
+        n.var("SSH_KNOWN_HOSTS")
+    );
+    let cfg = perimeter(&n, &sb);
+    let env = [
+        ("SERVERS_SSH_KEY", key.as_str()),
+        ("ANSIBLE_SSH_COMMON_ARGS", known.as_str()),
+    ];
+
+    let d = n.cluster(
+        &["--sekoia-config", &vendor, "--config", &cfg, "--dry-run"],
+        &env,
+    );
+    d.code(0);
+    for h in [
+        n.addr("node1"),
+        n.addr("node2"),
+        n.addr("node3"),
+        &ghost,
+        n.addr("lb"),
+    ] {
+        assert!(d.stdout.contains(&format!("ssh {h}")), "{h}: {}", d.stdout);
+    }
+    assert!(
+        d.stdout
+            .contains("utils.ansible.ssh-key (environment variable SERVERS_SSH_KEY)"),
+        "{}",
+        d.stdout
+    );
+
+    let started = Instant::now();
+    let r = n.cluster(
+        &[
+            "--sekoia-config",
+            &vendor,
+            "--config",
+            &cfg,
+            "--format",
+            "json",
+        ],
+        &env,
+    );
+    r.code(1);
+    for out in [&r.stdout, &r.stderr, &d.stdout, &d.stderr] {
+        assert!(!out.contains(&key_line), "the key was printed");
+    }
+    let f = r.has("cluster:host-unreachable", "fail", &format!("host {ghost}"));
+    assert!(f.message.contains("ssh"), "{f:?}");
+    for h in ["node1", "node2", "node3", "lb"] {
+        r.has(
+            "cluster:host-checked",
+            "pass",
+            &format!("host {}", n.addr(h)),
+        );
+    }
+    // The nodes tested each other: flows from each node are in the report.
+    let report = r.json();
+    let sources: std::collections::BTreeSet<_> = cells(&report)
+        .iter()
+        .map(|c| c["source"].as_str().unwrap().to_string())
+        .collect();
+    for h in ["node1", "node2", "node3"] {
+        assert!(sources.contains(n.addr(h)), "{h} missing from {sources:?}");
+    }
+    let left = n.leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(started.elapsed() < Duration::from_secs(240));
+}
+
+/// Ctrl-C while the responders run: cluster stops Ansible, the clean-up
+/// stops every responder and removes every folder, exit 130.
+#[test]
+fn ctrl_c_stops_the_responders_on_every_host() {
+    let n = NetLab::get();
+    let _x = n.exclusive();
+    let sb = Sandbox::new("cluster::ctrl_c");
+    // Flows from node1 take 20 s here (a drop rule and a long deadline),
+    // so the interrupt falls while every responder runs.
+    let inv = inventory(
+        &n,
+        &sb,
+        "",
+        &[(
+            "node1",
+            r#"airgap_verify_flows_extra='["--timeout", "20s"]'"#,
+        )],
+    );
+    n.fw("node3", "tcp dport 2379 drop");
+    let cfg = perimeter(&n, &sb);
+    let mut child = n
+        .cluster_command(
+            &["--inventory", &inv, "--config", &cfg, "--format", "json"],
+            &[],
+        )
+        .spawn()
+        .unwrap();
+    let nodes = n.nodes();
+    let started = Instant::now();
+    while !nodes.iter().all(|h| !n.responders(h).is_empty()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the responders never all ran"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "cluster ended early");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // The cluster process is `ip netns exec`'s exec: its pid is ours.
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let r = crate::harness::Run::from(out);
+    r.code(130);
+    let f = r.has("run:interrupted", "fail", "cluster");
+    assert!(f.message.contains("SIGINT"), "{f:?}");
+    for h in &nodes {
+        assert!(n.responders(h).is_empty(), "a responder still runs on {h}");
+    }
+    let left = n.leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn without_ansible_or_hosts_cluster_says_what_to_do() {
+    let sb = Sandbox::new("cluster::errors");
+    let inv = sb.write("inventory.ini", "[managers]\nm1 ansible_host=10.0.0.1\n");
+    let empty = sb.path("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["cluster", "--inventory"])
+        .arg(&inv)
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let r = crate::harness::Run::from(out);
+    r.code(2);
+    assert!(
+        r.stderr.contains("ansible-inventory is not on PATH")
+            && r.stderr.contains("ansible-core")
+            && r.stderr.lines().count() == 1,
+        "{}",
+        r.stderr
+    );
+    let cfg = sb.write("p.yml", "allowed_networks: [10.0.0.0/8]\n");
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["cluster", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let r = crate::harness::Run::from(out);
+    r.code(2);
+    assert!(
+        r.stderr.contains("no cluster hosts") && r.stderr.lines().count() == 1,
+        "{}",
+        r.stderr
+    );
+}
