@@ -253,6 +253,10 @@ pub struct WalkContext {
     /// A manifest was found but rejected (too large), so "no manifest" would
     /// be misleading.
     manifest_seen: bool,
+    /// The release's reference scan, on a thread of its own once a text
+    /// file comes (see [`ScanThread`]); `None` before, and always inside a
+    /// nested archive, whose validator thread scans its text itself.
+    scan_thread: Option<ScanThread>,
     /// Bytes that captured files may still take. Each file has its own
     /// limit, but an archive can hold any number of them (a hundred 16 MiB
     /// manifests, an image of a thousand JSON blobs): this bounds their sum.
@@ -279,7 +283,7 @@ struct Tee<'a> {
 /// the source's buffer can be handed over while the source is borrowed.
 struct TeeSink<'a> {
     hasher: &'a mut Sha256,
-    scanner: Option<&'a mut super::refscan::LineScanner>,
+    scanner: Option<&'a mut Scan>,
     job: Option<&'a mut NestedJob>,
     size: u64,
     /// Past this many bytes the member is too large: the capture is
@@ -371,6 +375,160 @@ impl Read for Tee<'_> {
     }
 }
 
+/// One text file's reference scan, done here or on the scan thread.
+enum Scan {
+    Inline(super::refscan::LineScanner),
+    Thread(ScanFeed),
+}
+
+impl Scan {
+    fn feed(&mut self, bytes: &[u8]) {
+        match self {
+            Scan::Inline(s) => s.feed(bytes),
+            Scan::Thread(f) => f.feed(bytes),
+        }
+    }
+
+    /// The file ended: its totals (on the thread: counted there, and
+    /// returned by [`ScanThread::finish`]). A scan dropped without this,
+    /// for a file cut short, reports nothing, wherever it runs.
+    fn finish(
+        self,
+        perimeter: &super::refscan::Perimeter,
+        findings: &Sender<Finding>,
+    ) -> super::refscan::ScanStats {
+        match self {
+            Scan::Inline(s) => s.finish(perimeter, findings),
+            Scan::Thread(f) => {
+                f.finish();
+                Default::default()
+            }
+        }
+    }
+}
+
+enum ScanMsg {
+    Start(String),
+    Data(super::stream::Chunk),
+    End,
+    /// The file was cut short: forget it, as an inline scan is dropped.
+    Abandon,
+}
+
+/// The release's reference scan on a thread of its own, fed through a
+/// bounded channel: scanning text costs the release's tar thread (the
+/// critical path of the pass) one copy of each text file's bytes instead
+/// of the scan. Files are scanned one after the other, in member order,
+/// with the same scanner as inline, so findings and totals are the same.
+struct ScanThread {
+    tx: Sender<ScanMsg>,
+    pool: super::stream::Pool,
+    handle: std::thread::JoinHandle<super::refscan::ScanStats>,
+}
+
+impl ScanThread {
+    /// `None` when the thread cannot be started: the scan then runs inline.
+    fn spawn(limits: &Limits, findings: &Sender<Finding>) -> Option<ScanThread> {
+        let (tx, rx) = crossbeam_channel::bounded::<ScanMsg>(super::stream::CHANNEL_DEPTH);
+        let perimeter = limits.perimeter.clone();
+        let findings = findings.clone();
+        let handle = std::thread::Builder::new()
+            .name("refscan".into())
+            .spawn(move || {
+                let mut total = super::refscan::ScanStats::default();
+                let mut current = None;
+                for msg in rx {
+                    match msg {
+                        ScanMsg::Start(location) => {
+                            current = Some(super::refscan::LineScanner::new(location));
+                        }
+                        ScanMsg::Data(c) => {
+                            if let Some(s) = current.as_mut() {
+                                s.feed(&c);
+                            }
+                        }
+                        ScanMsg::End => {
+                            if let Some(s) = current.take() {
+                                total += s.finish(&perimeter, &findings);
+                            }
+                        }
+                        ScanMsg::Abandon => current = None,
+                    }
+                }
+                total
+            })
+            .ok()?;
+        Some(ScanThread {
+            tx,
+            pool: super::stream::Pool::default(),
+            handle,
+        })
+    }
+
+    fn file(&self, location: String) -> ScanFeed {
+        let _ = self.tx.send(ScanMsg::Start(location));
+        ScanFeed {
+            tx: self.tx.clone(),
+            pool: self.pool.clone(),
+            pending: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// Waits for the last file's scan; the totals of every file.
+    fn finish(self) -> super::refscan::ScanStats {
+        drop(self.tx);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+/// One file's bytes on their way to the scan thread, in chunks of
+/// [`super::stream::CHUNK_SIZE`] from the pool.
+struct ScanFeed {
+    tx: Sender<ScanMsg>,
+    pool: super::stream::Pool,
+    pending: Vec<u8>,
+    done: bool,
+}
+
+impl ScanFeed {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        use super::stream::CHUNK_SIZE;
+        while !bytes.is_empty() {
+            if self.pending.capacity() == 0 {
+                self.pending = self.pool.take_empty();
+            }
+            let n = (CHUNK_SIZE - self.pending.len()).min(bytes.len());
+            self.pending.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.pending.len() == CHUNK_SIZE {
+                self.send_pending();
+            }
+        }
+    }
+
+    fn send_pending(&mut self) {
+        let full = std::mem::take(&mut self.pending);
+        let _ = self.tx.send(ScanMsg::Data(self.pool.chunk(full)));
+    }
+
+    fn finish(mut self) {
+        if !self.pending.is_empty() {
+            self.send_pending();
+        }
+        let _ = self.tx.send(ScanMsg::End);
+        self.done = true;
+    }
+}
+
+impl Drop for ScanFeed {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.tx.send(ScanMsg::Abandon);
+        }
+    }
+}
+
 /// Reading a member's data failed; the caller knows whether the archive
 /// ended or the device failed.
 pub struct DataError(pub std::io::Error);
@@ -398,11 +556,25 @@ impl WalkContext {
             file_bytes: 0,
             manifest_key: None,
             manifest_seen: false,
+            scan_thread: None,
         }
     }
 
     fn capture_limit(&self, path: &str) -> Option<u64> {
         capture_limit(&self.limits, &self.scope, path)
+    }
+
+    /// The scan of one text file: handed to the release's scan thread
+    /// (started with the first one), or done here inside a nested archive
+    /// or when no thread could be started.
+    fn scan_for(&mut self, location: String) -> Scan {
+        if matches!(self.scope, Scope::Release) && self.scan_thread.is_none() {
+            self.scan_thread = ScanThread::spawn(&self.limits, &self.findings);
+        }
+        match &self.scan_thread {
+            Some(t) => Scan::Thread(t.file(location)),
+            None => Scan::Inline(super::refscan::LineScanner::new(location)),
+        }
     }
 
     /// Which validator, if any, takes this member's bytes. An archive past
@@ -512,8 +684,7 @@ impl WalkContext {
             )
         });
         let scan_text = scans_text(&self.limits, &self.scope, &path);
-        let mut scanner =
-            scan_text.then(|| super::refscan::LineScanner::new(format!("{}{}", self.prefix, path)));
+        let mut scanner = scan_text.then(|| self.scan_for(format!("{}{}", self.prefix, path)));
         // Blobs of an image are kept only when they look like JSON
         // (manifests, configs); layers are never buffered.
         let mut first_byte = match self.scope {
@@ -676,7 +847,10 @@ impl WalkContext {
     /// table, how many manifest signatures were seen, and the references of
     /// every intact image (as data: the findings that show them may be
     /// capped, the registry check must see them all).
-    pub fn finish(self, target: &str, complete: bool) -> (FileTable, usize, Vec<String>) {
+    pub fn finish(mut self, target: &str, complete: bool) -> (FileTable, usize, Vec<String>) {
+        if let Some(t) = self.scan_thread.take() {
+            self.scan += t.finish();
+        }
         let WalkContext {
             findings,
             rules,
@@ -789,5 +963,48 @@ impl WalkContext {
             .flat_map(|(_, o)| o.refs.iter().cloned())
             .collect();
         (files, sigs.len(), images)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The release's text goes to the scan thread: a whole file's external
+    /// reference is reported and counted, one in a file cut short is not
+    /// (as when the scan ran on the tar thread).
+    #[test]
+    fn the_scan_thread_reports_whole_files_only() {
+        let text = b"url: https://evil.example.com/x\nimage: ghcr.io/a/b:1\n";
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in [("a/values.yaml", &text[..]), ("b/other.txt", b"x\n")] {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, path, data).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let run = |data: &[u8]| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let mut ctx = WalkContext::new(tx, Limits::default());
+            let stats = super::super::tarstream::walk(data, &mut ctx, "t.tar");
+            assert!(
+                ctx.scan_thread.is_some(),
+                "the text went to the scan thread"
+            );
+            let _ = ctx.finish("t.tar", !stats.failed);
+            rx.try_iter().collect::<Vec<Finding>>()
+        };
+        let codes = |fs: &[Finding], code: Code| fs.iter().filter(|f| f.code == code).count();
+        let whole = run(&tar);
+        assert_eq!(codes(&whole, Code::RefsExternal), 2, "{whole:#?}");
+        let scanned = whole.iter().find(|f| f.code == Code::RefsScanned).unwrap();
+        assert_eq!(scanned.evidence["files"], 2);
+        assert_eq!(scanned.evidence["external"], 2);
+        // Cut inside the text file's data (its header is the first block).
+        let cut = run(&tar[..512 + 20]);
+        assert_eq!(codes(&cut, Code::RefsExternal), 0, "{cut:#?}");
+        assert_eq!(codes(&cut, Code::BundleTruncated), 1, "{cut:#?}");
     }
 }
