@@ -9,7 +9,13 @@
 //!   (memchr's `memmem`, built once) for each of `://`, `image` and
 //!   `repository`, and only the lines where one occurs are looked at line
 //!   by line (`scripts/bench-refscan.sh` measures it); the references found
-//!   are exactly those of [`scan_line`] applied to every line;
+//!   are exactly those of [`scan_line`] applied to every line (the old
+//!   per-line scan, kept in the tests, is the oracle);
+//! - a line costs no allocation of its own, and a reference one record and
+//!   its bytes in the scanner's arena: a text dense with URLs is not
+//!   slowed by the allocator;
+//! - the release's text is scanned on a thread of its own (`walk`'s
+//!   `ScanThread`), off the tar reader's thread;
 //! - `--no-content` does not scan (see `walk`): the scan reads what the text
 //!   says, which is content, not integrity;
 //! - every reference is classified from data alone, never by resolving a

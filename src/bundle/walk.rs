@@ -11,6 +11,9 @@
 //!   SIGINT/SIGTERM (`crate::scratch`; tests/scratch.rs interrupts one);
 //! - a nested archive is validated while its bytes stream past, on its own
 //!   thread, from a copy of each chunk: never extracted, never buffered whole;
+//! - the release's text files are scanned for external references on one
+//!   scan thread, in member order, from a copy of their bytes through a
+//!   bounded channel: the same findings as a scan on the walk's own thread;
 //! - memory grows only with the number of entries (one small record each),
 //!   never with their size nor the length of their names (a name over
 //!   `PATH_MAX` is kept shortened): the only bytes kept are small files that
