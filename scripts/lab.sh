@@ -6,30 +6,13 @@
 #   scripts/lab.sh up       install what is missing, (re)start the lab, verify it
 #   scripts/lab.sh down     stop what the lab started, remove its nft table and hosts block
 #   scripts/lab.sh status   one line per service; exit 1 if anything is down
+#   scripts/lab.sh services print the service table: name, process, address, ports
 #
-# Addresses (all 127.0.0.0/8; names under perimeter.test, in the zone and /etc/hosts):
-#   .10 ns1/dns        unbound, authoritative for perimeter.test only (REFUSED otherwise)
-#   .11 resolver       unbound forwarding to .10 only: public names SERVFAIL
-#   .12 leaky          unbound forwarding perimeter.test to .10, and answering
-#                      example.com / www.example.com as if it reached the internet
-#   .20 ntp            chrony, synchronised (local stratum 8)
-#   .21 ntp-unsync     chrony, unsynchronised (LI=3)
-#   .30 smtp/mail      postfix: 25 STARTTLS, 587 STARTTLS+AUTH, 465 TLS+AUTH (lab CA)
-#   .31 smtp-expired   same postfix: 25 STARTTLS and 465 TLS serving an expired cert
-#   .32 smtp-rogue     ... a cert signed by a CA outside the lab's trust (rogue CA)
-#   .33 smtp-wrongname ... a lab-CA cert whose only name is wrong-name.invalid
-#   .34 smtp-plain     ... 25 without STARTTLS, 587 with AUTH PLAIN/LOGIN in clear text
-#   .40 git            nginx + fcgiwrap + git-http-backend: 443 HTTPS, 80 plain HTTP;
-#                      anonymous fetch, push needs Basic auth (pusher), readonly.git refuses push
-#   .41 registry       Distribution 2.8 on 443: htpasswd Basic auth, deletes enabled, seeded image
-#   .42 s3             SeaweedFS S3 on 443 (SigV4, IAM identities admin/readonly/nolist), buckets
-#                      sekoia-data, sekoia-versioned (versioning enabled), the 16 event buckets
-#                      exalog-self-hosted-events-0..f of a Sekoia 1.0.0 platform, and 15 of the 16
-#                      partial-self-hosted-events-* (partial-self-hosted-events-7 is missing)
-#   .43 registry-token Distribution 2.8 on 443, Bearer tokens from token_server.py on 5001,
-#                      deletes disabled (405)
-#   .44 registry-http  Distribution 2.8 on 80: plain HTTP, no auth
-#   .250 blackhole     nft drops everything sent there;  .251 tarpit: 25/443 accept, silent
+# The services (addresses, names, ports, how each starts and is checked) are
+# declared once, in scripts/lab/services.tsv; this script, lab/check.py and the
+# tests read them from there. Besides them the lab holds a perimeter.test zone,
+# a lab CA with good and faulty certificates, and an nft table that drops
+# everything sent to the blackhole address.
 #
 # Environment: AIRGAP_LAB_DIR (state folder), AIRGAP_LAB_TIMEOUT (readiness
 # deadline, default 20 s), AIRGAP_LAB_SMTP_PASSWORD (else a random one, kept),
@@ -53,6 +36,9 @@ umask 022
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HELPERS="$SCRIPT_DIR/lab"
+LOG_TAG=lab
+# shellcheck source=scripts/lab/common.sh
+. "$HELPERS/common.sh"
 NETNS=${AIRGAP_LAB_NETNS:-}
 if [ -n "$NETNS" ]; then
   LAB=${AIRGAP_LAB_DIR:-/var/tmp/airgap-lab-$NETNS}
@@ -64,24 +50,9 @@ PY=/usr/bin/python3
 
 # ---------------------------------------------------------------- the plan ---
 ZONE=perimeter.test
-DNS_AUTH_ADDR=127.0.0.10
-DNS_FORWARDER_ADDR=127.0.0.11
-NTP_ADDR=127.0.0.20
-NTP_UNSYNC_ADDR=127.0.0.21
 NTP_STRATUM=8
-DNS_LEAKY_ADDR=127.0.0.12
 PUBLIC_NAME=example.com          # what the leaky resolver "resolves" (DNS data only)
 PUBLIC_LEAK_ADDR=93.184.215.14   # example.com's public address; never contacted
-SMTP_ADDR=127.0.0.30
-SMTP_EXPIRED_ADDR=127.0.0.31     # TLS faults and clear-text SMTP, same postfix instance
-SMTP_ROGUE_ADDR=127.0.0.32
-SMTP_WRONGNAME_ADDR=127.0.0.33
-SMTP_PLAIN_ADDR=127.0.0.34
-GIT_ADDR=127.0.0.40
-REGISTRY_ADDR=127.0.0.41
-S3_ADDR=127.0.0.42
-REGISTRY_TOKEN_ADDR=127.0.0.43
-REGISTRY_HTTP_ADDR=127.0.0.44
 GIT_USER=pusher
 GIT_REPO=sekoia/stacks.git
 GIT_READONLY_REPO=sekoia/readonly.git
@@ -89,7 +60,6 @@ GIT_BRANCH=main
 GIT_RELEASE_BRANCH=release/1.0
 REGISTRY_USER=pusher
 REGISTRY_READER_USER=reader
-REGISTRY_AUTH_PORT=5001         # token server, on the registry-token address
 REGISTRY_TOKEN_ISSUER=airgap-lab-token-issuer
 SEEDED_REPO=sekoia/collector
 SEEDED_TAG=1.0.0
@@ -99,48 +69,105 @@ S3_EVENT_PREFIX=exalog-         # the vendor's default storage-manager.s3_bucket
 S3_PARTIAL_PREFIX=partial-      # its 16 event buckets but one, S3_PARTIAL_MISSING
 S3_PARTIAL_MISSING=partial-self-hosted-events-7
 S3_REGION=us-east-1             # SeaweedFS does not check the region of a signature
-# SeaweedFS ports on $S3_ADDR besides S3 on 443 (gRPC ports are the HTTP port + 10000)
-S3_MASTER_PORT=9333
-S3_VOLUME_PORT=8080
-S3_FILER_PORT=8888
-S3_GRPC_PORT=18333
 WEED_VERSION=4.48
 OPT=${AIRGAP_LAB_OPT:-/opt/airgap-lab}
-BLACKHOLE_ADDR=127.0.0.250
-TARPIT_ADDR=127.0.0.251
-TARPIT_PORTS=(25 443)
 TARPIT_HOLD=120
 SMTP_USER=probe
 LEAK_ADDR=203.0.113.10     # TEST-NET-3 documentation address: DNS data only, never contacted
 CNAME_NAME=mirror.$ZONE
 CNAME_TARGET=registry.$ZONE
 
-# name -> address, for the zone, /etc/hosts and the server certificate
-HOST_PLAN=(
-  "ns1 $DNS_AUTH_ADDR"
-  "dns $DNS_AUTH_ADDR"
-  "resolver $DNS_FORWARDER_ADDR"
-  "leaky $DNS_LEAKY_ADDR"
-  "ntp $NTP_ADDR"
-  "ntp-unsync $NTP_UNSYNC_ADDR"
-  "smtp $SMTP_ADDR"
-  "mail $SMTP_ADDR"
-  "smtp-expired $SMTP_EXPIRED_ADDR"
-  "smtp-rogue $SMTP_ROGUE_ADDR"
-  "smtp-wrongname $SMTP_WRONGNAME_ADDR"
-  "smtp-plain $SMTP_PLAIN_ADDR"
-  "git $GIT_ADDR"
-  "registry $REGISTRY_ADDR"
-  "s3 $S3_ADDR"
-  "registry-token $REGISTRY_TOKEN_ADDR"
-  "registry-http $REGISTRY_HTTP_ADDR"
-  "blackhole $BLACKHOLE_ADDR"
-  "tarpit $TARPIT_ADDR"
-)
+# The services, from scripts/lab/services.tsv (its header says what each column
+# means): each address and keyed port becomes a variable of this script and a
+# lab.env line; the rest feeds the zone, /etc/hosts, the port check, the start
+# and stop order and "status".
+SERVICES_TABLE=$HELPERS/services.tsv
+SERVICES=()     # lab processes, in table order (stopped all at once, then waited for in reverse)
+HOST_PLAN=()    # "name address", for the zone, /etc/hosts and the server certificate
+LISTENS=()      # "proto address:port", every listener of the lab
+TABLE_ENV=()    # KEY=value lines for lab.env: addresses, host names, keyed ports
+TABLE_ROWS=()   # name process address listens, for "lab.sh services"
+declare -A SVC_PHASE=() SVC_START=() SVC_STATUS=() SVC_ADDRS=() SVC_PORTS=() ROW_PORTS=()
 
-# processes the lab starts (stopped all at once, then waited for in reverse order)
-SERVICES=(dns-auth dns-forwarder dns-leaky ntp ntp-unsync smtp tarpit
-  git-cgi git registry registry-auth registry-token registry-http s3 s3-volume)
+load_services() {
+  local name proc addr names listens phase start checks status var a n l proto port key line=0
+  [ -r "$SERVICES_TABLE" ] || die "cannot read $SERVICES_TABLE"
+  while read -r name proc addr names listens phase start checks status; do
+    line=$((line + 1))
+    case $name in '' | '#'*) continue ;; *) ;; esac
+    [ -n "$status" ] || die "$SERVICES_TABLE:$line: $name: want 9 columns (see the header), '-' for none"
+    [ "$checks" != - ] || die "$SERVICES_TABLE:$line: $name: no check (name the check.py check that proves it)"
+    a=""
+    case $addr in
+      -) ;;
+      *=*)
+        var=${addr%%=*} a=${addr#*=}
+        [[ $var =~ ^[A-Z][A-Z0-9_]*_ADDR$ && $a =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
+          die "$SERVICES_TABLE:$line: $name: address must be VAR_ADDR=127.x.y.z, not $addr"
+        printf -v "$var" '%s' "$a"
+        TABLE_ENV+=("$var=$a")
+        if [ "$names" != - ]; then
+          TABLE_ENV+=("${var%_ADDR}_HOST=${names%%,*}.$ZONE")
+          for n in ${names//,/ }; do HOST_PLAN+=("$n $a"); done
+        fi
+        ;;
+      *)
+        a=${!addr-}
+        [ -n "$a" ] || die "$SERVICES_TABLE:$line: $name: address $addr is not declared above"
+        ;;
+    esac
+    ROW_PORTS[$name]=""
+    TABLE_ROWS+=("$name" "$proc" "${a:--}" "$listens")
+    if [ "$listens" != - ]; then
+      [ -n "$a" ] || die "$SERVICES_TABLE:$line: $name: listens without an address"
+      for l in ${listens//,/ }; do
+        [[ $l =~ ^(tcp|udp):([0-9]+)(=([A-Z][A-Z0-9_]*))?$ ]] ||
+          die "$SERVICES_TABLE:$line: $name: listen entry must be tcp|udp:PORT[=KEY], not $l"
+        proto=${BASH_REMATCH[1]} port=${BASH_REMATCH[2]} key=${BASH_REMATCH[4]}
+        LISTENS+=("$proto $a:$port")
+        [[ " ${ROW_PORTS[$name]} " == *" $port "* ]] || ROW_PORTS[$name]+="${ROW_PORTS[$name]:+ }$port"
+        if [ "$proc" != - ]; then
+          [[ "/${SVC_PORTS[$proc]-}/" == *"/$port/"* ]] || SVC_PORTS[$proc]+="${SVC_PORTS[$proc]:+/}$port"
+        fi
+        if [ -n "$key" ]; then
+          printf -v "$key" '%s' "$port"
+          TABLE_ENV+=("$key=$port")
+        fi
+      done
+    fi
+    if [ "$proc" != - ] && [ -n "$a" ] && [[ " ${SVC_ADDRS[$proc]-} " != *" $a "* ]]; then
+      SVC_ADDRS[$proc]+="${SVC_ADDRS[$proc]:+ }$a"
+    fi
+    if [ "$name" = "$proc" ]; then
+      [[ $phase =~ ^[123]$ && $start =~ ^start_[a-z0-9_]+$ ]] ||
+        die "$SERVICES_TABLE:$line: $name: a process needs a phase (1-3) and a start_* function"
+      SERVICES+=("$name")
+      SVC_PHASE[$name]=$phase SVC_START[$name]=$start SVC_STATUS[$name]=$status
+    elif [ "$proc" != - ] && [ -z "${SVC_START[$proc]-}" ]; then
+      die "$SERVICES_TABLE:$line: $name: its process $proc has no row of its own above"
+    fi
+  done <"$SERVICES_TABLE"
+  [ ${#SERVICES[@]} -gt 0 ] || die "$SERVICES_TABLE declares no service"
+}
+load_services
+read -r -a TARPIT_PORTS <<<"${ROW_PORTS[tarpit]:?services.tsv has no tarpit row}"
+
+svc_where() { # service -> what it serves, for status: its status column, expanded
+  local text=${SVC_STATUS[$1]} addrs v
+  read -r -a addrs <<<"${SVC_ADDRS[$1]-}"
+  if [ ${#addrs[@]} -gt 1 ]; then # consecutive addresses: 127.0.0.30-34
+    text=${text//\{addr\}/${addrs[0]}-${addrs[-1]##*.}}
+  else
+    text=${text//\{addr\}/${addrs[0]-}}
+  fi
+  text=${text//\{ports\}/${SVC_PORTS[$1]-}}
+  while [[ $text =~ \{([A-Z][A-Z0-9_]*)\} ]]; do
+    v=${BASH_REMATCH[1]}
+    text=${text//\{$v\}/${!v-}}
+  done
+  printf '%s\n' "$text"
+}
+
 PACKAGES=(unbound chrony postfix sasl2-bin libsasl2-modules openssl nftables util-linux python3
   nginx fcgiwrap git docker-registry skopeo apache2-utils python3-cryptography python3-venv)
 NFT_TABLE=airgap_lab
@@ -153,19 +180,10 @@ POLICY_RC=/usr/sbin/policy-rc.d
 PKI_STAMP="airgap-lab pki v3 $ZONE"
 
 # ---------------------------------------------------------------- helpers ----
-say() { printf 'lab: %s\n' "$*"; }
-warn() { printf 'lab: warning: %s\n' "$*" >&2; }
-die() {
-  printf 'lab: error: %s\n' "$*" >&2
-  exit 1
-}
-
 usage() {
   awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
   exit 2
 }
-
-need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root"; }
 
 check_lab_dir() {
   case $LAB in
@@ -221,17 +239,6 @@ lock_lab() {
   flock -w 120 9 || die "another lab.sh holds $LAB/.lock"
 }
 
-# Process identity: PID plus its start time (field 22 of /proc/PID/stat), so a
-# recycled PID is never mistaken for a lab process.
-proc_starttime() {
-  local stat rest fields
-  read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
-  rest=${stat##*) }
-  read -r -a fields <<<"$rest"
-  [ "${fields[0]}" != Z ] || return 1 # zombie: already dead
-  printf '%s\n' "${fields[19]}"
-}
-
 record_pid() { # service pid
   local start
   start=$(proc_starttime "$2") || return 1
@@ -239,30 +246,7 @@ record_pid() { # service pid
   printf '%s %s\n' "$2" "$start" >"$LAB/run/$1.id"
 }
 
-svc_pid() { # service -> prints the PID if the recorded process is still alive
-  local id="$LAB/run/$1.id" pid start now
-  [ -r "$id" ] || return 1
-  read -r pid start <"$id" || return 1
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  now=$(proc_starttime "$pid") || return 1
-  [ "$now" = "$start" ] || return 1
-  printf '%s\n' "$pid"
-}
-
-wait_for() { # tenths command... : true as soon as the command succeeds, false after tenths/10 s
-  local i
-  for ((i = 0; i < $1; i++)); do
-    "${@:2}" && return 0
-    sleep 0.1
-  done
-  "${@:2}"
-}
-
-pgroup_alive() { # pgid: true while a non-zombie process is in that process group
-  ps -A -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
-}
-
-pgroup_gone() { ! pgroup_alive "$1"; }
+svc_pid() { recorded_pid "$LAB/run/$1.id"; } # service -> its PID, if still alive
 
 start_bg() { # service command... : detached (own session), logs to log/SERVICE.log
   local svc=$1
@@ -496,20 +480,12 @@ write_env() {
     IFS=,
     echo "${TARPIT_PORTS[*]}"
   )
-  cat >"$LAB/lab.env" <<EOF
-# airgap-verify lab plan, written by scripts/lab.sh up: KEY=value, no quoting needed
-AIRGAP_LAB_DIR=$LAB
-LAB_ZONE=$ZONE
-ALLOWED_NETWORKS=127.0.0.0/8
-DNS_AUTH_ADDR=$DNS_AUTH_ADDR
-DNS_AUTH_HOST=ns1.$ZONE
-DNS_AUTH_PORT=53
-DNS_FORWARDER_ADDR=$DNS_FORWARDER_ADDR
-DNS_FORWARDER_HOST=resolver.$ZONE
-DNS_FORWARDER_PORT=53
-DNS_LEAKY_ADDR=$DNS_LEAKY_ADDR
-DNS_LEAKY_HOST=leaky.$ZONE
-DNS_LEAKY_PORT=53
+  {
+    printf '%s\n' "# airgap-verify lab plan, written by scripts/lab.sh up: KEY=value, no quoting needed" \
+      "AIRGAP_LAB_DIR=$LAB" "LAB_ZONE=$ZONE" "ALLOWED_NETWORKS=127.0.0.0/8" \
+      "# from scripts/lab/services.tsv: addresses, host names, ports" "${TABLE_ENV[@]}"
+  } >"$LAB/lab.env"
+  cat >>"$LAB/lab.env" <<EOF
 DNS_PUBLIC_NAME=$PUBLIC_NAME
 DNS_PUBLIC_LEAK_ADDR=$PUBLIC_LEAK_ADDR
 DNS_CNAME_NAME=$CNAME_NAME
@@ -520,34 +496,11 @@ DNS_LEAK_ADDR=$LEAK_ADDR
 DNS_LEAK_CNAME_NAME=cdn.$ZONE
 DNS_EXTERNAL_CNAME_NAME=external.$ZONE
 DNS_EXTERNAL_CNAME_TARGET=$PUBLIC_NAME
-NTP_ADDR=$NTP_ADDR
-NTP_HOST=ntp.$ZONE
-NTP_PORT=123
 NTP_STRATUM=$NTP_STRATUM
-NTP_UNSYNC_ADDR=$NTP_UNSYNC_ADDR
-NTP_UNSYNC_HOST=ntp-unsync.$ZONE
-NTP_UNSYNC_PORT=123
-SMTP_ADDR=$SMTP_ADDR
-SMTP_HOST=smtp.$ZONE
-SMTP_PORT=25
-SMTP_SUBMISSION_PORT=587
-SMTPS_PORT=465
 SMTP_USER=$SMTP_USER
 SMTP_SASL_REALM=$ZONE
 SMTP_PASSWORD=$SMTP_PASSWORD
-SMTP_EXPIRED_ADDR=$SMTP_EXPIRED_ADDR
-SMTP_EXPIRED_HOST=smtp-expired.$ZONE
-SMTP_ROGUE_ADDR=$SMTP_ROGUE_ADDR
-SMTP_ROGUE_HOST=smtp-rogue.$ZONE
-SMTP_WRONGNAME_ADDR=$SMTP_WRONGNAME_ADDR
-SMTP_WRONGNAME_HOST=smtp-wrongname.$ZONE
-SMTP_PLAIN_ADDR=$SMTP_PLAIN_ADDR
-SMTP_PLAIN_HOST=smtp-plain.$ZONE
-GIT_ADDR=$GIT_ADDR
-GIT_HOST=git.$ZONE
-GIT_PORT=443
 GIT_URL=https://git.$ZONE
-GIT_HTTP_PORT=80
 GIT_HTTP_URL=http://git.$ZONE
 GIT_REPO=$GIT_REPO
 GIT_REPO_URL=https://git.$ZONE/$GIT_REPO
@@ -561,9 +514,6 @@ GIT_USER=$GIT_USER
 GIT_PASSWORD=$GIT_PASSWORD
 GIT_AUTH_REALM=airgap-lab git push
 GIT_REPOS_DIR=$LAB/git/repos
-REGISTRY_ADDR=$REGISTRY_ADDR
-REGISTRY_HOST=registry.$ZONE
-REGISTRY_PORT=443
 REGISTRY_URL=https://registry.$ZONE
 REGISTRY_AUTH_REALM=airgap-lab registry
 REGISTRY_USER=$REGISTRY_USER
@@ -576,27 +526,17 @@ REGISTRY_SEEDED_IMAGE=$SEEDED_REPO:$SEEDED_TAG
 REGISTRY_SEEDED_DIGEST=$REGISTRY_SEEDED_DIGEST
 REGISTRY_SEEDED_MEDIA_TYPE=application/vnd.oci.image.manifest.v1+json
 REGISTRY_SEEDED_LAYOUT=$LAB/registry/oci-layout
-REGISTRY_TOKEN_ADDR=$REGISTRY_TOKEN_ADDR
-REGISTRY_TOKEN_HOST=registry-token.$ZONE
-REGISTRY_TOKEN_PORT=443
 REGISTRY_TOKEN_URL=https://registry-token.$ZONE
-REGISTRY_TOKEN_REALM=https://registry-token.$ZONE:$REGISTRY_AUTH_PORT/token
+REGISTRY_TOKEN_REALM=https://registry-token.$ZONE:$REGISTRY_TOKEN_AUTH_PORT/token
 REGISTRY_TOKEN_SERVICE=registry-token.$ZONE
 REGISTRY_TOKEN_ISSUER=$REGISTRY_TOKEN_ISSUER
-REGISTRY_TOKEN_AUTH_PORT=$REGISTRY_AUTH_PORT
 REGISTRY_TOKEN_SIGNING_CERT=$LAB/registry/token/signing.pem
 REGISTRY_TOKEN_DELETE_ENABLED=false
 REGISTRY_TOKEN_DATA_DIR=$LAB/registry/data-token
 REGISTRY_READER_USER=$REGISTRY_READER_USER
 READER_PASSWORD=$READER_PASSWORD
-REGISTRY_HTTP_ADDR=$REGISTRY_HTTP_ADDR
-REGISTRY_HTTP_HOST=registry-http.$ZONE
-REGISTRY_HTTP_PORT=80
 REGISTRY_HTTP_URL=http://registry-http.$ZONE
 REGISTRY_HTTP_DATA_DIR=$LAB/registry/data-http
-S3_ADDR=$S3_ADDR
-S3_HOST=s3.$ZONE
-S3_PORT=443
 S3_ENDPOINT=https://s3.$ZONE
 S3_REGION=$S3_REGION
 S3_BUCKET=$S3_BUCKET
@@ -611,10 +551,6 @@ S3_RO_SECRET_KEY=$S3_RO_SECRET_KEY
 S3_NOLIST_ACCESS_KEY=$S3_NOLIST_ACCESS_KEY
 S3_NOLIST_SECRET_KEY=$S3_NOLIST_SECRET_KEY
 S3_SERVER=SeaweedFS $WEED_VERSION
-BLACKHOLE_ADDR=$BLACKHOLE_ADDR
-BLACKHOLE_HOST=blackhole.$ZONE
-TARPIT_ADDR=$TARPIT_ADDR
-TARPIT_HOST=tarpit.$ZONE
 TARPIT_PORTS=$ports
 TARPIT_HOLD_SECS=$TARPIT_HOLD
 NFT_FAMILY=inet
@@ -1005,6 +941,31 @@ start_smtp() {
     die "smtp: postfix master did not write $LAB/smtp/queue/pid/master.pid"
 }
 
+start_unbound() { start_bg "$1" unbound -d -c "$LAB/$1/unbound.conf"; } # service
+start_chrony() { start_bg "$1" chronyd -x -d -f "$LAB/$1/chrony.conf"; }  # service
+
+start_tarpit() { # service
+  local port_args=() p
+  for p in "${TARPIT_PORTS[@]}"; do port_args+=(--port "$p"); done
+  start_bg "$1" "$PY" "$HELPERS/tarpit.py" --host "$TARPIT_ADDR" "${port_args[@]}" --hold "$TARPIT_HOLD"
+}
+
+start_phase() { # phase: start the services of that phase, in table order
+  local svc
+  for svc in "${SERVICES[@]}"; do
+    [ "${SVC_PHASE[$svc]}" = "$1" ] || continue
+    "${SVC_START[$svc]}" "$svc"
+  done
+}
+
+check_start_functions() { # before anything is stopped: every start column names a function
+  local svc
+  for svc in "${SERVICES[@]}"; do
+    declare -F "${SVC_START[$svc]}" >/dev/null ||
+      die "$SERVICES_TABLE: $svc: lab.sh has no function ${SVC_START[$svc]}"
+  done
+}
+
 discard() { # dirs... : move them aside now, delete them in the background
   local trash d n=0
   mkdir -p "$LAB/.trash"
@@ -1169,7 +1130,7 @@ http {
     }
 
     server {
-        listen $GIT_ADDR:443 ssl;
+        listen $GIT_ADDR:$GIT_PORT ssl;
         server_name git.$ZONE;
         ssl_certificate $LAB/pki/server.pem;
         ssl_certificate_key $LAB/pki/server.key;
@@ -1178,7 +1139,7 @@ http {
 
     # the same repositories over plain HTTP (the "no TLS" fault)
     server {
-        listen $GIT_ADDR:80;
+        listen $GIT_ADDR:$GIT_HTTP_PORT;
         server_name git.$ZONE;
         include $dir/backend.conf;
     }
@@ -1191,11 +1152,13 @@ EOC
   }
 }
 
-start_git() {
-  local dir="$LAB/git"
-  start_bg git-cgi setpriv --reuid="$GIT_WWW_USER" --regid="$GIT_WWW_USER" --clear-groups \
-    fcgiwrap -c 4 -s "unix:$dir/run/fcgiwrap.sock"
-  start_bg git nginx -p "$dir" -e stderr -c "$dir/nginx.conf"
+start_git_cgi() { # service
+  start_bg "$1" setpriv --reuid="$GIT_WWW_USER" --regid="$GIT_WWW_USER" --clear-groups \
+    fcgiwrap -c 4 -s "unix:$LAB/git/run/fcgiwrap.sock"
+}
+
+start_git() { # service
+  start_bg "$1" nginx -p "$LAB/git" -e stderr -c "$LAB/git/nginx.conf"
 }
 
 # ---------------------------------------------------------------- registries -
@@ -1242,7 +1205,7 @@ write_registry() {
   printf '%s\n' "$REGISTRY_PASSWORD" | htpasswd -niB -C 5 "$REGISTRY_USER" | sed '/^$/d' >"$dir/htpasswd"
   chmod 0600 "$dir/htpasswd"
   {
-    registry_conf "$REGISTRY_ADDR" 443 "https://registry.$ZONE" "$dir/data" true tls
+    registry_conf "$REGISTRY_ADDR" "$REGISTRY_PORT" "https://registry.$ZONE" "$dir/data" true tls
     printf 'auth:\n  htpasswd:\n    realm: %s\n    path: %s\n' "airgap-lab registry" "$dir/htpasswd"
   } >"$dir/registry.yml"
 
@@ -1256,11 +1219,11 @@ write_registry() {
     chmod 0600 "$tok/signing.key"
   fi
   {
-    registry_conf "$REGISTRY_TOKEN_ADDR" 443 "https://registry-token.$ZONE" "$dir/data-token" false tls
+    registry_conf "$REGISTRY_TOKEN_ADDR" "$REGISTRY_TOKEN_PORT" "https://registry-token.$ZONE" "$dir/data-token" false tls
     cat <<EOC
 auth:
   token:
-    realm: https://registry-token.$ZONE:$REGISTRY_AUTH_PORT/token
+    realm: https://registry-token.$ZONE:$REGISTRY_TOKEN_AUTH_PORT/token
     service: registry-token.$ZONE
     issuer: $REGISTRY_TOKEN_ISSUER
     rootcertbundle: $tok/signing.pem
@@ -1278,7 +1241,7 @@ EOC
   )
 
   # C: plain HTTP, anonymous
-  registry_conf "$REGISTRY_HTTP_ADDR" 80 "http://registry-http.$ZONE" "$dir/data-http" false \
+  registry_conf "$REGISTRY_HTTP_ADDR" "$REGISTRY_HTTP_PORT" "http://registry-http.$ZONE" "$dir/data-http" false \
     >"$dir/registry-http.yml"
 
   # the image skopeo pushes to A once it is up (then copied to B's and C's storage);
@@ -1293,15 +1256,16 @@ EOC
   REGISTRY_SEEDED_DIGEST=$(cat "$dir/oci-layout.digest")
 }
 
-start_registry() {
+start_registry() { # service: registry, registry-token or registry-http, each with its SERVICE.yml
+  start_bg "$1" docker-registry serve "$LAB/registry/$1.yml"
+}
+
+start_token_server() { # service
   local dir="$LAB/registry"
-  start_bg registry docker-registry serve "$dir/registry.yml"
-  start_bg registry-auth "$PY" "$HELPERS/token_server.py" --host "$REGISTRY_TOKEN_ADDR" \
-    --port "$REGISTRY_AUTH_PORT" --cert "$LAB/pki/server.pem" --key "$LAB/pki/server.key" \
+  start_bg "$1" "$PY" "$HELPERS/token_server.py" --host "$REGISTRY_TOKEN_ADDR" \
+    --port "$REGISTRY_TOKEN_AUTH_PORT" --cert "$LAB/pki/server.pem" --key "$LAB/pki/server.key" \
     --signing-key "$dir/token/signing.key" --signing-cert "$dir/token/signing.pem" \
     --issuer "$REGISTRY_TOKEN_ISSUER" --service "registry-token.$ZONE" --users "$dir/token/users.json"
-  start_bg registry-token docker-registry serve "$dir/registry-token.yml"
-  start_bg registry-http docker-registry serve "$dir/registry-http.yml"
 }
 
 # ---------------------------------------------------------------- S3 ---------
@@ -1357,20 +1321,27 @@ fi
 shift 4
 exec "$@"'
 
-start_s3() {
-  local dir="$LAB/s3" tmp="$LAB/s3/tmp"
-  # with the lab itself under /tmp, hiding /tmp would hide the lab: leave it
-  case $LAB/ in /tmp/*) tmp=/tmp ;; *) ;; esac
-  # master + filer + S3 gateway
-  start_bg s3 unshare --mount --propagation private bash -c "$WEED_NS" weed "$dir/ns-hosts" "$tmp" "$dir" "" \
+weed_tmp() { # what weed sees as /tmp: with the lab itself under /tmp, hiding /tmp would hide the lab
+  case $LAB/ in /tmp/*) echo /tmp ;; *) echo "$LAB/s3/tmp" ;; esac
+}
+
+start_s3() { # service: master + filer + S3 gateway
+  local dir="$LAB/s3" tmp
+  tmp=$(weed_tmp)
+  start_bg "$1" unshare --mount --propagation private bash -c "$WEED_NS" weed "$dir/ns-hosts" "$tmp" "$dir" "" \
     "$WEED" -logtostderr server -ip="$S3_ADDR" -ip.bind="$S3_ADDR" -dir="$dir/data" -volume=false \
     -master.port="$S3_MASTER_PORT" -master.port.grpc="$((S3_MASTER_PORT + 10000))" \
     -master.telemetry=false -master.volumeSizeLimitMB=64 \
     -filer -filer.port="$S3_FILER_PORT" -filer.port.grpc="$((S3_FILER_PORT + 10000))" \
     -filer.localSocket="$dir/run/filer.sock" \
-    -s3 -s3.port=443 -s3.port.grpc="$S3_GRPC_PORT" -s3.localSocket="$dir/run/s3.sock" \
+    -s3 -s3.port="$S3_PORT" -s3.port.grpc="$S3_GRPC_PORT" -s3.localSocket="$dir/run/s3.sock" \
     -s3.cert.file="$LAB/pki/server.pem" -s3.key.file="$LAB/pki/server.key" -s3.config="$dir/s3.json" \
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false
+}
+
+start_s3_volume() { # service
+  local dir="$LAB/s3" tmp
+  tmp=$(weed_tmp)
   # Every bucket is a collection that grows 7 volumes at its first write: -max=20
   # ran out with the temporary buckets of parallel tests ("no free volumes left",
   # a 500 to the client), and a write probe in the 16 event buckets alone takes
@@ -1378,7 +1349,7 @@ start_s3() {
   # The volume server is a process of its own, started once the master leads: a
   # volume server that heartbeats before the master's raft bootstrap (a random
   # 1.5-1.9 s) is refused and only retries 5 s later, and S3 writes wait for it.
-  start_bg s3-volume unshare --mount --propagation private bash -c "$WEED_NS" weed "$dir/ns-hosts" "$tmp" \
+  start_bg "$1" unshare --mount --propagation private bash -c "$WEED_NS" weed "$dir/ns-hosts" "$tmp" \
     "$dir" "$S3_ADDR:$S3_MASTER_PORT" \
     "$WEED" -logtostderr volume -ip="$S3_ADDR" -ip.bind="$S3_ADDR" -master="$S3_ADDR:$S3_MASTER_PORT" \
     -port="$S3_VOLUME_PORT" -port.grpc="$((S3_VOLUME_PORT + 10000))" -dir="$dir/volume" -max=400 \
@@ -1434,26 +1405,7 @@ hosts_up() {
 
 # ---------------------------------------------------------------- ports ------
 port_conflicts() { # fails (listing them) if anything already holds a lab address:port
-  local want=(
-    "udp $DNS_AUTH_ADDR:53" "tcp $DNS_AUTH_ADDR:53"
-    "udp $DNS_FORWARDER_ADDR:53" "tcp $DNS_FORWARDER_ADDR:53"
-    "udp $DNS_LEAKY_ADDR:53" "tcp $DNS_LEAKY_ADDR:53"
-    "udp $NTP_ADDR:123" "udp $NTP_UNSYNC_ADDR:123"
-    "tcp $SMTP_ADDR:25" "tcp $SMTP_ADDR:465" "tcp $SMTP_ADDR:587"
-    "tcp $SMTP_EXPIRED_ADDR:25" "tcp $SMTP_EXPIRED_ADDR:465"
-    "tcp $SMTP_ROGUE_ADDR:25" "tcp $SMTP_ROGUE_ADDR:465"
-    "tcp $SMTP_WRONGNAME_ADDR:25" "tcp $SMTP_WRONGNAME_ADDR:465"
-    "tcp $SMTP_PLAIN_ADDR:25" "tcp $SMTP_PLAIN_ADDR:587"
-    "tcp $GIT_ADDR:443" "tcp $GIT_ADDR:80"
-    "tcp $REGISTRY_ADDR:443" "tcp $REGISTRY_TOKEN_ADDR:443" "tcp $REGISTRY_TOKEN_ADDR:$REGISTRY_AUTH_PORT"
-    "tcp $REGISTRY_HTTP_ADDR:80"
-    "tcp $S3_ADDR:443" "tcp $S3_ADDR:$S3_GRPC_PORT"
-  )
-  local p
-  for p in "${TARPIT_PORTS[@]}"; do want+=("tcp $TARPIT_ADDR:$p"); done
-  for p in "$S3_MASTER_PORT" "$S3_VOLUME_PORT" "$S3_FILER_PORT"; do
-    want+=("tcp $S3_ADDR:$p" "tcp $S3_ADDR:$((p + 10000))")
-  done
+  local want=("${LISTENS[@]}")
   # one pass: every listener on a wanted address:port, or a wildcard bind on its port
   local busy
   busy=$(
@@ -1518,6 +1470,7 @@ cmd_up() {
   lock_lab
   mkdir -p "$LAB/log" "$LAB/run"
   trap restore_policy_rc EXIT
+  check_start_functions
   install_packages
   install_seaweedfs
   if ! in_netns; then # packages need the network: installed above, from this namespace
@@ -1536,7 +1489,7 @@ cmd_up() {
   # SeaweedFS takes about 3.5 s to serve S3 (its master waits ~1.8 s for raft
   # peers): start it first, while the rest is written and started
   write_s3
-  start_s3
+  start_phase 1
   write_git
   write_registry
   write_env
@@ -1549,24 +1502,14 @@ cmd_up() {
   nft_up || die "could not load the nft table inet $NFT_TABLE"
 
   local svc
-  # postfix's start takes about 1.5 s: the others start before it
-  start_registry
-  start_git
+  start_phase 2
   # seeding (S3 bucket, registry image) runs while the rest starts and is checked
   local seed_log="$LAB/log/seed.log" seed_pid seed_ok=0
   printf '\n==== %s seed\n' "$(date -Is)" >>"$seed_log"
   PYTHONDONTWRITEBYTECODE=1 "$PY" "$HELPERS/seed.py" --env "$LAB/lab.env" --timeout "$READY_TIMEOUT" \
     >>"$seed_log" 2>&1 9>&- &
   seed_pid=$!
-  for svc in dns-auth dns-forwarder dns-leaky; do
-    start_bg "$svc" unbound -d -c "$LAB/$svc/unbound.conf"
-  done
-  start_bg ntp chronyd -x -d -f "$LAB/ntp/chrony.conf"
-  start_bg ntp-unsync chronyd -x -d -f "$LAB/ntp-unsync/chrony.conf"
-  local port_args=() p
-  for p in "${TARPIT_PORTS[@]}"; do port_args+=(--port "$p"); done
-  start_bg tarpit "$PY" "$HELPERS/tarpit.py" --host "$TARPIT_ADDR" "${port_args[@]}" --hold "$TARPIT_HOLD"
-  start_smtp
+  start_phase 3
 
   say "checking the services (deadline ${READY_TIMEOUT}s)"
   local failed="$LAB/run/failed" check_ok=0
@@ -1588,12 +1531,6 @@ cmd_up() {
       }
       svc_pid "$svc" >/dev/null || warn "$svc: process is not running"
       log_tail "$svc"
-      case $svc in # the helper process behind it
-        git) log_tail git-cgi ;;
-        s3) log_tail s3-volume ;;
-        registry-token) log_tail registry-auth ;;
-        *) ;;
-      esac
     done <"$failed"
     die "lab is not healthy (services left running for inspection; 'scripts/lab.sh down' stops them)"
   fi
@@ -1614,30 +1551,6 @@ cmd_down() {
   hosts_down
   netns_hosts_remove
   say "down"
-}
-
-svc_where() { # service -> what it serves, for status
-  case $1 in
-    dns-auth) echo "$DNS_AUTH_ADDR:53 unbound (authoritative)" ;;
-    dns-forwarder) echo "$DNS_FORWARDER_ADDR:53 unbound (forwarder)" ;;
-    dns-leaky) echo "$DNS_LEAKY_ADDR:53 unbound (leaky)" ;;
-    ntp) echo "$NTP_ADDR:123 chronyd (synchronised)" ;;
-    ntp-unsync) echo "$NTP_UNSYNC_ADDR:123 chronyd (unsynchronised)" ;;
-    smtp) echo "$SMTP_ADDR-${SMTP_PLAIN_ADDR##*.}:25/465/587 postfix" ;;
-    tarpit) echo "$TARPIT_ADDR:$(
-      IFS=/
-      echo "${TARPIT_PORTS[*]}"
-    ) tarpit.py" ;;
-    git-cgi) echo "fcgiwrap for git-http-backend" ;;
-    git) echo "$GIT_ADDR:443 https, :80 http nginx (git.$ZONE)" ;;
-    registry) echo "$REGISTRY_ADDR:443 docker-registry, Basic auth (registry.$ZONE)" ;;
-    registry-auth) echo "$REGISTRY_TOKEN_ADDR:$REGISTRY_AUTH_PORT token_server.py" ;;
-    registry-token) echo "$REGISTRY_TOKEN_ADDR:443 docker-registry, Bearer auth (registry-token.$ZONE)" ;;
-    registry-http) echo "$REGISTRY_HTTP_ADDR:80 docker-registry, plain HTTP (registry-http.$ZONE)" ;;
-    s3) echo "$S3_ADDR:443 SeaweedFS $WEED_VERSION S3, master, filer (s3.$ZONE)" ;;
-    s3-volume) echo "$S3_ADDR:$S3_VOLUME_PORT SeaweedFS volume server" ;;
-    *) echo "" ;;
-  esac
 }
 
 cmd_status() {
@@ -1667,8 +1580,13 @@ cmd_status() {
   return "$bad"
 }
 
+cmd_services() { # the table as lab.sh reads it: one line per row
+  printf '%-15s %-15s %-12s %s\n' NAME PROCESS ADDRESS LISTENS "${TABLE_ROWS[@]}"
+}
+
 case ${1:-} in
   up) cmd_up ;;
+  services) cmd_services ;;
   down) cmd_down ;;
   status) cmd_status ;;
   -h | --help | help) usage ;;

@@ -119,19 +119,16 @@ POLICY_RC=/usr/sbin/policy-rc.d
 DAEMONS=(haproxy rsyslog)
 
 # ---------------------------------------------------------------- helpers ----
-say() { printf 'netlab: %s\n' "$*"; }
-warn() { printf 'netlab: warning: %s\n' "$*" >&2; }
-die() {
-  printf 'netlab: error: %s\n' "$*" >&2
-  exit 1
-}
+# say, warn, die, need_root, wait_for, proc_starttime, recorded_pid, pgroup_*:
+# shared with lab.sh
+LOG_TAG=netlab
+# shellcheck source=scripts/lab/common.sh
+. "$SCRIPT_DIR/lab/common.sh"
 
 usage() {
   awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
   exit 2
 }
-
-need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root"; }
 
 ns() { printf '%s%s\n' "$NS_PREFIX" "$1"; } # host -> namespace
 
@@ -150,38 +147,11 @@ lock_lab() {
   flock -w 60 9 || die "another netlab.sh holds $STATE/.lock"
 }
 
-wait_for() { # tenths command... : true as soon as the command succeeds, false after tenths/10 s
-  local i
-  for ((i = 0; i < $1 * 2; i++)); do
-    "${@:2}" && return 0
-    sleep 0.05
-  done
-  "${@:2}"
-}
-
 listening() { # namespace proto(t|u) addr:port : something listens there, in that namespace
   ss -N "$1" -Hln"$2" "src $3" 2>/dev/null | grep -q .
 }
 
-# Process identity: PID plus its start time, so a recycled PID is never taken
-# for a lab daemon.
-proc_starttime() {
-  local stat rest fields
-  read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
-  rest=${stat##*) }
-  read -r -a fields <<<"$rest"
-  [ "${fields[0]}" != Z ] || return 1
-  printf '%s\n' "${fields[19]}"
-}
-
-daemon_pid() { # name -> prints the PID if the recorded process is alive
-  local pid start now
-  read -r pid start 2>/dev/null <"$STATE/run/$1.id" || return 1
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  now=$(proc_starttime "$pid") || return 1
-  [ "$now" = "$start" ] || return 1
-  printf '%s\n' "$pid"
-}
+daemon_pid() { recorded_pid "$STATE/run/$1.id"; } # name -> its PID, if still alive
 
 start_daemon() { # name namespace command... : own session, logs to log/NAME.log
   local name=$1 netns=$2 pid start
@@ -198,9 +168,6 @@ start_daemon() { # name namespace command... : own session, logs to log/NAME.log
   }
   printf '%s %s\n' "$pid" "$start" >"$STATE/run/$name.id"
 }
-
-pgroup_alive() { ps -A -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { f = 1 } END { exit !f }'; }
-pgroup_gone() { ! pgroup_alive "$1"; }
 
 stop_daemon() { # name
   local pid

@@ -9,6 +9,11 @@ git client gets them through http.curloptResolve).
 
     check.py --env /var/tmp/airgap-lab/lab.env [--timeout 20] [--only smtp ...]
 
+Which checks prove which service comes from the lab's service table,
+scripts/lab/services.tsv (its "checks" column): a row without a check, or a
+check no row names, is an error before anything is probed (--check-table only
+validates the table and prints each check with the services behind it).
+
 Prints one line per check; exits 1 if any check failed. --failed-file receives
 the lab services (processes, as in scripts/lab.sh status) behind the failing
 checks, one per line. --only takes a check name or a service name.
@@ -778,55 +783,99 @@ def process_gone(run_dir, service):
     return None
 
 
-# (check, lab service behind it, label, function)
-CHECKS = [
-    ("dns-auth", "dns-auth", "authoritative DNS", lambda env: dns_checks(env, "DNS_AUTH_ADDR", "auth")),
-    ("dns-forwarder", "dns-forwarder", "forwarding DNS",
-     lambda env: dns_checks(env, "DNS_FORWARDER_ADDR", "forwarder")),
-    ("dns-leaky", "dns-leaky", "leaky DNS", lambda env: dns_checks(env, "DNS_LEAKY_ADDR", "leaky")),
-    ("ntp", "ntp", "NTP synchronised", ntp_synced),
-    ("ntp-unsync", "ntp-unsync", "NTP unsynchronised", ntp_unsynced),
-    ("smtp", "smtp", "SMTP", smtp_checks),
-    ("smtp-expired", "smtp", "SMTP expired cert",
-     lambda env: tls_fault_checks(env, "SMTP_EXPIRED", "EXPIRED_CERT", VERIFY_EXPIRED)),
-    ("smtp-rogue", "smtp", "SMTP rogue CA",
-     lambda env: tls_fault_checks(env, "SMTP_ROGUE", "ROGUE_CERT", VERIFY_UNKNOWN_ISSUER)),
-    ("smtp-wrongname", "smtp", "SMTP wrong name",
-     lambda env: tls_fault_checks(env, "SMTP_WRONGNAME", "WRONG_NAME_CERT", VERIFY_HOSTNAME_MISMATCH)),
-    ("smtp-plain", "smtp", "SMTP without TLS", smtp_plain_checks),
-    ("blackhole", "blackhole", "blackhole", blackhole),
-    ("tarpit", "tarpit", "tarpit", tarpit),
-    ("git", "git", "Git over HTTPS", git_checks),
-    ("git-http", "git", "Git over plain HTTP", git_http_checks),
-    ("registry", "registry", "registry (Basic auth)", registry_basic_checks),
-    ("registry-auth", "registry-auth", "registry token server", token_server_checks),
-    ("registry-token", "registry-token", "registry (Bearer tokens)", registry_token_checks),
-    ("registry-http", "registry-http", "registry over plain HTTP", registry_http_checks),
-    ("s3", "s3", "S3 (SeaweedFS)", s3_checks),
-]
+# check -> (label, function); services.tsv says which services each one proves
+CHECKS = {
+    "dns-auth": ("authoritative DNS", lambda env: dns_checks(env, "DNS_AUTH_ADDR", "auth")),
+    "dns-forwarder": ("forwarding DNS", lambda env: dns_checks(env, "DNS_FORWARDER_ADDR", "forwarder")),
+    "dns-leaky": ("leaky DNS", lambda env: dns_checks(env, "DNS_LEAKY_ADDR", "leaky")),
+    "ntp": ("NTP synchronised", ntp_synced),
+    "ntp-unsync": ("NTP unsynchronised", ntp_unsynced),
+    "smtp": ("SMTP", smtp_checks),
+    "smtp-expired": ("SMTP expired cert",
+                     lambda env: tls_fault_checks(env, "SMTP_EXPIRED", "EXPIRED_CERT", VERIFY_EXPIRED)),
+    "smtp-rogue": ("SMTP rogue CA",
+                   lambda env: tls_fault_checks(env, "SMTP_ROGUE", "ROGUE_CERT", VERIFY_UNKNOWN_ISSUER)),
+    "smtp-wrongname": ("SMTP wrong name",
+                       lambda env: tls_fault_checks(env, "SMTP_WRONGNAME", "WRONG_NAME_CERT",
+                                                    VERIFY_HOSTNAME_MISMATCH)),
+    "smtp-plain": ("SMTP without TLS", smtp_plain_checks),
+    "blackhole": ("blackhole", blackhole),
+    "tarpit": ("tarpit", tarpit),
+    "git": ("Git over HTTPS", git_checks),
+    "git-http": ("Git over plain HTTP", git_http_checks),
+    "registry": ("registry (Basic auth)", registry_basic_checks),
+    "registry-auth": ("registry token server", token_server_checks),
+    "registry-token": ("registry (Bearer tokens)", registry_token_checks),
+    "registry-http": ("registry over plain HTTP", registry_http_checks),
+    "s3": ("S3 (SeaweedFS)", s3_checks),
+}
+
+TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "services.tsv")
+
+
+def table_checks(path):
+    """[(check, [services behind it], label, function)] in table order, from services.tsv.
+
+    Exits with one line naming the row when a row has no check or names an
+    unknown one, and when a check of this file is named by no row."""
+    order, services = [], {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            cols = line.split(None, 8)
+            if len(cols) < 9:
+                raise SystemExit(f"check.py: {path}:{lineno}: want 9 columns, found {len(cols)}")
+            name, process, checks = cols[0], cols[1], cols[7]
+            if checks == "-":
+                raise SystemExit(f"check.py: {path}:{lineno}: {name} has no check: name the check that proves it")
+            service = name if process == "-" else process  # blackhole: no process, its own name
+            for check in checks.split(","):
+                if check not in CHECKS:
+                    raise SystemExit(f"check.py: {path}:{lineno}: {name}: no check named {check!r} "
+                                     f"(known: {', '.join(CHECKS)})")
+                if check not in services:
+                    order.append(check)
+                    services[check] = []
+                if service not in services[check]:
+                    services[check].append(service)
+    unused = [c for c in CHECKS if c not in services]
+    if unused:
+        raise SystemExit(f"check.py: {path}: no row names the check(s) {', '.join(unused)}")
+    return [(c, services[c], CHECKS[c][0], CHECKS[c][1]) for c in order]
 
 
 def main():
     parser = argparse.ArgumentParser(description="airgap-lab readiness checks")
-    parser.add_argument("--env", required=True, help="path of lab.env")
+    parser.add_argument("--env", help="path of lab.env (required unless --check-table)")
     parser.add_argument("--timeout", type=float, default=20.0, help="overall deadline in seconds")
     parser.add_argument("--only", action="append", help="run only this service's check (repeatable)")
     parser.add_argument("--failed-file", help="write failing service names here")
+    parser.add_argument("--table", default=TABLE, help="the service table (default: services.tsv beside this)")
+    parser.add_argument("--check-table", action="store_true",
+                        help="only validate the table: print each check and its services")
     args = parser.parse_args()
+    checks = table_checks(args.table)
+    if args.check_table:
+        for check, services, _, _ in checks:
+            print(f"{check}\t{','.join(services)}")
+        return 0
+    if not args.env:
+        parser.error("--env is required")
     env = load_env(args.env)
     deadline = time.monotonic() + args.timeout
-    selected = [c for c in CHECKS if not args.only or c[0] in args.only or c[1] in args.only]
+    selected = [c for c in checks if not args.only or c[0] in args.only or set(c[1]) & set(args.only)]
     results = {}
     lock = threading.Lock()
 
     run_dir = os.path.join(env.get("AIRGAP_LAB_DIR", os.path.dirname(os.path.abspath(args.env))), "run")
 
-    def run(name, service, label, fn):
+    def run(name, services, label, fn):
         attempts, last = 0, None
         started = time.monotonic()
         while True:
             attempts += 1
-            gone = process_gone(run_dir, service)
+            gone = next(filter(None, (process_gone(run_dir, s) for s in services)), None)
             if gone:
                 ok, detail = False, gone
                 break
@@ -853,7 +902,7 @@ def main():
         t.join(max(0.0, deadline - time.monotonic()) + 15)
     failed = [c for c in selected if not results.get(c[0])]
     if args.failed_file:
-        services = list(dict.fromkeys(c[1] for c in failed))
+        services = list(dict.fromkeys(s for c in failed for s in c[1]))
         with open(args.failed_file, "w", encoding="utf-8") as fh:
             fh.write("".join(f"{s}\n" for s in services))
     return 1 if failed else 0
