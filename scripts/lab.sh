@@ -597,7 +597,7 @@ ntp:
   servers: [$NTP_ADDR]
 smtp:
   host: smtp.$ZONE
-  port: 587
+  port: $SMTP_SUBMISSION_PORT
   starttls: true
   username: $SMTP_USER
   password_env: SMTP_PASSWORD
@@ -616,12 +616,12 @@ UNBOUND_NO_UPSTREAM="    do-not-query-address: 0.0.0.0/2
     do-not-query-address: 126.0.0.0/8
     do-not-query-address: 128.0.0.0/1"
 
-unbound_common() { # dir addr
+unbound_common() { # dir addr port
   cat <<EOF
 server:
     verbosity: 1
     interface: $2
-    port: 53
+    port: $3
     interface-automatic: no
     do-ip4: yes
     do-ip6: no
@@ -653,7 +653,7 @@ unbound_forward() { # zone addr : forward a zone to the lab's authoritative serv
 
 forward-zone:
     name: "$1"
-    forward-addr: $2@53
+    forward-addr: $2@$DNS_AUTH_PORT
     forward-first: no
 EOF
 }
@@ -686,7 +686,7 @@ write_dns() {
   } >"$auth/$ZONE.zone"
 
   {
-    unbound_common "$auth" "$DNS_AUTH_ADDR"
+    unbound_common "$auth" "$DNS_AUTH_ADDR" "$DNS_AUTH_PORT"
     cat <<EOF
     # authoritative only: answer from the auth-zone, REFUSE everything else
     access-control: 0.0.0.0/0 refuse
@@ -707,7 +707,7 @@ EOF
 
   # the forwarder sends everything to the auth server: public names fail
   {
-    unbound_common "$LAB/dns-forwarder" "$DNS_FORWARDER_ADDR"
+    unbound_common "$LAB/dns-forwarder" "$DNS_FORWARDER_ADDR" "$DNS_FORWARDER_PORT"
     printf '%s\n' "$UNBOUND_RESOLVER"
     unbound_forward . "$DNS_AUTH_ADDR"
     printf '\nremote-control:\n    control-enable: no\n'
@@ -726,7 +726,7 @@ EOF
     printf '%s\tIN A %s\n' @ "$PUBLIC_LEAK_ADDR" www "$PUBLIC_LEAK_ADDR" ns "$PUBLIC_LEAK_ADDR"
   } >"$LAB/dns-leaky/$PUBLIC_NAME.zone"
   {
-    unbound_common "$LAB/dns-leaky" "$DNS_LEAKY_ADDR"
+    unbound_common "$LAB/dns-leaky" "$DNS_LEAKY_ADDR" "$DNS_LEAKY_PORT"
     printf '%s\n' "$UNBOUND_RESOLVER"
     unbound_forward "$ZONE." "$DNS_AUTH_ADDR"
     cat <<EOF
@@ -749,13 +749,13 @@ EOF
 }
 
 # ---------------------------------------------------------------- NTP --------
-write_ntp() { # service addr synced(yes/no)
+write_ntp() { # service addr port synced(yes/no)
   local dir="$LAB/$1"
   mkdir -p "$dir/run"
   {
     printf '# airgap-lab %s: chronyd -x (never touches the system clock)\n' "$1"
-    printf 'bindaddress %s\nport 123\nallow 127.0.0.0/8\n' "$2"
-    if [ "$3" = yes ]; then
+    printf 'bindaddress %s\nport %s\nallow 127.0.0.0/8\n' "$2" "$3"
+    if [ "$4" = yes ]; then
       printf '# no sources: serve the local clock as a synchronised stratum-%s server\n' "$NTP_STRATUM"
       printf 'local stratum %s\n' "$NTP_STRATUM"
     else
@@ -869,14 +869,14 @@ broken_sasl_auth_clients = no
 EOF
   cat >"$conf/master.cf" <<EOF
 # service            type  private unpriv chroot wakeup maxproc command
-$SMTP_ADDR:25        inet  n       -      n      -      -       smtpd
+$SMTP_ADDR:$SMTP_PORT        inet  n       -      n      -      -       smtpd
   -o syslog_name=postfix-lab/smtp
-$SMTP_ADDR:587       inet  n       -      n      -      -       smtpd
+$SMTP_ADDR:$SMTP_SUBMISSION_PORT       inet  n       -      n      -      -       smtpd
   -o syslog_name=postfix-lab/submission
   -o smtpd_tls_security_level=encrypt
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
-$SMTP_ADDR:465       inet  n       -      n      -      -       smtpd
+$SMTP_ADDR:$SMTPS_PORT       inet  n       -      n      -      -       smtpd
   -o syslog_name=postfix-lab/smtps
   -o smtpd_tls_wrappermode=yes
   -o smtpd_sasl_auth_enable=yes
@@ -1495,8 +1495,8 @@ cmd_up() {
   write_env
   write_perimeter_yml
   write_dns
-  write_ntp ntp "$NTP_ADDR" yes
-  write_ntp ntp-unsync "$NTP_UNSYNC_ADDR" no
+  write_ntp ntp "$NTP_ADDR" "$NTP_PORT" yes
+  write_ntp ntp-unsync "$NTP_UNSYNC_ADDR" "$NTP_UNSYNC_PORT" no
   write_smtp
   hosts_up
   nft_up || die "could not load the nft table inet $NFT_TABLE"
