@@ -12,9 +12,9 @@
 # touched. The binary: $AIRGAP_BIN, else target/release/airgap-verify, else
 # target/debug/airgap-verify without its debug information.
 #
-# "probes" is the longest `flows` run of any host (every host runs its flows
-# at the same time; its findings carry their durations); "Ansible" is the
-# rest of the wall time: SSH, copying the binary, Python modules, fetching.
+# "probes" is the same flows run from every node at once, without Ansible
+# (as the playbook runs them); "Ansible" is the rest of the cluster run's
+# wall time: SSH, copying the binary, Python modules, fetching.
 # The vendor-style figure is measured twice: every port open (responders
 # running), and with one node dropping everything from the others, where
 # each of its ports costs a full connect timeout per source.
@@ -80,14 +80,31 @@ EOF
   ip netns exec "${AIRGAP_NETLAB_NS_PREFIX}orch" "$bin" cluster --inventory "$(envv ANSIBLE_INVENTORY)" \
     --config "$work/perimeter.yml" --format json --output "json=$work/cluster-$n.json" --no-progress >/dev/null 2>"$work/cluster-$n.err" || true
   wall=$(($(ms) - t0))
-  read -r probes cells hosts < <(python3 - "$work/cluster-$n.json" <<'PY'
+  read -r cells hosts < <(python3 - "$work/cluster-$n.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-d = max((f.get("duration_ms", 0) for f in r["findings"] if f["code"].startswith("flow:")), default=0)
 checked = sum(1 for f in r["findings"] if f["code"] == "cluster:host-checked")
-print(d, len(r.get("matrix", {}).get("cells", [])), checked)
+print(len(r.get("matrix", {}).get("cells", [])), checked)
 PY
   )
+  # The same flows the playbook runs, without Ansible: every node at once.
+  {
+    cat "$work/perimeter.yml"
+    echo "  load_balancer: $(envv ADDR_LB)"
+    echo "  managers: [$(envv ADDR_NODE1)]"
+    printf '  workers: ['
+    for h in "${nodes[@]:1}"; do printf '%s,' "$(envv "ADDR_${h^^}")"; done | sed 's/,$//'
+    echo "]"
+  } >"$work/perimeter-hosts.yml"
+  our_flows() {
+    local h pids=()
+    for h in "${nodes[@]}"; do
+      ip netns exec "${AIRGAP_NETLAB_NS_PREFIX}$h" "$bin" flows --role node --config "$work/perimeter-hosts.yml" \
+        --format json --no-progress >/dev/null 2>&1 &
+      pids+=($!)
+    done
+    wait "${pids[@]}" 2>/dev/null || true
+  }
 
   # Vendor-style: sequential connects, every port open (responders up).
   RESP_PIDS=()
@@ -114,11 +131,17 @@ PY
     echo "$count"
   }
   t0=$(ms)
+  our_flows
+  probes=$(($(ms) - t0))
+  t0=$(ms)
   connects=$(seq_connects)
   vendor_open=$(($(ms) - t0))
   # One node drops everything the others send it.
   last=${nodes[-1]}
   ip netns exec "${AIRGAP_NETLAB_NS_PREFIX}$last" nft add rule inet agvfw input ip saddr "$(envv NETLAB_SUBNET)" tcp dport != 22 drop
+  t0=$(ms)
+  our_flows
+  probes_drop=$(($(ms) - t0))
   t0=$(ms)
   seq_connects >/dev/null
   vendor_drop=$(($(ms) - t0))
@@ -127,18 +150,20 @@ PY
   wait 2>/dev/null || true
   RESP_PIDS=()
 
-  results+=("$(awk -v n="$n" -v h="$hosts" -v w="$wall" -v p="$probes" -v c="$cells" -v k="$connects" \
+  results+=("$(awk -v n="$n" -v h="$hosts" -v w="$wall" -v p="$probes" -v pd="$probes_drop" -v c="$cells" -v k="$connects" \
     -v vo="$vendor_open" -v vd="$vendor_drop" 'BEGIN {
-      printf "%5d %5d %8.1f s %7.1f s %7.1f s %6d %8d %9.1f s %11.1f s %8.1f %8.1f",
-        n, h, w / 1000, p / 1000, (w - p) / 1000, c, k, vo / 1000, vd / 1000, vo / p, vd / p }')")
+      printf "%5d %5d %8.1f s %7.1f s %8.1f s %6d %8d | %9.1f s          | %6.1f s %11.1f s %11.1f",
+        n, h, w / 1000, p / 1000, (w - p) / 1000, c, k, vo / 1000, pd / 1000, vd / 1000, vd / pd }')")
   bash scripts/netlab.sh down >/dev/null
 done
 
 echo
-echo "nodes hosts   cluster    probes   Ansible  cells connects vendor seq.  one dropping  seq/probes drop/probes"
+echo "                                                    |  every port open     | one node dropping them"
+echo "nodes hosts   cluster    probes   Ansible  cells connects | vendor seq.          | probes    vendor seq.        ratio"
 printf '%s\n' "${results[@]}"
 echo
-echo "cluster = the whole run (hosts checked: orchestration, load balancer, nodes); probes = the longest"
-echo "flows run (flows deadline 1 s); Ansible = the rest. vendor seq. = sequential TCP connects, node to node,"
-echo "the same TCP ports (1 s timeout each); one dropping = the same with one node's firewall dropping them;"
-echo "the ratios compare the vendor-style times with our probing time."
+echo "cluster = the whole run through Ansible (hosts: orchestration, load balancer, nodes); probes = the"
+echo "same flows run from every node at once without Ansible (flows deadline 1 s); Ansible = cluster - probes."
+echo "vendor seq. = sequential TCP connects from each node to every other node, the same TCP ports, 1 s"
+echo "timeout each; 'one node dropping them' = the same with one node's firewall dropping them; ratio ="
+echo "vendor seq. / ours with that node dropping."
