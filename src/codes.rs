@@ -874,7 +874,7 @@ codes! {
         "`host`: the ports this host must serve (a node's: every port `listen --role node` binds; the load balancer's: the UI and intake ports) are free. The evidence lists them.",
         "Nothing to do.";
     HostPortHeld => "host:port-held", Pass,
-        "`host`: a port this host must serve is held by an expected service (the responder, K3s and the Kubernetes daemons on a node; haproxy, nginx, envoy, keepalived or traefik on the load balancer): the flow tests reach that service instead of the responder.",
+        "`host`: a port this host must serve is held by an expected service (the responder, sshd, K3s and the Kubernetes daemons on a node; haproxy, nginx, envoy, keepalived or traefik on the load balancer): the flow tests reach that service instead of the responder.",
         "Nothing to do.";
     HostPortConflict => "host:port-conflict", Fail,
         "`host`: a port this host must serve is held by a process that is none of the expected services (named, with its pid, when /proc tells). It will collide with the platform, and the flow tests would reach it instead of the responder.",

@@ -101,6 +101,14 @@ fn the_whole_cluster_in_one_run_with_its_matrix() {
     for h in ["orch", "lb", "node1", "node2", "node3"] {
         r.has("cluster:host-checked", "pass", &format!("host {h}"));
     }
+    // Each node's sshd holds the profile's port 22: expected, no conflict.
+    r.lacks("host:port-conflict");
+    assert_eq!(
+        all.iter()
+            .filter(|f| f.code == "host:port-held" && f.target == "tcp port 22")
+            .count(),
+        3
+    );
 
     // Every flow between nodes, once, from its source to its destination.
     let cells = cells(&report);

@@ -56,6 +56,8 @@ fn expected_owners(role: HostRole) -> &'static [&'static str] {
     match role {
         HostRole::Node => &[
             "airgap-verify",
+            // The profile's port 22 (the installer reaches every node over SSH).
+            "sshd",
             "k3s",
             "k3s-server",
             "k3s-agent",
@@ -319,15 +321,17 @@ mod tests {
             match (proto, port) {
                 ("tcp", 6443) => Some("k3s-server (pid 10)".into()),
                 ("tcp", 10250) => Some("python3 (pid 11)".into()),
+                ("tcp", 22) => Some("sshd (pid 12)".into()),
                 _ => None,
             }
         });
         let code_of = |t: &str| f.iter().find(|x| x.target == t).map(|x| x.code);
         assert_eq!(code_of("tcp port 6443"), Some(Code::HostPortHeld));
         assert_eq!(code_of("tcp port 10250"), Some(Code::HostPortConflict));
+        assert_eq!(code_of("tcp port 22"), Some(Code::HostPortHeld));
         let free = f.iter().find(|x| x.code == Code::HostPortsFree).unwrap();
         let n = free.evidence["free"].as_array().unwrap().len();
-        assert_eq!(n + 2, role_ports(&profile, HostRole::Node).len());
+        assert_eq!(n + 3, role_ports(&profile, HostRole::Node).len());
         // The load balancer's ports are the UI and intake ones.
         let lb = role_ports(&profile, HostRole::Lb);
         assert!(lb.contains_key(&(443, "tcp")) && lb.contains_key(&(11514, "tcp")));
