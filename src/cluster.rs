@@ -552,11 +552,17 @@ fn random_hex(bytes: usize) -> String {
 
 /// The generated inventory: every host of the plan (or, with the
 /// operator's inventory, only the orchestration host it lacks).
-fn inventory_text(plan: &Plan, key: Option<&Path>) -> String {
+fn inventory_text(plan: &Plan, key: Option<&Path>, run_dir: &Path) -> String {
     let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for h in &plan.hosts {
         let line = if h.role == Role::Orchestration {
-            format!("{} ansible_connection=local", h.name)
+            // This machine: its folder of the run goes into the run's own
+            // private folder, so everything made here leaves with it.
+            format!(
+                "{} ansible_connection=local airgap_verify_tmp_root={}",
+                h.name,
+                run_dir.display()
+            )
         } else if plan.inventory.is_some() {
             continue; // the operator's inventory has it
         } else {
@@ -761,7 +767,7 @@ pub fn run(
     let perimeter = dir.write("perimeter.yml", &plan.perimeter_yaml, 0o600)?;
     let generated = dir.write(
         "inventory.ini",
-        &inventory_text(plan, key.as_deref()),
+        &inventory_text(plan, key.as_deref(), &dir.path),
         0o600,
     )?;
     let fetch = dir.path.join("reports");

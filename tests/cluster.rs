@@ -48,6 +48,23 @@ fn perimeter(n: &NetLab, sb: &Sandbox) -> String {
     .to_string()
 }
 
+/// A TMPDIR of the run's own: cluster makes its private folder there (and
+/// the orchestration host's folder of the run inside it).
+fn run_tmp(sb: &Sandbox) -> String {
+    let p = sb.path("tmp");
+    std::fs::create_dir_all(&p).unwrap();
+    p.display().to_string()
+}
+
+/// Nothing left on this machine, nor on any host of the lab.
+fn nothing_left(n: &NetLab, tmp: &str) {
+    let mut left = n.leftovers();
+    for e in std::fs::read_dir(tmp).unwrap().flatten() {
+        left.push(format!("this machine: {}", e.path().display()));
+    }
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 fn cells(report: &serde_json::Value) -> Vec<serde_json::Value> {
     report["matrix"]["cells"]
         .as_array()
@@ -91,9 +108,10 @@ fn the_whole_cluster_in_one_run_with_its_matrix() {
         )],
     );
     let cfg = perimeter(&n, &sb);
+    let tmp = run_tmp(&sb);
     let r = n.cluster(
         &["--inventory", &inv, "--config", &cfg, "--format", "json"],
-        &[],
+        &[("TMPDIR", &tmp)],
     );
     r.code(1);
     let report = r.json();
@@ -201,8 +219,7 @@ fn the_whole_cluster_in_one_run_with_its_matrix() {
         .count();
     assert_eq!(host_checks, 3, "one package check per node");
 
-    let left = n.leftovers();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    nothing_left(&n, &tmp);
 }
 
 /// The hosts from the vendor's config.yml, the SSH key from the variable
@@ -234,9 +251,11 @@ fn hosts_and_key_from_the_vendor_config_and_an_unreachable_host() {
         n.var("SSH_KNOWN_HOSTS")
     );
     let cfg = perimeter(&n, &sb);
+    let tmp = run_tmp(&sb);
     let env = [
         ("SERVERS_SSH_KEY", key.as_str()),
         ("ANSIBLE_SSH_COMMON_ARGS", known.as_str()),
+        ("TMPDIR", tmp.as_str()),
     ];
 
     let d = n.cluster(
@@ -294,8 +313,7 @@ fn hosts_and_key_from_the_vendor_config_and_an_unreachable_host() {
     for h in ["node1", "node2", "node3"] {
         assert!(sources.contains(n.addr(h)), "{h} missing from {sources:?}");
     }
-    let left = n.leftovers();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    nothing_left(&n, &tmp);
     assert!(started.elapsed() < Duration::from_secs(240));
 }
 
@@ -319,10 +337,11 @@ fn ctrl_c_stops_the_responders_on_every_host() {
     );
     n.fw("node3", "tcp dport 2379 drop");
     let cfg = perimeter(&n, &sb);
+    let tmp = run_tmp(&sb);
     let mut child = n
         .cluster_command(
             &["--inventory", &inv, "--config", &cfg, "--format", "json"],
-            &[],
+            &[("TMPDIR", &tmp)],
         )
         .spawn()
         .unwrap();
@@ -351,8 +370,7 @@ fn ctrl_c_stops_the_responders_on_every_host() {
     for h in &nodes {
         assert!(n.responders(h).is_empty(), "a responder still runs on {h}");
     }
-    let left = n.leftovers();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    nothing_left(&n, &tmp);
 }
 
 #[test]
@@ -389,4 +407,62 @@ fn without_ansible_or_hosts_cluster_says_what_to_do() {
         "{}",
         r.stderr
     );
+}
+
+/// The playbook on its own, with `--check`: each host says what it would
+/// run, and nothing is copied, started or left behind.
+#[test]
+fn the_playbook_in_check_mode_shows_the_plan_and_changes_nothing() {
+    let n = NetLab::get();
+    let _x = n.exclusive();
+    let sb = Sandbox::new("cluster::check_mode");
+    let cfg = perimeter(&n, &sb);
+    let playbook = concat!(env!("CARGO_MANIFEST_DIR"), "/ansible/airgap-verify.yml");
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            n.ns("orch"),
+            "ansible-playbook",
+            "--check",
+            "-i",
+        ])
+        .arg(n.var("ANSIBLE_INVENTORY"))
+        .arg(playbook)
+        .arg("-e")
+        .arg(format!(
+            "airgap_verify_binary={}",
+            crate::harness::netlab::cluster_binary().display()
+        ))
+        .arg("-e")
+        .arg(format!("airgap_verify_config={cfg}"))
+        .arg("-e")
+        .arg(format!(
+            "airgap_verify_fetch_dir={}",
+            sb.path("reports").display()
+        ))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for h in n.nodes() {
+        let line = stdout
+            .lines()
+            .skip_while(|l| !l.contains(&format!("ok: [{h}] => {{")))
+            .find(|l| l.contains("\"msg\""))
+            .unwrap_or_else(|| panic!("no plan for {h}: {stdout}"));
+        assert!(
+            line.contains("host --role node")
+                && line.contains("listen --role node")
+                && line.contains("flows --role node"),
+            "{line}"
+        );
+    }
+    assert!(
+        !sb.path("reports").exists(),
+        "reports fetched in check mode"
+    );
+    let left = n.leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
