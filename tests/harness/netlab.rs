@@ -237,8 +237,18 @@ impl Drop for Responder {
 pub fn cluster_binary() -> &'static std::path::Path {
     static BIN_COPY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BIN_COPY.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("airgap-verify-cluster-bin-{}", std::process::id()));
+        // One copy per test process (another may be copying its own); the
+        // copies of processes that are gone are removed.
+        let root = std::env::temp_dir().join("airgap-verify-tests");
+        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("cluster-bin-") {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = root.join(format!("cluster-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("airgap-verify");
         let out = Command::new("strip")
