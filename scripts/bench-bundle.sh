@@ -18,7 +18,9 @@
 # - the folder form of each shape (the archive extracted, untimed):
 #   airgap-verify bundle FOLDER, default and --no-content, against
 #   `find FOLDER -type f | xargs -P<cores> openssl dgst -sha256`;
-# with the peak RSS of every airgap-verify run.
+# with the peak RSS of every airgap-verify run, the CPU seconds (user +
+# system, median) of every command and the load average around each pass:
+# on a machine others use, CPU seconds move much less than wall time.
 # Then prints the acceptance ratios with PASS/FAIL and, unless --no-double,
 # repeats everything at twice the size to check that time is linear and
 # memory flat. It is a measurement: it exits 0 even when targets are missed.
@@ -342,6 +344,19 @@ declare -A CPU=()
 
 # Results per pass (index 1 = base size, 2 = double size).
 declare -A MED=() RSS=() TAR_BYTES=() GZ_BYTES=() TTAR_BYTES=() RUN_TIMES=()
+# CPU seconds (user + system, the command and every process it waited for)
+# of each command, median of the runs: unlike wall time, hardly moved by
+# other work on a shared machine. And the load average around each pass.
+declare -A CPU_MED=() LOAD=()
+
+# The shell's children's CPU seconds so far, from a file `times` wrote
+# (`times` itself runs in this shell: a subshell has no children yet).
+children_cpu() { # FILE
+    awk 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); t += p[1] * 60 + p[2] }
+        printf "%.3f", t }' "$1"
+}
 
 prepare_pass() { # PASS SIZE_BYTES
     local pass=$1 bytes=$2 t0 t1
@@ -400,7 +415,9 @@ prepare_pass() { # PASS SIZE_BYTES
 }
 
 run_pass() { # PASS
-    local pass=$1 round key t0 t1 dt rc rss cpu
+    local pass=$1 round key t0 t1 dt rc rss cpu c0 c1
+    LOAD[$pass]="load $(cut -d' ' -f1-3 /proc/loadavg)"
+    declare -A cpu_runs=()
     declare -A times=() cpus=()
     declare -A max_rss=()
     for ((round = 1; round <= RUNS; round++)); do
@@ -408,8 +425,13 @@ run_pass() { # PASS
             rm -f -- "$RSS_FILE"
             t0=$(now)
             rc=0
+            times > "$WORK/times0"
             "c_$key" || rc=$?
+            times > "$WORK/times1"
             t1=$(now)
+            c0=$(children_cpu "$WORK/times0")
+            c1=$(children_cpu "$WORK/times1")
+            cpu_runs[$key]="${cpu_runs[$key]:-} $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }')"
             case $key in
                 op_tar | op_gz)
                     remove_extraction
@@ -448,9 +470,12 @@ run_pass() { # PASS
             log "pass $pass run $round/$RUNS: $(printf '%-30s' "${LABEL[$key]}") ${dt} s"
         done
     done
+    LOAD[$pass]="${LOAD[$pass]} at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
     for key in "${KEYS[@]}"; do
         # shellcheck disable=SC2086 # word splitting of the run list is wanted
         MED[$pass,$key]=$(median ${times[$key]})
+        # shellcheck disable=SC2086 # word splitting of the run list is wanted
+        CPU_MED[$pass,$key]=$(median ${cpu_runs[$key]})
         # shellcheck disable=SC2086 # word splitting of the run list is wanted
         [[ -n ${cpus[$key]:-} ]] && CPU[$pass,$key]=$(median ${cpus[$key]})
     done
@@ -472,14 +497,15 @@ print_pass() { # PASS
     echo
     echo "== $CUR_SIZE sample: .tar $tb bytes, .tar.gz $gb bytes ($(human_size "$gb")), $(wc -l < "$SUMS") files in manifest.json"
     echo "   median wall time of $RUNS runs, page cache warm, $(nproc) cores; MiB/s = uncompressed .tar MiB / median (text: its own .tar)"
-    printf '  %-42s %9s %7s %10s  %s\n' "command" "median s" "MiB/s" "peak RSS" "runs (s)"
+    echo "   CPU s = median user + system seconds; ${LOAD[$pass]}"
+    printf '  %-42s %9s %7s %10s %8s  %s\n' "command" "median s" "MiB/s" "peak RSS" "CPU s" "runs (s)"
     for key in "${KEYS[@]}"; do
         rss=-
         is_av "$key" && rss="$(to_mib "${RSS[$pass,$key]}") MiB"
         bytes=$tb
         [[ $key == t_* ]] && bytes=${TTAR_BYTES[$pass]}
-        printf '  %-42s %9.3f %7s %10s  %s\n' "${LABEL[$key]}" "${MED[$pass,$key]}" \
-            "$(mib_per_s "$bytes" "${MED[$pass,$key]}")" "$rss" "${RUN_TIMES[$pass,$key]# }"
+        printf '  %-42s %9.3f %7s %10s %8.3f  %s\n' "${LABEL[$key]}" "${MED[$pass,$key]}" \
+            "$(mib_per_s "$bytes" "${MED[$pass,$key]}")" "$rss" "${CPU_MED[$pass,$key]}" "${RUN_TIMES[$pass,$key]# }"
     done
     echo
     echo "  acceptance ($CUR_SIZE):"
@@ -501,6 +527,17 @@ print_pass() { # PASS
     ratio_line "text folder: --no-content / find|xargs openssl" "$(ratio "${MED[$pass,t_av_fold_nc]}" "${MED[$pass,t_fold_ssl]}")" "<=" 1.1
     for key in av_fold_nc av_fold t_av_nc t_av t_av_fold_nc t_av_fold; do
         ratio_line "${LABEL[$key]} peak RSS" "$(to_mib "${RSS[$pass,$key]}")" "<=" 64 " MiB"
+    done
+    # Information, not acceptance: what each pass costs in CPU against
+    # openssl's, which the load of other work barely moves (a pass that
+    # uses both cores can take at best half its CPU time in wall time).
+    echo "  CPU seconds against openssl's (information: less sensitive to the machine's load than wall time):"
+    local k b
+    for k in av_tar av_full t_av_nc t_av; do
+        b=openssl
+        [[ $k == t_* ]] && b=t_openssl
+        printf '  %-58s %10s\n' "${LABEL[$k]} / ${LABEL[$b]}" \
+            "$(printf '%.2f' "$(ratio "${CPU_MED[$pass,$k]}" "${CPU_MED[$pass,$b]}")")"
     done
     ((FLOOR)) && print_floor "$pass"
     return 0
