@@ -177,6 +177,58 @@ fn the_whole_cluster_in_one_run_with_its_matrix() {
     }
     assert!(expected > 50, "only {expected} node-to-node cells expected");
 
+    // Every flow of the profile the orchestration host or a node starts
+    // towards another host of the cluster, once per source, destination and
+    // port. Not here: the load balancer's flows to its backends, which are
+    // proven through it by `flows --role client` from a client (merged in
+    // tests/flows.rs's proxy test), flows from clients, and flows to the
+    // perimeter's services (`services`; this perimeter names none).
+    let hosts = [
+        ("orch", Role::Orchestration),
+        ("lb", Role::Lb),
+        ("node1", Role::Manager),
+        ("node2", Role::Worker),
+        ("node3", Role::Worker),
+    ];
+    let mut missing = Vec::new();
+    let mut all_expected = 0;
+    for f in &profile.flows {
+        if matches!(f.to, Role::Service(_) | Role::Client) || f.from == [Role::Lb] {
+            continue;
+        }
+        for (src, src_role) in hosts {
+            if !f.from.iter().any(|r| src_role.is(*r)) {
+                continue;
+            }
+            for (dst, dst_role) in hosts {
+                if src == dst || !dst_role.is(f.to) {
+                    continue;
+                }
+                let ports: Vec<serde_json::Value> = if f.ports.is_empty() {
+                    vec![serde_json::Value::Null]
+                } else {
+                    f.ports.iter().map(|p| serde_json::json!(p)).collect()
+                };
+                for port in ports {
+                    all_expected += 1;
+                    if !cells.iter().any(|c| {
+                        c["source"] == src
+                            && c["destination"] == dst
+                            && c["flow"] == f.id.as_str()
+                            && c["port"] == port
+                    }) {
+                        missing.push(format!("{src} -> {dst} {} port {port}", f.id));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {all_expected} flows between the cluster's hosts have no cell: {missing:#?}",
+        missing.len()
+    );
+
     // The two rules, and nothing else between the nodes.
     let mut bad: Vec<_> = cells
         .iter()

@@ -270,6 +270,35 @@ fn proxy_headers_are_detected_against_both_profiles() {
             assert!(seen.contains(kind), "{mode}/{profile}: {seen}");
             let backends = f.evidence["backends"].as_array().unwrap();
             assert_eq!(backends.len(), 2, "both backends reached: {f:?}");
+            // Which flow of the load balancer's own the answers prove.
+            assert_eq!(
+                f.evidence["backend_flow"], "lb-workers-web",
+                "{profile}: {f:?}"
+            );
+        }
+        if profile == "sekoia-1.0.0" && mode == "plain" {
+            // Merged, each backend that answered through the load balancer
+            // is an open cell from the load balancer to that backend.
+            let report = sb.write("client.json", r.stdout.clone());
+            let out = std::process::Command::new(crate::harness::BIN)
+                .args(["merge", "--format", "json"])
+                .arg(format!("client={}", report.display()))
+                .output()
+                .unwrap();
+            let m = crate::harness::Run::from(out);
+            let cells = m.json()["matrix"]["cells"].as_array().unwrap().clone();
+            for node in ["node1", "node2"] {
+                for port in [80, 443] {
+                    assert!(
+                        cells.iter().any(|c| c["source"] == lb
+                            && c["destination"] == node
+                            && c["flow"] == "lb-workers-web"
+                            && c["port"] == port
+                            && c["state"] == "open"),
+                        "no open cell {lb} -> {node} lb-workers-web {port}: {cells:#?}"
+                    );
+                }
+            }
         }
         // The intake ports accept either in both profiles.
         at(

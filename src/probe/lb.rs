@@ -67,7 +67,10 @@ pub async fn plan(ctx: &ProbeContext, fp: &FlowsPlan, profile: &Profile) -> Vec<
                 addr: SocketAddr::new(ip, published),
                 host: t.host.clone(),
                 check: f.check,
-                tries: fp.workers.len().clamp(2, 8),
+                // Three rounds of the workers: a round-robin balancer
+                // reaches each at least once even when a connection is
+                // lost, so a backend without an answer is worth a look.
+                tries: (fp.workers.len() * 3).clamp(4, 24),
             });
         }
     }
@@ -86,11 +89,27 @@ pub async fn run(
     for c in checks {
         let ctx = ctx.clone();
         let expect = profile.proxy_expectation(c.port);
+        let backend_flow = profile.backend_flow(c.port).map(|f| f.id.clone());
         let profile_name = profile.name.clone();
         set.spawn(async move {
-            tokio::time::timeout(deadline, examine(&ctx, &c, expect, &profile_name, deadline))
-                .await
-                .unwrap_or_default()
+            let (mut found, skews) =
+                tokio::time::timeout(deadline, examine(&ctx, &c, expect, &profile_name, deadline))
+                    .await
+                    .unwrap_or_default();
+            // Which of the load balancer's own flows an answer proves (the
+            // flow matrix's load balancer -> backend cells).
+            if let Some(id) = backend_flow {
+                found = found
+                    .into_iter()
+                    .map(|f| match f.code {
+                        Code::LbProxyOk | Code::LbProxyMismatch => {
+                            f.evidence("backend_flow", id.clone())
+                        }
+                        _ => f,
+                    })
+                    .collect();
+            }
+            (found, skews)
         });
     }
     let mut findings = Vec::new();

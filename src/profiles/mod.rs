@@ -31,10 +31,14 @@ pub struct Profile {
 impl Profile {
     /// The PROXY expectation of the load balancer's flows for `port`.
     pub fn proxy_expectation(&self, port: u16) -> Option<ProxyExpect> {
+        self.backend_flow(port).and_then(|f| f.proxy)
+    }
+
+    /// The load balancer's flow to its backends that carries `port`.
+    pub fn backend_flow(&self, port: u16) -> Option<&Flow> {
         self.flows
             .iter()
             .find(|f| f.from.contains(&Role::Lb) && f.ports.contains(&port))
-            .and_then(|f| f.proxy)
     }
 }
 

@@ -195,6 +195,74 @@ impl Matrix {
                 }
             }
         }
+        // The load balancer's own flows to its backends: an answer through
+        // the load balancer names the backend that gave it, which proves
+        // the load balancer -> backend flow on that port (`lb:proxy-*`
+        // findings with `backend_flow`). A backend never reached has no
+        // cell: the load balancer's choice cannot be told from a drop.
+        for f in &report.findings {
+            if !matches!(f.code, Code::LbProxyOk | Code::LbProxyMismatch) {
+                continue;
+            }
+            let Some(flow) = f.evidence.get("backend_flow").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let Some(port) = f
+                .evidence
+                .get("port")
+                .and_then(|v| v.as_u64())
+                .and_then(|p| u16::try_from(p).ok())
+            else {
+                continue;
+            };
+            // `tcp ADDR:PORT (flow via the load balancer)`: the address
+            // is the load balancer's.
+            let Some(lb) = f
+                .target
+                .split(' ')
+                .nth(1)
+                .and_then(|sa| sa.parse::<std::net::SocketAddr>().ok())
+                .map(|sa| sa.ip().to_string())
+            else {
+                continue;
+            };
+            let source = by_address
+                .get(lb.as_str())
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| lb.clone());
+            let backends = f
+                .evidence
+                .get("backends")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b.as_str());
+            for b in backends {
+                let destination = by_name
+                    .get(b)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| b.to_string());
+                let cell = Cell {
+                    source: source.clone(),
+                    destination: destination.clone(),
+                    address: b.to_string(),
+                    flow: flow.to_string(),
+                    protocol: "tcp".into(),
+                    port: Some(port),
+                    state: CellState::Open,
+                    expect: "open".into(),
+                    status: crate::finding::Status::Pass,
+                };
+                let key = (
+                    "tcp".to_string(),
+                    Some(port),
+                    flow.to_string(),
+                    source.clone(),
+                    destination,
+                );
+                cells.entry(key).or_insert(cell);
+            }
+        }
         let cells: Vec<Cell> = cells.into_values().collect();
         let mut names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
         let others: BTreeSet<&str> = cells
