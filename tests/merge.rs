@@ -39,7 +39,8 @@ fn as_host(n: &NetLab, sb: &Sandbox, host: &str, machine_id: &str, args: &[&str]
 
 fn yaml(n: &NetLab) -> String {
     format!(
-        "allowed_networks: [10.0.255.0/24]\nca_bundle: {}\nflows:\n  profile: sekoia-1.0.0\n  deadline: 1s\n  load_balancer: {}\n  orchestration: {}\n  managers: [{}]\n  workers: [{}, {}, {}]\n",
+        "allowed_networks: [{}]\nca_bundle: {}\nflows:\n  profile: sekoia-1.0.0\n  deadline: 1s\n  load_balancer: {}\n  orchestration: {}\n  managers: [{}]\n  workers: [{}, {}, {}]\n",
+        n.var("NETLAB_SUBNET"),
         n.var("CA_PEM"),
         n.addr("lb"),
         n.addr("orch"),
