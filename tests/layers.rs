@@ -285,3 +285,80 @@ fn no_probe_module_imports_one_above_it() {
         [(1, "flows"), (2, "lb"), (3, "net"), (3, "s3"), (4, "smtp")]
     );
 }
+
+/// `<!-- layers bundle -->`: layer -> (its modules, the layers it may use).
+fn layer_table(name: &str) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
+    let doc = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
+    let start = doc.find(&format!("<!-- {name} -->")).expect("start marker");
+    let end = doc.find(&format!("<!-- /{name} -->")).expect("end marker");
+    let ticked = |cell: &str| -> BTreeSet<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut out = BTreeMap::new();
+    for line in doc[start..end].lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let layer = ticked(cells[1]).into_iter().next().unwrap();
+        out.insert(layer, (ticked(cells[2]), ticked(cells[3])));
+    }
+    out
+}
+
+/// Inside `src/bundle/`, a module may use its own layer and the layers its
+/// row allows: the rules never import the engine that calls them.
+#[test]
+fn no_bundle_module_imports_a_layer_above_it() {
+    let layers = layer_table("layers bundle");
+    let may: BTreeMap<String, BTreeSet<String>> = layers
+        .iter()
+        .map(|(l, (_, may))| (l.clone(), may.clone()))
+        .collect();
+    assert_acyclic("layers bundle", &may);
+    let layer_of: BTreeMap<&str, &str> = layers
+        .iter()
+        .flat_map(|(l, (mods, _))| mods.iter().map(move |m| (m.as_str(), l.as_str())))
+        .collect();
+    let dir = root().join("src/bundle");
+    let mut violations = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    for p in files {
+        let name = p.file_stem().unwrap().to_string_lossy().to_string();
+        if name == "mod" {
+            continue;
+        }
+        seen.insert(name.clone());
+        let Some(layer) = layer_of.get(name.as_str()) else {
+            violations.push(format!(
+                "src/bundle/{name}.rs is in no layer of the bundle table"
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(&p).unwrap();
+        for (line, used) in sibling_paths(&text, "bundle") {
+            let Some(used_layer) = layer_of.get(used.as_str()) else {
+                continue; // an item of mod.rs, or not a module
+            };
+            if used_layer != layer && !may[*layer].contains(*used_layer) {
+                violations.push(format!(
+                    "src/bundle/{name}.rs:{line}: `{name}` ({layer}) uses `{used}` ({used_layer})"
+                ));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    for m in layer_of.keys() {
+        assert!(
+            seen.contains(*m),
+            "the bundle table names `{m}`, which is no file"
+        );
+    }
+    // The check sees a rule that imports the engine.
+    let found = sibling_paths("use super::walk::WalkContext;\n", "bundle");
+    assert_eq!(found, [(1, "walk".to_string())]);
+    assert!(!may["rules"].contains("engine"));
+}

@@ -4,7 +4,7 @@
 //! Guarantee: judged from the nested walk alone; `Chart.yaml` is the only
 //! file kept in memory (under the capture limit).
 
-use super::walk::WalkContext;
+use super::member::Walked;
 use crate::finding::{Code, Finding};
 
 #[derive(Debug, serde::Deserialize)]
@@ -15,7 +15,7 @@ struct ChartYaml {
     version: Option<serde_norway::Value>,
 }
 
-pub fn check(target: &str, ctx: &WalkContext, intact: bool) {
+pub fn check(target: &str, ctx: &Walked, intact: bool) {
     let send = |f: Finding| {
         let _ = ctx.findings.send(f);
     };

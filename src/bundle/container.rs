@@ -23,8 +23,19 @@ use crossbeam_channel::Sender;
 use flate2::{Crc, Decompress, FlushDecompress, Status as ZStatus};
 
 use super::stream::{is_upstream_abort, ChunkReader, ForwardingSender, Pool, CHUNK_SIZE};
-use super::walk::RATIO_FLOOR;
 use crate::finding::{Code, Finding};
+
+/// Default of `--max-expansion-ratio`. Release content (images are already
+/// compressed, text compresses 5 to 20 times) stays far below it; deflate's
+/// best case is about 1032:1 and a zero-filled bomb reaches it.
+pub const DEFAULT_MAX_EXPANSION_RATIO: u64 = 200;
+/// The expansion ratio is judged only past this many decompressed bytes, so
+/// that a small, very compressible archive is never flagged. It also bounds
+/// what a bomb costs in memory: a zstd decoder keeps up to a window (zstd's
+/// limit: 128 MiB) of output, and a frame of run-length blocks that
+/// declares a large window fills it as fast as it can decode; stopped at
+/// 16 MiB, it stays far below the 64 MiB the hostile corpus allows.
+pub const RATIO_FLOOR: u64 = 16 << 20;
 
 /// What a decoding stage saw, for the container's evidence.
 #[derive(Debug, Default, Clone)]

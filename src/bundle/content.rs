@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use crossbeam_channel::Sender;
 
-use super::nested::NestedOutcome;
+use super::member::Captured;
+use super::member::NestedOutcome;
 use super::table::FileTable;
-use super::walk::Captured;
 use crate::finding::{Code, Finding};
 
 /// `data/<TYPE>/latest`.

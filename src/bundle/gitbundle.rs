@@ -132,7 +132,7 @@ pub fn validate(reader: &mut dyn Read, scratch_dir: &Path) -> Result<GitBundleRe
     validate_with(
         reader,
         std::slice::from_ref(&scratch_dir.to_path_buf()),
-        super::walk::DEFAULT_MAX_EXPANSION_RATIO,
+        super::container::DEFAULT_MAX_EXPANSION_RATIO,
     )
 }
 

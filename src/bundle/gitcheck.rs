@@ -11,7 +11,7 @@
 use crossbeam_channel::Sender;
 
 use super::gitbundle::{self, GitBundleProblem};
-use super::nested::NestedOutcome;
+use super::member::NestedOutcome;
 use super::stream::ChunkReader;
 use crate::finding::{Code, Finding};
 

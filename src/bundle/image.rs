@@ -22,9 +22,9 @@ use crossbeam_channel::Sender;
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
 use super::manifest::{FileRecord, Listing};
-use super::nested::NestedOutcome;
+use super::member::NestedOutcome;
+use super::member::{Captured, Walked};
 use super::table::FileTable;
-use super::walk::{Captured, WalkContext};
 use crate::finding::{Code, Finding};
 
 /// One `docker save` manifest entry.
@@ -541,7 +541,7 @@ fn diff_ids_of(config: &[u8]) -> Result<Vec<[u8; 32]>, String> {
 }
 
 /// Judges one image file after its nested walk.
-pub fn check(target: &str, ctx: &WalkContext, intact: bool, outcome: &mut NestedOutcome) {
+pub fn check(target: &str, ctx: &Walked, intact: bool, outcome: &mut NestedOutcome) {
     let captured = ctx
         .captured
         .iter()
@@ -552,10 +552,10 @@ pub fn check(target: &str, ctx: &WalkContext, intact: bool, outcome: &mut Nested
             target,
             root: "",
             named: &[],
-            files: &ctx.files,
+            files: ctx.files,
             captured,
-            nested: &ctx.nested,
-            findings: &ctx.findings,
+            nested: ctx.nested,
+            findings: ctx.findings,
             problems: 0,
             layers: 0,
             refs: Vec::new(),
@@ -754,7 +754,7 @@ pub fn folder_capture(path: &str) -> Option<Option<u8>> {
     match name {
         "oci-layout" | "index.json" | "repositories" => Some(None),
         "manifest.json" => Some(Some(b'[')),
-        _ if super::nested::is_image_blob(path) => (!name.ends_with(".tar")).then_some(Some(b'{')),
+        _ if super::member::is_image_blob(path) => (!name.ends_with(".tar")).then_some(Some(b'{')),
         _ => name
             .strip_suffix(".json")
             .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))

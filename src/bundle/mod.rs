@@ -23,6 +23,7 @@ pub mod gitbundle;
 mod gitcheck;
 pub mod image;
 pub mod manifest;
+pub mod member;
 pub mod nested;
 pub mod refscan;
 pub mod safety;

@@ -16,6 +16,7 @@
 //!   limits; a validator stopped by a limit judges nothing about the kind of
 //!   archive (a prefix of an image is not a broken image).
 
+pub use super::member::{is_image_blob, NestedOutcome};
 use std::io::BufRead;
 use std::thread::JoinHandle;
 
@@ -45,51 +46,10 @@ pub enum NestedKind {
     GitBundle,
 }
 
-/// What a nested validator tells the release-level rules.
-#[derive(Debug, Clone, Default)]
-pub struct NestedOutcome {
-    /// The container and every entry were read without a failing finding.
-    pub intact: bool,
-    /// Image references found inside (RepoTags, OCI ref names).
-    pub refs: Vec<String>,
-    /// SHA-256 of a layer's decompressed bytes (`Layer` only).
-    pub uncompressed_sha256: Option<[u8; 32]>,
-    /// External-reference scan totals inside this archive.
-    pub scan: super::refscan::ScanStats,
-    /// Validation stopped at a resource limit, already reported.
-    pub limited: bool,
-}
-
 fn is_tarball(name: &str) -> bool {
     [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst"]
         .iter()
         .any(|ext| name.ends_with(ext))
-}
-
-/// A 64-digit lower-case hex name: what image tools name content by.
-fn is_digest_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// A blob of an image stored as a folder, named by its digest as only image
-/// tools name files: `blobs/sha256/<hex>` (OCI layout, newer `docker
-/// save`), `<hex>/layer.tar` (older `docker save`), `<hex>.tar` (skopeo's
-/// docker-archive). Such a file is a layer or an image's JSON, judged by
-/// the image's rules ([`super::image::check_folders`]), never opened as an
-/// archive of its own: a layer holds what a root file system holds
-/// (absolute symlinks, setuid programs), which the release's safety rules
-/// would wrongly fail.
-pub fn is_image_blob(path: &str) -> bool {
-    let mut rev = path.rsplit('/');
-    let name = rev.next().unwrap_or(path);
-    let parent = rev.next();
-    if let Some(hex) = name.strip_suffix(".tar") {
-        return is_digest_name(hex);
-    }
-    if name == "layer.tar" {
-        return parent.is_some_and(is_digest_name);
-    }
-    is_digest_name(name) && parent == Some("sha256") && rev.next() == Some("blobs")
 }
 
 /// Classifies a member of the release. `deep`: image layers stored in a
@@ -299,8 +259,8 @@ fn run(
         return Some(outcome);
     }
     match kind {
-        NestedKind::Image => super::image::check(target, &ctx, intact, &mut outcome),
-        NestedKind::Chart => super::chart::check(target, &ctx, intact),
+        NestedKind::Image => super::image::check(target, &ctx.walked(), intact, &mut outcome),
+        NestedKind::Chart => super::chart::check(target, &ctx.walked(), intact),
         _ => {}
     }
     Some(outcome)

@@ -26,6 +26,8 @@
 //!   [`Limits::max_depth`] are reported, not opened; every limit hit is a
 //!   failing finding, never a silent stop.
 
+pub use super::container::{DEFAULT_MAX_EXPANSION_RATIO, RATIO_FLOOR};
+pub use super::member::Captured;
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
 
@@ -85,17 +87,6 @@ pub const DEFAULT_MAX_NESTED_ENTRIES: u64 = 100_000;
 /// charts and content bundles are one entry each); a million records take
 /// about 200 MiB, the most a hostile header flood can make the pass use.
 pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
-/// Default of `--max-expansion-ratio`. Release content (images are already
-/// compressed, text compresses 5 to 20 times) stays far below it; deflate's
-/// best case is about 1032:1 and a zero-filled bomb reaches it.
-pub const DEFAULT_MAX_EXPANSION_RATIO: u64 = 200;
-/// The expansion ratio is judged only past this many decompressed bytes, so
-/// that a small, very compressible archive is never flagged. It also bounds
-/// what a bomb costs in memory: a zstd decoder keeps up to a window (zstd's
-/// limit: 128 MiB) of output, and a frame of run-length blocks that
-/// declares a large window fills it as fast as it can decode; stopped at
-/// 16 MiB, it stays far below the 64 MiB the hostile corpus allows.
-pub const RATIO_FLOOR: u64 = 16 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -209,12 +200,6 @@ pub struct Hashed {
     pub sha256: [u8; 32],
     /// Its first byte (`None` when empty).
     pub first: Option<u8>,
-}
-
-/// A small file's bytes, captured during the pass.
-pub struct Captured {
-    pub path: String,
-    pub bytes: Vec<u8>,
 }
 
 /// A release manifest read during the pass, judged at its end.
@@ -537,6 +522,16 @@ impl Drop for ScanFeed {
 pub struct DataError(pub std::io::Error);
 
 impl WalkContext {
+    /// What the rules see of this archive once its walk has ended.
+    pub fn walked(&self) -> super::member::Walked<'_> {
+        super::member::Walked {
+            findings: &self.findings,
+            files: &self.files,
+            captured: &self.captured,
+            nested: &self.nested,
+        }
+    }
+
     pub fn new(findings: Sender<Finding>, limits: Limits) -> Self {
         Self::scoped(findings, limits, Scope::Release, String::new())
     }
