@@ -507,15 +507,8 @@ pub struct ListenArgs {
     /// Which ports to answer on.
     #[arg(long, value_enum)]
     pub role: ListenRole,
-    /// Flow profile (default as for `flows`).
-    #[arg(long, value_name = "NAME")]
-    pub profile: Option<String>,
-    /// The perimeter description (only its `flows.profile` is used).
-    #[arg(long = "config", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// The vendor's Sekoia config.yml (only its version is used).
-    #[arg(long, value_name = "FILE")]
-    pub sekoia_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub profile: ProfileSource,
     /// Address to bind.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
     pub bind: std::net::IpAddr,
@@ -530,6 +523,22 @@ pub struct ListenArgs {
     pub clock_offset: i128,
     #[command(flatten)]
     pub report: ReportArgs,
+}
+
+/// Where `listen` and `host` take their flow profile from: the flag, else
+/// the configuration (optional, read only for its profile), else the
+/// default.
+#[derive(Debug, Args)]
+pub struct ProfileSource {
+    /// Flow profile (default as for `flows`).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// The perimeter description (only its `flows.profile` is used).
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The vendor's Sekoia config.yml (only its version is used).
+    #[arg(long, value_name = "FILE")]
+    pub sekoia_config: Option<PathBuf>,
 }
 
 /// Which role a host plays for `host`.
@@ -548,15 +557,8 @@ pub struct HostArgs {
     /// The role of this host in the cluster.
     #[arg(long, value_enum)]
     pub role: HostRole,
-    /// Flow profile, for the ports (default as for `flows`).
-    #[arg(long, value_name = "NAME")]
-    pub profile: Option<String>,
-    /// The perimeter description (only its `flows.profile` is used).
-    #[arg(long = "config", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// The vendor's Sekoia config.yml (only its version is used).
-    #[arg(long, value_name = "FILE")]
-    pub sekoia_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub profile: ProfileSource,
     /// dpkg's database of installed packages.
     #[arg(long, value_name = "FILE", default_value = "/var/lib/dpkg/status")]
     pub dpkg_status: PathBuf,

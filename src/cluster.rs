@@ -954,13 +954,7 @@ pub fn run(
     if played.interrupted.is_some() {
         merged.interrupted = played.interrupted;
     }
-    merged.context.fail_on_warn = policy.fail_on_warn;
-    merged.context.severity = policy
-        .overrides
-        .iter()
-        .map(|(c, s)| (c.id().to_string(), *s))
-        .collect();
-    policy.apply(&mut merged.findings);
+    merged.judge(policy);
     Ok(merged)
 }
 

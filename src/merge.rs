@@ -109,13 +109,7 @@ pub fn merge_files(files: &[ReportFile], policy: &Policy) -> Result<Report, Inpu
     let mut merged = merge(reports, Vec::new());
     inputs.append(&mut merged.inputs);
     merged.inputs = inputs;
-    merged.context.fail_on_warn = policy.fail_on_warn;
-    merged.context.severity = policy
-        .overrides
-        .iter()
-        .map(|(c, s)| (c.id().to_string(), *s))
-        .collect();
-    policy.apply(&mut merged.findings);
+    merged.judge(policy);
     Ok(merged)
 }
 

@@ -249,24 +249,7 @@ impl Plan {
                 use crate::probe::host::HostRole as HR;
                 // The configuration is optional here, as for `listen`: it
                 // only names the profile (and the severity overrides).
-                let (perimeter, profile, inputs) =
-                    if a.config.is_some() || a.sekoia_config.is_some() {
-                        let mut perimeter = crate::config::load(&LoadOptions {
-                            perimeter: a.config,
-                            sekoia: a.sekoia_config,
-                            ..Default::default()
-                        })?;
-                        let inputs = config_inputs(&perimeter);
-                        let profile = choose_profile(&mut perimeter, a.profile)?;
-                        (Some(perimeter), profile, inputs)
-                    } else {
-                        let name = a
-                            .profile
-                            .unwrap_or_else(|| crate::profiles::DEFAULT.to_string());
-                        let profile = crate::profiles::get(&name)
-                            .map_err(|m| InputError::Usage(format!("--profile: {m}")))?;
-                        (None, profile, Vec::new())
-                    };
+                let (perimeter, profile, inputs) = profile_only(a.profile)?;
                 Ok(Plan::Host(Box::new(HostPlan {
                     profile,
                     role: match a.role {
@@ -499,26 +482,10 @@ impl ListenPlan {
     fn new(a: cli::ListenArgs) -> Result<ListenPlan, InputError> {
         use crate::probe::listen::{ListenOptions, ListenRole as LR};
         // The configuration is optional here: it only names the profile.
-        let (profile, io, inputs) = if a.config.is_some() || a.sekoia_config.is_some() {
-            let mut perimeter = crate::config::load(&LoadOptions {
-                perimeter: a.config,
-                sekoia: a.sekoia_config,
-                ..Default::default()
-            })?;
-            let inputs = config_inputs(&perimeter);
-            let profile = choose_profile(&mut perimeter, a.profile)?;
-            (profile, perimeter.deadlines.io, inputs)
-        } else {
-            let name = a
-                .profile
-                .unwrap_or_else(|| crate::profiles::DEFAULT.to_string());
-            (
-                crate::profiles::get(&name)
-                    .map_err(|m| InputError::Usage(format!("--profile: {m}")))?,
-                Duration::from_secs(3),
-                Vec::new(),
-            )
-        };
+        let (perimeter, profile, inputs) = profile_only(a.profile)?;
+        let io = perimeter
+            .as_ref()
+            .map_or(Duration::from_secs(3), |p| p.deadlines.io);
         let host = a.name.unwrap_or_else(crate::report::hostname);
         if host.is_empty() || host.contains(char::is_whitespace) {
             return Err(InputError::Usage(format!(
@@ -545,6 +512,33 @@ impl ListenPlan {
             inputs,
         })
     }
+}
+
+/// For `listen` and `host`, whose configuration is optional and only names
+/// the profile: the perimeter when a file is given, the profile (the flag,
+/// else the configuration's, else the default), and the inputs.
+fn profile_only(
+    src: cli::ProfileSource,
+) -> Result<(Option<Perimeter>, Profile, Vec<Input>), InputError> {
+    let cli::ProfileSource {
+        profile: flag,
+        config,
+        sekoia_config: sekoia,
+    } = src;
+    if config.is_none() && sekoia.is_none() {
+        let name = flag.unwrap_or_else(|| crate::profiles::DEFAULT.to_string());
+        let profile = crate::profiles::get(&name)
+            .map_err(|m| InputError::Usage(format!("--profile: {m}")))?;
+        return Ok((None, profile, Vec::new()));
+    }
+    let mut perimeter = crate::config::load(&LoadOptions {
+        perimeter: config,
+        sekoia,
+        ..Default::default()
+    })?;
+    let inputs = config_inputs(&perimeter);
+    let profile = choose_profile(&mut perimeter, flag)?;
+    Ok((Some(perimeter), profile, inputs))
 }
 
 /// The user's policy: perimeter.yml `severity:` first, then `--warn`,

@@ -15,8 +15,9 @@ fn table() -> BTreeMap<String, BTreeSet<String>> {
     table_named("layers")
 }
 
-/// The table between `<!-- NAME -->` and `<!-- /NAME -->`.
-fn table_named(name: &str) -> BTreeMap<String, BTreeSet<String>> {
+/// The rows of the table between `<!-- NAME -->` and `<!-- /NAME -->`:
+/// for each row, the `ticked` names of each cell.
+fn rows(name: &str) -> Vec<Vec<Vec<String>>> {
     let doc = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
     let start = doc
         .find(&format!("<!-- {name} -->"))
@@ -24,22 +25,29 @@ fn table_named(name: &str) -> BTreeMap<String, BTreeSet<String>> {
     let end = doc
         .find(&format!("<!-- /{name} -->"))
         .unwrap_or_else(|| panic!("the {name} table's end marker"));
-    let ticked = |cell: &str| -> Vec<String> {
-        cell.split('`')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_string)
-            .collect()
-    };
-    let mut out = BTreeMap::new();
-    for line in doc[start..end].lines().filter(|l| l.starts_with("| `")) {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        // | module | job | may use |
-        let module = ticked(cells[1]).remove(0);
-        let may = ticked(cells[3]).into_iter().collect();
-        out.insert(module, may);
-    }
-    out
+    doc[start..end]
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|line| {
+            line.split('|')
+                .map(|cell| {
+                    cell.split('`')
+                        .skip(1)
+                        .step_by(2)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A module table: | module | job | may use |.
+fn table_named(name: &str) -> BTreeMap<String, BTreeSet<String>> {
+    rows(name)
+        .into_iter()
+        .map(|cells| (cells[1][0].clone(), cells[3].iter().cloned().collect()))
+        .collect()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -288,23 +296,13 @@ fn no_probe_module_imports_one_above_it() {
 
 /// `<!-- layers bundle -->`: layer -> (its modules, the layers it may use).
 fn layer_table(name: &str) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
-    let doc = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
-    let start = doc.find(&format!("<!-- {name} -->")).expect("start marker");
-    let end = doc.find(&format!("<!-- /{name} -->")).expect("end marker");
-    let ticked = |cell: &str| -> BTreeSet<String> {
-        cell.split('`')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_string)
-            .collect()
-    };
-    let mut out = BTreeMap::new();
-    for line in doc[start..end].lines().filter(|l| l.starts_with("| `")) {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let layer = ticked(cells[1]).into_iter().next().unwrap();
-        out.insert(layer, (ticked(cells[2]), ticked(cells[3])));
-    }
-    out
+    rows(name)
+        .into_iter()
+        .map(|cells| {
+            let set = |i: usize| cells[i].iter().cloned().collect::<BTreeSet<String>>();
+            (cells[1][0].clone(), (set(2), set(3)))
+        })
+        .collect()
 }
 
 /// Inside `src/bundle/`, a module may use its own layer and the layers its

@@ -68,11 +68,7 @@ impl RunContext {
             hosts: Vec::new(),
             arguments: std::env::args().skip(1).collect(),
             fail_on_warn: policy.fail_on_warn,
-            severity: policy
-                .overrides
-                .iter()
-                .map(|(c, s)| (c.id().to_string(), *s))
-                .collect(),
+            severity: severity_of(policy),
             settings: Default::default(),
         }
     }
@@ -154,7 +150,26 @@ pub struct HostIdentity {
     pub commands: Vec<String>,
 }
 
+/// The per-code severity in force, by code id, as the report records it.
+fn severity_of(
+    policy: &crate::finding::Policy,
+) -> std::collections::BTreeMap<String, crate::finding::Status> {
+    policy
+        .overrides
+        .iter()
+        .map(|(c, s)| (c.id().to_string(), *s))
+        .collect()
+}
+
 impl Report {
+    /// `policy` applied to findings that arrive already collected (merged
+    /// hosts' reports), and recorded in the context as a run records it.
+    pub fn judge(&mut self, policy: &crate::finding::Policy) {
+        self.context.fail_on_warn = policy.fail_on_warn;
+        self.context.severity = severity_of(policy);
+        policy.apply(&mut self.findings);
+    }
+
     /// The host a finding was observed from.
     pub fn host_of<'a>(&'a self, f: &'a Finding) -> &'a str {
         f.host.as_deref().unwrap_or(&self.context.host)
