@@ -31,8 +31,13 @@
 //!   root or key, bad digest) is an [`Outcome::Input`] error (exit 2);
 //!   anything wrong with the bundle or what it claims is a rejection with one
 //!   reason line (exit 1).
+//!
+//! [`sign`] is the other side, for tests and the sample release only: a
+//! Sigstore instance of our own (CA, CT log, transparency log) that writes a
+//! trusted root and bundles this verifier accepts, or rejects when tampered.
 
 pub mod crypto;
+pub mod sign;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
