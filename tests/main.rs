@@ -30,6 +30,7 @@ mod services;
 mod severity;
 mod signing;
 mod sigstore;
+mod sigstore_own;
 mod smtp;
 mod split;
 mod static_binary;

@@ -9,7 +9,7 @@ use crate::harness::{av, Run, Sandbox};
 const DEFAULT_IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
 const DEFAULT_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
-fn suite() -> PathBuf {
+pub(crate) fn suite() -> PathBuf {
     match std::env::var_os("AIRGAP_SIGSTORE_CONFORMANCE") {
         Some(d) => PathBuf::from(d),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/sigstore-conformance"),
@@ -54,7 +54,7 @@ fn case_args(case: &Path) -> Vec<String> {
 }
 
 /// What a rejection must look like: non-zero, one reason line, no panic.
-fn clear_rejection(r: &Run) -> Result<(), String> {
+pub(crate) fn clear_rejection(r: &Run) -> Result<(), String> {
     if r.code == 0 {
         return Err(format!("verified (exit 0): {}", r.stdout.trim()));
     }

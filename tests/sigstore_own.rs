@@ -1,0 +1,224 @@
+//! Sigstore bundles made by our own test instance (`sigstore::sign`): a
+//! Fulcio-like CA, a CT log and a transparency log in a trusted root of our
+//! own. The real binary accepts the good bundles (message signature and DSSE
+//! attestation) and rejects each tampered variant with the reason of the
+//! check it aims at, through `sigstore verify-bundle` and through `bundle`
+//! (beside the archive and beside a member).
+
+use airgap_verify::sigstore::sign::{SignOptions, Statement, Subject, Tamper, TestInstance};
+use sha2::{Digest, Sha256};
+
+use crate::harness::tarkit::{write_members, Member};
+use crate::harness::{av, bundle, Sandbox};
+use crate::sigstore::clear_rejection;
+
+const ID: &str = "release@vendor.test";
+const ISSUER: &str = "https://oidc.vendor.test";
+
+/// The reason a tampered bundle must be rejected with: the words of the
+/// check it aims at, so a rejection by another check fails the test.
+fn expected_reason(t: Tamper, dsse: bool) -> &'static str {
+    match t {
+        Tamper::ArtifactChanged if dsse => "artifact hash does not match any subject",
+        Tamper::ArtifactChanged => "message digest in bundle does not match artifact hash",
+        Tamper::WrongIdentity => "identity mismatch",
+        Tamper::WrongIssuer => "issuer mismatch",
+        Tamper::CertificateExpired => "CertExpired",
+        Tamper::InclusionProofBroken => "invalid inclusion proof",
+        Tamper::OtherKey => "signature invalid",
+        Tamper::SubjectMismatch => "artifact hash does not match any subject",
+    }
+}
+
+/// The tampers that apply to a kind of bundle (a message signature has no
+/// statement subject to mismatch).
+fn tampers(dsse: bool) -> impl Iterator<Item = Tamper> {
+    Tamper::ALL
+        .into_iter()
+        .filter(move |t| dsse || *t != Tamper::SubjectMismatch)
+}
+
+fn statement(name: &str, sha256: [u8; 32]) -> Statement {
+    Statement {
+        subjects: vec![Subject {
+            name: name.into(),
+            sha256,
+        }],
+        predicate_type: "https://slsa.dev/provenance/v1".into(),
+        predicate: serde_json::json!({"buildDefinition": {"buildType": "https://vendor.test/build/v1"}}),
+    }
+}
+
+/// A bundle of either kind over `data`.
+fn sign(
+    instance: &TestInstance,
+    dsse: bool,
+    name: &str,
+    data: &[u8],
+    opts: &SignOptions,
+) -> String {
+    let digest: [u8; 32] = Sha256::digest(data).into();
+    if dsse {
+        instance.attest(&statement(name, digest), opts)
+    } else {
+        instance.sign_digest(&digest, opts)
+    }
+}
+
+#[test]
+fn verify_bundle_accepts_ours_and_rejects_each_tamper_with_its_reason() {
+    let sb = Sandbox::new("sigstore_own_verify_bundle");
+    let instance = TestInstance::new("tests/sigstore_own.rs");
+    let root = sb.write("trusted_root.json", instance.trusted_root_json());
+    let data = b"the vendor's release\n".repeat(100);
+    let artifact = sb.write("release.tar", &data);
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+    let args = |bundle: &std::path::Path, root: &std::path::Path, subject: &str| {
+        vec![
+            "sigstore".to_string(),
+            "verify-bundle".into(),
+            "--bundle".into(),
+            bundle.display().to_string(),
+            "--certificate-identity".into(),
+            ID.into(),
+            "--certificate-oidc-issuer".into(),
+            ISSUER.into(),
+            "--trusted-root".into(),
+            root.display().to_string(),
+            subject.into(),
+        ]
+    };
+    for dsse in [false, true] {
+        let kind = if dsse { "dsse" } else { "message" };
+        let good = sb.write(
+            &format!("{kind}.sigstore.json"),
+            sign(
+                &instance,
+                dsse,
+                "release.tar",
+                &data,
+                &SignOptions::new(ID, ISSUER),
+            ),
+        );
+        for subject in [artifact.display().to_string(), digest.clone()] {
+            let r = av(args(&good, &root, &subject));
+            r.code(0);
+            assert!(r.stdout.starts_with("OK: "), "{kind}: {}", r.stdout);
+            assert!(
+                r.stdout.contains(ID) && r.stdout.contains(ISSUER),
+                "{}",
+                r.stdout
+            );
+        }
+        // The same bundle against the public-good root: not our signer.
+        let public_good = crate::sigstore::suite().join("public-good-trusted_root.json");
+        let r = av(args(&good, &public_good, &digest));
+        clear_rejection(&r).unwrap_or_else(|e| panic!("{kind} under public-good: {e}"));
+
+        for t in tampers(dsse) {
+            let bad = sb.write(
+                &format!("{kind}-{}.sigstore.json", t.name()),
+                sign(
+                    &instance,
+                    dsse,
+                    "release.tar",
+                    &data,
+                    &SignOptions::new(ID, ISSUER).tampered(t),
+                ),
+            );
+            let r = av(args(&bad, &root, &artifact.display().to_string()));
+            clear_rejection(&r).unwrap_or_else(|e| panic!("{kind} {t:?}: {e}"));
+            assert_eq!(r.code, 1, "{kind} {t:?}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(expected_reason(t, dsse)),
+                "{kind} {t:?}: rejected for another reason: {}",
+                r.stderr
+            );
+        }
+    }
+}
+
+/// `bundle` with our bundles beside the archive (a message signature) and
+/// beside a member (an attestation whose subject is the member): both
+/// verify with the signer's identity in the evidence; each tampered one
+/// is a `sigstore:rejected` failure on its target with its reason.
+#[test]
+fn bundle_verifies_ours_beside_archive_and_member_and_rejects_each_tamper() {
+    let sb = Sandbox::new("sigstore_own_bundle");
+    let instance = TestInstance::new("tests/sigstore_own.rs");
+    let root = sb.write("trusted_root.json", instance.trusted_root_json());
+    let root_sha = hex::encode(Sha256::digest(instance.trusted_root_json()));
+    let tool = b"#!/bin/sh\necho installer\n".to_vec();
+    let good_opts = SignOptions::new(ID, ISSUER);
+    let policy = [
+        "--certificate-identity",
+        ID,
+        "--certificate-oidc-issuer",
+        ISSUER,
+        "--trusted-root",
+        root.to_str().unwrap(),
+    ];
+    // The archive holds the tool and its attestation; the archive's own
+    // bundle is written beside it over the archive's bytes.
+    let write = |member_bundle: &str, archive_opts: &SignOptions| {
+        let tar = write_members(&[
+            Member::file("bin/install.sh", &tool),
+            Member::file("bin/install.sh.sigstore.json", member_bundle.as_bytes()),
+        ]);
+        let archive = sb.write("release.tar", &tar);
+        sb.write(
+            "release.tar.sigstore.json",
+            sign(&instance, false, "release.tar", &tar, archive_opts),
+        );
+        archive
+    };
+    let good_member = sign(&instance, true, "bin/install.sh", &tool, &good_opts);
+
+    let archive = write(&good_member, &good_opts);
+    let r = bundle(&archive, &policy);
+    r.code(0);
+    let a = r.has("sigstore:verified", "pass", "release.tar");
+    let m = r.has("sigstore:verified", "pass", "bin/install.sh");
+    for f in [&a, &m] {
+        assert_eq!(f.evidence["identity"], ID);
+        assert_eq!(f.evidence["issuer"], ISSUER);
+        assert_eq!(f.evidence["trusted_root_sha256"], root_sha.as_str());
+    }
+    assert_eq!(m.evidence["bundle"], "bin/install.sh.sigstore.json");
+    r.lacks("sigstore:rejected").lacks("sigstore:missing");
+
+    // The archive's bundle tampered, the member's good.
+    for t in tampers(false) {
+        let archive = write(&good_member, &SignOptions::new(ID, ISSUER).tampered(t));
+        let r = bundle(&archive, &policy);
+        r.code(1);
+        let f = r.has("sigstore:rejected", "fail", "release.tar");
+        assert!(
+            f.message.contains(expected_reason(t, false)),
+            "archive {t:?}: {}",
+            f.message
+        );
+        r.has("sigstore:verified", "pass", "bin/install.sh");
+    }
+    // The member's attestation tampered, the archive's good.
+    for t in tampers(true) {
+        let bad = sign(
+            &instance,
+            true,
+            "bin/install.sh",
+            &tool,
+            &SignOptions::new(ID, ISSUER).tampered(t),
+        );
+        let archive = write(&bad, &good_opts);
+        let r = bundle(&archive, &policy);
+        r.code(1);
+        let f = r.has("sigstore:rejected", "fail", "bin/install.sh");
+        assert!(
+            f.message.contains(expected_reason(t, true)),
+            "member {t:?}: {}",
+            f.message
+        );
+        assert_eq!(f.evidence["bundle"], "bin/install.sh.sigstore.json");
+        r.has("sigstore:verified", "pass", "release.tar");
+    }
+}
