@@ -338,8 +338,8 @@ codes! {
         "The nested archives (container images, Helm charts, content bundles, Git bundles) were not opened (`--no-content`, or `--max-depth 0`): the container, the entries and the manifests were verified, the content of those archives was not, and no text file was scanned for external references (no `refs:*` finding).",
         "Run without `--no-content` to validate every image, chart and bundle inside the release and scan its text for external references.";
     BundleUnauthenticated => "bundle:unauthenticated", Warn,
-        "Nothing ties the release to what the vendor shipped: no published checksum matched it, no manifest inside it was verified and no signature was checked. The container and its entries were checked for damage and unsafe paths, but a modified release would read the same.",
-        "Place the vendor's `.sha256` beside the archive (or pass `--checksum`/`--sha256`), verify its signature with `--pubkey`/`--cosign-key`, or ask the vendor for a release with a manifest.";
+        "Nothing ties the release to what the vendor shipped: no published checksum matched it, no manifest inside it was verified and no signature of the archive was checked (a Sigstore bundle beside a member signs that member only). The container and its entries were checked for damage and unsafe paths, but a modified release would read the same.",
+        "Place the vendor's `.sha256` beside the archive (or pass `--checksum`/`--sha256`), verify its signature with `--pubkey`/`--cosign-key`, verify the archive's Sigstore bundle (`PATH.sigstore.json`) with `--certificate-identity`/`--certificate-oidc-issuer` or `--sigstore-key`, or ask the vendor for a release with a manifest.";
     BundleManifestInvalid => "bundle:manifest-invalid", Fail,
         "A release manifest could not be parsed or breaks the format in docs/bundle-format.md (the message gives line and column).",
         "Obtain the vendor's original manifest; if you wrote it, fix the line named.";

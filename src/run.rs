@@ -136,17 +136,21 @@ fn what_the_pass_did_not_verify(
             "nested archives (images, charts, content and Git bundles) were not opened and text files not scanned for external references (--no-content): their content was not verified",
         ));
     }
+    // A Sigstore bundle vouches for the release only when it signs the
+    // archive itself (PATH.sigstore.json); one beside a member signs that
+    // member only.
     let vouched = found.any(|f| {
-        matches!(
-            f.code,
-            Code::BundleChecksumVerified | Code::BundleManifestVerified | Code::SignatureValid
-        ) && f.status == Status::Pass
+        f.status == Status::Pass
+            && (matches!(
+                f.code,
+                Code::BundleChecksumVerified | Code::BundleManifestVerified | Code::SignatureValid
+            ) || (f.code == Code::SigstoreVerified && f.target == *target))
     });
     if !vouched && !verified.files.is_empty() {
         out.push(Finding::new(
             Code::BundleUnauthenticated,
             target.clone(),
-            "no checksum matched, no manifest was verified and no signature was checked: nothing ties this release to what the vendor shipped",
+            "no checksum matched, no manifest was verified and no signature of the archive was checked: nothing ties this release to what the vendor shipped",
         ));
     }
     out

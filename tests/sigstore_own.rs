@@ -186,6 +186,8 @@ fn bundle_verifies_ours_beside_archive_and_member_and_rejects_each_tamper() {
     }
     assert_eq!(m.evidence["bundle"], "bin/install.sh.sigstore.json");
     r.lacks("sigstore:rejected").lacks("sigstore:missing");
+    // The archive's bundle ties the release to its signer.
+    r.lacks("bundle:unauthenticated");
 
     // The archive's bundle tampered, the member's good.
     for t in tampers(false) {
@@ -199,6 +201,8 @@ fn bundle_verifies_ours_beside_archive_and_member_and_rejects_each_tamper() {
             f.message
         );
         r.has("sigstore:verified", "pass", "bin/install.sh");
+        // A signed member does not vouch for the whole release.
+        r.has("bundle:unauthenticated", "warn", "release.tar");
     }
     // The member's attestation tampered, the archive's good.
     for t in tampers(true) {
@@ -220,5 +224,6 @@ fn bundle_verifies_ours_beside_archive_and_member_and_rejects_each_tamper() {
         );
         assert_eq!(f.evidence["bundle"], "bin/install.sh.sigstore.json");
         r.has("sigstore:verified", "pass", "release.tar");
+        r.lacks("bundle:unauthenticated");
     }
 }
