@@ -9,7 +9,14 @@
 //!   SHA-256 whose `rootfs.diff_ids` match the layers, `repositories`), Helm
 //!   charts, ArgoCD stacks, and `data/<TYPE>/` content bundles with `latest`;
 //! - large sizes are mostly incompressible image layers of 1 to 200 MiB plus
-//!   thousands of small YAML and JSON files, as in a real release.
+//!   thousands of small YAML and JSON files, as in a real release;
+//! - signed with Sigstore bundles by a test instance of our own
+//!   ([`crate::sigstore::sign`], seed [`SIGSTORE_SEED`]): `PATH.sigstore.json`
+//!   beside each archive, `manifest.json.sigstore.json` beside the manifest
+//!   inside it, all signed as [`SIGNER_IDENTITY`] from [`SIGNER_ISSUER`], and
+//!   the instance's trusted root written beside the release as
+//!   [`TRUSTED_ROOT`]. That root is test trust material: it proves the sample
+//!   is the sample, nothing more.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -25,6 +32,15 @@ pub const PRODUCT: &str = "sekoia-self-hosted";
 pub const VERSION: &str = "v1.0.0";
 pub const CONTENT_TYPES: &[&str] = &["detection-rules", "intake-formats", "playbook-library"];
 const MTIME: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z
+
+/// Seed of the test Sigstore instance that signs the sample.
+pub const SIGSTORE_SEED: &str = "airgap-verify sample release";
+/// Who signs the sample (the certificate's SAN) and the OIDC issuer its
+/// certificate names: reserved `.example` names, not a real vendor's.
+pub const SIGNER_IDENTITY: &str = "release@sekoia.example";
+pub const SIGNER_ISSUER: &str = "https://oidc.sekoia.example";
+/// The trusted root of that instance, written beside the release.
+pub const TRUSTED_ROOT: &str = "sample-trusted_root.json";
 
 /// xorshift64*: fast, seeded, good enough to defeat compression.
 pub struct Rng(u64);
@@ -471,6 +487,15 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
     let manifest = serde_json::to_vec_pretty(&doc).expect("json");
     w.prefix = String::from("\u{0}"); // stop recording
     w.file(&format!("{platform}/manifest.json"), &manifest)?;
+    // The vendor's Sigstore bundle over the manifest, beside it: a verified
+    // manifest vouches for every file it lists.
+    let signer = crate::sigstore::sign::TestInstance::new(SIGSTORE_SEED);
+    let signed_as = crate::sigstore::sign::SignOptions::new(SIGNER_IDENTITY, SIGNER_ISSUER);
+    let manifest_bundle = signer.sign_digest(&Sha256::digest(&manifest).into(), &signed_as);
+    w.file(
+        &format!("{platform}/manifest.json.sigstore.json"),
+        manifest_bundle.as_bytes(),
+    )?;
 
     w.dir("data/")?;
     for (n, kind) in CONTENT_TYPES.iter().enumerate() {
@@ -491,7 +516,7 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
     out.flush()?;
     drop(out);
     let mut written = vec![tar_path.clone()];
-    written.push(write_sha256_file(&tar_path)?);
+    written.extend(write_side_files(&tar_path, &signer, &signed_as)?);
     if with_gzip {
         let gz_path = dir.join(format!("{}.gz", tar_name()));
         {
@@ -504,9 +529,39 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
             enc.finish()?.flush()?;
         }
         written.push(gz_path.clone());
-        written.push(write_sha256_file(&gz_path)?);
+        written.extend(write_side_files(&gz_path, &signer, &signed_as)?);
     }
+    let root = dir.join(TRUSTED_ROOT);
+    std::fs::write(&root, signer.trusted_root_json())?;
+    written.push(root);
     Ok(written)
+}
+
+/// `PATH.sha256` and `PATH.sigstore.json` beside an archive, from one read.
+fn write_side_files(
+    path: &Path,
+    signer: &crate::sigstore::sign::TestInstance,
+    signed_as: &crate::sigstore::sign::SignOptions,
+) -> io::Result<Vec<PathBuf>> {
+    let digest = file_sha256(path)?;
+    let sha_file = write_sha256_line(path, &digest)?;
+    let bundle = side_path(path, ".sigstore.json");
+    std::fs::write(&bundle, signer.sign_digest(&digest, signed_as))?;
+    Ok(vec![sha_file, bundle])
+}
+
+fn file_sha256(path: &Path) -> io::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut f = File::open(path)?;
+    io::copy(&mut f, &mut h)?;
+    Ok(h.finalize().into())
+}
+
+/// `PATH` followed by `suffix`.
+fn side_path(path: &Path, suffix: &str) -> PathBuf {
+    let mut side = path.as_os_str().to_owned();
+    side.push(suffix);
+    PathBuf::from(side)
 }
 
 /// Compressible text: log-like lines with varying numbers.
@@ -532,16 +587,15 @@ fn text_blob(rng: &mut Rng, n: usize) -> Vec<u8> {
 
 /// Writes `FILE.sha256` in `sha256sum` format, as the vendor ships it.
 pub fn write_sha256_file(path: &Path) -> io::Result<PathBuf> {
-    let mut h = Sha256::new();
-    let mut f = File::open(path)?;
-    io::copy(&mut f, &mut h)?;
+    write_sha256_line(path, &file_sha256(path)?)
+}
+
+fn write_sha256_line(path: &Path, digest: &[u8; 32]) -> io::Result<PathBuf> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let mut side = path.as_os_str().to_owned();
-    side.push(".sha256");
-    let side = PathBuf::from(side);
-    std::fs::write(&side, format!("{}  {name}\n", hex::encode(h.finalize())))?;
+    let side = side_path(path, ".sha256");
+    std::fs::write(&side, format!("{}  {name}\n", hex::encode(digest)))?;
     Ok(side)
 }

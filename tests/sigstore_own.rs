@@ -227,3 +227,54 @@ fn bundle_verifies_ours_beside_archive_and_member_and_rejects_each_tamper() {
         r.lacks("bundle:unauthenticated");
     }
 }
+
+/// The sample release is signed by our test instance: the bundles beside
+/// the `.tar` and the `.tar.gz` and the one beside the manifest inside
+/// verify against the trusted root written beside them, and nothing else
+/// than the sample's signer is accepted.
+#[test]
+fn sample_release_is_signed_and_verifies_against_its_own_root() {
+    use airgap_verify::sample::{SIGNER_IDENTITY, TRUSTED_ROOT};
+    let sb = Sandbox::new("sigstore_own_sample");
+    let gz = sb.sample_gz();
+    let tar = gz.with_extension("");
+    let signer = Sandbox::sample_signer(&tar);
+    let signer: Vec<&str> = signer.iter().map(String::as_str).collect();
+    for archive in [&tar, &gz] {
+        let r = bundle(archive, &signer);
+        r.code(0).clean();
+        let name = archive.file_name().unwrap().to_str().unwrap();
+        let a = r.has("sigstore:verified", "pass", name);
+        assert_eq!(a.evidence["identity"], SIGNER_IDENTITY);
+        let m = r.has("sigstore:verified", "pass", "manifest.json");
+        assert_eq!(
+            m.evidence["bundle"],
+            "platform/v1.0.0/manifest.json.sigstore.json"
+        );
+        // The manifest's bundle is its own companion, not an unlisted file.
+        r.lacks("bundle:unlisted-file").lacks("sigstore:rejected");
+    }
+    // The conformance entry point agrees.
+    let root = tar.parent().unwrap().join(TRUSTED_ROOT);
+    assert!(signer.contains(&root.to_str().unwrap()), "{signer:?}");
+    let mut args = vec![
+        "sigstore".to_string(),
+        "verify-bundle".into(),
+        "--bundle".into(),
+        format!("{}.sigstore.json", tar.display()),
+    ];
+    args.extend(signer.iter().map(|s| s.to_string()));
+    args.push(tar.display().to_string());
+    av(&args).code(0);
+    // Without a signer the bundles are found, not verified.
+    let r = bundle(&tar, &[]);
+    r.has("sigstore:unverified", "warn", "manifest.json");
+    r.lacks("sigstore:verified");
+    // Another signer is not the sample's.
+    let mut other: Vec<&str> = signer.clone();
+    other[1] = "someone@else.example";
+    let r = bundle(&tar, &other);
+    r.code(1);
+    let f = r.has("sigstore:rejected", "fail", "manifest.json");
+    assert!(f.message.contains("identity mismatch"), "{}", f.message);
+}

@@ -712,12 +712,16 @@ pub fn verify(m: &Listing, table: &FileTable, findings: &Sender<Finding>) {
     }
 }
 
-/// The manifest itself and its detached signatures are not listed in it.
+/// The manifest itself and its detached signatures (a Sigstore bundle
+/// among them) are not listed in it.
 fn is_own_companion(manifest: &str, path: &str) -> bool {
     path == manifest
-        || path
-            .strip_prefix(manifest)
-            .is_some_and(|ext| matches!(ext, ".minisig" | ".sig" | ".asc" | ".sha256"))
+        || path.strip_prefix(manifest).is_some_and(|ext| {
+            matches!(
+                ext,
+                ".minisig" | ".sig" | ".asc" | ".sha256" | ".sigstore.json"
+            )
+        })
 }
 
 #[cfg(test)]

@@ -50,10 +50,32 @@ impl Sandbox {
         written[0].clone()
     }
 
+    /// The options that verify the sample's Sigstore bundles (beside the
+    /// archive `tar` and beside its manifest) against the sample's own
+    /// trusted root, written beside it.
+    pub fn sample_signer(tar: &Path) -> Vec<String> {
+        use airgap_verify::sample::{SIGNER_IDENTITY, SIGNER_ISSUER, TRUSTED_ROOT};
+        let root = tar
+            .parent()
+            .expect("the sample's folder")
+            .join(TRUSTED_ROOT);
+        vec![
+            "--certificate-identity".into(),
+            SIGNER_IDENTITY.into(),
+            "--certificate-oidc-issuer".into(),
+            SIGNER_ISSUER.into(),
+            "--trusted-root".into(),
+            root.display().to_string(),
+        ]
+    }
+
     pub fn sample_gz(&self) -> PathBuf {
         let written =
             airgap_verify::sample::write_release(&self.path("release"), 4 << 20, true).unwrap();
-        written[2].clone()
+        written
+            .into_iter()
+            .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+            .expect("the sample writes a .tar.gz")
     }
 }
 
