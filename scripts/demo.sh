@@ -41,23 +41,32 @@ ls -l "$work"
 minisign -G -W -p "$work/vendor.pub" -s "$work/vendor.key" >/dev/null
 minisign -S -s "$work/vendor.key" -m "$archive" -t "sekoia-self-hosted v1.0.0" >/dev/null
 
+# The sample also carries Sigstore bundles (beside the archive, and beside its
+# manifest inside) signed by the test Sigstore instance built into
+# airgap-verify, whose trusted root `sample` wrote beside the release: test
+# trust material, standing in for the vendor's Sigstore instance.
+sigstore=(--certificate-identity release@sekoia.example
+  --certificate-oidc-issuer https://oidc.sekoia.example
+  --trusted-root "$work/sample-trusted_root.json")
+
 echo
-echo "==> airgap-verify bundle $archive --pubkey vendor.pub --allow-host registry.sekoia.io"
+echo "==> airgap-verify bundle $archive --pubkey vendor.pub \\"
+echo "      ${sigstore[*]} --allow-host registry.sekoia.io"
 echo "    (the vendor registry is mirrored inside this perimeter; without --allow-host its"
 echo "     references in the Helm charts are reported as external)"
-"$bin" bundle "$archive" --pubkey "$work/vendor.pub" --allow-host registry.sekoia.io
+"$bin" bundle "$archive" --pubkey "$work/vendor.pub" "${sigstore[@]}" --allow-host registry.sekoia.io
 good=$?
 
 echo
 echo "==> the same release after one byte of one image changed in transit"
 tampered="$work/tampered/sekoia-self-hosted-v1.0.0.tar"
 mkdir -p "$work/tampered"
-cp "$archive" "$archive.sha256" "$archive.minisig" "$work/tampered/"
+cp "$archive" "$archive.sha256" "$archive.minisig" "$archive.sigstore.json" "$work/tampered/"
 # Flip one byte in the middle of the archive (inside an image layer).
 size=$(stat -c %s "$tampered")
 printf '\x00' | dd of="$tampered" bs=1 seek=$((size / 2)) conv=notrunc status=none
 set +e
-"$bin" bundle "$tampered" --pubkey "$work/vendor.pub" --allow-host registry.sekoia.io
+"$bin" bundle "$tampered" --pubkey "$work/vendor.pub" "${sigstore[@]}" --allow-host registry.sekoia.io
 bad=$?
 set -e
 echo
