@@ -694,6 +694,16 @@ pub struct SigstoreArgs {
     /// embedded in this build).
     #[arg(long, value_name = "FILE")]
     pub trusted_root: Option<PathBuf>,
+    /// Fail for every image of the release without a signature that verifies with the
+    /// Sigstore signer above (cosign v3 referrers or cosign .sig tags); without it, a warning.
+    #[arg(long)]
+    pub require_signed_images: bool,
+    /// Fail for every image without a verified SBOM attestation (SPDX or CycloneDX).
+    #[arg(long)]
+    pub require_sbom: bool,
+    /// Fail for every image without a verified SLSA provenance attestation.
+    #[arg(long)]
+    pub require_provenance: bool,
 }
 
 impl SigstoreArgs {
@@ -709,6 +719,11 @@ impl SigstoreArgs {
         Ok(crate::bundle::signing::SigstoreOptions {
             signer,
             trusted_root: self.trusted_root.clone(),
+            images: crate::bundle::imagesig::ImagePolicy {
+                require_signed: self.require_signed_images,
+                require_sbom: self.require_sbom,
+                require_provenance: self.require_provenance,
+            },
         })
     }
 }

@@ -397,6 +397,35 @@ codes! {
         "The release manifest's `images` list names an image reference that the named image file or image folder does not contain (no matching `RepoTags` entry or `org.opencontainers.image.ref.name`).",
         "Check the image file and the manifest's `images` list against the vendor's release notes.";
 
+    // ---- image signatures and attestations --------------------------------
+    ImageSigned => "image:signed", Pass,
+        "An image (a manifest or index of an OCI layout, also inside a newer `docker save` archive) carries a signature that verifies against the Sigstore policy (`--certificate-identity`/`--certificate-identity-regexp` with `--certificate-oidc-issuer`, or `--sigstore-key`, against `--trusted-root`), offline: a cosign v3 Sigstore bundle attached as an OCI 1.1 referrer (its `subject` is the image manifest), or a cosign `sha256-<digest>.sig` tag whose certificate and transparency-log bundle are carried in its annotations. The evidence names the signer, whether an SBOM is attested and the provenance's builder.",
+        "Nothing to do.";
+    ImageUnsigned => "image:unsigned", Warn,
+        "An image carries no signature that verifies: none is attached (no referrer, no `sha256-<digest>.sig` tag, nothing in a `cosign save` layout), every attached one was rejected or cannot be verified offline, or the image is a `docker save` archive without an OCI layout, which has no manifest digest for a signature to name. With `--require-signed-images` this is a failure.",
+        "Obtain the image with its signatures (`cosign save`, `oras copy -r --to-oci-layout`, or `skopeo copy --all` of the `.sig` tag), or ask the vendor to sign it.";
+    ImageSignatureUnverified => "image:signature-unverified", Warn,
+        "An image carries signatures but no Sigstore signer was given (`--certificate-identity`/`--certificate-identity-regexp` with `--certificate-oidc-issuer`, or `--sigstore-key`), so none was verified: a signature proves nothing until its signer is pinned.",
+        "Pass the vendor's signing identity and issuer (or its key) and, in a closed network, its `--trusted-root`.";
+    ImageSignatureInvalid => "image:signature-invalid", Fail,
+        "A signature attached to an image does not verify against the Sigstore policy: the signature, certificate chain, identity or issuer, transparency-log entry or timestamp is wrong, the bundle does not parse or its blob is missing, or the signature was made over another image.",
+        "Do not install this image. Check the Sigstore options against the vendor's published values; otherwise obtain the image and its signatures again.";
+    ImageSignatureUnverifiable => "image:signature-unverifiable", Warn,
+        "An older cosign signature or attestation (`sha256-<digest>.sig` or `.att` tag) carries no transparency-log bundle (`dev.sigstore.cosign/bundle`) or no certificate for a keyless policy: nothing offline can tie it to the trusted root, so it is reported and not counted as a signature.",
+        "Ask the vendor for cosign v3 Sigstore bundles (OCI 1.1 referrers), or for signatures made with the transparency log.";
+    ImageAttestationInvalid => "image:attestation-invalid", Fail,
+        "An attestation attached to an image (an SBOM, SLSA provenance or other in-toto statement in a Sigstore bundle or a cosign `.att` tag) does not verify against the Sigstore policy, does not parse, or its blob is missing.",
+        "Do not trust what this attestation claims; obtain the image and its attestations again, or ask the vendor.";
+    ImageSubjectMismatch => "image:subject-mismatch", Fail,
+        "A signature or attestation attached to an image names another image: the in-toto statement's subject digests (or the cosign signature payload's `docker-manifest-digest`) do not include the digest of the image manifest it is attached to. It may have been copied from another image.",
+        "Do not trust it for this image; obtain the image and its attestations from the vendor again.";
+    ImageSbomMissing => "image:sbom-missing", Fail,
+        "`--require-sbom` was given and an image carries no verified SBOM attestation (an in-toto statement whose predicate type is SPDX, `https://spdx.dev/Document`, or CycloneDX, `https://cyclonedx.org/bom`, whose subject is the image).",
+        "Obtain the vendor's SBOM attestation with the image (`cosign attest --type spdxjson` or `cyclonedx`), or drop `--require-sbom`.";
+    ImageProvenanceMissing => "image:provenance-missing", Fail,
+        "`--require-provenance` was given and an image carries no verified SLSA provenance attestation (predicate type `https://slsa.dev/provenance/v0.2` or `v1`) whose subject is the image.",
+        "Obtain the vendor's provenance attestation with the image, or drop `--require-provenance`.";
+
     // ---- Helm charts ----------------------------------------------------
     ChartValid => "chart:valid", Pass,
         "A Helm chart archive is a valid gzip tar whose `<name>/Chart.yaml` parses and has `apiVersion`, `name` and `version`.",

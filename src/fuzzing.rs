@@ -54,7 +54,7 @@ pub fn tar(data: &[u8]) -> usize {
     let (ftx, frx) = crossbeam_channel::unbounded();
     let mut ctx = walk::WalkContext::new(ftx, limits());
     let stats = bundle::tarstream::walk(data, &mut ctx, "fuzz.tar");
-    let (files, _, _) = ctx.finish("fuzz.tar", !stats.failed);
+    let files = ctx.finish("fuzz.tar", !stats.failed).files;
     files.len() + drain(frx)
 }
 

@@ -151,6 +151,11 @@ pub fn docker_image(reference: &str, layers: &[Vec<u8>]) -> Vec<u8> {
 /// An OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`) with
 /// gzip-compressed layers, uncompressed tar of the layout.
 pub fn oci_image(reference: &str, layers: &[Vec<u8>]) -> Vec<u8> {
+    oci_image_with(reference, layers, &[])
+}
+
+/// The config, manifest and compressed layers of [`oci_image`].
+fn oci_parts(layers: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
     let gz: Vec<Vec<u8>> = layers.iter().map(|l| gzip(l)).collect();
     let diff_ids: Vec<String> = layers
         .iter()
@@ -178,31 +183,214 @@ pub fn oci_image(reference: &str, layers: &[Vec<u8>]) -> Vec<u8> {
         })).collect::<Vec<_>>(),
     }))
     .expect("json");
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": format!("sha256:{}", sha256_hex(&manifest)),
-            "size": manifest.len(),
-            "annotations": { "org.opencontainers.image.ref.name": reference },
-        }],
-    }))
-    .expect("json");
+    (config, manifest, gz)
+}
+
+/// The digest (`sha256:<hex>`) of the manifest [`oci_image`] writes for
+/// these layers: what a signature or attestation of that image names.
+pub fn oci_manifest_digest(layers: &[Vec<u8>]) -> String {
+    format!("sha256:{}", sha256_hex(&oci_parts(layers).1))
+}
+
+/// Something attached to an image of an OCI layout ([`oci_image_with`]).
+#[derive(Debug, Clone)]
+pub enum Attachment {
+    /// An OCI 1.1 referrer, as cosign v3 writes it: a manifest of artifact
+    /// type `application/vnd.dev.sigstore.bundle.v0.3+json` whose `subject`
+    /// is the image manifest and whose one layer is the Sigstore bundle.
+    /// `listed`: also an entry of `index.json` (as `oras copy -r` writes a
+    /// layout); otherwise only among the blobs.
+    Referrer {
+        bundle: Vec<u8>,
+        /// `dev.sigstore.bundle.predicateType`, when the bundle holds a
+        /// DSSE statement.
+        predicate_type: Option<String>,
+        listed: bool,
+    },
+    /// cosign's older tag scheme: a manifest named `sha256-<hex>.<suffix>`
+    /// in `index.json` (`sig`, `att`, `sbom`) with these layers.
+    Tag {
+        suffix: String,
+        layers: Vec<TagLayer>,
+    },
+}
+
+/// A layer of a cosign tag-scheme manifest.
+#[derive(Debug, Clone)]
+pub struct TagLayer {
+    pub media_type: String,
+    pub data: Vec<u8>,
+    pub annotations: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The files of an OCI image layout of `reference` with `attached`.
+pub fn oci_files(
+    reference: &str,
+    layers: &[Vec<u8>],
+    attached: &[Attachment],
+) -> Vec<(String, Vec<u8>)> {
+    let (config, manifest, gz) = oci_parts(layers);
+    let image = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{}", sha256_hex(&manifest)),
+        "size": manifest.len(),
+    });
+    let mut entries = vec![{
+        let mut e = image.clone();
+        e["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": reference });
+        e
+    }];
     let mut blobs: Vec<(String, Vec<u8>)> = vec![
         (format!("blobs/sha256/{}", sha256_hex(&config)), config),
-        (format!("blobs/sha256/{}", sha256_hex(&manifest)), manifest),
+        (
+            format!("blobs/sha256/{}", sha256_hex(&manifest)),
+            manifest.clone(),
+        ),
     ];
     for l in gz {
         blobs.push((format!("blobs/sha256/{}", sha256_hex(&l)), l));
     }
-    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec();
-    let mut files: Vec<(&str, &[u8])> = vec![("oci-layout", &layout)];
-    for (p, b) in &blobs {
-        files.push((p, b));
+    let empty = b"{}".to_vec();
+    let empty_desc = serde_json::json!({
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": format!("sha256:{}", sha256_hex(&empty)),
+        "size": 2,
+    });
+    let bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    for a in attached {
+        match a {
+            Attachment::Referrer {
+                bundle,
+                predicate_type,
+                listed,
+            } => {
+                let mut annotations = serde_json::json!({
+                    "dev.sigstore.bundle.content": if predicate_type.is_some() { "dsse-envelope" } else { "message-signature" },
+                });
+                if let Some(t) = predicate_type {
+                    annotations["dev.sigstore.bundle.predicateType"] = t.clone().into();
+                }
+                let m = serde_json::to_vec(&serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "artifactType": bundle_type,
+                    "config": empty_desc,
+                    "layers": [{
+                        "mediaType": bundle_type,
+                        "digest": format!("sha256:{}", sha256_hex(bundle)),
+                        "size": bundle.len(),
+                        "annotations": { "org.opencontainers.image.title": format!("sha256-{}.sigstore.json", sha256_hex(bundle)) },
+                    }],
+                    "subject": image,
+                    "annotations": annotations,
+                }))
+                .expect("json");
+                if *listed {
+                    entries.push(serde_json::json!({
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "artifactType": bundle_type,
+                        "digest": format!("sha256:{}", sha256_hex(&m)),
+                        "size": m.len(),
+                    }));
+                }
+                blobs.push((
+                    format!("blobs/sha256/{}", sha256_hex(bundle)),
+                    bundle.clone(),
+                ));
+                blobs.push((format!("blobs/sha256/{}", sha256_hex(&m)), m));
+                blobs.push((
+                    format!("blobs/sha256/{}", sha256_hex(&empty)),
+                    empty.clone(),
+                ));
+            }
+            Attachment::Tag { suffix, layers } => {
+                // cosign's signature image config: no file system.
+                let config = serde_json::to_vec(&serde_json::json!({
+                    "architecture": "", "os": "", "config": {},
+                    "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| format!("sha256:{}", sha256_hex(&l.data))).collect::<Vec<_>>() },
+                }))
+                .expect("json");
+                let m = serde_json::to_vec(&serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {
+                        "mediaType": "application/vnd.oci.image.config.v1+json",
+                        "digest": format!("sha256:{}", sha256_hex(&config)),
+                        "size": config.len(),
+                    },
+                    "layers": layers.iter().map(|l| serde_json::json!({
+                        "mediaType": l.media_type,
+                        "digest": format!("sha256:{}", sha256_hex(&l.data)),
+                        "size": l.data.len(),
+                        "annotations": l.annotations,
+                    })).collect::<Vec<_>>(),
+                }))
+                .expect("json");
+                entries.push(serde_json::json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": format!("sha256:{}", sha256_hex(&m)),
+                    "size": m.len(),
+                    "annotations": { "org.opencontainers.image.ref.name": format!("sha256-{}.{suffix}", sha256_hex(&manifest)) },
+                }));
+                for l in layers {
+                    blobs.push((
+                        format!("blobs/sha256/{}", sha256_hex(&l.data)),
+                        l.data.clone(),
+                    ));
+                }
+                blobs.push((format!("blobs/sha256/{}", sha256_hex(&config)), config));
+                blobs.push((format!("blobs/sha256/{}", sha256_hex(&m)), m));
+            }
+        }
     }
-    files.push(("index.json", &index));
-    tar_of(&files)
+    // A blob is stored once, as in a real layout.
+    let mut seen = std::collections::HashSet::new();
+    blobs.retain(|(p, _)| seen.insert(p.clone()));
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .expect("json");
+    let mut files = vec![(
+        "oci-layout".to_string(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    )];
+    files.extend(blobs);
+    files.push(("index.json".to_string(), index));
+    files
+}
+
+/// [`oci_image`] with signatures, attestations or SBOMs attached.
+pub fn oci_image_with(reference: &str, layers: &[Vec<u8>], attached: &[Attachment]) -> Vec<u8> {
+    let files = oci_files(reference, layers, attached);
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    tar_of(&refs)
+}
+
+/// A `docker save` archive as Docker 25 and later write it: the
+/// `manifest.json` of [`docker_image`] and the OCI layout of
+/// [`oci_image_with`] in one tar (the signatures live in the OCI part).
+pub fn docker_oci_image(reference: &str, layers: &[Vec<u8>], attached: &[Attachment]) -> Vec<u8> {
+    let docker = docker_image(reference, layers);
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut archive = tar::Archive::new(docker.as_slice());
+    for e in archive.entries().expect("in-memory tar") {
+        let mut e = e.expect("in-memory tar");
+        let path = e.path().expect("path").to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        io::Read::read_to_end(&mut e, &mut data).expect("in-memory tar");
+        files.push((path, data));
+    }
+    files.extend(oci_files(reference, layers, attached));
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    tar_of(&refs)
 }
 
 /// A self-contained Git bundle (v2) of a small repository of ArgoCD stacks,

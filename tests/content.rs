@@ -440,10 +440,18 @@ fn sample_release_has_every_content_kind() {
     // The vendor registry in the charts is outside the perimeter unless
     // declared; declared, nothing external is left.
     r.has("refs:external", "warn", "values.yaml:3");
-    // With the sample's signer given, its Sigstore bundles verify too.
+    // With the sample's signer given, its Sigstore bundles verify too (its
+    // images are not signed: a warning, allowed here).
     let tar = sb.sample();
     let signer = Sandbox::sample_signer(&tar);
-    let mut args = vec!["--allow-host", "registry.sekoia.io", "--fail-on", "warn"];
+    let mut args = vec![
+        "--allow-host",
+        "registry.sekoia.io",
+        "--allow",
+        "image:unsigned",
+        "--fail-on",
+        "warn",
+    ];
     args.extend(signer.iter().map(String::as_str));
     let r = bundle(&tar, &args);
     r.code(0).lacks("refs:external");

@@ -16,6 +16,7 @@ mod fuzz_regressions;
 mod git;
 mod hostile;
 mod html;
+mod image_signatures;
 mod lab_table;
 mod layers;
 mod merge;

@@ -62,9 +62,17 @@ fn the_command_line_re_grades_a_code_both_ways() {
     r.code(0);
     r.has("bundle:checksum-verified", "pass", tar.to_str().unwrap());
     // --fail-on warn applies after the per-code severity.
-    // (The sample's Sigstore bundles are verified, or they would warn.)
+    // (The sample's Sigstore bundles are verified, or they would warn; its
+    // images are not signed, a warning allowed here.)
     let signer = Sandbox::sample_signer(&tar);
-    let mut args = vec!["--fail-on", "warn", "--allow", "refs:external"];
+    let mut args = vec![
+        "--fail-on",
+        "warn",
+        "--allow",
+        "refs:external",
+        "--allow",
+        "image:unsigned",
+    ];
     args.extend(signer.iter().map(String::as_str));
     bundle(&tar, &args).code(0);
     bundle(&tar, &["--fail-on", "warn"]).code(1);

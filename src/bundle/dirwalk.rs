@@ -59,10 +59,11 @@ const LOOKAHEAD: usize = 64;
 
 pub fn verify_dir(
     opts: &BundleOptions,
-    manifest_key: Option<std::sync::Arc<super::signature::MinisignKey>>,
+    sig_plan: &super::signing::SignaturePlan,
     progress: &dyn Progress,
     findings: &Sender<Finding>,
 ) -> Result<Verified, InputError> {
+    let manifest_key = sig_plan.minisign_key.clone();
     let root = &opts.path;
     let target = root.display().to_string();
     // Fail fast (exit 2) if the folder itself cannot be listed.
@@ -188,7 +189,13 @@ pub fn verify_dir(
         );
     }
     let key_given = ctx.manifest_key.is_some();
-    let (files, manifest_signatures, images) = ctx.finish(&target, !read_failed);
+    let super::walk::Finished {
+        files,
+        manifest_signatures,
+        images,
+        supply,
+    } = ctx.finish(&target, !read_failed);
+    super::imagesig::findings(sig_plan, &supply, findings);
     if key_given && manifest_signatures == 0 {
         let _ = findings.send(Finding::new(
             Code::SignatureMissing,

@@ -54,6 +54,10 @@ struct ImageCheck<'a> {
     problems: usize,
     layers: usize,
     refs: Vec<String>,
+    /// The entries of `index.json`, for the signatures' discovery.
+    entries: Vec<super::imagesig::IndexEntry>,
+    /// The first reference of each `docker save` entry.
+    docker_refs: Vec<Option<String>>,
 }
 
 fn short(d: &[u8; 32]) -> String {
@@ -142,6 +146,7 @@ impl<'a> ImageCheck<'a> {
             let tags = entry.repo_tags.clone().unwrap_or_default();
             let reference = tags.first().cloned();
             let r = reference.as_deref();
+            self.docker_refs.push(reference.clone());
             self.refs.extend(tags);
             let Some(config_path) = self.confined(&entry.config, r) else {
                 continue;
@@ -313,6 +318,18 @@ impl<'a> ImageCheck<'a> {
         self.walk_index(&index, "index.json", &mut visiting, None);
     }
 
+    /// The layout's images with what is attached to them (from the
+    /// captured JSON blobs only).
+    fn supply(&self) -> Vec<super::imagesig::ImageSupply> {
+        let blobs: HashMap<&str, &[u8]> = self
+            .captured
+            .iter()
+            .filter(|(p, _)| p.starts_with("blobs/sha256/"))
+            .map(|(p, b)| (*p, *b))
+            .collect();
+        super::imagesig::discover(self.target, &self.entries, &blobs)
+    }
+
     fn walk_index(
         &mut self,
         index: &ImageIndex,
@@ -321,21 +338,47 @@ impl<'a> ImageCheck<'a> {
         inherited: Option<String>,
     ) {
         for d in index.manifests() {
-            let reference = d
+            let ref_name = d
                 .annotations()
                 .as_ref()
-                .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned())
+                .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned());
+            let reference = ref_name
+                .clone()
                 .map(|n| self.resolve(n))
                 .or_else(|| inherited.clone());
-            if let Some(r) = &reference {
+            // A signature, attestation or SBOM attached to an image is not
+            // an image: its tag is no image reference, its layers are no
+            // file systems.
+            let named_attachment = super::imagesig::is_attachment(
+                ref_name.as_deref(),
+                d.annotations().as_ref(),
+                d.artifact_type().is_some(),
+                None,
+            );
+            if let Some(r) = reference.as_ref().filter(|_| !named_attachment) {
                 if !self.refs.contains(r) {
                     self.refs.push(r.clone());
                 }
             }
             let r = reference.as_deref();
-            let Some(bytes) = self.blob(d.digest().as_ref(), d.size(), r, at) else {
+            let bytes = self.blob(d.digest().as_ref(), d.size(), r, at);
+            let attachment =
+                named_attachment || super::imagesig::is_attachment(None, None, false, bytes);
+            if at == "index.json" {
+                self.entries.push(super::imagesig::IndexEntry {
+                    digest: d.digest().to_string(),
+                    reference: reference.clone(),
+                    ref_name: ref_name.clone(),
+                    annotations: d.annotations().clone(),
+                    attachment,
+                });
+            }
+            let Some(bytes) = bytes else {
                 continue;
             };
+            if attachment {
+                continue;
+            }
             match d.media_type() {
                 MediaType::ImageIndex => {
                     let key = d.digest().to_string();
@@ -559,11 +602,14 @@ pub fn check(target: &str, ctx: &Walked, intact: bool, outcome: &mut NestedOutco
             problems: 0,
             layers: 0,
             refs: Vec::new(),
+            entries: Vec::new(),
+            docker_refs: Vec::new(),
         },
         intact,
         false,
     );
     outcome.refs = found.refs;
+    outcome.supply = found.supply;
     outcome.intact &= found.intact;
 }
 
@@ -627,6 +673,8 @@ pub fn check_folders(
                 problems: 0,
                 layers: 0,
                 refs: Vec::new(),
+                entries: Vec::new(),
+                docker_refs: Vec::new(),
             },
             true,
             true,
@@ -668,6 +716,20 @@ fn judge(mut c: ImageCheck<'_>, intact: bool, folder: bool) -> NestedOutcome {
     }
     if let Some(b) = oci {
         c.oci(b);
+        outcome.supply = c.supply();
+    } else {
+        // A `docker save` archive without an OCI layout: its images have
+        // no manifest digest, so nothing can be attached to them.
+        outcome.supply = c
+            .docker_refs
+            .iter()
+            .map(|r| super::imagesig::ImageSupply {
+                target: c.target.to_string(),
+                reference: r.clone(),
+                digest: None,
+                attached: Vec::new(),
+            })
+            .collect();
     }
     outcome.refs = c.refs.clone();
     if c.problems > 0 {

@@ -40,6 +40,9 @@ pub struct NestedOutcome {
     pub scan: super::refscan::ScanStats,
     /// Validation stopped at a resource limit, already reported.
     pub limited: bool,
+    /// The images found (image files and folders) with their signatures
+    /// and attestations, verified after the pass.
+    pub supply: Vec<super::imagesig::ImageSupply>,
 }
 
 /// A 64-digit lower-case hex name: what image tools name content by.

@@ -22,6 +22,7 @@ pub mod dirwalk;
 pub mod gitbundle;
 mod gitcheck;
 pub mod image;
+pub mod imagesig;
 pub mod manifest;
 pub mod member;
 pub mod nested;
@@ -237,7 +238,7 @@ pub fn verify(
     let meta = std::fs::metadata(path).map_err(|e| InputError::unreadable(path, "input", e))?;
     if meta.is_dir() {
         let plan = signing::plan(&opts.signatures, None)?;
-        return dirwalk::verify_dir(opts, plan.minisign_key.clone(), progress, findings);
+        return dirwalk::verify_dir(opts, &plan, progress, findings);
     }
     // A split archive's whole checksum is NAME.sha256, without the part suffix.
     let split = split::detect(path);
@@ -377,10 +378,14 @@ pub fn verify(
             d.into(),
             &decoded.files,
             &decoded.sigstore_members,
+            decoded.supply.iter().any(|i| !i.attached.is_empty()),
             &target,
             findings,
         );
     }
+    // Image signatures and attestations: from the small JSON blobs the pass
+    // captured, verified with the same policy.
+    imagesig::findings(&sig_plan, &decoded.supply, findings);
 
     if read_ok && decoded.intact {
         let _ = findings.send(
@@ -468,6 +473,8 @@ pub(crate) struct Decoded {
     pub(crate) images: Vec<String>,
     /// `X.sigstore.json` members of the release: path and bytes.
     pub(crate) sigstore_members: Vec<(String, Vec<u8>)>,
+    /// The release's images and what is attached to them.
+    pub(crate) supply: Vec<imagesig::ImageSupply>,
 }
 
 /// The decoding side of the release pass: container, tar walk, then the
@@ -513,9 +520,15 @@ pub(crate) fn decode(
         .filter(|c| c.path.ends_with(signing::SIGSTORE_SUFFIX))
         .map(|c| (c.path.clone(), c.bytes.clone()))
         .collect();
-    let (files, manifest_signatures, images) = ctx.finish(target, stats.intact);
+    let walk::Finished {
+        files,
+        manifest_signatures,
+        images,
+        supply,
+    } = ctx.finish(target, stats.intact);
     Decoded {
         images,
+        supply,
         sigstore_members,
         manifest_signatures,
         intact: stats.intact,

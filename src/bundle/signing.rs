@@ -43,16 +43,20 @@ pub struct SignatureOptions {
 pub struct SigstoreOptions {
     pub signer: Option<crate::sigstore::SignerPolicy>,
     pub trusted_root: Option<PathBuf>,
+    /// `--require-signed-images`, `--require-sbom`, `--require-provenance`.
+    pub images: super::imagesig::ImagePolicy,
 }
 
 /// The Sigstore part of a plan: the prepared trust and the bundle found.
 pub struct SigstorePlan {
     pub signer: Option<crate::sigstore::SignerPolicy>,
     pub trust: Option<crate::sigstore::Trust>,
-    /// `PATH.sigstore.json`, and its text when present (a read error is kept
-    /// for the report).
+    /// `PATH.sigstore.json` (empty for a folder or standard input), and its
+    /// text when present (a read error is kept for the report).
     pub bundle_path: String,
     pub bundle: Option<Result<String, String>>,
+    /// Which absences of image signatures and attestations fail.
+    pub images: super::imagesig::ImagePolicy,
 }
 
 /// Largest Sigstore bundle read: real ones are a few KiB (a certificate
@@ -109,14 +113,31 @@ pub fn plan(opts: &SignatureOptions, archive: Option<&Path>) -> Result<Signature
         if c.exists() {
             p.archive_cosig = Some(CosignSignature::load(&c));
         }
-        p.sigstore = Some(sigstore_plan(&opts.sigstore, a)?);
     }
+    // A folder or standard input has nothing beside it, but its images may
+    // carry signatures.
+    p.sigstore = Some(sigstore_plan(&opts.sigstore, archive)?);
     Ok(p)
 }
 
 /// Loads the trusted root and checks the key before the pass (bad ones are
 /// exit 2), and reads `PATH.sigstore.json` when it exists.
-fn sigstore_plan(opts: &SigstoreOptions, archive: &Path) -> Result<SigstorePlan, InputError> {
+fn sigstore_plan(
+    opts: &SigstoreOptions,
+    archive: Option<&Path>,
+) -> Result<SigstorePlan, InputError> {
+    if opts.images.any() && opts.signer.is_none() {
+        let flag = if opts.images.require_signed {
+            "--require-signed-images"
+        } else if opts.images.require_sbom {
+            "--require-sbom"
+        } else {
+            "--require-provenance"
+        };
+        return Err(InputError::Usage(format!(
+            "{flag} needs a signer to verify against: --certificate-identity (or --certificate-identity-regexp) with --certificate-oidc-issuer, or --sigstore-key"
+        )));
+    }
     let trust = match &opts.signer {
         None => None,
         Some(signer) => {
@@ -127,17 +148,17 @@ fn sigstore_plan(opts: &SigstoreOptions, archive: &Path) -> Result<SigstorePlan,
             })?)
         }
     };
-    let path = beside(archive, ".sigstore.json");
-    let bundle = if path.exists() {
-        Some(read_capped(&path, MAX_SIGSTORE_BUNDLE))
-    } else {
-        None
+    let path = archive.map(|a| beside(a, ".sigstore.json"));
+    let bundle = match &path {
+        Some(p) if p.exists() => Some(read_capped(p, MAX_SIGSTORE_BUNDLE)),
+        _ => None,
     };
     Ok(SigstorePlan {
         signer: opts.signer.clone(),
         trust,
-        bundle_path: path.display().to_string(),
+        bundle_path: path.map(|p| p.display().to_string()).unwrap_or_default(),
         bundle,
+        images: opts.images,
     })
 }
 
@@ -168,6 +189,7 @@ pub fn sigstore_findings(
     archive_sha256: [u8; 32],
     files: &super::table::FileTable,
     members: &[(String, Vec<u8>)],
+    images_signed: bool,
     target: &str,
     findings: &Sender<Finding>,
 ) {
@@ -178,11 +200,12 @@ pub fn sigstore_findings(
     match (&p.signer, &p.bundle) {
         (None, None) => {}
         // Like minisign: signed members are enough, the archive need not be.
-        (Some(_), None) if members.is_empty() => send(Finding::new(
+        // Signed images are enough too: the signer may be given for them.
+        (Some(_), None) if members.is_empty() && !images_signed && !p.bundle_path.is_empty() => send(Finding::new(
             Code::SigstoreMissing,
             target,
             format!(
-                "a Sigstore signer was given but there is no {} beside the archive and no *{SIGSTORE_SUFFIX} inside it",
+                "a Sigstore signer was given but there is no {} beside the archive, no *{SIGSTORE_SUFFIX} inside it and no signature attached to an image",
                 p.bundle_path
             ),
         )),
@@ -232,7 +255,7 @@ fn sigstore_verdict(
     bundle_path: &str,
     target: &str,
 ) -> Finding {
-    use crate::sigstore::{Outcome, SignerPolicy, Subject};
+    use crate::sigstore::{Outcome, Subject};
     let (signer, trust) = match (&p.signer, &p.trust) {
         (Some(s), Some(t)) => (s, t),
         _ => {
@@ -280,6 +303,16 @@ fn sigstore_verdict(
             format!("{bundle_path}: {e}"),
         ),
     };
+    policy_evidence(f, p).evidence("bundle", bundle_path)
+}
+
+/// The policy a Sigstore verdict was judged against, as evidence: the
+/// expected signer and the trusted root's SHA-256.
+pub fn policy_evidence(f: Finding, p: &SigstorePlan) -> Finding {
+    use crate::sigstore::SignerPolicy;
+    let (Some(signer), Some(trust)) = (&p.signer, &p.trust) else {
+        return f;
+    };
     let f = match signer {
         SignerPolicy::Identity { identity, issuer } => f
             .evidence("expected_identity", identity.clone())
@@ -292,7 +325,6 @@ fn sigstore_verdict(
     f.evidence("trusted_root", trust.source.clone())
         .evidence("trusted_root_sha256", trust.sha256.clone())
         .evidence("scheme", "sigstore")
-        .evidence("bundle", bundle_path)
 }
 
 /// Streaming verifiers for the archive, fed by the outer hash thread.

@@ -218,6 +218,14 @@ pub enum Scope {
     Nested { kind: NestedKind, depth: u32 },
 }
 
+/// What [`WalkContext::finish`] hands back.
+pub struct Finished {
+    pub files: FileTable,
+    pub manifest_signatures: usize,
+    pub images: Vec<String>,
+    pub supply: Vec<super::imagesig::ImageSupply>,
+}
+
 /// State shared by every member of one input.
 pub struct WalkContext {
     pub findings: Sender<Finding>,
@@ -842,10 +850,12 @@ impl WalkContext {
     /// content bundles. Returns the table of hashed files and the number of
     /// manifest signatures found.
     /// The release-level rules, once the walk is done: returns the file
-    /// table, how many manifest signatures were seen, and the references of
+    /// table, how many manifest signatures were seen, the references of
     /// every intact image (as data: the findings that show them may be
-    /// capped, the registry check must see them all).
-    pub fn finish(mut self, target: &str, complete: bool) -> (FileTable, usize, Vec<String>) {
+    /// capped, the registry check must see them all), and every image with
+    /// the signatures and attestations attached to it (verified by the
+    /// caller, which holds the Sigstore policy).
+    pub fn finish(mut self, target: &str, complete: bool) -> Finished {
         if let Some(t) = self.scan_thread.take() {
             self.scan += t.finish();
         }
@@ -960,7 +970,18 @@ impl WalkContext {
             .into_iter()
             .flat_map(|(_, o)| o.refs.iter().cloned())
             .collect();
-        (files, sigs.len(), images)
+        let mut supply: Vec<(&String, &mut NestedOutcome)> = nested.iter_mut().collect();
+        supply.sort_by(|a, b| a.0.cmp(b.0));
+        let supply = supply
+            .into_iter()
+            .flat_map(|(_, o)| std::mem::take(&mut o.supply))
+            .collect();
+        Finished {
+            files,
+            manifest_signatures: sigs.len(),
+            images,
+            supply,
+        }
     }
 }
 

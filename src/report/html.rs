@@ -411,6 +411,26 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let m = report.matrix();
     matrix_section(&m, &mut h);
 
+    // Images: who signed each, its SBOM, its provenance's builder.
+    let images = report.image_signatures();
+    if !images.is_empty() {
+        h.push_str("<section id=\"images\"><h2>Images</h2><table><tr><th>status</th><th>image file</th><th>image</th><th>signature</th><th>SBOM</th><th>provenance builder</th></tr>");
+        for r in &images {
+            let _ = write!(
+                h,
+                "<tr class=\"image\" data-image-status=\"{0}\"><td>{1}</td><td class=\"target mono\">{2}</td><td class=\"mono\">{3}</td><td class=\"signed-by\">{4}</td><td class=\"sbom\">{5}</td><td class=\"builder\">{6}</td></tr>",
+                r.status.as_str(),
+                status_label(r.status),
+                esc(&r.target),
+                esc(&r.image),
+                esc(&r.signature),
+                esc(&r.sbom),
+                esc(&r.provenance_builder)
+            );
+        }
+        h.push_str("</table></section>\n");
+    }
+
     // Passing and skipped findings, folded per family.
     h.push_str("<section id=\"passing\"><h2>Passed and skipped</h2>");
     let mut per_family: BTreeMap<usize, (&str, Vec<&Finding>)> = BTreeMap::new();

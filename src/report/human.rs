@@ -125,6 +125,33 @@ fn external_hosts(report: &Report, p: &Paint, out: &mut dyn Write) -> io::Result
     Ok(())
 }
 
+/// The table that ends the `image` family: each image, who signed it, its
+/// SBOM and its provenance's builder.
+fn image_signatures(report: &Report, p: &Paint, out: &mut dyn Write) -> io::Result<()> {
+    let rows = report.image_signatures();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "  {}",
+        p.bold("images: signed by, SBOM, provenance builder")
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "    {} {}  {}: {}; SBOM: {}; provenance: {}",
+            p.status(r.status),
+            shown(&r.target),
+            shown(&r.image),
+            shown(&r.signature),
+            shown(&r.sbom),
+            shown(&r.provenance_builder)
+        )?;
+    }
+    Ok(())
+}
+
 /// The flow matrix as a text grid: one row per source host, one column per
 /// destination, each cell the flows as expected out of those tested
 /// (`!` when one is not), then the problems, collapsed. False when the
@@ -316,6 +343,9 @@ pub fn render(
         }
         if family == "refs" && verbosity != Verbosity::Quiet {
             external_hosts(report, &p, out)?;
+        }
+        if family == "image" && verbosity != Verbosity::Quiet {
+            image_signatures(report, &p, out)?;
         }
     }
     if verbosity != Verbosity::Quiet {

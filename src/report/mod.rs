@@ -219,6 +219,45 @@ impl Report {
         }
     }
 
+    /// One row per image of the release: who signed it, its SBOM and its
+    /// provenance's builder, from the per-image summary findings
+    /// (`image:signed`, `image:unsigned`, `image:signature-unverified`).
+    pub fn image_signatures(&self) -> Vec<ImageRow> {
+        use crate::codes::Code;
+        let text = |f: &Finding, k: &str| {
+            f.evidence
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        self.findings
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f.code,
+                    Code::ImageSigned | Code::ImageUnsigned | Code::ImageSignatureUnverified
+                )
+            })
+            .map(|f| ImageRow {
+                target: f.target.clone(),
+                image: text(f, "image").unwrap_or_else(|| "-".into()),
+                signature: match f.code {
+                    Code::ImageSigned => format!(
+                        "signed by {}",
+                        text(f, "signed_by").unwrap_or_else(|| "?".into())
+                    ),
+                    Code::ImageSignatureUnverified => {
+                        "signature not verified (no signer given)".into()
+                    }
+                    _ => "not signed".into(),
+                },
+                sbom: text(f, "sbom").unwrap_or_else(|| "none".into()),
+                provenance_builder: text(f, "provenance_builder").unwrap_or_else(|| "none".into()),
+                status: f.status,
+            })
+            .collect()
+    }
+
     /// Families in first-appearance order, for grouping.
     pub fn families(&self) -> Vec<&'static str> {
         let mut out: Vec<&'static str> = Vec::new();
@@ -229,6 +268,18 @@ impl Report {
         }
         out
     }
+}
+
+/// An image of the release as the reports list it.
+#[derive(Debug, Clone)]
+pub struct ImageRow {
+    pub target: String,
+    pub image: String,
+    /// `signed by ID`, `not signed`, or why it is not known.
+    pub signature: String,
+    pub sbom: String,
+    pub provenance_builder: String,
+    pub status: crate::codes::Status,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
