@@ -263,3 +263,520 @@ fn the_human_report_lists_each_image() {
         out.stdout
     );
 }
+
+// ---- signed with our own test Sigstore instance (sigstore::sign) --------
+
+use airgap_verify::sigstore::sign::{SignOptions, Statement, Subject, Tamper, TestInstance};
+
+const ID: &str = "release@vendor.test";
+const ISSUER: &str = "https://oidc.vendor.test";
+const BUILDER: &str = "https://ci.vendor.test/builder@v1";
+const CYCLONEDX: &str = "https://cyclonedx.org/bom";
+
+fn instance() -> TestInstance {
+    TestInstance::new("tests/image_signatures.rs")
+}
+
+fn opts() -> SignOptions {
+    SignOptions::new(ID, ISSUER)
+}
+
+fn digest_bytes(digest: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_of(digest), &mut out).unwrap();
+    out
+}
+
+/// A cosign v3 image signature: a DSSE statement of predicate type
+/// `https://sigstore.dev/cosign/sign/v1` whose subject is the manifest.
+fn signature(i: &TestInstance, digest: &str, o: &SignOptions) -> Attachment {
+    attestation(i, digest, SIGN, serde_json::json!({}), o)
+}
+
+fn attestation(
+    i: &TestInstance,
+    digest: &str,
+    predicate_type: &str,
+    predicate: serde_json::Value,
+    o: &SignOptions,
+) -> Attachment {
+    let s = Statement {
+        subjects: vec![Subject {
+            name: "registry.example/x".into(),
+            sha256: digest_bytes(digest),
+        }],
+        predicate_type: predicate_type.into(),
+        predicate,
+    };
+    referrer(i.attest(&s, o).into_bytes(), predicate_type)
+}
+
+fn sbom(i: &TestInstance, digest: &str, o: &SignOptions) -> Attachment {
+    attestation(
+        i,
+        digest,
+        SPDX,
+        serde_json::json!({"spdxVersion": "SPDX-2.3", "name": "x"}),
+        o,
+    )
+}
+
+fn provenance(i: &TestInstance, digest: &str, o: &SignOptions) -> Attachment {
+    attestation(
+        i,
+        digest,
+        SLSA,
+        serde_json::json!({
+            "buildDefinition": {"buildType": "https://vendor.test/build/v1"},
+            "runDetails": {"builder": {"id": BUILDER}},
+        }),
+        o,
+    )
+}
+
+/// Everything a release's image should carry, each made with `o`.
+fn everything(i: &TestInstance, digest: &str, o: &SignOptions) -> Vec<Attachment> {
+    vec![
+        signature(i, digest, o),
+        sbom(i, digest, o),
+        provenance(i, digest, o),
+    ]
+}
+
+/// The trusted root in the sandbox and the policy flags.
+fn policy(sb: &Sandbox, i: &TestInstance) -> Vec<String> {
+    let root = sb.write("trusted_root.json", i.trusted_root_json());
+    vec![
+        "--trusted-root".into(),
+        root.display().to_string(),
+        "--certificate-identity".into(),
+        ID.into(),
+        "--certificate-oidc-issuer".into(),
+        ISSUER.into(),
+    ]
+}
+
+const ALL_REQUIRED: [&str; 3] = [
+    "--require-signed-images",
+    "--require-sbom",
+    "--require-provenance",
+];
+
+fn run(
+    sb: &Sandbox,
+    name: &str,
+    release: Vec<u8>,
+    pol: &[String],
+    extra: &[&str],
+) -> crate::harness::Run {
+    let mut args: Vec<&str> = pol.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    bundle(&sb.write(name, release), &args)
+}
+
+const REF2: &str = "registry.example/y:v2.0.0";
+
+/// A signed release: an OCI image file and a newer `docker save` archive
+/// (compressed), and an image stored as a folder, each signed with an SBOM
+/// and provenance, passes with the three --require-* flags, in a tar and in
+/// a tar.gz; the reports name the signer, the SBOM and the builder.
+#[test]
+fn a_signed_release_passes_with_every_requirement() {
+    let sb = Sandbox::new("image_sig_all_good");
+    let i = instance();
+    let pol = policy(&sb, &i);
+    let (l1, l2, l3) = ([layer(11)], [layer(12)], [layer(13)]);
+    let (d1, d2, d3) = (
+        oci_manifest_digest(&l1),
+        oci_manifest_digest(&l2),
+        oci_manifest_digest(&l3),
+    );
+    const REF3: &str = "registry.example/z:v3.0.0";
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        (
+            "images/x.tar.gz".into(),
+            gzip(&oci_image_with(REF, &l1, &everything(&i, &d1, &opts()))),
+        ),
+        (
+            "images/y.tar.gz".into(),
+            gzip(&docker_oci_image(REF2, &l2, &everything(&i, &d2, &opts()))),
+        ),
+    ];
+    for (p, b) in sample::oci_files(REF3, &l3, &everything(&i, &d3, &opts())) {
+        files.push((format!("images/z/{p}"), b));
+    }
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+    let tar = release_with(&refs);
+    for (name, release) in [("r.tar", tar.clone()), ("r.tar.gz", gzip(&tar))] {
+        let r = run(&sb, name, release, &pol, &ALL_REQUIRED);
+        r.code(0)
+            .lacks("image:unsigned")
+            .lacks("image:sbom-missing")
+            .lacks("image:provenance-missing")
+            .lacks("image:signature-invalid")
+            .lacks("image:attestation-invalid")
+            .lacks("sigstore:missing");
+        for (target, reference, digest) in [
+            ("images/x.tar.gz", REF, &d1),
+            ("images/y.tar.gz", REF2, &d2),
+            ("images/z", REF3, &d3),
+        ] {
+            let f = r.has("image:signed", "pass", target);
+            assert_eq!(f.evidence["image"], reference, "{name} {target}");
+            assert_eq!(f.evidence["manifest_digest"], *digest, "{name} {target}");
+            assert_eq!(f.evidence["signed_by"], ID, "{name} {target}");
+            assert_eq!(f.evidence["issuer"], ISSUER, "{name} {target}");
+            assert_eq!(f.evidence["sbom"], "SPDX", "{name} {target}");
+            assert_eq!(f.evidence["provenance_builder"], BUILDER, "{name} {target}");
+        }
+    }
+    // The human and HTML reports list each image's signer, SBOM, builder.
+    let rel = sb.path("r.tar.gz");
+    let mut args: Vec<std::ffi::OsString> = vec!["bundle".into(), rel.into_os_string()];
+    args.extend(pol.iter().map(Into::into));
+    args.push("--no-progress".into());
+    let html = sb.path("report.html");
+    args.push("--output".into());
+    args.push(format!("html={}", html.display()).into());
+    let human = crate::harness::av(args);
+    human.code(0);
+    let line = format!("images/x.tar.gz  {REF}: signed by {ID}; SBOM: SPDX; provenance: {BUILDER}");
+    assert!(human.stdout.contains(&line), "{}", human.stdout);
+    let page = std::fs::read_to_string(&html).unwrap();
+    let section = page
+        .split("<section id=\"images\">")
+        .nth(1)
+        .expect("an Images section");
+    for want in [REF, REF2, REF3, &format!("signed by {ID}"), BUILDER, "SPDX"] {
+        assert!(section.contains(want), "{want} not in {section}");
+    }
+}
+
+/// One image signed, one not: the unsigned one warns (exit 0); with
+/// --require-signed-images it fails, naming it.
+#[test]
+fn an_unsigned_image_fails_with_require_signed_images() {
+    let sb = Sandbox::new("image_sig_unsigned_required");
+    let i = instance();
+    let pol = policy(&sb, &i);
+    let l1 = [layer(21)];
+    let d1 = oci_manifest_digest(&l1);
+    let release = release_with(&[
+        (
+            "images/x.tar.gz",
+            gzip(&oci_image_with(REF, &l1, &[signature(&i, &d1, &opts())])),
+        ),
+        ("images/y.tar.gz", gzip(&oci_image(REF2, &[layer(22)]))),
+    ]);
+    let r = run(&sb, "r.tar", release.clone(), &pol, &[]);
+    r.code(0);
+    assert_eq!(
+        r.has("image:signed", "pass", "images/x.tar.gz").evidence["image"],
+        REF
+    );
+    let f = r.has("image:unsigned", "warn", "images/y.tar.gz");
+    assert_eq!(f.evidence["image"], REF2);
+    let r = run(&sb, "r.tar", release, &pol, &["--require-signed-images"]);
+    r.code(1);
+    let f = r.has("image:unsigned", "fail", "images/y.tar.gz");
+    assert_eq!(f.evidence["image"], REF2);
+    assert_eq!(f.evidence["required"], "--require-signed-images");
+    r.has("image:signed", "pass", "images/x.tar.gz");
+}
+
+/// A signature by another identity, by another issuer, by another key than
+/// its certificate's, or with a broken inclusion proof: rejected, naming the
+/// image; the image then counts as unsigned.
+#[test]
+fn a_wrong_or_tampered_signature_is_rejected() {
+    let sb = Sandbox::new("image_sig_wrong_signer");
+    let i = instance();
+    let pol = policy(&sb, &i);
+    let layers = [layer(31)];
+    let d = oci_manifest_digest(&layers);
+    for (tamper, reason) in [
+        (Tamper::WrongIdentity, "identity mismatch"),
+        (Tamper::WrongIssuer, "issuer mismatch"),
+        (Tamper::OtherKey, "signature invalid"),
+        (Tamper::InclusionProofBroken, "invalid inclusion proof"),
+    ] {
+        let att = signature(&i, &d, &opts().tampered(tamper));
+        // Packed as an image file, and as a newer docker save archive.
+        for img in [
+            oci_image_with(REF, &layers, std::slice::from_ref(&att)),
+            docker_oci_image(REF, &layers, std::slice::from_ref(&att)),
+        ] {
+            let r = run(&sb, "r.tar", release_of(img), &pol, &[]);
+            r.code(1);
+            let f = r.has("image:signature-invalid", "fail", "images/x.tar.gz");
+            assert_eq!(f.evidence["image"], REF, "{}", tamper.name());
+            assert!(
+                f.message.contains(reason),
+                "{}: {}",
+                tamper.name(),
+                f.message
+            );
+            assert_eq!(f.evidence["expected_identity"], ID);
+            let u = r.has("image:unsigned", "warn", "images/x.tar.gz");
+            assert!(
+                u.message.contains("none of its 1 attached signature"),
+                "{}",
+                u.message
+            );
+        }
+    }
+}
+
+/// An SBOM attestation whose subject is another image: refused as a subject
+/// mismatch (before its signature is looked at), so --require-sbom fails.
+#[test]
+fn an_attestation_of_another_image_does_not_count() {
+    let sb = Sandbox::new("image_sig_attestation_subject");
+    let i = instance();
+    let pol = policy(&sb, &i);
+    let layers = [layer(41)];
+    let d = oci_manifest_digest(&layers);
+    let img = oci_image_with(
+        REF,
+        &layers,
+        &[
+            signature(&i, &d, &opts()),
+            sbom(&i, &d, &opts().tampered(Tamper::SubjectMismatch)),
+            provenance(&i, &d, &opts()),
+        ],
+    );
+    let r = run(&sb, "r.tar", release_of(img), &pol, &ALL_REQUIRED);
+    r.code(1);
+    let f = r.has("image:subject-mismatch", "fail", "images/x.tar.gz");
+    assert_eq!(f.evidence["image"], REF);
+    assert_eq!(f.evidence["expected_digest"], d);
+    assert!(f.message.contains(SPDX), "{}", f.message);
+    let m = r.has("image:sbom-missing", "fail", "images/x.tar.gz");
+    assert_eq!(m.evidence["image"], REF);
+    r.lacks("image:provenance-missing").lacks("image:unsigned");
+}
+
+/// No SBOM: --require-sbom fails; no provenance: --require-provenance
+/// fails; each names the image, and only its own flag makes it fail.
+#[test]
+fn a_missing_sbom_or_provenance_fails_when_required() {
+    let sb = Sandbox::new("image_sig_sbom_provenance_missing");
+    let i = instance();
+    let pol = policy(&sb, &i);
+    let layers = [layer(51)];
+    let d = oci_manifest_digest(&layers);
+    // Signed, with provenance, no SBOM (a CycloneDX one elsewhere does not count).
+    let no_sbom = oci_image_with(
+        REF,
+        &layers,
+        &[signature(&i, &d, &opts()), provenance(&i, &d, &opts())],
+    );
+    let r = run(&sb, "a.tar", release_of(no_sbom.clone()), &pol, &[]);
+    r.code(0).lacks("image:sbom-missing");
+    assert_eq!(
+        r.has("image:signed", "pass", "images/x.tar.gz").evidence["sbom"],
+        "none"
+    );
+    let r = run(&sb, "a.tar", release_of(no_sbom), &pol, &["--require-sbom"]);
+    r.code(1);
+    let f = r.has("image:sbom-missing", "fail", "images/x.tar.gz");
+    assert_eq!(f.evidence["image"], REF);
+    assert_eq!(f.evidence["required"], "--require-sbom");
+    // Signed, with a CycloneDX SBOM, no provenance.
+    let cdx = attestation(
+        &i,
+        &d,
+        CYCLONEDX,
+        serde_json::json!({"bomFormat": "CycloneDX"}),
+        &opts(),
+    );
+    let no_prov = oci_image_with(REF, &layers, &[signature(&i, &d, &opts()), cdx]);
+    let r = run(
+        &sb,
+        "b.tar",
+        release_of(no_prov.clone()),
+        &pol,
+        &["--require-sbom"],
+    );
+    r.code(0).lacks("image:provenance-missing");
+    assert_eq!(
+        r.has("image:signed", "pass", "images/x.tar.gz").evidence["sbom"],
+        "CycloneDX"
+    );
+    let r = run(
+        &sb,
+        "b.tar",
+        release_of(no_prov),
+        &pol,
+        &["--require-provenance"],
+    );
+    r.code(1);
+    let f = r.has("image:provenance-missing", "fail", "images/x.tar.gz");
+    assert_eq!(f.evidence["image"], REF);
+    r.lacks("image:sbom-missing");
+}
+
+/// A tampered attestation (signed by another key than its certificate's)
+/// is rejected and does not count for --require-provenance.
+#[test]
+fn a_tampered_attestation_is_rejected() {
+    let sb = Sandbox::new("image_sig_attestation_tampered");
+    let i = instance();
+    let pol = policy(&sb, &i);
+    let layers = [layer(61)];
+    let d = oci_manifest_digest(&layers);
+    let img = oci_image_with(
+        REF,
+        &layers,
+        &[
+            signature(&i, &d, &opts()),
+            provenance(&i, &d, &opts().tampered(Tamper::OtherKey)),
+        ],
+    );
+    let r = run(
+        &sb,
+        "r.tar",
+        release_of(img),
+        &pol,
+        &["--require-provenance"],
+    );
+    r.code(1);
+    let f = r.has("image:attestation-invalid", "fail", "images/x.tar.gz");
+    assert_eq!(f.evidence["image"], REF);
+    assert_eq!(f.evidence["predicate_type"], SLSA);
+    assert!(f.message.contains("signature invalid"), "{}", f.message);
+    r.has("image:provenance-missing", "fail", "images/x.tar.gz");
+}
+
+/// cosign's older tag scheme, made of our instance's bundle parts as cosign
+/// stores them in annotations: a `.sig` (simple-signing payload) and an
+/// `.att` (DSSE envelope) verify with the same policy; the same `.sig` with
+/// another identity's certificate is rejected.
+#[test]
+fn the_older_tag_scheme_is_verified_with_the_same_policy() {
+    let sb = Sandbox::new("image_sig_legacy_tags");
+    let i = instance();
+    let pol = policy(&sb, &i);
+    let layers = [layer(71)];
+    let d = oci_manifest_digest(&layers);
+    let legacy = |o: &SignOptions| -> Vec<Attachment> {
+        let payload = serde_json::to_vec(&serde_json::json!({
+            "critical": {
+                "identity": { "docker-reference": "registry.example/x" },
+                "image": { "docker-manifest-digest": d },
+                "type": "cosign container image signature",
+            },
+            "optional": null,
+        }))
+        .unwrap();
+        let digest: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
+            <sha2::Sha256 as sha2::Digest>::new(),
+            &payload,
+        ))
+        .into();
+        let b: serde_json::Value = serde_json::from_str(&i.sign_digest(&digest, o)).unwrap();
+        let sig_layer = TagLayer {
+            media_type: "application/vnd.dev.cosign.simplesigning.v1+json".into(),
+            data: payload,
+            annotations: cosign_annotations(
+                &b,
+                b["messageSignature"]["signature"].as_str().unwrap(),
+            ),
+        };
+        let s = Statement {
+            subjects: vec![Subject {
+                name: "registry.example/x".into(),
+                sha256: digest_bytes(&d),
+            }],
+            predicate_type: SLSA.into(),
+            predicate: serde_json::json!({"runDetails": {"builder": {"id": BUILDER}}}),
+        };
+        let a: serde_json::Value = serde_json::from_str(&i.attest(&s, o)).unwrap();
+        let att_layer = TagLayer {
+            media_type: "application/vnd.dsse.envelope.v1+json".into(),
+            data: serde_json::to_vec(&a["dsseEnvelope"]).unwrap(),
+            annotations: cosign_annotations(&a, ""),
+        };
+        vec![
+            Attachment::Tag {
+                suffix: "sig".into(),
+                layers: vec![sig_layer],
+            },
+            Attachment::Tag {
+                suffix: "att".into(),
+                layers: vec![att_layer],
+            },
+        ]
+    };
+    let r = run(
+        &sb,
+        "r.tar",
+        release_of(oci_image_with(REF, &layers, &legacy(&opts()))),
+        &pol,
+        &["--require-signed-images", "--require-provenance"],
+    );
+    r.code(0).lacks("image:signature-unverifiable");
+    let f = r.has("image:signed", "pass", "images/x.tar.gz");
+    assert_eq!(f.evidence["image"], REF);
+    assert_eq!(f.evidence["signed_by"], ID);
+    assert_eq!(f.evidence["provenance_builder"], BUILDER);
+    let r = run(
+        &sb,
+        "r.tar",
+        release_of(oci_image_with(
+            REF,
+            &layers,
+            &legacy(&opts().tampered(Tamper::WrongIdentity)),
+        )),
+        &pol,
+        &[],
+    );
+    r.code(1);
+    let f = r.has("image:signature-invalid", "fail", "images/x.tar.gz");
+    assert_eq!(f.evidence["image"], REF);
+    assert!(f.message.contains("identity mismatch"), "{}", f.message);
+}
+
+/// The annotations cosign writes on a tag-scheme layer, from a bundle of
+/// our instance: signature, PEM certificate, and the log's bundle (signed
+/// entry timestamp and entry).
+fn cosign_annotations(
+    bundle: &serde_json::Value,
+    signature: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let vm = &bundle["verificationMaterial"];
+    let der = STANDARD
+        .decode(vm["certificate"]["rawBytes"].as_str().unwrap())
+        .unwrap();
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        STANDARD
+            .encode(der)
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let e = &vm["tlogEntries"][0];
+    let log_id = hex::encode(
+        STANDARD
+            .decode(e["logId"]["keyId"].as_str().unwrap())
+            .unwrap(),
+    );
+    let rekor = serde_json::json!({
+        "SignedEntryTimestamp": e["inclusionPromise"]["signedEntryTimestamp"],
+        "Payload": {
+            "body": e["canonicalizedBody"],
+            "integratedTime": e["integratedTime"].as_str().unwrap().parse::<i64>().unwrap(),
+            "logIndex": e["logIndex"].as_str().unwrap().parse::<i64>().unwrap(),
+            "logID": log_id,
+        },
+    });
+    serde_json::from_value(serde_json::json!({
+        "dev.cosignproject.cosign/signature": signature,
+        "dev.sigstore.cosign/certificate": pem,
+        "dev.sigstore.cosign/bundle": rekor.to_string(),
+    }))
+    .unwrap()
+}
