@@ -33,8 +33,9 @@
 //!   reason line (exit 1).
 //!
 //! [`sign`] is the other side, for tests and the sample release only: a
-//! Sigstore instance of our own (CA, CT log, transparency log) that writes a
-//! trusted root and bundles this verifier accepts, or rejects when tampered.
+//! Sigstore instance of our own (CA, CT log, transparency log, timestamp
+//! authority) that writes a trusted root and bundles this verifier accepts,
+//! or rejects when tampered.
 
 pub mod crypto;
 pub mod sign;

@@ -16,8 +16,14 @@
 //!   0.0.1 entry whose canonicalized body is what Rekor writes, an inclusion
 //!   proof in an RFC 6962 Merkle tree, a signed checkpoint, and the signed
 //!   entry timestamp (inclusion promise) over the integrated time;
+//! - an RFC 3161 timestamp authority (a root and a time-stamping leaf
+//!   certificate): each bundle carries a timestamp token (CMS SignedData
+//!   over a TSTInfo whose message imprint is the SHA-256 of the signature),
+//!   as cosign v3 bundles do, so the verifier checks the certificate at two
+//!   verified times;
 //! - [`TestInstance::trusted_root_json`]: the `trusted_root.json` naming the
-//!   CA, the log and the CT log with their validity periods.
+//!   CA, the log, the CT log and the timestamp authority with their validity
+//!   periods.
 //!
 //! What it makes, for an identity policy (`identity` + `issuer`):
 //! - [`TestInstance::sign_digest`]: a bundle v0.3 with a message signature over
@@ -39,9 +45,9 @@
 //!   here proves nothing to anyone outside a test or a demo. Never put this
 //!   root in front of real releases.
 //!
-//! Not modelled: Rekor v2, RFC 3161 timestamp authorities, certificate
-//! chains with intermediates, and log consistency between bundles (each
-//! bundle's entry sits in a small tree of its own).
+//! Not modelled: Rekor v2, Fulcio certificate chains with intermediates, and
+//! log consistency between bundles (each bundle's entry sits in a small tree
+//! of its own).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -72,6 +78,9 @@ pub const DEFAULT_SIGNED_AT: i64 = 1_767_225_600;
 
 /// The test CA's distinguished name.
 pub const CA_NAME: &str = "CN=airgap-verify test Fulcio,O=airgap-verify test";
+/// The timestamp authority's root and signing certificate names.
+const TSA_ROOT_NAME: &str = "CN=airgap-verify test TSA root,O=airgap-verify test";
+const TSA_NAME: &str = "CN=airgap-verify test TSA,O=airgap-verify test";
 
 /// The payload type of an in-toto statement in a DSSE envelope.
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
@@ -92,6 +101,17 @@ const ID_KP_CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6
 const FULCIO_ISSUER_V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.1");
 const FULCIO_ISSUER_V2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.8");
 const CT_PRECERT_SCTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.11129.2.4.2");
+const ID_KP_TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
+const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+const ID_CT_TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
+const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
+const ID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+const ID_SIGNING_CERTIFICATE_V2: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.47");
+/// The TSA's policy: an OID under the enterprise number reserved for
+/// documentation (32473, RFC 5612).
+const TSA_POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.32473.1");
 
 /// One way to make a bundle wrong, each aimed at one check of the verifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +125,9 @@ pub enum Tamper {
     /// The certificate names `https://wrong-issuer.airgap-verify.test` as its
     /// OIDC issuer.
     WrongIssuer,
-    /// The certificate expired ten minutes before the log's integrated time.
+    /// The certificate expired ten minutes before the log's integrated time
+    /// (the bundle then carries no RFC 3161 timestamp, so the log's time is
+    /// the one that shows it).
     CertificateExpired,
     /// One hash of the inclusion proof is flipped (the checkpoint is still
     /// validly signed over the true root).
@@ -281,6 +303,9 @@ pub struct TestInstance {
     ca_cert: Vec<u8>,
     log: Key,
     ct: Key,
+    tsa: Key,
+    tsa_root_cert: Vec<u8>,
+    tsa_cert: Vec<u8>,
 }
 
 impl TestInstance {
@@ -290,13 +315,20 @@ impl TestInstance {
         let ca = Key::derive(&seed, "fulcio ca");
         let log = Key::derive(&seed, "rekor log");
         let ct = Key::derive(&seed, "ct log");
-        let ca_cert = ca_certificate(&ca);
+        let ca_cert = ca_certificate(&ca, CA_NAME);
+        let tsa_root = Key::derive(&seed, "tsa root");
+        let tsa = Key::derive(&seed, "tsa");
+        let tsa_root_cert = ca_certificate(&tsa_root, TSA_ROOT_NAME);
+        let tsa_cert = tsa_certificate(&tsa, &tsa_root);
         TestInstance {
             seed,
             ca,
             ca_cert,
             log,
             ct,
+            tsa,
+            tsa_root_cert,
+            tsa_cert,
         }
     }
 
@@ -305,8 +337,9 @@ impl TestInstance {
         &self.ca_cert
     }
 
-    /// The `trusted_root.json` of this instance: the CA, the log and the CT
-    /// log, each valid from [`ROOT_VALID_FROM`] with no end.
+    /// The `trusted_root.json` of this instance: the CA, the log, the CT log
+    /// and the timestamp authority, each valid from [`ROOT_VALID_FROM`] with
+    /// no end.
     pub fn trusted_root_json(&self) -> String {
         let start = rfc3339(ROOT_VALID_FROM);
         let root = serde_json::json!({
@@ -337,7 +370,15 @@ impl TestInstance {
                 },
                 "logId": {"keyId": B64.encode(self.ct.key_id())},
             }],
-            "timestampAuthorities": [],
+            "timestampAuthorities": [{
+                "subject": {"organization": "airgap-verify test", "commonName": "airgap-verify test TSA"},
+                "uri": "https://tsa.airgap-verify.test",
+                "certChain": {"certificates": [
+                    {"rawBytes": B64.encode(&self.tsa_cert)},
+                    {"rawBytes": B64.encode(&self.tsa_root_cert)},
+                ]},
+                "validFor": {"start": start},
+            }],
         });
         serde_json::to_string_pretty(&root).expect("JSON values serialize") + "\n"
     }
@@ -378,7 +419,7 @@ impl TestInstance {
             "verificationMaterial": {
                 "certificate": {"rawBytes": B64.encode(&cert)},
                 "tlogEntries": [entry],
-                "timestampVerificationData": {},
+                "timestampVerificationData": self.timestamps(&signature, opts),
             },
             "messageSignature": {
                 "messageDigest": {"algorithm": "SHA2_256", "digest": B64.encode(signed)},
@@ -440,7 +481,7 @@ impl TestInstance {
             "verificationMaterial": {
                 "certificate": {"rawBytes": B64.encode(&cert)},
                 "tlogEntries": [entry],
-                "timestampVerificationData": {},
+                "timestampVerificationData": self.timestamps(&signature, opts),
             },
             "dsseEnvelope": {
                 "payload": B64.encode(payload.as_bytes()),
@@ -596,6 +637,88 @@ impl TestInstance {
         list
     }
 
+    /// The bundle's `timestampVerificationData`: one RFC 3161 token over
+    /// `signature`, two seconds after signing (none for
+    /// [`Tamper::CertificateExpired`], aimed at the log's time).
+    fn timestamps(&self, signature: &[u8], opts: &SignOptions) -> serde_json::Value {
+        if opts.tamper == Some(Tamper::CertificateExpired) {
+            return serde_json::json!({});
+        }
+        let token = self.timestamp_token(signature, opts.signed_at + 2);
+        serde_json::json!({"rfc3161Timestamps": [{"signedTimestamp": B64.encode(token)}]})
+    }
+
+    /// An RFC 3161 TimeStampToken (a CMS ContentInfo holding SignedData over
+    /// a TSTInfo) stamping `signature` at `at`, signed by the TSA.
+    fn timestamp_token(&self, signature: &[u8], at: i64) -> Vec<u8> {
+        let alg_sha256 = der_seq(&[oid(ID_SHA256)]);
+        let gen_time = x509_cert::der::asn1::GeneralizedTime::from_unix_duration(
+            std::time::Duration::from_secs(at as u64),
+        )
+        .expect("a time after 1970")
+        .to_der()
+        .expect("encodes");
+        // TSTInfo: version, policy, messageImprint, serialNumber, genTime.
+        let tst_info = der_seq(&[
+            der_uint(&[1]),
+            oid(TSA_POLICY),
+            der_seq(&[
+                alg_sha256.clone(),
+                der_tlv(0x04, &Sha256::digest(signature)),
+            ]),
+            der_uint(&at.to_be_bytes()),
+            gen_time,
+        ]);
+        let tsa_cert = Certificate::from_der(&self.tsa_cert).expect("ours");
+        let cert_hash = Sha256::digest(&self.tsa_cert);
+        // Signed attributes, in DER SET OF order: content type, message
+        // digest of the TSTInfo, and the signing certificate (ESSCertIDv2).
+        let mut attrs = [
+            der_seq(&[oid(ID_CONTENT_TYPE), der_tlv(0x31, &oid(ID_CT_TST_INFO))]),
+            der_seq(&[
+                oid(ID_MESSAGE_DIGEST),
+                der_tlv(0x31, &der_tlv(0x04, &Sha256::digest(&tst_info))),
+            ]),
+            der_seq(&[
+                oid(ID_SIGNING_CERTIFICATE_V2),
+                der_tlv(
+                    0x31,
+                    &der_seq(&[der_seq(&[der_seq(&[der_tlv(0x04, &cert_hash)])])]),
+                ),
+            ]),
+        ];
+        attrs.sort();
+        let attrs = attrs.concat();
+        // The signature covers the attributes encoded as a SET (RFC 5652 5.4).
+        let sig = self.tsa.sign(&der_tlv(0x31, &attrs));
+        let signer_info = der_seq(&[
+            der_uint(&[1]),
+            der_seq(&[
+                tsa_cert.tbs_certificate.issuer.to_der().expect("encodes"),
+                tsa_cert
+                    .tbs_certificate
+                    .serial_number
+                    .to_der()
+                    .expect("encodes"),
+            ]),
+            alg_sha256.clone(),
+            der_tlv(0xa0, &attrs),
+            der_seq(&[oid(ECDSA_WITH_SHA256)]),
+            der_tlv(0x04, &sig),
+        ]);
+        let signed_data = der_seq(&[
+            der_uint(&[3]),
+            der_tlv(0x31, &alg_sha256),
+            der_seq(&[
+                oid(ID_CT_TST_INFO),
+                der_tlv(0xa0, &der_tlv(0x04, &tst_info)),
+            ]),
+            der_tlv(0xa0, &self.tsa_cert),
+            der_tlv(0x31, &signer_info),
+        ]);
+        der_seq(&[oid(ID_SIGNED_DATA), der_tlv(0xa0, &signed_data)])
+    }
+
     /// A Rekor v1 transparency-log entry for `body`, proven into a tree,
     /// with a signed checkpoint and a signed entry timestamp.
     fn log_entry(&self, body: &[u8], kind: &str, opts: &SignOptions) -> serde_json::Value {
@@ -648,9 +771,9 @@ impl TestInstance {
     }
 }
 
-/// The CA: self-signed, CA:true, may sign certificates.
-fn ca_certificate(ca: &Key) -> Vec<u8> {
-    let name: Name = CA_NAME.parse().expect("constant name");
+/// A CA: self-signed, CA:true, may sign certificates.
+fn ca_certificate(ca: &Key, name: &str) -> Vec<u8> {
+    let name: Name = name.parse().expect("constant name");
     let extensions = vec![
         ext(
             &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign),
@@ -685,6 +808,81 @@ fn ca_certificate(ca: &Key) -> Vec<u8> {
         extensions: Some(extensions),
     };
     sign_certificate(tbs, ca)
+}
+
+/// The TSA's signing certificate: issued by its root, for time stamping
+/// only (critical EKU, RFC 3161 2.3), valid as long as the root.
+fn tsa_certificate(tsa: &Key, root: &Key) -> Vec<u8> {
+    let subject: Name = TSA_NAME.parse().expect("constant name");
+    let extensions = vec![
+        ext(
+            &KeyUsage(KeyUsages::DigitalSignature.into()),
+            &subject,
+            true,
+        ),
+        ext(&ExtendedKeyUsage(vec![ID_KP_TIME_STAMPING]), &subject, true),
+        ext(
+            &SubjectKeyIdentifier(OctetString::new(tsa.ski()).expect("20 bytes")),
+            &subject,
+            false,
+        ),
+        ext(
+            &AuthorityKeyIdentifier {
+                key_identifier: Some(OctetString::new(root.ski()).expect("20 bytes")),
+                authority_cert_issuer: None,
+                authority_cert_serial_number: None,
+            },
+            &subject,
+            false,
+        ),
+    ];
+    let tbs = TbsCertificate {
+        version: Version::V3,
+        serial_number: SerialNumber::new(&[0x02, 0x5a]).expect("positive"),
+        signature: ecdsa_sha256(),
+        issuer: TSA_ROOT_NAME.parse().expect("constant name"),
+        validity: validity(ROOT_VALID_FROM, ROOT_VALID_FROM + 10 * 365 * 86_400),
+        subject,
+        subject_public_key_info: tsa.spki_owned(),
+        issuer_unique_id: None,
+        subject_unique_id: None,
+        extensions: Some(extensions),
+    };
+    sign_certificate(tbs, root)
+}
+
+/// A DER TLV with a one-byte tag.
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = content.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let bytes = (n as u64).to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (8 - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn der_seq(parts: &[Vec<u8>]) -> Vec<u8> {
+    der_tlv(0x30, &parts.concat())
+}
+
+/// A non-negative INTEGER from big-endian bytes, minimally encoded.
+fn der_uint(be: &[u8]) -> Vec<u8> {
+    let skip = be.iter().take_while(|b| **b == 0).count();
+    let mut v = be[skip.min(be.len().saturating_sub(1))..].to_vec();
+    if v[0] & 0x80 != 0 {
+        v.insert(0, 0);
+    }
+    der_tlv(0x02, &v)
+}
+
+fn oid(o: ObjectIdentifier) -> Vec<u8> {
+    o.to_der().expect("an OID encodes")
 }
 
 fn ext<T: AsExtension>(value: &T, subject: &Name, critical: bool) -> Extension {
@@ -923,6 +1121,13 @@ mod tests {
         let good = instance.sign_digest(&digest, &SignOptions::new(ID, ISSUER));
         let summary = outcome(&good, digest, &trust).expect("good bundle verifies");
         assert!(summary.contains(ID), "{summary}");
+        // Two verified times: the log's integrated time and the TSA's.
+        let v = verify(&good, &Artifact::Sha256(digest), &policy(), &trust).unwrap();
+        assert_eq!(
+            v.signed_at,
+            ["2026-01-01T00:00:05Z", "2026-01-01T00:00:02Z"],
+            "{v:?}"
+        );
         // A good bundle over another artifact does not verify.
         assert!(outcome(&good, [0; 32], &trust).is_err());
         for t in Tamper::ALL {
@@ -975,6 +1180,7 @@ mod tests {
             ("ctlogs", "SCT"),
             ("tlogs", "No log key valid at integrated time"),
             ("certificateAuthorities", "certificate chain"),
+            ("timestampAuthorities", "TSA timestamp verification failed"),
         ] {
             let mut root = ours.clone();
             root[part] = theirs[part].clone();
