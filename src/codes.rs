@@ -411,8 +411,8 @@ codes! {
         "A signature attached to an image does not verify against the Sigstore policy: the signature, certificate chain, identity or issuer, transparency-log entry or timestamp is wrong, the bundle does not parse or its blob is missing, or the signature was made over another image.",
         "Do not install this image. Check the Sigstore options against the vendor's published values; otherwise obtain the image and its signatures again.";
     ImageSignatureUnverifiable => "image:signature-unverifiable", Warn,
-        "An older cosign signature or attestation (`sha256-<digest>.sig` or `.att` tag) carries no transparency-log bundle (`dev.sigstore.cosign/bundle`) or no certificate for a keyless policy: nothing offline can tie it to the trusted root, so it is reported and not counted as a signature.",
-        "Ask the vendor for cosign v3 Sigstore bundles (OCI 1.1 referrers), or for signatures made with the transparency log.";
+        "A signature or attestation attached to an image cannot be verified offline within the pass: an older cosign one (`sha256-<digest>.sig` or `.att` tag) carries no transparency-log bundle (`dev.sigstore.cosign/bundle`), so nothing ties it to the trusted root; or a bundle is larger than the pass keeps of an image's JSON (4 MiB each, 16 MiB in all: a very large SBOM). It is reported and not counted as a signature or attestation.",
+        "Ask the vendor for cosign v3 Sigstore bundles (OCI 1.1 referrers), signatures made with the transparency log, and SBOMs small enough to ship attached (or verify a large one separately).";
     ImageAttestationInvalid => "image:attestation-invalid", Fail,
         "An attestation attached to an image (an SBOM, SLSA provenance or other in-toto statement in a Sigstore bundle or a cosign `.att` tag) does not verify against the Sigstore policy, does not parse, or its blob is missing.",
         "Do not trust what this attestation claims; obtain the image and its attestations again, or ask the vendor.";

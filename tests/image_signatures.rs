@@ -476,6 +476,21 @@ fn an_unsigned_image_fails_with_require_signed_images() {
     );
     let f = r.has("image:unsigned", "warn", "images/y.tar.gz");
     assert_eq!(f.evidence["image"], REF2);
+    // --dry-run says what will be required, without reading the archive.
+    let mut args: Vec<std::ffi::OsString> = vec!["bundle".into(), sb.path("r.tar").into()];
+    args.extend(pol.iter().map(Into::into));
+    args.extend(["--require-signed-images".into(), "--dry-run".into()]);
+    let dry = crate::harness::av(args);
+    dry.code(0);
+    assert!(
+        dry.stdout.contains("bundle image signatures:")
+            && dry
+                .stdout
+                .contains("verified with the Sigstore signer given")
+            && dry.stdout.contains("every image must carry a signature"),
+        "{}",
+        dry.stdout
+    );
     let r = run(&sb, "r.tar", release, &pol, &["--require-signed-images"]);
     r.code(1);
     let f = r.has("image:unsigned", "fail", "images/y.tar.gz");
@@ -614,6 +629,46 @@ fn a_missing_sbom_or_provenance_fails_when_required() {
     let f = r.has("image:provenance-missing", "fail", "images/x.tar.gz");
     assert_eq!(f.evidence["image"], REF);
     r.lacks("image:sbom-missing");
+}
+
+/// An SBOM attestation larger than the pass keeps of an image's JSON (4 MiB
+/// per file) is not read twice to verify it: reported as unverifiable
+/// (warn), and not enough for --require-sbom.
+#[test]
+fn an_attestation_too_large_to_keep_is_reported_not_verified() {
+    let sb = Sandbox::new("image_sig_too_large");
+    let i = instance();
+    let pol = policy(&sb, &i);
+    let layers = [layer(81)];
+    let d = oci_manifest_digest(&layers);
+    let packages: Vec<serde_json::Value> = (0..40_000)
+        .map(|n| serde_json::json!({"SPDXID": format!("SPDXRef-Package-{n}"), "name": format!("package-{n}"), "versionInfo": "1.0.0"}))
+        .collect();
+    let big = attestation(
+        &i,
+        &d,
+        SPDX,
+        serde_json::json!({"spdxVersion": "SPDX-2.3", "packages": packages}),
+        &opts(),
+    );
+    if let Attachment::Referrer { bundle, .. } = &big {
+        assert!(bundle.len() > 4 << 20, "{} bytes", bundle.len());
+    }
+    let img = oci_image_with(REF, &layers, &[signature(&i, &d, &opts()), big]);
+    let r = run(&sb, "r.tar", release_of(img), &pol, &["--require-sbom"]);
+    r.code(1);
+    let f = r.has("image:signature-unverifiable", "warn", "images/x.tar.gz");
+    assert_eq!(f.evidence["image"], REF);
+    assert!(
+        f.message.contains("larger than the pass keeps"),
+        "{}",
+        f.message
+    );
+    r.has("image:sbom-missing", "fail", "images/x.tar.gz");
+    assert_eq!(
+        r.has("image:signed", "pass", "images/x.tar.gz").evidence["signed_by"],
+        ID
+    );
 }
 
 /// A tampered attestation (signed by another key than its certificate's)

@@ -327,7 +327,8 @@ impl<'a> ImageCheck<'a> {
             .filter(|(p, _)| p.starts_with("blobs/sha256/"))
             .map(|(p, b)| (*p, *b))
             .collect();
-        super::imagesig::discover(self.target, &self.entries, &blobs)
+        let present = |p: &str| self.file(p).is_some();
+        super::imagesig::discover(self.target, &self.entries, &blobs, &present)
     }
 
     fn walk_index(

@@ -72,8 +72,14 @@ pub enum Content {
     /// An SBOM attached without a signature (`.sbom` tag, `cosign attach
     /// sbom`): its media type.
     Sbom(String),
-    /// Something attached that cannot be read: why.
-    Unreadable(String),
+    /// Something attached that cannot be read: why, and whether it is an
+    /// attestation (from the referrer's `dev.sigstore.bundle.predicateType`
+    /// or the tag) rather than a signature.
+    Unreadable { why: String, attestation: bool },
+    /// A bundle or envelope that is in the image but was too large to be
+    /// kept as the image streamed past (over 4 MiB, or past the 16 MiB all
+    /// of an image's JSON may take): not verified, and said so.
+    TooLarge(String),
 }
 
 /// The annotations cosign puts on an older signature's layer.
@@ -176,13 +182,21 @@ pub struct IndexEntry {
 }
 
 /// Finds what is attached to each image of an OCI layout. `blobs`: the
-/// captured JSON blobs by path (`blobs/sha256/<hex>`); `entries`: the
-/// entries of `index.json`.
+/// captured JSON blobs by path (`blobs/sha256/<hex>`); `present`: whether
+/// a path is a file of the image (captured or not); `entries`: the entries
+/// of `index.json`.
 pub fn discover(
     target: &str,
     entries: &[IndexEntry],
     blobs: &HashMap<&str, &[u8]>,
+    present: &dyn Fn(&str) -> bool,
 ) -> Vec<ImageSupply> {
+    let too_large = |digest: &str| {
+        digest
+            .strip_prefix("sha256:")
+            .map(|hex| format!("blobs/sha256/{hex}"))
+            .filter(|p| present(p) && !blobs.contains_key(p.as_str()))
+    };
     let mut images: Vec<ImageSupply> = entries
         .iter()
         .filter(|e| !e.attachment)
@@ -220,12 +234,19 @@ pub fn discover(
         for layer in m["layers"].as_array().into_iter().flatten() {
             let media = layer["mediaType"].as_str().unwrap_or_default();
             let digest = layer["digest"].as_str().unwrap_or_default();
+            let predicate = m["annotations"]["dev.sigstore.bundle.predicateType"].as_str();
             let content = if media.starts_with(BUNDLE_MEDIA_PREFIX) {
-                match blob(digest) {
-                    Some(b) => Content::Bundle(b.to_vec()),
-                    None => Content::Unreadable(format!(
-                        "its Sigstore bundle {digest} is not in the image or not a JSON document small enough to read"
+                match (blob(digest), too_large(digest)) {
+                    (Some(b), _) => Content::Bundle(b.to_vec()),
+                    (None, Some(p)) => Content::TooLarge(format!(
+                        "its Sigstore bundle {p} is larger than the pass keeps of an image's JSON (4 MiB each, 16 MiB in all)"
                     )),
+                    (None, None) => Content::Unreadable {
+                        why: format!(
+                            "its Sigstore bundle {digest} is not in the image or not a JSON document small enough to read"
+                        ),
+                        attestation: predicate.is_some_and(|t| t != SIGN_PREDICATE),
+                    },
                 }
             } else if let Some(kind) = sbom_media_kind(media) {
                 Content::Sbom(kind.to_string())
@@ -277,9 +298,10 @@ pub fn discover(
         let Some(m) = blob(&e.digest).and_then(|b| serde_json::from_slice::<Value>(b).ok()) else {
             image.attached.push(Attached {
                 source: path.clone(),
-                content: Content::Unreadable(format!(
-                    "{path} is not a JSON manifest small enough to read"
-                )),
+                content: Content::Unreadable {
+                    why: format!("{path} is not a JSON manifest small enough to read"),
+                    attestation: kind == TagKind::Att,
+                },
             });
             continue;
         };
@@ -294,11 +316,15 @@ pub fn discover(
                 rekor: note("dev.sigstore.cosign/bundle").filter(|s| !s.is_empty()),
             };
             let content = match (kind, media, blob(digest)) {
-                (_, _, None) if sbom_media_kind(media).is_none() => {
-                    Content::Unreadable(format!(
+                (_, _, None) if sbom_media_kind(media).is_none() && too_large(digest).is_some() => Content::TooLarge(format!(
+                    "layer {digest} of {path} is larger than the pass keeps of an image's JSON (4 MiB each, 16 MiB in all)"
+                )),
+                (_, _, None) if sbom_media_kind(media).is_none() => Content::Unreadable {
+                    why: format!(
                         "layer {digest} of {path} is not in the image or not a JSON document small enough to read"
-                    ))
-                }
+                    ),
+                    attestation: kind == TagKind::Att,
+                },
                 (TagKind::Sig, SIMPLESIGNING, Some(b)) => Content::SimpleSigning {
                     payload: b.to_vec(),
                     legacy,
@@ -310,9 +336,12 @@ pub fn discover(
                 (_, m, _) if sbom_media_kind(m).is_some() => {
                     Content::Sbom(sbom_media_kind(m).unwrap_or_default().to_string())
                 }
-                (_, m, _) => Content::Unreadable(format!(
-                    "layer {digest} of {path} has media type {m:?}, not a cosign signature or attestation"
-                )),
+                (_, m, _) => Content::Unreadable {
+                    why: format!(
+                        "layer {digest} of {path} has media type {m:?}, not a cosign signature or attestation"
+                    ),
+                    attestation: kind == TagKind::Att,
+                },
             };
             image.attached.push(Attached {
                 source: path.clone(),
@@ -495,6 +524,37 @@ impl ImagePolicy {
     }
 }
 
+/// The `--dry-run` line: what will be done with the images' signatures.
+pub fn describe(plan: &super::signing::SigstorePlan, content: bool) -> String {
+    if !content {
+        return "bundle image signatures: not checked (--no-content: images are not opened)".into();
+    }
+    let how = match (&plan.signer, &plan.trust) {
+        (Some(_), Some(t)) => format!(
+            "verified with the Sigstore signer given against {} (sha256 {})",
+            t.source, t.sha256
+        ),
+        _ => "found and reported, not verified (no --certificate-identity/--certificate-oidc-issuer or --sigstore-key)".into(),
+    };
+    let p = plan.images;
+    let required: Vec<&str> = [
+        (p.require_signed, "a signature"),
+        (p.require_sbom, "an SBOM attestation"),
+        (p.require_provenance, "a provenance attestation"),
+    ]
+    .into_iter()
+    .filter_map(|(on, what)| on.then_some(what))
+    .collect();
+    format!(
+        "bundle image signatures: OCI 1.1 referrers and cosign .sig/.att/.sbom tags of each image {how}; {}",
+        if required.is_empty() {
+            "an unsigned image warns".to_string()
+        } else {
+            format!("every image must carry {}", required.join(", "))
+        }
+    )
+}
+
 /// How one attached item was judged.
 enum Judged {
     Verified(crate::sigstore::Verified),
@@ -570,7 +630,15 @@ fn judge(plan: &SignaturePlan, image: &ImageSupply, out: &Sender<Finding>) {
                 t.sbom.push(format!("{kind} (attached, unsigned)"));
                 continue;
             }
-            Content::Unreadable(why) => Err((Code::ImageSignatureInvalid, why.clone())),
+            Content::TooLarge(why) => Err((Code::ImageSignatureUnverifiable, why.clone())),
+            Content::Unreadable { why, attestation } => Err((
+                if *attestation {
+                    Code::ImageAttestationInvalid
+                } else {
+                    Code::ImageSignatureInvalid
+                },
+                why.clone(),
+            )),
             Content::Bundle(bytes) => prepare_bundle(bytes, image_sha),
             Content::SimpleSigning { payload, legacy } => {
                 prepare_simplesigning(payload, legacy, digest_hex.as_deref())
@@ -585,7 +653,12 @@ fn judge(plan: &SignaturePlan, image: &ImageSupply, out: &Sender<Finding>) {
         } = match prepared {
             Ok(p) => p,
             Err((code, why)) => {
-                if code != Code::ImageSignatureUnverifiable {
+                // A signature that fails before verification still makes
+                // the image "signed, but not verifiably".
+                let signature = code == Code::ImageSignatureInvalid
+                    || (code == Code::ImageSubjectMismatch
+                        && (why.contains(SIGN_PREDICATE) || why.contains("signature payload")));
+                if signature {
                     t.found += 1;
                 }
                 let mut f = base(code, image, format!("{}: {why}", a.source))

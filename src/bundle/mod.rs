@@ -197,6 +197,9 @@ pub fn describe(opts: &BundleOptions) -> Result<Vec<String>, InputError> {
             )
         }
     ));
+    if let Some(p) = &sig_plan.sigstore {
+        out.push(imagesig::describe(p, opts.limits.max_depth > 0));
+    }
     let l = &opts.limits;
     out.push(if l.max_depth == 0 {
         "bundle content: not checked (--no-content): nested archives (images, charts, content bundles) are not opened, text files are not scanned for external references".into()
