@@ -835,3 +835,77 @@ fn cosign_annotations(
     }))
     .unwrap()
 }
+
+/// `cosign save` (and Hauler) mark the signature manifest with `kind:
+/// dev.cosignproject.cosign/sigs` instead of a `sha256-<hex>.sig` name: it
+/// is attached to the layout's image all the same. And a staged folder
+/// (the release extracted) gets the same checks as the archive.
+#[test]
+fn a_cosign_save_layout_and_a_staged_folder_are_verified() {
+    let sb = Sandbox::new("image_sig_cosign_save");
+    let i = instance();
+    let pol = policy(&sb, &i);
+    let layers = [layer(91)];
+    let d = oci_manifest_digest(&layers);
+    let payload = serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": { "docker-reference": "registry.example/x" },
+            "image": { "docker-manifest-digest": d },
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    }))
+    .unwrap();
+    let digest: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&payload).into()
+    };
+    let b: serde_json::Value = serde_json::from_str(&i.sign_digest(&digest, &opts())).unwrap();
+    let tag = Attachment::Tag {
+        suffix: "sig".into(),
+        layers: vec![TagLayer {
+            media_type: "application/vnd.dev.cosign.simplesigning.v1+json".into(),
+            data: payload,
+            annotations: cosign_annotations(
+                &b,
+                b["messageSignature"]["signature"].as_str().unwrap(),
+            ),
+        }],
+    };
+    let mut files = sample::oci_files(REF, &layers, &[tag]);
+    // As cosign save writes index.json: kinds, no tag name on the signature.
+    let (_, index) = files.iter_mut().find(|(p, _)| p == "index.json").unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(index).unwrap();
+    v["manifests"][0]["annotations"]["kind"] = "dev.cosignproject.cosign/image".into();
+    v["manifests"][1]["annotations"] =
+        serde_json::json!({ "kind": "dev.cosignproject.cosign/sigs" });
+    *index = serde_json::to_vec(&v).unwrap();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    let r = run(
+        &sb,
+        "r.tar",
+        release_of(tar_of(&refs)),
+        &pol,
+        &["--require-signed-images"],
+    );
+    r.code(0).lacks("image:unknown-media-type");
+    let f = r.has("image:signed", "pass", "images/x.tar.gz");
+    assert_eq!(f.evidence["image"], REF);
+    assert_eq!(f.evidence["signed_by"], ID);
+    // The same image stored as a folder of a staged release.
+    let staged = sb.path("staged");
+    for (p, b) in &files {
+        let path = staged.join("images/x").join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b).unwrap();
+    }
+    let mut args: Vec<&str> = pol.iter().map(String::as_str).collect();
+    args.push("--require-signed-images");
+    let r = bundle(&staged, &args);
+    r.code(0);
+    let f = r.has("image:signed", "pass", "images/x");
+    assert_eq!(f.evidence["image"], REF);
+}
