@@ -15,7 +15,9 @@
 //!   beside each archive, `manifest.json.sigstore.json` beside the manifest
 //!   inside it, all signed as [`SIGNER_IDENTITY`] from [`SIGNER_ISSUER`], and
 //!   the instance's trusted root written beside the release as
-//!   [`TRUSTED_ROOT`]. That root is test trust material: it proves the sample
+//!   [`TRUSTED_ROOT`]; its OCI image (`collector-oci`) carries a signature,
+//!   an SPDX SBOM and SLSA provenance as cosign v3 referrers, by the same
+//!   signer (its `docker save` images cannot be signed: no manifest digest). That root is test trust material: it proves the sample
 //!   is the sample, nothing more.
 
 use std::fs::File;
@@ -514,6 +516,64 @@ impl ReleaseWriter {
     }
 }
 
+/// The cosign v3 referrers of a signed image: its signature (a statement
+/// of predicate type `https://sigstore.dev/cosign/sign/v1`), an SPDX SBOM
+/// and SLSA provenance, each a DSSE bundle whose subject is the image
+/// manifest of `layers` ([`oci_image_with`]).
+pub fn image_attestations(
+    signer: &crate::sigstore::sign::TestInstance,
+    signed_as: &crate::sigstore::sign::SignOptions,
+    reference: &str,
+    layers: &[Vec<u8>],
+) -> Vec<Attachment> {
+    use crate::sigstore::sign::{Statement, Subject};
+    let (repo, _) = split_ref(reference);
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(
+        oci_manifest_digest(layers).trim_start_matches("sha256:"),
+        &mut digest,
+    )
+    .expect("a sha256: digest");
+    let name = repo.rsplit('/').next().unwrap_or(repo);
+    [
+        ("https://sigstore.dev/cosign/sign/v1", serde_json::json!({})),
+        (
+            "https://spdx.dev/Document",
+            serde_json::json!({
+                "spdxVersion": "SPDX-2.3",
+                "dataLicense": "CC0-1.0",
+                "SPDXID": "SPDXRef-DOCUMENT",
+                "name": name,
+                "packages": [{"SPDXID": "SPDXRef-Package", "name": name, "versionInfo": VERSION}],
+            }),
+        ),
+        (
+            "https://slsa.dev/provenance/v1",
+            serde_json::json!({
+                "buildDefinition": {"buildType": "https://ci.sekoia.example/build/v1"},
+                "runDetails": {"builder": {"id": "https://ci.sekoia.example/builder@v1"}},
+            }),
+        ),
+    ]
+    .into_iter()
+    .map(|(predicate_type, predicate)| {
+        let statement = Statement {
+            subjects: vec![Subject {
+                name: repo.to_string(),
+                sha256: digest,
+            }],
+            predicate_type: predicate_type.to_string(),
+            predicate,
+        };
+        Attachment::Referrer {
+            bundle: signer.attest(&statement, signed_as).into_bytes(),
+            predicate_type: Some(predicate_type.to_string()),
+            listed: false,
+        }
+    })
+    .collect()
+}
+
 /// Names used inside the sample, for tests that derive broken variants.
 pub fn platform_dir() -> String {
     format!("platform/{VERSION}")
@@ -530,6 +590,8 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
     let tar_path = dir.join(tar_name());
     let mut rng = Rng::new(size ^ 0x5e_c01a);
     let platform = platform_dir();
+    let signer = crate::sigstore::sign::TestInstance::new(SIGSTORE_SEED);
+    let signed_as = crate::sigstore::sign::SignOptions::new(SIGNER_IDENTITY, SIGNER_ISSUER);
     let mut w = ReleaseWriter {
         tar: tar::Builder::new(BufWriter::with_capacity(1 << 20, File::create(&tar_path)?)),
         listed: Vec::new(),
@@ -602,12 +664,16 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
         i += 1;
     }
 
-    // Newer tooling ships OCI layouts: one image in that form.
+    // Newer tooling ships OCI layouts: one image in that form, signed by
+    // the vendor with an SBOM and SLSA provenance attached as cosign v3
+    // referrers.
     {
         let name = "collector-oci";
         let reference = format!("registry.sekoia.io/sekoia/{name}:{VERSION}");
         let layer = tar_of(&[("usr/bin/collector", &rng.bytes(32 << 10))]);
-        let image = gzip(&oci_image(&reference, &[layer]));
+        let layers = [layer];
+        let attached = image_attestations(&signer, &signed_as, &reference, &layers);
+        let image = gzip(&oci_image_with(&reference, &layers, &attached));
         w.file(&format!("{platform}/images/{name}.tar.gz"), &image)?;
         images.push(ManifestImage {
             reference,
@@ -677,8 +743,6 @@ pub fn write_release(dir: &Path, size: u64, with_gzip: bool) -> io::Result<Vec<P
     w.file(&format!("{platform}/manifest.json"), &manifest)?;
     // The vendor's Sigstore bundle over the manifest, beside it: a verified
     // manifest vouches for every file it lists.
-    let signer = crate::sigstore::sign::TestInstance::new(SIGSTORE_SEED);
-    let signed_as = crate::sigstore::sign::SignOptions::new(SIGNER_IDENTITY, SIGNER_ISSUER);
     let manifest_bundle = signer.sign_digest(&Sha256::digest(&manifest).into(), &signed_as);
     w.file(
         &format!("{platform}/manifest.json.sigstore.json"),

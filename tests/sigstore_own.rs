@@ -229,9 +229,10 @@ fn bundle_verifies_ours_beside_archive_and_member_and_rejects_each_tamper() {
 }
 
 /// The sample release is signed by our test instance: the bundles beside
-/// the `.tar` and the `.tar.gz` and the one beside the manifest inside
-/// verify against the trusted root written beside them, and nothing else
-/// than the sample's signer is accepted.
+/// the `.tar` and the `.tar.gz`, the one beside the manifest inside and its
+/// OCI image's signature and attestations verify against the trusted root
+/// written beside them, and nothing else than the sample's signer is
+/// accepted.
 #[test]
 fn sample_release_is_signed_and_verifies_against_its_own_root() {
     use airgap_verify::sample::{SIGNER_IDENTITY, TRUSTED_ROOT};
@@ -253,6 +254,16 @@ fn sample_release_is_signed_and_verifies_against_its_own_root() {
         );
         // The manifest's bundle is its own companion, not an unlisted file.
         r.lacks("bundle:unlisted-file").lacks("sigstore:rejected");
+        // Its OCI image is signed, with an SBOM and provenance, by the
+        // same signer (cosign v3 referrers).
+        let img = r.has("image:signed", "pass", "images/collector-oci.tar.gz");
+        for want in [
+            SIGNER_IDENTITY,
+            "SBOM: SPDX",
+            "provenance: https://ci.sekoia.example/builder@v1",
+        ] {
+            assert!(img.message.contains(want), "{want}: {}", img.message);
+        }
     }
     // The conformance entry point agrees.
     let root = tar.parent().unwrap().join(TRUSTED_ROOT);
@@ -277,4 +288,9 @@ fn sample_release_is_signed_and_verifies_against_its_own_root() {
     r.code(1);
     let f = r.has("sigstore:rejected", "fail", "manifest.json");
     assert!(f.message.contains("identity mismatch"), "{}", f.message);
+    r.has(
+        "image:signature-invalid",
+        "fail",
+        "images/collector-oci.tar.gz",
+    );
 }
