@@ -430,6 +430,23 @@ fn a_signed_release_passes_with_every_requirement() {
             assert_eq!(f.evidence["provenance_builder"], BUILDER, "{name} {target}");
         }
     }
+    // Piped in on standard input, which cannot be read twice: the checks
+    // need no second read of the archive.
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["bundle", "-", "--format", "json", "--no-progress"])
+        .args(&pol)
+        .args(ALL_REQUIRED)
+        .stdin(std::fs::File::open(sb.path("r.tar.gz")).unwrap())
+        .output()
+        .unwrap();
+    let piped = crate::harness::Run::from(out);
+    piped.code(0).lacks("image:unsigned");
+    for target in ["images/x.tar.gz", "images/y.tar.gz", "images/z"] {
+        assert_eq!(
+            piped.has("image:signed", "pass", target).evidence["signed_by"],
+            ID
+        );
+    }
     // The human and HTML reports list each image's signer, SBOM, builder.
     let rel = sb.path("r.tar.gz");
     let mut args: Vec<std::ffi::OsString> = vec!["bundle".into(), rel.into_os_string()];
