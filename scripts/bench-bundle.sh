@@ -289,6 +289,15 @@ c_op_gz() { operator_path "$GZ_NAME" xzf; }
 c_av_tar() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$TAR" --no-content --no-progress --format json > /dev/null; }
 c_av_gz() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$GZ" --no-content --no-progress --format json > /dev/null; }
 c_av_full() { /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$TAR" --no-progress --format json > /dev/null; }
+# The same full-content pass with the sample's Sigstore bundles verified
+# (beside the archive, beside its manifest, its OCI image's signature and
+# attestations) against the sample's own trusted root: what verifying the
+# signatures adds to the pass.
+c_av_signed() {
+    /usr/bin/time -f %M -o "$RSS_FILE" "$BIN" bundle "$TAR" --no-progress --format json \
+        --certificate-identity release@sekoia.example --certificate-oidc-issuer https://oidc.sekoia.example \
+        --trusted-root "$DIR/sample-trusted_root.json" > /dev/null
+}
 c_gzip_img() { gzip -dc "$IMGDIR"/platform/v1.0.0/images/*.tar.gz > /dev/null; }
 # Folders: every file hashed by openssl, <cores> processes at a time, 64
 # files each (fewer processes than -n 16, and as fast on 2 cores).
@@ -309,11 +318,11 @@ c_rapidgzip() { /usr/bin/time -f '%U %S' -o "$CPU_FILE" "$RAPIDGZIP" -d -c -P "$
 c_openssl_gz() { /usr/bin/time -f '%U %S' -o "$CPU_FILE" openssl dgst -sha256 "$GZ" > /dev/null; }
 c_openssl_tar() { /usr/bin/time -f '%U %S' -o "$CPU_FILE" openssl dgst -sha256 "$TAR" > /dev/null; }
 
-KEYS=(openssl sha256sum gzip op_tar op_gz av_tar av_gz gzip_img av_full
+KEYS=(openssl sha256sum gzip op_tar op_gz av_tar av_gz gzip_img av_full av_signed
     fold_ssl av_fold_nc av_fold
     t_openssl t_av_nc t_av t_fold_ssl t_av_fold_nc t_av_fold)
 # The airgap-verify runs, whose peak RSS is kept.
-AV_KEYS=(av_tar av_gz av_full av_fold_nc av_fold t_av_nc t_av t_av_fold_nc t_av_fold)
+AV_KEYS=(av_tar av_gz av_full av_signed av_fold_nc av_fold t_av_nc t_av t_av_fold_nc t_av_fold)
 is_av() { [[ " ${AV_KEYS[*]} " == *" $1 "* ]]; }
 declare -A LABEL=(
     [openssl]="openssl dgst -sha256 X.tar"
@@ -325,6 +334,7 @@ declare -A LABEL=(
     [av_gz]="airgap-verify bundle --no-content X.tar.gz"
     [gzip_img]="gzip -dc images/*.tar.gz (nested)"
     [av_full]="airgap-verify bundle X.tar (full content)"
+    [av_signed]="same, Sigstore signatures verified"
     [fold_ssl]="find F | xargs -P<cores> openssl dgst"
     [av_fold_nc]="airgap-verify bundle --no-content F/"
     [av_fold]="airgap-verify bundle F/ (default)"
@@ -373,7 +383,7 @@ prepare_pass() { # PASS SIZE_BYTES
     GZ_NAME=$TAR_NAME.gz
     TAR=$DIR/$TAR_NAME
     GZ=$DIR/$GZ_NAME
-    for f in "$TAR" "$TAR.sha256" "$GZ" "$GZ.sha256"; do
+    for f in "$TAR" "$TAR.sha256" "$TAR.sigstore.json" "$GZ" "$GZ.sha256" "$DIR/sample-trusted_root.json"; do
         [[ -f $f ]] || die "airgap-verify sample did not write $f"
     done
     TAR_BYTES[$pass]=$(stat -c %s "$TAR")
@@ -518,6 +528,7 @@ print_pass() { # PASS
     ratio_line "airgap-verify full content / gzip -dc of nested images" "$(ratio "${MED[$pass,av_full]}" "${MED[$pass,gzip_img]}")" "<=" 1.3
     ratio_line "airgap-verify full content peak RSS" "$(to_mib "${RSS[$pass,av_full]}")" "<=" 64 " MiB"
     ratio_line "airgap-verify full content(.tar) / openssl" "$(ratio "${MED[$pass,av_full]}" "${MED[$pass,openssl]}")" "<=" 1.3
+    ratio_line "full content, signatures verified / full content" "$(ratio "${MED[$pass,av_signed]}" "${MED[$pass,av_full]}")" "<=" 1.05
     ratio_line "sample folder: default / find|xargs openssl" "$(ratio "${MED[$pass,av_fold]}" "${MED[$pass,fold_ssl]}")" "<=" 1.1
     ratio_line "sample folder: --no-content / find|xargs openssl" "$(ratio "${MED[$pass,av_fold_nc]}" "${MED[$pass,fold_ssl]}")" "<=" 1.1
     echo "  text-heavy shape: .tar ${TTAR_BYTES[$pass]} bytes"
