@@ -257,7 +257,7 @@ fn unusable_input_is_exit_2() {
 }
 
 /// connect(2) calls recorded by `strace -f` while `cmd` runs.
-fn connects(sb: &Sandbox, name: &str, cmd: &str, args: &[String]) -> (Run, Vec<String>) {
+pub(crate) fn connects(sb: &Sandbox, name: &str, cmd: &str, args: &[String]) -> (Run, Vec<String>) {
     let trace = sb.path(&format!("{name}.trace"));
     let out = std::process::Command::new("strace")
         .args(["-f", "-qq", "-e", "trace=connect", "-o"])

@@ -265,6 +265,20 @@ fn sample_release_is_signed_and_verifies_against_its_own_root() {
             assert!(img.message.contains(want), "{want}: {}", img.message);
         }
     }
+    // No network while all of it is verified (the log entries, timestamps,
+    // SCTs and image referrers are all checked from the files).
+    let mut args: Vec<String> = vec![
+        "bundle".into(),
+        tar.display().to_string(),
+        "--format".into(),
+        "json".into(),
+        "--no-progress".into(),
+    ];
+    args.extend(signer.iter().map(|s| s.to_string()));
+    let (r, calls) = crate::sigstore::connects(&sb, "sample", crate::harness::BIN, &args);
+    r.has("image:signed", "pass", "images/collector-oci.tar.gz");
+    r.has("sigstore:verified", "pass", "manifest.json");
+    assert!(calls.is_empty(), "bundle connected: {calls:?}");
     // The conformance entry point agrees.
     let root = tar.parent().unwrap().join(TRUSTED_ROOT);
     assert!(signer.contains(&root.to_str().unwrap()), "{signer:?}");
