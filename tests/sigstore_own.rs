@@ -308,3 +308,27 @@ fn sample_release_is_signed_and_verifies_against_its_own_root() {
         "images/collector-oci.tar.gz",
     );
 }
+
+/// The sample is deterministic, signatures included (ECDSA per RFC 6979,
+/// fixed signing times): two runs write byte-identical files, so its
+/// digests can be pinned and benchmarks hash the same bytes.
+#[test]
+fn sample_and_its_signatures_are_deterministic() {
+    let sb = Sandbox::new("sigstore_own_sample_deterministic");
+    let a = airgap_verify::sample::write_release(&sb.path("a"), 1 << 20, true).unwrap();
+    let b = airgap_verify::sample::write_release(&sb.path("b"), 1 << 20, true).unwrap();
+    assert_eq!(a.len(), b.len());
+    assert!(
+        a.iter()
+            .any(|p| p.to_string_lossy().ends_with(".sigstore.json")),
+        "{a:?}"
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.file_name(), y.file_name());
+        assert!(
+            std::fs::read(x).unwrap() == std::fs::read(y).unwrap(),
+            "{} differs between two runs",
+            x.display()
+        );
+    }
+}
