@@ -630,7 +630,7 @@ fn judge(plan: &SignaturePlan, image: &ImageSupply, out: &Sender<Finding>) {
                 t.sbom.push(format!("{kind} (attached, unsigned)"));
                 continue;
             }
-            Content::TooLarge(why) => Err((Code::ImageSignatureUnverifiable, why.clone())),
+            Content::TooLarge(why) => Err((Code::ImageSignatureUnverifiable, why.clone(), false)),
             Content::Unreadable { why, attestation } => Err((
                 if *attestation {
                     Code::ImageAttestationInvalid
@@ -638,6 +638,7 @@ fn judge(plan: &SignaturePlan, image: &ImageSupply, out: &Sender<Finding>) {
                     Code::ImageSignatureInvalid
                 },
                 why.clone(),
+                !attestation,
             )),
             Content::Bundle(bytes) => prepare_bundle(bytes, image_sha),
             Content::SimpleSigning { payload, legacy } => {
@@ -652,12 +653,9 @@ fn judge(plan: &SignaturePlan, image: &ImageSupply, out: &Sender<Finding>) {
             predicate_type,
         } = match prepared {
             Ok(p) => p,
-            Err((code, why)) => {
-                // A signature that fails before verification still makes
-                // the image "signed, but not verifiably".
-                let signature = code == Code::ImageSignatureInvalid
-                    || (code == Code::ImageSubjectMismatch
-                        && (why.contains(SIGN_PREDICATE) || why.contains("signature payload")));
+            Err((code, why, signature)) => {
+                // A signature refused before verification still makes the
+                // image "signed, but not verifiably".
                 if signature {
                     t.found += 1;
                 }
@@ -837,8 +835,10 @@ struct ToVerify {
     predicate_type: String,
 }
 
-/// Why an attachment is not verified: its code and reason.
-type Prepared = Result<ToVerify, (Code, String)>;
+/// Why an attachment is not verified: its code, the reason, and whether it
+/// is (or claims to be) an image signature rather than an attestation.
+type Refused = (Code, String, bool);
+type Prepared = Result<ToVerify, Refused>;
 
 /// A referrer's Sigstore bundle: a message signature over the manifest, or
 /// a DSSE statement whose subject must be the manifest.
@@ -847,12 +847,14 @@ fn prepare_bundle(bytes: &[u8], image: [u8; 32]) -> Prepared {
         (
             Code::ImageSignatureInvalid,
             "the bundle is not UTF-8 JSON".to_string(),
+            true,
         )
     })?;
     let v: Value = serde_json::from_str(json).map_err(|e| {
         (
             Code::ImageSignatureInvalid,
             format!("not a Sigstore bundle: {e}"),
+            true,
         )
     })?;
     if v.get("messageSignature").is_some() {
@@ -866,8 +868,10 @@ fn prepare_bundle(bytes: &[u8], image: [u8; 32]) -> Prepared {
     let envelope = v.get("dsseEnvelope").ok_or((
         Code::ImageSignatureInvalid,
         "the bundle has neither a messageSignature nor a dsseEnvelope".to_string(),
+        true,
     ))?;
-    let s = statement_of_envelope(envelope).map_err(|e| (Code::ImageAttestationInvalid, e))?;
+    let s =
+        statement_of_envelope(envelope).map_err(|e| (Code::ImageAttestationInvalid, e, false))?;
     subject_check(&s, image)?;
     Ok(ToVerify {
         json: json.to_string(),
@@ -877,7 +881,7 @@ fn prepare_bundle(bytes: &[u8], image: [u8; 32]) -> Prepared {
     })
 }
 
-fn subject_check(s: &Statement, image: [u8; 32]) -> Result<(), (Code, String)> {
+fn subject_check(s: &Statement, image: [u8; 32]) -> Result<(), Refused> {
     let want = hex::encode(image);
     if s.subjects.contains(&want) {
         return Ok(());
@@ -897,6 +901,7 @@ fn subject_check(s: &Statement, image: [u8; 32]) -> Result<(), (Code, String)> {
                     .join(", ")
             }
         ),
+        s.kind.is_signature(),
     ))
 }
 
@@ -907,6 +912,7 @@ fn prepare_simplesigning(payload: &[u8], legacy: &Legacy, image: Option<&str>) -
         (
             Code::ImageSignatureInvalid,
             format!("the simple-signing payload is not JSON: {e}"),
+            true,
         )
     })?;
     let named = v["critical"]["image"]["docker-manifest-digest"]
@@ -918,6 +924,7 @@ fn prepare_simplesigning(payload: &[u8], legacy: &Legacy, image: Option<&str>) -
         return Err((
             Code::ImageSubjectMismatch,
             format!("the signature payload names {named:?}, not this image's manifest {want}"),
+            true,
         ));
     }
     let digest: [u8; 32] = Sha256::digest(payload).into();
@@ -925,8 +932,10 @@ fn prepare_simplesigning(payload: &[u8], legacy: &Legacy, image: Option<&str>) -
         "messageDigest": { "algorithm": "SHA2_256", "digest": STANDARD.encode(digest) },
         "signature": legacy.signature,
     });
+    // Found, though it cannot be verified: counted among the signatures
+    // that do not verify.
     let json = legacy_bundle(legacy, ("messageSignature", content))
-        .map_err(|e| (Code::ImageSignatureUnverifiable, e))?;
+        .map_err(|e| (Code::ImageSignatureUnverifiable, e, true))?;
     Ok(ToVerify {
         json,
         over: digest,
@@ -941,12 +950,13 @@ fn prepare_envelope(envelope: &[u8], legacy: &Legacy, image: [u8; 32]) -> Prepar
         (
             Code::ImageAttestationInvalid,
             format!("the DSSE envelope is not JSON: {e}"),
+            false,
         )
     })?;
-    let s = statement_of_envelope(&v).map_err(|e| (Code::ImageAttestationInvalid, e))?;
+    let s = statement_of_envelope(&v).map_err(|e| (Code::ImageAttestationInvalid, e, false))?;
     subject_check(&s, image)?;
     let json = legacy_bundle(legacy, ("dsseEnvelope", v))
-        .map_err(|e| (Code::ImageSignatureUnverifiable, e))?;
+        .map_err(|e| (Code::ImageSignatureUnverifiable, e, s.kind.is_signature()))?;
     Ok(ToVerify {
         json,
         over: image,
