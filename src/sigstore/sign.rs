@@ -32,6 +32,23 @@
 //!   in-toto statement v1 (subjects, predicate type, predicate), as
 //!   `cosign attest-blob --bundle` or an image attestation carries.
 //!
+//! ```no_run
+//! use airgap_verify::sigstore::sign::{SignOptions, Statement, Subject, Tamper, TestInstance};
+//! let ours = TestInstance::new("my test");
+//! std::fs::write("trusted_root.json", ours.trusted_root_json()).unwrap();
+//! let who = SignOptions::new("release@vendor.test", "https://oidc.vendor.test");
+//! let digest = [0u8; 32]; // the artifact's SHA-256
+//! let blob = ours.sign_digest(&digest, &who);
+//! let sbom = ours.attest(
+//!     &Statement {
+//!         subjects: vec![Subject { name: "registry.test/app".into(), sha256: digest }],
+//!         predicate_type: "https://spdx.dev/Document".into(),
+//!         predicate: serde_json::json!({"spdxVersion": "SPDX-2.3"}),
+//!     },
+//!     &who.clone().tampered(Tamper::SubjectMismatch),
+//! );
+//! ```
+//!
 //! Each can be made wrong in one way ([`Tamper`]) so tests see each check of
 //! the verifier reject it. The verifier is never told about this module:
 //! these bundles pass `crate::sigstore::verify` only because every signature,
@@ -41,9 +58,10 @@
 //! - deterministic: the same seed and options give byte-identical roots and
 //!   bundles (keys derive from the seed; ECDSA signatures are RFC 6979);
 //! - no randomness, no clock, no network: times come from [`SignOptions`];
-//! - the keys are derived from a seed that is in the source: anything signed
-//!   here proves nothing to anyone outside a test or a demo. Never put this
-//!   root in front of real releases.
+//! - the keys derive from the caller's seed, and the seeds of the tests and
+//!   the sample are in the source: anything signed here proves nothing to
+//!   anyone outside a test or a demo. Never put such a root in front of real
+//!   releases.
 //!
 //! Not modelled: Rekor v2, Fulcio certificate chains with intermediates, and
 //! log consistency between bundles (each bundle's entry sits in a small tree
