@@ -138,13 +138,13 @@ else
       echo "    ${#pushed[@]} images pushed"
     fi
     echo
-    echo "==> airgap-verify check --bundle $archive --pubkey vendor.pub --config $work/perimeter.yml --write-probe"
+    echo "==> airgap-verify check --bundle $archive --pubkey vendor.pub ${sigstore[*]} --config $work/perimeter.yml --write-probe"
     if ((${#pushed[@]} == 0)); then
       echo "    (skopeo is missing, so the release's images are not in the lab registry: each is reported missing)"
     fi
     if "$bin" check --help >/dev/null 2>&1; then
       set +e
-      "$bin" check --bundle "$archive" --pubkey "$work/vendor.pub" --config "$work/perimeter.yml" \
+      "$bin" check --bundle "$archive" --pubkey "$work/vendor.pub" "${sigstore[@]}" --config "$work/perimeter.yml" \
         --write-probe --allow-host registry.sekoia.io --no-progress
       checked=$?
       set -e
