@@ -21,9 +21,10 @@
 #   agv-orch    10.0.255.20   orchestration node (runs Ansible in the cluster tests)
 #   agv-node1..3  .21 .22 .23 nodes; nothing listens there until a test starts a responder
 #                             (AIRGAP_NETLAB_NODES=6: node1..6, .21-.26)
-#   orch, lb and every node run an OpenSSH server on :22 with their own hostname, machine
-#   id, /tmp and /root (see "sshd" below); $STATE/ansible/inventory.ini lists them for
-#   Ansible (groups orchestration, load_balancer, managers, workers), root with the lab's key
+#   orch, lb, every node and the client run an OpenSSH server on :22 with their own
+#   hostname, machine id, /tmp and /root (see "sshd" below); $STATE/ansible/inventory.ini
+#   lists them for Ansible (groups orchestration, load_balancer, managers, workers,
+#   clients; the workers are the load balancer's backends), root with the lab's key
 #   agv-syslog  10.0.255.30   rsyslog: RELP on 11514, syslog over TLS on 10514
 #   agv-airgap  only lo: "airgap-lab" runs scripts/lab.sh there (not started by up)
 # Every host namespace has an empty nftables table inet agvfw (chains input and
@@ -96,7 +97,7 @@ HOSTS+=(syslog)
 # through Ansible): each with its own hostname (UTS namespace), machine id,
 # /tmp and /root (bind mounts in its mount namespace), so hosts that share
 # this machine's filesystem do not see each other's files.
-SSH_HOSTS=(orch lb "${NODE_NAMES[@]}")
+SSH_HOSTS=(orch lb "${NODE_NAMES[@]}" client)
 NFT_TABLE=agvfw
 LB_TCP_PORTS=(80 443 10514 11514) # forwarded to the same port on node1 and node2
 LB_BACKENDS=(node1 node2)
@@ -618,16 +619,24 @@ start_sshd() {
 }
 
 # The lab's cluster as an Ansible inventory: orch runs Ansible (local
-# connection), lb is the load balancer, node1 the manager, the others workers.
+# connection), lb is the load balancer, its backends (LB_BACKENDS) are the
+# workers, the other nodes the managers, and client plays the client.
 write_inventory() {
-  local h
+  local h b backend
   mkdir -p "$STATE/ansible"
   {
     printf '# airgap-verify netlab inventory, written by scripts/netlab.sh up\n'
     printf '[orchestration]\norch ansible_host=%s ansible_connection=local\n\n' "${ADDR[orch]}"
     printf '[load_balancer]\nlb ansible_host=%s\n\n' "${ADDR[lb]}"
-    printf '[managers]\nnode1 ansible_host=%s\n\n[workers]\n' "${ADDR[node1]}"
-    for h in "${NODE_NAMES[@]:1}"; do printf '%s ansible_host=%s\n' "$h" "${ADDR[$h]}"; done
+    printf '[clients]\nclient ansible_host=%s\n\n' "${ADDR[client]}"
+    printf '[managers]\n'
+    for h in "${NODE_NAMES[@]}"; do
+      backend=no
+      for b in "${LB_BACKENDS[@]}"; do [ "$b" = "$h" ] && backend=yes; done
+      [ $backend = no ] && printf '%s ansible_host=%s\n' "$h" "${ADDR[$h]}"
+    done
+    printf '\n[workers]\n'
+    for h in "${LB_BACKENDS[@]}"; do printf '%s ansible_host=%s\n' "$h" "${ADDR[$h]}"; done
     printf '\n[all:vars]\nansible_user=root\nansible_ssh_private_key_file=%s/ssh/id_ed25519\n' "$STATE"
     printf 'ansible_ssh_common_args=-o UserKnownHostsFile=%s/ssh/known_hosts -o StrictHostKeyChecking=yes\n' "$STATE"
     printf 'ansible_python_interpreter=/usr/bin/python3\n'

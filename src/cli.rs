@@ -460,6 +460,8 @@ pub enum FlowRole {
     Orchestration,
     /// A Kubernetes node (manager or worker).
     Node,
+    /// The load balancer (its flows to the workers, straight to their responders).
+    Lb,
     /// A log source, forwarder or user outside the cluster (tests the load balancer too).
     Client,
 }

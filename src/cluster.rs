@@ -47,6 +47,10 @@ pub enum Role {
     Lb,
     Manager,
     Worker,
+    /// A machine outside the cluster where users and log sources sit: it
+    /// plays the client (the load balancer's ports, and the ports that
+    /// must stay blocked from outside).
+    Client,
 }
 
 impl Role {
@@ -56,6 +60,19 @@ impl Role {
             Role::Lb => "load_balancer",
             Role::Manager => "managers",
             Role::Worker => "workers",
+            Role::Client => "clients",
+        }
+    }
+
+    /// The role of the flow profile whose flows this host starts.
+    fn profile_role(self) -> crate::profiles::Role {
+        use crate::profiles::Role as P;
+        match self {
+            Role::Orchestration => P::Orchestration,
+            Role::Lb => P::Lb,
+            Role::Manager => P::Manager,
+            Role::Worker => P::Worker,
+            Role::Client => P::Client,
         }
     }
 
@@ -63,14 +80,15 @@ impl Role {
     fn runs(self, services: bool) -> String {
         let mut steps = match self {
             Role::Orchestration => vec!["host --role orchestration", "flows --role orchestration"],
-            Role::Lb => vec!["host --role lb"],
+            Role::Lb => vec!["host --role lb", "flows --role lb"],
+            Role::Client => vec!["flows --role client"],
             Role::Manager | Role::Worker => vec![
                 "host --role node",
                 "listen --role node (background)",
                 "flows --role node",
             ],
         };
-        if services && self != Role::Lb {
+        if services && !matches!(self, Role::Lb | Role::Client) {
             steps.push("services");
         }
         steps.join(", ")
@@ -361,7 +379,13 @@ pub fn hosts_of_inventory(v: &serde_json::Value) -> Result<Vec<Host>, String> {
         }
     }
     let mut hosts: Vec<Host> = Vec::new();
-    for role in [Role::Orchestration, Role::Manager, Role::Worker, Role::Lb] {
+    for role in [
+        Role::Orchestration,
+        Role::Manager,
+        Role::Worker,
+        Role::Lb,
+        Role::Client,
+    ] {
         let mut names = Vec::new();
         members(v, role.group(), 0, &mut names);
         for n in names {
@@ -381,7 +405,8 @@ pub fn hosts_of_inventory(v: &serde_json::Value) -> Result<Vec<Host>, String> {
     }
     if hosts.is_empty() {
         return Err(
-            "no host in the groups managers, workers, load_balancer or orchestration".into(),
+            "no host in the groups managers, workers, load_balancer, orchestration or clients"
+                .into(),
         );
     }
     Ok(hosts)
@@ -441,6 +466,54 @@ fn perimeter_for_hosts(
         .map_err(|e| usage(format!("writing perimeter.yml for the hosts: {e}")))
 }
 
+/// The profile's flows that no host of the plan starts, by source role
+/// (`client` when the inventory has no `clients`, `lb` without a load
+/// balancer): they are not tested, and the report says so.
+fn missing_sources(plan: &Plan) -> Vec<(crate::profiles::Role, Vec<String>)> {
+    let Ok(profile) = crate::profiles::get(&plan.profile) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(crate::profiles::Role, Vec<String>)> = Vec::new();
+    for f in &profile.flows {
+        if plan
+            .hosts
+            .iter()
+            .any(|h| f.starts_at(h.role.profile_role()))
+        {
+            continue;
+        }
+        let Some(&role) = f.from.first() else {
+            continue;
+        };
+        match out.iter_mut().find(|(r, _)| *r == role) {
+            Some((_, ids)) => ids.push(f.id.clone()),
+            None => out.push((role, vec![f.id.clone()])),
+        }
+    }
+    out
+}
+
+fn source_missing_finding(role: crate::profiles::Role, ids: &[String]) -> Finding {
+    let group = match role {
+        crate::profiles::Role::Client => "clients",
+        crate::profiles::Role::Lb => "load_balancer",
+        crate::profiles::Role::Orchestration => "orchestration",
+        crate::profiles::Role::Manager => "managers",
+        _ => "workers",
+    };
+    Finding::new(
+        Code::ClusterSourceMissing,
+        format!("flows from {}", role.name()),
+        format!(
+            "no host of the cluster plays the {} role (inventory group `{group}`), so these flows were not tested: {}",
+            role.name(),
+            ids.join(", ")
+        ),
+    )
+    .evidence("role", role.name())
+    .evidence("flows", ids.to_vec())
+}
+
 /// What `cluster --dry-run` prints: hosts, roles, what runs where.
 pub fn describe(plan: &Plan) -> Vec<String> {
     let mut out = vec![format!(
@@ -461,6 +534,13 @@ pub fn describe(plan: &Plan) -> Vec<String> {
             h.role.group(),
             how,
             h.role.runs(plan.services)
+        ));
+    }
+    for (role, ids) in missing_sources(plan) {
+        out.push(format!(
+            "skipped  flows from {} (no such host; add one to the inventory's group): {}",
+            role.name(),
+            ids.join(", ")
         ));
     }
     out.push(format!(
@@ -677,6 +757,13 @@ fn play(args: &[String], log_path: &Path, watch: bool) -> Result<Played, InputEr
         .env("ANSIBLE_FORCE_COLOR", "0")
         .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
         .env("ANSIBLE_STDOUT_CALLBACK", "default")
+        // One SSH round trip per task instead of four (put, chmod, run,
+        // remove): most of Ansible's own time on each host. The operator's
+        // setting wins.
+        .env(
+            "ANSIBLE_PIPELINING",
+            std::env::var_os("ANSIBLE_PIPELINING").unwrap_or_else(|| "True".into()),
+        )
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2)
@@ -946,6 +1033,9 @@ pub fn run(
             ));
         }
     }
+    for (role, ids) in missing_sources(plan) {
+        extra.push(source_missing_finding(role, &ids));
+    }
     let mut merged = crate::merge::merge(reports, extra);
     inputs.append(&mut merged.inputs);
     merged.inputs = inputs;
@@ -994,7 +1084,8 @@ node2                      : ok=3    changed=1    unreachable=0    failed=1    s
             "managers": {"hosts": ["m1"]},
             "workers": {"children": ["rack1"]},
             "rack1": {"hosts": ["w1", "m1"]},
-            "load_balancer": {"hosts": ["lb"]}
+            "load_balancer": {"hosts": ["lb"]},
+            "clients": {"hosts": ["c1"]}
         });
         let h = hosts_of_inventory(&v).unwrap();
         let by = |n: &str| h.iter().find(|x| x.name == n).unwrap().clone();
@@ -1003,7 +1094,8 @@ node2                      : ok=3    changed=1    unreachable=0    failed=1    s
         assert_eq!(by("w1").role, Role::Worker);
         assert_eq!(by("w1").address.as_deref(), Some("w1"));
         assert_eq!(by("lb").role, Role::Lb);
-        assert_eq!(h.len(), 3);
+        assert_eq!(by("c1").role, Role::Client);
+        assert_eq!(h.len(), 4);
         assert!(hosts_of_inventory(&serde_json::json!({"all": {}})).is_err());
     }
 

@@ -964,6 +964,9 @@ codes! {
     ClusterRunFailed => "cluster:run-failed", Fail,
         "`cluster`: a step failed on this host after the copy: a command exited with an error (2: bad input, named in the message), the responder did not answer within its start-up time, or no report could be fetched. The host's other reports, if any, are merged.",
         "Read the message (the failing task and its error), run that command by hand on the host with the same flags, fix the cause, then run cluster again.";
+    ClusterSourceMissing => "cluster:source-missing", Skip,
+        "`cluster`: the profile has flows from this role (clients: the load balancer's ports, and the ports that must stay blocked from outside), but the cluster's hosts have none of that role, so those flows were not tested and have no cell in the matrix.",
+        "Add a host of that role to the inventory (`--inventory`, group `clients`: a machine where users and log sources sit, outside the cluster, reachable over SSH) and run cluster again, or run `flows --role client` there and merge its report (`airgap-verify merge cluster.json client=client.json`).";
 
     // ---- the run itself ------------------------------------------------------
     RunInterrupted => "run:interrupted", Fail,

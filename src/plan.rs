@@ -649,6 +649,7 @@ fn source_role(r: FlowRole) -> SourceRole {
     match r {
         FlowRole::Orchestration => SourceRole::Orchestration,
         FlowRole::Node => SourceRole::Node,
+        FlowRole::Lb => SourceRole::Lb,
         FlowRole::Client => SourceRole::Client,
     }
 }

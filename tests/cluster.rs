@@ -92,6 +92,18 @@ fn the_whole_cluster_in_one_run_with_its_matrix() {
     let _x = n.exclusive();
     let sb = Sandbox::new("cluster::matrix");
     let (a1, a2) = (n.addr("node1").to_string(), n.addr("node2").to_string());
+    // The perimeter in front of every node: from the client, the ports
+    // that must stay blocked from outside are dropped.
+    let client = n.addr("client").to_string();
+    for node in ["node1", "node2", "node3"] {
+        for rule in [
+            "tcp dport 30000-32767 drop",
+            "udp dport 30000-32767 drop",
+            "tcp dport 10901 drop",
+        ] {
+            n.fw(node, &format!("ip saddr {client} {rule}"));
+        }
+    }
     // node3 drops the overlay from node1; node1 rejects the kubelet from node2.
     n.fw("node3", &format!("ip saddr {a1} udp dport 8472 drop"));
     n.fw(
@@ -116,9 +128,11 @@ fn the_whole_cluster_in_one_run_with_its_matrix() {
     r.code(1);
     let report = r.json();
     let all = r.findings();
-    for h in ["orch", "lb", "node1", "node2", "node3"] {
+    for h in ["orch", "lb", "node1", "node2", "node3", "client"] {
         r.has("cluster:host-checked", "pass", &format!("host {h}"));
     }
+    // Every role that starts flows is played: nothing skipped.
+    r.lacks("cluster:source-missing");
     // Each node's sshd holds the profile's port 22: expected, no conflict.
     r.lacks("host:port-conflict");
     assert_eq!(
@@ -138,10 +152,11 @@ fn the_whole_cluster_in_one_run_with_its_matrix() {
     assert!(twice.is_empty(), "cells listed twice: {twice:?}");
     let profile = airgap_verify::profiles::get("sekoia-1.0.0").unwrap();
     use airgap_verify::profiles::Role;
+    // The lab's inventory: the load balancer's backends are the workers.
     let nodes = [
-        ("node1", Role::Manager),
+        ("node1", Role::Worker),
         ("node2", Role::Worker),
-        ("node3", Role::Worker),
+        ("node3", Role::Manager),
     ];
     let mut expected = 0;
     for f in &profile.flows {
@@ -177,23 +192,24 @@ fn the_whole_cluster_in_one_run_with_its_matrix() {
     }
     assert!(expected > 50, "only {expected} node-to-node cells expected");
 
-    // Every flow of the profile the orchestration host or a node starts
-    // towards another host of the cluster, once per source, destination and
-    // port. Not here: the load balancer's flows to its backends, which are
-    // proven through it by `flows --role client` from a client (merged in
-    // tests/flows.rs's proxy test), flows from clients, and flows to the
-    // perimeter's services (`services`; this perimeter names none).
+    // Every flow of the profile between the cluster's hosts and from the
+    // client, once per source, destination and port: the orchestration
+    // host's, the nodes', the load balancer's own to its workers, and the
+    // client's to the load balancer and (blocked) to the nodes. Not here:
+    // flows to the perimeter's services (`services`; this perimeter names
+    // none).
     let hosts = [
         ("orch", Role::Orchestration),
         ("lb", Role::Lb),
-        ("node1", Role::Manager),
+        ("node1", Role::Worker),
         ("node2", Role::Worker),
-        ("node3", Role::Worker),
+        ("node3", Role::Manager),
+        ("client", Role::Client),
     ];
     let mut missing = Vec::new();
     let mut all_expected = 0;
     for f in &profile.flows {
-        if matches!(f.to, Role::Service(_) | Role::Client) || f.from == [Role::Lb] {
+        if matches!(f.to, Role::Service(_) | Role::Client) {
             continue;
         }
         for (src, src_role) in hosts {
@@ -330,6 +346,13 @@ fn hosts_and_key_from_the_vendor_config_and_an_unreachable_host() {
         "{}",
         d.stdout
     );
+    // config.yml names no client: the dry run and the report say which
+    // flows no host plays.
+    assert!(
+        d.stdout.contains("skipped  flows from client") && d.stdout.contains("ui-https"),
+        "{}",
+        d.stdout
+    );
 
     let started = Instant::now();
     let r = n.cluster(
@@ -347,6 +370,8 @@ fn hosts_and_key_from_the_vendor_config_and_an_unreachable_host() {
     for out in [&r.stdout, &r.stderr, &d.stdout, &d.stderr] {
         assert!(!out.contains(&key_line), "the key was printed");
     }
+    let skipped = r.has("cluster:source-missing", "skip", "flows from client");
+    assert!(skipped.message.contains("ingest-syslog"), "{skipped:?}");
     let f = r.has("cluster:host-unreachable", "fail", &format!("host {ghost}"));
     assert!(f.message.contains("ssh"), "{f:?}");
     for h in ["node1", "node2", "node3", "lb"] {

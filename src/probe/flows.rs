@@ -39,6 +39,9 @@ use crate::profiles::{Expect, Flow, Profile, Proto, Role, ServiceKind};
 pub enum SourceRole {
     Orchestration,
     Node,
+    /// The load balancer: its own flows to the workers, without going
+    /// through its proxy (what a client's checks prove through it).
+    Lb,
     Client,
 }
 
@@ -47,6 +50,7 @@ impl SourceRole {
         match self {
             SourceRole::Orchestration => Role::Orchestration,
             SourceRole::Node => Role::Node,
+            SourceRole::Lb => Role::Lb,
             SourceRole::Client => Role::Client,
         }
     }
@@ -201,7 +205,7 @@ pub async fn run(ctx: &Arc<ProbeContext>, role: SourceRole, profile: &Profile) -
                 }
             };
             let Some(&ip) = addrs.first() else { continue };
-            if role == SourceRole::Node && is_local(ip) {
+            if matches!(role, SourceRole::Node | SourceRole::Lb) && is_local(ip) {
                 continue;
             }
             // A service is tested on its configured port; a cluster host on
