@@ -74,6 +74,9 @@ flows:
   orchestration: $(envv ADDR_ORCH)
 EOF
   IFS=, read -r -a nodes <<<"$(envv NETLAB_NODES)"
+  # The perimeter in front of the nodes, as in a real cluster (the client's
+  # blocked flows are dropped, not answered).
+  bash scripts/netlab.sh fw-perimeter
 
   # airgap-verify cluster, through Ansible.
   t0=$(ms)
@@ -162,7 +165,7 @@ echo "                                                    |  every port open    
 echo "nodes hosts   cluster    probes   Ansible  cells connects | vendor seq.          | probes    vendor seq.        ratio"
 printf '%s\n' "${results[@]}"
 echo
-echo "cluster = the whole run through Ansible (hosts: orchestration, load balancer, nodes); probes = the"
+echo "cluster = the whole run through Ansible (hosts: orchestration, load balancer, nodes, client); probes = the"
 echo "same flows run from every node at once without Ansible (flows deadline 1 s); Ansible = cluster - probes."
 echo "vendor seq. = sequential TCP connects from each node to every other node, the same TCP ports, 1 s"
 echo "timeout each; 'one node dropping them' = the same with one node's firewall dropping them; ratio ="

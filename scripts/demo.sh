@@ -162,11 +162,15 @@ fi
 if [ "$(id -u)" -eq 0 ] && "$bin" cluster --help >/dev/null 2>&1; then
   netlab="${AIRGAP_NETLAB_DIR:-/var/tmp/airgap-netlab}"
   echo
-  echo "==> scripts/netlab.sh up (load balancer, 3 nodes, orchestration host, each with its own sshd; left running)"
+  echo "==> scripts/netlab.sh up (load balancer, 3 nodes, orchestration host, a client, each with its own sshd; left running)"
   if AIRGAP_NETLAB_DIR="$netlab" bash scripts/netlab.sh up >"$work/netlab-up.log" 2>&1; then
     nl() { sed -n "s/^$1=//p" "$netlab/netlab.env"; }
     printf 'allowed_networks: [%s]\nflows:\n  profile: sekoia-1.0.0\n  deadline: 1s\n  orchestration: %s\n' \
       "$(nl NETLAB_SUBNET)" "$(nl ADDR_ORCH)" >"$work/cluster-perimeter.yml"
+    # The perimeter firewall in front of the nodes, as a real one would be:
+    # the client (outside) does not reach the ports that must stay blocked.
+    AIRGAP_NETLAB_DIR="$netlab" bash scripts/netlab.sh fw-reset >/dev/null &&
+      AIRGAP_NETLAB_DIR="$netlab" bash scripts/netlab.sh fw-perimeter
     # The HTML report when this build has it, else JSON.
     out="json=$work/cluster.json"
     if "$bin" cluster --help | grep -q html; then out="html=$work/cluster.html"; fi

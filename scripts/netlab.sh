@@ -7,6 +7,8 @@
 #   scripts/netlab.sh down               kill everything in the lab's namespaces, delete them
 #   scripts/netlab.sh status             one line per part; exit 1 if anything is missing
 #   scripts/netlab.sh fw-reset [HOST...] empty the inet agvfw input/output chains (all hosts if none)
+#   scripts/netlab.sh fw-perimeter       the perimeter in front of the nodes: from the client, the
+#                                        ports the profile keeps blocked (10901, 30000-32767) drop
 #   scripts/netlab.sh lb-mode MODE       haproxy to the nodes: plain | send-proxy | send-proxy-v2
 #   scripts/netlab.sh airgap-lab [up|down|status]
 #                                        scripts/lab.sh's service lab inside the agv-airgap namespace
@@ -952,6 +954,22 @@ cmd_fw_reset() {
   done
 }
 
+# What the perimeter firewall does in front of a real cluster: the client
+# (outside) does not reach the ports the profile keeps blocked from outside
+# (Traefik's 10901, the NodePort range); everything else is left open.
+# Cleared by fw-reset, like any test rule.
+cmd_fw_perimeter() {
+  need_root
+  local h rule
+  for h in "${NODE_NAMES[@]}"; do
+    ns_exists "$(ns "$h")" || die "namespace $(ns "$h") does not exist ('scripts/netlab.sh up')"
+    for rule in "tcp dport 10901" "tcp dport 30000-32767" "udp dport 30000-32767"; do
+      # shellcheck disable=SC2086 # the rule is words
+      ip netns exec "$(ns "$h")" nft add rule inet "$NFT_TABLE" input ip saddr "${ADDR[client]}" $rule drop
+    done
+  done
+}
+
 cmd_lb_mode() {
   need_root
   local mode=${1:-} m ok=no
@@ -1049,6 +1067,7 @@ case ${1:-} in
   down) cmd_down ;;
   status) cmd_status ;;
   fw-reset) cmd_fw_reset "${@:2}" ;;
+  fw-perimeter) cmd_fw_perimeter ;;
   lb-mode) cmd_lb_mode "${@:2}" ;;
   airgap-lab) cmd_airgap_lab "${@:2}" ;;
   selfcheck) cmd_selfcheck ;;

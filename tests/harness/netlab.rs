@@ -83,6 +83,24 @@ impl NetLab {
         );
     }
 
+    /// The perimeter in front of the nodes (`scripts/netlab.sh
+    /// fw-perimeter`): from the client, the ports the profile keeps blocked
+    /// are dropped. Reset with the other rules.
+    pub fn fw_perimeter(&self) {
+        let out = Command::new("bash")
+            .args([
+                &format!("{}/scripts/netlab.sh", env!("CARGO_MANIFEST_DIR")),
+                "fw-perimeter",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fw-perimeter: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn lb_mode(&self, mode: &str) {
         let out = Command::new("bash")
             .args([
