@@ -821,7 +821,7 @@ pub fn walk<R: BufRead>(reader: R, ctx: &mut WalkContext, target: &str) -> TarSt
             };
             ctx.member(&meta, &mut io::BufReader::new(expanded))
         } else {
-            ctx.member(&meta, &mut data)
+            ctx.member_in_stream(&meta, &mut data)
         };
         // What the member left unread (the data of a link, a folder or an
         // unknown type) and the padding.

@@ -31,8 +31,8 @@ pub use super::member::Captured;
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
 
+use super::sha256::{ArchiveDigest, Sha256};
 use crossbeam_channel::Sender;
-use sha2::{Digest, Sha256};
 
 use super::manifest::{self, FileRecord};
 use super::nested::{self, NestedJob, NestedKind, NestedOutcome};
@@ -246,6 +246,10 @@ pub struct WalkContext {
     pub file_bytes: u64,
     /// `--pubkey`, to check `manifest.json.minisig` files.
     pub manifest_key: Option<std::sync::Arc<super::signature::MinisignKey>>,
+    /// A plain `.tar` release's own digest, when the tar thread takes it
+    /// (see [`super::sha256`]): members read by
+    /// [`WalkContext::member_in_stream`] are hashed into it in the same pass.
+    pub archive_digest: Option<ArchiveDigest>,
     /// A manifest was found but rejected (too large), so "no manifest" would
     /// be misleading.
     manifest_seen: bool,
@@ -279,6 +283,9 @@ struct Tee<'a> {
 /// the source's buffer can be handed over while the source is borrowed.
 struct TeeSink<'a> {
     hasher: &'a mut Sha256,
+    /// The archive's digest, to pair with when the data is the archive's
+    /// own stream.
+    archive: Option<&'a ArchiveDigest>,
     scanner: Option<&'a mut Scan>,
     job: Option<&'a mut NestedJob>,
     size: u64,
@@ -295,7 +302,9 @@ struct TeeSink<'a> {
 }
 
 impl TeeSink<'_> {
-    fn take(&mut self, chunk: &[u8]) {
+    /// `in_stream`: `chunk` is what the source's `fill_buf` returned, not
+    /// yet consumed (the archive's digest may take it in the same pass).
+    fn take(&mut self, chunk: &[u8], in_stream: bool) {
         if self.size == 0 && self.first_byte.is_some() && chunk.first() != self.first_byte.as_ref()
         {
             self.capture = None;
@@ -304,7 +313,10 @@ impl TeeSink<'_> {
                 self.limit = None;
             }
         }
-        self.hasher.update(chunk);
+        match self.archive {
+            Some(a) if in_stream => a.pair(self.hasher, chunk),
+            _ => self.hasher.update(chunk),
+        }
         self.size += chunk.len() as u64;
         if let Some(j) = self.job.as_mut() {
             j.feed(chunk);
@@ -334,7 +346,7 @@ impl Tee<'_> {
                 Ok([]) => return,
                 Ok(chunk) => {
                     let n = chunk.len();
-                    self.sink.take(chunk);
+                    self.sink.take(chunk, true);
                     self.data.consume(n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -363,7 +375,7 @@ impl Read for Tee<'_> {
                 }
             }
         };
-        self.sink.take(&out[..n]);
+        self.sink.take(&out[..n], false);
         if self.sink.over && self.sink.stop_when_over {
             return Err(std::io::Error::other("over the manifest size limit"));
         }
@@ -561,6 +573,7 @@ impl WalkContext {
             scan: Default::default(),
             file_bytes: 0,
             manifest_key: None,
+            archive_digest: None,
             manifest_seen: false,
             scan_thread: None,
         }
@@ -649,6 +662,27 @@ impl WalkContext {
         meta: &EntryMeta<'_>,
         data: &mut dyn BufRead,
     ) -> Result<(), DataError> {
+        self.member_from(meta, data, false)
+    }
+
+    /// [`WalkContext::member`] for data that is the archive's own stream
+    /// (a tar member's stored bytes, read through the reader that takes
+    /// [`WalkContext::archive_digest`]): its digest and the archive's are
+    /// computed in one pass.
+    pub fn member_in_stream(
+        &mut self,
+        meta: &EntryMeta<'_>,
+        data: &mut dyn BufRead,
+    ) -> Result<(), DataError> {
+        self.member_from(meta, data, true)
+    }
+
+    fn member_from(
+        &mut self,
+        meta: &EntryMeta<'_>,
+        data: &mut dyn BufRead,
+        in_stream: bool,
+    ) -> Result<(), DataError> {
         let path = self.rules.check(meta, &self.findings);
         if meta.kind != EntryKind::File {
             return Ok(());
@@ -720,6 +754,7 @@ impl WalkContext {
             data: &mut *data,
             sink: TeeSink {
                 hasher: &mut hasher,
+                archive: self.archive_digest.as_ref().filter(|_| in_stream),
                 scanner: scanner.as_mut(),
                 job: job.as_mut(),
                 size: 0,
@@ -840,7 +875,7 @@ impl WalkContext {
             &path,
             FileRecord {
                 size,
-                sha256: hasher.finalize().into(),
+                sha256: hasher.finalize(),
             },
         );
         Ok(())
