@@ -284,9 +284,9 @@ pub fn verify(
     progress.start(size);
 
     // A plain tar's digest is taken on the tar thread, in the same pass as
-    // its members' (see `sha256`), when nested validators keep the other
-    // cores busy; otherwise on a thread of its own, in parallel with them.
-    let on_tar_thread = archive_digest_on_tar_thread(format, &opts.limits);
+    // its members' (see `sha256`); a compressed archive's on a thread of
+    // its own, in parallel with the decompression.
+    let on_tar_thread = archive_digest_on_tar_thread(format);
     let (hash_tx, hash_rx) = stream::channel();
     let (dec_tx, dec_rx) = stream::channel();
     let pass = std::thread::scope(|s| {
@@ -500,12 +500,12 @@ pub(crate) struct Decoded {
 }
 
 /// Whether the release's digest is taken on the tar thread, paired with its
-/// members' (one SHA-256 pass where there were two): for a plain tar whose
-/// content is checked, where the nested validators have work for every
-/// other core. With `--no-content` nothing else competes, and two digests
-/// on two cores finish sooner than a paired one on one.
-fn archive_digest_on_tar_thread(format: Format, limits: &Limits) -> bool {
-    format == Format::Tar && limits.max_depth > 0
+/// members' (one SHA-256 pass where there were two): for every plain tar.
+/// Even with `--no-content`, where nothing else competes for the cores, the
+/// paired pass on one core beat the two digests on two (text shape, 1 GiB,
+/// 2 cores: 0.65 s against 0.78 s wall, 1.17 against 1.43 CPU seconds).
+fn archive_digest_on_tar_thread(format: Format) -> bool {
+    format == Format::Tar
 }
 
 /// The decoding side of the release pass: container, tar walk, then the
