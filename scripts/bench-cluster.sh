@@ -54,6 +54,8 @@ bin=$(realpath "$bin")
 echo "binary: $bin ($(du -h "$bin" | cut -f1))"
 
 ms() { echo $(($(date +%s%N) / 1000000)); }
+# CPU time of the whole machine so far, in ms (every lab host shares it).
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { print int(($2 + $3 + $4 + $7 + $8) * 1000 / hz); exit }' /proc/stat; }
 envv() { grep "^$1=" "$AIRGAP_NETLAB_DIR/netlab.env" | cut -d= -f2-; }
 
 # The TCP ports a node serves (the responder's), from `host --dry-run`.
@@ -80,9 +82,11 @@ EOF
 
   # airgap-verify cluster, through Ansible.
   t0=$(ms)
+  c0=$(cpu_ms)
   ip netns exec "${AIRGAP_NETLAB_NS_PREFIX}orch" "$bin" cluster --inventory "$(envv ANSIBLE_INVENTORY)" \
     --config "$work/perimeter.yml" --format json --output "json=$work/cluster-$n.json" --no-progress >/dev/null 2>"$work/cluster-$n.err" || true
   wall=$(($(ms) - t0))
+  cpu=$(($(cpu_ms) - c0))
   read -r cells hosts < <(python3 - "$work/cluster-$n.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -153,20 +157,24 @@ PY
   wait 2>/dev/null || true
   RESP_PIDS=()
 
-  results+=("$(awk -v n="$n" -v h="$hosts" -v w="$wall" -v p="$probes" -v pd="$probes_drop" -v c="$cells" -v k="$connects" \
-    -v vo="$vendor_open" -v vd="$vendor_drop" 'BEGIN {
-      printf "%5d %5d %8.1f s %7.1f s %8.1f s %6d %8d | %9.1f s          | %6.1f s %11.1f s %11.1f",
-        n, h, w / 1000, p / 1000, (w - p) / 1000, c, k, vo / 1000, pd / 1000, vd / 1000, vd / pd }')")
+  results+=("$(awk -v n="$n" -v h="$hosts" -v w="$wall" -v cpu="$cpu" -v cores="$(nproc)" -v p="$probes" -v pd="$probes_drop" \
+    -v c="$cells" -v k="$connects" -v vo="$vendor_open" -v vd="$vendor_drop" 'BEGIN {
+      printf "%5d %5d %8.1f s %7.1f s %5.0f%% %7.1f s %8.1f s %6d %8d | %9.1f s          | %6.1f s %11.1f s %11.1f",
+        n, h, w / 1000, cpu / 1000, 100 * cpu / (cores * w), p / 1000, (w - p) / 1000, c, k, vo / 1000, pd / 1000, vd / 1000, vd / pd }')")
   bash scripts/netlab.sh down >/dev/null
 done
 
 echo
-echo "                                                    |  every port open     | one node dropping them"
-echo "nodes hosts   cluster    probes   Ansible  cells connects | vendor seq.          | probes    vendor seq.        ratio"
+echo "                                                                   |  every port open     | one node dropping them"
+echo "nodes hosts   cluster  cluster CPU  busy    probes   Ansible  cells connects | vendor seq.          | probes    vendor seq.        ratio"
 printf '%s\n' "${results[@]}"
 echo
 echo "cluster = the whole run through Ansible (hosts: orchestration, load balancer, nodes, client); probes = the"
 echo "same flows run from every node at once without Ansible (flows deadline 1 s); Ansible = cluster - probes."
+echo "cluster CPU = CPU time the whole machine spent during the cluster run (every lab host shares its"
+echo "$(nproc) cores: Ansible's controller, each host's sshd and Python modules, our binary); busy = that CPU"
+echo "time / (cores x wall time): near 100%, the run waits for this machine's cores, which a real cluster's"
+echo "hosts do not share."
 echo "vendor seq. = sequential TCP connects from each node to every other node, the same TCP ports, 1 s"
 echo "timeout each; 'one node dropping them' = the same with one node's firewall dropping them; ratio ="
 echo "vendor seq. / ours with that node dropping."

@@ -317,7 +317,20 @@ fn hosts_and_key_from_the_vendor_config_and_an_unreachable_host() {
         "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o ConnectTimeout=3",
         n.var("SSH_KNOWN_HOSTS")
     );
-    let cfg = perimeter(&n, &sb);
+    // The perimeter's services on the syslog host, where nothing serves
+    // them: `services` runs from every node too, and every outbound flow is
+    // a cell from each of its sources (closed: the flow reaches the host).
+    let svc = n.addr("syslog").to_string();
+    let cfg = sb
+        .write(
+            "perimeter-services.yml",
+            format!(
+                "{}dns: {{servers: [{svc}], public_names: []}}\nntp: {{servers: [{svc}]}}\nsmtp:\n  - {{host: {svc}, port: 25}}\ngit: {{url: \"https://{svc}/sekoia/stacks.git\"}}\nregistry: {{url: \"https://{svc}\", project: sekoia}}\ns3: {{endpoint: \"https://{svc}\"}}\n",
+                std::fs::read_to_string(perimeter(&n, &sb)).unwrap()
+            ),
+        )
+        .display()
+        .to_string();
     let tmp = run_tmp(&sb);
     let env = [
         ("SERVERS_SSH_KEY", key.as_str()),
@@ -388,6 +401,57 @@ fn hosts_and_key_from_the_vendor_config_and_an_unreachable_host() {
         .collect();
     for h in ["node1", "node2", "node3"] {
         assert!(sources.contains(n.addr(h)), "{h} missing from {sources:?}");
+    }
+    // Every outbound flow of the profile, once from each of its sources to
+    // the service's host and port; nothing answers there.
+    let profile = airgap_verify::profiles::get("sekoia-1.0.0").unwrap();
+    use airgap_verify::profiles::Role;
+    let cells = cells(&report);
+    let mut missing = Vec::new();
+    let mut outbound = 0;
+    for f in profile
+        .flows
+        .iter()
+        .filter(|f| matches!(f.to, Role::Service(_)))
+    {
+        // The orchestration host is this machine, named by its hostname.
+        let orch = airgap_verify::report::hostname();
+        for (src, role) in [
+            (orch.as_str(), Role::Orchestration),
+            (n.addr("node1"), Role::Manager),
+            (n.addr("node2"), Role::Worker),
+            (n.addr("node3"), Role::Worker),
+        ] {
+            if !f.starts_at(role) {
+                continue;
+            }
+            outbound += 1;
+            let found: Vec<_> = cells
+                .iter()
+                .filter(|c| c["source"] == src && c["flow"] == f.id.as_str())
+                .collect();
+            match found.as_slice() {
+                [c] => {
+                    assert_eq!(c["address"], svc.as_str(), "{c}");
+                    assert!(
+                        ["closed", "filtered"].contains(&c["state"].as_str().unwrap()),
+                        "{c}"
+                    );
+                }
+                _ => missing.push(format!("{src} {}: {} cells", f.id, found.len())),
+            }
+        }
+    }
+    assert!(missing.is_empty(), "outbound flows: {missing:?}");
+    assert!(outbound >= 20, "only {outbound} outbound flows expected");
+    // `services` ran from every node and the orchestration host.
+    for h in ["node1", "node2", "node3"] {
+        let checked = r.has(
+            "cluster:host-checked",
+            "pass",
+            &format!("host {}", n.addr(h)),
+        );
+        assert!(checked.message.contains("services"), "{checked:?}");
     }
     nothing_left(&n, &tmp);
     assert!(started.elapsed() < Duration::from_secs(240));
