@@ -579,7 +579,7 @@ pub struct ClusterArgs {
     /// The perimeter description: copied to every host (its `flows:` names the hosts; its services are probed from every node).
     #[arg(long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// An Ansible inventory (INI or YAML, groups managers, workers, load_balancer, optionally orchestration): the hosts, and how to reach them.
+    /// An Ansible inventory (INI or YAML, groups managers, workers, load_balancer, optionally clients and orchestration): the hosts, and how to reach them.
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// Flow profile (default as for `flows`).
