@@ -493,14 +493,22 @@ fn missing_sources(plan: &Plan) -> Vec<(crate::profiles::Role, Vec<String>)> {
     out
 }
 
+/// The inventory group whose hosts play the profile's `role`.
+fn group_of(role: crate::profiles::Role) -> &'static str {
+    use crate::profiles::Role as P;
+    match role {
+        P::Client => Role::Client.group(),
+        P::Lb => Role::Lb.group(),
+        P::Orchestration => Role::Orchestration.group(),
+        P::Manager => Role::Manager.group(),
+        // A flow from every node needs a worker at least (a manager would
+        // do too, but the cluster always has one of either).
+        P::Worker | P::Node | P::Service(_) => Role::Worker.group(),
+    }
+}
+
 fn source_missing_finding(role: crate::profiles::Role, ids: &[String]) -> Finding {
-    let group = match role {
-        crate::profiles::Role::Client => "clients",
-        crate::profiles::Role::Lb => "load_balancer",
-        crate::profiles::Role::Orchestration => "orchestration",
-        crate::profiles::Role::Manager => "managers",
-        _ => "workers",
-    };
+    let group = group_of(role);
     Finding::new(
         Code::ClusterSourceMissing,
         format!("flows from {}", role.name()),
@@ -538,8 +546,9 @@ pub fn describe(plan: &Plan) -> Vec<String> {
     }
     for (role, ids) in missing_sources(plan) {
         out.push(format!(
-            "skipped  flows from {} (no such host; add one to the inventory's group): {}",
+            "skipped  flows from {} (no host in the inventory group `{}`): {}",
             role.name(),
+            group_of(role),
             ids.join(", ")
         ));
     }
