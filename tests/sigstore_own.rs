@@ -15,21 +15,6 @@ use crate::sigstore::clear_rejection;
 const ID: &str = "release@vendor.test";
 const ISSUER: &str = "https://oidc.vendor.test";
 
-/// The reason a tampered bundle must be rejected with: the words of the
-/// check it aims at, so a rejection by another check fails the test.
-fn expected_reason(t: Tamper, dsse: bool) -> &'static str {
-    match t {
-        Tamper::ArtifactChanged if dsse => "artifact hash does not match any subject",
-        Tamper::ArtifactChanged => "message digest in bundle does not match artifact hash",
-        Tamper::WrongIdentity => "identity mismatch",
-        Tamper::WrongIssuer => "issuer mismatch",
-        Tamper::CertificateExpired => "CertExpired",
-        Tamper::InclusionProofBroken => "invalid inclusion proof",
-        Tamper::OtherKey => "signature invalid",
-        Tamper::SubjectMismatch => "artifact hash does not match any subject",
-    }
-}
-
 /// The tampers that apply to a kind of bundle (a message signature has no
 /// statement subject to mismatch).
 fn tampers(dsse: bool) -> impl Iterator<Item = Tamper> {
@@ -130,7 +115,7 @@ fn verify_bundle_accepts_ours_and_rejects_each_tamper_with_its_reason() {
             clear_rejection(&r).unwrap_or_else(|e| panic!("{kind} {t:?}: {e}"));
             assert_eq!(r.code, 1, "{kind} {t:?}: {}", r.stderr);
             assert!(
-                r.stderr.contains(expected_reason(t, dsse)),
+                r.stderr.contains(t.rejected_with(dsse)),
                 "{kind} {t:?}: rejected for another reason: {}",
                 r.stderr
             );
@@ -196,7 +181,7 @@ fn bundle_verifies_ours_beside_archive_and_member_and_rejects_each_tamper() {
         r.code(1);
         let f = r.has("sigstore:rejected", "fail", "release.tar");
         assert!(
-            f.message.contains(expected_reason(t, false)),
+            f.message.contains(t.rejected_with(false)),
             "archive {t:?}: {}",
             f.message
         );
@@ -218,7 +203,7 @@ fn bundle_verifies_ours_beside_archive_and_member_and_rejects_each_tamper() {
         r.code(1);
         let f = r.has("sigstore:rejected", "fail", "bin/install.sh");
         assert!(
-            f.message.contains(expected_reason(t, true)),
+            f.message.contains(t.rejected_with(true)),
             "member {t:?}: {}",
             f.message
         );

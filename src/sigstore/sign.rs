@@ -170,6 +170,22 @@ impl Tamper {
         Tamper::SubjectMismatch,
     ];
 
+    /// Words of the reason our verifier rejects this tamper with (in a
+    /// DSSE bundle when `dsse`): the check it aims at, so a test can tell
+    /// a rejection by that check from one by another.
+    pub fn rejected_with(self, dsse: bool) -> &'static str {
+        match self {
+            Tamper::ArtifactChanged if dsse => "artifact hash does not match any subject",
+            Tamper::ArtifactChanged => "message digest in bundle does not match artifact hash",
+            Tamper::WrongIdentity => "identity mismatch",
+            Tamper::WrongIssuer => "issuer mismatch",
+            Tamper::CertificateExpired => "CertExpired",
+            Tamper::InclusionProofBroken => "invalid inclusion proof",
+            Tamper::OtherKey => "signature invalid",
+            Tamper::SubjectMismatch => "artifact hash does not match any subject",
+        }
+    }
+
     /// A short name (file names, test names).
     pub fn name(self) -> &'static str {
         match self {
@@ -360,34 +376,30 @@ impl TestInstance {
     /// no end.
     pub fn trusted_root_json(&self) -> String {
         let start = rfc3339(ROOT_VALID_FROM);
-        let root = serde_json::json!({
-            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-            "tlogs": [{
-                "baseUrl": "https://rekor.airgap-verify.test",
+        // A transparency log and a CT log are described alike: a P-256 key
+        // and its id.
+        let log = |url: &str, key: &Key| {
+            serde_json::json!({
+                "baseUrl": url,
                 "hashAlgorithm": "SHA2_256",
                 "publicKey": {
-                    "rawBytes": B64.encode(&self.log.spki),
+                    "rawBytes": B64.encode(&key.spki),
                     "keyDetails": "PKIX_ECDSA_P256_SHA_256",
                     "validFor": {"start": start},
                 },
-                "logId": {"keyId": B64.encode(self.log.key_id())},
-            }],
+                "logId": {"keyId": B64.encode(key.key_id())},
+            })
+        };
+        let root = serde_json::json!({
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "tlogs": [log("https://rekor.airgap-verify.test", &self.log)],
             "certificateAuthorities": [{
                 "subject": {"organization": "airgap-verify test", "commonName": "airgap-verify test Fulcio"},
                 "uri": "https://fulcio.airgap-verify.test",
                 "certChain": {"certificates": [{"rawBytes": B64.encode(&self.ca_cert)}]},
                 "validFor": {"start": start},
             }],
-            "ctlogs": [{
-                "baseUrl": "https://ctfe.airgap-verify.test",
-                "hashAlgorithm": "SHA2_256",
-                "publicKey": {
-                    "rawBytes": B64.encode(&self.ct.spki),
-                    "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                    "validFor": {"start": start},
-                },
-                "logId": {"keyId": B64.encode(self.ct.key_id())},
-            }],
+            "ctlogs": [log("https://ctfe.airgap-verify.test", &self.ct)],
             "timestampAuthorities": [{
                 "subject": {"organization": "airgap-verify test", "commonName": "airgap-verify test TSA"},
                 "uri": "https://tsa.airgap-verify.test",
@@ -1117,20 +1129,6 @@ mod tests {
         );
     }
 
-    /// The reason each tamper must be rejected with: the check aimed at.
-    fn expected_reason(t: Tamper, dsse: bool) -> &'static str {
-        match t {
-            Tamper::ArtifactChanged if dsse => "artifact hash does not match any subject",
-            Tamper::ArtifactChanged => "message digest in bundle does not match artifact hash",
-            Tamper::WrongIdentity => "identity mismatch",
-            Tamper::WrongIssuer => "issuer mismatch",
-            Tamper::CertificateExpired => "CertExpired",
-            Tamper::InclusionProofBroken => "invalid inclusion proof",
-            Tamper::OtherKey => "signature invalid",
-            Tamper::SubjectMismatch => "artifact hash does not match any subject",
-        }
-    }
-
     #[test]
     fn message_signature_verifies_and_each_tamper_is_rejected_by_its_check() {
         let instance = TestInstance::new("unit");
@@ -1158,10 +1156,7 @@ mod tests {
                 );
             } else {
                 let reason = r.expect_err(t.name());
-                assert!(
-                    reason.contains(expected_reason(t, false)),
-                    "{t:?}: {reason}"
-                );
+                assert!(reason.contains(t.rejected_with(false)), "{t:?}: {reason}");
             }
         }
     }
@@ -1180,7 +1175,7 @@ mod tests {
             );
             let r = outcome(&bad, digest, &trust);
             let reason = r.expect_err(t.name());
-            assert!(reason.contains(expected_reason(t, true)), "{t:?}: {reason}");
+            assert!(reason.contains(t.rejected_with(true)), "{t:?}: {reason}");
         }
     }
 
