@@ -657,6 +657,7 @@ mod tests {
                             out.extend_from_slice(&c)
                         }
                         Msg::Abort => aborted = true,
+                        Msg::Carry(_) | Msg::Carried(..) => unreachable!("nothing is carried here"),
                     }
                 }
                 (out, aborted)

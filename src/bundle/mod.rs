@@ -13,6 +13,7 @@
 //!   unusable, are [`InputError`]s (exit 2) raised before the pass starts;
 //!   everything found during the pass is a finding.
 
+pub mod carry;
 pub mod chart;
 pub mod checksum;
 pub mod container;
@@ -553,6 +554,14 @@ pub(crate) fn decode(
         .archive_digest
         .take()
         .map(sha256::ArchiveDigest::finalize);
+    if archive_sha256 == Some(None) {
+        let _ = findings.send(Finding::new(
+            Code::BundleReadError,
+            target,
+            "the archive's SHA-256 could not be completed (an internal error of this pass, not a fault of the archive): compare it with `sha256sum` and report this",
+        ));
+    }
+    let archive_sha256 = archive_sha256.flatten();
     let sigstore_members = ctx
         .captured
         .iter()
@@ -627,8 +636,12 @@ pub fn stream_walk(
         }
         Format::Gzip | Format::Zstd => {
             let (tx, tar_rx) = stream::channel();
+            // Carried bytes (a nested job's, see `carry`) go down with the
+            // decompressed ones, to be hashed where the content is.
+            let carries = input.carries();
+            input.forward_carried(tx.clone());
             std::thread::scope(|s| {
-                let inflater = s.spawn(|| {
+                let inflater = s.spawn(move || {
                     let mut out = ForwardingSender::new(tx);
                     let st = if format == Format::Gzip {
                         container::gunzip(&mut input, &mut out, &findings, target, max_ratio)
@@ -638,7 +651,11 @@ pub fn stream_walk(
                     let _ = std::io::copy(&mut input, &mut std::io::sink());
                     (st, input.aborted())
                 });
-                let mut tar_in = ChunkReader::new(tar_rx);
+                let mut tar_in = if carries {
+                    ChunkReader::carrying(tar_rx)
+                } else {
+                    ChunkReader::new(tar_rx)
+                };
                 let stats = tarstream::walk(&mut tar_in, ctx, target);
                 drop(tar_in);
                 let (st, aborted) = inflater.join().unwrap_or_default();

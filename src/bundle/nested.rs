@@ -22,6 +22,10 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
+use std::sync::Arc;
+
+use super::carry::Carrier;
+use super::sha256::Sha256;
 use super::stream::{self, ChunkReader, ForwardingSender, Pool, CHUNK_SIZE};
 use super::walk::{Limits, Scope, WalkContext};
 use super::{detect, Format};
@@ -135,7 +139,14 @@ pub struct NestedJob {
     pool: Pool,
     pending: Vec<u8>,
     handle: Option<JoinHandle<Option<NestedOutcome>>>,
+    /// The member's stored-byte digests, when the validator carries them
+    /// (see `carry`), and the bytes fed since.
+    carrier: Option<(Arc<Carrier>, u64)>,
 }
+
+/// A member's stored-byte digests, back from a job that carried them:
+/// `None` when they could not be completed.
+pub type Carried = Option<(Sha256, Option<Sha256>)>;
 
 impl NestedJob {
     pub fn spawn(
@@ -157,12 +168,52 @@ impl NestedJob {
             pool,
             pending,
             handle,
+            carrier: None,
         }
+    }
+
+    /// Hands the member's digest (and the archive's, when the member is
+    /// read from the archive's stream) to the validator, which hashes the
+    /// bytes fed from now on alongside the content (see `carry`). Before the
+    /// first byte only; `false`, with both left where they were, when the
+    /// validator is not running.
+    pub fn carry(&mut self, member: &mut Sha256, archive: &mut Option<Sha256>) -> bool {
+        if self.handle.is_none() || self.carrier.is_some() || !self.pending.is_empty() {
+            return false;
+        }
+        let carrier = Carrier::new(std::mem::take(member), archive.take());
+        if !self.tx.carry(carrier.clone()) {
+            // Nothing was sent, so nothing is missing: the states come back
+            // as they were given.
+            (*member, *archive) = Carrier::finish(carrier, 0).unwrap_or_default();
+            return false;
+        }
+        self.carrier = Some((carrier, 0));
+        true
+    }
+
+    /// The archive's digest back before the member ends (see
+    /// [`Carrier::recall_archive`]).
+    pub fn recall_archive(&mut self) -> Option<Sha256> {
+        if !self.pending.is_empty() {
+            let rest = std::mem::replace(&mut self.pending, self.pool.take_empty());
+            self.tx.send(self.pool.chunk(rest));
+        }
+        let (carrier, sent) = self.carrier.as_ref()?;
+        carrier.recall_archive(*sent)
+    }
+
+    /// Whether the validator carries the member's digests.
+    pub fn carries(&self) -> bool {
+        self.carrier.is_some()
     }
 
     /// Copies `bytes` towards the validator, in full chunks so format
     /// detection always sees a whole first block.
     pub fn feed(&mut self, mut bytes: &[u8]) {
+        if let Some((_, sent)) = self.carrier.as_mut() {
+            *sent += bytes.len() as u64;
+        }
         while !bytes.is_empty() {
             let room = CHUNK_SIZE - self.pending.len();
             let n = room.min(bytes.len());
@@ -175,22 +226,33 @@ impl NestedJob {
         }
     }
 
-    /// The member ended: let the validator finish and collect its outcome.
-    pub fn finish(mut self) -> Option<NestedOutcome> {
+    /// The member ended: let the validator finish and collect its outcome,
+    /// and the carried digests (`None` if none were carried).
+    pub fn finish(mut self) -> (Option<NestedOutcome>, Option<Carried>) {
         if !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending);
             self.tx.send(self.pool.chunk(rest));
         }
         drop(self.tx);
-        self.handle.take()?.join().ok().flatten()
+        let outcome = self.handle.take().and_then(|h| h.join().ok()).flatten();
+        let carried = self.carrier.take().map(|(c, sent)| c.finish(sent));
+        (outcome, carried)
     }
 
-    /// The member was cut short; the validator stops without findings.
-    pub fn abandon(mut self) -> Option<NestedOutcome> {
+    /// The member was cut short; the validator stops without findings. The
+    /// carried digests come back with what was fed.
+    pub fn abandon(mut self) -> (Option<NestedOutcome>, Option<Carried>) {
+        if !self.pending.is_empty() && self.carrier.is_some() {
+            let rest = std::mem::take(&mut self.pending);
+            self.tx.send(self.pool.chunk(rest));
+        }
         self.tx.abort();
         drop(self.tx);
-        let _ = self.handle.take()?.join();
-        None
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        let carried = self.carrier.take().map(|(c, sent)| c.finish(sent));
+        (None, carried)
     }
 }
 
@@ -202,7 +264,7 @@ fn run(
     target: &str,
     limits: Limits,
 ) -> Option<NestedOutcome> {
-    let mut input = ChunkReader::new(rx);
+    let mut input = ChunkReader::carrying(rx);
     if kind == NestedKind::GitBundle {
         return super::gitcheck::run(&mut input, &findings, target, limits.max_expansion_ratio);
     }
@@ -342,15 +404,14 @@ fn sha256_of(
     findings: &Sender<Finding>,
     target: &str,
 ) -> Result<[u8; 32], bool> {
-    use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK_SIZE];
     let mut out: u64 = 0;
     loop {
         match r.read(&mut buf) {
-            Ok(0) => return Ok(h.finalize().into()),
+            Ok(0) => return Ok(h.finalize()),
             Ok(n) => {
-                h.update(&buf[..n]);
+                super::carry::hash_content(&mut h, &buf[..n]);
                 out += n as u64;
                 let ratio = limits.max_expansion_ratio;
                 if super::container::ratio_exceeded(out, consumed.get(), ratio) {

@@ -80,6 +80,68 @@ pub fn update_pair(a: &mut Sha256, b: &mut Sha256, data: &[u8]) {
     b.update(data);
 }
 
+/// Hashes `carried` (one digest, or two at the same block offset, over
+/// `d1`) and `other` (over `d2`, a different message) in one interleaved
+/// pass over as many whole blocks of each as both have, after bringing each
+/// to a block boundary. Returns the bytes of `d1` and of `d2` it took; the
+/// caller hashes the rest as it likes. Without the SHA extensions it takes
+/// nothing.
+///
+/// This is for the thread that hashes a nested archive's decompressed
+/// content while it also carries the digests of the archive's stored bytes
+/// (see `carry`): measured here (AMD EPYC, 64 MiB), one digest alone
+/// 37 ms, a pair over the same bytes 37 ms, a pair plus a digest of other
+/// bytes 50 ms, one plus one 42 ms, against 74 ms for two separate passes.
+pub fn update_interleaved(
+    carried: (&mut Sha256, Option<&mut Sha256>),
+    d1: &[u8],
+    other: &mut Sha256,
+    d2: &[u8],
+) -> (usize, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (a, b) = carried;
+        let Sha256::Ni(a) = a else { return (0, 0) };
+        let mut b = match b {
+            None => None,
+            Some(Sha256::Ni(b)) if b.buffered == a.buffered => Some(b),
+            Some(_) => return (0, 0),
+        };
+        let Sha256::Ni(c) = other else { return (0, 0) };
+        let head1 = (64 - a.buffered) % 64;
+        let head2 = (64 - c.buffered) % 64;
+        if d1.len() < head1 + 64 || d2.len() < head2 + 64 {
+            return (0, 0);
+        }
+        match b.as_deref_mut() {
+            Some(b) => ni::update_pair(a, b, &d1[..head1]),
+            None => a.update(&d1[..head1]),
+        }
+        c.update(&d2[..head2]);
+        let n = ((d1.len() - head1) / 64).min((d2.len() - head2) / 64) * 64;
+        let (x, y) = (&d1[head1..head1 + n], &d2[head2..head2 + n]);
+        // SAFETY: `Ni` states exist only when `available()` was true; all
+        // three are at a block boundary (checked above, brought there).
+        unsafe {
+            match b {
+                Some(b) => {
+                    ni::compress_mixed::<2>([&mut a.h, &mut b.h], x, &mut c.h, y);
+                    b.len += n as u64;
+                }
+                None => ni::compress_mixed::<1>([&mut a.h], x, &mut c.h, y),
+            }
+        }
+        a.len += n as u64;
+        c.len += n as u64;
+        (head1 + n, head2 + n)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (carried, d1, other, d2);
+        (0, 0)
+    }
+}
+
 /// The archive's own digest, taken on the tar thread from the bytes it
 /// walks, so that a member's data goes into both digests in one pass
 /// ([`ArchiveDigest::pair`]) instead of being hashed again on another
@@ -99,6 +161,10 @@ struct Taken {
     /// is paired only if it is that buffer (not a copy, not a sparse
     /// file's expansion).
     next: usize,
+    /// `sha` is with another thread ([`ArchiveDigest::lend`]).
+    lent: bool,
+    /// Bytes are missing from `sha`: the digest is unknown.
+    lost: bool,
 }
 
 impl ArchiveDigest {
@@ -117,7 +183,7 @@ impl ArchiveDigest {
     /// is taken.
     pub fn pair(&self, member: &mut Sha256, chunk: &[u8]) {
         let mut t = self.0.borrow_mut();
-        if t.hashed_to == t.pos && t.next == chunk.as_ptr() as usize {
+        if !t.lent && t.hashed_to == t.pos && t.next == chunk.as_ptr() as usize {
             update_pair(&mut t.sha, member, chunk);
             t.hashed_to += chunk.len() as u64;
         } else {
@@ -125,9 +191,50 @@ impl ArchiveDigest {
         }
     }
 
-    /// The digest of every byte the reader handed out.
-    pub fn finalize(self) -> [u8; 32] {
-        std::mem::take(&mut *self.0.borrow_mut()).sha.finalize()
+    /// Hands the digest over to the thread that will hash the next
+    /// member's data (see `carry`), when nothing was hashed ahead of the
+    /// reader. Until [`ArchiveDigest::give_back`], every byte taken must
+    /// have been [`ArchiveDigest::promise`]d.
+    pub fn lend(&self) -> Option<Sha256> {
+        let mut t = self.0.borrow_mut();
+        if t.lent || t.hashed_to != t.pos {
+            return None;
+        }
+        t.lent = true;
+        Some(std::mem::take(&mut t.sha))
+    }
+
+    /// While lent: `chunk` is what the reader's `fill_buf` just returned
+    /// and the borrower hashes it, so the reader skips it when it is taken.
+    /// `false` (nothing recorded) when it is not that buffer: the digest
+    /// must then be given back before the chunk is consumed.
+    pub fn promise(&self, chunk: &[u8]) -> bool {
+        let mut t = self.0.borrow_mut();
+        if t.lent && t.hashed_to == t.pos && t.next == chunk.as_ptr() as usize {
+            t.hashed_to += chunk.len() as u64;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The lent digest, back, with every promised byte in it; `None` when
+    /// the borrower could not complete it: the archive's digest is then
+    /// unknown ([`ArchiveDigest::finalize`] says so), never wrong.
+    pub fn give_back(&self, sha: Option<Sha256>) {
+        let mut t = self.0.borrow_mut();
+        t.lent = false;
+        match sha {
+            Some(sha) => t.sha = sha,
+            None => t.lost = true,
+        }
+    }
+
+    /// The digest of every byte the reader handed out; `None` if a lent
+    /// digest was lost or a byte was taken while it was away unpromised.
+    pub fn finalize(self) -> Option<[u8; 32]> {
+        let t = std::mem::take(&mut *self.0.borrow_mut());
+        (!t.lost && !t.lent).then(|| t.sha.finalize())
     }
 }
 
@@ -144,7 +251,13 @@ impl Taken {
             .hashed_to
             .saturating_sub(self.pos)
             .min(bytes.len() as u64) as usize;
-        self.sha.update(&bytes[ahead..]);
+        if self.lent {
+            // Not promised while the digest is away: it can no longer be
+            // completed (the walk gives it back before this can happen).
+            self.lost |= ahead < bytes.len();
+        } else {
+            self.sha.update(&bytes[ahead..]);
+        }
         self.pos += bytes.len() as u64;
         self.hashed_to = self.hashed_to.max(self.pos);
     }
@@ -214,10 +327,10 @@ mod ni {
     /// The chaining value, a partial block and the length so far.
     #[derive(Clone)]
     pub struct State {
-        h: [u32; 8],
+        pub(super) h: [u32; 8],
         block: [u8; 64],
         pub buffered: usize,
-        len: u64,
+        pub(super) len: u64,
     }
 
     impl State {
@@ -293,6 +406,110 @@ mod ni {
         let rest = &data[whole..];
         a.update(rest);
         b.update(rest);
+    }
+
+    /// `a` (any number of chaining values, over `da`) and `b` (one, over
+    /// `db`, a different message of as many whole blocks): two message
+    /// schedules, and the round chains of both overlap in the pipeline.
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    pub(super) unsafe fn compress_mixed<const N: usize>(
+        states: [&mut [u32; 8]; N],
+        da: &[u8],
+        other: &mut [u32; 8],
+        db: &[u8],
+    ) {
+        debug_assert_eq!(da.len(), db.len());
+        debug_assert_eq!(da.len() % 64, 0);
+        let mask = _mm_set_epi64x(
+            0x0C0D_0E0F_0809_0A0Bu64 as i64,
+            0x0405_0607_0001_0203u64 as i64,
+        );
+        #[inline(always)]
+        unsafe fn load(h: &[u32; 8]) -> (__m128i, __m128i) {
+            let p = h.as_ptr() as *const __m128i;
+            let dcba = _mm_loadu_si128(p);
+            let efgh = _mm_loadu_si128(p.add(1));
+            let cdab = _mm_shuffle_epi32(dcba, 0xB1);
+            let efgh = _mm_shuffle_epi32(efgh, 0x1B);
+            (
+                _mm_alignr_epi8(cdab, efgh, 8),
+                _mm_blend_epi16(efgh, cdab, 0xF0),
+            )
+        }
+        #[inline(always)]
+        unsafe fn store(h: &mut [u32; 8], abef: __m128i, cdgh: __m128i) {
+            let feba = _mm_shuffle_epi32(abef, 0x1B);
+            let dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+            let p = h.as_mut_ptr() as *mut __m128i;
+            _mm_storeu_si128(p, _mm_blend_epi16(feba, dchg, 0xF0));
+            _mm_storeu_si128(p.add(1), _mm_alignr_epi8(dchg, feba, 8));
+        }
+        let mut abef = [_mm_setzero_si128(); N];
+        let mut cdgh = [_mm_setzero_si128(); N];
+        for i in 0..N {
+            (abef[i], cdgh[i]) = load(states[i]);
+        }
+        let (mut abef_b, mut cdgh_b) = load(other);
+        let kp = K.as_ptr() as *const __m128i;
+        let k: [__m128i; 16] = core::array::from_fn(|i| _mm_loadu_si128(kp.add(i)));
+        macro_rules! rounds4 {
+            ($wa:expr, $wb:expr, $k:expr) => {{
+                let t1 = _mm_add_epi32($wa, $k);
+                let t2 = _mm_shuffle_epi32(t1, 0x0E);
+                let u1 = _mm_add_epi32($wb, $k);
+                let u2 = _mm_shuffle_epi32(u1, 0x0E);
+                for i in 0..N {
+                    cdgh[i] = _mm_sha256rnds2_epu32(cdgh[i], abef[i], t1);
+                }
+                cdgh_b = _mm_sha256rnds2_epu32(cdgh_b, abef_b, u1);
+                for i in 0..N {
+                    abef[i] = _mm_sha256rnds2_epu32(abef[i], cdgh[i], t2);
+                }
+                abef_b = _mm_sha256rnds2_epu32(abef_b, cdgh_b, u2);
+            }};
+        }
+        for (ba, bb) in da.chunks_exact(64).zip(db.chunks_exact(64)) {
+            let (abef_save, cdgh_save) = (abef, cdgh);
+            let (abef_b_save, cdgh_b_save) = (abef_b, cdgh_b);
+            let p = ba.as_ptr() as *const __m128i;
+            let q = bb.as_ptr() as *const __m128i;
+            let mut w0 = _mm_shuffle_epi8(_mm_loadu_si128(p), mask);
+            let mut w1 = _mm_shuffle_epi8(_mm_loadu_si128(p.add(1)), mask);
+            let mut w2 = _mm_shuffle_epi8(_mm_loadu_si128(p.add(2)), mask);
+            let mut w3 = _mm_shuffle_epi8(_mm_loadu_si128(p.add(3)), mask);
+            let mut v0 = _mm_shuffle_epi8(_mm_loadu_si128(q), mask);
+            let mut v1 = _mm_shuffle_epi8(_mm_loadu_si128(q.add(1)), mask);
+            let mut v2 = _mm_shuffle_epi8(_mm_loadu_si128(q.add(2)), mask);
+            let mut v3 = _mm_shuffle_epi8(_mm_loadu_si128(q.add(3)), mask);
+            rounds4!(w0, v0, k[0]);
+            rounds4!(w1, v1, k[1]);
+            rounds4!(w2, v2, k[2]);
+            rounds4!(w3, v3, k[3]);
+            for g in 1..4 {
+                w0 = schedule(w0, w1, w2, w3);
+                v0 = schedule(v0, v1, v2, v3);
+                rounds4!(w0, v0, k[4 * g]);
+                w1 = schedule(w1, w2, w3, w0);
+                v1 = schedule(v1, v2, v3, v0);
+                rounds4!(w1, v1, k[4 * g + 1]);
+                w2 = schedule(w2, w3, w0, w1);
+                v2 = schedule(v2, v3, v0, v1);
+                rounds4!(w2, v2, k[4 * g + 2]);
+                w3 = schedule(w3, w0, w1, w2);
+                v3 = schedule(v3, v0, v1, v2);
+                rounds4!(w3, v3, k[4 * g + 3]);
+            }
+            for i in 0..N {
+                abef[i] = _mm_add_epi32(abef[i], abef_save[i]);
+                cdgh[i] = _mm_add_epi32(cdgh[i], cdgh_save[i]);
+            }
+            abef_b = _mm_add_epi32(abef_b, abef_b_save);
+            cdgh_b = _mm_add_epi32(cdgh_b, cdgh_b_save);
+        }
+        for i in 0..N {
+            store(states[i], abef[i], cdgh[i]);
+        }
+        store(other, abef_b, cdgh_b);
     }
 
     #[inline(always)]
@@ -505,7 +722,7 @@ mod tests {
             let mut rest = Vec::new();
             r.read_to_end(&mut rest).unwrap();
             drop(r);
-            assert_eq!(d.finalize(), reference(&data), "piece {piece}");
+            assert_eq!(d.finalize(), Some(reference(&data)), "piece {piece}");
         }
     }
 

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::carry::Carrier;
+
 /// Size of one read from disk and of one decompressed chunk. Measured here:
 /// 64 KiB reads cost a third of the kernel time of 256 KiB or 1 MiB reads
 /// (the copy out of the page cache stays in cache), and the syscall and
@@ -93,11 +95,27 @@ impl Pool {
     }
 }
 
-#[derive(Debug)]
 pub enum Msg {
     Data(Chunk),
     /// The producer stopped because of an error it has already reported.
     Abort,
+    /// From a nested job's producer: every `Data` chunk after this one also
+    /// goes to the carrier's digests (see `carry`).
+    Carry(Arc<Carrier>),
+    /// From a stage that decompresses a carried stream: the next stored
+    /// bytes, for the carrier's digests, not for this stage's reader.
+    Carried(Chunk, Arc<Carrier>),
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Data(c) => write!(f, "Data({c:?})"),
+            Msg::Abort => f.write_str("Abort"),
+            Msg::Carry(_) => f.write_str("Carry"),
+            Msg::Carried(c, _) => write!(f, "Carried({c:?})"),
+        }
+    }
 }
 
 pub fn channel() -> (Sender<Msg>, Receiver<Msg>) {
@@ -123,6 +141,13 @@ pub fn is_upstream_abort(e: &io::Error) -> bool {
 }
 
 /// `Read` + `BufRead` over a channel of chunks, counting the bytes consumed.
+///
+/// In a nested job's pipeline it also moves carried bytes on (see `carry`):
+/// after [`Msg::Carry`], every chunk it receives is also passed on as
+/// [`Msg::Carried`] to the stage set by [`ChunkReader::forward_carried`], or
+/// queued on the carrier by this thread when there is none (or it is gone);
+/// and it drains its channel when dropped, so that no carried bytes are left
+/// in it.
 pub struct ChunkReader {
     rx: Receiver<Msg>,
     current: Option<Chunk>,
@@ -130,6 +155,10 @@ pub struct ChunkReader {
     consumed: u64,
     eof: bool,
     aborted: bool,
+    carrying: Option<Arc<Carrier>>,
+    forward: Option<Sender<Msg>>,
+    /// Whether carried bytes may come through this channel.
+    carries: bool,
 }
 
 impl ChunkReader {
@@ -141,7 +170,79 @@ impl ChunkReader {
             consumed: 0,
             eof: false,
             aborted: false,
+            carrying: None,
+            forward: None,
+            carries: false,
         }
+    }
+
+    /// A reader of a nested job's channel, or of a stage after it: carried
+    /// bytes may come through, so it drains its channel when dropped.
+    pub fn carrying(rx: Receiver<Msg>) -> Self {
+        let mut r = ChunkReader::new(rx);
+        r.carries = true;
+        r
+    }
+
+    /// Passes carried bytes on to `tx` (the decompressed stream's channel,
+    /// read by a [`ChunkReader::carrying`] reader) instead of queuing them
+    /// here, so that they are hashed where the content is.
+    pub fn forward_carried(&mut self, tx: Sender<Msg>) {
+        if self.carries {
+            self.forward = Some(tx);
+        }
+    }
+
+    /// Whether carried bytes may come through (see [`ChunkReader::carrying`]).
+    pub fn carries(&self) -> bool {
+        self.carries
+    }
+
+    /// Stops passing carried bytes on: the stage below sees its channel
+    /// close once its other senders are gone.
+    pub fn stop_forwarding(&mut self) {
+        self.forward = None;
+    }
+
+    fn carry(&mut self, chunk: Chunk, carrier: Arc<Carrier>) {
+        if let Some(tx) = &self.forward {
+            match tx.send(Msg::Carried(chunk, carrier)) {
+                Ok(()) => return,
+                Err(crossbeam_channel::SendError(Msg::Carried(chunk, carrier))) => {
+                    // The stage below has gone (and drained): queue here.
+                    self.forward = None;
+                    carrier.queue(chunk);
+                }
+                Err(_) => self.forward = None,
+            }
+            return;
+        }
+        carrier.queue(chunk);
+    }
+
+    /// Receives one message; `false` at the end of the stream.
+    fn receive(&mut self) -> bool {
+        match self.rx.recv() {
+            Ok(Msg::Data(c)) => {
+                if let Some(k) = self.carrying.clone() {
+                    self.carry(c.clone(), k);
+                }
+                self.current = Some(c);
+                self.pos = 0;
+            }
+            Ok(Msg::Abort) => {
+                self.aborted = true;
+                self.current = None;
+            }
+            Ok(Msg::Carry(k)) => self.carrying = Some(k),
+            Ok(Msg::Carried(c, k)) => self.carry(c, k),
+            // Sender dropped: a clean end of stream.
+            Err(_) => {
+                self.eof = true;
+                self.current = None;
+            }
+        }
+        !(self.eof || self.aborted)
     }
 
     /// Bytes handed out so far (the offset of the next byte).
@@ -178,21 +279,7 @@ impl BufRead for ChunkReader {
             if self.aborted {
                 return Err(io::Error::other(UpstreamAborted));
             }
-            match self.rx.recv() {
-                Ok(Msg::Data(c)) => {
-                    self.current = Some(c);
-                    self.pos = 0;
-                }
-                Ok(Msg::Abort) => {
-                    self.aborted = true;
-                    self.current = None;
-                }
-                // Sender dropped: a clean end of stream.
-                Err(_) => {
-                    self.eof = true;
-                    self.current = None;
-                }
-            }
+            self.receive();
         }
         let c = self.current.as_ref().expect("chunk present");
         Ok(&c[self.pos..])
@@ -201,6 +288,23 @@ impl BufRead for ChunkReader {
     fn consume(&mut self, amt: usize) {
         self.pos += amt;
         self.consumed += amt as u64;
+    }
+}
+
+impl Drop for ChunkReader {
+    fn drop(&mut self) {
+        if self.carries {
+            // Carried bytes may still be in the channel: take them (the
+            // senders upstream finish, as every stage drains its input).
+            // Until every sender is gone, past an `Abort` too: the stage
+            // that aborted may not be the only one sending.
+            self.current = None;
+            self.aborted = false;
+            while self.receive() || self.aborted {
+                self.current = None;
+                self.aborted = false;
+            }
+        }
     }
 }
 
@@ -226,6 +330,15 @@ impl ForwardingSender {
     pub fn abort(&mut self) {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(Msg::Abort);
+        }
+    }
+
+    /// Announces that the chunks sent from now on are carried (see
+    /// `carry`); `false` if the receiving stage has quit.
+    pub fn carry(&mut self, carrier: Arc<Carrier>) -> bool {
+        match &self.tx {
+            Some(tx) => tx.send(Msg::Carry(carrier)).is_ok(),
+            None => false,
         }
     }
 }

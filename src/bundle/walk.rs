@@ -288,6 +288,10 @@ struct TeeSink<'a> {
     archive: Option<&'a ArchiveDigest>,
     scanner: Option<&'a mut Scan>,
     job: Option<&'a mut NestedJob>,
+    /// The job carries the member's digest (and, while `lent`, the
+    /// archive's): the bytes are hashed on its thread (see `carry`).
+    carried: bool,
+    lent: bool,
     size: u64,
     /// Past this many bytes the member is too large: the capture is
     /// dropped (`over`). `None`: nothing to judge.
@@ -313,9 +317,22 @@ impl TeeSink<'_> {
                 self.limit = None;
             }
         }
-        match self.archive {
-            Some(a) if in_stream => a.pair(self.hasher, chunk),
-            _ => self.hasher.update(chunk),
+        match (self.carried, self.archive) {
+            (true, Some(a)) if self.lent => {
+                if !(in_stream && a.promise(chunk)) {
+                    // Not the stream's own buffer: the archive's digest
+                    // comes back here, with every byte fed so far, and the
+                    // reader hashes this chunk when it is taken.
+                    let back = self.job.as_mut().and_then(|j| j.recall_archive());
+                    a.give_back(back);
+                    self.lent = false;
+                }
+            }
+            (true, _) => {}
+            (false, Some(a)) if in_stream => a.pair(self.hasher, chunk),
+            // Inside a nested archive, alongside the bytes this thread
+            // carries for the archive around it.
+            (false, _) => super::carry::hash_content(self.hasher, chunk),
         }
         self.size += chunk.len() as u64;
         if let Some(j) = self.job.as_mut() {
@@ -750,13 +767,30 @@ impl WalkContext {
                 captured = None;
             }
         }
+        // A nested archive's validator hashes its stored bytes too,
+        // alongside its content, in one interleaved pass (see `carry`).
+        let archive = self.archive_digest.as_ref().filter(|_| in_stream);
+        let (mut carried, mut lent) = (false, false);
+        if let Some(j) = job.as_mut() {
+            let mut lend = archive.and_then(ArchiveDigest::lend);
+            // An archive digest that cannot be lent stays here, paired.
+            if archive.is_none() || lend.is_some() {
+                if j.carry(&mut hasher, &mut lend) {
+                    (carried, lent) = (true, archive.is_some());
+                } else if let (Some(a), Some(back)) = (archive, lend) {
+                    a.give_back(Some(back));
+                }
+            }
+        }
         let mut tee = Tee {
             data: &mut *data,
             sink: TeeSink {
                 hasher: &mut hasher,
-                archive: self.archive_digest.as_ref().filter(|_| in_stream),
+                archive,
                 scanner: scanner.as_mut(),
                 job: job.as_mut(),
+                carried,
+                lent,
                 size: 0,
                 limit: (streamed || captured.is_some()).then(|| limit.unwrap_or(0)),
                 capture: captured,
@@ -773,6 +807,7 @@ impl WalkContext {
         tee.sink.stop_when_over = false;
         tee.drain();
         let (size, over, error) = (tee.sink.size, tee.sink.over, tee.error.take());
+        lent = tee.sink.lent;
         let mut captured = tee.sink.capture.take();
         too_large |= over;
         let mut streamed_listing = None;
@@ -780,14 +815,14 @@ impl WalkContext {
             captured = Some(captured.unwrap_or_default());
             streamed_listing = listing;
         }
-        let result = match error {
+        let mut result = match error {
             Some(e) => Err(DataError(e)),
             None => Ok(()),
         };
         if let Some(j) = job {
             // A member cut short must not be judged as a broken image: the
             // truncation is reported once, by the stream that saw it.
-            let outcome = if result.is_ok() {
+            let (outcome, back) = if result.is_ok() {
                 j.finish()
             } else {
                 j.abandon()
@@ -795,6 +830,27 @@ impl WalkContext {
             if let Some(o) = outcome {
                 self.scan += o.scan;
                 self.nested.insert(path.clone(), o);
+            }
+            match back {
+                Some(Some((member, archive_back))) => {
+                    hasher = member;
+                    if lent {
+                        if let Some(a) = archive {
+                            a.give_back(archive_back);
+                        }
+                    }
+                }
+                Some(None) => {
+                    if let (true, Some(a)) = (lent, archive) {
+                        a.give_back(None);
+                    }
+                    if result.is_ok() {
+                        result = Err(DataError(std::io::Error::other(
+                            "its SHA-256 could not be completed (an internal error of this pass, not a fault of the archive)",
+                        )));
+                    }
+                }
+                None => {}
             }
         }
         result?;
