@@ -657,7 +657,9 @@ mod tests {
                             out.extend_from_slice(&c)
                         }
                         Msg::Abort => aborted = true,
-                        Msg::Carry(_) | Msg::Carried(..) => unreachable!("nothing is carried here"),
+                        Msg::Part(_) => {
+                            unreachable!("only whole chunks here")
+                        }
                     }
                 }
                 (out, aborted)

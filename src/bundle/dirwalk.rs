@@ -353,7 +353,7 @@ fn stream_file(
         inner: &mut f,
         progress,
     };
-    let mut buffered = std::io::BufReader::with_capacity(super::stream::CHUNK_SIZE, counted);
+    let mut buffered = super::stream::ChunkedRead::new(counted);
     ctx.member(meta, &mut buffered)
         .map_err(|DataError(e)| format!("read error in {}: {e}", path.display()))
 }

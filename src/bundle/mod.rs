@@ -636,10 +636,6 @@ pub fn stream_walk(
         }
         Format::Gzip | Format::Zstd => {
             let (tx, tar_rx) = stream::channel();
-            // Carried bytes (a nested job's, see `carry`) go down with the
-            // decompressed ones, to be hashed where the content is.
-            let carries = input.carries();
-            input.forward_carried(tx.clone());
             std::thread::scope(|s| {
                 let inflater = s.spawn(move || {
                     let mut out = ForwardingSender::new(tx);
@@ -651,11 +647,7 @@ pub fn stream_walk(
                     let _ = std::io::copy(&mut input, &mut std::io::sink());
                     (st, input.aborted())
                 });
-                let mut tar_in = if carries {
-                    ChunkReader::carrying(tar_rx)
-                } else {
-                    ChunkReader::new(tar_rx)
-                };
+                let mut tar_in = ChunkReader::new(tar_rx);
                 let stats = tarstream::walk(&mut tar_in, ctx, target);
                 drop(tar_in);
                 let (st, aborted) = inflater.join().unwrap_or_default();

@@ -22,11 +22,11 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::carry::Carrier;
 use super::sha256::Sha256;
-use super::stream::{self, ChunkReader, ForwardingSender, Pool, CHUNK_SIZE};
+use super::stream::{self, ChunkReader, ForwardingSender, Piece, Pool, CHUNK_SIZE};
 use super::walk::{Limits, Scope, WalkContext};
 use super::{detect, Format};
 use crate::finding::{Code, Finding};
@@ -139,10 +139,17 @@ pub struct NestedJob {
     pool: Pool,
     pending: Vec<u8>,
     handle: Option<JoinHandle<Option<NestedOutcome>>>,
-    /// The member's stored-byte digests, when the validator carries them
-    /// (see `carry`), and the bytes fed since.
+    /// The member's stored-byte digests, when they are carried (see
+    /// `carry`), and the bytes fed since; the validator's thread learns of
+    /// them through `carried` before its first byte.
     carrier: Option<(Arc<Carrier>, u64)>,
+    carried: Arc<OnceLock<Arc<Carrier>>>,
+    /// A whole first chunk was sent: later bytes may be shared.
+    started: bool,
 }
+
+/// Bytes below this are copied: sharing a chunk costs a message.
+const MIN_SHARED: usize = 4096;
 
 /// A member's stored-byte digests, back from a job that carried them:
 /// `None` when they could not be completed.
@@ -157,9 +164,11 @@ impl NestedJob {
         limits: Limits,
     ) -> NestedJob {
         let (tx, rx) = stream::channel();
+        let carried: Arc<OnceLock<Arc<Carrier>>> = Arc::default();
+        let slot = carried.clone();
         let handle = std::thread::Builder::new()
             .name(format!("nested-{depth}"))
-            .spawn(move || run(kind, depth, rx, findings, &target, limits))
+            .spawn(move || run(kind, depth, rx, &slot, findings, &target, limits))
             .ok();
         let pool = Pool::default();
         let pending = pool.take_empty();
@@ -169,25 +178,23 @@ impl NestedJob {
             pending,
             handle,
             carrier: None,
+            carried,
+            started: false,
         }
     }
 
-    /// Hands the member's digest (and the archive's, when the member is
-    /// read from the archive's stream) to the validator, which hashes the
-    /// bytes fed from now on alongside the content (see `carry`). Before the
-    /// first byte only; `false`, with both left where they were, when the
-    /// validator is not running.
+    /// Carries the member's digest (and the archive's, when the member is
+    /// read from the archive's stream) with the bytes fed from now on: the
+    /// validator's thread hashes them alongside the content, and this
+    /// thread when that one falls behind (see `carry`). Before the first
+    /// byte only; `false`, with both left where they were, otherwise.
     pub fn carry(&mut self, member: &mut Sha256, archive: &mut Option<Sha256>) -> bool {
-        if self.handle.is_none() || self.carrier.is_some() || !self.pending.is_empty() {
+        if self.carrier.is_some() || self.started || !self.pending.is_empty() {
             return false;
         }
         let carrier = Carrier::new(std::mem::take(member), archive.take());
-        if !self.tx.carry(carrier.clone()) {
-            // Nothing was sent, so nothing is missing: the states come back
-            // as they were given.
-            (*member, *archive) = Carrier::finish(carrier, 0).unwrap_or_default();
-            return false;
-        }
+        // Set before the first byte is sent, so the validator sees it.
+        let _ = self.carried.set(carrier.clone());
         self.carrier = Some((carrier, 0));
         true
     }
@@ -195,33 +202,50 @@ impl NestedJob {
     /// The archive's digest back before the member ends (see
     /// [`Carrier::recall_archive`]).
     pub fn recall_archive(&mut self) -> Option<Sha256> {
+        self.send_pending();
+        let (carrier, _) = self.carrier.as_ref()?;
+        carrier.recall_archive()
+    }
+
+    fn send(&mut self, piece: Piece) {
+        if let Some((carrier, _)) = &self.carrier {
+            carrier.push(piece.clone());
+        }
+        self.tx.send_piece(piece);
+    }
+
+    fn send_pending(&mut self) {
         if !self.pending.is_empty() {
             let rest = std::mem::replace(&mut self.pending, self.pool.take_empty());
-            self.tx.send(self.pool.chunk(rest));
+            let chunk = self.pool.chunk(rest);
+            self.send(chunk.into());
         }
-        let (carrier, sent) = self.carrier.as_ref()?;
-        carrier.recall_archive(*sent)
     }
 
-    /// Whether the validator carries the member's digests.
-    pub fn carries(&self) -> bool {
-        self.carrier.is_some()
-    }
-
-    /// Copies `bytes` towards the validator, in full chunks so format
-    /// detection always sees a whole first block.
+    /// Hands `bytes` on towards the validator: shared with the chunk they
+    /// were read from when they are one this thread received (the outer
+    /// walk's own input, see [`stream::shared_piece`]), copied otherwise.
+    /// The first chunk is always a whole one, so format detection sees a
+    /// whole first block.
     pub fn feed(&mut self, mut bytes: &[u8]) {
         if let Some((_, sent)) = self.carrier.as_mut() {
             *sent += bytes.len() as u64;
         }
         while !bytes.is_empty() {
+            if self.started && bytes.len() >= MIN_SHARED {
+                if let Some(piece) = stream::shared_piece(bytes) {
+                    self.send_pending();
+                    self.send(piece);
+                    return;
+                }
+            }
             let room = CHUNK_SIZE - self.pending.len();
             let n = room.min(bytes.len());
             self.pending.extend_from_slice(&bytes[..n]);
             bytes = &bytes[n..];
             if self.pending.len() == CHUNK_SIZE {
-                let full = std::mem::replace(&mut self.pending, self.pool.take_empty());
-                self.tx.send(self.pool.chunk(full));
+                self.send_pending();
+                self.started = true;
             }
         }
     }
@@ -229,10 +253,7 @@ impl NestedJob {
     /// The member ended: let the validator finish and collect its outcome,
     /// and the carried digests (`None` if none were carried).
     pub fn finish(mut self) -> (Option<NestedOutcome>, Option<Carried>) {
-        if !self.pending.is_empty() {
-            let rest = std::mem::take(&mut self.pending);
-            self.tx.send(self.pool.chunk(rest));
-        }
+        self.send_pending();
         drop(self.tx);
         let outcome = self.handle.take().and_then(|h| h.join().ok()).flatten();
         let carried = self.carrier.take().map(|(c, sent)| c.finish(sent));
@@ -242,9 +263,8 @@ impl NestedJob {
     /// The member was cut short; the validator stops without findings. The
     /// carried digests come back with what was fed.
     pub fn abandon(mut self) -> (Option<NestedOutcome>, Option<Carried>) {
-        if !self.pending.is_empty() && self.carrier.is_some() {
-            let rest = std::mem::take(&mut self.pending);
-            self.tx.send(self.pool.chunk(rest));
+        if self.carrier.is_some() {
+            self.send_pending();
         }
         self.tx.abort();
         drop(self.tx);
@@ -260,11 +280,12 @@ fn run(
     kind: NestedKind,
     depth: u32,
     rx: crossbeam_channel::Receiver<stream::Msg>,
+    carried: &OnceLock<Arc<Carrier>>,
     findings: Sender<Finding>,
     target: &str,
     limits: Limits,
 ) -> Option<NestedOutcome> {
-    let mut input = ChunkReader::carrying(rx);
+    let mut input = ChunkReader::new(rx);
     if kind == NestedKind::GitBundle {
         return super::gitcheck::run(&mut input, &findings, target, limits.max_expansion_ratio);
     }
@@ -272,6 +293,10 @@ fn run(
         Ok(b) => b[..b.len().min(512)].to_vec(),
         Err(_) => return None, // abandoned
     };
+    // The walk set it, if at all, before sending the first byte.
+    if let Some(c) = carried.get() {
+        c.hash_content_here();
+    }
     let format = detect(&head);
     if kind == NestedKind::Layer {
         return Some(layer_digest(format, input, &limits, &findings, target));

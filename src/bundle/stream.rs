@@ -15,8 +15,6 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::carry::Carrier;
-
 /// Size of one read from disk and of one decompressed chunk. Measured here:
 /// 64 KiB reads cost a third of the kernel time of 256 KiB or 1 MiB reads
 /// (the copy out of the page cache stays in cache), and the syscall and
@@ -55,6 +53,61 @@ impl Drop for Buf {
 }
 
 pub type Chunk = Arc<Buf>;
+
+/// A range of a chunk: bytes handed on without being copied.
+#[derive(Debug, Clone)]
+pub struct Piece {
+    chunk: Chunk,
+    start: usize,
+    end: usize,
+}
+
+impl Piece {
+    pub fn new(chunk: Chunk, start: usize, end: usize) -> Piece {
+        let end = end.min(chunk.len());
+        Piece {
+            start: start.min(end),
+            end,
+            chunk,
+        }
+    }
+}
+
+impl From<Chunk> for Piece {
+    fn from(chunk: Chunk) -> Piece {
+        let end = chunk.len();
+        Piece {
+            chunk,
+            start: 0,
+            end,
+        }
+    }
+}
+
+impl std::ops::Deref for Piece {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.chunk[self.start..self.end]
+    }
+}
+
+thread_local! {
+    /// The chunk this thread's readers received last (see [`shared_piece`]).
+    static LAST: std::cell::RefCell<Option<Chunk>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `bytes` as a [`Piece`] of the chunk this thread received last, when they
+/// lie in it: a reader's `fill_buf` hands out slices of its current chunk,
+/// so a stage that passes them on can share them instead of copying.
+pub fn shared_piece(bytes: &[u8]) -> Option<Piece> {
+    LAST.with(|l| {
+        let l = l.borrow();
+        let chunk = l.as_ref()?;
+        let base = chunk.as_ptr() as usize;
+        let at = (bytes.as_ptr() as usize).checked_sub(base)?;
+        (at + bytes.len() <= chunk.len()).then(|| Piece::new(chunk.clone(), at, at + bytes.len()))
+    })
+}
 
 /// Recycles chunk buffers.
 #[derive(Clone)]
@@ -97,29 +150,85 @@ impl Pool {
 
 pub enum Msg {
     Data(Chunk),
+    /// Part of a chunk, shared with the stage that read it.
+    Part(Piece),
     /// The producer stopped because of an error it has already reported.
     Abort,
-    /// From a nested job's producer: every `Data` chunk after this one also
-    /// goes to the carrier's digests (see `carry`).
-    Carry(Arc<Carrier>),
-    /// From a stage that decompresses a carried stream: the next stored
-    /// bytes, for the carrier's digests, not for this stage's reader.
-    Carried(Chunk, Arc<Carrier>),
 }
 
 impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Msg::Data(c) => write!(f, "Data({c:?})"),
+            Msg::Part(p) => write!(f, "Part({} bytes)", p.len()),
             Msg::Abort => f.write_str("Abort"),
-            Msg::Carry(_) => f.write_str("Carry"),
-            Msg::Carried(c, _) => write!(f, "Carried({c:?})"),
         }
     }
 }
 
 pub fn channel() -> (Sender<Msg>, Receiver<Msg>) {
     crossbeam_channel::bounded(CHANNEL_DEPTH)
+}
+
+/// `BufRead` over a reader (a file of a folder) in pooled chunks, each
+/// remembered for [`shared_piece`] like a [`ChunkReader`]'s: the bytes it
+/// hands out can be passed on without a copy.
+pub struct ChunkedRead<R> {
+    inner: R,
+    pool: Pool,
+    current: Option<Chunk>,
+    pos: usize,
+}
+
+impl<R: Read> ChunkedRead<R> {
+    pub fn new(inner: R) -> Self {
+        ChunkedRead {
+            inner,
+            pool: Pool::default(),
+            current: None,
+            pos: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for ChunkedRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for ChunkedRead<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.current.as_ref().is_none_or(|c| self.pos >= c.len()) {
+            self.current = None;
+            let mut buf = self.pool.take_full();
+            let n = loop {
+                match self.inner.read(&mut buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            };
+            if n == 0 {
+                return Ok(&[]);
+            }
+            buf.truncate(n);
+            let chunk = self.pool.chunk(buf);
+            LAST.with(|l| *l.borrow_mut() = Some(chunk.clone()));
+            self.current = Some(chunk);
+            self.pos = 0;
+        }
+        let c = self.current.as_ref().expect("chunk present");
+        Ok(&c[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos += amt;
+    }
 }
 
 /// Marker carried inside an `io::Error` when the upstream stage aborted.
@@ -141,24 +250,13 @@ pub fn is_upstream_abort(e: &io::Error) -> bool {
 }
 
 /// `Read` + `BufRead` over a channel of chunks, counting the bytes consumed.
-///
-/// In a nested job's pipeline it also moves carried bytes on (see `carry`):
-/// after [`Msg::Carry`], every chunk it receives is also passed on as
-/// [`Msg::Carried`] to the stage set by [`ChunkReader::forward_carried`], or
-/// queued on the carrier by this thread when there is none (or it is gone);
-/// and it drains its channel when dropped, so that no carried bytes are left
-/// in it.
 pub struct ChunkReader {
     rx: Receiver<Msg>,
-    current: Option<Chunk>,
+    current: Option<Piece>,
     pos: usize,
     consumed: u64,
     eof: bool,
     aborted: bool,
-    carrying: Option<Arc<Carrier>>,
-    forward: Option<Sender<Msg>>,
-    /// Whether carried bytes may come through this channel.
-    carries: bool,
 }
 
 impl ChunkReader {
@@ -170,72 +268,26 @@ impl ChunkReader {
             consumed: 0,
             eof: false,
             aborted: false,
-            carrying: None,
-            forward: None,
-            carries: false,
         }
     }
 
-    /// A reader of a nested job's channel, or of a stage after it: carried
-    /// bytes may come through, so it drains its channel when dropped.
-    pub fn carrying(rx: Receiver<Msg>) -> Self {
-        let mut r = ChunkReader::new(rx);
-        r.carries = true;
-        r
-    }
-
-    /// Passes carried bytes on to `tx` (the decompressed stream's channel,
-    /// read by a [`ChunkReader::carrying`] reader) instead of queuing them
-    /// here, so that they are hashed where the content is.
-    pub fn forward_carried(&mut self, tx: Sender<Msg>) {
-        if self.carries {
-            self.forward = Some(tx);
-        }
-    }
-
-    /// Whether carried bytes may come through (see [`ChunkReader::carrying`]).
-    pub fn carries(&self) -> bool {
-        self.carries
-    }
-
-    /// Stops passing carried bytes on: the stage below sees its channel
-    /// close once its other senders are gone.
-    pub fn stop_forwarding(&mut self) {
-        self.forward = None;
-    }
-
-    fn carry(&mut self, chunk: Chunk, carrier: Arc<Carrier>) {
-        if let Some(tx) = &self.forward {
-            match tx.send(Msg::Carried(chunk, carrier)) {
-                Ok(()) => return,
-                Err(crossbeam_channel::SendError(Msg::Carried(chunk, carrier))) => {
-                    // The stage below has gone (and drained): queue here.
-                    self.forward = None;
-                    carrier.queue(chunk);
-                }
-                Err(_) => self.forward = None,
-            }
-            return;
-        }
-        carrier.queue(chunk);
+    fn take_piece(&mut self, p: Piece) {
+        // Kept for `shared_piece`: a stage that passes these bytes on can
+        // share the chunk instead of copying it.
+        LAST.with(|l| *l.borrow_mut() = Some(p.chunk.clone()));
+        self.pos = p.start;
+        self.current = Some(p);
     }
 
     /// Receives one message; `false` at the end of the stream.
     fn receive(&mut self) -> bool {
         match self.rx.recv() {
-            Ok(Msg::Data(c)) => {
-                if let Some(k) = self.carrying.clone() {
-                    self.carry(c.clone(), k);
-                }
-                self.current = Some(c);
-                self.pos = 0;
-            }
+            Ok(Msg::Data(c)) => self.take_piece(c.into()),
+            Ok(Msg::Part(p)) => self.take_piece(p),
             Ok(Msg::Abort) => {
                 self.aborted = true;
                 self.current = None;
             }
-            Ok(Msg::Carry(k)) => self.carrying = Some(k),
-            Ok(Msg::Carried(c, k)) => self.carry(c, k),
             // Sender dropped: a clean end of stream.
             Err(_) => {
                 self.eof = true;
@@ -269,7 +321,7 @@ impl BufRead for ChunkReader {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         loop {
             if let Some(c) = &self.current {
-                if self.pos < c.len() {
+                if self.pos < c.end {
                     break;
                 }
             }
@@ -282,29 +334,12 @@ impl BufRead for ChunkReader {
             self.receive();
         }
         let c = self.current.as_ref().expect("chunk present");
-        Ok(&c[self.pos..])
+        Ok(&c.chunk[self.pos..c.end])
     }
 
     fn consume(&mut self, amt: usize) {
         self.pos += amt;
         self.consumed += amt as u64;
-    }
-}
-
-impl Drop for ChunkReader {
-    fn drop(&mut self) {
-        if self.carries {
-            // Carried bytes may still be in the channel: take them (the
-            // senders upstream finish, as every stage drains its input).
-            // Until every sender is gone, past an `Abort` too: the stage
-            // that aborted may not be the only one sending.
-            self.current = None;
-            self.aborted = false;
-            while self.receive() || self.aborted {
-                self.current = None;
-                self.aborted = false;
-            }
-        }
     }
 }
 
@@ -333,12 +368,53 @@ impl ForwardingSender {
         }
     }
 
-    /// Announces that the chunks sent from now on are carried (see
-    /// `carry`); `false` if the receiving stage has quit.
-    pub fn carry(&mut self, carrier: Arc<Carrier>) -> bool {
-        match &self.tx {
-            Some(tx) => tx.send(Msg::Carry(carrier)).is_ok(),
-            None => false,
+    pub fn send_piece(&mut self, piece: Piece) {
+        if let Some(tx) = &self.tx {
+            if tx.send(Msg::Part(piece)).is_err() {
+                self.tx = None;
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_a_reader_handed_out_are_shared_and_others_are_not() {
+        let pool = Pool::default();
+        let (tx, rx) = channel();
+        let data: Vec<u8> = (0..CHUNK_SIZE).map(|i| i as u8).collect();
+        tx.send(Msg::Data(pool.chunk(data.clone()))).unwrap();
+        tx.send(Msg::Part(Piece::new(pool.chunk(data.clone()), 100, 300)))
+            .unwrap();
+        drop(tx);
+        let mut r = ChunkReader::new(rx);
+        let b = r.fill_buf().unwrap();
+        let p = shared_piece(&b[10..5000]).expect("in the chunk just received");
+        assert_eq!(&*p, &data[10..5000]);
+        r.consume(CHUNK_SIZE);
+        // A piece reads as its range only.
+        let b = r.fill_buf().unwrap();
+        assert_eq!(b, &data[100..300]);
+        let p = shared_piece(&b[50..]).expect("in the part's chunk");
+        assert_eq!(&*p, &data[150..300]);
+        // A copy is not in any chunk received.
+        let copy = b.to_vec();
+        assert!(shared_piece(&copy).is_none());
+        r.consume(200);
+        assert!(r.fill_buf().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_chunked_file_reads_whole_and_its_bytes_are_shared() {
+        let data: Vec<u8> = (0..3 * CHUNK_SIZE + 17).map(|i| (i * 7) as u8).collect();
+        let mut r = ChunkedRead::new(&data[..]);
+        let b = r.fill_buf().unwrap();
+        assert!(shared_piece(&b[..4096]).is_some());
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
     }
 }
