@@ -657,6 +657,7 @@ pub fn stream_walk(
             })
         }
     };
+    ctx.harvest(0);
     StreamStats {
         limited: container_limited || stats.limited,
         intact: !container_failed && !stats.failed && !stats.upstream_failed,

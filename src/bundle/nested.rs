@@ -250,14 +250,31 @@ impl NestedJob {
         }
     }
 
-    /// The member ended: let the validator finish and collect its outcome,
-    /// and the carried digests (`None` if none were carried).
-    pub fn finish(mut self) -> (Option<NestedOutcome>, Option<Carried>) {
+    /// The member ended: its last bytes go to the validator, and the
+    /// carried digests come back complete (`None` if none were carried),
+    /// the rest of the queue hashed here; the validator may still be
+    /// judging ([`NestedJob::join`]).
+    pub fn end_input(&mut self) -> Option<Carried> {
         self.send_pending();
-        drop(self.tx);
-        let outcome = self.handle.take().and_then(|h| h.join().ok()).flatten();
-        let carried = self.carrier.take().map(|(c, sent)| c.finish(sent));
-        (outcome, carried)
+        self.tx.close();
+        self.carrier.take().map(|(c, sent)| c.finish(sent))
+    }
+
+    /// Whether the validator has finished (`join` returns at once).
+    pub fn is_finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    /// The validator's outcome, once its input has ended.
+    pub fn join(mut self) -> Option<NestedOutcome> {
+        self.tx.close();
+        self.handle.take().and_then(|h| h.join().ok()).flatten()
+    }
+
+    /// [`NestedJob::end_input`] then [`NestedJob::join`].
+    pub fn finish(mut self) -> (Option<NestedOutcome>, Option<Carried>) {
+        let carried = self.end_input();
+        (self.join(), carried)
     }
 
     /// The member was cut short; the validator stops without findings. The

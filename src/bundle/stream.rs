@@ -368,6 +368,11 @@ impl ForwardingSender {
         }
     }
 
+    /// Ends the stream (the receiving stage sees its end).
+    pub fn close(&mut self) {
+        self.tx = None;
+    }
+
     pub fn send_piece(&mut self, piece: Piece) {
         if let Some(tx) = &self.tx {
             if tx.send(Msg::Part(piece)).is_err() {

@@ -78,6 +78,11 @@ pub struct Limits {
 /// subcharts (`charts/a.tgz!a/charts/b.tgz!b/charts/c.tgz`) are depth 3;
 /// each level costs a thread and its channels.
 pub const DEFAULT_MAX_DEPTH: u32 = 3;
+/// Nested validators left finishing while the walk goes on: one, so that a
+/// member's validator finishes while the next member starts (two pipelines'
+/// buffers at most, a few MiB).
+const MAX_PENDING_JOBS: usize = 1;
+
 /// Default of `--max-nested-bytes`: 32 GiB, well above the largest image a
 /// release ships.
 pub const DEFAULT_MAX_NESTED_BYTES: u64 = 32 << 30;
@@ -241,6 +246,11 @@ pub struct WalkContext {
     manifests: Vec<PendingManifest>,
     /// What each nested validator reported, by member path.
     pub nested: HashMap<String, NestedOutcome>,
+    /// Nested validators whose member ended and whose bytes are all hashed,
+    /// still judging the last of their content: the walk goes on meanwhile
+    /// (at most [`MAX_PENDING_JOBS`] wait), and [`WalkContext::harvest`]
+    /// collects what they report, before anything reads `nested`.
+    pending_jobs: std::collections::VecDeque<(String, NestedJob)>,
     /// External-reference scan totals (this archive and its nested ones).
     pub scan: super::refscan::ScanStats,
     pub file_bytes: u64,
@@ -587,12 +597,28 @@ impl WalkContext {
             captured: Vec::new(),
             manifests: Vec::new(),
             nested: HashMap::new(),
+            pending_jobs: Default::default(),
             scan: Default::default(),
             file_bytes: 0,
             manifest_key: None,
             archive_digest: None,
             manifest_seen: false,
             scan_thread: None,
+        }
+    }
+
+    /// Collects what finished nested validators reported, waiting for the
+    /// oldest until at most `keep` are left running.
+    pub fn harvest(&mut self, keep: usize) {
+        while let Some((_, job)) = self.pending_jobs.front() {
+            if self.pending_jobs.len() <= keep && !job.is_finished() {
+                break;
+            }
+            let (path, job) = self.pending_jobs.pop_front().expect("front present");
+            if let Some(o) = job.join() {
+                self.scan += o.scan;
+                self.nested.insert(path, o);
+            }
         }
     }
 
@@ -769,7 +795,8 @@ impl WalkContext {
         }
         // A nested archive's validator hashes its stored bytes too,
         // alongside its content, in one interleaved pass (see `carry`).
-        let archive = self.archive_digest.as_ref().filter(|_| in_stream);
+        let archive_digest = self.archive_digest.clone().filter(|_| in_stream);
+        let archive = archive_digest.as_ref();
         let (mut carried, mut lent) = (false, false);
         if let Some(j) = job.as_mut() {
             let mut lend = archive.and_then(ArchiveDigest::lend);
@@ -819,18 +846,25 @@ impl WalkContext {
             Some(e) => Err(DataError(e)),
             None => Ok(()),
         };
-        if let Some(j) = job {
+        if let Some(mut j) = job {
             // A member cut short must not be judged as a broken image: the
             // truncation is reported once, by the stream that saw it.
-            let (outcome, back) = if result.is_ok() {
-                j.finish()
+            let back = if result.is_ok() {
+                // Every byte is fed and its digests are complete: the walk
+                // goes on while the validator judges the rest of the
+                // content (the pipeline's last few MiB).
+                let back = j.end_input();
+                self.pending_jobs.push_back((path.clone(), j));
+                self.harvest(MAX_PENDING_JOBS);
+                back
             } else {
-                j.abandon()
+                let (outcome, back) = j.abandon();
+                if let Some(o) = outcome {
+                    self.scan += o.scan;
+                    self.nested.insert(path.clone(), o);
+                }
+                back
             };
-            if let Some(o) = outcome {
-                self.scan += o.scan;
-                self.nested.insert(path.clone(), o);
-            }
             match back {
                 Some(Some((member, archive_back))) => {
                     hasher = member;
@@ -947,6 +981,7 @@ impl WalkContext {
     /// the signatures and attestations attached to it (verified by the
     /// caller, which holds the Sigstore policy).
     pub fn finish(mut self, target: &str, complete: bool) -> Finished {
+        self.harvest(0);
         if let Some(t) = self.scan_thread.take() {
             self.scan += t.finish();
         }
