@@ -271,12 +271,6 @@ impl NestedJob {
         self.handle.take().and_then(|h| h.join().ok()).flatten()
     }
 
-    /// [`NestedJob::end_input`] then [`NestedJob::join`].
-    pub fn finish(mut self) -> (Option<NestedOutcome>, Option<Carried>) {
-        let carried = self.end_input();
-        (self.join(), carried)
-    }
-
     /// The member was cut short; the validator stops without findings. The
     /// carried digests come back with what was fed.
     pub fn abandon(mut self) -> (Option<NestedOutcome>, Option<Carried>) {
