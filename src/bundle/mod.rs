@@ -288,6 +288,10 @@ pub fn verify(
     // its members' (see `sha256`); a compressed archive's on a thread of
     // its own, in parallel with the decompression.
     let on_tar_thread = archive_digest_on_tar_thread(format);
+    // With the digest on the tar thread and no signature to check over the
+    // bytes, the hashing thread has nothing to do with them: it is not sent
+    // them (a message and a wake-up per chunk saved).
+    let feed_hasher = !on_tar_thread || signing::ArchiveVerifiers::new(&sig_plan).needs_bytes();
     let (hash_tx, hash_rx) = stream::channel();
     let (dec_tx, dec_rx) = stream::channel();
     let pass = std::thread::scope(|s| {
@@ -344,7 +348,9 @@ pub fn verify(
             progress.advance(n as u64);
             offset += n as u64;
             let c = pool.chunk(chunk);
-            to_hash.send(c.clone());
+            if feed_hasher {
+                to_hash.send(c.clone());
+            }
             to_decode.send(c);
             chunk = pool.take_full();
             match read_full(&mut file, &mut chunk) {

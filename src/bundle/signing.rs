@@ -348,6 +348,12 @@ impl<'a> ArchiveVerifiers<'a> {
         ArchiveVerifiers { minisign, cosign }
     }
 
+    /// Whether any verifier reads the archive's bytes (a key and a
+    /// signature were given, and the signature could be read).
+    pub fn needs_bytes(&self) -> bool {
+        matches!(self.minisign, Some(Ok(_))) || self.cosign.is_some()
+    }
+
     pub fn update(&mut self, chunk: &[u8]) {
         if let Some(Ok(v)) = &mut self.minisign {
             v.update(chunk);
