@@ -237,21 +237,10 @@ mod tests {
     use super::*;
     use crate::bundle::stream::Pool;
 
-    fn reference(data: &[u8]) -> [u8; 32] {
-        use sha2::Digest;
-        sha2::Sha256::digest(data).into()
-    }
+    use crate::bundle::sha256::tests::reference;
 
     fn bytes(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::bundle::sha256::tests::seeded_bytes(n, seed | 1)
     }
 
     /// Stored bytes queued in chunks of every size while content is hashed

@@ -593,15 +593,21 @@ mod ni {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn reference(data: &[u8]) -> [u8; 32] {
+    pub(crate) fn reference(data: &[u8]) -> [u8; 32] {
         sha2::Sha256::digest(data).into()
     }
 
     fn bytes(n: usize) -> Vec<u8> {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        seeded_bytes(n, 0x2545_f491_4f6c_dd1d)
+    }
+
+    /// `n` xorshift bytes from `seed` (not zero): test data with no pattern
+    /// a kernel could get right by accident.
+    pub(crate) fn seeded_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
         (0..n)
             .map(|_| {
                 x ^= x << 13;
