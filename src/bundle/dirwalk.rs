@@ -2,8 +2,10 @@
 //! archive.
 //!
 //! Guarantees: symbolic links are never followed (they are judged as entries,
-//! like in a tar); entries are visited in sorted order so reports are
-//! reproducible; an unreadable file is a finding naming it, not an abort.
+//! like in a tar); entries are visited in the order `tar --sort=name`
+//! archives them (depth-first, names sorted), so reports are reproducible and
+//! a manifest beside the folders it lists is read after their files, as in
+//! the vendor's archive; an unreadable file is a finding naming it, not an abort.
 //! Files that need only their digest are hashed in parallel, one worker per
 //! core, at most `LOOKAHEAD` files ahead of the walk: the findings and the
 //! records are those of a sequential walk, and memory stays flat.
@@ -221,18 +223,55 @@ struct Job {
     done: Sender<Result<Hashed, Failed>>,
 }
 
-/// Lists the folder depth-first in sorted order into `items`, sending the
-/// files that need only their digest to the workers first.
+/// Lists the folder into `items` in the order `tar --sort=name` archives
+/// it: depth-first, each folder's entries sorted by name and a folder's
+/// contents right after the folder itself. Files that need only their
+/// digest go to the workers first.
+///
+/// Why this order and not "a folder's entries, then its subfolders": a
+/// manifest is judged against the files hashed before it, and the ones it
+/// lists after it must be remembered by path until the end. In this order a
+/// `manifest.json` beside the folders it lists comes after their files,
+/// as in the vendor's archive, so a folder costs the memory its archive
+/// costs; and the folder's findings come in its archive's order.
 fn list(root: &Path, limits: &super::walk::Limits, items: &Sender<Item>, jobs: &Sender<Job>) {
-    let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let listing = match fs::read_dir(&dir) {
-            Ok(l) => l,
+    // One frame per folder on the way down: the names left to visit.
+    let mut stack: Vec<std::vec::IntoIter<PathBuf>> = Vec::new();
+    let descend = |dir: &Path, stack: &mut Vec<std::vec::IntoIter<PathBuf>>| -> bool {
+        match fs::read_dir(dir) {
+            Ok(listing) => {
+                let mut children: Vec<_> =
+                    listing.filter_map(Result::ok).map(|e| e.path()).collect();
+                children.sort();
+                stack.push(children.into_iter());
+                true
+            }
             Err(e) => {
                 let item = Item::Error {
-                    target: rel(root, &dir),
+                    target: rel(root, dir),
                     message: format!("cannot list {}: {e}", dir.display()),
                     entry: false,
+                };
+                items.send(item).is_ok()
+            }
+        }
+    };
+    if !descend(root, &mut stack) {
+        return;
+    }
+    while let Some(frame) = stack.last_mut() {
+        let Some(child) = frame.next() else {
+            stack.pop();
+            continue;
+        };
+        let relpath = rel_bytes(root, &child);
+        let md = match fs::symlink_metadata(&child) {
+            Ok(m) => m,
+            Err(e) => {
+                let item = Item::Error {
+                    target: rel(root, &child),
+                    message: format!("cannot stat {}: {e}", child.display()),
+                    entry: true,
                 };
                 if items.send(item).is_err() {
                     return;
@@ -240,76 +279,57 @@ fn list(root: &Path, limits: &super::walk::Limits, items: &Sender<Item>, jobs: &
                 continue;
             }
         };
-        let mut children: Vec<_> = listing.filter_map(Result::ok).map(|e| e.path()).collect();
-        children.sort();
-        // Push in reverse so the stack pops in sorted order.
-        let mut subdirs = Vec::new();
-        for child in children {
-            let relpath = rel_bytes(root, &child);
-            let md = match fs::symlink_metadata(&child) {
-                Ok(m) => m,
-                Err(e) => {
-                    let item = Item::Error {
-                        target: rel(root, &child),
-                        message: format!("cannot stat {}: {e}", child.display()),
-                        entry: true,
-                    };
-                    if items.send(item).is_err() {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let ft = md.file_type();
-            let kind = if ft.is_symlink() {
-                EntryKind::Symlink
-            } else if ft.is_dir() {
-                EntryKind::Dir
-            } else if ft.is_file() {
-                EntryKind::File
-            } else if ft.is_char_device() {
-                EntryKind::CharDevice
-            } else if ft.is_block_device() {
-                EntryKind::BlockDevice
-            } else if ft.is_fifo() {
-                EntryKind::Fifo
-            } else {
-                EntryKind::Socket
-            };
-            let link = if kind == EntryKind::Symlink {
-                fs::read_link(&child)
-                    .ok()
-                    .map(|t| t.as_os_str().as_bytes().to_vec())
-            } else {
-                None
-            };
-            let hashed = (kind == EntryKind::File
-                && hash_only(limits, &entry_path(&relpath)) != HashOnly::No)
-                .then(|| {
-                    let (done, rx) = crossbeam_channel::bounded(1);
-                    let _ = jobs.send(Job {
-                        path: child.clone(),
-                        done,
-                    });
-                    rx
+        let ft = md.file_type();
+        let kind = if ft.is_symlink() {
+            EntryKind::Symlink
+        } else if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_file() {
+            EntryKind::File
+        } else if ft.is_char_device() {
+            EntryKind::CharDevice
+        } else if ft.is_block_device() {
+            EntryKind::BlockDevice
+        } else if ft.is_fifo() {
+            EntryKind::Fifo
+        } else {
+            EntryKind::Socket
+        };
+        let link = if kind == EntryKind::Symlink {
+            fs::read_link(&child)
+                .ok()
+                .map(|t| t.as_os_str().as_bytes().to_vec())
+        } else {
+            None
+        };
+        let hashed = (kind == EntryKind::File
+            && hash_only(limits, &entry_path(&relpath)) != HashOnly::No)
+            .then(|| {
+                let (done, rx) = crossbeam_channel::bounded(1);
+                let _ = jobs.send(Job {
+                    path: child.clone(),
+                    done,
                 });
-            if kind == EntryKind::Dir {
-                subdirs.push(child.clone());
-            }
-            let item = Item::Entry {
-                path: child,
-                relpath,
-                kind,
-                mode: md.permissions().mode(),
-                size: md.len(),
-                link,
-                hashed,
-            };
-            if items.send(item).is_err() {
+                rx
+            });
+        let subfolder = (kind == EntryKind::Dir).then(|| child.clone());
+        let item = Item::Entry {
+            path: child,
+            relpath,
+            kind,
+            mode: md.permissions().mode(),
+            size: md.len(),
+            link,
+            hashed,
+        };
+        if items.send(item).is_err() {
+            return;
+        }
+        if let Some(dir) = subfolder {
+            if !descend(&dir, &mut stack) {
                 return;
             }
         }
-        stack.extend(subdirs.into_iter().rev());
     }
 }
 
@@ -429,4 +449,91 @@ fn rel_bytes(root: &Path, p: &Path) -> Vec<u8> {
 
 fn rel(root: &Path, p: &Path) -> String {
     super::safety::display_name(&rel_bytes(root, p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names `list` gives, in its order (folders without a trailing
+    /// slash); the jobs it queues are dropped.
+    fn listed(root: &Path) -> Vec<String> {
+        let (item_tx, item_rx) = crossbeam_channel::unbounded();
+        let (job_tx, job_rx) = crossbeam_channel::unbounded();
+        list(
+            root,
+            &super::super::walk::Limits::default(),
+            &item_tx,
+            &job_tx,
+        );
+        drop((item_tx, job_rx));
+        item_rx
+            .into_iter()
+            .map(|item| match item {
+                Item::Entry { relpath, .. } => String::from_utf8(relpath).unwrap(),
+                Item::Error { target, .. } => panic!("unexpected error item for {target}"),
+            })
+            .collect()
+    }
+
+    /// GNU tar is the oracle: the folder is visited in the order
+    /// `tar --sort=name` archives it, so a manifest beside the folders it
+    /// lists comes after their files, as in the archive. The names are
+    /// chosen so that neither "a folder's entries, then its subfolders" nor
+    /// a sort of whole paths (`m-x` < `m/`) gives that order.
+    #[test]
+    fn the_walk_visits_a_folder_in_the_order_tar_sort_name_archives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["a/m/z", "a/empty", "B", "c.d/e"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for f in [
+            "manifest.json",
+            "a/0",
+            "a/m/file",
+            "a/m/z/deep",
+            "a/m-x",
+            "a/m.y",
+            "a/manifest.json",
+            "B/upper",
+            "c.d/e/f",
+            "c.d0",
+            "SHA256SUMS",
+        ] {
+            fs::write(root.join(f), b"x").unwrap();
+        }
+        // A link to a folder is an entry, never followed.
+        std::os::unix::fs::symlink("a/m", root.join("a/link")).unwrap();
+        let ours = listed(root);
+
+        let out = std::process::Command::new("tar")
+            .args(["--sort=name", "-cf", "-", "-C"])
+            .arg(root)
+            .arg(".")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tar -c failed");
+        let mut list = std::process::Command::new("tar")
+            .args(["-tf", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(list.stdin.as_mut().unwrap(), &out.stdout).unwrap();
+        let names = list.wait_with_output().unwrap();
+        assert!(names.status.success(), "tar -t failed");
+        let tars: Vec<String> = String::from_utf8(names.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| *l != "./")
+            .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
+            .collect();
+
+        assert_eq!(ours.len(), 19, "{ours:?}");
+        assert_eq!(ours, tars);
+        // The manifest beside `m/` comes after the files under it.
+        let at = |n: &str| ours.iter().position(|p| p == n).unwrap();
+        assert!(at("a/m/z/deep") < at("a/manifest.json"));
+    }
 }
