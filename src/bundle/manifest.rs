@@ -14,6 +14,7 @@ use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
 use super::safety::{key as path_key, normalise, PathKey};
+use super::table::PathTable;
 pub use super::table::{FileRecord, FileTable};
 use crate::finding::{Code, Finding};
 
@@ -483,8 +484,10 @@ pub struct Listing {
     pub exhaustive: bool,
     pub images: Vec<ManifestImage>,
     entries: Vec<Entry>,
-    /// Full paths of the listed files not hashed when it was read.
-    absent: Vec<String>,
+    /// Full paths of the listed files not hashed when it was read, in the
+    /// table's compact layout (one text arena): a `SHA256SUMS` at the top
+    /// of a release lists every file before any is hashed.
+    absent: PathTable<()>,
 }
 
 /// Builds a [`Listing`] against the files hashed so far.
@@ -492,11 +495,10 @@ struct Compile<'a> {
     table: &'a FileTable,
     folder: &'a str,
     entries: Vec<Entry>,
-    absent: Vec<String>,
+    /// The absent paths, each once.
+    absent: PathTable<()>,
     /// One bit per table slot: listed already.
     slots: Vec<u64>,
-    /// Keys of the absent paths listed already.
-    absent_keys: HashSet<PathKey>,
 }
 
 impl ListedSink for Compile<'_> {
@@ -516,11 +518,15 @@ impl ListedSink for Compile<'_> {
                 At::Slot(n as u32)
             }
             None => {
-                if !self.absent_keys.insert(path_key(&path)) {
+                if self.absent.contains_key(&path) {
                     return false;
                 }
-                self.absent.push(path);
-                At::Absent(self.absent.len() as u32 - 1)
+                // Past four billion paths the entry is dropped: the entry
+                // limits stop an archive long before.
+                let Some(n) = self.absent.insert(&path, ()) else {
+                    return false;
+                };
+                At::Absent(n as u32)
             }
         };
         self.entries.push(Entry { at, size, sha256 });
@@ -588,9 +594,8 @@ impl<'a> Compile<'a> {
             table,
             folder,
             entries: Vec::with_capacity(capacity),
-            absent: Vec::new(),
+            absent: PathTable::new(),
             slots: vec![0; table.len().div_ceil(64)],
-            absent_keys: HashSet::new(),
         }
     }
 
@@ -627,15 +632,17 @@ pub fn verify(m: &Listing, table: &FileTable, findings: &Sender<Finding>) {
     for e in &m.entries {
         let slot = match e.at {
             At::Slot(n) => Some(n as usize),
-            At::Absent(i) => table.position(&m.absent[i as usize]),
+            At::Absent(i) => m.absent.at(i as usize).and_then(|(p, _)| table.position(p)),
         };
         let Some((n, (path, rec))) = slot.and_then(|n| table.at(n).map(|f| (n, f))) else {
             // Slots are stable: only an absent path can still be missing.
             let At::Absent(i) = e.at else { continue };
-            let path = &m.absent[i as usize];
+            let Some((path, _)) = m.absent.at(i as usize) else {
+                continue;
+            };
             send(Finding::new(
                 Code::BundleFileMissing,
-                path.clone(),
+                path,
                 format!("{path} is listed in {} but is not in the archive", m.path),
             ));
             continue;
@@ -852,7 +859,7 @@ mod tests {
             assert_eq!(l.entries.len(), 2);
             assert!(matches!(l.entries[0].at, At::Slot(0)));
             assert!(matches!(l.entries[1].at, At::Absent(0)));
-            assert_eq!(l.absent, ["rel/b"]);
+            assert_eq!(l.absent.keys().collect::<Vec<_>>(), ["rel/b"]);
             assert_eq!(l.images[0].reference, "r:1");
             assert!(l.exhaustive);
         }

@@ -1,5 +1,7 @@
 //! The table of hashed files: one record (size and SHA-256) per regular
-//! file of an archive or folder, by normalised member path.
+//! file of an archive or folder, by normalised member path. The same
+//! layout ([`PathTable`]) keeps a manifest's listed paths that were not
+//! hashed yet when it was read (records of nothing).
 //!
 //! It is the one structure of a pass that grows with the number of entries
 //! and lives until the manifests are checked, so it is laid out compactly:
@@ -24,39 +26,44 @@ pub struct FileRecord {
     pub sha256: [u8; 32],
 }
 
-#[derive(Debug)]
-struct Slot {
+#[derive(Debug, Clone)]
+struct Slot<R> {
     start: usize,
     len: u32,
-    rec: FileRecord,
+    rec: R,
 }
 
 const EMPTY: u32 = u32::MAX;
 
-pub struct FileTable {
+/// Records of type `R` by path, in the compact layout above.
+#[derive(Clone)]
+pub struct PathTable<R> {
     arena: String,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<R>>,
     /// Slot numbers, `EMPTY` for a free place; its length is 0 or a power
     /// of two at least twice the number of slots.
     index: Vec<u32>,
     seed: std::collections::hash_map::RandomState,
 }
 
-impl Default for FileTable {
+/// The files of a pass: a record each.
+pub type FileTable = PathTable<FileRecord>;
+
+impl<R> Default for PathTable<R> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl std::fmt::Debug for FileTable {
+impl<R: std::fmt::Debug> std::fmt::Debug for PathTable<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
 }
 
-impl FileTable {
+impl<R> PathTable<R> {
     pub fn new() -> Self {
-        FileTable {
+        PathTable {
             arena: String::new(),
             slots: Vec::new(),
             index: Vec::new(),
@@ -72,7 +79,7 @@ impl FileTable {
         self.slots.is_empty()
     }
 
-    fn path_of(&self, slot: &Slot) -> &str {
+    fn path_of(&self, slot: &Slot<R>) -> &str {
         &self.arena[slot.start..slot.start + slot.len as usize]
     }
 
@@ -90,12 +97,13 @@ impl FileTable {
         }
     }
 
-    /// Records `path`, replacing an earlier record of the same path.
-    pub fn insert(&mut self, path: &str, rec: FileRecord) {
+    /// Records `path`, replacing an earlier record of the same path, and
+    /// gives its slot number (`None` past four billion slots: refused).
+    pub fn insert(&mut self, path: &str, rec: R) -> Option<usize> {
         if !self.index.is_empty() {
             if let (_, Some(n)) = self.probe(path) {
                 self.slots[n].rec = rec;
-                return;
+                return Some(n);
             }
         }
         // Slot numbers are u32 and a path's length too: four billion files
@@ -105,7 +113,7 @@ impl FileTable {
             u32::try_from(self.slots.len() + 1),
             u32::try_from(path.len()),
         ) else {
-            return;
+            return None;
         };
         if (self.slots.len() + 1) * 2 > self.index.len() {
             self.grow();
@@ -118,6 +126,7 @@ impl FileTable {
             rec,
         });
         self.arena.push_str(path);
+        Some(self.slots.len() - 1)
     }
 
     fn grow(&mut self) {
@@ -142,7 +151,7 @@ impl FileTable {
         self.probe(path).1
     }
 
-    pub fn get(&self, path: &str) -> Option<&FileRecord> {
+    pub fn get(&self, path: &str) -> Option<&R> {
         self.position(path).map(|n| &self.slots[n].rec)
     }
 
@@ -151,12 +160,12 @@ impl FileTable {
     }
 
     /// Path and record of slot `n` (see [`FileTable::position`]).
-    pub fn at(&self, n: usize) -> Option<(&str, &FileRecord)> {
+    pub fn at(&self, n: usize) -> Option<(&str, &R)> {
         self.slots.get(n).map(|s| (self.path_of(s), &s.rec))
     }
 
     /// Every file, in the order first seen.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &FileRecord)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &R)> {
         self.slots.iter().map(|s| (self.path_of(s), &s.rec))
     }
 
@@ -165,9 +174,9 @@ impl FileTable {
     }
 }
 
-impl<'a> FromIterator<(&'a str, FileRecord)> for FileTable {
-    fn from_iter<I: IntoIterator<Item = (&'a str, FileRecord)>>(iter: I) -> Self {
-        let mut t = FileTable::new();
+impl<'a, R> FromIterator<(&'a str, R)> for PathTable<R> {
+    fn from_iter<I: IntoIterator<Item = (&'a str, R)>>(iter: I) -> Self {
+        let mut t = PathTable::new();
         for (p, r) in iter {
             t.insert(p, r);
         }
@@ -224,6 +233,16 @@ mod tests {
         assert_eq!(t.position("b"), Some(before));
         assert_eq!(t.keys().take(3).collect::<Vec<_>>(), ["b", "a", "x0"]);
         assert_eq!(t.get("b").unwrap().size, 9);
+    }
+
+    #[test]
+    fn insert_gives_the_slot_and_a_repeat_keeps_it() {
+        let mut t: PathTable<()> = PathTable::new();
+        assert_eq!(t.insert("a", ()), Some(0));
+        assert_eq!(t.insert("b", ()), Some(1));
+        assert_eq!(t.insert("a", ()), Some(0));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.at(1), Some(("b", &())));
     }
 
     #[test]
