@@ -7,8 +7,11 @@
 //! a manifest beside the folders it lists is read after their files, as in
 //! the vendor's archive; an unreadable file is a finding naming it, not an abort.
 //! Files that need only their digest are hashed in parallel, one worker per
-//! core, at most `LOOKAHEAD` files ahead of the walk: the findings and the
-//! records are those of a sequential walk, and memory stays flat.
+//! core, at most `LOOKAHEAD` files ahead of the walk; nested archives that
+//! need nothing else (images) are read by feeder threads, at most
+//! `IN_FLIGHT` at once, each with its validator, and their records are made
+//! in the walk's order. The findings and the records are those of a
+//! sequential walk, and memory stays flat.
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -97,6 +100,8 @@ pub fn verify_dir(
         drop(job_rx);
         let limits = &opts.limits;
         s.spawn(move || list(root, limits, &item_tx, &job_tx));
+        // Files read by feeders (see `WalkContext::defers`), oldest first.
+        let mut in_flight = std::collections::VecDeque::new();
         for item in item_rx {
             match item {
                 Item::Error {
@@ -149,6 +154,26 @@ pub fn verify_dir(
                                 format!("read error in {}: {e}", path.display())
                             })
                         }
+                        // A nested archive that needs nothing else: read on a
+                        // thread of its own, so that images are validated
+                        // side by side; its record is made in order below.
+                        _ if hashed.is_none() && ctx.defers(&entry_path(&relpath)) => {
+                            match File::open(&path) {
+                                Err(e) => Err(format!("cannot open {}: {e}", path.display())),
+                                Ok(file) => {
+                                    let deferred = ctx.begin_deferred(&meta);
+                                    let feeder = s.spawn(move || {
+                                        let counted = Counted {
+                                            inner: &mut { file },
+                                            progress,
+                                        };
+                                        deferred.feed(&mut super::stream::ChunkedRead::new(counted))
+                                    });
+                                    in_flight.push_back((path.clone(), feeder));
+                                    Ok(())
+                                }
+                            }
+                        }
                         // Not hashed ahead, or it needs more than its digest
                         // (an image blob that is JSON): read here.
                         _ => stream_file(&mut ctx, &meta, &path, progress),
@@ -161,8 +186,14 @@ pub fn verify_dir(
                             message,
                         ));
                     }
+                    while in_flight.len() > IN_FLIGHT {
+                        read_failed |= settle(&mut ctx, &mut in_flight, root, findings);
+                    }
                 }
             }
+        }
+        while !in_flight.is_empty() {
+            read_failed |= settle(&mut ctx, &mut in_flight, root, findings);
         }
     });
     progress.finish();
@@ -215,6 +246,41 @@ pub fn verify_dir(
         files,
         images,
     })
+}
+
+/// Files read by feeder threads at once, at most: each has its validator's
+/// pipeline in memory (a few MiB), so memory stays flat; two keep two cores
+/// busy with images that are validated one chunk at a time.
+const IN_FLIGHT: usize = 2;
+
+/// Waits for the oldest file read by a feeder and makes its record, in the
+/// walk's order; a read error is reported naming the file. Whether it
+/// failed.
+fn settle(
+    ctx: &mut WalkContext,
+    in_flight: &mut std::collections::VecDeque<(
+        PathBuf,
+        std::thread::ScopedJoinHandle<'_, super::walk::Fed>,
+    )>,
+    root: &Path,
+    findings: &Sender<Finding>,
+) -> bool {
+    let Some((path, feeder)) = in_flight.pop_front() else {
+        return false;
+    };
+    let message = match feeder.join() {
+        Ok(fed) => match ctx.end_deferred(fed) {
+            Ok(()) => return false,
+            Err(DataError(e)) => format!("read error in {}: {e}", path.display()),
+        },
+        Err(_) => format!("read error in {}: its reader stopped", path.display()),
+    };
+    let _ = findings.send(Finding::new(
+        Code::BundleReadError,
+        rel(root, &path),
+        message,
+    ));
+    true
 }
 
 /// A file for a hashing worker, and where its result goes.

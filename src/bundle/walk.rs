@@ -410,6 +410,83 @@ impl Read for Tee<'_> {
     }
 }
 
+/// A release file whose bytes go to its validator from another thread
+/// (see [`WalkContext::defers`]).
+pub struct Deferred {
+    path: String,
+    /// The validator, and whether it carries the member's digest.
+    job: Option<(NestedJob, bool)>,
+    hasher: Sha256,
+    size: u64,
+}
+
+/// How a [`Deferred`] file's feeding ended.
+enum Ended {
+    /// Read to its end: the validator left to finish, and the digest it
+    /// carried (`None`: not carried).
+    Whole(Option<Box<NestedJob>>, Option<super::nested::Carried>),
+    /// A read error: the validator was stopped; what it had judged.
+    Failed(std::io::Error, Option<super::nested::NestedOutcome>),
+}
+
+/// A [`Deferred`] file, fed: for [`WalkContext::end_deferred`].
+pub struct Fed {
+    deferred: Deferred,
+    ended: Ended,
+}
+
+impl Deferred {
+    /// Feeds the file's bytes to its validator, hashing them (alongside
+    /// the validator's content, when carried), to the end or the first
+    /// read error. Runs on any thread.
+    pub fn feed(mut self, data: &mut dyn BufRead) -> Fed {
+        let mut error = None;
+        loop {
+            match data.fill_buf() {
+                Ok([]) => break,
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    match self.job.as_mut() {
+                        Some((j, carried)) => {
+                            if !*carried {
+                                self.hasher.update(chunk);
+                            }
+                            j.feed(chunk);
+                        }
+                        None => self.hasher.update(chunk),
+                    }
+                    self.size += n as u64;
+                    data.consume(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        let job = self.job.take().map(|(j, _)| j);
+        let ended = match (error, job) {
+            (None, Some(mut j)) => {
+                let back = j.end_input();
+                Ended::Whole(Some(Box::new(j)), back)
+            }
+            (None, None) => Ended::Whole(None, None),
+            (Some(e), Some(j)) => {
+                // The digest of a member that could not be read is not
+                // needed: it gets no record.
+                let (outcome, _) = j.abandon();
+                Ended::Failed(e, outcome)
+            }
+            (Some(e), None) => Ended::Failed(e, None),
+        };
+        Fed {
+            deferred: self,
+            ended,
+        }
+    }
+}
+
 /// One text file's reference scan, done here or on the scan thread.
 enum Scan {
     Inline(super::refscan::LineScanner),
@@ -671,6 +748,104 @@ impl WalkContext {
             return None;
         }
         Some((kind, depth))
+    }
+
+    /// Whether a release file at `path` (as the rules see it) needs only
+    /// its digest and its nested validator: nothing captured, scanned or
+    /// parsed here. A folder reads such a file on another thread
+    /// ([`WalkContext::begin_deferred`]) so that several images are
+    /// validated at once; an archive's members come in one stream and
+    /// cannot be.
+    pub fn defers(&self, path: &str) -> bool {
+        matches!(self.scope, Scope::Release)
+            && self.limits.max_depth >= 1
+            && nested::classify(path, self.limits.deep).is_some()
+            && self.capture_limit(path).is_none()
+            && super::image::folder_capture(path).is_none()
+            && !scans_text(&self.limits, &self.scope, path)
+            && !manifest::is_candidate(path)
+    }
+
+    /// The first half of [`WalkContext::member`] for a file [`defers`]
+    /// accepts: the rules, and its validator started with the member's
+    /// digest carried. The returned [`Deferred`] is fed on any thread; the
+    /// record is made by [`WalkContext::end_deferred`], in the walk's
+    /// order.
+    ///
+    /// [`defers`]: WalkContext::defers
+    pub fn begin_deferred(&mut self, meta: &EntryMeta<'_>) -> Deferred {
+        let path = self.rules.check(meta, &self.findings);
+        let mut hasher = Sha256::new();
+        let job = self.nested_kind(&path).map(|(kind, depth)| {
+            let mut job = NestedJob::spawn(
+                kind,
+                depth,
+                format!("{}{}", self.prefix, path),
+                self.findings.clone(),
+                self.limits.clone(),
+            );
+            let carried = job.carry(&mut hasher, &mut None);
+            (job, carried)
+        });
+        Deferred {
+            path,
+            job,
+            hasher,
+            size: 0,
+        }
+    }
+
+    /// The second half of [`WalkContext::member`] for a [`Deferred`] file:
+    /// its validator set aside to finish, its record made; `Err` is its
+    /// read error, reported by the caller, and then it has no record, as
+    /// in [`WalkContext::member`].
+    pub fn end_deferred(&mut self, fed: Fed) -> Result<(), DataError> {
+        let Fed {
+            deferred:
+                Deferred {
+                    path,
+                    job,
+                    mut hasher,
+                    size,
+                },
+            ended,
+        } = fed;
+        let mut result = Ok(());
+        match ended {
+            Ended::Whole(job, back) => {
+                if let Some(j) = job {
+                    self.pending_jobs.push_back((path.clone(), *j));
+                    self.harvest(MAX_PENDING_JOBS);
+                }
+                match back {
+                    Some(Some((member, _))) => hasher = member,
+                    Some(None) => {
+                        result = Err(DataError(std::io::Error::other(
+                            "its SHA-256 could not be completed (an internal error of this pass, not a fault of the archive)",
+                        )))
+                    }
+                    None => {}
+                }
+            }
+            Ended::Failed(e, outcome) => {
+                if let Some(o) = outcome {
+                    self.scan += o.scan;
+                    self.nested.insert(path.clone(), o);
+                }
+                result = Err(DataError(e));
+            }
+        }
+        debug_assert!(job.is_none(), "the job was ended by the feeder");
+        result?;
+        self.file_bytes += size;
+        self.files.insert(
+            &path,
+            FileRecord {
+                size,
+                sha256: hasher.finalize(),
+            },
+        );
+        Ok(())
     }
 
     /// [`WalkContext::member`] for a release file whose data was already
