@@ -807,6 +807,82 @@ fn staged_folder_same_rules() {
     r.has("bundle:link-escape", "fail", "data/escape");
 }
 
+/// A staged folder's images are read side by side (feeder threads, see
+/// `dirwalk`): every damaged image is still judged, and the folder's
+/// verdicts on what it holds are those of the archive of the same tree,
+/// which GNU tar writes and the archive pass reads in one stream (the
+/// oracle).
+#[test]
+fn staged_folder_images_read_side_by_side_get_the_archives_verdicts() {
+    let sb = Sandbox::new("staged_folder_images_side_by_side");
+    let tar = sb.sample();
+    let dir = sb.path("staged");
+    extract(&tar, &dir);
+    let images = dir.join("platform/v1.0.0/images");
+    let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    // Three damages on three images in a row, so that several are in
+    // flight when each is judged: a byte flipped in the middle, the file
+    // cut to a third, bytes appended.
+    let mut d = std::fs::read(&names[0]).unwrap();
+    let mid = d.len() / 2;
+    d[mid] ^= 0xff;
+    std::fs::write(&names[0], d).unwrap();
+    let d = std::fs::read(&names[1]).unwrap();
+    std::fs::write(&names[1], &d[..d.len() / 3]).unwrap();
+    let mut d = std::fs::read(&names[2]).unwrap();
+    d.extend_from_slice(b"trailing bytes");
+    std::fs::write(&names[2], d).unwrap();
+
+    let folder = bundle(&dir, &[]);
+    folder.code(1);
+    let mut top: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    let again = sb.path("again.tar");
+    let st = std::process::Command::new("tar")
+        .args(["--sort=name", "-cf"])
+        .arg(&again)
+        .arg("-C")
+        .arg(&dir)
+        .args(&top)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let archive = bundle(&again, &[]);
+    archive.code(1);
+    // What each says about the release's files (not about the input
+    // itself, a folder in one case and a .tar in the other).
+    let about = |r: &crate::harness::Run| {
+        r.findings()
+            .into_iter()
+            .filter(|f| top.iter().any(|t| f.target.starts_with(&format!("{t}/"))))
+            .map(|f| (f.code, f.status, f.target))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (in_folder, in_archive) = (about(&folder), about(&archive));
+    assert_eq!(in_folder, in_archive);
+    for damaged in &names[..3] {
+        let name = damaged.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            in_folder
+                .iter()
+                .any(|(_, status, target)| status == "fail" && target.contains(&name)),
+            "no failure names {name}: {in_folder:#?}"
+        );
+    }
+    // The intact images pass, in both.
+    let intact = names[3].file_name().unwrap().to_string_lossy().into_owned();
+    folder.has("image:valid", "pass", &intact);
+}
+
 fn walk_find(dir: &std::path::Path, suffix: &str) -> std::path::PathBuf {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();

@@ -294,6 +294,49 @@ fn sample_release_is_signed_and_verifies_against_its_own_root() {
     );
 }
 
+/// A staged folder's `manifest.json.sigstore.json` is judged as in the
+/// archive: verified with the sample's signer, rejected with another one or
+/// once the manifest is edited, found but not verified without a signer.
+#[test]
+fn a_staged_folder_verifies_the_manifests_sigstore_bundle() {
+    let sb = Sandbox::new("sigstore_staged_folder");
+    let tar = sb.sample();
+    let signer = Sandbox::sample_signer(&tar);
+    let signer: Vec<&str> = signer.iter().map(String::as_str).collect();
+    let dir = sb.path("staged");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = bundle(&dir, &signer);
+    r.code(0);
+    r.has("sigstore:verified", "pass", "platform/v1.0.0/manifest.json");
+    let r = bundle(&dir, &[]);
+    r.has(
+        "sigstore:unverified",
+        "warn",
+        "platform/v1.0.0/manifest.json",
+    );
+    r.lacks("sigstore:verified");
+    let mut other = signer.clone();
+    other[1] = "someone@else.example";
+    let f = bundle(&dir, &other).has("sigstore:rejected", "fail", "manifest.json");
+    assert!(f.message.contains("identity mismatch"), "{}", f.message);
+    // An edited manifest no longer matches what was signed.
+    let manifest = dir.join("platform/v1.0.0/manifest.json");
+    let mut text = std::fs::read(&manifest).unwrap();
+    text.extend_from_slice(b"\n");
+    std::fs::write(&manifest, text).unwrap();
+    let r = bundle(&dir, &signer);
+    r.code(1);
+    r.has("sigstore:rejected", "fail", "platform/v1.0.0/manifest.json");
+}
+
 /// The sample is deterministic, signatures included (ECDSA per RFC 6979,
 /// fixed signing times): two runs write byte-identical files, so its
 /// digests can be pinned and benchmarks hash the same bytes.

@@ -222,12 +222,30 @@ pub fn verify_dir(
         );
     }
     let key_given = ctx.manifest_key.is_some();
+    // `X.sigstore.json` files of the folder, judged as in an archive.
+    let sigstore_members: Vec<(String, Vec<u8>)> = ctx
+        .captured
+        .iter()
+        .filter(|c| c.path.ends_with(super::signing::SIGSTORE_SUFFIX))
+        .map(|c| (c.path.clone(), c.bytes.clone()))
+        .collect();
     let super::walk::Finished {
         files,
         manifest_signatures,
         images,
         supply,
     } = ctx.finish(&target, !read_failed);
+    if !read_failed {
+        super::signing::sigstore_findings(
+            sig_plan,
+            None,
+            &files,
+            &sigstore_members,
+            supply.iter().any(|i| !i.attached.is_empty()),
+            &target,
+            findings,
+        );
+    }
     super::imagesig::findings(sig_plan, &supply, findings);
     if key_given && manifest_signatures == 0 {
         let _ = findings.send(Finding::new(

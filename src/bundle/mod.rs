@@ -402,7 +402,7 @@ pub fn verify(
     if let (true, Some(d)) = (read_ok, digest) {
         signing::sigstore_findings(
             &sig_plan,
-            d,
+            Some(d),
             &decoded.files,
             &decoded.sigstore_members,
             decoded.supply.iter().any(|i| !i.attached.is_empty()),

@@ -186,7 +186,7 @@ pub const SIGSTORE_SUFFIX: &str = ".sigstore.json";
 /// from the same pass). `members` holds the bundles' captured bytes.
 pub fn sigstore_findings(
     plan: &SignaturePlan,
-    archive_sha256: [u8; 32],
+    archive_sha256: Option<[u8; 32]>,
     files: &super::table::FileTable,
     members: &[(String, Vec<u8>)],
     images_signed: bool,
@@ -215,13 +215,13 @@ pub fn sigstore_findings(
                 .evidence("scheme", "sigstore")
                 .evidence("bundle", p.bundle_path.clone()),
         ),
-        (_, Some(Ok(json))) => send(sigstore_verdict(
-            p,
-            json,
-            archive_sha256,
-            &p.bundle_path,
-            target,
-        )),
+        // A bundle beside the input is only read for an archive, whose
+        // digest is known.
+        (_, Some(Ok(json))) => {
+            if let Some(sha256) = archive_sha256 {
+                send(sigstore_verdict(p, json, sha256, &p.bundle_path, target))
+            }
+        }
     }
     for (path, bytes) in members {
         let signed = &path[..path.len() - SIGSTORE_SUFFIX.len()];
