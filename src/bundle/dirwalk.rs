@@ -161,6 +161,10 @@ pub fn verify_dir(
                             match File::open(&path) {
                                 Err(e) => Err(format!("cannot open {}: {e}", path.display())),
                                 Ok(file) => {
+                                    while in_flight.len() >= IN_FLIGHT {
+                                        read_failed |=
+                                            settle(&mut ctx, &mut in_flight, root, findings);
+                                    }
                                     let deferred = ctx.begin_deferred(&meta);
                                     let feeder = s.spawn(move || {
                                         let counted = Counted {
@@ -185,9 +189,6 @@ pub fn verify_dir(
                             rel(root, &path),
                             message,
                         ));
-                    }
-                    while in_flight.len() > IN_FLIGHT {
-                        read_failed |= settle(&mut ctx, &mut in_flight, root, findings);
                     }
                 }
             }
