@@ -2,7 +2,7 @@
 //! archive that triggers it, asserting the code and the member it names.
 
 use crate::harness::tarkit::{self, Member, RawTar};
-use crate::harness::{av, bundle, Sandbox};
+use crate::harness::{av, bundle, extract, Sandbox};
 
 fn sha256_hex(data: &[u8]) -> String {
     airgap_verify::sample::sha256_hex(data)
@@ -769,18 +769,6 @@ fn no_manifest_warns() {
 }
 
 // ---- staged folders -----------------------------------------------------
-
-fn extract(tar: &std::path::Path, into: &std::path::Path) {
-    std::fs::create_dir_all(into).unwrap();
-    let st = std::process::Command::new("tar")
-        .arg("-xf")
-        .arg(tar)
-        .arg("-C")
-        .arg(into)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
 
 #[test]
 fn staged_folder_same_rules() {

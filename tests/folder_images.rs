@@ -141,14 +141,7 @@ fn docker_release(sb: &Sandbox, lab: &Lab) -> PathBuf {
         &seeded(lab),
         &format!("docker-archive:{}:{REFERENCE}", archive.display()),
     ]);
-    let st = Command::new("tar")
-        .arg("-xf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&api0)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    crate::harness::extract(&archive, &api0);
     let old = airgap_verify::sample::docker_image(
         "registry.sekoia.io/sekoia/api-1:1.0.0",
         &[airgap_verify::sample::tar_of(&[(
@@ -159,14 +152,7 @@ fn docker_release(sb: &Sandbox, lab: &Lab) -> PathBuf {
     let api1 = images.join("api-1");
     std::fs::create_dir_all(&api1).unwrap();
     std::fs::write(sb.path("api-1.tar"), &old).unwrap();
-    let st = Command::new("tar")
-        .arg("-xf")
-        .arg(sb.path("api-1.tar"))
-        .arg("-C")
-        .arg(&api1)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    crate::harness::extract(&sb.path("api-1.tar"), &api1);
     writable(&root);
     write_manifest(&root, "images/api-0");
     root

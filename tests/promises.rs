@@ -174,15 +174,7 @@ fn a_download_folder_points_at_its_archives() {
     assert_eq!(f.evidence["archives"][0], "sekoia-self-hosted-v1.0.0.tar");
     // A staged release (the archive unpacked) gets no such hint.
     let staged = sb.path("staged");
-    std::fs::create_dir_all(&staged).unwrap();
-    let st = Command::new("tar")
-        .arg("-xf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(&staged)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    crate::harness::extract(&tar, &staged);
     bundle(&staged, &[]).lacks("bundle:folder-holds-archives");
 }
 

@@ -9,7 +9,7 @@ use airgap_verify::sigstore::sign::{SignOptions, Statement, Subject, Tamper, Tes
 use sha2::{Digest, Sha256};
 
 use crate::harness::tarkit::{write_members, Member};
-use crate::harness::{av, bundle, Sandbox};
+use crate::harness::{av, bundle, extract, Sandbox};
 use crate::sigstore::clear_rejection;
 
 const ID: &str = "release@vendor.test";
@@ -304,15 +304,7 @@ fn a_staged_folder_verifies_the_manifests_sigstore_bundle() {
     let signer = Sandbox::sample_signer(&tar);
     let signer: Vec<&str> = signer.iter().map(String::as_str).collect();
     let dir = sb.path("staged");
-    std::fs::create_dir_all(&dir).unwrap();
-    let st = std::process::Command::new("tar")
-        .arg("-xf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(&dir)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    extract(&tar, &dir);
     let r = bundle(&dir, &signer);
     r.code(0);
     r.has("sigstore:verified", "pass", "platform/v1.0.0/manifest.json");

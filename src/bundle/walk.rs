@@ -417,7 +417,6 @@ pub struct Deferred {
     /// The validator, and whether it carries the member's digest.
     job: Option<(NestedJob, bool)>,
     hasher: Sha256,
-    size: u64,
 }
 
 /// How a [`Deferred`] file's feeding ended.
@@ -431,31 +430,45 @@ enum Ended {
 
 /// A [`Deferred`] file, fed: for [`WalkContext::end_deferred`].
 pub struct Fed {
-    deferred: Deferred,
+    path: String,
+    hasher: Sha256,
+    size: u64,
     ended: Ended,
+}
+
+/// A member whose carried digest did not come back whole.
+fn digest_incomplete() -> DataError {
+    DataError(std::io::Error::other(
+        "its SHA-256 could not be completed (an internal error of this pass, not a fault of the archive)",
+    ))
 }
 
 impl Deferred {
     /// Feeds the file's bytes to its validator, hashing them (alongside
     /// the validator's content, when carried), to the end or the first
     /// read error. Runs on any thread.
-    pub fn feed(mut self, data: &mut dyn BufRead) -> Fed {
-        let mut error = None;
+    pub fn feed(self, data: &mut dyn BufRead) -> Fed {
+        let Deferred {
+            path,
+            mut job,
+            mut hasher,
+        } = self;
+        let (mut size, mut error) = (0u64, None);
         loop {
             match data.fill_buf() {
                 Ok([]) => break,
                 Ok(chunk) => {
                     let n = chunk.len();
-                    match self.job.as_mut() {
+                    match job.as_mut() {
                         Some((j, carried)) => {
                             if !*carried {
-                                self.hasher.update(chunk);
+                                hasher.update(chunk);
                             }
                             j.feed(chunk);
                         }
-                        None => self.hasher.update(chunk),
+                        None => hasher.update(chunk),
                     }
-                    self.size += n as u64;
+                    size += n as u64;
                     data.consume(n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -465,8 +478,7 @@ impl Deferred {
                 }
             }
         }
-        let job = self.job.take().map(|(j, _)| j);
-        let ended = match (error, job) {
+        let ended = match (error, job.map(|(j, _)| j)) {
             (None, Some(mut j)) => {
                 let back = j.end_input();
                 Ended::Whole(Some(Box::new(j)), back)
@@ -481,7 +493,9 @@ impl Deferred {
             (Some(e), None) => Ended::Failed(e, None),
         };
         Fed {
-            deferred: self,
+            path,
+            hasher,
+            size,
             ended,
         }
     }
@@ -787,12 +801,7 @@ impl WalkContext {
             let carried = job.carry(&mut hasher, &mut None);
             (job, carried)
         });
-        Deferred {
-            path,
-            job,
-            hasher,
-            size: 0,
-        }
+        Deferred { path, job, hasher }
     }
 
     /// The second half of [`WalkContext::member`] for a [`Deferred`] file:
@@ -801,16 +810,11 @@ impl WalkContext {
     /// in [`WalkContext::member`].
     pub fn end_deferred(&mut self, fed: Fed) -> Result<(), DataError> {
         let Fed {
-            deferred:
-                Deferred {
-                    path,
-                    job,
-                    mut hasher,
-                    size,
-                },
+            path,
+            mut hasher,
+            size,
             ended,
         } = fed;
-        let mut result = Ok(());
         match ended {
             Ended::Whole(job, back) => {
                 if let Some(j) = job {
@@ -819,33 +823,27 @@ impl WalkContext {
                 }
                 match back {
                     Some(Some((member, _))) => hasher = member,
-                    Some(None) => {
-                        result = Err(DataError(std::io::Error::other(
-                            "its SHA-256 could not be completed (an internal error of this pass, not a fault of the archive)",
-                        )))
-                    }
+                    Some(None) => return Err(digest_incomplete()),
                     None => {}
                 }
             }
             Ended::Failed(e, outcome) => {
                 if let Some(o) = outcome {
                     self.scan += o.scan;
-                    self.nested.insert(path.clone(), o);
+                    self.nested.insert(path, o);
                 }
-                result = Err(DataError(e));
+                return Err(DataError(e));
             }
         }
-        debug_assert!(job.is_none(), "the job was ended by the feeder");
-        result?;
-        self.file_bytes += size;
-        self.files.insert(
-            &path,
-            FileRecord {
-                size,
-                sha256: hasher.finalize(),
-            },
-        );
+        self.record(&path, size, hasher.finalize());
         Ok(())
+    }
+
+    /// A regular file's record: counted, and in the table (a later
+    /// duplicate replaces the earlier one, as on extraction).
+    fn record(&mut self, path: &str, size: u64, sha256: [u8; 32]) {
+        self.file_bytes += size;
+        self.files.insert(path, FileRecord { size, sha256 });
     }
 
     /// [`WalkContext::member`] for a release file whose data was already
@@ -862,14 +860,7 @@ impl WalkContext {
             return Ok(());
         }
         let h = hashed.map_err(DataError)?;
-        self.file_bytes += h.size;
-        self.files.insert(
-            &path,
-            FileRecord {
-                size: h.size,
-                sha256: h.sha256,
-            },
-        );
+        self.record(&path, h.size, h.sha256);
         Ok(())
     }
 
@@ -1054,9 +1045,7 @@ impl WalkContext {
                         a.give_back(None);
                     }
                     if result.is_ok() {
-                        result = Err(DataError(std::io::Error::other(
-                            "its SHA-256 could not be completed (an internal error of this pass, not a fault of the archive)",
-                        )));
+                        result = Err(digest_incomplete());
                     }
                 }
                 None => {}
@@ -1066,7 +1055,6 @@ impl WalkContext {
         if let Some(s) = scanner {
             self.scan += s.finish(&self.limits.perimeter, &self.findings);
         }
-        self.file_bytes += size;
         if too_large && matches!(self.scope, Scope::Release) && manifest::is_candidate(&path) {
             self.manifest_seen = true;
             let max = self.limits.max_manifest_size;
@@ -1135,14 +1123,7 @@ impl WalkContext {
                 });
             }
         }
-        // A later duplicate replaces the earlier one, as on extraction.
-        self.files.insert(
-            &path,
-            FileRecord {
-                size,
-                sha256: hasher.finalize(),
-            },
-        );
+        self.record(&path, size, hasher.finalize());
         Ok(())
     }
 

@@ -130,6 +130,20 @@ pub fn bundle_command(path: &Path) -> Command {
 }
 
 /// `bundle PATH --format json` plus extra args.
+/// Extracts `tar` into `into` with GNU tar (a staged folder, as an
+/// operator makes it).
+pub fn extract(tar: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(tar)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
 pub fn bundle(path: &Path, extra: &[&str]) -> Run {
     let mut args: Vec<std::ffi::OsString> = vec!["bundle".into(), path.into()];
     args.extend(["--format", "json", "--no-progress"].iter().map(Into::into));
