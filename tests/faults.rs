@@ -561,7 +561,19 @@ fn dns_reply(query: &[u8], truncated: bool, addr: Ipv4Addr) -> Vec<u8> {
 /// `tcp`) it answers in full. Returns its address and the count of TCP
 /// queries.
 fn truncating_dns(tcp: bool, addr: Ipv4Addr) -> (SocketAddr, Arc<AtomicUsize>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A free UDP port is not always free for TCP (another test may hold
+    // it), so a port is taken only when TCP on it is free too: held when the
+    // server answers over TCP, released at once when nothing must listen.
+    let (udp, tcp_listener) = (0..64)
+        .find_map(|_| {
+            let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            match TcpListener::bind(udp.local_addr().unwrap()) {
+                Ok(l) => Some((udp, tcp.then_some(l))),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
+                Err(e) => panic!("TCP on the same port: {e}"),
+            }
+        })
+        .expect("a port free for both UDP and TCP in 64 tries");
     let local = udp.local_addr().unwrap();
     thread::spawn(move || {
         let mut buf = [0u8; 1500];
@@ -573,8 +585,7 @@ fn truncating_dns(tcp: bool, addr: Ipv4Addr) -> (SocketAddr, Arc<AtomicUsize>) {
         }
     });
     let count = Arc::new(AtomicUsize::new(0));
-    if tcp {
-        let l = TcpListener::bind(local).expect("TCP on the same port");
+    if let Some(l) = tcp_listener {
         let c = count.clone();
         thread::spawn(move || {
             for s in l.incoming().take(64) {
