@@ -110,17 +110,6 @@ impl Stage<'_> {
         false
     }
 
-    /// Reads one byte, `Ok(None)` at end of stream.
-    fn byte(&mut self) -> std::io::Result<Option<u8>> {
-        let buf = self.input.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(None);
-        }
-        let b = buf[0];
-        self.input.consume(1);
-        Ok(Some(b))
-    }
-
     /// Handles a read error from upstream. Returns after reporting nothing
     /// when the reader already reported it.
     fn upstream_error(&mut self, e: std::io::Error) {
@@ -182,7 +171,8 @@ impl Stage<'_> {
 }
 
 /// Decodes a stream of gzip members from `input` into `out`, stopping when
-/// the output exceeds `max_ratio` times the input (0: no limit).
+/// the output exceeds `max_ratio` times the input (0: no limit): a
+/// [`Gunzip`] fed from the channel.
 pub fn gunzip(
     input: &mut ChunkReader,
     out: &mut ForwardingSender,
@@ -190,239 +180,437 @@ pub fn gunzip(
     target: &str,
     max_ratio: u64,
 ) -> ContainerStats {
-    let mut st = Stage {
-        input,
-        out,
-        findings,
-        target,
-        stats: ContainerStats::default(),
-        max_ratio,
-    };
-    let pool = Pool::default();
-    let mut out_buf: Vec<u8> = pool.take_empty();
-    // The first member's magic has not been consumed yet.
-    let mut magic_consumed = false;
+    let mut g = Gunzip::new(findings.clone(), target, max_ratio);
     loop {
-        let member_start = st.input.offset() - if magic_consumed { 2 } else { 0 };
-        match gzip_header(&mut st, magic_consumed) {
-            Ok(true) => {}
-            Ok(false) => return st.stats, // already reported
+        let buf = match input.fill_buf() {
+            Ok(b) => b,
             Err(e) => {
-                st.upstream_error(e);
-                return st.stats;
-            }
-        }
-        let mut d = Decompress::new(false);
-        let mut crc = Crc::new();
-        let mut produced: u64 = 0;
-        loop {
-            let inbuf = match st.input.fill_buf() {
-                Ok(b) => b,
-                Err(e) => {
-                    st.upstream_error(e);
-                    return st.stats;
-                }
-            };
-            if inbuf.is_empty() {
-                let at = st.input.offset();
-                st.fail(
-                    Code::BundleTruncated,
-                    at,
-                    format!("gzip member starting at byte {member_start} is truncated: the data ends at byte {at} inside the compressed stream"),
-                );
-                return st.stats;
-            }
-            let (in0, out0) = (d.total_in(), out_buf.len());
-            let res = d.decompress_vec(inbuf, &mut out_buf, FlushDecompress::None);
-            let used = (d.total_in() - in0) as usize;
-            st.input.consume(used);
-            let fresh = &out_buf[out0..];
-            crc.update(fresh);
-            produced += fresh.len() as u64;
-            let progressed = used > 0 || out_buf.len() > out0;
-            if out_buf.len() >= CHUNK_SIZE {
-                let full = std::mem::replace(&mut out_buf, pool.take_empty());
-                st.out.send(pool.chunk(full));
-                if !st.ratio_ok(st.stats.decompressed_bytes + produced) {
-                    return st.stats;
-                }
-            }
-            match res {
-                Ok(ZStatus::StreamEnd) => break,
-                Ok(_) if progressed => {}
-                Ok(_) => {
-                    let at = st.input.offset();
-                    st.fail(
-                        Code::BundleGzipCorrupt,
-                        at,
-                        format!("gzip member starting at byte {member_start}: the deflate stream makes no progress at byte {at}"),
-                    );
-                    return st.stats;
-                }
-                Err(e) => {
-                    let at = st.input.offset();
-                    st.fail(
-                        Code::BundleGzipCorrupt,
-                        at,
-                        format!("gzip member starting at byte {member_start}: invalid deflate data near byte {at}: {e}"),
-                    );
-                    return st.stats;
-                }
-            }
-        }
-        st.stats.decompressed_bytes += produced;
-        // Trailer: CRC-32 then ISIZE, both little-endian.
-        let trailer_at = st.input.offset();
-        let mut trailer = [0u8; 8];
-        for slot in trailer.iter_mut() {
-            match st.byte() {
-                Ok(Some(b)) => *slot = b,
-                Ok(None) => {
-                    st.fail(
-                        Code::BundleTruncated,
-                        trailer_at,
-                        format!("gzip member starting at byte {member_start} is truncated: its 8-byte trailer at byte {trailer_at} is incomplete"),
-                    );
-                    return st.stats;
-                }
-                Err(e) => {
-                    st.upstream_error(e);
-                    return st.stats;
-                }
-            }
-        }
-        let want_crc = u32::from_le_bytes(trailer[..4].try_into().unwrap());
-        let want_len = u32::from_le_bytes(trailer[4..].try_into().unwrap());
-        if want_crc != crc.sum() {
-            st.fail(
-                Code::BundleGzipCrcMismatch,
-                trailer_at,
-                format!(
-                    "gzip member starting at byte {member_start}: CRC-32 {:08x} in the trailer at byte {trailer_at} but the data decompresses to CRC-32 {:08x}",
-                    want_crc,
-                    crc.sum()
-                ),
-            );
-            return st.stats;
-        }
-        if want_len != produced as u32 {
-            st.fail(
-                Code::BundleGzipSizeMismatch,
-                trailer_at + 4,
-                format!(
-                    "gzip member starting at byte {member_start}: ISIZE {want_len} in the trailer but the data decompresses to {produced} bytes (mod 2^32: {})",
-                    produced as u32
-                ),
-            );
-            return st.stats;
-        }
-        st.stats.members += 1;
-        // What follows: end, another member, padding or garbage.
-        let next_at = st.input.offset();
-        match st.byte() {
-            Ok(None) => break,
-            Ok(Some(0x1f)) => match st.byte() {
-                Ok(Some(0x8b)) => {
-                    magic_consumed = true;
-                    continue;
-                }
-                Ok(_) => {
-                    st.classify_tail(0x1f, next_at);
-                    break;
-                }
-                Err(e) => {
-                    st.upstream_error(e);
-                    return st.stats;
-                }
-            },
-            Ok(Some(b)) => {
-                st.classify_tail(b, next_at);
-                break;
-            }
-            Err(e) => {
-                st.upstream_error(e);
-                return st.stats;
-            }
-        }
-    }
-    if !out_buf.is_empty() {
-        st.out.send(pool.chunk(out_buf));
-    }
-    st.stats
-}
-
-/// Parses a gzip member header (RFC 1952). `Ok(false)` when a finding was
-/// reported.
-fn gzip_header(st: &mut Stage<'_>, magic_consumed: bool) -> std::io::Result<bool> {
-    let start = st.input.offset() - if magic_consumed { 2 } else { 0 };
-    macro_rules! next {
-        () => {
-            match st.byte()? {
-                Some(b) => b,
-                None => {
-                    let at = st.input.offset();
-                    st.fail(
-                        Code::BundleTruncated,
-                        at,
-                        format!("gzip member header at byte {start} is truncated at byte {at}"),
-                    );
-                    return Ok(false);
-                }
+                g.upstream_error(e, out);
+                return g.stats;
             }
         };
+        if buf.is_empty() {
+            return g.finish(out);
+        }
+        let n = buf.len();
+        let more = g.push(buf, out);
+        input.consume(n);
+        if !more {
+            // Decoding ended on a finding: the rest is not read here (the
+            // caller drains it).
+            return g.finish(out);
+        }
     }
-    if !magic_consumed {
-        let (a, b) = (next!(), next!());
-        if (a, b) != (0x1f, 0x8b) {
-            st.fail(
-                Code::BundleGzipCorrupt,
-                start,
-                format!("no gzip magic at byte {start}"),
+}
+
+/// Where a gzip member header is (RFC 1952, 2.3): the byte expected next.
+#[derive(Debug, Clone, Copy)]
+enum Hdr {
+    /// ID1 and ID2; `true` once ID1 was seen.
+    Magic(bool),
+    Method,
+    Flags,
+    /// MTIME, XFL and OS: this many still to come.
+    Fixed(u8),
+    /// XLEN; the low byte once seen.
+    XLen(Option<u8>),
+    /// FEXTRA: this many bytes still to come.
+    Extra(usize),
+    Name,
+    Comment,
+    /// FHCRC: this many bytes still to come.
+    Hcrc(u8),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Gz {
+    Header(Hdr),
+    Deflate,
+    /// CRC-32 and ISIZE, little-endian; `n` of the 8 bytes seen.
+    Trailer {
+        bytes: [u8; 8],
+        n: usize,
+        at: u64,
+    },
+    /// After a member's trailer: end, another member, padding or garbage.
+    Between,
+    /// 0x1f after a member (at `at`): another member if 0x8b follows.
+    NextMagic {
+        at: u64,
+    },
+    /// Zero bytes after the last member, from `from`.
+    Padding {
+        from: u64,
+    },
+    /// Decoding ended on a finding; what follows is not read.
+    Done,
+}
+
+/// A gzip stream (any number of members) decoded as its bytes are handed
+/// in, so the thread that reads a nested image can decode it too instead of
+/// handing its bytes to another thread first. [`gunzip`] is the same
+/// decoder fed from a channel: both keep every guarantee of this module,
+/// with findings that do not depend on how the bytes were cut.
+pub struct Gunzip {
+    findings: Sender<Finding>,
+    target: String,
+    max_ratio: u64,
+    pool: Pool,
+    out_buf: Vec<u8>,
+    stats: ContainerStats,
+    /// Compressed bytes consumed: the offset of the next one.
+    offset: u64,
+    state: Gz,
+    member_start: u64,
+    flags: u8,
+    d: Decompress,
+    crc: Crc,
+    /// Bytes the current member decompressed to so far.
+    produced: u64,
+}
+
+impl Gunzip {
+    pub fn new(findings: Sender<Finding>, target: &str, max_ratio: u64) -> Gunzip {
+        let pool = Pool::default();
+        let out_buf = pool.take_empty();
+        Gunzip {
+            findings,
+            target: target.to_string(),
+            max_ratio,
+            pool,
+            out_buf,
+            stats: ContainerStats::default(),
+            offset: 0,
+            state: Gz::Header(Hdr::Magic(false)),
+            member_start: 0,
+            flags: 0,
+            d: Decompress::new(false),
+            crc: Crc::new(),
+            produced: 0,
+        }
+    }
+
+    /// What was decoded so far.
+    pub fn stats(&self) -> &ContainerStats {
+        &self.stats
+    }
+
+    fn fail(&mut self, out: &mut ForwardingSender, code: Code, offset: u64, message: String) {
+        self.stats.failed = true;
+        self.state = Gz::Done;
+        let _ = self
+            .findings
+            .send(Finding::new(code, &self.target, message).evidence("offset", offset));
+        out.abort();
+    }
+
+    /// Handles a read error from upstream: nothing more to report when the
+    /// reader already reported it.
+    pub fn upstream_error(&mut self, e: std::io::Error, out: &mut ForwardingSender) {
+        if is_upstream_abort(&e) {
+            self.state = Gz::Done;
+            out.abort();
+        } else {
+            let at = self.offset;
+            self.fail(
+                out,
+                Code::BundleReadError,
+                at,
+                format!("read error at byte {at}: {e}"),
             );
-            return Ok(false);
         }
     }
-    let method = next!();
-    if method != 8 {
-        st.fail(
-            Code::BundleGzipCorrupt,
-            start + 2,
-            format!(
-                "gzip member at byte {start}: compression method {method}, only deflate (8) exists"
+
+    /// Decodes `input`, the stream's next bytes. `false` once decoding
+    /// ended on a finding: later bytes are not needed.
+    pub fn push(&mut self, mut input: &[u8], out: &mut ForwardingSender) -> bool {
+        while !input.is_empty() {
+            let used = match self.state {
+                Gz::Done => return false,
+                Gz::Deflate => self.inflate(input, out),
+                Gz::Padding { from } => match input.iter().position(|&b| b != 0) {
+                    None => input.len(),
+                    Some(i) => {
+                        let at = self.offset + i as u64;
+                        let zeros = at - from;
+                        self.fail(
+                            out,
+                            Code::BundleTrailingData,
+                            at,
+                            format!("non-zero data at byte {at} after {zeros} bytes of zero padding following the last compressed member"),
+                        );
+                        i + 1
+                    }
+                },
+                _ => {
+                    self.byte(input[0], out);
+                    1
+                }
+            };
+            self.offset += used as u64;
+            input = &input[used..];
+        }
+        !matches!(self.state, Gz::Done)
+    }
+
+    /// The stream ended: what was left unfinished is reported, and the last
+    /// output sent on.
+    pub fn finish(mut self, out: &mut ForwardingSender) -> ContainerStats {
+        let at = self.offset;
+        let start = self.member_start;
+        match self.state {
+            Gz::Done | Gz::Between => {}
+            Gz::Header(_) => self.fail(
+                out,
+                Code::BundleTruncated,
+                at,
+                format!("gzip member header at byte {start} is truncated at byte {at}"),
             ),
+            Gz::Deflate => self.fail(
+                out,
+                Code::BundleTruncated,
+                at,
+                format!("gzip member starting at byte {start} is truncated: the data ends at byte {at} inside the compressed stream"),
+            ),
+            Gz::Trailer { at: trailer_at, .. } => self.fail(
+                out,
+                Code::BundleTruncated,
+                trailer_at,
+                format!("gzip member starting at byte {start} is truncated: its 8-byte trailer at byte {trailer_at} is incomplete"),
+            ),
+            Gz::NextMagic { at: first } => self.trailing(out, first),
+            Gz::Padding { from } => {
+                let zeros = at - from;
+                let _ = self.findings.send(
+                    Finding::new(
+                        Code::BundleZeroPadding,
+                        &self.target,
+                        format!("{zeros} zero bytes of padding after the last compressed member, from byte {from}"),
+                    )
+                    .evidence("offset", from)
+                    .evidence("padding_bytes", zeros),
+                );
+            }
+        }
+        if !self.stats.failed && !self.out_buf.is_empty() {
+            let rest = std::mem::take(&mut self.out_buf);
+            out.send(self.pool.chunk(rest));
+        }
+        self.stats
+    }
+
+    fn trailing(&mut self, out: &mut ForwardingSender, at: u64) {
+        self.fail(
+            out,
+            Code::BundleTrailingData,
+            at,
+            format!("non-zero data after the last compressed member, at byte {at}"),
         );
-        return Ok(false);
     }
-    let flags = next!();
-    if flags & 0xe0 != 0 {
-        st.fail(
-            Code::BundleGzipCorrupt,
-            start + 3,
-            format!("gzip member at byte {start}: reserved flag bits set ({flags:#04x})"),
-        );
-        return Ok(false);
-    }
-    for _ in 0..6 {
-        next!(); // MTIME, XFL, OS
-    }
-    if flags & 0x04 != 0 {
-        let xlen = next!() as usize | (next!() as usize) << 8;
-        for _ in 0..xlen {
-            next!();
+
+    /// One byte of a header, a trailer or what follows a member.
+    fn byte(&mut self, b: u8, out: &mut ForwardingSender) {
+        let at = self.offset;
+        let start = self.member_start;
+        match self.state {
+            Gz::Header(h) => self.header_byte(h, b, out),
+            Gz::Trailer {
+                mut bytes,
+                n,
+                at: trailer_at,
+            } => {
+                bytes[n] = b;
+                if n + 1 < 8 {
+                    self.state = Gz::Trailer {
+                        bytes,
+                        n: n + 1,
+                        at: trailer_at,
+                    };
+                    return;
+                }
+                let want_crc = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+                let want_len = u32::from_le_bytes(bytes[4..].try_into().unwrap());
+                if want_crc != self.crc.sum() {
+                    let got = self.crc.sum();
+                    self.fail(
+                        out,
+                        Code::BundleGzipCrcMismatch,
+                        trailer_at,
+                        format!("gzip member starting at byte {start}: CRC-32 {want_crc:08x} in the trailer at byte {trailer_at} but the data decompresses to CRC-32 {got:08x}"),
+                    );
+                } else if want_len != self.produced as u32 {
+                    let produced = self.produced;
+                    self.fail(
+                        out,
+                        Code::BundleGzipSizeMismatch,
+                        trailer_at + 4,
+                        format!(
+                            "gzip member starting at byte {start}: ISIZE {want_len} in the trailer but the data decompresses to {produced} bytes (mod 2^32: {})",
+                            produced as u32
+                        ),
+                    );
+                } else {
+                    self.stats.members += 1;
+                    self.state = Gz::Between;
+                }
+            }
+            Gz::Between => match b {
+                0x1f => self.state = Gz::NextMagic { at },
+                0 => self.state = Gz::Padding { from: at },
+                _ => self.trailing(out, at),
+            },
+            Gz::NextMagic { at: first } => {
+                if b == 0x8b {
+                    self.member_start = first;
+                    self.state = Gz::Header(Hdr::Method);
+                } else {
+                    self.trailing(out, first);
+                }
+            }
+            Gz::Deflate | Gz::Padding { .. } | Gz::Done => {
+                unreachable!("handled by push")
+            }
         }
     }
-    for flag in [0x08u8, 0x10] {
-        // FNAME, FCOMMENT: zero-terminated. Bounded by the data itself; a
-        // hostile name only costs reading, never memory.
-        if flags & flag != 0 {
-            while next!() != 0 {}
+
+    fn header_byte(&mut self, h: Hdr, b: u8, out: &mut ForwardingSender) {
+        let start = self.member_start;
+        let next = match h {
+            Hdr::Magic(false) if b == 0x1f => Hdr::Magic(true),
+            Hdr::Magic(true) if b == 0x8b => Hdr::Method,
+            Hdr::Magic(_) => {
+                return self.fail(
+                    out,
+                    Code::BundleGzipCorrupt,
+                    start,
+                    format!("no gzip magic at byte {start}"),
+                );
+            }
+            Hdr::Method if b != 8 => {
+                return self.fail(
+                    out,
+                    Code::BundleGzipCorrupt,
+                    start + 2,
+                    format!("gzip member at byte {start}: compression method {b}, only deflate (8) exists"),
+                );
+            }
+            Hdr::Method => Hdr::Flags,
+            Hdr::Flags if b & 0xe0 != 0 => {
+                return self.fail(
+                    out,
+                    Code::BundleGzipCorrupt,
+                    start + 3,
+                    format!("gzip member at byte {start}: reserved flag bits set ({b:#04x})"),
+                );
+            }
+            Hdr::Flags => {
+                self.flags = b;
+                Hdr::Fixed(6)
+            }
+            Hdr::Fixed(n) if n > 1 => Hdr::Fixed(n - 1),
+            Hdr::Fixed(_) if self.flags & 0x04 != 0 => Hdr::XLen(None),
+            Hdr::XLen(None) => Hdr::XLen(Some(b)),
+            Hdr::XLen(Some(lo)) => Hdr::Extra(lo as usize | (b as usize) << 8),
+            Hdr::Extra(n) if n > 1 => Hdr::Extra(n - 1),
+            // FNAME, FCOMMENT: zero-terminated. Bounded by the data itself;
+            // a hostile name only costs reading, never memory.
+            Hdr::Name if b != 0 => Hdr::Name,
+            Hdr::Comment if b != 0 => Hdr::Comment,
+            Hdr::Hcrc(2) => Hdr::Hcrc(1),
+            Hdr::Fixed(_) | Hdr::Extra(_) => return self.after(Hdr::Extra(0)),
+            Hdr::Name => return self.after(Hdr::Name),
+            Hdr::Comment => return self.after(Hdr::Comment),
+            Hdr::Hcrc(_) => return self.start_member(),
+        };
+        self.state = Gz::Header(next);
+        // An empty FEXTRA (XLEN 0) is complete as soon as XLEN is read.
+        if let Gz::Header(Hdr::Extra(0)) = self.state {
+            self.after(Hdr::Extra(0));
         }
     }
-    if flags & 0x02 != 0 {
-        next!();
-        next!(); // FHCRC
+
+    /// The header's field `done` is complete: the next optional field the
+    /// flags announce, or the compressed data.
+    fn after(&mut self, done: Hdr) {
+        let order = [
+            (Hdr::Extra(0), 0x04u8),
+            (Hdr::Name, 0x08),
+            (Hdr::Comment, 0x10),
+            (Hdr::Hcrc(2), 0x02),
+        ];
+        let from = match done {
+            Hdr::Extra(_) => 1,
+            Hdr::Name => 2,
+            Hdr::Comment => 3,
+            _ => 4,
+        };
+        match order[from..].iter().find(|(_, f)| self.flags & f != 0) {
+            Some((field, _)) => self.state = Gz::Header(*field),
+            None => self.start_member(),
+        }
     }
-    Ok(true)
+
+    fn start_member(&mut self) {
+        self.d = Decompress::new(false);
+        self.crc = Crc::new();
+        self.produced = 0;
+        self.state = Gz::Deflate;
+    }
+
+    /// Inflates from `input`; returns the bytes it used.
+    fn inflate(&mut self, input: &[u8], out: &mut ForwardingSender) -> usize {
+        let start = self.member_start;
+        let (in0, out0) = (self.d.total_in(), self.out_buf.len());
+        let res = self
+            .d
+            .decompress_vec(input, &mut self.out_buf, FlushDecompress::None);
+        let used = (self.d.total_in() - in0) as usize;
+        let fresh = &self.out_buf[out0..];
+        self.crc.update(fresh);
+        self.produced += fresh.len() as u64;
+        let progressed = used > 0 || self.out_buf.len() > out0;
+        if self.out_buf.len() >= CHUNK_SIZE {
+            let full = std::mem::replace(&mut self.out_buf, self.pool.take_empty());
+            out.send(self.pool.chunk(full));
+            let made = self.stats.decompressed_bytes + self.produced;
+            let consumed = self.offset + used as u64;
+            if ratio_exceeded(made, consumed, self.max_ratio) {
+                self.stats.failed = true;
+                self.stats.limited = true;
+                self.state = Gz::Done;
+                let _ =
+                    self.findings
+                        .send(ratio_finding(&self.target, made, consumed, self.max_ratio));
+                out.abort();
+                return used;
+            }
+        }
+        let at = self.offset + used as u64;
+        match res {
+            Ok(ZStatus::StreamEnd) => {
+                self.stats.decompressed_bytes += self.produced;
+                self.state = Gz::Trailer {
+                    bytes: [0; 8],
+                    n: 0,
+                    at,
+                };
+            }
+            Ok(_) if progressed => {}
+            Ok(_) => self.fail(
+                out,
+                Code::BundleGzipCorrupt,
+                at,
+                format!("gzip member starting at byte {start}: the deflate stream makes no progress at byte {at}"),
+            ),
+            Err(e) => self.fail(
+                out,
+                Code::BundleGzipCorrupt,
+                at,
+                format!("gzip member starting at byte {start}: invalid deflate data near byte {at}: {e}"),
+            ),
+        }
+        used
+    }
 }
 
 /// Decodes a stream of zstd frames from `input` into `out`, stopping when
@@ -681,6 +869,89 @@ mod tests {
     }
 
     const PIECES: [usize; 6] = [1, 7, 64, 4093, 65_537, CHUNK_SIZE];
+
+    /// A gzip member written by hand (RFC 1952): `flags` chooses the
+    /// optional fields (FEXTRA with `extra` bytes, FNAME, FCOMMENT, FHCRC).
+    fn gzip_with_fields(data: &[u8], flags: u8, extra: usize) -> Vec<u8> {
+        let mut v = vec![0x1f, 0x8b, 8, flags, 1, 2, 3, 4, 0, 3];
+        if flags & 0x04 != 0 {
+            v.extend_from_slice(&(extra as u16).to_le_bytes());
+            v.extend((0..extra).map(|i| i as u8 | 1));
+        }
+        if flags & 0x08 != 0 {
+            v.extend_from_slice(b"layer.tar\0");
+        }
+        if flags & 0x10 != 0 {
+            v.extend_from_slice(b"a comment\0");
+        }
+        if flags & 0x02 != 0 {
+            v.extend_from_slice(&[0xab, 0xcd]);
+        }
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), Compression::new(6));
+        e.write_all(data).unwrap();
+        v.extend(e.finish().unwrap());
+        let mut crc = Crc::new();
+        crc.update(data);
+        v.extend_from_slice(&crc.sum().to_le_bytes());
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v
+    }
+
+    /// Every combination of the header's optional fields decodes, whatever
+    /// the cut, and a stream cut inside any of them is a truncated header
+    /// reported at the byte where the data ends.
+    #[test]
+    fn optional_header_fields_decode_and_truncate_at_every_piece_size() {
+        let data = payload(3, 20_000, 77);
+        for flags in 0..32u8 {
+            let flags = flags & 0x1e;
+            for extra in [0, 1, 300] {
+                let gz = gzip_with_fields(&data, flags, extra);
+                let header_len = gz.len() - 8 - {
+                    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), Compression::new(6));
+                    e.write_all(&data).unwrap();
+                    e.finish().unwrap().len()
+                };
+                for piece in PIECES {
+                    let r = run_gunzip(&gz, piece);
+                    assert!(
+                        r.findings.is_empty(),
+                        "{flags:#x} {extra}: {:?}",
+                        r.findings
+                    );
+                    assert_eq!(r.out, data, "{flags:#x} {extra} {piece}");
+                    assert_eq!(r.stats.members, 1);
+                }
+                for cut in [3, 4, 9, header_len - 1] {
+                    let r = run_gunzip(&gz[..cut], 7);
+                    let f = r.only(Code::BundleTruncated);
+                    assert_eq!(f.evidence["offset"], cut as u64, "{flags:#x} {extra} {cut}");
+                    assert!(f.message.contains("header at byte 0"), "{}", f.message);
+                }
+            }
+        }
+    }
+
+    /// Zero padding followed by garbage names the garbage's byte and the
+    /// exact count of zeros before it, however the bytes arrive.
+    #[test]
+    fn padding_then_garbage_counts_every_zero() {
+        let gz = gzip(&payload(1, 5000, 3), 6);
+        let n = gz.len() as u64;
+        let mut v = gz.clone();
+        v.extend_from_slice(&[0u8; 1000]);
+        v.push(b'X');
+        for piece in PIECES {
+            let r = run_gunzip(&v, piece);
+            let f = r.only(Code::BundleTrailingData);
+            assert_eq!(f.evidence["offset"], n + 1000);
+            assert!(
+                f.message.contains("after 1000 bytes of zero padding"),
+                "{piece}: {}",
+                f.message
+            );
+        }
+    }
 
     #[test]
     fn gzip_members_decode_at_every_piece_size() {
