@@ -44,7 +44,8 @@ pub fn archive(data: &[u8]) -> usize {
     }
     drop(tx);
     let (ftx, frx) = crossbeam_channel::unbounded();
-    let decoded = bundle::decode(format, rx, ftx, "fuzz.tar", limits(), None, true);
+    let input = stream::ChunkReader::new(rx);
+    let decoded = bundle::decode(format, input, ftx, "fuzz.tar", limits(), None, true);
     decoded.files.len() + decoded.entries as usize + drain(frx)
 }
 

@@ -995,3 +995,92 @@ fn limit_flags_change_the_verdict() {
     r.code(1)
         .has("bundle:nested-too-deep", "fail", "a.tar!b.tar");
 }
+
+/// A nested gzip stream is decoded on the thread that reads it (see
+/// `nested`), a release's own on a thread of its own: each broken gzip of
+/// the hostile corpus, nested as an image and as any archive, gets the
+/// finding, the offset and the message it gets as a release, whether the
+/// release is a `.tar` (read ahead), a `.tar.gz` or a folder.
+#[test]
+fn a_nested_gzip_is_judged_as_a_release_is() {
+    let sb = Sandbox::new("a_nested_gzip_is_judged_as_a_release_is");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/hostile");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("gzip-") && n.ends_with(".tar.gz"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 8, "{cases:?}");
+    // The nested decoder judges the container; what the walk of the
+    // decoded tar says, and the image rules, may differ between a release
+    // and an image, so only container codes are compared.
+    let container = |code: &str| {
+        code.starts_with("bundle:gzip")
+            || [
+                "bundle:truncated",
+                "bundle:trailing-data",
+                "bundle:zero-padding",
+            ]
+            .contains(&code)
+    };
+    for case in &cases {
+        let gz = std::fs::read(dir.join(case)).unwrap();
+        let alone = bundle(
+            &sb.write(&format!("alone/{case}"), &gz),
+            &["--fail-on", "warn"],
+        );
+        let want: Vec<_> = alone
+            .findings()
+            .into_iter()
+            .filter(|f| container(&f.code) && f.status != "pass")
+            .collect();
+        assert_eq!(want.len(), 1, "{case}: {want:?}");
+        let want = &want[0];
+        for member in ["images/app.tar.gz", "data/blob.tar.gz"] {
+            let outer = RawTar::new()
+                .file("README.md", b"a release\n")
+                .file(member, &gz)
+                .file("z-last.txt", b"after the nested archive\n")
+                .finish();
+            let name = format!(
+                "{}-{}",
+                case.trim_end_matches(".tar.gz"),
+                member.replace('/', "-")
+            );
+            let tar = sb.write(&format!("{name}/release.tar"), &outer);
+            let tgz = sb.write(&format!("{name}/release.tar.gz"), tarkit::gzip(&outer));
+            let folder = sb.path(&format!("{name}/folder"));
+            std::fs::create_dir_all(&folder).unwrap();
+            extract(&tar, &folder);
+            for input in [&tar, &tgz, &folder] {
+                let r = bundle(input, &["--fail-on", "warn"]);
+                let got: Vec<_> = r
+                    .findings()
+                    .into_iter()
+                    .filter(|f| f.code == want.code && f.target.contains(member))
+                    .collect();
+                assert_eq!(got.len(), 1, "{case} as {member} in {input:?}: {got:?}");
+                let got = &got[0];
+                assert_eq!(got.status, want.status, "{case} in {input:?}");
+                assert_eq!(
+                    got.evidence["offset"], want.evidence["offset"],
+                    "{case} in {input:?}"
+                );
+                let tail = |m: &str| m.rsplit(&*want.target).next().unwrap().to_string();
+                assert!(
+                    got.message.ends_with(&tail(&want.message)),
+                    "{case} in {input:?}: {:?} against {:?}",
+                    got.message,
+                    want.message
+                );
+                // The rest of the release is read: the member after it too.
+                r.has("bundle:container-intact", "pass", "");
+                assert!(
+                    !r.findings().iter().any(|f| f.code == "bundle:read-error"),
+                    "{case} in {input:?}"
+                );
+            }
+        }
+    }
+}

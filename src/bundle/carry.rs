@@ -15,7 +15,9 @@
 //! not copied), and the job's thread, which hashes the content, takes them
 //! from the queue alongside it ([`hash_content`]). When that thread falls
 //! behind (more than [`SHARE_ABOVE`] bytes queued), the walk's thread hashes
-//! the queue's front itself: the two share the work.
+//! the queue's front itself: the two share the work. So does a walk that
+//! decodes the member itself (see `nested`) when it finds the content's
+//! thread's channel full ([`Carrier::share_front`]), rather than wait.
 //!
 //! Guarantees:
 //! - every carried byte is hashed exactly once and in order: only the
@@ -166,6 +168,22 @@ impl Carrier {
         if let Some(mut st) = states {
             st.hash_queued(&self.queue, |q| lock(q).bytes > SHARE_ABOVE / 2);
         }
+    }
+
+    /// Hashes the queue's front piece on this thread, if the content's
+    /// thread is not hashing right now: for the walk's thread, when it
+    /// would otherwise wait for room in the content's thread's channel
+    /// (see `nested`). `false` when it hashed nothing.
+    pub fn share_front(&self) -> bool {
+        let mut st = match self.states.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        let before = st.hashed;
+        let once = std::cell::Cell::new(true);
+        st.hash_queued(&self.queue, |_| once.replace(false));
+        st.hashed != before
     }
 
     /// Hashes `data` into `content`, and as many queued stored bytes as fit

@@ -27,6 +27,7 @@ pub mod imagesig;
 pub mod manifest;
 pub mod member;
 pub mod nested;
+pub mod readahead;
 pub mod refscan;
 pub mod safety;
 pub mod sha256;
@@ -50,7 +51,8 @@ use sha256::Sha256;
 use crate::error::InputError;
 use crate::finding::{Code, Finding};
 use checksum::{ChecksumSource, Expected};
-use stream::{ChunkReader, ForwardingSender, Msg};
+use stream::{ChunkReader, ForwardingSender};
+
 pub use table::{FileRecord, FileTable};
 pub use walk::Limits;
 
@@ -292,91 +294,44 @@ pub fn verify(
     // bytes, the hashing thread has nothing to do with them: it is not sent
     // them (a message and a wake-up per chunk saved).
     let feed_hasher = !on_tar_thread || signing::ArchiveVerifiers::new(&sig_plan).needs_bytes();
-    let (hash_tx, hash_rx) = stream::channel();
-    let (dec_tx, dec_rx) = stream::channel();
-    let pass = std::thread::scope(|s| {
-        let sig_plan = &sig_plan;
-        let hasher = s.spawn(move || {
-            // Signature verifiers ride on the same bytes as the checksum.
-            let mut verifiers = signing::ArchiveVerifiers::new(sig_plan);
-            let mut h = (!on_tar_thread).then(Sha256::new);
-            let mut r = ChunkReader::new(hash_rx);
-            loop {
-                match std::io::BufRead::fill_buf(&mut r) {
-                    Ok([]) => return Some((h.map(Sha256::finalize), verifiers.finish())),
-                    Ok(b) => {
-                        let n = b.len();
-                        if let Some(h) = h.as_mut() {
-                            h.update(b);
-                        }
-                        verifiers.update(b);
-                        std::io::BufRead::consume(&mut r, n);
-                    }
-                    Err(_) => return None,
-                }
-            }
-        });
-        let decoder = {
-            let findings = findings.clone();
-            let target = target.clone();
-            let limits = opts.limits.clone();
-            let key = sig_plan.minisign_key.clone();
-            s.spawn(move || {
-                decode(
-                    format,
-                    dec_rx,
-                    findings,
-                    &target,
-                    limits,
-                    key,
-                    on_tar_thread,
-                )
-            })
-        };
-
-        // This thread reads: one read per chunk, shared by hasher and decoder.
-        let mut to_hash = ForwardingSender::new(hash_tx);
-        let mut to_decode = ForwardingSender::new(dec_tx);
-        let mut chunk = first;
-        let mut offset = 0u64;
-        let mut read_ok = true;
-        loop {
-            if chunk.is_empty() {
-                break;
-            }
-            let n = chunk.len();
-            progress.advance(n as u64);
-            offset += n as u64;
-            let c = pool.chunk(chunk);
-            if feed_hasher {
-                to_hash.send(c.clone());
-            }
-            to_decode.send(c);
-            chunk = pool.take_full();
-            match read_full(&mut file, &mut chunk) {
-                Ok(n) => chunk.truncate(n),
-                Err(e) => {
-                    read_ok = false;
-                    let _ = findings.send(
-                        Finding::new(
-                            Code::BundleReadError,
-                            target.clone(),
-                            format!("read error at byte {offset}: {e}"),
-                        )
-                        .evidence("offset", offset),
-                    );
-                    to_hash.abort();
-                    to_decode.abort();
-                    break;
-                }
-            }
-        }
-        drop(to_hash);
-        drop(to_decode);
-        let digest = hasher.join().unwrap_or(None);
-        let decoded = decoder.join().unwrap_or_default();
-        (digest, decoded, read_ok, offset)
-    });
+    // Nothing but the walk needs the bytes: it is read ahead on this thread
+    // (see `readahead`).
+    let read_ahead = !feed_hasher;
+    let (pass, file) = if read_ahead {
+        let (reader, input) = readahead::read_ahead(file, first, findings.clone(), &target);
+        std::thread::scope(|s| {
+            let decoder = {
+                let findings = findings.clone();
+                let target = target.clone();
+                let limits = opts.limits.clone();
+                let key = sig_plan.minisign_key.clone();
+                s.spawn(move || {
+                    decode(format, input, findings, &target, limits, key, on_tar_thread)
+                })
+            };
+            let ended = reader.run(progress);
+            let decoded = decoder.join().unwrap_or_default();
+            // What the hashing thread gives when it is sent no bytes.
+            let digest = ended
+                .read_ok
+                .then(|| (None, signing::ArchiveVerifiers::new(&sig_plan).finish()));
+            let pass = (digest, decoded, ended.read_ok, ended.bytes_read);
+            (pass, ended.file)
+        })
+    } else {
+        read_and_share(
+            file,
+            first,
+            format,
+            on_tar_thread,
+            feed_hasher,
+            &sig_plan,
+            opts,
+            &target,
+            progress,
+            findings,
+        )
+    };
     let (digest, decoded, read_ok, bytes_read) = pass;
     progress.finish();
     let elapsed = started.elapsed().as_millis() as u64;
@@ -519,7 +474,7 @@ fn archive_digest_on_tar_thread(format: Format) -> bool {
 /// release-level rules.
 pub(crate) fn decode(
     format: Format,
-    rx: crossbeam_channel::Receiver<Msg>,
+    mut input: ChunkReader,
     findings: Sender<Finding>,
     target: &str,
     limits: Limits,
@@ -531,7 +486,6 @@ pub(crate) fn decode(
     if archive_digest && format == Format::Tar {
         ctx.archive_digest = Some(Default::default());
     }
-    let mut input = ChunkReader::new(rx);
     if format == Format::Unknown {
         let head: Vec<u8> = std::io::BufRead::fill_buf(&mut input)
             .map(|b| b[..b.len().min(8)].to_vec())
@@ -672,6 +626,120 @@ pub fn stream_walk(
         tar_bytes: stats.tar_bytes,
         entries: stats.entries,
     }
+}
+
+/// What one pass over the archive's bytes gives: the hashing thread's
+/// digest and verdicts, the walk's result, whether every read succeeded,
+/// and the bytes read.
+type Pass = (
+    Option<(Option<[u8; 32]>, signing::ArchiveVerdicts)>,
+    Decoded,
+    bool,
+    u64,
+);
+
+/// The pass when the hashing thread needs the bytes too (a compressed
+/// archive's digest, or a signature over the archive): this thread reads,
+/// and each chunk is shared by the hasher and the walk.
+#[allow(clippy::too_many_arguments)]
+fn read_and_share(
+    mut file: Source,
+    first: Vec<u8>,
+    format: Format,
+    on_tar_thread: bool,
+    feed_hasher: bool,
+    sig_plan: &signing::SignaturePlan,
+    opts: &BundleOptions,
+    target: &str,
+    progress: &dyn Progress,
+    findings: &Sender<Finding>,
+) -> (Pass, Source) {
+    let pool = stream::Pool::default();
+    let (hash_tx, hash_rx) = stream::channel();
+    let (dec_tx, dec_rx) = stream::channel();
+    let pass = std::thread::scope(|s| {
+        let sig_plan = &sig_plan;
+        let hasher = s.spawn(move || {
+            // Signature verifiers ride on the same bytes as the checksum.
+            let mut verifiers = signing::ArchiveVerifiers::new(sig_plan);
+            let mut h = (!on_tar_thread).then(Sha256::new);
+            let mut r = ChunkReader::new(hash_rx);
+            loop {
+                match std::io::BufRead::fill_buf(&mut r) {
+                    Ok([]) => return Some((h.map(Sha256::finalize), verifiers.finish())),
+                    Ok(b) => {
+                        let n = b.len();
+                        if let Some(h) = h.as_mut() {
+                            h.update(b);
+                        }
+                        verifiers.update(b);
+                        std::io::BufRead::consume(&mut r, n);
+                    }
+                    Err(_) => return None,
+                }
+            }
+        });
+        let decoder = {
+            let findings = findings.clone();
+            let limits = opts.limits.clone();
+            let key = sig_plan.minisign_key.clone();
+            s.spawn(move || {
+                decode(
+                    format,
+                    ChunkReader::new(dec_rx),
+                    findings,
+                    target,
+                    limits,
+                    key,
+                    on_tar_thread,
+                )
+            })
+        };
+
+        // This thread reads: one read per chunk, shared by hasher and decoder.
+        let mut to_hash = ForwardingSender::new(hash_tx);
+        let mut to_decode = ForwardingSender::new(dec_tx);
+        let mut chunk = first;
+        let mut offset = 0u64;
+        let mut read_ok = true;
+        loop {
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            progress.advance(n as u64);
+            offset += n as u64;
+            let c = pool.chunk(chunk);
+            if feed_hasher {
+                to_hash.send(c.clone());
+            }
+            to_decode.send(c);
+            chunk = pool.take_full();
+            match read_full(&mut file, &mut chunk) {
+                Ok(n) => chunk.truncate(n),
+                Err(e) => {
+                    read_ok = false;
+                    let _ = findings.send(
+                        Finding::new(
+                            Code::BundleReadError,
+                            target,
+                            format!("read error at byte {offset}: {e}"),
+                        )
+                        .evidence("offset", offset),
+                    );
+                    to_hash.abort();
+                    to_decode.abort();
+                    break;
+                }
+            }
+        }
+        drop(to_hash);
+        drop(to_decode);
+        let digest = hasher.join().unwrap_or(None);
+        let decoded = decoder.join().unwrap_or_default();
+        (digest, decoded, read_ok, offset)
+    });
+    (pass, file)
 }
 
 /// Reads until `buf` is full or the file ends.

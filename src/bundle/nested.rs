@@ -22,9 +22,12 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::carry::Carrier;
+use super::container::{ContainerStats, Gunzip};
+use super::readahead::DecodingHere;
 use super::sha256::Sha256;
 use super::stream::{self, ChunkReader, ForwardingSender, Piece, Pool, CHUNK_SIZE};
 use super::walk::{Limits, Scope, WalkContext};
@@ -134,7 +137,23 @@ pub fn wants_capture(kind: NestedKind, path: &str) -> bool {
 }
 
 /// A running validator for one nested member.
+///
+/// A gzip-compressed archive (an image, a chart) is decompressed on the
+/// thread that feeds the job, as its bytes arrive, and the validator's
+/// thread receives the tar: two threads per nested archive instead of three
+/// (reader, decoder, validator), so on two cores none waits for another to
+/// be scheduled, and the decoder reads each chunk while it is still in the
+/// cache of the core that read it. While it decodes, a read-ahead feeding
+/// this thread lets it read for itself (see `readahead`). On the 1 GiB
+/// sample, full content (9 interleaved runs, medians): 0.90 s, against
+/// 1.02 s with a decoder thread of its own (`openssl dgst`: 0.83 s). Git
+/// bundles, `--deep` layers and zstd keep the decoder on the validator's
+/// side.
 pub struct NestedJob {
+    kind: NestedKind,
+    max_ratio: u64,
+    findings: Sender<Finding>,
+    target: String,
     tx: ForwardingSender,
     pool: Pool,
     pending: Vec<u8>,
@@ -146,6 +165,17 @@ pub struct NestedJob {
     carried: Arc<OnceLock<Arc<Carrier>>>,
     /// A whole first chunk was sent: later bytes may be shared.
     started: bool,
+    /// Whether the first bytes were looked at (see `decide`).
+    decided: bool,
+    /// The gzip decoder on this thread, until its stream ends, and the
+    /// mark that tells a read-ahead feeding this thread (see `readahead`).
+    inline: Option<(Gunzip, DecodingHere)>,
+    /// Tells the validator its input comes decoded; set before its first
+    /// message.
+    decoded_here: Arc<AtomicBool>,
+    /// The decoder's verdict on the container, for the validator; dropped
+    /// unsent when the member is abandoned.
+    container: Option<Sender<ContainerStats>>,
 }
 
 /// Bytes below this are copied: sharing a chunk costs a message.
@@ -165,14 +195,26 @@ impl NestedJob {
     ) -> NestedJob {
         let (tx, rx) = stream::channel();
         let carried: Arc<OnceLock<Arc<Carrier>>> = Arc::default();
-        let slot = carried.clone();
+        let decoded_here: Arc<AtomicBool> = Arc::default();
+        let (container_tx, container_rx) = crossbeam_channel::bounded(1);
+        let upstream = Upstream {
+            carried: carried.clone(),
+            decoded_here: decoded_here.clone(),
+            container: container_rx,
+        };
+        let (job_findings, job_target) = (findings.clone(), target.clone());
+        let max_ratio = limits.max_expansion_ratio;
         let handle = std::thread::Builder::new()
             .name(format!("nested-{depth}"))
-            .spawn(move || run(kind, depth, rx, &slot, findings, &target, limits))
+            .spawn(move || run(kind, depth, rx, &upstream, findings, &target, limits))
             .ok();
         let pool = Pool::default();
         let pending = pool.take_empty();
         NestedJob {
+            kind,
+            max_ratio,
+            findings: job_findings,
+            target: job_target,
             tx: ForwardingSender::new(tx),
             pool,
             pending,
@@ -180,6 +222,41 @@ impl NestedJob {
             carrier: None,
             carried,
             started: false,
+            decided: false,
+            inline: None,
+            decoded_here,
+            container: Some(container_tx),
+        }
+    }
+
+    /// At the first bytes: a gzip-compressed archive is decoded here (see
+    /// [`NestedJob`]). The first bytes are a whole chunk, or the whole
+    /// member, as the validator's own detection would see them.
+    fn decide(&mut self, first: &[u8]) {
+        self.decided = true;
+        let here = !matches!(self.kind, NestedKind::GitBundle | NestedKind::Layer)
+            && detect(&first[..first.len().min(512)]) == Format::Gzip;
+        if here {
+            if let Some((carrier, _)) = &self.carrier {
+                // Rather than wait for the validator, hash its carried
+                // bytes: it then hashes its content alone, faster.
+                let carrier = carrier.clone();
+                self.tx.while_full(move || carrier.share_front());
+            }
+            let gz = Gunzip::new(self.findings.clone(), &self.target, self.max_ratio);
+            self.inline = Some((gz, DecodingHere::start()));
+            self.decoded_here.store(true, Ordering::Release);
+        }
+    }
+
+    /// The decoder's stream ended (or the decoder stopped on a finding):
+    /// its last output and its verdict go to the validator.
+    fn end_decoding(&mut self) {
+        if let Some((gz, _here)) = self.inline.take() {
+            let stats = gz.finish(&mut self.tx);
+            if let Some(c) = self.container.take() {
+                let _ = c.send(stats);
+            }
         }
     }
 
@@ -208,10 +285,23 @@ impl NestedJob {
     }
 
     fn send(&mut self, piece: Piece) {
+        if !self.decided {
+            self.decide(&piece);
+        }
         if let Some((carrier, _)) = &self.carrier {
             carrier.push(piece.clone());
         }
-        self.tx.send_piece(piece);
+        if self.decoded_here.load(Ordering::Relaxed) {
+            let more = match self.inline.as_mut() {
+                Some((gz, _)) => gz.push(&piece, &mut self.tx),
+                None => return, // decoding already ended
+            };
+            if !more {
+                self.end_decoding();
+            }
+        } else {
+            self.tx.send_piece(piece);
+        }
     }
 
     fn send_pending(&mut self) {
@@ -256,6 +346,7 @@ impl NestedJob {
     /// judging ([`NestedJob::join`]).
     pub fn end_input(&mut self) -> Option<Carried> {
         self.send_pending();
+        self.end_decoding();
         self.tx.close();
         self.carrier.take().map(|(c, sent)| c.finish(sent))
     }
@@ -267,6 +358,8 @@ impl NestedJob {
 
     /// The validator's outcome, once its input has ended.
     pub fn join(mut self) -> Option<NestedOutcome> {
+        // Unsent, the validator judges nothing: the input did not end.
+        self.container = None;
         self.tx.close();
         self.handle.take().and_then(|h| h.join().ok()).flatten()
     }
@@ -277,6 +370,8 @@ impl NestedJob {
         if self.carrier.is_some() {
             self.send_pending();
         }
+        self.inline = None;
+        self.container = None;
         self.tx.abort();
         drop(self.tx);
         if let Some(h) = self.handle.take() {
@@ -287,11 +382,23 @@ impl NestedJob {
     }
 }
 
+/// What the validator's thread learns from the thread that feeds it.
+struct Upstream {
+    /// The member's carried digests (see `carry`), set before the first
+    /// byte.
+    carried: Arc<OnceLock<Arc<Carrier>>>,
+    /// The input comes decoded (see [`NestedJob`]); set before the first
+    /// message.
+    decoded_here: Arc<AtomicBool>,
+    /// The decoder's verdict, once its stream ended.
+    container: crossbeam_channel::Receiver<ContainerStats>,
+}
+
 fn run(
     kind: NestedKind,
     depth: u32,
-    rx: crossbeam_channel::Receiver<stream::Msg>,
-    carried: &OnceLock<Arc<Carrier>>,
+    rx: stream::MsgReceiver,
+    upstream: &Upstream,
     findings: Sender<Finding>,
     target: &str,
     limits: Limits,
@@ -300,15 +407,23 @@ fn run(
     if kind == NestedKind::GitBundle {
         return super::gitcheck::run(&mut input, &findings, target, limits.max_expansion_ratio);
     }
-    let head: Vec<u8> = match input.fill_buf() {
-        Ok(b) => b[..b.len().min(512)].to_vec(),
-        Err(_) => return None, // abandoned
-    };
-    // The walk set it, if at all, before sending the first byte.
-    if let Some(c) = carried.get() {
+    let first = input.fill_buf().map(|b| b[..b.len().min(512)].to_vec());
+    // Both were set, if at all, before the first message.
+    let decoded_here = upstream.decoded_here.load(Ordering::Acquire);
+    if let Some(c) = upstream.carried.get() {
         c.hash_content_here();
     }
-    let format = detect(&head);
+    let head = match first {
+        Ok(head) => head,
+        // The decoder stopped at once: the walk below reports it as such.
+        Err(_) if decoded_here => Vec::new(),
+        Err(_) => return None, // abandoned
+    };
+    let format = if decoded_here {
+        Format::Tar
+    } else {
+        detect(&head)
+    };
     if kind == NestedKind::Layer {
         return Some(layer_digest(format, input, &limits, &findings, target));
     }
@@ -340,7 +455,17 @@ fn run(
         Scope::Nested { kind, depth },
         format!("{target}!"),
     );
-    let stats = super::stream_walk(format, input, &mut ctx, target);
+    let mut stats = super::stream_walk(format, input, &mut ctx, target);
+    if decoded_here {
+        // The container's verdict, as `stream_walk` gives it when it
+        // decodes: a decoder that stopped on a finding is not an abandoned
+        // member. Nothing sent: the member was abandoned.
+        let container = upstream.container.recv().ok()?;
+        stats.intact &= !container.failed;
+        stats.limited |= container.limited;
+        stats.upstream_aborted &= !container.failed;
+        stats.members = container.members;
+    }
     if stats.upstream_aborted {
         return None;
     }

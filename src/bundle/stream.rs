@@ -10,8 +10,9 @@
 //!   tell "the data ended" from "the producer gave up" and does not report a
 //!   second, misleading truncation.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -168,8 +169,172 @@ impl std::fmt::Debug for Msg {
     }
 }
 
-pub fn channel() -> (Sender<Msg>, Receiver<Msg>) {
-    crossbeam_channel::bounded(CHANNEL_DEPTH)
+/// A channel of chunks between two stages, holding at most
+/// `CHANNEL_DEPTH` messages.
+pub fn channel() -> (MsgSender, MsgReceiver) {
+    let pipe = Arc::new(Pipe {
+        state: Mutex::new(PipeState {
+            queue: VecDeque::with_capacity(CHANNEL_DEPTH),
+            senders: 1,
+            receiver: true,
+            receiver_waits: false,
+            sender_waits: false,
+        }),
+        not_empty: Condvar::new(),
+        not_full: Condvar::new(),
+    });
+    (MsgSender { pipe: pipe.clone() }, MsgReceiver { pipe })
+}
+
+/// A sender that found the channel full sleeps until the receiver has
+/// emptied it down to this: woken once per this many chunks, not once per
+/// chunk. A stage that produces faster than the next consumes (the reader
+/// before the walk, the walk before an image's validator) otherwise costs a
+/// pair of context switches per 64 KiB.
+const WAKE_SENDER_AT: usize = CHANNEL_DEPTH / 2;
+
+/// The state of one [`channel`]. A receiver never sleeps while a message
+/// waits, so no stage can stall on a message that is already there.
+struct Pipe {
+    state: Mutex<PipeState>,
+    not_empty: Condvar,
+    not_full: Condvar,
+}
+
+struct PipeState {
+    queue: VecDeque<Msg>,
+    senders: usize,
+    receiver: bool,
+    receiver_waits: bool,
+    sender_waits: bool,
+}
+
+impl Pipe {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PipeState> {
+        // Plain data: usable after a panic elsewhere.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The sending end of a [`channel`].
+pub struct MsgSender {
+    pipe: Arc<Pipe>,
+}
+
+/// Why a message was not sent: `Full` only from [`MsgSender::try_send`].
+#[derive(Debug)]
+pub enum SendError {
+    Full(Msg),
+    Disconnected(Msg),
+}
+
+impl MsgSender {
+    /// Sends `msg`, waiting while the channel is full; `Err` with the
+    /// message when the receiver is gone.
+    pub fn send(&self, mut msg: Msg) -> Result<(), Msg> {
+        let mut st = self.pipe.lock();
+        loop {
+            match self.push(&mut st, msg) {
+                Ok(()) => return Ok(()),
+                Err(SendError::Disconnected(m)) => return Err(m),
+                Err(SendError::Full(m)) => msg = m,
+            }
+            // Full: wait until the receiver is down to `WAKE_SENDER_AT`
+            // (or gone), however often the wait wakes.
+            while st.receiver && st.queue.len() > WAKE_SENDER_AT {
+                st.sender_waits = true;
+                st = self
+                    .pipe
+                    .not_full
+                    .wait(st)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        self.pipe.lock().queue.len()
+    }
+
+    /// Sends `msg` if there is room, without waiting.
+    pub fn try_send(&self, msg: Msg) -> Result<(), SendError> {
+        let mut st = self.pipe.lock();
+        self.push(&mut st, msg)
+    }
+
+    fn push(&self, st: &mut PipeState, msg: Msg) -> Result<(), SendError> {
+        if !st.receiver {
+            return Err(SendError::Disconnected(msg));
+        }
+        if st.queue.len() >= CHANNEL_DEPTH {
+            return Err(SendError::Full(msg));
+        }
+        st.queue.push_back(msg);
+        if st.receiver_waits {
+            st.receiver_waits = false;
+            self.pipe.not_empty.notify_one();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MsgSender {
+    fn drop(&mut self) {
+        let mut st = self.pipe.lock();
+        st.senders -= 1;
+        if st.senders == 0 {
+            self.pipe.not_empty.notify_all();
+        }
+    }
+}
+
+/// The receiving end of a [`channel`].
+pub struct MsgReceiver {
+    pipe: Arc<Pipe>,
+}
+
+impl MsgReceiver {
+    /// The next message, waiting for one; `None` once every sender is gone
+    /// and the channel is empty.
+    pub fn recv(&self) -> Option<Msg> {
+        let mut st = self.pipe.lock();
+        loop {
+            if let Some(m) = st.queue.pop_front() {
+                if st.sender_waits && st.queue.len() <= WAKE_SENDER_AT {
+                    st.sender_waits = false;
+                    self.pipe.not_full.notify_all();
+                }
+                return Some(m);
+            }
+            if st.senders == 0 {
+                return None;
+            }
+            st.receiver_waits = true;
+            st = self
+                .pipe
+                .not_empty
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Iterator for MsgReceiver {
+    type Item = Msg;
+    fn next(&mut self) -> Option<Msg> {
+        self.recv()
+    }
+}
+
+impl Drop for MsgReceiver {
+    fn drop(&mut self) {
+        let mut st = self.pipe.lock();
+        st.receiver = false;
+        // Messages nobody will read: their chunks go back to their pools.
+        st.queue.clear();
+        self.pipe.not_full.notify_all();
+    }
 }
 
 /// `BufRead` over a reader (a file of a folder) in pooled chunks, each
@@ -248,8 +413,15 @@ pub fn is_upstream_abort(e: &io::Error) -> bool {
 }
 
 /// `Read` + `BufRead` over a channel of chunks, counting the bytes consumed.
+/// Where a [`ChunkReader`]'s messages come from.
+enum Feed {
+    Channel(MsgReceiver),
+    /// Made on the reader's own thread (see [`ChunkReader::pulling`]).
+    Pull(Box<dyn FnMut() -> Option<Msg> + Send>),
+}
+
 pub struct ChunkReader {
-    rx: Receiver<Msg>,
+    rx: Feed,
     current: Option<Piece>,
     pos: usize,
     consumed: u64,
@@ -258,7 +430,17 @@ pub struct ChunkReader {
 }
 
 impl ChunkReader {
-    pub fn new(rx: Receiver<Msg>) -> Self {
+    pub fn new(rx: MsgReceiver) -> Self {
+        Self::from_feed(Feed::Channel(rx))
+    }
+
+    /// A reader whose messages `next` makes on demand, on the reader's
+    /// thread (`None`: the end of the stream).
+    pub fn pulling(next: impl FnMut() -> Option<Msg> + Send + 'static) -> Self {
+        Self::from_feed(Feed::Pull(Box::new(next)))
+    }
+
+    fn from_feed(rx: Feed) -> Self {
         ChunkReader {
             rx,
             current: None,
@@ -279,15 +461,19 @@ impl ChunkReader {
 
     /// Receives one message; `false` at the end of the stream.
     fn receive(&mut self) -> bool {
-        match self.rx.recv() {
-            Ok(Msg::Data(c)) => self.take_piece(c.into()),
-            Ok(Msg::Part(p)) => self.take_piece(p),
-            Ok(Msg::Abort) => {
+        let msg = match &mut self.rx {
+            Feed::Channel(rx) => rx.recv(),
+            Feed::Pull(next) => next(),
+        };
+        match msg {
+            Some(Msg::Data(c)) => self.take_piece(c.into()),
+            Some(Msg::Part(p)) => self.take_piece(p),
+            Some(Msg::Abort) => {
                 self.aborted = true;
                 self.current = None;
             }
             // Sender dropped: a clean end of stream.
-            Err(_) => {
+            None => {
                 self.eof = true;
                 self.current = None;
             }
@@ -349,19 +535,46 @@ impl BufRead for ChunkReader {
 /// A sender that degrades to "discard" when the receiving stage has quit, so
 /// that the producer can still finish its own checks (CRCs, outer hash).
 pub struct ForwardingSender {
-    tx: Option<Sender<Msg>>,
+    tx: Option<MsgSender>,
+    /// Work to do instead of waiting while the channel is full: `false`
+    /// when there is none left.
+    idle: Option<Box<dyn FnMut() -> bool + Send>>,
 }
 
 impl ForwardingSender {
-    pub fn new(tx: Sender<Msg>) -> Self {
-        ForwardingSender { tx: Some(tx) }
+    pub fn new(tx: MsgSender) -> Self {
+        ForwardingSender {
+            tx: Some(tx),
+            idle: None,
+        }
+    }
+
+    /// Makes `send` call `work` while the receiving stage is behind,
+    /// before it waits.
+    pub fn while_full(&mut self, work: impl FnMut() -> bool + Send + 'static) {
+        self.idle = Some(Box::new(work));
     }
 
     pub fn send(&mut self, chunk: Chunk) {
-        if let Some(tx) = &self.tx {
-            if tx.send(Msg::Data(chunk)).is_err() {
-                self.tx = None;
+        let Some(tx) = &self.tx else { return };
+        let mut msg = Msg::Data(chunk);
+        if let Some(work) = self.idle.as_mut() {
+            loop {
+                match tx.try_send(msg) {
+                    Ok(()) => return,
+                    Err(SendError::Disconnected(_)) => {
+                        self.tx = None;
+                        return;
+                    }
+                    Err(SendError::Full(m)) => msg = m,
+                }
+                if !work() {
+                    break;
+                }
             }
+        }
+        if tx.send(msg).is_err() {
+            self.tx = None;
         }
     }
 
@@ -413,6 +626,80 @@ mod tests {
         assert!(shared_piece(&copy).is_none());
         r.consume(200);
         assert!(r.fill_buf().unwrap().is_empty());
+    }
+
+    fn numbered(pool: &Pool, i: usize) -> Msg {
+        Msg::Data(pool.chunk(i.to_le_bytes().to_vec()))
+    }
+
+    fn number(m: Msg) -> usize {
+        match m {
+            Msg::Data(c) => usize::from_le_bytes(c[..8].try_into().unwrap()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Messages arrive in order; a sender that found the channel full
+    /// sends again only once the receiver is down to `WAKE_SENDER_AT`;
+    /// the end comes when the sender is dropped.
+    #[test]
+    fn a_full_channel_wakes_its_sender_at_half() {
+        let pool = Pool::default();
+        let (tx, rx) = channel();
+        let probe = MsgSender {
+            pipe: tx.pipe.clone(),
+        };
+        probe.pipe.lock().senders += 1;
+        let total = 5 * CHANNEL_DEPTH;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                for i in 0..total {
+                    tx.send(numbered(&pool, i)).unwrap();
+                }
+            });
+            // The sender fills the channel, then waits.
+            while probe.queued() < CHANNEL_DEPTH {
+                std::thread::yield_now();
+            }
+            let mut next = 0;
+            while probe.queued() > WAKE_SENDER_AT + 1 {
+                assert_eq!(number(rx.recv().unwrap()), next);
+                next += 1;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            // Still waiting: one above the mark.
+            assert_eq!(probe.queued(), WAKE_SENDER_AT + 1);
+            assert_eq!(number(rx.recv().unwrap()), next);
+            next += 1;
+            drop(probe);
+            for m in rx {
+                assert_eq!(number(m), next);
+                next += 1;
+            }
+            assert_eq!(next, total);
+        });
+    }
+
+    #[test]
+    fn a_sender_learns_that_its_receiver_is_gone() {
+        let pool = Pool::default();
+        let (tx, rx) = channel();
+        for i in 0..CHANNEL_DEPTH {
+            tx.send(numbered(&pool, i)).unwrap();
+        }
+        std::thread::scope(|s| {
+            // Blocked on the full channel until the receiver goes.
+            let blocked = s.spawn(|| tx.send(numbered(&pool, 99)).is_err());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(rx);
+            assert!(blocked.join().unwrap());
+        });
+        assert!(matches!(
+            tx.try_send(numbered(&pool, 100)),
+            Err(SendError::Disconnected(_))
+        ));
+        // The queued chunks went back to their pool.
+        assert_eq!(pool.rx.len(), CHANNEL_DEPTH + 2);
     }
 
     #[test]
