@@ -54,6 +54,8 @@ pub const MAX_QUEUED: usize = 128 * super::stream::CHUNK_SIZE;
 pub struct Carrier {
     queue: Mutex<Queue>,
     states: Mutex<States>,
+    /// The walk's thread has time to spare (see [`Carrier::new`]).
+    eager: bool,
 }
 
 #[derive(Default)]
@@ -126,8 +128,17 @@ thread_local! {
 }
 
 impl Carrier {
-    pub fn new(member: Sha256, archive: Option<Sha256>) -> Arc<Carrier> {
+    /// `eager`: the walk's thread is the pass's only pipeline (see
+    /// `readahead::walks_read_ahead`), so time it spends waiting for the
+    /// content's thread is a core left idle. Then, while more than
+    /// [`SHARE_ABOVE`] bytes are queued, the content's thread leaves them to
+    /// the walk's and hashes its content alone, so the two do not contend
+    /// for the digests. Otherwise (a folder's feeders, two pipelines on the
+    /// cores) the content's thread always interleaves: moving the work to a
+    /// separate pass would cost more CPU time for the same bytes.
+    pub fn new(member: Sha256, archive: Option<Sha256>, eager: bool) -> Arc<Carrier> {
         Arc::new(Carrier {
+            eager,
             queue: Mutex::new(Queue::default()),
             states: Mutex::new(States {
                 member,
@@ -136,6 +147,12 @@ impl Carrier {
                 hashed: 0,
             }),
         })
+    }
+
+    /// Whether the walk's thread takes over the queue while the content's
+    /// thread is behind (see [`Carrier::new`]).
+    pub fn is_eager(&self) -> bool {
+        self.eager
     }
 
     /// Makes this thread the one whose content ([`hash_content`]) is hashed
@@ -189,6 +206,11 @@ impl Carrier {
     /// Hashes `data` into `content`, and as many queued stored bytes as fit
     /// alongside it, unless the walk's thread is hashing them right now.
     fn interleave(&self, content: &mut Sha256, mut data: &[u8]) {
+        if self.eager && lock(&self.queue).bytes > SHARE_ABOVE {
+            // Behind: the walk's thread hashes the queue (see `new`).
+            content.update(data);
+            return;
+        }
         let mut st = match self.states.try_lock() {
             Ok(g) => Some(g),
             Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
@@ -269,7 +291,7 @@ mod tests {
         let pool = Pool::default();
         let stored = bytes(300_000, 7);
         let content = bytes(250_000, 11);
-        for prefix in [0usize, 512, 64 * 1000] {
+        for (prefix, eager) in [(0usize, false), (512, true), (64 * 1000, false), (7, true)] {
             for piece in [1usize, 63, 64, 100, 4096, 65536] {
                 for content_piece in [1usize, 65, 512, 70_000] {
                     std::thread::scope(|s| {
@@ -277,7 +299,7 @@ mod tests {
                             let mut archive = Sha256::new();
                             archive.update(&stored[..prefix]);
                             let member_bytes = &stored[prefix..];
-                            let c = Carrier::new(Sha256::new(), Some(archive));
+                            let c = Carrier::new(Sha256::new(), Some(archive), eager);
                             c.hash_content_here();
                             let mut sha = Sha256::new();
                             let mut content_left = &content[..];
@@ -306,7 +328,7 @@ mod tests {
     #[test]
     fn a_byte_not_hashed_makes_the_digests_unknown() {
         let pool = Pool::default();
-        let c = Carrier::new(Sha256::new(), None);
+        let c = Carrier::new(Sha256::new(), None, false);
         c.push(pool.chunk(vec![1, 2, 3]).into());
         HERE.with(|h| h.borrow_mut().take());
         // Four bytes were sent, three arrived.
@@ -317,7 +339,7 @@ mod tests {
     fn the_archive_digest_comes_back_midway_with_every_byte_pushed() {
         let pool = Pool::default();
         let data = bytes(200_000, 3);
-        let c = Carrier::new(Sha256::new(), Some(Sha256::new()));
+        let c = Carrier::new(Sha256::new(), Some(Sha256::new()), false);
         let (first, second) = data.split_at(120_000);
         for part in first.chunks(7000) {
             c.push(pool.chunk(part.to_vec()).into());
@@ -339,7 +361,7 @@ mod tests {
         let stored = bytes(12 << 20, 5);
         let content = bytes(9 << 20, 9);
         for piece in [4096usize, 65536, 100_003] {
-            let c = Carrier::new(Sha256::new(), Some(Sha256::new()));
+            let c = Carrier::new(Sha256::new(), Some(Sha256::new()), false);
             let content_sha = std::thread::scope(|s| {
                 let reader = s.spawn(|| {
                     c.hash_content_here();

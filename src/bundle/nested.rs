@@ -27,7 +27,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::carry::Carrier;
 use super::container::{ContainerStats, Gunzip};
-use super::readahead::DecodingHere;
+use super::readahead::{self, DecodingHere};
 use super::sha256::Sha256;
 use super::stream::{self, ChunkReader, ForwardingSender, Piece, Pool, CHUNK_SIZE};
 use super::walk::{Limits, Scope, WalkContext};
@@ -237,9 +237,12 @@ impl NestedJob {
         let here = !matches!(self.kind, NestedKind::GitBundle | NestedKind::Layer)
             && detect(&first[..first.len().min(512)]) == Format::Gzip;
         if here {
-            if let Some((carrier, _)) = &self.carrier {
-                // Rather than wait for the validator, hash its carried
-                // bytes: it then hashes its content alone, faster.
+            if let Some((carrier, _)) = self.carrier.as_ref().filter(|(c, _)| c.is_eager()) {
+                // Rather than leave a core idle while the validator is
+                // behind, hash its carried bytes here (see `Carrier::new`).
+                // In a folder's feeders it only moved work from an
+                // interleaved pass to a separate one: measured on the 1 GiB
+                // sample folder, 1.02 s against 0.77 s.
                 let carrier = carrier.clone();
                 self.tx.while_full(move || carrier.share_front());
             }
@@ -269,7 +272,8 @@ impl NestedJob {
         if self.carrier.is_some() || self.started || !self.pending.is_empty() {
             return false;
         }
-        let carrier = Carrier::new(std::mem::take(member), archive.take());
+        let eager = readahead::walks_read_ahead();
+        let carrier = Carrier::new(std::mem::take(member), archive.take(), eager);
         // Set before the first byte is sent, so the validator sees it.
         let _ = self.carried.set(carrier.clone());
         self.carrier = Some((carrier, 0));

@@ -47,6 +47,16 @@ use crate::finding::{Code, Finding};
 thread_local! {
     /// Nested archives this thread decodes right now (see `nested`).
     static DECODING_HERE: Cell<usize> = const { Cell::new(0) };
+    /// This thread walks a file read ahead for it.
+    static WALKS_READ_AHEAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread walks a file read ahead for it: the pass's only
+/// pipeline, so while it waits for the validator of an image it decodes, a
+/// core is idle (see `nested`). A folder's feeder threads are not: two
+/// pipelines share the cores, and a wait of one is work for the other.
+pub fn walks_read_ahead() -> bool {
+    WALKS_READ_AHEAD.with(Cell::get)
 }
 
 /// Marks the current thread as decoding a nested archive until dropped:
@@ -238,6 +248,7 @@ struct WalkSide<R> {
 
 impl<R: Read> WalkSide<R> {
     fn next(&mut self) -> Option<Msg> {
+        WALKS_READ_AHEAD.with(|w| w.set(true));
         let shared = &*self.shared;
         let mut st = shared.lock();
         let direct = decoding_here();
