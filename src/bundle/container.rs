@@ -290,11 +290,6 @@ impl Gunzip {
         }
     }
 
-    /// What was decoded so far.
-    pub fn stats(&self) -> &ContainerStats {
-        &self.stats
-    }
-
     fn fail(&mut self, out: &mut ForwardingSender, code: Code, offset: u64, message: String) {
         self.stats.failed = true;
         self.state = Gz::Done;

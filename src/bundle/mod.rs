@@ -291,12 +291,9 @@ pub fn verify(
     // its own, in parallel with the decompression.
     let on_tar_thread = archive_digest_on_tar_thread(format);
     // With the digest on the tar thread and no signature to check over the
-    // bytes, the hashing thread has nothing to do with them: it is not sent
-    // them (a message and a wake-up per chunk saved).
-    let feed_hasher = !on_tar_thread || signing::ArchiveVerifiers::new(&sig_plan).needs_bytes();
-    // Nothing but the walk needs the bytes: it is read ahead on this thread
-    // (see `readahead`).
-    let read_ahead = !feed_hasher;
+    // bytes, nothing but the walk needs them: there is no hashing thread,
+    // and the file is read ahead on this thread (see `readahead`).
+    let read_ahead = on_tar_thread && !signing::ArchiveVerifiers::new(&sig_plan).needs_bytes();
     let (pass, file) = if read_ahead {
         let (reader, input) = readahead::read_ahead(file, first, findings.clone(), &target);
         std::thread::scope(|s| {
@@ -324,7 +321,6 @@ pub fn verify(
             first,
             format,
             on_tar_thread,
-            feed_hasher,
             &sig_plan,
             opts,
             &target,
@@ -647,7 +643,6 @@ fn read_and_share(
     first: Vec<u8>,
     format: Format,
     on_tar_thread: bool,
-    feed_hasher: bool,
     sig_plan: &signing::SignaturePlan,
     opts: &BundleOptions,
     target: &str,
@@ -710,23 +705,14 @@ fn read_and_share(
             progress.advance(n as u64);
             offset += n as u64;
             let c = pool.chunk(chunk);
-            if feed_hasher {
-                to_hash.send(c.clone());
-            }
+            to_hash.send(c.clone());
             to_decode.send(c);
             chunk = pool.take_full();
             match read_full(&mut file, &mut chunk) {
                 Ok(n) => chunk.truncate(n),
                 Err(e) => {
                     read_ok = false;
-                    let _ = findings.send(
-                        Finding::new(
-                            Code::BundleReadError,
-                            target,
-                            format!("read error at byte {offset}: {e}"),
-                        )
-                        .evidence("offset", offset),
-                    );
+                    let _ = findings.send(read_error(target, offset, &e));
                     to_hash.abort();
                     to_decode.abort();
                     break;
@@ -740,6 +726,16 @@ fn read_and_share(
         (digest, decoded, read_ok, offset)
     });
     (pass, file)
+}
+
+/// The finding for a read of the archive that failed at `offset`.
+fn read_error(target: &str, offset: u64, e: &std::io::Error) -> Finding {
+    Finding::new(
+        Code::BundleReadError,
+        target,
+        format!("read error at byte {offset}: {e}"),
+    )
+    .evidence("offset", offset)
 }
 
 /// Reads until `buf` is full or the file ends.

@@ -44,7 +44,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 
 use super::stream::{ChunkReader, Msg, Pool, CHANNEL_DEPTH};
-use crate::finding::{Code, Finding};
+use crate::finding::Finding;
 
 thread_local! {
     /// Nested archives this thread decodes right now (see `nested`).
@@ -127,6 +127,19 @@ impl<R> Shared<R> {
         if std::mem::take(&mut st.reader_waits) {
             self.to_reader.notify_all();
         }
+    }
+
+    /// Waits for the walk, at most `limit`.
+    fn reader_wait<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State<R>>,
+        limit: Duration,
+    ) -> MutexGuard<'a, State<R>> {
+        st.reader_waits = true;
+        self.to_reader
+            .wait_timeout(st, limit)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
     }
 
     fn wake_walk(&self, st: &mut State<R>) {
@@ -230,14 +243,9 @@ fn read_one<'a, R: Read>(
             let offset = st.offset;
             st.ended = true;
             st.read_ok = false;
-            let _ = shared.findings.send(
-                Finding::new(
-                    Code::BundleReadError,
-                    shared.target.clone(),
-                    format!("read error at byte {offset}: {e}"),
-                )
-                .evidence("offset", offset),
-            );
+            let _ = shared
+                .findings
+                .send(super::read_error(&shared.target, offset, &e));
             Some(Msg::Abort)
         }
     };
@@ -322,21 +330,11 @@ impl<R: Read> ReadAhead<R> {
             }
             // Woken by the walk; the timeout keeps the progress live while
             // the walk reads for itself.
-            st.reader_waits = true;
-            st = shared
-                .to_reader
-                .wait_timeout(st, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = shared.reader_wait(st, Duration::from_millis(100));
         }
         // The walk may still hold the file in a read: wait for it.
         while st.file.is_none() {
-            st.reader_waits = true;
-            st = shared
-                .to_reader
-                .wait_timeout(st, Duration::from_millis(10))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = shared.reader_wait(st, Duration::from_millis(10));
         }
         if st.unreported > 0 {
             progress.advance(std::mem::take(&mut st.unreported));
@@ -356,6 +354,7 @@ mod tests {
 
     use super::*;
     use crate::bundle::stream::{is_upstream_abort, CHUNK_SIZE};
+    use crate::finding::Code;
 
     #[derive(Default)]
     struct Count(AtomicU64);
