@@ -388,28 +388,84 @@ fn strip_position(msg: &str) -> &str {
 /// and BSD (`SHA256 (path) = hex`) lines; blank lines and `#` comments are
 /// skipped.
 fn read_sums<S: ListedSink>(path: &str, bytes: &[u8], sink: &mut S) -> Result<(), Malformed> {
-    let text = std::str::from_utf8(bytes).map_err(|e| Malformed {
-        message: format!("{path}: not UTF-8 text ({e})"),
-    })?;
-    for (n, line) in text.lines().enumerate() {
-        let line_no = n + 1;
-        let bad = |m: String| Malformed {
-            message: format!("{path}: line {line_no}, column 1: {m}"),
+    read_sums_from(path, bytes, sink)
+}
+
+/// [`read_sums`] as the text streams by, a line at a time, so that the pass
+/// never holds the whole file (a 200,000-file release lists 20 MiB). The
+/// verdict is the text's as a whole: a file that is not UTF-8 is reported
+/// as such, with the offset of its first invalid byte, even when a line
+/// before it is malformed; otherwise the first malformed line is reported.
+fn read_sums_from<S: ListedSink>(
+    path: &str,
+    mut reader: impl std::io::BufRead,
+    sink: &mut S,
+) -> Result<(), Malformed> {
+    let mut line = Vec::new();
+    let (mut offset, mut line_no) = (0usize, 0usize);
+    let mut first_bad: Option<Malformed> = None;
+    loop {
+        line.clear();
+        let n = match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Malformed {
+                    message: format!("{path}: could not be read ({e})"),
+                })
+            }
         };
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
+        line_no += 1;
+        // '\n' is never inside a UTF-8 sequence: line by line, the first
+        // error is the one the whole text would give.
+        let text = std::str::from_utf8(&line).map_err(|e| Malformed {
+            message: format!("{path}: not UTF-8 text ({})", utf8_error_at(offset, e)),
+        })?;
+        offset += n;
+        if first_bad.is_some() {
             continue;
         }
-        let (hex_part, rel) = parse_sums_line(line).ok_or_else(|| {
-            bad("expected `<sha256>  <path>` or `SHA256 (<path>) = <sha256>`".into())
-        })?;
-        let digest = parse_hex_digest(hex_part).map_err(bad)?;
-        confined(rel).map_err(bad)?;
-        if !sink.listed(normalise(rel), None, digest) {
-            return Err(bad(format!("{rel} is listed more than once")));
+        // As `str::lines` and then every '\r' before the line's end.
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        if let Err(m) = sums_line(path, line_no, text.trim_end_matches('\r'), sink) {
+            first_bad = Some(m);
         }
     }
+    first_bad.map_or(Ok(()), Err)
+}
+
+/// One line of a `SHA256SUMS` file, without its line ending.
+fn sums_line<S: ListedSink>(
+    path: &str,
+    line_no: usize,
+    line: &str,
+    sink: &mut S,
+) -> Result<(), Malformed> {
+    let bad = |m: String| Malformed {
+        message: format!("{path}: line {line_no}, column 1: {m}"),
+    };
+    if line.trim().is_empty() || line.starts_with('#') {
+        return Ok(());
+    }
+    let (hex_part, rel) = parse_sums_line(line)
+        .ok_or_else(|| bad("expected `<sha256>  <path>` or `SHA256 (<path>) = <sha256>`".into()))?;
+    let digest = parse_hex_digest(hex_part).map_err(bad)?;
+    confined(rel).map_err(bad)?;
+    if !sink.listed(normalise(rel), None, digest) {
+        return Err(bad(format!("{rel} is listed more than once")));
+    }
     Ok(())
+}
+
+/// A UTF-8 error found in a piece of text that starts `offset` bytes in,
+/// worded as the standard library words one over the whole text.
+fn utf8_error_at(offset: usize, e: std::str::Utf8Error) -> String {
+    let at = offset + e.valid_up_to();
+    match e.error_len() {
+        Some(n) => format!("invalid utf-8 sequence of {n} bytes from index {at}"),
+        None => format!("incomplete utf-8 byte sequence from index {at}"),
+    }
 }
 
 /// Parses a `SHA256SUMS` file into a list (the pass uses [`compile`]).
@@ -554,10 +610,30 @@ pub fn compile(path: &str, bytes: &[u8], table: &FileTable) -> Result<Option<Lis
     Ok(Some(sink.into_listing(path, &folder, false, Vec::new())))
 }
 
-/// [`compile`] for a `manifest.json` read as it streams, so that its text
-/// is never held whole: the pass feeds it the member's data. `size` is the
+/// [`compile`] for a manifest read as it streams, so that its text is
+/// never held whole: the pass feeds it the member's data. `size` is the
 /// member's size, when known, to allocate the entries once (an upper
 /// bound: capacity that is never written is never resident).
+pub fn compile_stream(
+    path: &str,
+    reader: impl std::io::Read,
+    size: Option<u64>,
+    table: &FileTable,
+) -> Result<Option<Listing>, Malformed> {
+    if is_json(path) {
+        return compile_json(path, reader, size, table);
+    }
+    // The shortest line is 64 hex digits, a space, a one-byte name and a
+    // line feed.
+    let hint = size.map_or(0, |s| (s / 67 + 1) as usize);
+    let folder = folder_of(path);
+    let mut sink = Compile::new(&folder, hint, table);
+    let reader = std::io::BufReader::with_capacity(64 << 10, reader);
+    read_sums_from(path, reader, &mut sink)?;
+    Ok(Some(sink.into_listing(path, &folder, false, Vec::new())))
+}
+
+/// [`compile_stream`] for a `manifest.json`.
 pub fn compile_json(
     path: &str,
     reader: impl std::io::Read,
@@ -891,6 +967,114 @@ mod tests {
                 .unwrap_err();
             assert!(e.message.contains("listed more than once"), "{}", e.message);
         }
+    }
+
+    /// Up to `n` bytes per read.
+    struct Pieces<'a>(&'a [u8], usize);
+
+    impl std::io::Read for Pieces<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(self.1).min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// A `SHA256SUMS` read as it streams gives what its whole text gives,
+    /// read as the standard library reads text: `str::from_utf8` over all
+    /// of it (its error, with the offset, wins over any malformed line),
+    /// then `str::lines`. At every piece size, down to one byte.
+    #[test]
+    fn streamed_sums_read_as_the_whole_text() {
+        let table: FileTable = [(
+            "rel/a",
+            FileRecord {
+                size: 1,
+                sha256: [0xab; 32],
+            },
+        )]
+        .into_iter()
+        .collect();
+        let reference = |path: &str, bytes: &[u8]| -> Result<String, String> {
+            let text =
+                std::str::from_utf8(bytes).map_err(|e| format!("{path}: not UTF-8 text ({e})"))?;
+            let folder = folder_of(path);
+            let mut sink = Compile::new(&folder, 0, &table);
+            for (n, line) in text.lines().enumerate() {
+                sums_line(path, n + 1, line.trim_end_matches('\r'), &mut sink)
+                    .map_err(|m| m.message)?;
+            }
+            Ok(format!(
+                "{:?}",
+                sink.into_listing(path, &folder, false, Vec::new())
+            ))
+        };
+        let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+        let cases: Vec<Vec<u8>> = vec![
+            format!("{a}  a\n{b} *b/c\n").into(),
+            // No final line feed; CRLF; a lone CR inside a name; CRs before LF.
+            format!("{a}  a\r\n{b}  b\rx\r\r\n{b}  d").into(),
+            format!("# comment\n\n   \n{a}\ta\nSHA256 (b c) = {b}\n").into(),
+            format!("{a}  a\n{a}  ./a\n").into(),
+            format!("{a}  ../x\n").into(),
+            format!("nonsense\n{a}  a\n").into(),
+            format!("{}  a\n", &a[..63]).into(),
+            // Not UTF-8: mid-line, after a malformed line, cut at the end,
+            // cut before a line feed, in the first byte.
+            [format!("{a}  a\n{b}  b").as_bytes(), b"\xff\n"].concat(),
+            [
+                b"nonsense\n".as_slice(),
+                format!("{a}  a").as_bytes(),
+                b"\xc3\x28\n",
+            ]
+            .concat(),
+            [format!("{a}  a\n{b}  ").as_bytes(), b"\xe2\x82"].concat(),
+            [format!("{a}  ").as_bytes(), b"\xe2\x82\n"].concat(),
+            [format!("{a}  x").as_bytes(), b"\xe2\x82\n"].concat(),
+            b"\x80".to_vec(),
+            Vec::new(),
+        ];
+        for case in &cases {
+            let want = reference("rel/SHA256SUMS", case);
+            for piece in [1, 2, 3, 7, 64, 1 << 16] {
+                let got = compile_stream(
+                    "rel/SHA256SUMS",
+                    Pieces(case, piece),
+                    Some(case.len() as u64),
+                    &table,
+                )
+                .map(|l| format!("{:?}", l.expect("a SHA256SUMS is always a listing")))
+                .map_err(|m| m.message);
+                assert_eq!(
+                    got,
+                    want,
+                    "{:?} in pieces of {piece}",
+                    String::from_utf8_lossy(case)
+                );
+            }
+            let whole = compile("rel/SHA256SUMS", case, &table)
+                .map(|l| format!("{:?}", l.unwrap()))
+                .map_err(|m| m.message);
+            assert_eq!(whole, want, "{:?} whole", String::from_utf8_lossy(case));
+        }
+        // The cases cover each outcome: read, malformed, not UTF-8.
+        let outcomes: Vec<_> = cases
+            .iter()
+            .map(|c| reference("rel/SHA256SUMS", c))
+            .collect();
+        assert!(outcomes
+            .iter()
+            .any(|o| o.as_ref().is_ok_and(|l| l.contains("rel/b/c"))));
+        assert!(outcomes
+            .iter()
+            .any(|o| o.as_ref().is_err_and(|e| e.contains("line 2, column 1"))));
+        assert!(outcomes
+            .iter()
+            .any(|o| o.as_ref().is_err_and(|e| e.contains("incomplete utf-8"))));
+        assert!(outcomes.iter().any(|o| o
+            .as_ref()
+            .is_err_and(|e| e.contains("invalid utf-8 sequence of 1 bytes from index"))));
     }
 
     #[test]

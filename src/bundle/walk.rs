@@ -307,6 +307,12 @@ struct TeeSink<'a> {
     /// dropped (`over`). `None`: nothing to judge.
     limit: Option<u64>,
     capture: Option<Vec<u8>>,
+    /// What the capture reserves once its first bytes are kept (the
+    /// member's declared size, within the limit): not before, since most
+    /// members that may be captured are dropped at their first byte (an
+    /// image's layers), and a buffer of megabytes taken and freed for each
+    /// of them costs memory the pass never uses (see `member_from`).
+    reserve: usize,
     /// Keep the capture only if the data starts with this byte (`{` for a
     /// JSON object, `[` for a `docker save` manifest).
     first_byte: Option<u8>,
@@ -357,6 +363,9 @@ impl TeeSink<'_> {
             self.limit = None;
         }
         if let Some(c) = self.capture.as_mut() {
+            if c.capacity() == 0 {
+                c.reserve_exact(self.reserve);
+            }
             c.extend_from_slice(chunk);
         }
     }
@@ -914,13 +923,17 @@ impl WalkContext {
         };
         let limit = file_limit.map(|l| l.min(budget));
         // A file whose header already says it is over the limit is never
-        // buffered at all; one within it is buffered in one allocation.
+        // buffered at all; one within it is buffered in one allocation,
+        // made when its first bytes are kept (`TeeSink::reserve`).
         let declared_too_large = matches!((limit, meta.size), (Some(l), Some(s)) if s > l);
-        let mut captured: Option<Vec<u8>> = match (limit, meta.size) {
-            (Some(_), _) if declared_too_large => None,
-            (Some(l), Some(s)) => Some(Vec::with_capacity(s.min(l) as usize)),
-            (Some(_), None) => Some(Vec::new()),
-            (None, _) => None,
+        let mut captured: Option<Vec<u8>> = match limit {
+            Some(_) if declared_too_large => None,
+            Some(_) => Some(Vec::new()),
+            None => None,
+        };
+        let reserve = match (limit, meta.size) {
+            (Some(l), Some(s)) => s.min(l) as usize,
+            _ => 0,
         };
         let mut too_large = declared_too_large;
         let mut job: Option<NestedJob> = self.nested_kind(&path).map(|(kind, depth)| {
@@ -943,14 +956,16 @@ impl WalkContext {
             Scope::Release => None,
         };
         let mut hasher = Sha256::new();
-        // A release's manifest.json is parsed as its data streams by
-        // (manifest::Listing): its text, the largest per-file cost of the
-        // pass, is never held whole unless a signature needs it.
+        // A release's manifest (manifest.json, SHA256SUMS) is parsed as its
+        // data streams by (manifest::Listing): its text, the largest
+        // per-file cost of the pass, is never held whole unless a
+        // signature needs it.
         let streamed = matches!(self.scope, Scope::Release)
             && captured.is_some()
             && job.is_none()
-            && manifest::is_json(&path);
-        if streamed && self.manifest_key.is_none() {
+            && manifest::is_candidate(&path);
+        let signed = manifest::is_json(&path) && self.manifest_key.is_some();
+        if streamed && !signed {
             // Its text is kept only if it is a `docker save` manifest (an
             // array): an image stored as a folder needs it.
             if image_file == Some(Some(b'[')) {
@@ -987,6 +1002,7 @@ impl WalkContext {
                 size: 0,
                 limit: (streamed || captured.is_some()).then(|| limit.unwrap_or(0)),
                 capture: captured,
+                reserve,
                 first_byte,
                 stop_when_over: streamed,
                 over: false,
@@ -994,7 +1010,7 @@ impl WalkContext {
             error: None,
         };
         let listing =
-            streamed.then(|| manifest::compile_json(&path, &mut tee, meta.size, &self.files));
+            streamed.then(|| manifest::compile_stream(&path, &mut tee, meta.size, &self.files));
         // Everything (or what the parser left: after an error, trailing
         // bytes) is read, hashed and scanned to the member's end.
         tee.sink.stop_when_over = false;
