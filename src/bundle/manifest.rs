@@ -14,7 +14,6 @@ use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
 use super::safety::{key as path_key, normalise, PathKey};
-use super::table::PathTable;
 pub use super::table::{FileRecord, FileTable};
 use crate::finding::{Code, Finding};
 
@@ -505,31 +504,40 @@ pub fn parse_sums_line(line: &str) -> Option<(&str, &str)> {
     Some((h, rest))
 }
 
-/// Where a listed file was when its manifest was read.
-#[derive(Debug, Clone, Copy)]
-enum At {
-    /// Already hashed: its table slot, which a later duplicate entry
-    /// updates in place.
-    Slot(u32),
-    /// Not (yet) in the archive: an index into [`Listing::absent`].
-    Absent(u32),
-}
-
+/// One listed file: 48 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    at: At,
-    size: Option<u64>,
+    /// Its place in the file table: the slot of its record, which a later
+    /// duplicate entry updates in place, or a place reserved for it when
+    /// it was not hashed yet. [`HAS_SIZE`] says whether `size` was listed.
+    at: u32,
+    size: u64,
     sha256: [u8; 32],
+}
+
+/// The bit of [`Entry::at`] set when the manifest gives the file's size.
+const HAS_SIZE: u32 = 1 << 31;
+
+impl Entry {
+    fn slot(&self) -> usize {
+        (self.at & !HAS_SIZE) as usize
+    }
+
+    fn size(&self) -> Option<u64> {
+        (self.at & HAS_SIZE != 0).then_some(self.size)
+    }
 }
 
 /// A manifest read as soon as its member ends, kept in compact form until
 /// the pass is over and checked then ([`verify`]).
 ///
-/// Why: in a release the manifest usually follows the files it lists, and
-/// its text is the largest thing the pass holds per file (about 170 bytes
-/// an entry). Once read, a file already hashed is kept as its table slot,
-/// its size and its digest (48 bytes); only files not seen yet keep their
-/// path. The text is then freed, unless a signature must still be checked.
+/// Why: a manifest's text is the largest thing the pass would hold per file
+/// (about 170 bytes an entry). Once read, each listed file is kept as its
+/// place in the file table, its size and its digest (48 bytes): a file not
+/// hashed yet reserves its place there, so that its path is stored once,
+/// not once for the listing and again when it is hashed (a `SHA256SUMS` at
+/// the top of a release lists every file first). The text is then freed,
+/// unless a signature must still be checked.
 #[derive(Debug, Clone)]
 pub struct Listing {
     /// Member path of the manifest itself.
@@ -540,20 +548,15 @@ pub struct Listing {
     pub exhaustive: bool,
     pub images: Vec<ManifestImage>,
     entries: Vec<Entry>,
-    /// Full paths of the listed files not hashed when it was read, in the
-    /// table's compact layout (one text arena): a `SHA256SUMS` at the top
-    /// of a release lists every file before any is hashed.
-    absent: PathTable<()>,
 }
 
-/// Builds a [`Listing`] against the files hashed so far.
+/// Builds a [`Listing`] against the files hashed so far, reserving the
+/// places of those not hashed yet.
 struct Compile<'a> {
-    table: &'a FileTable,
+    table: &'a mut FileTable,
     folder: &'a str,
     entries: Vec<Entry>,
-    /// The absent paths, each once.
-    absent: PathTable<()>,
-    /// One bit per table slot: listed already.
+    /// One bit per table place: listed already.
     slots: Vec<u64>,
 }
 
@@ -564,28 +567,25 @@ impl ListedSink for Compile<'_> {
         } else {
             join(self.folder, &rel)
         };
-        let at = match self.table.position(&path) {
-            Some(n) => {
-                let (word, bit) = (n / 64, 1u64 << (n % 64));
-                if self.slots[word] & bit != 0 {
-                    return false;
-                }
-                self.slots[word] |= bit;
-                At::Slot(n as u32)
-            }
-            None => {
-                if self.absent.contains_key(&path) {
-                    return false;
-                }
-                // Past four billion paths the entry is dropped: the entry
-                // limits stop an archive long before.
-                let Some(n) = self.absent.insert(&path, ()) else {
-                    return false;
-                };
-                At::Absent(n as u32)
-            }
+        // Past two billion places the entry is refused: the entry limits
+        // stop an archive long before.
+        let Some(n) = self.table.reserve(&path).filter(|&n| n < HAS_SIZE as usize) else {
+            return false;
         };
-        self.entries.push(Entry { at, size, sha256 });
+        let (word, bit) = (n / 64, 1u64 << (n % 64));
+        if word >= self.slots.len() {
+            self.slots.resize(word + 1, 0);
+        }
+        if self.slots[word] & bit != 0 {
+            return false;
+        }
+        self.slots[word] |= bit;
+        let flag = if size.is_some() { HAS_SIZE } else { 0 };
+        self.entries.push(Entry {
+            at: n as u32 | flag,
+            size: size.unwrap_or(0),
+            sha256,
+        });
         true
     }
 }
@@ -594,7 +594,11 @@ impl ListedSink for Compile<'_> {
 /// name) when its member ends, resolving what it lists against the files
 /// hashed so far; [`verify`] judges it after the pass. `Ok(None)` for a
 /// docker-archive `manifest.json`, which is not a release manifest.
-pub fn compile(path: &str, bytes: &[u8], table: &FileTable) -> Result<Option<Listing>, Malformed> {
+pub fn compile(
+    path: &str,
+    bytes: &[u8],
+    table: &mut FileTable,
+) -> Result<Option<Listing>, Malformed> {
     if is_json(path) {
         let hint = count_occurrences(bytes, b"\"sha256\"").min(bytes.len() / 96 + 1);
         return compile_json_with(
@@ -618,7 +622,7 @@ pub fn compile_stream(
     path: &str,
     reader: impl std::io::Read,
     size: Option<u64>,
-    table: &FileTable,
+    table: &mut FileTable,
 ) -> Result<Option<Listing>, Malformed> {
     if is_json(path) {
         return compile_json(path, reader, size, table);
@@ -638,7 +642,7 @@ pub fn compile_json(
     path: &str,
     reader: impl std::io::Read,
     size: Option<u64>,
-    table: &FileTable,
+    table: &mut FileTable,
 ) -> Result<Option<Listing>, Malformed> {
     let hint = size.map_or(0, |s| (s / 96 + 1) as usize);
     let reader = std::io::BufReader::with_capacity(64 << 10, reader);
@@ -654,7 +658,7 @@ fn compile_json_with<'de, R: serde_json::de::Read<'de>>(
     path: &str,
     de: serde_json::Deserializer<R>,
     capacity: usize,
-    table: &FileTable,
+    table: &mut FileTable,
 ) -> Result<Option<Listing>, Malformed> {
     let folder = folder_of(path);
     let mut sink = Compile::new(&folder, capacity, table);
@@ -665,13 +669,12 @@ fn compile_json_with<'de, R: serde_json::de::Read<'de>>(
 }
 
 impl<'a> Compile<'a> {
-    fn new(folder: &'a str, capacity: usize, table: &'a FileTable) -> Self {
+    fn new(folder: &'a str, capacity: usize, table: &'a mut FileTable) -> Self {
         Compile {
+            slots: vec![0; table.places().div_ceil(64)],
             table,
             folder,
             entries: Vec::with_capacity(capacity),
-            absent: PathTable::new(),
-            slots: vec![0; table.len().div_ceil(64)],
         }
     }
 
@@ -688,7 +691,6 @@ impl<'a> Compile<'a> {
             exhaustive,
             images,
             entries: self.entries,
-            absent: self.absent,
         }
     }
 }
@@ -704,16 +706,12 @@ pub fn verify(m: &Listing, table: &FileTable, findings: &Sender<Finding>) {
         problems += 1;
         let _ = findings.send(f.evidence("manifest", m.path.clone()));
     };
-    let mut listed = vec![0u64; table.len().div_ceil(64)];
+    let mut listed = vec![0u64; table.places().div_ceil(64)];
     for e in &m.entries {
-        let slot = match e.at {
-            At::Slot(n) => Some(n as usize),
-            At::Absent(i) => m.absent.at(i as usize).and_then(|(p, _)| table.position(p)),
-        };
-        let Some((n, (path, rec))) = slot.and_then(|n| table.at(n).map(|f| (n, f))) else {
-            // Slots are stable: only an absent path can still be missing.
-            let At::Absent(i) = e.at else { continue };
-            let Some((path, _)) = m.absent.at(i as usize) else {
+        let n = e.slot();
+        let Some((path, rec)) = table.at(n) else {
+            // A place still reserved: the file was never hashed.
+            let Some(path) = table.path_at(n) else {
                 continue;
             };
             send(Finding::new(
@@ -725,7 +723,7 @@ pub fn verify(m: &Listing, table: &FileTable, findings: &Sender<Finding>) {
         };
         listed[n / 64] |= 1 << (n % 64);
         bytes += rec.size;
-        match e.size {
+        match e.size() {
             Some(size) if size != rec.size => send(
                 Finding::new(
                     Code::BundleSizeMismatch,
@@ -762,10 +760,9 @@ pub fn verify(m: &Listing, table: &FileTable, findings: &Sender<Finding>) {
             format!("{}/", m.folder)
         };
         let mut unlisted: Vec<&str> = table
-            .iter()
-            .enumerate()
-            .filter(|(n, _)| listed[n / 64] & (1 << (n % 64)) == 0)
-            .map(|(_, (p, _))| p)
+            .numbered()
+            .filter(|(n, _, _)| listed[n / 64] & (1 << (n % 64)) == 0)
+            .map(|(_, p, _)| p)
             .filter(|p| p.starts_with(&prefix) && !is_own_companion(&m.path, p))
             .collect();
         unlisted.sort_unstable();
@@ -920,36 +917,42 @@ mod tests {
             "ab".repeat(32),
             "cd".repeat(32)
         );
-        let whole = compile("rel/manifest.json", doc.as_bytes(), &table)
+        let (mut t1, mut t2) = (table.clone(), table.clone());
+        let whole = compile("rel/manifest.json", doc.as_bytes(), &mut t1)
             .unwrap()
             .unwrap();
         let streamed = compile_json(
             "rel/manifest.json",
             Trickle(doc.as_bytes()),
             Some(doc.len() as u64),
-            &table,
+            &mut t2,
         )
         .unwrap()
         .unwrap();
-        for l in [&whole, &streamed] {
+        for (l, t) in [(&whole, &t1), (&streamed, &t2)] {
             assert_eq!(l.entries.len(), 2);
-            assert!(matches!(l.entries[0].at, At::Slot(0)));
-            assert!(matches!(l.entries[1].at, At::Absent(0)));
-            assert_eq!(l.absent.keys().collect::<Vec<_>>(), ["rel/b"]);
+            assert_eq!((l.entries[0].slot(), l.entries[0].size()), (0, Some(1)));
+            assert_eq!((l.entries[1].slot(), l.entries[1].size()), (1, Some(2)));
+            // The file not hashed yet has a place, reserved: not a file.
+            assert_eq!(t.path_at(1), Some("rel/b"));
+            assert_eq!((t.at(1), t.len(), t.places()), (None, 1, 2));
             assert_eq!(l.images[0].reference, "r:1");
             assert!(l.exhaustive);
         }
         // A docker-archive manifest.json is not a release manifest, streamed
         // or not; broken JSON is malformed at its line and column.
         let docker = br#" [{"Config":"c.json","Layers":[]}]"#;
-        assert!(compile_json("manifest.json", Trickle(docker), None, &table)
-            .unwrap()
-            .is_none());
+        let mut table = table;
+        assert!(
+            compile_json("manifest.json", Trickle(docker), None, &mut table)
+                .unwrap()
+                .is_none()
+        );
         let e = compile_json(
             "m/manifest.json",
             Trickle(b"{\n  \"files\": [,\n"),
             None,
-            &table,
+            &mut table,
         )
         .unwrap_err();
         assert!(
@@ -963,8 +966,13 @@ mod tests {
                 r#"{{"schema_version":1,"product":"p","version":"1","files":[{{"path":"{dup}","size":1,"sha256":"{h}"}},{{"path":"{dup}","size":1,"sha256":"{h}"}}]}}"#,
                 h = "ab".repeat(32)
             );
-            let e = compile_json("rel/manifest.json", Trickle(doc.as_bytes()), None, &table)
-                .unwrap_err();
+            let e = compile_json(
+                "rel/manifest.json",
+                Trickle(doc.as_bytes()),
+                None,
+                &mut table,
+            )
+            .unwrap_err();
             assert!(e.message.contains("listed more than once"), "{}", e.message);
         }
     }
@@ -996,19 +1004,24 @@ mod tests {
         )]
         .into_iter()
         .collect();
+        // The listing and every place of the table after it, reserved or
+        // recorded: each run on its own copy of the table.
+        let shown = |l: Listing, t: &FileTable| {
+            let places: Vec<_> = (0..t.places()).map(|n| (t.path_at(n), t.at(n))).collect();
+            format!("{l:?} {places:?}")
+        };
         let reference = |path: &str, bytes: &[u8]| -> Result<String, String> {
             let text =
                 std::str::from_utf8(bytes).map_err(|e| format!("{path}: not UTF-8 text ({e})"))?;
             let folder = folder_of(path);
-            let mut sink = Compile::new(&folder, 0, &table);
+            let mut t = table.clone();
+            let mut sink = Compile::new(&folder, 0, &mut t);
             for (n, line) in text.lines().enumerate() {
                 sums_line(path, n + 1, line.trim_end_matches('\r'), &mut sink)
                     .map_err(|m| m.message)?;
             }
-            Ok(format!(
-                "{:?}",
-                sink.into_listing(path, &folder, false, Vec::new())
-            ))
+            let l = sink.into_listing(path, &folder, false, Vec::new());
+            Ok(shown(l, &t))
         };
         let (a, b) = ("ab".repeat(32), "cd".repeat(32));
         let cases: Vec<Vec<u8>> = vec![
@@ -1038,13 +1051,14 @@ mod tests {
         for case in &cases {
             let want = reference("rel/SHA256SUMS", case);
             for piece in [1, 2, 3, 7, 64, 1 << 16] {
+                let mut t = table.clone();
                 let got = compile_stream(
                     "rel/SHA256SUMS",
                     Pieces(case, piece),
                     Some(case.len() as u64),
-                    &table,
+                    &mut t,
                 )
-                .map(|l| format!("{:?}", l.expect("a SHA256SUMS is always a listing")))
+                .map(|l| shown(l.expect("a SHA256SUMS is always a listing"), &t))
                 .map_err(|m| m.message);
                 assert_eq!(
                     got,
@@ -1053,8 +1067,9 @@ mod tests {
                     String::from_utf8_lossy(case)
                 );
             }
-            let whole = compile("rel/SHA256SUMS", case, &table)
-                .map(|l| format!("{:?}", l.unwrap()))
+            let mut t = table.clone();
+            let whole = compile("rel/SHA256SUMS", case, &mut t)
+                .map(|l| shown(l.unwrap(), &t))
                 .map_err(|m| m.message);
             assert_eq!(whole, want, "{:?} whole", String::from_utf8_lossy(case));
         }

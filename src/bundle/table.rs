@@ -1,26 +1,35 @@
 //! The table of hashed files: one record (size and SHA-256) per regular
-//! file of an archive or folder, by normalised member path. The same
-//! layout ([`PathTable`]) keeps a manifest's listed paths that were not
-//! hashed yet when it was read (records of nothing).
+//! file of an archive or folder, by normalised member path. A manifest
+//! read before the files it lists reserves their places
+//! ([`PathTable::reserve`]), so that each path is stored once, whether it
+//! is listed first or hashed first (a `SHA256SUMS` at the top of a release
+//! lists every file before any is hashed).
 //!
 //! It is the one structure of a pass that grows with the number of entries
 //! and lives until the manifests are checked, so it is laid out compactly:
 //! every path is appended to one text arena, every record is a fixed-size
-//! slot, and the index is an open-addressing table of 4-byte slot numbers
-//! (load at most 1/2), keyed by a randomly seeded SipHash so that a hostile
-//! archive cannot choose colliding names. About 70 bytes per file plus its
-//! path, against about 200 for a `HashMap<String, _>`.
+//! slot (48 bytes for a file), and the index is an open-addressing table
+//! of 4-byte slot numbers (load at most 1/2), keyed by a randomly seeded
+//! SipHash so that a hostile archive cannot choose colliding names. About
+//! 60 bytes per file plus its path, against about 200 for a
+//! `HashMap<String, _>`.
 //!
 //! Guarantees:
 //! - a later insert of the same path replaces the record in place, as a
 //!   later tar entry replaces an earlier one on extraction; slot numbers
-//!   ([`FileTable::position`]) are stable once given;
-//! - iteration is in first-insertion order; callers that print sort.
+//!   ([`PathTable::position`], [`PathTable::place`]) are stable once given,
+//!   and a reserved place keeps its number when its file is recorded;
+//! - a reserved place is not a file: `len`, `iter`, `get`, `position` and
+//!   `at` see only recorded ones;
+//! - iteration is in the order places were first given; callers that
+//!   print sort;
+//! - past four billion places, or 4 GiB of path text, nothing more is
+//!   recorded (`None`): the entry limits stop an archive long before.
 
 use std::hash::BuildHasher;
 
 /// What the pass learnt about one regular file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FileRecord {
     pub size: u64,
     pub sha256: [u8; 32],
@@ -28,10 +37,15 @@ pub struct FileRecord {
 
 #[derive(Debug, Clone)]
 struct Slot<R> {
-    start: usize,
+    /// Where its path starts in the arena.
+    start: u32,
+    /// Its path's length, with [`RESERVED`] while nothing is recorded.
     len: u32,
     rec: R,
 }
+
+/// The bit of [`Slot::len`] that marks a place reserved, not recorded.
+const RESERVED: u32 = 1 << 31;
 
 const EMPTY: u32 = u32::MAX;
 
@@ -43,6 +57,8 @@ pub struct PathTable<R> {
     /// Slot numbers, `EMPTY` for a free place; its length is 0 or a power
     /// of two at least twice the number of slots.
     index: Vec<u32>,
+    /// How many slots are reserved places.
+    reserved: usize,
     seed: std::collections::hash_map::RandomState,
 }
 
@@ -67,20 +83,32 @@ impl<R> PathTable<R> {
             arena: String::new(),
             slots: Vec::new(),
             index: Vec::new(),
+            reserved: 0,
             seed: Default::default(),
         }
     }
 
+    /// How many records (reserved places are not counted).
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.slots.len() - self.reserved
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len() == 0
+    }
+
+    /// How many places, reserved or not: every slot number is below it.
+    pub fn places(&self) -> usize {
+        self.slots.len()
     }
 
     fn path_of(&self, slot: &Slot<R>) -> &str {
-        &self.arena[slot.start..slot.start + slot.len as usize]
+        let start = slot.start as usize;
+        &self.arena[start..start + (slot.len & !RESERVED) as usize]
+    }
+
+    fn recorded(&self, n: usize) -> Option<&Slot<R>> {
+        self.slots.get(n).filter(|s| s.len & RESERVED == 0)
     }
 
     /// The place of `path` in the index: its slot number, or the free
@@ -97,32 +125,54 @@ impl<R> PathTable<R> {
         }
     }
 
-    /// Records `path`, replacing an earlier record of the same path, and
-    /// gives its slot number (`None` past four billion slots: refused).
+    /// Records `path`, replacing an earlier record of the same path or
+    /// filling its reserved place, and gives its slot number (`None` when
+    /// refused: see the module's guarantees).
     pub fn insert(&mut self, path: &str, rec: R) -> Option<usize> {
-        if !self.index.is_empty() {
-            if let (_, Some(n)) = self.probe(path) {
-                self.slots[n].rec = rec;
-                return Some(n);
+        if let Some(n) = self.place(path) {
+            let slot = &mut self.slots[n];
+            if slot.len & RESERVED != 0 {
+                slot.len &= !RESERVED;
+                self.reserved -= 1;
             }
+            slot.rec = rec;
+            return Some(n);
         }
-        // Slot numbers are u32 and a path's length too: four billion files
-        // would need hundreds of GiB here first, and the entry limits stop
-        // an archive long before. Refusing the record keeps this total.
-        let (Ok(_), Ok(len)) = (
-            u32::try_from(self.slots.len() + 1),
-            u32::try_from(path.len()),
-        ) else {
-            return None;
-        };
+        self.push(path, rec, 0)
+    }
+
+    /// The slot number of `path`, recorded or not: a new place, reserved,
+    /// when it has none yet (`None` when refused).
+    pub fn reserve(&mut self, path: &str) -> Option<usize>
+    where
+        R: Default,
+    {
+        if let Some(n) = self.place(path) {
+            return Some(n);
+        }
+        let n = self.push(path, R::default(), RESERVED)?;
+        self.reserved += 1;
+        Some(n)
+    }
+
+    fn push(&mut self, path: &str, rec: R, flag: u32) -> Option<usize> {
+        let len = u32::try_from(path.len())
+            .ok()
+            .filter(|l| l & RESERVED == 0)?;
+        let start = u32::try_from(self.arena.len()).ok()?;
+        u32::try_from(self.arena.len() + path.len()).ok()?;
+        // EMPTY is never a slot number.
+        u32::try_from(self.slots.len() + 1)
+            .ok()
+            .filter(|&n| n != EMPTY)?;
         if (self.slots.len() + 1) * 2 > self.index.len() {
             self.grow();
         }
         let (place, _) = self.probe(path);
         self.index[place] = self.slots.len() as u32;
         self.slots.push(Slot {
-            start: self.arena.len(),
-            len,
+            start,
+            len: len | flag,
             rec,
         });
         self.arena.push_str(path);
@@ -134,7 +184,7 @@ impl<R> PathTable<R> {
         self.index = vec![EMPTY; size];
         let mask = size - 1;
         for (n, slot) in self.slots.iter().enumerate() {
-            let path = &self.arena[slot.start..slot.start + slot.len as usize];
+            let path = self.path_of(slot);
             let mut i = self.seed.hash_one(path.as_bytes()) as usize & mask;
             while self.index[i] != EMPTY {
                 i = (i + 1) & mask;
@@ -143,12 +193,18 @@ impl<R> PathTable<R> {
         }
     }
 
-    /// The slot number of `path`, stable for the table's life.
-    pub fn position(&self, path: &str) -> Option<usize> {
+    /// The slot number of `path`, reserved or recorded.
+    pub fn place(&self, path: &str) -> Option<usize> {
         if self.index.is_empty() {
             return None;
         }
         self.probe(path).1
+    }
+
+    /// The slot number of the record of `path`, stable for the table's
+    /// life.
+    pub fn position(&self, path: &str) -> Option<usize> {
+        self.place(path).filter(|&n| self.recorded(n).is_some())
     }
 
     pub fn get(&self, path: &str) -> Option<&R> {
@@ -159,14 +215,29 @@ impl<R> PathTable<R> {
         self.position(path).is_some()
     }
 
-    /// Path and record of slot `n` (see [`FileTable::position`]).
+    /// Path and record of slot `n` (see [`PathTable::position`]); `None`
+    /// for a reserved place.
     pub fn at(&self, n: usize) -> Option<(&str, &R)> {
-        self.slots.get(n).map(|s| (self.path_of(s), &s.rec))
+        self.recorded(n).map(|s| (self.path_of(s), &s.rec))
     }
 
-    /// Every file, in the order first seen.
+    /// The path of slot `n`, reserved or recorded.
+    pub fn path_at(&self, n: usize) -> Option<&str> {
+        self.slots.get(n).map(|s| self.path_of(s))
+    }
+
+    /// Every record with its slot number, in the order places were given.
+    pub fn numbered(&self) -> impl Iterator<Item = (usize, &str, &R)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.len & RESERVED == 0)
+            .map(|(n, s)| (n, self.path_of(s), &s.rec))
+    }
+
+    /// Every record, in the order places were given.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &R)> {
-        self.slots.iter().map(|s| (self.path_of(s), &s.rec))
+        self.numbered().map(|(_, p, r)| (p, r))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
@@ -243,6 +314,55 @@ mod tests {
         assert_eq!(t.insert("a", ()), Some(0));
         assert_eq!(t.len(), 2);
         assert_eq!(t.at(1), Some(("b", &())));
+    }
+
+    /// Reserved places against a model: a map of records and a list of
+    /// every path in the order it was first given a place.
+    #[test]
+    fn reserved_places_are_not_files_until_recorded() {
+        let mut t = FileTable::new();
+        let mut records: HashMap<String, FileRecord> = HashMap::new();
+        let mut order: Vec<String> = Vec::new();
+        for i in 0..6000u64 {
+            let p = format!("d{}/f{}", i % 13, i % 2500);
+            let n = if i % 3 == 0 {
+                records.insert(p.clone(), rec(i));
+                t.insert(&p, rec(i))
+            } else {
+                t.reserve(&p)
+            }
+            .unwrap();
+            if !order.contains(&p) {
+                order.push(p.clone());
+            }
+            assert_eq!(order[n], p, "a path keeps its place");
+        }
+        assert_eq!((t.len(), t.places()), (records.len(), order.len()));
+        assert!(t.places() > t.len(), "some places stayed reserved");
+        for (n, p) in order.iter().enumerate() {
+            assert_eq!(t.path_at(n), Some(p.as_str()));
+            assert_eq!(t.place(p), Some(n));
+            let r = records.get(p);
+            assert_eq!(t.get(p), r, "{p}");
+            assert_eq!(t.contains_key(p), r.is_some());
+            assert_eq!(t.position(p), r.map(|_| n));
+            assert_eq!(t.at(n), r.map(|r| (p.as_str(), r)));
+        }
+        let listed: Vec<(usize, &str)> = t.numbered().map(|(n, p, _)| (n, p)).collect();
+        let want: Vec<(usize, &str)> = order
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| records.contains_key(*p))
+            .map(|(n, p)| (n, p.as_str()))
+            .collect();
+        assert_eq!(listed, want, "records in the order places were given");
+        assert_eq!(t.iter().count(), t.len());
+        // Reserving a recorded path changes nothing.
+        let (p, r) = records.iter().next().unwrap();
+        let n = t.position(p).unwrap();
+        assert_eq!(t.reserve(p), Some(n));
+        assert_eq!(t.get(p), Some(r));
+        assert!(t.path_at(t.places()).is_none());
     }
 
     #[test]

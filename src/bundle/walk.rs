@@ -1010,7 +1010,7 @@ impl WalkContext {
             error: None,
         };
         let listing =
-            streamed.then(|| manifest::compile_stream(&path, &mut tee, meta.size, &self.files));
+            streamed.then(|| manifest::compile_stream(&path, &mut tee, meta.size, &mut self.files));
         // Everything (or what the parser left: after an error, trailing
         // bytes) is read, hashed and scanned to the member's end.
         tee.sink.stop_when_over = false;
@@ -1114,7 +1114,7 @@ impl WalkContext {
                 // text can go (see manifest::Listing); judged in `finish`.
                 let listing = match streamed_listing {
                     Some(l) => l,
-                    None => manifest::compile(&path, &bytes, &self.files),
+                    None => manifest::compile(&path, &bytes, &mut self.files),
                 };
                 // Not a release manifest but a `docker save` one: kept for
                 // the image rules of its folder.
