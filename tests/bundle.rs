@@ -1037,6 +1037,24 @@ fn a_nested_gzip_is_judged_as_a_release_is() {
             .collect();
         assert_eq!(want.len(), 1, "{case}: {want:?}");
         let want = &want[0];
+        // GNU gzip's verdict on the same bytes, as an oracle: where it
+        // refuses the stream (exit 1), the pass fails it at the gzip layer;
+        // where it decodes it (exit 0, or 2 for a warning), the finding is
+        // about what follows the compressed data or about the tar inside.
+        let gnu = std::process::Command::new("gzip")
+            .arg("-t")
+            .arg(dir.join(case))
+            .output()
+            .expect("GNU gzip (Debian's gzip package)");
+        let gnu_said = String::from_utf8_lossy(&gnu.stderr);
+        let gzip_layer = want.code.starts_with("bundle:gzip")
+            || (want.code == "bundle:truncated" && want.message.contains("gzip"));
+        assert_eq!(
+            gnu.status.code() == Some(1),
+            gzip_layer && want.status == "fail",
+            "{case}: GNU gzip exit {:?} ({gnu_said}), the pass: {want:?}",
+            gnu.status.code()
+        );
         for member in ["images/app.tar.gz", "data/blob.tar.gz"] {
             let outer = RawTar::new()
                 .file("README.md", b"a release\n")

@@ -263,6 +263,10 @@ pub struct Gunzip {
     state: Gz,
     member_start: u64,
     flags: u8,
+    /// CRC-32 of the member's header so far, for FHCRC (RFC 1952: its two
+    /// low bytes), and the first byte of that field once seen.
+    hdr_crc: Crc,
+    hcrc_low: u8,
     d: Decompress,
     crc: Crc,
     /// Bytes the current member decompressed to so far.
@@ -284,6 +288,8 @@ impl Gunzip {
             state: Gz::Header(Hdr::Magic(false)),
             member_start: 0,
             flags: 0,
+            hdr_crc: Crc::new(),
+            hcrc_low: 0,
             d: Decompress::new(false),
             crc: Crc::new(),
             produced: 0,
@@ -457,6 +463,8 @@ impl Gunzip {
             Gz::NextMagic { at: first } => {
                 if b == 0x8b {
                     self.member_start = first;
+                    self.hdr_crc = Crc::new();
+                    self.hdr_crc.update(&[0x1f, 0x8b]);
                     self.state = Gz::Header(Hdr::Method);
                 } else {
                     self.trailing(out, first);
@@ -470,6 +478,9 @@ impl Gunzip {
 
     fn header_byte(&mut self, h: Hdr, b: u8, out: &mut ForwardingSender) {
         let start = self.member_start;
+        if !matches!(h, Hdr::Hcrc(_)) {
+            self.hdr_crc.update(&[b]);
+        }
         let next = match h {
             Hdr::Magic(false) if b == 0x1f => Hdr::Magic(true),
             Hdr::Magic(true) if b == 0x8b => Hdr::Method,
@@ -511,11 +522,30 @@ impl Gunzip {
             // a hostile name only costs reading, never memory.
             Hdr::Name if b != 0 => Hdr::Name,
             Hdr::Comment if b != 0 => Hdr::Comment,
-            Hdr::Hcrc(2) => Hdr::Hcrc(1),
+            Hdr::Hcrc(2) => {
+                self.hcrc_low = b;
+                Hdr::Hcrc(1)
+            }
+            // GNU gzip and zlib refuse a header whose checksum is wrong
+            // (Python's gzip module and libarchive skip it): the header is
+            // not as it was written.
+            Hdr::Hcrc(_) => {
+                let stored = u16::from_le_bytes([self.hcrc_low, b]);
+                let computed = self.hdr_crc.sum() as u16;
+                if stored != computed {
+                    let at = self.offset - 1;
+                    return self.fail(
+                        out,
+                        Code::BundleGzipCorrupt,
+                        at,
+                        format!("gzip member at byte {start}: header checksum (FHCRC) {stored:#06x} at byte {at}, but its header's bytes give {computed:#06x}"),
+                    );
+                }
+                return self.start_member();
+            }
             Hdr::Fixed(_) | Hdr::Extra(_) => return self.after(Hdr::Extra(0)),
             Hdr::Name => return self.after(Hdr::Name),
             Hdr::Comment => return self.after(Hdr::Comment),
-            Hdr::Hcrc(_) => return self.start_member(),
         };
         self.state = Gz::Header(next);
         // An empty FEXTRA (XLEN 0) is complete as soon as XLEN is read.
@@ -880,7 +910,10 @@ mod tests {
             v.extend_from_slice(b"a comment\0");
         }
         if flags & 0x02 != 0 {
-            v.extend_from_slice(&[0xab, 0xcd]);
+            // The two low bytes of the CRC-32 of the header before it.
+            let mut crc = Crc::new();
+            crc.update(&v);
+            v.extend_from_slice(&(crc.sum() as u16).to_le_bytes());
         }
         let mut e = flate2::write::DeflateEncoder::new(Vec::new(), Compression::new(6));
         e.write_all(data).unwrap();
@@ -892,9 +925,38 @@ mod tests {
         v
     }
 
+    /// What GNU gzip, the format's reference decoder, makes of `gz`: its
+    /// output, or its complaint (exit status and message). An oracle written
+    /// by others for the headers built by hand here.
+    fn gnu_gunzip(gz: &[u8]) -> Result<Vec<u8>, String> {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("gzip")
+            .arg("-dc")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("GNU gzip (Debian's gzip package)");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = gz.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        match out.status.code() {
+            Some(0) => Ok(out.stdout),
+            code => Err(format!(
+                "exit {code:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        }
+    }
+
     /// Every combination of the header's optional fields decodes, whatever
-    /// the cut, and a stream cut inside any of them is a truncated header
-    /// reported at the byte where the data ends.
+    /// the cut, as GNU gzip decodes it; a stream cut inside any of them is
+    /// a truncated header reported at the byte where the data ends, where
+    /// GNU gzip finds an unexpected end of file.
     #[test]
     fn optional_header_fields_decode_and_truncate_at_every_piece_size() {
         let data = payload(3, 20_000, 77);
@@ -902,6 +964,11 @@ mod tests {
             let flags = flags & 0x1e;
             for extra in [0, 1, 300] {
                 let gz = gzip_with_fields(&data, flags, extra);
+                assert!(
+                    gnu_gunzip(&gz) == Ok(data.clone()),
+                    "GNU gzip refuses the header {flags:#x} {extra}: {:?}",
+                    gnu_gunzip(&gz).err()
+                );
                 let header_len = gz.len() - 8 - {
                     let mut e = flate2::write::DeflateEncoder::new(Vec::new(), Compression::new(6));
                     e.write_all(&data).unwrap();
@@ -918,11 +985,48 @@ mod tests {
                     assert_eq!(r.stats.members, 1);
                 }
                 for cut in [3, 4, 9, header_len - 1] {
+                    let gnu = gnu_gunzip(&gz[..cut]).unwrap_err();
+                    assert!(gnu.contains("unexpected end of file"), "{cut}: {gnu}");
                     let r = run_gunzip(&gz[..cut], 7);
                     let f = r.only(Code::BundleTruncated);
                     assert_eq!(f.evidence["offset"], cut as u64, "{flags:#x} {extra} {cut}");
                     assert!(f.message.contains("header at byte 0"), "{}", f.message);
                 }
+            }
+        }
+    }
+
+    /// A header whose checksum (FHCRC) does not match its bytes is corrupt,
+    /// as GNU gzip and zlib judge it, at the field's byte, whatever the
+    /// other optional fields and however the bytes arrive; the member's
+    /// data is not decoded.
+    #[test]
+    fn a_wrong_header_checksum_is_corrupt() {
+        let data = payload(1, 5000, 9);
+        for flags in [0x02u8, 0x06, 0x0a, 0x12, 0x1e] {
+            let mut gz = gzip_with_fields(&data, flags, 5);
+            let field = gz.len()
+                - 8
+                - {
+                    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), Compression::new(6));
+                    e.write_all(&data).unwrap();
+                    e.finish().unwrap().len()
+                }
+                - 2;
+            assert_eq!(gnu_gunzip(&gz), Ok(data.clone()), "{flags:#x}");
+            gz[field] ^= 0x5a;
+            let gnu = gnu_gunzip(&gz).unwrap_err();
+            assert!(gnu.contains("header checksum"), "{flags:#x}: {gnu}");
+            for piece in PIECES {
+                let r = run_gunzip(&gz, piece);
+                let f = r.only(Code::BundleGzipCorrupt);
+                assert_eq!(f.evidence["offset"], field as u64, "{flags:#x} {piece}");
+                assert!(
+                    f.message.contains("header checksum (FHCRC)"),
+                    "{}",
+                    f.message
+                );
+                assert!(r.out.is_empty(), "{flags:#x} {piece}: data decoded");
             }
         }
     }

@@ -689,6 +689,16 @@ def _():
     return bytes(gz)
 
 
+@case("gzip-bad-header-crc.tar.gz", [("bundle:gzip-corrupt", "-")])
+def _():
+    # FHCRC set, and the two bytes after the fixed header are not the low
+    # bytes of its CRC-32: GNU gzip and zlib refuse the member.
+    h = bytearray(GZIP_HEADER)
+    h[3] |= 0x02
+    good = zlib.crc32(bytes(h)) & 0xFFFF
+    return bytes(h) + struct.pack("<H", good ^ 0x5A5A) + gzip(SMALL_TAR)[len(GZIP_HEADER):]
+
+
 @case("zstd-size-too-large.tar.zst", [("bundle:zstd-corrupt", "-")])
 def _():
     # Frame_Content_Size claims a terabyte; the frame holds a small tar.
