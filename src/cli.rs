@@ -244,8 +244,8 @@ impl ArchiveArgs {
 /// finding that names the member and the flag; sizes take units (`64MiB`).
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
-    /// Largest manifest (manifest.json, SHA256SUMS) loaded into memory; all manifests
-    /// together may take twice this.
+    /// Largest manifest (manifest.json, SHA256SUMS) read; all manifests together may take
+    /// twice this.
     #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_size)]
     pub max_manifest_size: u64,
     /// Deepest nesting of archives opened (1: archives in the release; 2: archives in those...).

@@ -344,7 +344,7 @@ codes! {
         "A release manifest could not be parsed or breaks the format in docs/bundle-format.md (the message gives line and column).",
         "Obtain the vendor's original manifest; if you wrote it, fix the line named.";
     BundleManifestTooLarge => "bundle:manifest-too-large", Fail,
-        "A release manifest is larger than the configured limit, so it was not loaded into memory.",
+        "A release manifest is larger than the configured limit, so its list of files was not read.",
         "Raise `--max-manifest-size` if the manifest is genuine.";
     BundleFileMissing => "bundle:file-missing", Fail,
         "A file listed in a release manifest is not in the archive.",

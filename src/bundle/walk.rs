@@ -45,7 +45,7 @@ use crate::finding::{Code, Finding};
 /// a limit never silently shortens the verification.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest release manifest loaded into memory.
+    /// Largest release manifest read (it is parsed as it streams).
     pub max_manifest_size: u64,
     /// Largest small file (image config, index, Chart.yaml) kept for parsing
     /// inside a nested archive.
