@@ -1028,6 +1028,34 @@ mod tests {
                 );
                 assert!(r.out.is_empty(), "{flags:#x} {piece}: data decoded");
             }
+            // The same member after an intact one: its checksum covers its
+            // own header only, from its magic on.
+            let first = gzip(&payload(2, 3000, 4), 6);
+            let mut two = first.clone();
+            two.extend_from_slice(&gzip_with_fields(&data, flags, 5));
+            assert_eq!(
+                gnu_gunzip(&two).map(|o| o.len()),
+                Ok(3000 + data.len()),
+                "{flags:#x}"
+            );
+            for piece in PIECES {
+                let r = run_gunzip(&two, piece);
+                assert!(
+                    r.findings.is_empty(),
+                    "{flags:#x} {piece}: {:?}",
+                    r.findings
+                );
+                assert_eq!(r.out.len(), 3000 + data.len(), "{flags:#x} {piece}");
+            }
+            two[first.len() + field] ^= 0x5a;
+            let gnu = gnu_gunzip(&two).unwrap_err();
+            assert!(gnu.contains("header checksum"), "{flags:#x}: {gnu}");
+            for piece in PIECES {
+                let r = run_gunzip(&two, piece);
+                let f = r.only(Code::BundleGzipCorrupt);
+                let at = (first.len() + field) as u64;
+                assert_eq!(f.evidence["offset"], at, "{flags:#x} {piece}");
+            }
         }
     }
 
