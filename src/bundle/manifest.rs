@@ -383,18 +383,13 @@ fn strip_position(msg: &str) -> &str {
     msg.rfind(" at line ").map(|i| &msg[..i]).unwrap_or(msg)
 }
 
-/// Reads a `SHA256SUMS` file into `sink`: GNU (`hex  path`, `hex *path`)
-/// and BSD (`SHA256 (path) = hex`) lines; blank lines and `#` comments are
-/// skipped.
-fn read_sums<S: ListedSink>(path: &str, bytes: &[u8], sink: &mut S) -> Result<(), Malformed> {
-    read_sums_from(path, bytes, sink)
-}
-
-/// [`read_sums`] as the text streams by, a line at a time, so that the pass
-/// never holds the whole file (a 200,000-file release lists 20 MiB). The
-/// verdict is the text's as a whole: a file that is not UTF-8 is reported
-/// as such, with the offset of its first invalid byte, even when a line
-/// before it is malformed; otherwise the first malformed line is reported.
+/// Reads a `SHA256SUMS` file into `sink` as its text streams by, a line at
+/// a time: GNU (`hex  path`, `hex *path`) and BSD (`SHA256 (path) = hex`)
+/// lines; blank lines and `#` comments are skipped. The pass never holds
+/// the whole file (a 200,000-file release lists 20 MiB). The verdict is
+/// the text's as a whole: a file that is not UTF-8 is reported as such,
+/// with the offset of its first invalid byte, even when a line before it
+/// is malformed; otherwise the first malformed line is reported.
 fn read_sums_from<S: ListedSink>(
     path: &str,
     mut reader: impl std::io::BufRead,
@@ -472,7 +467,7 @@ pub fn parse_sums(path: &str, bytes: &[u8]) -> Result<ReleaseManifest, Malformed
     let folder = folder_of(path);
     // One allocation, no doubling slack: a 16 MiB file lists 200,000 paths.
     let mut sink = Collect::new(&folder, bytecount_lines(bytes));
-    read_sums(path, bytes, &mut sink)?;
+    read_sums_from(path, bytes, &mut sink)?;
     Ok(ReleaseManifest {
         path: path.to_string(),
         folder,
@@ -610,7 +605,7 @@ pub fn compile(
     }
     let folder = folder_of(path);
     let mut sink = Compile::new(&folder, bytecount_lines(bytes), table);
-    read_sums(path, bytes, &mut sink)?;
+    read_sums_from(path, bytes, &mut sink)?;
     Ok(Some(sink.into_listing(path, &folder, false, Vec::new())))
 }
 
@@ -883,26 +878,22 @@ mod tests {
         assert_eq!(m.files[4999].path, "rel/f/4999");
     }
 
-    /// One byte per read: what a member split across tar blocks and
-    /// chunks looks like to the streaming parser.
-    struct Trickle<'a>(&'a [u8]);
+    /// Up to `n` bytes per read; one byte per read is what a member split
+    /// across tar blocks and chunks can look like to a streaming parser.
+    struct Pieces<'a>(&'a [u8], usize);
 
-    impl std::io::Read for Trickle<'_> {
+    impl std::io::Read for Pieces<'_> {
         fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-            match (self.0.split_first(), out.first_mut()) {
-                (Some((b, rest)), Some(o)) => {
-                    *o = *b;
-                    self.0 = rest;
-                    Ok(1)
-                }
-                _ => Ok(0),
-            }
+            let n = self.0.len().min(self.1).min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
         }
     }
 
-    #[test]
-    fn streamed_and_whole_manifests_read_alike() {
-        let table: FileTable = [(
+    /// A table holding one hashed file, `rel/a`.
+    fn one_file() -> FileTable {
+        [(
             "rel/a",
             FileRecord {
                 size: 1,
@@ -910,7 +901,12 @@ mod tests {
             },
         )]
         .into_iter()
-        .collect();
+        .collect()
+    }
+
+    #[test]
+    fn streamed_and_whole_manifests_read_alike() {
+        let table = one_file();
         let doc = format!(
             r#"{{"schema_version":1,"product":"p","version":"1","images":[{{"ref":"r:1","path":"i.tar"}}],
               "files":[{{"path":"a","size":1,"sha256":"{}"}},{{"path":"./b","size":2,"sha256":"{}"}}]}}"#,
@@ -923,7 +919,7 @@ mod tests {
             .unwrap();
         let streamed = compile_json(
             "rel/manifest.json",
-            Trickle(doc.as_bytes()),
+            Pieces(doc.as_bytes(), 1),
             Some(doc.len() as u64),
             &mut t2,
         )
@@ -944,13 +940,13 @@ mod tests {
         let docker = br#" [{"Config":"c.json","Layers":[]}]"#;
         let mut table = table;
         assert!(
-            compile_json("manifest.json", Trickle(docker), None, &mut table)
+            compile_json("manifest.json", Pieces(docker, 1), None, &mut table)
                 .unwrap()
                 .is_none()
         );
         let e = compile_json(
             "m/manifest.json",
-            Trickle(b"{\n  \"files\": [,\n"),
+            Pieces(b"{\n  \"files\": [,\n", 1),
             None,
             &mut table,
         )
@@ -968,24 +964,12 @@ mod tests {
             );
             let e = compile_json(
                 "rel/manifest.json",
-                Trickle(doc.as_bytes()),
+                Pieces(doc.as_bytes(), 1),
                 None,
                 &mut table,
             )
             .unwrap_err();
             assert!(e.message.contains("listed more than once"), "{}", e.message);
-        }
-    }
-
-    /// Up to `n` bytes per read.
-    struct Pieces<'a>(&'a [u8], usize);
-
-    impl std::io::Read for Pieces<'_> {
-        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.0.len().min(self.1).min(out.len());
-            out[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
         }
     }
 
@@ -995,15 +979,7 @@ mod tests {
     /// then `str::lines`. At every piece size, down to one byte.
     #[test]
     fn streamed_sums_read_as_the_whole_text() {
-        let table: FileTable = [(
-            "rel/a",
-            FileRecord {
-                size: 1,
-                sha256: [0xab; 32],
-            },
-        )]
-        .into_iter()
-        .collect();
+        let table = one_file();
         // The listing and every place of the table after it, reserved or
         // recorded: each run on its own copy of the table.
         let shown = |l: Listing, t: &FileTable| {
