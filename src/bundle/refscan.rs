@@ -11,9 +11,12 @@
 //!   by line (`scripts/bench-refscan.sh` measures it); the references found
 //!   are exactly those of [`scan_line`] applied to every line (the old
 //!   per-line scan, kept in the tests, is the oracle);
-//! - a line costs no allocation of its own, and a reference one record and
-//!   its bytes in the scanner's arena: a text dense with URLs is not
-//!   slowed by the allocator;
+//! - a line costs no allocation of its own; a reference is classified as
+//!   it is found ([`Perimeter::is_internal`] allocates nothing), and only
+//!   the external ones the report can still keep are stored, one record
+//!   and their bytes in an arena ([`External`]): a file's scan holds at
+//!   most a few thousand references, however many it finds, and its
+//!   findings are those that keeping them all would have given;
 //! - the release's text is scanned on a thread of its own (`walk`'s
 //!   `ScanThread`), off the tar reader's thread;
 //! - `--no-content` does not scan (see `walk`): the scan reads what the text
@@ -24,12 +27,12 @@
 //!   not a host until rendered.
 
 use std::net::IpAddr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use crossbeam_channel::Sender;
 use memchr::memmem;
 
-use crate::finding::{Code, Finding, Status};
+use crate::finding::{Code, Finding, Status, MAX_FINDINGS_PER_CODE};
 
 /// Longest line examined; the rest of a longer line is skipped.
 pub const MAX_LINE: usize = 64 << 10;
@@ -45,30 +48,35 @@ pub struct Perimeter {
     pub deny_external: bool,
 }
 
-/// Names that never reach the internet: reserved or cluster-internal.
-const INTERNAL_SUFFIXES: &[&str] = &[
-    ".svc",
-    ".cluster.local",
-    ".local",
-    ".internal",
-    ".localhost",
-    ".test",
-    ".invalid",
-    ".example",
-    ".home.arpa",
-    ".lan",
-];
+/// Names that never reach the internet: reserved or cluster-internal, by
+/// their last label (`.cluster.local` is under `.local`); `.home.arpa` is
+/// the one of two labels.
+fn internal_name(host: &str) -> bool {
+    let last = match memchr::memrchr(b'.', host.as_bytes()) {
+        Some(i) => &host[i + 1..],
+        None => host,
+    };
+    match last {
+        "svc" | "local" | "internal" | "localhost" | "test" | "invalid" | "example" | "lan" => true,
+        "arpa" => host.ends_with(".home.arpa"),
+        _ => false,
+    }
+}
 
 impl Perimeter {
     /// Whether `host` (lower case, no port) is inside the perimeter.
+    ///
+    /// Called for every reference as it is found, so it allocates nothing
+    /// and parses as an address only what can be one.
     pub fn is_internal(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.');
-        if let Ok(ip) = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-        {
-            return is_private(ip);
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        // An IPv4 address starts with a digit and an IPv6 one holds a `:`;
+        // a name has neither, and parsing it would only fail.
+        if bare.as_bytes().first().is_some_and(u8::is_ascii_digit) || bare.contains(':') {
+            if let Ok(ip) = bare.parse::<IpAddr>() {
+                return is_private(ip);
+            }
         }
         if !host.contains('.') || host == "localhost" {
             return true; // a single label resolves only inside
@@ -76,14 +84,25 @@ impl Perimeter {
         if self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
             return true;
         }
-        if self.domains.iter().any(|d| {
-            let d = d.trim_start_matches('.').to_ascii_lowercase();
-            host == d || host.ends_with(&format!(".{d}"))
-        }) {
+        if self
+            .domains
+            .iter()
+            .any(|d| in_domain(host, d.trim_start_matches('.')))
+        {
             return true;
         }
-        INTERNAL_SUFFIXES.iter().any(|s| host.ends_with(s))
+        internal_name(host)
     }
+}
+
+/// Whether `host` is `domain` or one of its sub-domains, ASCII case aside
+/// (as bytes: a name with other characters matches only byte for byte).
+fn in_domain(host: &str, domain: &str) -> bool {
+    let (h, d) = (host.as_bytes(), domain.as_bytes());
+    let Some(cut) = h.len().checked_sub(d.len()) else {
+        return false;
+    };
+    h[cut..].eq_ignore_ascii_case(d) && (cut == 0 || h[cut - 1] == b'.')
 }
 
 fn is_private(ip: IpAddr) -> bool {
@@ -150,11 +169,9 @@ pub fn image_host(reference: &str) -> Option<String> {
 fn image_host_as_written(reference: &str) -> Option<&str> {
     let r = reference.trim().trim_matches(|c| c == '"' || c == '\'');
     let b = r.as_bytes();
-    if b.is_empty() || has_pair(b, b'{') || b.contains(&b' ') || b[0] == b'$' {
-        return None;
-    }
     // Bytes: a non-ASCII character's bytes are all non-ASCII, refused as
-    // the character would be.
+    // the character would be; so are a template's `{{`, a space and a
+    // `$` variable.
     const fn table() -> [bool; 256] {
         let mut t = [false; 256];
         let mut c = 0;
@@ -171,16 +188,32 @@ fn image_host_as_written(reference: &str) -> Option<&str> {
         t
     }
     const ALLOWED: [bool; 256] = table();
-    let valid = b.iter().all(|&c| ALLOWED[c as usize]);
-    if !valid || r.starts_with('/') || r.ends_with(':') {
+    if b.is_empty()
+        || !b.iter().all(|&c| ALLOWED[c as usize])
+        || b[0] == b'/'
+        || b[b.len() - 1] == b':'
+    {
         return None;
     }
-    match r.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-            Some(first.split(':').next().unwrap_or(first))
-        }
-        _ => Some("docker.io"),
+    // The first component (before a `/`) is a registry if it has a `.`
+    // or a `:`, or is `localhost`; its host ends at the first `:`.
+    let Some(slash) = b.iter().position(|&c| c == b'/') else {
+        return Some("docker.io");
+    };
+    let first = &b[..slash];
+    let colon = first.iter().position(|&c| c == b':');
+    if colon.is_some() || first.contains(&b'.') || first == b"localhost" {
+        // ASCII throughout: any index is a character boundary.
+        Some(&r[..colon.unwrap_or(slash)])
+    } else {
+        Some("docker.io")
     }
+}
+
+/// `s` up to the first byte `stop` accepts, all of it if none does (an
+/// ASCII byte: a character boundary).
+fn until(s: &str, stop: impl Fn(u8) -> bool) -> &str {
+    &s[..s.bytes().position(stop).unwrap_or(s.len())]
 }
 
 /// What a line must hold to carry a reference: a scheme's `://`, or an
@@ -281,16 +314,15 @@ fn scan_line_with(
             let after = &line[p + 3..];
             let end = url_end(after);
             let url = &after[..end];
-            let authority = url.split(['/', '?', '#']).next().unwrap_or("");
-            let hostport = authority.rsplit('@').next().unwrap_or(authority);
+            let authority = until(url, |b| matches!(b, b'/' | b'?' | b'#'));
+            let hostport = match memchr::memrchr(b'@', authority.as_bytes()) {
+                Some(i) => &authority[i + 1..],
+                None => authority,
+            };
             let host = if hostport.starts_with('[') {
-                hostport
-                    .split(']')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start_matches('[')
+                until(hostport, |b| b == b']').trim_start_matches('[')
             } else {
-                hostport.split(':').next().unwrap_or("")
+                until(hostport, |b| b == b':')
             };
             if !host.is_empty() && !has_pair(url.as_bytes(), b'{') && !host.contains('$') {
                 push("url", host, [scheme, "://", url]);
@@ -339,86 +371,47 @@ fn count_lines(b: &[u8]) -> usize {
     memchr::memchr_iter(b'\n', b).count()
 }
 
-/// Scans one file's bytes as they stream past.
-pub struct LineScanner {
-    location: String,
+/// What a [`LineScanner`] does with each reference it finds.
+pub trait Keep {
+    /// A reference on line `line` (from 1): `"url"` or `"image"`, its
+    /// host as the text writes it, and its text in pieces (so that nothing
+    /// is put together for a reference that is not kept).
+    fn keep(&mut self, line: usize, kind: &'static str, host: &str, text: [&str; 3]);
+}
+
+/// Scans one file's bytes as they stream past, handing each reference to
+/// its [`Keep`]: in the pass, [`External`].
+pub struct LineScanner<K = External> {
     line: Vec<u8>,
     line_no: usize,
     skipping: bool,
     /// Scratch for [`scan_line_with`].
     seps: Vec<usize>,
-    found: Vec<Found>,
-    /// The host (lower case) and text of every reference found, one after
-    /// the other: one growing buffer rather than two strings a reference,
-    /// whose allocations cost more than finding them.
-    arena: String,
+    keep: K,
 }
 
-/// A reference found by a [`LineScanner`]: its host, then its text, in
-/// the arena from `at` (both are parts of a line, under 4 GiB).
-struct Found {
-    line: usize,
-    at: usize,
-    host_len: u32,
-    text_len: u32,
-    /// A URL; otherwise an image.
-    url: bool,
-}
-
-impl Found {
-    fn kind(&self) -> &'static str {
-        if self.url {
-            "url"
-        } else {
-            "image"
-        }
+impl LineScanner<External> {
+    /// The pass's scan of the file at `location`: external references
+    /// become findings at [`LineScanner::finish`].
+    pub fn new(location: String, perimeter: Arc<Perimeter>) -> Self {
+        LineScanner::with(External::new(location, perimeter))
     }
 
-    fn host<'a>(&self, arena: &'a str) -> &'a str {
-        &arena[self.at..self.at + self.host_len as usize]
-    }
-
-    fn text<'a>(&self, arena: &'a str) -> &'a str {
-        let start = self.at + self.host_len as usize;
-        &arena[start..start + self.text_len as usize]
+    /// Ends the file and sends one finding per external reference (within
+    /// the report's cap; see [`External`]).
+    pub fn finish(self, findings: &Sender<Finding>) -> ScanStats {
+        self.end().finish(findings)
     }
 }
 
-/// Keeps one reference in `arena`.
-fn record(
-    found: &mut Vec<Found>,
-    arena: &mut String,
-    line: usize,
-    kind: &'static str,
-    host: &str,
-    text: [&str; 3],
-) {
-    let h = arena.len();
-    arena.push_str(host);
-    arena[h..].make_ascii_lowercase();
-    let t = arena.len();
-    for piece in text {
-        arena.push_str(piece);
-    }
-    found.push(Found {
-        line,
-        at: h,
-        host_len: (t - h) as u32,
-        text_len: (arena.len() - t) as u32,
-        url: kind == "url",
-    });
-}
-
-impl LineScanner {
-    pub fn new(location: String) -> Self {
+impl<K: Keep> LineScanner<K> {
+    pub fn with(keep: K) -> Self {
         LineScanner {
-            location,
             line: Vec::new(),
             line_no: 1,
             skipping: false,
             seps: Vec::new(),
-            found: Vec::new(),
-            arena: String::new(),
+            keep,
         }
     }
 
@@ -441,6 +434,15 @@ impl LineScanner {
             self.scan_lines(&bytes[whole_from..=last_nl]);
         }
         self.push(&bytes[last_nl + 1..]);
+    }
+
+    /// Ends the file (a last line without a newline is scanned) and gives
+    /// back what was kept.
+    pub fn end(mut self) -> K {
+        if !self.line.is_empty() {
+            self.end_line();
+        }
+        self.keep
     }
 
     /// Scans whole lines, each ending with `\n`: each trigger searched
@@ -467,9 +469,9 @@ impl LineScanner {
             // Cut as a streamed line is (`push`).
             let line = &region[start..end.min(start + MAX_LINE)];
             if let Ok(text) = std::str::from_utf8(line) {
-                let (found, arena, line) = (&mut self.found, &mut self.arena, self.line_no);
+                let (keep, line) = (&mut self.keep, self.line_no);
                 scan_line_with(text, &mut self.seps, &mut |kind, host, text| {
-                    record(found, arena, line, kind, host, text)
+                    keep.keep(line, kind, host, text)
                 });
             }
             pos = end + 1;
@@ -500,56 +502,182 @@ impl LineScanner {
 
     fn end_line(&mut self) {
         if let Ok(text) = std::str::from_utf8(&self.line) {
-            let (found, arena, line) = (&mut self.found, &mut self.arena, self.line_no);
+            let (keep, line) = (&mut self.keep, self.line_no);
             scan_line_with(text, &mut self.seps, &mut |kind, host, text| {
-                record(found, arena, line, kind, host, text)
+                keep.keep(line, kind, host, text)
             });
         }
         self.line.clear();
         self.skipping = false;
         self.line_no += 1;
     }
+}
 
-    /// Ends the file and sends one finding per external reference.
-    pub fn finish(mut self, perimeter: &Perimeter, findings: &Sender<Finding>) -> ScanStats {
-        if !self.line.is_empty() {
-            self.end_line();
+/// The pass's [`Keep`]: each reference is classified as it is found and
+/// counted, and only the external ones that can still become findings are
+/// kept, so a file's scan holds at most a few thousand references however
+/// many it finds (an SBOM has a URL every few lines).
+///
+/// A report keeps the first [`MAX_FINDINGS_PER_CODE`] findings of a code
+/// by target (`file:line`, compared as text; see [`line_key`]): of one
+/// file's external references, only those on the lines whose keys are
+/// among the `MAX_FINDINGS_PER_CODE` smallest (counted with repeats) can
+/// be kept. When the kept ones reach twice that, the `MAX_FINDINGS_PER_CODE`-th
+/// smallest key becomes a bar, and those past it are dropped; later
+/// references past the bar are counted and not kept. The bar only falls as
+/// references come, so nothing dropped could have been kept at the end:
+/// the findings are those that keeping every reference would have given.
+pub struct External {
+    location: String,
+    perimeter: Arc<Perimeter>,
+    references: u64,
+    external: u64,
+    found: Vec<Found>,
+    /// The host (lower case) and text of every reference kept, one after
+    /// the other: one growing buffer rather than two strings a reference,
+    /// whose allocations cost more than finding them.
+    arena: String,
+    /// The largest line key that can still become a finding, once known.
+    bar: Option<[u8; 20]>,
+    /// The line last judged against the bar, and whether it passed:
+    /// references come line by line, and a key costs a division a digit.
+    judged: (usize, bool),
+    /// How many kept references call for a new bar.
+    prune_at: usize,
+}
+
+/// A reference kept by [`External`]: its host, then its text, in the
+/// arena from `at` (both are parts of a line, under 4 GiB).
+struct Found {
+    line: usize,
+    at: usize,
+    host_len: u32,
+    text_len: u32,
+    /// A URL; otherwise an image.
+    url: bool,
+}
+
+impl Found {
+    fn kind(&self) -> &'static str {
+        if self.url {
+            "url"
+        } else {
+            "image"
         }
-        let mut stats = ScanStats {
-            files: 1,
-            ..Default::default()
-        };
-        let arena = &self.arena;
-        let mut external: Vec<&Found> = Vec::new();
-        for f in &self.found {
-            stats.references += 1;
-            if !perimeter.is_internal(f.host(arena)) {
-                external.push(f);
+    }
+
+    fn host<'a>(&self, arena: &'a str) -> &'a str {
+        &arena[self.at..self.at + self.host_len as usize]
+    }
+
+    fn text<'a>(&self, arena: &'a str) -> &'a str {
+        let start = self.at + self.host_len as usize;
+        &arena[start..start + self.text_len as usize]
+    }
+}
+
+impl Keep for External {
+    fn keep(&mut self, line: usize, kind: &'static str, host: &str, text: [&str; 3]) {
+        self.references += 1;
+        let h = self.arena.len();
+        self.arena.push_str(host);
+        self.arena[h..].make_ascii_lowercase();
+        if self.perimeter.is_internal(&self.arena[h..]) {
+            self.arena.truncate(h);
+            return;
+        }
+        self.external += 1;
+        if let Some(bar) = &self.bar {
+            if self.judged.0 != line {
+                self.judged = (line, line_key(line) <= *bar);
+            }
+            if !self.judged.1 {
+                self.arena.truncate(h);
+                return;
             }
         }
-        stats.external = external.len() as u64;
-        // A report keeps the first MAX_FINDINGS_PER_CODE findings by target
-        // (`file:line`, compared as text) and message: from a file with
-        // more external references than that, only those on the lines that
-        // sort first can be kept, and only they are built; the others are
-        // counted (a text full of URLs made the findings cost more than the
-        // scan).
-        let cap = crate::finding::MAX_FINDINGS_PER_CODE;
-        let mut omitted = 0;
-        if external.len() > cap {
-            let mut keys: Vec<[u8; 20]> = external.iter().map(|f| line_key(f.line)).collect();
-            let (_, last, _) = keys.select_nth_unstable(cap - 1);
-            let last = *last;
-            let before = external.len();
-            external.retain(|f| line_key(f.line) <= last);
-            omitted = before - external.len();
+        let t = self.arena.len();
+        for piece in text {
+            self.arena.push_str(piece);
         }
-        let status = if perimeter.deny_external {
+        self.found.push(Found {
+            line,
+            at: h,
+            host_len: (t - h) as u32,
+            text_len: (self.arena.len() - t) as u32,
+            url: kind == "url",
+        });
+        if self.found.len() >= self.prune_at {
+            self.prune();
+        }
+    }
+}
+
+impl External {
+    fn new(location: String, perimeter: Arc<Perimeter>) -> Self {
+        External {
+            location,
+            perimeter,
+            references: 0,
+            external: 0,
+            found: Vec::new(),
+            arena: String::new(),
+            bar: None,
+            judged: (0, true),
+            prune_at: 2 * MAX_FINDINGS_PER_CODE,
+        }
+    }
+
+    /// Sets the bar from the kept references and drops those past it.
+    fn prune(&mut self) {
+        let Some(bar) = self.cap() else {
+            return;
+        };
+        self.bar = Some(bar);
+        self.judged = (0, true);
+        let mut arena = String::with_capacity(self.arena.len() / 2);
+        let old = std::mem::take(&mut self.arena);
+        self.found.retain_mut(|f| {
+            if line_key(f.line) > bar {
+                return false;
+            }
+            let at = arena.len();
+            arena.push_str(&old[f.at..f.at + (f.host_len + f.text_len) as usize]);
+            f.at = at;
+            true
+        });
+        self.arena = arena;
+        // Many references on the lines under the bar (one long line of
+        // URLs) keep it high: the next prune waits for twice as many.
+        self.prune_at = (2 * self.found.len()).max(2 * MAX_FINDINGS_PER_CODE);
+    }
+
+    /// The `MAX_FINDINGS_PER_CODE`-th smallest key of the kept references,
+    /// when there are more than that many.
+    fn cap(&self) -> Option<[u8; 20]> {
+        let cap = MAX_FINDINGS_PER_CODE;
+        if self.found.len() <= cap {
+            return None;
+        }
+        let mut keys: Vec<[u8; 20]> = self.found.iter().map(|f| line_key(f.line)).collect();
+        let (_, last, _) = keys.select_nth_unstable(cap - 1);
+        Some(*last)
+    }
+
+    /// Sends one finding per external reference kept, and one that counts
+    /// those past the cap.
+    fn finish(mut self, findings: &Sender<Finding>) -> ScanStats {
+        if let Some(bar) = self.cap() {
+            self.found.retain(|f| line_key(f.line) <= bar);
+        }
+        let omitted = self.external - self.found.len() as u64;
+        let status = if self.perimeter.deny_external {
             Status::Fail
         } else {
             Status::Warn
         };
-        for f in external {
+        let arena = &self.arena;
+        for f in &self.found {
             let at = format!("{}:{}", self.location, f.line);
             let (host, text) = (f.host(arena), f.text(arena));
             let _ = findings.send(
@@ -568,31 +696,16 @@ impl LineScanner {
             );
         }
         if omitted > 0 {
-            let _ = findings.send(Finding::omitted_upstream(Code::RefsExternal, omitted));
+            let _ = findings.send(Finding::omitted_upstream(
+                Code::RefsExternal,
+                omitted as usize,
+            ));
         }
-        stats
-    }
-
-    /// The references found so far, with their line numbers.
-    pub fn references(&self) -> Vec<(usize, Reference)> {
-        self.found
-            .iter()
-            .map(|f| {
-                (
-                    f.line,
-                    Reference {
-                        kind: f.kind(),
-                        host: f.host(&self.arena).to_string(),
-                        text: f.text(&self.arena).to_string(),
-                    },
-                )
-            })
-            .collect()
-    }
-
-    /// How many references were found so far.
-    pub fn found(&self) -> usize {
-        self.found.len()
+        ScanStats {
+            files: 1,
+            references: self.references,
+            external: self.external,
+        }
     }
 }
 
@@ -635,6 +748,29 @@ impl std::ops::AddAssign for ScanStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every reference, as [`scan_line`] gives it: the oracle's form.
+    impl Keep for Vec<(usize, Reference)> {
+        fn keep(&mut self, line: usize, kind: &'static str, host: &str, text: [&str; 3]) {
+            self.push((
+                line,
+                Reference {
+                    kind,
+                    host: host.to_ascii_lowercase(),
+                    text: text.concat(),
+                },
+            ));
+        }
+    }
+
+    /// Every reference in `text`, fed in pieces of `step` bytes.
+    fn all_references(text: &[u8], step: usize) -> Vec<(usize, Reference)> {
+        let mut s = LineScanner::with(Vec::new());
+        for piece in text.chunks(step) {
+            s.feed(piece);
+        }
+        s.end()
+    }
 
     #[test]
     fn docker_hub_rule() {
@@ -681,6 +817,116 @@ mod tests {
         assert!(!p.is_internal("docker.io"));
         assert!(!p.is_internal("8.8.8.8"));
         assert!(!p.is_internal("perimeter.corp.evil.com"));
+    }
+
+    /// [`Perimeter::is_internal`] as it was before it ran on every
+    /// reference found: the reference the allocation-free one must agree with.
+    fn old_is_internal(p: &Perimeter, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            return is_private(ip);
+        }
+        if !host.contains('.') || host == "localhost" {
+            return true;
+        }
+        if p.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return true;
+        }
+        if p.domains.iter().any(|d| {
+            let d = d.trim_start_matches('.').to_ascii_lowercase();
+            host == d || host.ends_with(&format!(".{d}"))
+        }) {
+            return true;
+        }
+        [
+            ".svc",
+            ".cluster.local",
+            ".local",
+            ".internal",
+            ".localhost",
+            ".test",
+            ".invalid",
+            ".example",
+            ".home.arpa",
+            ".lan",
+        ]
+        .iter()
+        .any(|s| host.ends_with(s))
+    }
+
+    #[test]
+    fn classification_agrees_with_the_old_one() {
+        let p = Perimeter {
+            hosts: vec!["Registry.Sekoia.io".into()],
+            domains: vec![".Perimeter.Corp".into(), "lab".into(), "".into()],
+            deny_external: false,
+        };
+        let labels = [
+            "",
+            "a",
+            "svc",
+            "local",
+            "cluster",
+            "internal",
+            "localhost",
+            "test",
+            "invalid",
+            "example",
+            "home",
+            "arpa",
+            "lan",
+            "lab",
+            "corp",
+            "perimeter",
+            "com",
+            "io",
+            "sekoia",
+            "registry",
+            "1password",
+            "10",
+            "192",
+            "168",
+            "0",
+            "256",
+            "fd00::1",
+            "[fd00::1]",
+            "2001:db8::1",
+            "abcd::1",
+            "[abcd::2]",
+            "::ffff:10.1.2.3",
+            "fe80::1",
+            "é",
+            "xn--bcher-kva",
+            "-",
+            "svc.",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut internal = 0;
+        for i in 0..50_000 {
+            let n = 1 + next(4);
+            let mut host = (0..n)
+                .map(|_| labels[next(labels.len())])
+                .collect::<Vec<_>>()
+                .join(".");
+            if i % 9 == 0 {
+                host.push('.');
+            }
+            let want = old_is_internal(&p, &host);
+            assert_eq!(p.is_internal(&host), want, "{host:?}");
+            internal += usize::from(want);
+        }
+        // Both answers are well represented.
+        assert!((10_000..40_000).contains(&internal), "{internal}");
     }
 
     /// The per-line scan as it was before the buffer-wide search: the
@@ -811,14 +1057,7 @@ mod tests {
         let want = per_line(&text);
         assert!(want.len() > 40, "{}", want.len());
         for step in [1, 2, 3, 7, 64, 1000, 4096, 65536, text.len()] {
-            let mut s = LineScanner::new("f".into());
-            for piece in text.chunks(step) {
-                s.feed(piece);
-            }
-            if !s.line.is_empty() {
-                s.end_line();
-            }
-            assert_eq!(s.references(), want, "pieces of {step} bytes");
+            assert_eq!(all_references(&text, step), want, "pieces of {step} bytes");
         }
     }
 
@@ -894,72 +1133,139 @@ mod tests {
         }
         let want = per_line(text.as_bytes());
         assert!(want.len() > 3_000, "{}", want.len());
-        let mut s = LineScanner::new("f".into());
-        for piece in text.as_bytes().chunks(4093) {
-            s.feed(piece);
-        }
-        assert_eq!(s.references(), want);
+        assert_eq!(all_references(text.as_bytes(), 4093), want);
     }
 
-    #[test]
-    fn findings_past_the_cap_are_counted_not_built() {
-        use crate::finding::{FindingCap, MAX_FINDINGS_PER_CODE};
-        let mut text = String::new();
+    /// Texts whose external references outnumber the report's cap, in
+    /// the shapes that move the bar: a few references a line, internal
+    /// ones mixed in, more on the first line than the bar is set at (the
+    /// bar falls inside the line, whose later references tie with it) and
+    /// many on a line far down (past it).
+    fn crowded_texts() -> Vec<(&'static str, String)> {
+        let mut plain = String::new();
         for i in 0..2500 {
-            text.push_str(&format!(
+            plain.push_str(&format!(
                 "url: https://h{}.example.org/x https://b.io\n",
                 i % 7
             ));
             if i % 3 == 0 {
-                text.push_str("  image: ghcr.io/a/b:1\n");
+                plain.push_str("  image: ghcr.io/a/b:1\n");
+            }
+            if i % 5 == 0 {
+                plain.push_str("  value: http://api.platform.svc:8080/\n");
             }
         }
-        let mut s = LineScanner::new("f.yaml".into());
-        s.feed(text.as_bytes());
-        let all = s.references();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let stats = s.finish(&Perimeter::default(), &tx);
-        drop(tx);
-        let sent: Vec<Finding> = rx.iter().collect();
-        assert_eq!(stats.external as usize, all.len());
-        assert!(sent.len() < MAX_FINDINGS_PER_CODE + 10, "{}", sent.len());
-        // What the report keeps is what it kept when every one was sent.
-        let mut cap = FindingCap::default();
-        sent.into_iter().for_each(|f| cap.push(f));
-        let mut want = FindingCap::default();
-        for (line, r) in all {
-            let at = format!("f.yaml:{line}");
-            want.push(Finding::new(
-                Code::RefsExternal,
-                at.clone(),
-                format!(
-                    "{at}: {} {} points outside the perimeter ({})",
-                    r.kind, r.text, r.host
-                ),
-            ));
+        let mut mixed = String::new();
+        for i in 0u64..30_000 {
+            let n = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 62;
+            for k in 0..n {
+                let host = match (i + k) % 5 {
+                    0 => "svc-1.platform.svc".to_string(),
+                    1 => "git.Perimeter.Corp".to_string(),
+                    2 => "mirror.corp.io".to_string(),
+                    _ => format!("h{}.example.org", (i + k) % 13),
+                };
+                mixed.push_str(&format!("https://{host}/p{k} "));
+            }
+            mixed.push('\n');
+            if i % 11 == 0 {
+                mixed.push_str("  - image: registry.sekoia.io/x:1\n");
+            }
         }
-        let key = |f: &Finding| {
-            (
-                f.target.clone(),
-                f.message.clone(),
-                f.evidence.get("omitted").and_then(|v| v.as_u64()),
-            )
+        let wide = |n: usize| {
+            (0..n)
+                .map(|k| format!("https://w{}.example.org/", k % 3))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
-        let mut got: Vec<_> = cap.finish("in").iter().map(key).collect();
-        let mut want: Vec<_> = want.finish("in").iter().map(key).collect();
-        got.sort();
-        want.sort();
-        assert_eq!(got.len(), MAX_FINDINGS_PER_CODE + 1);
-        assert_eq!(got, want);
+        let first_line_crowded = format!("{}\n{plain}", wide(2500));
+        let far_line_crowded = format!("{mixed}{}\nimage: nginx\n", wide(1500));
+        vec![
+            ("plain", plain),
+            ("mixed", mixed),
+            ("first line crowded", first_line_crowded),
+            ("far line crowded", far_line_crowded),
+        ]
+    }
+
+    /// The findings a file gives are those every external reference sent
+    /// to the report would have given, and the scan keeps a bounded number
+    /// of references to give them, however many the file holds.
+    #[test]
+    fn findings_past_the_cap_are_counted_not_built() {
+        use crate::finding::FindingCap;
+        let perimeter = Perimeter {
+            hosts: vec!["mirror.corp.io".into()],
+            domains: vec![".perimeter.corp".into()],
+            deny_external: false,
+        };
+        for (shape, text) in crowded_texts() {
+            let all = all_references(text.as_bytes(), 65536);
+            let external: Vec<_> = all
+                .iter()
+                .filter(|(_, r)| !perimeter.is_internal(&r.host))
+                .collect();
+            assert!(external.len() > 2 * MAX_FINDINGS_PER_CODE, "{shape}");
+            assert!(external.len() < all.len(), "{shape}: some are internal");
+            let mut s = LineScanner::new("f.yaml".into(), Arc::new(perimeter.clone()));
+            let mut most = 0;
+            for piece in text.as_bytes().chunks(4096) {
+                s.feed(piece);
+                most = most.max(s.keep.found.len());
+            }
+            // Twice the cap, or the references on the lines under the bar
+            // (2,500 on the first line).
+            let bound = if shape == "first line crowded" {
+                4 * MAX_FINDINGS_PER_CODE
+            } else {
+                2 * MAX_FINDINGS_PER_CODE
+            };
+            assert!(most <= bound, "{shape}: {most} references kept");
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let stats = s.finish(&tx);
+            drop(tx);
+            let sent: Vec<Finding> = rx.iter().collect();
+            assert_eq!(stats.references as usize, all.len(), "{shape}");
+            assert_eq!(stats.external as usize, external.len(), "{shape}");
+            // What the report keeps is what it kept when every one was sent.
+            let mut cap = FindingCap::default();
+            sent.into_iter().for_each(|f| cap.push(f));
+            let mut want = FindingCap::default();
+            for (line, r) in external {
+                let at = format!("f.yaml:{line}");
+                want.push(Finding::new(
+                    Code::RefsExternal,
+                    at.clone(),
+                    format!(
+                        "{at}: {} {} points outside the perimeter ({})",
+                        r.kind, r.text, r.host
+                    ),
+                ));
+            }
+            let key = |f: &Finding| {
+                (
+                    f.target.clone(),
+                    f.message.clone(),
+                    f.evidence.get("omitted").and_then(|v| v.as_u64()),
+                )
+            };
+            let mut got: Vec<_> = cap.finish("in").iter().map(key).collect();
+            let mut want: Vec<_> = want.finish("in").iter().map(key).collect();
+            got.sort();
+            want.sort();
+            assert!(got.len() > MAX_FINDINGS_PER_CODE, "{shape}: {}", got.len());
+            assert_eq!(got, want, "{shape}");
+        }
     }
 
     #[test]
     fn long_lines_are_cut_not_buffered() {
-        let mut s = LineScanner::new("f".into());
+        let mut s = LineScanner::with(Vec::new());
         s.feed(&vec![b'a'; MAX_LINE * 3]);
         s.feed(b" https://evil.example.com/\nimage: ghcr.io/x/y:1\n");
         assert_eq!(s.line.len(), 0);
-        assert_eq!(s.found(), 1);
-        assert_eq!(s.references()[0].0, 2);
+        let refs = s.end();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].0, 2);
     }
 }

@@ -527,13 +527,9 @@ impl Scan {
     /// The file ended: its totals (on the thread: counted there, and
     /// returned by [`ScanThread::finish`]). A scan dropped without this,
     /// for a file cut short, reports nothing, wherever it runs.
-    fn finish(
-        self,
-        perimeter: &super::refscan::Perimeter,
-        findings: &Sender<Finding>,
-    ) -> super::refscan::ScanStats {
+    fn finish(self, findings: &Sender<Finding>) -> super::refscan::ScanStats {
         match self {
-            Scan::Inline(s) => s.finish(perimeter, findings),
+            Scan::Inline(s) => s.finish(findings),
             Scan::Thread(f) => {
                 f.finish();
                 Default::default()
@@ -575,7 +571,10 @@ impl ScanThread {
                 for msg in rx {
                     match msg {
                         ScanMsg::Start(location) => {
-                            current = Some(super::refscan::LineScanner::new(location));
+                            current = Some(super::refscan::LineScanner::new(
+                                location,
+                                perimeter.clone(),
+                            ));
                         }
                         ScanMsg::Data(c) => {
                             if let Some(s) = current.as_mut() {
@@ -584,7 +583,7 @@ impl ScanThread {
                         }
                         ScanMsg::End => {
                             if let Some(s) = current.take() {
-                                total += s.finish(&perimeter, &findings);
+                                total += s.finish(&findings);
                             }
                         }
                         ScanMsg::Abandon => current = None,
@@ -735,7 +734,10 @@ impl WalkContext {
         }
         match &self.scan_thread {
             Some(t) => Scan::Thread(t.file(location)),
-            None => Scan::Inline(super::refscan::LineScanner::new(location)),
+            None => Scan::Inline(super::refscan::LineScanner::new(
+                location,
+                self.limits.perimeter.clone(),
+            )),
         }
     }
 
@@ -1069,7 +1071,7 @@ impl WalkContext {
         }
         result?;
         if let Some(s) = scanner {
-            self.scan += s.finish(&self.limits.perimeter, &self.findings);
+            self.scan += s.finish(&self.findings);
         }
         if too_large && matches!(self.scope, Scope::Release) && manifest::is_candidate(&path) {
             self.manifest_seen = true;
