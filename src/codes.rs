@@ -513,7 +513,7 @@ codes! {
 
     // ---- external references ----------------------------------------------
     RefsScanned => "refs:scanned", Pass,
-        "Every text file of the release (YAML, JSON, Helm values and templates, ArgoCD stacks, scripts, `.env`), including those inside nested charts and content bundles, was scanned for container image references and URLs; the evidence counts files, references and external hosts. Not reported with `--no-content`, which scans nothing.",
+        "Every text file of the release (YAML, JSON, Helm values and templates, ArgoCD stacks, scripts, `.env`), including those inside nested charts and content bundles, was scanned for container image references and URLs; the evidence counts files, references and external references, and every external reference by host (`hosts`, the first 1,000 hosts; `hosts_omitted` counts the references to any further ones), including those past the cap on `refs:external` findings. Not reported with `--no-content`, which scans nothing.",
         "Nothing to do.";
     RefsExternal => "refs:external", Warn,
         "A container image reference or URL points outside the perimeter: an implicit Docker Hub image (`nginx:1.25`), a public registry (`docker.io`, `ghcr.io`, `quay.io`, `gcr.io`, `registry.k8s.io`, a vendor registry) or any public host name or address. In an air-gapped installation it will fail, or it reveals a dependency on the internet. Hosts given with `--allow-host`/`--allow-domain`, private addresses and cluster-internal names are inside.",

@@ -554,6 +554,74 @@ fn external_references_in_nested_charts_and_stacks() {
     assert!(!r.stdout.contains("github.com  "), "{}", r.stdout);
 }
 
+/// A release with more external references than a report keeps as
+/// findings: `refs:scanned` still counts every one by host, and the human
+/// report's table of hosts lists a host that only appears past the cap,
+/// in a nested chart as in a release member.
+#[test]
+fn every_external_host_is_counted_past_the_findings_cap() {
+    let sb = Sandbox::new("every_external_host_is_counted_past_the_findings_cap");
+    let mut sbom = String::new();
+    for i in 0..3000 {
+        sbom.push_str(&format!("  \"url\": \"https://github.com/acme/lib{i}\",\n"));
+    }
+    sbom.push_str("  \"url\": \"https://late.example.org/x\",\n");
+    let mut values = String::new();
+    for i in 0..1200 {
+        values.push_str(&format!("image{i}: x\nrepository: quay.io/acme/c{i}\n"));
+    }
+    values.push_str("  image: registry.last.io/acme/z:1\n");
+    let chart = gzip(&tar_of(&[
+        (
+            "web/Chart.yaml",
+            b"apiVersion: v2\nname: web\nversion: 1.0.0\n",
+        ),
+        ("web/values.yaml", values.as_bytes()),
+    ]));
+    let rel = release_with(&[
+        ("sbom/platform.json", sbom.into_bytes()),
+        ("charts/web-1.0.0.tgz", chart),
+    ]);
+    let p = sb.write("crowded.tar", rel);
+    let r = bundle(&p, &[]);
+    r.code(0);
+    let kept = r
+        .findings()
+        .iter()
+        .filter(|f| f.code == "refs:external")
+        .count();
+    assert!(kept <= 1001, "{kept} refs:external findings");
+    let s = r.has("refs:scanned", "pass", "crowded.tar");
+    assert_eq!(s.evidence["external"], 4202);
+    assert_eq!(s.evidence["hosts"]["github.com"], 3000);
+    assert_eq!(s.evidence["hosts"]["late.example.org"], 1);
+    assert_eq!(s.evidence["hosts"]["quay.io"], 1200);
+    assert_eq!(s.evidence["hosts"]["registry.last.io"], 1);
+    assert_eq!(s.evidence["hosts"].as_object().unwrap().len(), 4);
+    assert_eq!(s.evidence["hosts_omitted"], 0);
+    // None of the last two is among the findings kept: only the counts
+    // can show them.
+    assert!(!r
+        .findings()
+        .iter()
+        .any(|f| f.code == "refs:external" && f.evidence["host"] == "late.example.org"));
+    let human = crate::harness::av(["bundle", p.to_str().unwrap()]);
+    human.code(0);
+    let table = human
+        .stdout
+        .split("external hosts")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no table of hosts: {}", human.stdout));
+    for row in [
+        "github.com         3000",
+        "quay.io            1200",
+        "late.example.org      1",
+        "registry.last.io      1",
+    ] {
+        assert!(table.contains(row), "{row:?} not in {table}");
+    }
+}
+
 /// Newer Docker writes an OCI layout into the `docker save` tar: both are
 /// validated, and a fault in either is found.
 #[test]

@@ -476,7 +476,7 @@ fn run(
     let intact = stats.intact && ctx.rules.problems == 0;
     let mut outcome = NestedOutcome {
         intact,
-        scan: ctx.scan,
+        scan: std::mem::take(&mut ctx.scan),
         limited: stats.limited,
         ..Default::default()
     };

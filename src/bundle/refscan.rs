@@ -293,14 +293,20 @@ fn scan_line_with(
     seps: &mut Vec<usize>,
     push: &mut impl FnMut(&'static str, &str, [&str; 3]),
 ) {
+    seps.clear();
+    if line.len() >= 3 {
+        seps.extend(TRIGGERS[0].find_iter(line.as_bytes()));
+    }
+    scan_line_at(line, seps, push);
+}
+
+/// [`scan_line_with`], given where each `://` of the line is (in order:
+/// the buffer-wide search found them already).
+fn scan_line_at(line: &str, seps: &[usize], push: &mut impl FnMut(&'static str, &str, [&str; 3])) {
     let bytes = line.as_bytes();
     // Each `://` once; then, per scheme in order, its occurrences left to
     // right, each search resuming after the URL before (as `str::find` of
     // `scheme://` from there would).
-    seps.clear();
-    if bytes.len() >= 3 {
-        seps.extend(TRIGGERS[0].find_iter(bytes));
-    }
     for scheme in SCHEMES {
         let mut resume = 0;
         for &p in seps.iter() {
@@ -467,10 +473,20 @@ impl<K: Keep> LineScanner<K> {
             self.line_no += count_lines(&region[counted..start]);
             counted = start;
             // Cut as a streamed line is (`push`).
-            let line = &region[start..end.min(start + MAX_LINE)];
-            if let Ok(text) = std::str::from_utf8(line) {
+            let cut = end.min(start + MAX_LINE);
+            // The line's `://`s, from the search over the buffer, which
+            // goes on past them (a `://` holds no newline and cannot
+            // overlap another).
+            self.seps.clear();
+            while next[0] < end {
+                if next[0] + 3 <= cut {
+                    self.seps.push(next[0] - start);
+                }
+                next[0] = find(0, next[0] + 3);
+            }
+            if let Ok(text) = std::str::from_utf8(&region[start..cut]) {
                 let (keep, line) = (&mut self.keep, self.line_no);
-                scan_line_with(text, &mut self.seps, &mut |kind, host, text| {
+                scan_line_at(text, &self.seps, &mut |kind, host, text| {
                     keep.keep(line, kind, host, text)
                 });
             }
@@ -544,7 +560,15 @@ pub struct External {
     judged: (usize, bool),
     /// How many kept references call for a new bar.
     prune_at: usize,
+    /// The first few external hosts and their counts, searched in order
+    /// before `hosts`: a file names few hosts, and comparing a few short
+    /// names costs less than hashing one.
+    front: Vec<(Box<str>, u64)>,
+    hosts: HostCounts,
 }
+
+/// Hosts [`External`] counts before it hashes any.
+const FRONT_HOSTS: usize = 8;
 
 /// A reference kept by [`External`]: its host, then its text, in the
 /// arena from `at` (both are parts of a line, under 4 GiB).
@@ -587,6 +611,14 @@ impl Keep for External {
             return;
         }
         self.external += 1;
+        let host = &self.arena[h..];
+        if let Some((_, n)) = self.front.iter_mut().find(|(f, _)| **f == *host) {
+            *n += 1;
+        } else if self.front.len() < FRONT_HOSTS {
+            self.front.push((host.into(), 1));
+        } else {
+            self.hosts.add(host, 1);
+        }
         if let Some(bar) = &self.bar {
             if self.judged.0 != line {
                 self.judged = (line, line_key(line) <= *bar);
@@ -625,6 +657,8 @@ impl External {
             bar: None,
             judged: (0, true),
             prune_at: 2 * MAX_FINDINGS_PER_CODE,
+            front: Vec::new(),
+            hosts: HostCounts::default(),
         }
     }
 
@@ -667,6 +701,9 @@ impl External {
     /// Sends one finding per external reference kept, and one that counts
     /// those past the cap.
     fn finish(mut self, findings: &Sender<Finding>) -> ScanStats {
+        for (h, n) in std::mem::take(&mut self.front) {
+            self.hosts.add(&h, n);
+        }
         if let Some(bar) = self.cap() {
             self.found.retain(|f| line_key(f.line) <= bar);
         }
@@ -705,6 +742,7 @@ impl External {
             files: 1,
             references: self.references,
             external: self.external,
+            hosts: self.hosts,
         }
     }
 }
@@ -730,11 +768,14 @@ fn line_key(mut line: usize) -> [u8; 20] {
 }
 
 /// Totals for the summary finding.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ScanStats {
     pub files: u64,
     pub references: u64,
     pub external: u64,
+    /// How many external references name each host: every one, not only
+    /// those the report keeps as findings.
+    pub hosts: HostCounts,
 }
 
 impl std::ops::AddAssign for ScanStats {
@@ -742,6 +783,65 @@ impl std::ops::AddAssign for ScanStats {
         self.files += o.files;
         self.references += o.references;
         self.external += o.external;
+        self.hosts += o.hosts;
+    }
+}
+
+/// Distinct external hosts counted one by one; past this many, the
+/// references to further hosts are only counted together.
+pub const MAX_HOSTS: usize = 1000;
+
+/// External references by host (lower case), for the summary: a reviewer
+/// sees every host a release depends on, with how often, even when the
+/// findings that show them stop at the report's cap.
+#[derive(Debug, Default, Clone)]
+pub struct HostCounts {
+    counts: std::collections::HashMap<Box<str>, u64>,
+    /// References to hosts past the first [`MAX_HOSTS`].
+    omitted: u64,
+}
+
+impl HostCounts {
+    fn add(&mut self, host: &str, n: u64) {
+        if let Some(c) = self.counts.get_mut(host) {
+            *c += n;
+        } else if self.counts.len() < MAX_HOSTS {
+            self.counts.insert(host.into(), n);
+        } else {
+            self.omitted += n;
+        }
+    }
+
+    /// The hosts and their counts, by name.
+    pub fn sorted(&self) -> Vec<(&str, u64)> {
+        let mut v: Vec<(&str, u64)> = self.counts.iter().map(|(h, n)| (&**h, *n)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// References to hosts not counted one by one (past [`MAX_HOSTS`]).
+    pub fn omitted(&self) -> u64 {
+        self.omitted
+    }
+
+    /// The counts as the summary's evidence: `{host: references}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        self.sorted()
+            .into_iter()
+            .map(|(h, n)| (h.to_string(), serde_json::Value::from(n)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
+impl std::ops::AddAssign for HostCounts {
+    fn add_assign(&mut self, o: HostCounts) {
+        // By name, so that which hosts fit under the bound does not depend
+        // on the order a hash map keeps.
+        for (h, n) in o.sorted() {
+            self.add(h, n);
+        }
+        self.omitted += o.omitted;
     }
 }
 
@@ -1227,6 +1327,16 @@ mod tests {
             let sent: Vec<Finding> = rx.iter().collect();
             assert_eq!(stats.references as usize, all.len(), "{shape}");
             assert_eq!(stats.external as usize, external.len(), "{shape}");
+            // Every external reference is counted by host, kept or not.
+            let mut hosts = std::collections::BTreeMap::<&str, u64>::new();
+            for (_, r) in &external {
+                *hosts.entry(&r.host).or_default() += 1;
+            }
+            assert_eq!(
+                stats.hosts.sorted(),
+                hosts.into_iter().collect::<Vec<_>>(),
+                "{shape}"
+            );
             // What the report keeps is what it kept when every one was sent.
             let mut cap = FindingCap::default();
             sent.into_iter().for_each(|f| cap.push(f));
@@ -1256,6 +1366,31 @@ mod tests {
             assert!(got.len() > MAX_FINDINGS_PER_CODE, "{shape}: {}", got.len());
             assert_eq!(got, want, "{shape}");
         }
+    }
+
+    #[test]
+    fn host_counts_merge_and_stop_at_max_hosts() {
+        let mut a = HostCounts::default();
+        let mut b = HostCounts::default();
+        for i in 0..MAX_HOSTS - 2 {
+            a.add(&format!("h{i}.example.org"), 2);
+        }
+        b.add("h0.example.org", 5);
+        for i in 0..5 {
+            b.add(&format!("late{i}.example.org"), 3);
+        }
+        a += b;
+        let sorted = a.sorted();
+        assert_eq!(sorted.len(), MAX_HOSTS);
+        assert!(sorted.contains(&("h0.example.org", 7)));
+        assert!(sorted.contains(&("late0.example.org", 3)));
+        assert!(sorted.contains(&("late1.example.org", 3)));
+        assert!(!sorted.iter().any(|(h, _)| *h == "late2.example.org"));
+        // The three hosts past the bound, 3 references each.
+        assert_eq!(a.omitted(), 9);
+        let json = a.to_json();
+        assert_eq!(json["h0.example.org"], 7);
+        assert_eq!(json.as_object().unwrap().len(), MAX_HOSTS);
     }
 
     #[test]

@@ -512,7 +512,8 @@ impl Deferred {
 
 /// One text file's reference scan, done here or on the scan thread.
 enum Scan {
-    Inline(super::refscan::LineScanner),
+    // Boxed: a scanner is several times the size of a feed.
+    Inline(Box<super::refscan::LineScanner>),
     Thread(ScanFeed),
 }
 
@@ -714,8 +715,8 @@ impl WalkContext {
                 break;
             }
             let (path, job) = self.pending_jobs.pop_front().expect("front present");
-            if let Some(o) = job.join() {
-                self.scan += o.scan;
+            if let Some(mut o) = job.join() {
+                self.scan += std::mem::take(&mut o.scan);
                 self.nested.insert(path, o);
             }
         }
@@ -734,10 +735,10 @@ impl WalkContext {
         }
         match &self.scan_thread {
             Some(t) => Scan::Thread(t.file(location)),
-            None => Scan::Inline(super::refscan::LineScanner::new(
+            None => Scan::Inline(Box::new(super::refscan::LineScanner::new(
                 location,
                 self.limits.perimeter.clone(),
-            )),
+            ))),
         }
     }
 
@@ -839,8 +840,8 @@ impl WalkContext {
                 }
             }
             Ended::Failed(e, outcome) => {
-                if let Some(o) = outcome {
-                    self.scan += o.scan;
+                if let Some(mut o) = outcome {
+                    self.scan += std::mem::take(&mut o.scan);
                     self.nested.insert(path, o);
                 }
                 return Err(DataError(e));
@@ -1043,8 +1044,8 @@ impl WalkContext {
                 back
             } else {
                 let (outcome, back) = j.abandon();
-                if let Some(o) = outcome {
-                    self.scan += o.scan;
+                if let Some(mut o) = outcome {
+                    self.scan += std::mem::take(&mut o.scan);
                     self.nested.insert(path.clone(), o);
                 }
                 back
@@ -1185,7 +1186,9 @@ impl WalkContext {
                 )
                 .evidence("files", scan.files)
                 .evidence("references", scan.references)
-                .evidence("external", scan.external),
+                .evidence("external", scan.external)
+                .evidence("hosts", scan.hosts.to_json())
+                .evidence("hosts_omitted", scan.hosts.omitted()),
             );
         }
         let mut manifest_seen = manifest_seen;
