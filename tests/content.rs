@@ -605,8 +605,30 @@ fn every_external_host_is_counted_past_the_findings_cap() {
         .findings()
         .iter()
         .any(|f| f.code == "refs:external" && f.evidence["host"] == "late.example.org"));
-    let human = crate::harness::av(["bundle", p.to_str().unwrap()]);
+    let html = sb.path("report.html");
+    let human = crate::harness::av([
+        "bundle".into(),
+        p.clone().into_os_string(),
+        "--output".into(),
+        std::ffi::OsString::from(format!("html={}", html.display())),
+    ]);
     human.code(0);
+    // The HTML report, filed as evidence, holds the same table.
+    let page = std::fs::read_to_string(&html).unwrap();
+    let section = page
+        .split("<section id=\"external-hosts\">")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .unwrap_or_else(|| panic!("no External hosts section in the HTML report"));
+    for (host, n) in [
+        ("github.com", 3000),
+        ("quay.io", 1200),
+        ("late.example.org", 1),
+        ("registry.last.io", 1),
+    ] {
+        let row = format!("<td class=\"mono\">{host}</td><td>{n}</td>");
+        assert!(section.contains(&row), "{row} not in {section}");
+    }
     let table = human
         .stdout
         .split("external hosts")

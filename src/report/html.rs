@@ -10,8 +10,10 @@
 //!   server answers) is HTML-escaped, control characters written as `\xNN`;
 //! - the verdict and counts come first, then the failing findings grouped by
 //!   code with their remediation, the flow matrix as coloured grids (each
-//!   cell's state in `data-state`), the passing findings collapsed per
-//!   family, the hosts, and the inputs with their SHA-256 and the version;
+//!   cell's state in `data-state`), the images and their signers, the
+//!   external hosts the release's text names, the passing findings
+//!   collapsed per family, the hosts, and the inputs with their SHA-256
+//!   and the version;
 //! - filters by status, family and host work in the page (without the
 //!   script, everything is shown); it prints on A4 with every section open.
 
@@ -429,6 +431,31 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             );
         }
         h.push_str("</table></section>\n");
+    }
+
+    // External hosts: every host the release's text names outside the
+    // perimeter, with how many references name it (all of them, not only
+    // those kept as findings).
+    let external = report.external_hosts();
+    if !external.rows.is_empty() {
+        h.push_str("<section id=\"external-hosts\"><h2>External hosts</h2><table><tr><th>host</th><th>references</th></tr>");
+        for (host, n) in &external.rows {
+            let _ = write!(
+                h,
+                "<tr class=\"external-host\"><td class=\"mono\">{}</td><td>{n}</td></tr>",
+                esc(host)
+            );
+        }
+        h.push_str("</table>");
+        if external.omitted > 0 {
+            let _ = write!(
+                h,
+                "<p>and {} references to other hosts (past the first {})</p>",
+                external.omitted,
+                crate::bundle::refscan::MAX_HOSTS
+            );
+        }
+        h.push_str("</section>\n");
     }
 
     // Passing and skipped findings, folded per family.

@@ -102,58 +102,30 @@ pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The table that ends the `refs` family: each distinct external host and
-/// how many references name it. The counts are those of `refs:scanned`,
-/// which counts every reference, not only those the report keeps as
-/// `refs:external` findings (a report written before it did: the
-/// findings). No table when no `refs:external` finding is in the report.
+/// how many references name it ([`Report::external_hosts`]).
 fn external_hosts(report: &Report, p: &Paint, out: &mut dyn Write) -> io::Result<()> {
-    use crate::codes::Code;
-    if !report.findings.iter().any(|f| f.code == Code::RefsExternal) {
+    let hosts = report.external_hosts();
+    if hosts.rows.is_empty() {
         return Ok(());
     }
-    let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
-    let mut omitted = 0;
-    let scanned: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| f.code == Code::RefsScanned)
-        .filter_map(|f| Some((f, f.evidence.get("hosts")?.as_object()?)))
-        .collect();
-    if scanned.is_empty() {
-        for f in &report.findings {
-            if f.code == Code::RefsExternal {
-                if let Some(h) = f.evidence.get("host").and_then(|h| h.as_str()) {
-                    *counts.entry(h).or_default() += 1;
-                }
-            }
-        }
-    }
-    for (f, hosts) in scanned {
-        for (h, n) in hosts {
-            *counts.entry(h).or_default() += n.as_u64().unwrap_or(0);
-        }
-        omitted += f
-            .evidence
-            .get("hosts_omitted")
-            .and_then(|n| n.as_u64())
-            .unwrap_or(0);
-    }
-    if counts.is_empty() {
-        return Ok(());
-    }
-    let mut rows: Vec<(&str, u64)> = counts.into_iter().collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     writeln!(out, "  {}", p.bold("external hosts"))?;
-    let width = rows.iter().map(|(h, _)| h.len()).max().unwrap_or(4).max(4);
-    for (h, n) in rows {
+    let width = hosts
+        .rows
+        .iter()
+        .map(|(h, _)| h.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    for (h, n) in &hosts.rows {
         writeln!(out, "    {:<width$}  {n:>5}", shown(h))?;
     }
-    if omitted > 0 {
+    if hosts.omitted > 0 {
         writeln!(
             out,
             "    {}",
             p.dim(&format!(
-                "and {omitted} references to other hosts (past the first {})",
+                "and {} references to other hosts (past the first {})",
+                hosts.omitted,
                 crate::bundle::refscan::MAX_HOSTS
             ))
         )?;

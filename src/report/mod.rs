@@ -258,6 +258,54 @@ impl Report {
             .collect()
     }
 
+    /// Each distinct external host and how many references name it, most
+    /// named first, for the table the human and HTML reports show. The
+    /// counts are those of `refs:scanned`, which counts every reference,
+    /// not only those the report keeps as `refs:external` findings (a
+    /// report written before it did: the findings). Empty when no
+    /// `refs:external` finding is in the report (`--no-content`, or none
+    /// outside the perimeter).
+    pub fn external_hosts(&self) -> ExternalHosts {
+        use crate::codes::Code;
+        let mut out = ExternalHosts::default();
+        if !self.findings.iter().any(|f| f.code == Code::RefsExternal) {
+            return out;
+        }
+        let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+        let scanned: Vec<_> = self
+            .findings
+            .iter()
+            .filter(|f| f.code == Code::RefsScanned)
+            .filter_map(|f| Some((f, f.evidence.get("hosts")?.as_object()?)))
+            .collect();
+        if scanned.is_empty() {
+            for f in &self.findings {
+                if f.code == Code::RefsExternal {
+                    if let Some(h) = f.evidence.get("host").and_then(|h| h.as_str()) {
+                        *counts.entry(h).or_default() += 1;
+                    }
+                }
+            }
+        }
+        for (f, hosts) in scanned {
+            for (h, n) in hosts {
+                *counts.entry(h).or_default() += n.as_u64().unwrap_or(0);
+            }
+            out.omitted += f
+                .evidence
+                .get("hosts_omitted")
+                .and_then(|n| n.as_u64())
+                .unwrap_or(0);
+        }
+        out.rows = counts
+            .into_iter()
+            .map(|(h, n)| (h.to_string(), n))
+            .collect();
+        out.rows
+            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+
     /// Families in first-appearance order, for grouping.
     pub fn families(&self) -> Vec<&'static str> {
         let mut out: Vec<&'static str> = Vec::new();
@@ -268,6 +316,16 @@ impl Report {
         }
         out
     }
+}
+
+/// The external hosts the reports list (see [`Report::external_hosts`]).
+#[derive(Debug, Clone, Default)]
+pub struct ExternalHosts {
+    /// Host and references, most referenced first, then by name.
+    pub rows: Vec<(String, u64)>,
+    /// References to hosts past the first
+    /// [`crate::bundle::refscan::MAX_HOSTS`] of a scan, not listed.
+    pub omitted: u64,
 }
 
 /// An image of the release as the reports list it.
