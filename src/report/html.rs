@@ -450,9 +450,8 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         if external.omitted > 0 {
             let _ = write!(
                 h,
-                "<p>and {} references to other hosts (past the first {})</p>",
-                external.omitted,
-                crate::bundle::refscan::MAX_HOSTS
+                "<p>and {} references to further hosts, not listed (a scan counts its first 1,000 hosts one by one)</p>",
+                external.omitted
             );
         }
         h.push_str("</section>\n");

@@ -124,9 +124,8 @@ fn external_hosts(report: &Report, p: &Paint, out: &mut dyn Write) -> io::Result
             out,
             "    {}",
             p.dim(&format!(
-                "and {} references to other hosts (past the first {})",
-                hosts.omitted,
-                crate::bundle::refscan::MAX_HOSTS
+                "and {} references to further hosts, not listed",
+                hosts.omitted
             ))
         )?;
     }

@@ -323,8 +323,8 @@ impl Report {
 pub struct ExternalHosts {
     /// Host and references, most referenced first, then by name.
     pub rows: Vec<(String, u64)>,
-    /// References to hosts past the first
-    /// [`crate::bundle::refscan::MAX_HOSTS`] of a scan, not listed.
+    /// References to hosts past the first 1,000 a scan counts one by one
+    /// (`hosts_omitted`), not listed.
     pub omitted: u64,
 }
 
@@ -365,5 +365,63 @@ pub fn render(
         Format::Junit => junit::render(report, out),
         Format::Sarif => sarif::render(report, out),
         Format::Html => html::render(report, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::Code;
+
+    fn report(findings: Vec<Finding>) -> Report {
+        Report {
+            command: "bundle".into(),
+            inputs: Vec::new(),
+            findings,
+            duration_ms: 0,
+            interrupted: None,
+            context: RunContext::begin(&crate::finding::Policy::default()),
+        }
+    }
+
+    fn external(host: &str) -> Finding {
+        Finding::new(Code::RefsExternal, "f.yaml:1", "m").evidence("host", host)
+    }
+
+    /// The counts of every `refs:scanned` (two when reports are merged)
+    /// are summed, most referenced first; without them, the findings are
+    /// counted; without any `refs:external` finding there is no table.
+    #[test]
+    fn external_hosts_are_the_scans_counts() {
+        let scanned = |hosts: serde_json::Value, omitted: u64| {
+            Finding::new(Code::RefsScanned, "r.tar", "m")
+                .evidence("hosts", hosts)
+                .evidence("hosts_omitted", omitted)
+        };
+        let r = report(vec![
+            external("a.io"),
+            scanned(serde_json::json!({"a.io": 3, "b.io": 5}), 7),
+            scanned(serde_json::json!({"a.io": 2, "c.io": 5}), 0),
+        ]);
+        let h = r.external_hosts();
+        assert_eq!(
+            h.rows,
+            [("a.io".into(), 5), ("b.io".into(), 5), ("c.io".into(), 5)]
+        );
+        assert_eq!(h.omitted, 7);
+        let mut out = Vec::new();
+        human::render(&r, false, human::Verbosity::Normal, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("and 7 references to further hosts, not listed"),
+            "{out}"
+        );
+        // A report from before the counts: its findings.
+        let r = report(vec![external("a.io"), external("b.io"), external("a.io")]);
+        let h = r.external_hosts();
+        assert_eq!(h.rows, [("a.io".into(), 2), ("b.io".into(), 1)]);
+        assert_eq!(h.omitted, 0);
+        let r = report(vec![scanned(serde_json::json!({"a.io": 3}), 0)]);
+        assert!(r.external_hosts().rows.is_empty());
     }
 }
