@@ -863,6 +863,17 @@ mod tests {
         }
     }
 
+    /// A fixed xorshift sequence: `next(n)` picks an index below `n`, the
+    /// same ones on every run.
+    fn picker(mut seed: u64) -> impl FnMut(usize) -> usize {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        }
+    }
+
     /// Every reference in `text`, fed in pieces of `step` bytes.
     fn all_references(text: &[u8], step: usize) -> Vec<(usize, Reference)> {
         let mut s = LineScanner::with(Vec::new());
@@ -1004,13 +1015,7 @@ mod tests {
             "-",
             "svc.",
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = picker(0x9e37_79b9_7f4a_7c15u64);
         let mut internal = 0;
         for i in 0..50_000 {
             let n = 1 + next(4);
@@ -1214,13 +1219,7 @@ mod tests {
             "\u{3000}",
             "://x",
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = picker(0x2545_f491_4f6c_dd1du64);
         let mut text = String::new();
         for _ in 0..20_000 {
             let mut line = String::new();
