@@ -22,8 +22,14 @@
 //!   reason (`cluster:host-unreachable`, `cluster:copy-failed`,
 //!   `cluster:run-failed`); the other hosts are still merged;
 //! - SIGINT or SIGTERM during the run stops Ansible, then runs the
-//!   playbook's clean-up on every host (responders stopped, folders
-//!   removed) before the partial report is written (exit 130 or 143);
+//!   playbook's clean-up on every host (the responder and every other
+//!   process of the run stopped, folders removed) before the partial report
+//!   is written (exit 130 or 143);
+//! - Ansible's SSH connections keep their control sockets in that folder
+//!   (or in a 0700 folder of their own in /tmp when that path is too long
+//!   for a socket), and every master is told to exit when each
+//!   `ansible-playbook` run ends: no ssh of the run stays on this machine,
+//!   and no half-closed session keeps a module waiting on a host;
 //! - `--dry-run` ([`describe`]) connects to nothing and runs nothing but
 //!   `ansible-inventory` (for `--inventory`), which only parses the file.
 
@@ -632,6 +638,118 @@ impl Drop for RunDir {
     }
 }
 
+/// Where this run's SSH connections keep their control sockets
+/// (`ANSIBLE_SSH_CONTROL_PATH_DIR`), so that they end with each
+/// `ansible-playbook` run ([`ControlDir::close_masters`]) instead of
+/// lingering for ControlPersist's 60 s on this machine, or for good: a
+/// master whose session an interrupt left half-closed is never idle, and
+/// that session keeps the host's module blocked on a full pipe.
+struct ControlDir {
+    path: PathBuf,
+    /// Set for a folder of its own (outside the run's folder).
+    _registered: Option<crate::scratch::Registered>,
+}
+
+/// Ansible names a socket `DIR/` and 10 hex digits, and ssh binds it first
+/// as that path plus `.` and up to 16 hex digits; a socket path has at most
+/// 107 bytes.
+const CONTROL_DIR_MAX: usize = 107 - 1 - 10 - 17;
+
+impl ControlDir {
+    /// `RUN/cp`, or when that path is too long for a socket, a folder of its
+    /// own in /tmp; `None` (Ansible's default place, sockets not closed) if
+    /// neither can be made.
+    fn create(run: &Path) -> Option<ControlDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let inside = run.join("cp");
+        if inside.as_os_str().len() <= CONTROL_DIR_MAX {
+            return std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&inside)
+                .ok()
+                .map(|()| ControlDir {
+                    path: inside,
+                    _registered: None,
+                });
+        }
+        let own = PathBuf::from(format!("/tmp/airgap-verify-cp.{}", random_hex(8)));
+        std::fs::DirBuilder::new().mode(0o700).create(&own).ok()?;
+        let registered = crate::scratch::register(&own);
+        Some(ControlDir {
+            path: own,
+            _registered: Some(registered),
+        })
+    }
+
+    /// Asks every master with a socket here to exit (`ssh -O exit`), and
+    /// waits until it has (5 s, then SIGKILL): its connection closes, and
+    /// the host's sshd closes what still ran in it.
+    fn close_masters(&self) {
+        let ssh = std::env::var_os("ANSIBLE_SSH_EXECUTABLE")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "ssh".into());
+        for e in std::fs::read_dir(&self.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let mut control = std::ffi::OsString::from("ControlPath=");
+            control.push(e.path());
+            let ask = |op: &str| -> Option<String> {
+                let mut child = std::process::Command::new(&ssh)
+                    .arg("-o")
+                    .arg(&control)
+                    .args(["-O", op, "airgap-verify-cluster"])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .ok()?;
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while matches!(child.try_wait(), Ok(None)) {
+                    if std::time::Instant::now() >= deadline {
+                        let _ = child.kill();
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let out = child.wait_with_output().ok()?;
+                Some(String::from_utf8_lossy(&out.stderr).into_owned())
+            };
+            // "Master running (pid=N)"
+            let pid = ask("check").and_then(|t| {
+                let rest = &t[t.find("(pid=")? + 5..];
+                rest[..rest.find(')')?].parse::<u32>().ok()
+            });
+            ask("exit");
+            let Some(pid) = pid else { continue };
+            let gone = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('Z')))
+                    .unwrap_or(true)
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !gone() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !gone() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+impl Drop for ControlDir {
+    fn drop(&mut self) {
+        self.close_masters();
+        if self._registered.is_some() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
 fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
@@ -742,8 +860,14 @@ struct Played {
 
 /// Runs ansible-playbook in its own process group; SIGINT or SIGTERM to
 /// this process is passed to that group, and the run is reported as
-/// interrupted.
-fn play(args: &[String], log_path: &Path, watch: bool) -> Result<Played, InputError> {
+/// interrupted. Its SSH connections (control sockets in `control`) are
+/// closed when it ends.
+fn play(
+    args: &[String],
+    log_path: &Path,
+    watch: bool,
+    control: Option<&ControlDir>,
+) -> Result<Played, InputError> {
     use std::os::unix::process::CommandExt;
     let tool = find_tool("ansible-playbook")?;
     let log = std::fs::File::create(log_path).map_err(|e| InputError::Unwritable {
@@ -777,6 +901,9 @@ fn play(args: &[String], log_path: &Path, watch: bool) -> Result<Played, InputEr
         .stdout(log)
         .stderr(log2)
         .process_group(0);
+    if let Some(c) = control {
+        cmd.env("ANSIBLE_SSH_CONTROL_PATH_DIR", &c.path);
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| usage(format!("cannot run ansible-playbook: {e}")))?;
@@ -833,6 +960,9 @@ fn play(args: &[String], log_path: &Path, watch: bool) -> Result<Played, InputEr
         }
     }
     let _ = child.wait();
+    if let Some(c) = control {
+        c.close_masters();
+    }
     let log = std::fs::read_to_string(log_path).unwrap_or_default();
     Ok(Played { log, interrupted })
 }
@@ -903,7 +1033,13 @@ pub fn run(
     let mut run_args = args.clone();
     run_args.push(playbook.display().to_string());
     let _own = crate::scratch::ProbesHandleSignals::claim();
-    let played = play(&run_args, &dir.path.join("ansible.log"), true)?;
+    let control = ControlDir::create(&dir.path);
+    let played = play(
+        &run_args,
+        &dir.path.join("ansible.log"),
+        true,
+        control.as_ref(),
+    )?;
 
     let mut extra = Vec::new();
     if let Some(sig) = played.interrupted {
@@ -914,7 +1050,12 @@ pub fn run(
             "airgap_verify_action=cleanup".into(),
             playbook.display().to_string(),
         ]);
-        let done = play(&cleanup, &dir.path.join("cleanup.log"), false)?;
+        let done = play(
+            &cleanup,
+            &dir.path.join("cleanup.log"),
+            false,
+            control.as_ref(),
+        )?;
         let left = outcomes(&done.log);
         let failed: Vec<&String> = left
             .iter()

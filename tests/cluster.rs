@@ -513,6 +513,105 @@ fn ctrl_c_stops_the_responders_on_every_host() {
     nothing_left(&n, &tmp);
 }
 
+/// What an interrupt can leave on a host that the responder's PID file
+/// does not name: an Ansible module whose SSH session was cut (the
+/// `sh -c 'TMPDIR=... python3'` of a step), still running; here the
+/// wrapper shell, the module and what the shell runs next all ignore
+/// SIGTERM, and only the module has the run's TMPDIR. The clean-up run
+/// stops all three and removes the folder; the same kind of process of
+/// another run is left alone.
+#[test]
+fn the_clean_up_stops_every_process_of_the_run_and_no_other() {
+    let n = NetLab::get();
+    let _x = n.exclusive();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let id = format!("{nanos:x}a");
+    let other = format!("{nanos:x}b");
+    let ours = format!("/tmp/airgap-verify.{id}.node2");
+    let theirs = format!("/tmp/airgap-verify.{other}.node2");
+    let count = format!(
+        "printf 'ours=%s theirs=%s\\n' \
+           $(grep -lsxzF TMPDIR={ours}/.tmp /proc/[0-9]*/environ | wc -l) \
+           $(grep -lsxzF TMPDIR={theirs}/.tmp /proc/[0-9]*/environ | wc -l)"
+    );
+    let start = format!(
+        "set -e; mkdir -m 0700 {ours} {ours}/.tmp {theirs} {theirs}/.tmp
+         setsid sh -c \"trap '' TERM; TMPDIR={ours}/.tmp /usr/bin/python3 -c 'import time; time.sleep(600)'; sleep 600\" </dev/null >/dev/null 2>&1 &
+         setsid sh -c \"TMPDIR={theirs}/.tmp exec /usr/bin/python3 -c 'import time; time.sleep(600)'\" </dev/null >/dev/null 2>&1 &"
+    );
+    let out = n.ssh("node2", &start);
+    assert!(out.status.success(), "{out:?}");
+    let started = Instant::now();
+    loop {
+        let out = n.ssh("node2", &count);
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.trim() == "ours=1 theirs=1" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The test's own check sees the module and its folder.
+    let left = n.leftovers();
+    assert!(
+        left.iter()
+            .any(|l| l.contains(&format!("TMPDIR={ours}/.tmp /usr/bin/python3"))),
+        "{left:?}"
+    );
+    let playbook = concat!(env!("CARGO_MANIFEST_DIR"), "/ansible/airgap-verify.yml");
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            n.ns("orch"),
+            "ansible-playbook",
+            "-v",
+            "-i",
+        ])
+        .arg(n.var("ANSIBLE_INVENTORY"))
+        .args(["-e", "airgap_verify_action=cleanup", "-e"])
+        .arg(format!("airgap_verify_run_id={id}"))
+        .arg(playbook)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let swept = n.ssh("node2", &count);
+    let after = n.leftovers();
+    // Whatever the assertions say, both runs' processes (their whole
+    // process groups) and folders go. (`[/]`: the pattern does not match
+    // the shell that runs it.)
+    let _ = n.ssh(
+        "node2",
+        &format!(
+            "for p in $(pgrep -f 'TMPDIR=[/]tmp/airgap-verify[.]({id}|{other})[.]') \
+               $(grep -lsxzE 'TMPDIR=/tmp/airgap-verify[.]({id}|{other})[.]node2/[.]tmp' /proc/[0-9]*/environ | cut -d/ -f3); do \
+               g=$(ps -o pgid= -p $p | tr -d ' '); [ -n \"$g\" ] && kill -KILL -$g; \
+             done; rm -rf {ours} {theirs}"
+        ),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&swept.stdout).trim(),
+        "ours=0 theirs=1",
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("changed: [node2]") && stdout.contains("killed:"),
+        "{stdout}"
+    );
+    assert!(!after.iter().any(|l| l.contains(&id)), "{after:?}");
+    assert!(
+        after.iter().any(|l| l.contains(&other)),
+        "the other run's folder went too: {after:?}"
+    );
+    let left = n.leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 #[test]
 fn without_ansible_or_hosts_cluster_says_what_to_do() {
     let sb = Sandbox::new("cluster::errors");

@@ -300,6 +300,25 @@ impl NetLab {
             .collect()
     }
 
+    /// Runs `script` with `sh` on `host` over the lab's SSH, from the
+    /// orchestration host, as the playbook's modules run there.
+    pub fn ssh(&self, host: &str, script: &str) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", self.ns("orch"), "ssh", "-i"])
+            .arg(self.var("SSH_KEY"))
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.var("SSH_KNOWN_HOSTS")
+            ))
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+            .arg(format!("{}@{}", self.var("SSH_USER"), self.addr(host)))
+            .arg(script)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     /// Starts `cluster ARGS` on the orchestration host (its namespace), with
     /// `env` added; stdout and stderr piped.
     pub fn cluster_command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -345,7 +364,14 @@ impl NetLab {
             for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
                 let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-                if cmd.contains("airgap-verify") && !cmd.contains(" cluster") {
+                // A process of a run: it names the binary or a run's folder,
+                // or (an Ansible module the run started) has a run's TMPDIR
+                // in its environment.
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let in_run = env
+                    .split(|b| *b == 0)
+                    .any(|v| v.starts_with(b"TMPDIR=/tmp/airgap-verify."));
+                if (cmd.contains("airgap-verify") && !cmd.contains(" cluster")) || in_run {
                     out.push(format!("{h}: process {pid}: {cmd}"));
                 }
             }
