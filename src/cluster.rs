@@ -732,7 +732,10 @@ impl ControlDir {
             while !gone() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            if !gone() {
+            // Still the master (not a PID reused meanwhile): its title.
+            let master = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"ssh: "));
+            if !gone() && master {
                 let _ = std::process::Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status();
