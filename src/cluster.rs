@@ -646,8 +646,9 @@ impl Drop for RunDir {
 /// that session keeps the host's module blocked on a full pipe.
 struct ControlDir {
     path: PathBuf,
-    /// Set for a folder of its own (outside the run's folder).
-    _registered: Option<crate::scratch::Registered>,
+    /// Set for a folder of its own (outside the run's folder), which is
+    /// removed with this.
+    own: Option<crate::scratch::Registered>,
 }
 
 /// Ansible names a socket `DIR/` and 10 hex digits, and ssh binds it first
@@ -669,7 +670,7 @@ impl ControlDir {
                 .ok()
                 .map(|()| ControlDir {
                     path: inside,
-                    _registered: None,
+                    own: None,
                 });
         }
         let own = PathBuf::from(format!("/tmp/airgap-verify-cp.{}", random_hex(8)));
@@ -677,7 +678,7 @@ impl ControlDir {
         let registered = crate::scratch::register(&own);
         Some(ControlDir {
             path: own,
-            _registered: Some(registered),
+            own: Some(registered),
         })
     }
 
@@ -747,7 +748,7 @@ impl ControlDir {
 impl Drop for ControlDir {
     fn drop(&mut self) {
         self.close_masters();
-        if self._registered.is_some() {
+        if self.own.is_some() {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }

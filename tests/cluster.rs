@@ -65,6 +65,23 @@ fn nothing_left(n: &NetLab, tmp: &str) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// The project's playbook on its own, as an operator runs it: the real
+/// `ansible-playbook` on the orchestration host with the lab's inventory,
+/// `args` added.
+fn playbook(n: &NetLab, args: &[String]) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", n.ns("orch"), "ansible-playbook", "-i"])
+        .arg(n.var("ANSIBLE_INVENTORY"))
+        .args(args)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/ansible/airgap-verify.yml"
+        ))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .unwrap()
+}
+
 fn cells(report: &serde_json::Value) -> Vec<serde_json::Value> {
     report["matrix"]["cells"]
         .as_array()
@@ -561,23 +578,16 @@ fn the_clean_up_stops_every_process_of_the_run_and_no_other() {
             .any(|l| l.contains(&format!("TMPDIR={ours}/.tmp /usr/bin/python3"))),
         "{left:?}"
     );
-    let playbook = concat!(env!("CARGO_MANIFEST_DIR"), "/ansible/airgap-verify.yml");
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            n.ns("orch"),
-            "ansible-playbook",
-            "-v",
-            "-i",
-        ])
-        .arg(n.var("ANSIBLE_INVENTORY"))
-        .args(["-e", "airgap_verify_action=cleanup", "-e"])
-        .arg(format!("airgap_verify_run_id={id}"))
-        .arg(playbook)
-        .env("ANSIBLE_NOCOLOR", "1")
-        .output()
-        .unwrap();
+    let out = playbook(
+        &n,
+        &[
+            "-v".into(),
+            "-e".into(),
+            "airgap_verify_action=cleanup".into(),
+            "-e".into(),
+            format!("airgap_verify_run_id={id}"),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     let swept = n.ssh("node2", &count);
@@ -656,33 +666,21 @@ fn the_playbook_in_check_mode_shows_the_plan_and_changes_nothing() {
     let _x = n.exclusive();
     let sb = Sandbox::new("cluster::check_mode");
     let cfg = perimeter(&n, &sb);
-    let playbook = concat!(env!("CARGO_MANIFEST_DIR"), "/ansible/airgap-verify.yml");
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            n.ns("orch"),
-            "ansible-playbook",
-            "--check",
-            "-i",
-        ])
-        .arg(n.var("ANSIBLE_INVENTORY"))
-        .arg(playbook)
-        .arg("-e")
-        .arg(format!(
-            "airgap_verify_binary={}",
-            crate::harness::netlab::cluster_binary().display()
-        ))
-        .arg("-e")
-        .arg(format!("airgap_verify_config={cfg}"))
-        .arg("-e")
-        .arg(format!(
-            "airgap_verify_fetch_dir={}",
-            sb.path("reports").display()
-        ))
-        .env("ANSIBLE_NOCOLOR", "1")
-        .output()
-        .unwrap();
+    let out = playbook(
+        &n,
+        &[
+            "--check".into(),
+            "-e".into(),
+            format!(
+                "airgap_verify_binary={}",
+                crate::harness::netlab::cluster_binary().display()
+            ),
+            "-e".into(),
+            format!("airgap_verify_config={cfg}"),
+            "-e".into(),
+            format!("airgap_verify_fetch_dir={}", sb.path("reports").display()),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     for h in n.nodes() {
