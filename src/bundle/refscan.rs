@@ -8,7 +8,8 @@
 //! - the scan runs over whole buffers as they come: a SIMD substring search
 //!   (memchr's `memmem`, built once) for each of `://`, `image` and
 //!   `repository`, and only the lines where one occurs are looked at line
-//!   by line (`scripts/bench-refscan.sh` measures it); the references found
+//!   by line, the lines between them only counted (bytecount's SIMD
+//!   count); `scripts/bench-refscan.sh` measures it; the references found
 //!   are exactly those of [`scan_line`] applied to every line (the old
 //!   per-line scan, kept in the tests, is the oracle);
 //! - a line costs no allocation of its own; a reference is classified as
@@ -51,8 +52,8 @@ pub struct Perimeter {
 /// Names that never reach the internet: reserved or cluster-internal, by
 /// their last label (`.cluster.local` is under `.local`); `.home.arpa` is
 /// the one of two labels.
-fn internal_name(host: &str) -> bool {
-    let last = match memchr::memrchr(b'.', host.as_bytes()) {
+fn internal_name(host: &str, last_dot: Option<usize>) -> bool {
+    let last = match last_dot {
         Some(i) => &host[i + 1..],
         None => host,
     };
@@ -69,16 +70,23 @@ impl Perimeter {
     /// Called for every reference as it is found, so it allocates nothing
     /// and parses as an address only what can be one.
     pub fn is_internal(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.');
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        // ASCII bytes trimmed: the cuts are character boundaries.
+        let host = &host[..host.len() - trailing(host.as_bytes(), |c| c == b'.')];
+        let bare = &host[leading(host.as_bytes(), |c| c == b'[')..];
+        let bare = &bare[..bare.len() - trailing(bare.as_bytes(), |c| c == b']')];
+        // The last `.` serves both tests below (a name without one is a
+        // single label; the last label is the one that may be reserved).
+        let colon = memchr::memchr(b':', bare.as_bytes()).is_some();
+        let last_dot = memchr::memrchr(b'.', host.as_bytes());
+        let dot = last_dot.is_some();
         // An IPv4 address starts with a digit and an IPv6 one holds a `:`;
         // a name has neither, and parsing it would only fail.
-        if bare.as_bytes().first().is_some_and(u8::is_ascii_digit) || bare.contains(':') {
+        if bare.as_bytes().first().is_some_and(u8::is_ascii_digit) || colon {
             if let Ok(ip) = bare.parse::<IpAddr>() {
                 return is_private(ip);
             }
         }
-        if !host.contains('.') || host == "localhost" {
+        if !dot || host == "localhost" {
             return true; // a single label resolves only inside
         }
         if self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
@@ -91,7 +99,7 @@ impl Perimeter {
         {
             return true;
         }
-        internal_name(host)
+        internal_name(host, last_dot)
     }
 }
 
@@ -167,7 +175,7 @@ pub fn image_host(reference: &str) -> Option<String> {
 
 /// [`image_host`] as the reference spells it (not yet in lower case).
 fn image_host_as_written(reference: &str) -> Option<&str> {
-    let r = reference.trim().trim_matches(|c| c == '"' || c == '\'');
+    let r = trim_quotes(trim(reference));
     let b = r.as_bytes();
     // Bytes: a non-ASCII character's bytes are all non-ASCII, refused as
     // the character would be; so are a template's `{{`, a space and a
@@ -188,16 +196,15 @@ fn image_host_as_written(reference: &str) -> Option<&str> {
         t
     }
     const ALLOWED: [bool; 256] = table();
-    if b.is_empty()
-        || !b.iter().all(|&c| ALLOWED[c as usize])
-        || b[0] == b'/'
-        || b[b.len() - 1] == b':'
-    {
+    // Every byte tested, without a branch a byte: a reference is short,
+    // and almost every one passes.
+    let allowed = b.iter().fold(true, |ok, &c| ok & ALLOWED[c as usize]);
+    if !allowed || b.is_empty() || b[0] == b'/' || b[b.len() - 1] == b':' {
         return None;
     }
     // The first component (before a `/`) is a registry if it has a `.`
     // or a `:`, or is `localhost`; its host ends at the first `:`.
-    let Some(slash) = b.iter().position(|&c| c == b'/') else {
+    let Some(slash) = memchr::memchr(b'/', b) else {
         return Some("docker.io");
     };
     let first = &b[..slash];
@@ -232,39 +239,121 @@ static TRIGGERS: LazyLock<[memmem::Finder<'static>; 3]> = LazyLock::new(|| {
 const SCHEMES: [&str; 7] = ["https", "http", "oci", "git", "ssh", "s3", "ftp"];
 
 /// Where a URL ends: at the first whitespace character or one of
-/// ``"'<>`),;]}``. Byte by byte, with a table for ASCII; a non-ASCII
+/// ``"'<>`),;]}``; and whether it holds a `{` before that (a template's
+/// `{{` is only possible then). Byte by byte, with a table; a non-ASCII
 /// character is decoded and tested as `char::is_whitespace` does.
-fn url_end(after: &str) -> usize {
-    const fn table() -> [bool; 128] {
-        let mut t = [false; 128];
+fn url_end(after: &str) -> (usize, bool) {
+    const GO: u8 = 0;
+    const STOP: u8 = 1;
+    const BRACE: u8 = 2;
+    const OTHER: u8 = 3;
+    const fn table() -> [u8; 256] {
+        let mut t = [GO; 256];
         let stops = b"\"'<>`),;]} \t\n\x0b\x0c\r";
         let mut i = 0;
         while i < stops.len() {
-            t[stops[i] as usize] = true;
+            t[stops[i] as usize] = STOP;
             i += 1;
+        }
+        t[b'{' as usize] = BRACE;
+        let mut c = 0x80;
+        while c < 256 {
+            t[c] = OTHER;
+            c += 1;
         }
         t
     }
-    const STOP: [bool; 128] = table();
+    const CLASS: [u8; 256] = table();
     let bytes = after.as_bytes();
+    let mut brace = false;
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        if b < 0x80 {
-            if STOP[b as usize] {
-                return i;
+        match CLASS[bytes[i] as usize] {
+            GO => i += 1,
+            STOP => return (i, brace),
+            BRACE => {
+                brace = true;
+                i += 1;
             }
-            i += 1;
-        } else {
-            // `i` is a character boundary: ASCII bytes precede it one by one.
-            let c = after[i..].chars().next().unwrap_or(' ');
-            if c.is_whitespace() {
-                return i;
+            _ => {
+                // `i` is a character boundary: ASCII bytes precede it one
+                // by one.
+                let c = after[i..].chars().next().unwrap_or(' ');
+                if c.is_whitespace() {
+                    return (i, brace);
+                }
+                i += c.len_utf8();
             }
-            i += c.len_utf8();
         }
     }
-    bytes.len()
+    (bytes.len(), brace)
+}
+
+/// How many bytes at the start of `b` pass `f`.
+fn leading(b: &[u8], f: impl Fn(u8) -> bool) -> usize {
+    b.iter().position(|&c| !f(c)).unwrap_or(b.len())
+}
+
+/// How many bytes at the end of `b` pass `f`.
+fn trailing(b: &[u8], f: impl Fn(u8) -> bool) -> usize {
+    b.iter().rev().position(|&c| !f(c)).unwrap_or(b.len())
+}
+
+/// Whitespace among ASCII bytes, as `char::is_whitespace` has it.
+fn ascii_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+}
+
+/// `s` without the quotes (`"`, `'`) at either end, as
+/// `trim_matches(|c| c == '"' || c == '\'')` gives it.
+fn trim_quotes(s: &str) -> &str {
+    let quote = |c| c == b'"' || c == b'\'';
+    let s = &s[leading(s.as_bytes(), quote)..];
+    &s[..s.len() - trailing(s.as_bytes(), quote)]
+}
+
+/// `s` without whitespace at either end, as `str::trim` gives it.
+fn trim(s: &str) -> &str {
+    let s = trim_start(s);
+    let n = s.len() - trailing(s.as_bytes(), ascii_space);
+    // `n` is a character boundary: only ASCII bytes were cut.
+    if n > 0 && s.as_bytes()[n - 1] >= 0x80 {
+        s[..n].trim_end()
+    } else {
+        &s[..n]
+    }
+}
+
+/// `s` without its leading whitespace, as `str::trim_start` gives it:
+/// ASCII whitespace skipped byte by byte, the rest left to `trim_start`
+/// (a YAML line starts with spaces, and decoding a character for each
+/// costs more than the rest of the line's scan).
+fn trim_start(s: &str) -> &str {
+    let b = s.as_bytes();
+    let i = leading(b, ascii_space);
+    // `i` is a character boundary: only ASCII bytes were skipped.
+    if b.get(i).is_some_and(|&c| c >= 0x80) {
+        s[i..].trim_start()
+    } else {
+        &s[i..]
+    }
+}
+
+/// Which of [`SCHEMES`] ends `line` just before `p` (a `://`), if one
+/// does: the byte before tells which one it can be.
+fn scheme_of(line: &[u8], p: usize) -> Option<usize> {
+    let before = &line[..p];
+    let i = match before.last()? {
+        b's' => 0,
+        b'p' if before.ends_with(b"http") => 1,
+        b'p' => 6,
+        b'i' => 2,
+        b't' => 3,
+        b'h' => 4,
+        b'3' => 5,
+        _ => return None,
+    };
+    before.ends_with(SCHEMES[i].as_bytes()).then_some(i)
 }
 
 /// Whether `b` holds `c` twice in a row (`{{`: a template expression).
@@ -306,19 +395,26 @@ fn scan_line_at(line: &str, seps: &[usize], push: &mut impl FnMut(&'static str, 
     let bytes = line.as_bytes();
     // Each `://` once; then, per scheme in order, its occurrences left to
     // right, each search resuming after the URL before (as `str::find` of
-    // `scheme://` from there would).
-    for scheme in SCHEMES {
+    // `scheme://` from there would). A `://` has at most one scheme (none
+    // ends another), and only the schemes the line has are gone through.
+    let present = seps
+        .iter()
+        .fold(0u8, |m, &p| m | scheme_of(bytes, p).map_or(0, |i| 1 << i));
+    for (i, scheme) in SCHEMES.into_iter().enumerate() {
+        if present >> i == 0 {
+            break; // no scheme left on the line
+        }
+        if present & (1 << i) == 0 {
+            continue;
+        }
         let mut resume = 0;
         for &p in seps.iter() {
-            let Some(start) = p.checked_sub(scheme.len()) else {
-                continue;
-            };
-            if start < resume || !bytes[start..p].iter().eq(scheme.as_bytes()) {
+            if scheme_of(bytes, p) != Some(i) || p - scheme.len() < resume {
                 continue;
             }
             // `p + 3` follows the ASCII `://`: a character boundary.
             let after = &line[p + 3..];
-            let end = url_end(after);
+            let (end, brace) = url_end(after);
             let url = &after[..end];
             let authority = until(url, |b| matches!(b, b'/' | b'?' | b'#'));
             let hostport = match memchr::memrchr(b'@', authority.as_bytes()) {
@@ -330,14 +426,16 @@ fn scan_line_at(line: &str, seps: &[usize], push: &mut impl FnMut(&'static str, 
             } else {
                 until(hostport, |b| b == b':')
             };
-            if !host.is_empty() && !has_pair(url.as_bytes(), b'{') && !host.contains('$') {
+            // A `{{` (a template) is only possible where a `{` was seen.
+            let template = brace && has_pair(url.as_bytes(), b'{');
+            if !host.is_empty() && !template && !host.contains('$') {
                 push("url", host, [scheme, "://", url]);
             }
             resume = p + 3 + end;
         }
     }
     // `image: ref` and `repository: ref` (YAML, Helm values), also JSON.
-    let mut trimmed = line.trim_start();
+    let mut trimmed = trim_start(line);
     while let Some(rest) = trimmed.strip_prefix("- ") {
         trimmed = rest;
     }
@@ -345,36 +443,48 @@ fn scan_line_at(line: &str, seps: &[usize], push: &mut impl FnMut(&'static str, 
         let value = trimmed
             .strip_prefix(key)
             .or_else(|| trimmed.strip_prefix(quoted))
-            .and_then(|v| v.trim_start().strip_prefix(':'))
-            .map(|v| v.trim().trim_end_matches(',').trim());
+            .and_then(|v| trim_start(v).strip_prefix(':'))
+            .map(|v| trim(trim(v).trim_end_matches(',')));
         if let Some(v) = value {
             // Up to a ` #` comment (ASCII: a character boundary).
             let v = match v.as_bytes().windows(2).position(|w| w == b" #") {
                 Some(i) => &v[..i],
                 None => v,
-            }
-            .trim();
+            };
+            let v = trim(v);
+            // A `://` in the value: the line's are in `seps` (`v` is a
+            // part of `line`, so its offset is where it starts in it).
+            let from = v.as_ptr() as usize - bytes.as_ptr() as usize;
             if v.is_empty()
                 || v.starts_with('{')
                 || v.starts_with('[')
-                || TRIGGERS[0].find(v.as_bytes()).is_some()
+                || seps.iter().any(|&p| p >= from && p + 3 <= from + v.len())
             {
                 continue;
             }
             if let Some(host) = image_host_as_written(v) {
-                push(
-                    "image",
-                    host,
-                    [v.trim_matches(|c| c == '"' || c == '\''), "", ""],
-                );
+                push("image", host, [trim_quotes(v), "", ""]);
             }
         }
     }
 }
 
-/// The newlines in `b` (memchr counts without visiting each match).
+/// The newlines in `b`: bytecount compares whole vectors and adds them
+/// up (memchr's count stops at every match, and a YAML line is short).
 fn count_lines(b: &[u8]) -> usize {
-    memchr::memchr_iter(b'\n', b).count()
+    bytecount::count(b, b'\n')
+}
+
+/// Where the last line of `b` starts: after its last newline, or at 0. The
+/// part of a line before its first trigger is short: a few bytes looked
+/// at one by one cost less than setting up a vector search.
+fn line_start(b: &[u8]) -> usize {
+    const NEAR: usize = 64;
+    let near = b.len().saturating_sub(NEAR);
+    match b[near..].iter().rposition(|&c| c == b'\n') {
+        Some(i) => near + i + 1,
+        None => memchr::memrchr(b'\n', &b[..near]).map_or(0, |i| i + 1),
+    }
 }
 
 /// What a [`LineScanner`] does with each reference it finds.
@@ -452,7 +562,7 @@ impl<K: Keep> LineScanner<K> {
     }
 
     /// Scans whole lines, each ending with `\n`: each trigger searched
-    /// over the buffer, then [`scan_line`] on each line holding one.
+    /// over the buffer, then [`scan_line_at`] on each line holding one.
     fn scan_lines(&mut self, region: &[u8]) {
         let find = |i: usize, from: usize| {
             TRIGGERS[i]
@@ -461,14 +571,16 @@ impl<K: Keep> LineScanner<K> {
         };
         // The next occurrence of each trigger at or after `pos`.
         let mut next = [find(0, 0), find(1, 0), find(2, 0)];
-        let mut pos = 0;
+        // Lines before `counted` are counted in `line_no`.
         let mut counted = 0;
         loop {
             let at = next[0].min(next[1]).min(next[2]);
             if at == usize::MAX {
                 break;
             }
-            let start = memchr::memrchr(b'\n', &region[pos..at]).map_or(pos, |i| pos + i + 1);
+            // The lines scanned end before `at`, and `counted` is the
+            // start of the last one.
+            let start = line_start(&region[counted..at]) + counted;
             let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
             self.line_no += count_lines(&region[counted..start]);
             counted = start;
@@ -490,7 +602,7 @@ impl<K: Keep> LineScanner<K> {
                     keep.keep(line, kind, host, text)
                 });
             }
-            pos = end + 1;
+            let pos = end + 1;
             if pos >= region.len() {
                 break;
             }
@@ -883,6 +995,30 @@ mod tests {
         s.end()
     }
 
+    /// The byte-wise trims and line count against the standard library's,
+    /// on ASCII and Unicode whitespace at either end and inside.
+    #[test]
+    fn byte_wise_helpers_agree_with_std() {
+        let pieces = [
+            "", " ", "\t", "\n", "\r", "\x0b", "\x0c", "\u{85}", "\u{a0}", "\u{3000}", "é", "x",
+            "\"", "'", "\n\n", "a b",
+        ];
+        let mut pick = picker(0x5eed);
+        for _ in 0..5000 {
+            let s: String = (0..pick(6)).map(|_| pieces[pick(pieces.len())]).collect();
+            assert_eq!(trim_start(&s), s.trim_start(), "{s:?}");
+            assert_eq!(trim(&s), s.trim(), "{s:?}");
+            assert_eq!(
+                trim_quotes(&s),
+                s.trim_matches(|c| c == '"' || c == '\''),
+                "{s:?}"
+            );
+            assert_eq!(count_lines(s.as_bytes()), s.matches('\n').count(), "{s:?}");
+        }
+        let long = "a\n".repeat(100_000);
+        assert_eq!(count_lines(long.as_bytes()), 100_000);
+    }
+
     #[test]
     fn docker_hub_rule() {
         assert_eq!(image_host("nginx:1.25").as_deref(), Some("docker.io"));
@@ -1217,6 +1353,11 @@ mod tests {
             "<",
             "é",
             "\u{3000}",
+            "\u{85}",
+            "\u{a0}\t",
+            "\x0b",
+            ".",
+            "[",
             "://x",
         ];
         let mut next = picker(0x2545_f491_4f6c_dd1du64);
