@@ -1102,3 +1102,67 @@ fn a_nested_gzip_is_judged_as_a_release_is() {
         }
     }
 }
+
+/// A plain tar's digest is taken on the tar thread, paired with the
+/// members', or on a thread of its own, as this CPU's cost of a pair decides
+/// (`AIRGAP_VERIFY_PAIR_DIGESTS` forces either): both places give the same
+/// digest, the same verdicts on a good archive, a wrong checksum and a
+/// truncated one, with content and without.
+#[test]
+fn the_archive_digest_is_the_same_wherever_it_is_taken() {
+    let sb = Sandbox::new("the_archive_digest_is_the_same_wherever_it_is_taken");
+    let tar = sb.sample();
+    let bytes = std::fs::read(&tar).unwrap();
+    let truncated = sb.path("cut.tar");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2 + 100]).unwrap();
+    let wrong = sb.path("wrong.sha256");
+    std::fs::write(&wrong, format!("{}  cut.tar\n", "0".repeat(64))).unwrap();
+    let run = |path: &std::path::Path, pair: &str, extra: &[&str]| {
+        let mut args: Vec<std::ffi::OsString> = vec!["bundle".into(), path.into()];
+        args.extend(["--format", "json", "--no-progress"].iter().map(Into::into));
+        args.extend(extra.iter().map(Into::into));
+        let out = std::process::Command::new(crate::harness::BIN)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("AIRGAP_VERIFY_PAIR_DIGESTS", pair)
+            .output()
+            .unwrap();
+        crate::harness::Run::from(out)
+    };
+    // Findings without the timings, which differ from run to run.
+    let verdicts = |r: &crate::harness::Run| {
+        let mut v: Vec<String> = r.json()["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| !f["code"].as_str().unwrap().contains("duration"))
+            .map(|f| format!("{} {} {}", f["code"], f["status"], f["target"]))
+            .collect();
+        v.sort();
+        v
+    };
+    for extra in [&["--no-content"][..], &[]] {
+        let mut seen = Vec::new();
+        for pair in ["1", "0"] {
+            let good = run(&tar, pair, extra);
+            good.code(0);
+            good.has(
+                "bundle:checksum-verified",
+                "pass",
+                "sekoia-self-hosted-v1.0.0.tar",
+            );
+            assert_eq!(
+                good.json()["inputs"][0]["sha256"].as_str().unwrap(),
+                sha256_hex(&bytes),
+                "pair {pair} {extra:?}"
+            );
+            let mut cut_args = vec!["--checksum", wrong.to_str().unwrap()];
+            cut_args.extend_from_slice(extra);
+            let cut = run(&truncated, pair, &cut_args);
+            cut.code(1);
+            cut.has("bundle:checksum-mismatch", "fail", "cut.tar");
+            seen.push((verdicts(&good), verdicts(&cut)));
+        }
+        assert_eq!(seen[0], seen[1], "{extra:?}");
+    }
+}

@@ -287,9 +287,9 @@ pub fn verify(
     progress.start(size);
 
     // A plain tar's digest is taken on the tar thread, in the same pass as
-    // its members' (see `sha256`); a compressed archive's on a thread of
-    // its own, in parallel with the decompression.
-    let on_tar_thread = archive_digest_on_tar_thread(format);
+    // its members' (see `sha256`), where that pays; a compressed archive's
+    // on a thread of its own, in parallel with the decompression.
+    let on_tar_thread = archive_digest_on_tar_thread(format, opts.limits.max_depth > 0);
     // With the digest on the tar thread and no signature to check over the
     // bytes, nothing but the walk needs them: there is no hashing thread,
     // and the file is read ahead on this thread (see `readahead`).
@@ -458,12 +458,21 @@ pub(crate) struct Decoded {
 }
 
 /// Whether the release's digest is taken on the tar thread, paired with its
-/// members' (one SHA-256 pass where there were two): for every plain tar.
-/// Even with `--no-content`, where nothing else competes for the cores, the
-/// paired pass on one core beat the two digests on two (text shape, 1 GiB,
-/// 2 cores: 0.65 s against 0.78 s wall, 1.17 against 1.43 CPU seconds).
-fn archive_digest_on_tar_thread(format: Format) -> bool {
-    format == Format::Tar
+/// members' (one SHA-256 pass where there were two): for a plain tar,
+/// unless it is read for its integrity alone (`--no-content`) on a CPU
+/// where a pair costs nearly two digests ([`sha256::pairing_pays`]).
+///
+/// Where a pair costs about one digest (AMD EPYC: 1.08), the paired pass on
+/// one core beat the two digests on two even with `--no-content` (text
+/// shape, 1 GiB, 2 cores: 0.65 s against 0.78 s wall, 1.17 against 1.43
+/// CPU seconds). Where it costs 1.46 (an Intel Xeon, 1 GiB, 5 interleaved
+/// runs, `openssl dgst` 0.91 s), `--no-content` took 1.15 s paired and
+/// 0.96 s with the digest on a thread of its own, on the sample and on the
+/// text shape alike; but the sample's full-content pass took 1.60 s paired
+/// and 1.79 s apart, the nested images' work wanting the second core: with
+/// content, the digest stays paired.
+fn archive_digest_on_tar_thread(format: Format, content: bool) -> bool {
+    format == Format::Tar && (content || sha256::pairing_pays())
 }
 
 /// The decoding side of the release pass: container, tar walk, then the

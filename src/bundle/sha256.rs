@@ -80,6 +80,62 @@ pub fn update_pair(a: &mut Sha256, b: &mut Sha256, data: &[u8]) {
     b.update(data);
 }
 
+/// A pair costs less than this many single digests where pairing pays.
+/// AMD EPYC (Zen): 1.08; an Intel Xeon with the SHA extensions, 1.46
+/// (`examples/sha256-pair.rs` measures it); without them, 2.
+pub const PAIR_PAYS_BELOW: f64 = 1.25;
+
+/// Whether [`update_pair`] costs clearly less than two digests on this CPU
+/// ([`pair_cost`] below [`PAIR_PAYS_BELOW`]): where it does not, a plain
+/// tar's digest is better taken on a thread of its own than paired on the
+/// tar thread (see `bundle::archive_digest_on_tar_thread`). Measured once
+/// per process; `AIRGAP_VERIFY_PAIR_DIGESTS=1` (or `0`) sets it instead.
+pub fn pairing_pays() -> bool {
+    static PAYS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PAYS.get_or_init(
+        || match std::env::var("AIRGAP_VERIFY_PAIR_DIGESTS").as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => pair_cost().is_some_and(|c| c < PAIR_PAYS_BELOW),
+        },
+    )
+}
+
+/// What [`update_pair`] costs on this CPU, in single digests over the same
+/// bytes: the fastest of five timings of each over 64 KiB (about a
+/// millisecond in all; the fastest, because a timing can only be slowed
+/// by a preemption, never sped up). `None` without the SHA extensions:
+/// a pair is then two digests.
+pub fn pair_cost() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if ni::available() {
+        let data = vec![0x5a; 64 << 10];
+        let fastest = |pair: bool| {
+            (0..5)
+                .map(|_| {
+                    let (mut a, mut b) = (Sha256::new(), Sha256::new());
+                    let t = std::time::Instant::now();
+                    if pair {
+                        update_pair(&mut a, &mut b, &data);
+                    } else {
+                        a.update(&data);
+                    }
+                    let spent = t.elapsed();
+                    std::hint::black_box((a.finalize(), b.finalize()));
+                    spent
+                })
+                .min()
+                .unwrap_or_default()
+                .as_secs_f64()
+        };
+        let one = fastest(false);
+        if one > 0.0 {
+            return Some(fastest(true) / one);
+        }
+    }
+    None
+}
+
 /// Hashes `carried` (one digest, or two at the same block offset, over
 /// `d1`) and `other` (over `d2`, a different message) in one interleaved
 /// pass over as many whole blocks of each as both have, after bringing each
@@ -729,6 +785,17 @@ pub(crate) mod tests {
             r.read_to_end(&mut rest).unwrap();
             drop(r);
             assert_eq!(d.finalize(), Some(reference(&data)), "piece {piece}");
+        }
+    }
+
+    /// The measured cost of a pair is a ratio of two timings of real work:
+    /// about one digest where the SHA extensions run two chains at once,
+    /// under three in any case; none without them.
+    #[test]
+    fn a_pair_costs_between_one_and_two_digests() {
+        match pair_cost() {
+            Some(c) => assert!((0.7..3.0).contains(&c), "{c}"),
+            None => assert!(!cfg!(target_arch = "x86_64") || !ni::available()),
         }
     }
 
