@@ -6,6 +6,9 @@
 //! far, a pair costs much less than two.
 //!
 //! Usage: cargo run --release --example sha256-pair [-- MiB [RUNS]]
+//!        cargo run --release --example sha256-pair -- --cost
+//! (`--cost`: only the pair's cost as the pass measures it at start,
+//! `sha256::pair_cost`, and the threshold it is compared with)
 
 use std::time::Instant;
 
@@ -18,6 +21,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--cost") {
+        match airgap_verify::bundle::sha256::pair_cost() {
+            Some(c) => println!(
+                "a pair costs {c:.2} digests (pairing pays below {})",
+                airgap_verify::bundle::sha256::PAIR_PAYS_BELOW
+            ),
+            None => println!("no SHA extensions: a pair is two digests"),
+        }
+        return;
+    }
     let mut args = std::env::args().skip(1);
     let mib: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(256);
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);

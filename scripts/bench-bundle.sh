@@ -183,6 +183,10 @@ TARGET_DIR=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
 BIN=$TARGET_DIR/release/airgap-verify
 [[ -x $BIN ]] || die "built binary not found at $BIN"
 log "binary: $BIN ($("$BIN" --version))"
+# Where the pass takes a plain tar's digest depends on what a pair of
+# SHA-256 digests costs on this CPU (see README, Benchmark): print it.
+(cd "$REPO" && cargo build --release --quiet --example sha256-pair) || die "cargo build --example sha256-pair failed"
+log "SHA-256 on this CPU: $("$TARGET_DIR/release/examples/sha256-pair" --cost)"
 
 # ---------------------------------------------------------------- workdir
 
