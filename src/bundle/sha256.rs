@@ -788,17 +788,6 @@ pub(crate) mod tests {
         }
     }
 
-    /// The measured cost of a pair is a ratio of two timings of real work:
-    /// about one digest where the SHA extensions run two chains at once,
-    /// under three in any case; none without them.
-    #[test]
-    fn a_pair_costs_between_one_and_two_digests() {
-        match pair_cost() {
-            Some(c) => assert!((0.7..3.0).contains(&c), "{c}"),
-            None => assert!(!cfg!(target_arch = "x86_64") || !ni::available()),
-        }
-    }
-
     #[test]
     fn the_portable_path_is_the_same_digest() {
         let data = bytes(1000);
