@@ -1118,16 +1118,7 @@ fn the_archive_digest_is_the_same_wherever_it_is_taken() {
     let wrong = sb.path("wrong.sha256");
     std::fs::write(&wrong, format!("{}  cut.tar\n", "0".repeat(64))).unwrap();
     let run = |path: &std::path::Path, pair: &str, extra: &[&str]| {
-        let mut args: Vec<std::ffi::OsString> = vec!["bundle".into(), path.into()];
-        args.extend(["--format", "json", "--no-progress"].iter().map(Into::into));
-        args.extend(extra.iter().map(Into::into));
-        let out = std::process::Command::new(crate::harness::BIN)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env("AIRGAP_VERIFY_PAIR_DIGESTS", pair)
-            .output()
-            .unwrap();
-        crate::harness::Run::from(out)
+        crate::harness::bundle_env(path, extra, &[("AIRGAP_VERIFY_PAIR_DIGESTS", pair)])
     };
     // Findings without the timings, which differ from run to run.
     let verdicts = |r: &crate::harness::Run| {

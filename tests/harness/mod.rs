@@ -145,10 +145,21 @@ pub fn extract(tar: &Path, into: &Path) {
 }
 
 pub fn bundle(path: &Path, extra: &[&str]) -> Run {
+    bundle_env(path, extra, &[])
+}
+
+/// [`bundle`] with `env` added to the environment.
+pub fn bundle_env(path: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
     let mut args: Vec<std::ffi::OsString> = vec!["bundle".into(), path.into()];
     args.extend(["--format", "json", "--no-progress"].iter().map(Into::into));
     args.extend(extra.iter().map(Into::into));
-    av(args)
+    let out = Command::new(BIN)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run airgap-verify");
+    Run::from(out)
 }
 
 pub struct Run {
