@@ -592,9 +592,10 @@ impl RunDir {
         let mut tried = Vec::new();
         for parent in crate::scratch::parent_candidates() {
             let path = parent.join(format!("airgap-verify-cluster.{}", random_hex(8)));
-            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => {
-                    let registered = crate::scratch::register(&path);
+            match crate::scratch::create(&path, |p| {
+                std::fs::DirBuilder::new().mode(0o700).create(p)
+            }) {
+                Ok(((), registered)) => {
                     return Ok(RunDir {
                         path,
                         _registered: registered,
@@ -674,8 +675,9 @@ impl ControlDir {
                 });
         }
         let own = PathBuf::from(format!("/tmp/airgap-verify-cp.{}", random_hex(8)));
-        std::fs::DirBuilder::new().mode(0o700).create(&own).ok()?;
-        let registered = crate::scratch::register(&own);
+        let ((), registered) =
+            crate::scratch::create(&own, |p| std::fs::DirBuilder::new().mode(0o700).create(p))
+                .ok()?;
         Some(ControlDir {
             path: own,
             own: Some(registered),

@@ -59,15 +59,17 @@ impl OutputFile {
                 NEXT.fetch_add(1, Ordering::Relaxed)
             ));
             let temp = dir.join(temp_name);
-            // Registered before it exists, so a signal between the two
-            // cannot leave it behind.
-            let scratch = crate::scratch::register(&temp);
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-            {
-                Ok(file) => {
+            // Created and registered as one step, so a signal cannot leave
+            // it behind; a file of that name already there is not ours and
+            // is never registered (so never removed).
+            let made = crate::scratch::create(&temp, |temp| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(temp)
+            });
+            match made {
+                Ok((file, scratch)) => {
                     return Ok(OutputFile {
                         path: path.to_path_buf(),
                         temp,

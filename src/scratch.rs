@@ -20,10 +20,17 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-static PATHS: Mutex<Vec<(u64, PathBuf)>> = Mutex::new(Vec::new());
-static NEXT: AtomicU64 = AtomicU64::new(0);
+/// The paths to remove on a signal. One per process ([`REGISTRY`]); the
+/// tests make their own, so a test's removal never touches the paths of
+/// tests running beside it.
+struct Registry {
+    paths: Mutex<Vec<(u64, PathBuf)>>,
+    next: AtomicU64,
+}
+
+static REGISTRY: Registry = Registry::new();
 /// How many probe runs currently handle SIGINT and SIGTERM themselves.
 static PROBES_HANDLE: AtomicUsize = AtomicUsize::new(0);
 static WATCHING: AtomicBool = AtomicBool::new(false);
@@ -31,45 +38,101 @@ static WATCHING: AtomicBool = AtomicBool::new(false);
 /// A registered path; dropping it unregisters (it does not remove: the
 /// owner does that, and may report a failure to).
 #[must_use = "the path is unregistered when this is dropped"]
-pub struct Registered(u64);
+pub struct Registered {
+    id: u64,
+    registry: &'static Registry,
+}
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        if let Ok(mut p) = PATHS.lock() {
-            p.retain(|(id, _)| *id != self.0);
+        self.registry.paths().retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl Registry {
+    const fn new() -> Registry {
+        Registry {
+            paths: Mutex::new(Vec::new()),
+            next: AtomicU64::new(0),
         }
     }
-}
 
-/// Registers `path` (a file or a folder) for removal on a signal.
-pub fn register(path: &Path) -> Registered {
-    let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut p) = PATHS.lock() {
-        p.push((id, path.to_path_buf()));
+    fn paths(&self) -> MutexGuard<'_, Vec<(u64, PathBuf)>> {
+        // A panic elsewhere while the list was held leaves it whole (every
+        // change is one push or one retain), so a poisoned lock is still used.
+        self.paths.lock().unwrap_or_else(|e| e.into_inner())
     }
-    Registered(id)
-}
 
-/// Removes every registered path (best effort; a folder still being
-/// written to is retried a few times).
-pub fn remove_all() {
-    let paths: Vec<PathBuf> = match PATHS.lock() {
-        Ok(p) => p.iter().map(|(_, p)| p.clone()).collect(),
-        Err(_) => return,
-    };
-    for p in paths {
-        for _ in 0..20 {
-            let r = match std::fs::symlink_metadata(&p) {
-                Err(_) => break, // gone (or never created)
-                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
-                Ok(_) => std::fs::remove_file(&p),
-            };
-            if r.is_ok() {
-                break;
+    fn push(&'static self, list: &mut Vec<(u64, PathBuf)>, path: &Path) -> Registered {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        list.push((id, path.to_path_buf()));
+        Registered { id, registry: self }
+    }
+
+    fn register(&'static self, path: &Path) -> Registered {
+        self.push(&mut self.paths(), path)
+    }
+
+    fn create<T>(
+        &'static self,
+        path: &Path,
+        make: impl FnOnce(&Path) -> std::io::Result<T>,
+    ) -> std::io::Result<(T, Registered)> {
+        let mut list = self.paths();
+        let made = make(path)?;
+        Ok((made, self.push(&mut list, path)))
+    }
+
+    /// Removes every registered path (best effort; a folder still being
+    /// written to is retried a few times) and returns the list still held:
+    /// until it is dropped, [`Registry::create`] waits and creates nothing.
+    fn remove_all(&self) -> MutexGuard<'_, Vec<(u64, PathBuf)>> {
+        let list = self.paths();
+        for (_, p) in list.iter() {
+            for _ in 0..20 {
+                let r = match std::fs::symlink_metadata(p) {
+                    Err(_) => break, // gone (or never created)
+                    Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+                    Ok(_) => std::fs::remove_file(p),
+                };
+                if r.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        list
     }
+}
+
+/// Registers `path` (a file or a folder) for removal on a signal. For a
+/// path this process creates, [`create`] is the call: it leaves no moment
+/// where the path exists unregistered.
+pub fn register(path: &Path) -> Registered {
+    REGISTRY.register(path)
+}
+
+/// Creates `path` with `make` and registers it, as one step for the signal
+/// watcher: a signal that arrives meanwhile waits for `make` to return, then
+/// removes the path. `make` fails when the path is already there (it must
+/// create it new: `create_dir`, `create_new`), and a path it did not create
+/// is never registered, so never removed. Once the watcher has begun to
+/// remove the registered paths, `make` is no longer called: the call waits
+/// for the process to exit, so nothing is created behind the removal.
+pub fn create<T>(
+    path: &Path,
+    make: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> std::io::Result<(T, Registered)> {
+    REGISTRY.create(path, make)
+}
+
+/// Removes every registered path and ends the process with `code`, holding
+/// the list to the end: a path being created is waited for, and none is
+/// created once the removal has begun (it would outlive the process).
+fn remove_all_and_exit(code: i32, signal: &str) -> ! {
+    let _held = REGISTRY.remove_all();
+    eprintln!("airgap-verify: interrupted by {signal}; no report written");
+    std::process::exit(code)
 }
 
 /// Held while a probe run handles SIGINT and SIGTERM itself.
@@ -125,12 +188,7 @@ pub fn watch_signals() {
                     if PROBES_HANDLE.load(Ordering::SeqCst) > 0 {
                         continue;
                     }
-                    remove_all();
-                    eprintln!(
-                        "airgap-verify: interrupted by {}; no report written",
-                        if code == 130 { "SIGINT" } else { "SIGTERM" }
-                    );
-                    std::process::exit(code);
+                    remove_all_and_exit(code, if code == 130 { "SIGINT" } else { "SIGTERM" });
                 }
             });
         });
@@ -189,9 +247,23 @@ mod tests {
         );
     }
 
+    /// A registry of the test's own (leaked: a `Registered` names a
+    /// registry that lives as long as the process).
+    fn own_registry() -> &'static Registry {
+        Box::leak(Box::new(Registry::new()))
+    }
+
+    fn base(test: &str) -> PathBuf {
+        let base = std::env::temp_dir().join(format!("agv-scratch-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        base
+    }
+
     #[test]
     fn remove_all_removes_registered_files_and_folders_only() {
-        let base = std::env::temp_dir().join(format!("agv-scratch-{}", std::process::id()));
+        let registry = own_registry();
+        let base = base("only");
         let dir = base.join("d");
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         std::fs::write(dir.join("sub/f"), "x").unwrap();
@@ -199,14 +271,84 @@ mod tests {
         std::fs::write(&file, "x").unwrap();
         let kept = base.join("kept");
         std::fs::write(&kept, "x").unwrap();
-        let _a = register(&dir);
-        let _b = register(&file);
+        let _a = registry.register(&dir);
+        let _b = registry.register(&file);
         {
-            let _c = register(&kept);
+            let _c = registry.register(&kept);
         }
-        remove_all();
-        assert!(!dir.exists() && !file.exists());
-        assert!(kept.exists(), "an unregistered path was removed");
+        // Made by `create`, and a path `create` did not make.
+        let ((), _d) = registry
+            .create(&base.join("made"), |p| std::fs::create_dir(p))
+            .unwrap();
+        let err = registry
+            .create(&kept, |p| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(p)
+            })
+            .err()
+            .expect("kept is already there");
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        drop(registry.remove_all());
+        assert!(!dir.exists() && !file.exists() && !base.join("made").exists());
+        assert!(
+            kept.exists(),
+            "an unregistered path, or one create did not make, was removed"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// The race a Git bundle check interrupted early once lost: the signal
+    /// came after the scratch folder was made and before it was registered,
+    /// or while its subfolders were being made, and the folder outlived
+    /// the run. Here the removal starts while `make` is half done; it must
+    /// wait, then remove all of it.
+    #[test]
+    fn a_removal_during_a_creation_waits_for_it_then_removes_it() {
+        let registry = own_registry();
+        let base = base("during");
+        let dir = base.join("gitbundle-1-0");
+        let (half_done_tx, half_done_rx) = std::sync::mpsc::channel();
+        let creator = {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                registry
+                    .create(&dir, |p| {
+                        std::fs::create_dir(p)?;
+                        half_done_tx.send(()).unwrap();
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        std::fs::create_dir_all(p.join("objects/pack"))
+                    })
+                    .unwrap()
+            })
+        };
+        half_done_rx.recv().unwrap();
+        assert!(dir.exists());
+        let held = registry.remove_all();
+        assert!(!dir.exists(), "the folder being made outlived the removal");
+        drop(held);
+        let ((), _registered) = creator.join().unwrap();
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Once the removal has begun (the signal watcher then exits), a path
+    /// not yet made is not made at all: it would outlive the process.
+    #[test]
+    fn nothing_is_created_while_the_removal_holds_the_list() {
+        let registry = own_registry();
+        let base = base("after");
+        let dir = base.join("gitbundle-1-1");
+        let held = registry.remove_all();
+        let creator = {
+            let dir = dir.clone();
+            std::thread::spawn(move || registry.create(&dir, |p| std::fs::create_dir(p)))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!dir.exists(), "a path was made after the removal began");
+        drop(held);
+        let ((), _registered) = creator.join().unwrap().unwrap();
+        assert!(dir.exists());
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -768,22 +768,31 @@ impl ScratchDir {
             loop {
                 let n = NEXT.fetch_add(1, Ordering::Relaxed);
                 let path = parent.join(format!("gitbundle-{}-{n}", std::process::id()));
-                match fs::create_dir(&path) {
-                    Ok(()) => {
-                        // Registered once it is ours (a leftover of the same
-                        // name is never deleted).
-                        let dir = ScratchDir {
-                            _registered: crate::scratch::register(&path),
-                            path,
-                            armed: true,
-                        };
-                        let pack = dir.pack_dir();
-                        fs::create_dir_all(&pack).map_err(|e| {
+                // The folder and its two levels are made and registered as
+                // one step: a signal meanwhile waits, then removes all of it
+                // (a folder made after the removal would outlive the run).
+                // An error inside a folder that is ours is returned inside
+                // (the folder is removed when `dir` drops).
+                let made = crate::scratch::create(&path, |path| {
+                    fs::create_dir(path)?;
+                    let pack = path.join("objects").join("pack");
+                    Ok(fs::create_dir(path.join("objects"))
+                        .and_then(|()| fs::create_dir(&pack))
+                        .map_err(|e| {
                             scratch_error(
                                 e.kind(),
                                 format!("cannot create scratch folder {}: {e}", pack.display()),
                             )
-                        })?;
+                        }))
+                });
+                match made {
+                    Ok((inner, registered)) => {
+                        let dir = ScratchDir {
+                            _registered: registered,
+                            path,
+                            armed: true,
+                        };
+                        inner?;
                         return Ok(dir);
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
