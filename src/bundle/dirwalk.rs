@@ -100,8 +100,13 @@ pub fn verify_dir(
         drop(job_rx);
         let limits = &opts.limits;
         s.spawn(move || list(root, limits, &item_tx, &job_tx));
-        // Files read by feeders (see `WalkContext::defers`), oldest first.
+        // Files read by feeders (see `WalkContext::defers`), oldest first,
+        // settled in that order; `running` of them are still being read.
+        // Each feeder says when it is done, so that the next one starts as
+        // soon as any has finished, not only the oldest.
         let mut in_flight = std::collections::VecDeque::new();
+        let mut running = 0usize;
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
         for item in item_rx {
             match item {
                 Item::Error {
@@ -161,18 +166,33 @@ pub fn verify_dir(
                             match File::open(&path) {
                                 Err(e) => Err(format!("cannot open {}: {e}", path.display())),
                                 Ok(file) => {
-                                    while in_flight.len() >= IN_FLIGHT {
+                                    while running >= IN_FLIGHT {
+                                        // Blocks only while a feeder is
+                                        // running: each one sends once.
+                                        let _ = done_rx.recv();
+                                        running -= 1;
+                                    }
+                                    while in_flight.len() >= UNSETTLED
+                                        || in_flight.front().is_some_and(
+                                            |(_, f): &(_, std::thread::ScopedJoinHandle<'_, _>)| {
+                                                f.is_finished()
+                                            },
+                                        )
+                                    {
                                         read_failed |=
                                             settle(&mut ctx, &mut in_flight, root, findings);
                                     }
                                     let deferred = ctx.begin_deferred(&meta);
+                                    let done = FeederDone(done_tx.clone());
                                     let feeder = s.spawn(move || {
+                                        let _done = done;
                                         let counted = Counted {
                                             inner: &mut { file },
                                             progress,
                                         };
                                         deferred.feed(&mut super::stream::ChunkedRead::new(counted))
                                     });
+                                    running += 1;
                                     in_flight.push_back((path.clone(), feeder));
                                     Ok(())
                                 }
@@ -271,6 +291,24 @@ pub fn verify_dir(
 /// pipeline in memory (a few MiB), so memory stays flat; two keep two cores
 /// busy with images that are validated one chunk at a time.
 const IN_FLIGHT: usize = 2;
+/// Files whose feeder has started and whose record is not made yet, at
+/// most. A feeder that has finished holds only its digest and its
+/// validator's last judgement, so a large image does not stop the smaller
+/// ones after it from being read while it is: before, the walk waited for
+/// the oldest feeder before it started the next one, and with a 64 MiB
+/// image followed by a 6 MiB one, a core was left idle for most of the
+/// larger one's read.
+const UNSETTLED: usize = 16;
+
+/// Sent when a feeder ends, however it ends (dropped on a panic too): the
+/// walk counts the feeders still running by these.
+struct FeederDone(Sender<()>);
+
+impl Drop for FeederDone {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
 
 /// Waits for the oldest file read by a feeder and makes its record, in the
 /// walk's order; a read error is reported naming the file. Whether it
