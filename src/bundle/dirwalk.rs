@@ -298,7 +298,7 @@ const IN_FLIGHT: usize = 2;
 /// the oldest feeder before it started the next one, and with a 64 MiB
 /// image followed by a 6 MiB one, a core was left idle for most of the
 /// larger one's read.
-const UNSETTLED: usize = 16;
+const UNSETTLED: usize = 4;
 
 /// Sent when a feeder ends, however it ends (dropped on a panic too): the
 /// walk counts the feeders still running by these.
