@@ -69,6 +69,10 @@ impl Registry {
         Registered { id, registry: self }
     }
 
+    /// A path that is already there (the tests'): the pass itself only
+    /// registers what [`create`] makes, leaving no moment where a path it
+    /// made exists unregistered.
+    #[cfg(test)]
     fn register(&'static self, path: &Path) -> Registered {
         self.push(&mut self.paths(), path)
     }
@@ -103,13 +107,6 @@ impl Registry {
         }
         list
     }
-}
-
-/// Registers `path` (a file or a folder) for removal on a signal. For a
-/// path this process creates, [`create`] is the call: it leaves no moment
-/// where the path exists unregistered.
-pub fn register(path: &Path) -> Registered {
-    REGISTRY.register(path)
 }
 
 /// Creates `path` with `make` and registers it, as one step for the signal

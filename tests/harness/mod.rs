@@ -109,9 +109,19 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    av_env(args, &[])
+}
+
+/// [`av`] with `env` added to the environment.
+pub fn av_env<I, S>(args: I, env: &[(&str, &str)]) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let out = Command::new(BIN)
         .args(args)
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .output()
         .expect("run airgap-verify");
     Run::from(out)
@@ -153,13 +163,7 @@ pub fn bundle_env(path: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
     let mut args: Vec<std::ffi::OsString> = vec!["bundle".into(), path.into()];
     args.extend(["--format", "json", "--no-progress"].iter().map(Into::into));
     args.extend(extra.iter().map(Into::into));
-    let out = Command::new(BIN)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run airgap-verify");
-    Run::from(out)
+    av_env(args, env)
 }
 
 pub struct Run {
